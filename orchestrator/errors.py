@@ -1,0 +1,79 @@
+"""Typed errors of the core. The CLI maps each to one message and one exit code.
+
+Exit codes (documented in the README and `bluegreen --help`):
+  0 done · 1 error · 2 bad usage or bad input · 3 verification failed, no flip ·
+  4 rolled back automatically during bake · 5 lock held by another run ·
+  6 outside the maintenance window / deferred
+"""
+
+from __future__ import annotations
+
+
+class BluegreenError(Exception):
+    """Base of every error the core raises on purpose. `hint` says how to fix it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  fix: {self.hint}"
+        return self.message
+
+
+class BadInput(BluegreenError):
+    """Config, inventory, campaign file or CLI argument is invalid. Nothing was changed."""
+
+    exit_code = 2
+
+
+class VerificationFailed(BluegreenError):
+    """The standby failed its probes; traffic was not moved."""
+
+    exit_code = 3
+
+
+class RolledBack(BluegreenError):
+    """The new side degraded during bake and traffic went back automatically."""
+
+    exit_code = 4
+
+
+class LockHeld(BluegreenError):
+    """Another run holds the service's lock."""
+
+    exit_code = 5
+
+
+class OutsideWindow(BluegreenError):
+    """The maintenance window is closed: nothing flipped, work deferred."""
+
+    exit_code = 6
+
+
+class RouterError(BluegreenError):
+    """The load balancer refused or could not be reached."""
+
+
+class StateMismatch(BluegreenError):
+    """The state store and the router disagree about which side is live."""
+
+
+class StateError(BluegreenError):
+    """The state store cannot be read or written."""
+
+
+class AuditBroken(BluegreenError):
+    """The audit chain does not verify."""
+
+
+class PatchFailed(BluegreenError):
+    """Ansible could not patch the standby."""
+
+
+class LabError(BluegreenError):
+    """The local lab cannot be built, started or stopped."""

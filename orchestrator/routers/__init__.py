@@ -1,0 +1,1 @@
+"""Traffic switch drivers behind one small contract (`base.Router`)."""
