@@ -1,0 +1,86 @@
+#!/usr/bin/python3
+"""demo-web: the lab's demo service. Installed by the demo-web package; not part of bluegreen.
+
+Maps the demo-openssl library file, so a process that was not restarted after an upgrade of
+demo-openssl shows the deleted file in /proc/PID/maps. Answers /health, /version and /.
+"""
+
+import json
+import mmap
+import os
+import socket
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+VERSION = "@VERSION@"
+BEHAVIOUR = "@BEHAVIOUR@"  # ok | broken (/health fails) | subtle (traffic fails after a while)
+LIBRARY = "/usr/lib/demo-openssl/libdemossl.so.3"
+SUBTLE_AFTER = 25  # requests on / before the subtle version starts failing
+
+with open(LIBRARY, "rb") as _lib:
+    MAPPED = mmap.mmap(_lib.fileno(), 0, prot=mmap.PROT_READ)
+LIBRARY_VERSION = MAPPED[:64].split(b"\n", 1)[0].decode(errors="replace")
+_served = 0
+_lock = threading.Lock()
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def _installed(pkg: str) -> str:
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
+    return out.stdout.strip() or "not-installed"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _send(self, code: int, body: str, ctype: str = "text/plain") -> None:
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        global _served
+        if self.path == "/health":
+            if BEHAVIOUR == "broken":
+                self._send(500, "unhealthy: demo-web " + VERSION + " cannot start its worker\n")
+            else:
+                self._send(200, "ok\n")
+        elif self.path == "/version":
+            info = {
+                "hostname": socket.gethostname(),
+                "service": _read("/etc/bluegreen-lab/service"),
+                "side": _read("/etc/bluegreen-lab/side"),
+                "version": VERSION,
+                "library_in_use": LIBRARY_VERSION,
+                "packages": {p: _installed(p) for p in ("demo-web", "demo-openssl")},
+            }
+            self._send(200, json.dumps(info) + "\n", "application/json")
+        else:
+            with _lock:
+                _served += 1
+                served = _served
+            if BEHAVIOUR == "subtle" and served > SUBTLE_AFTER:
+                self._send(500, "internal error\n")
+            else:
+                side = _read("/etc/bluegreen-lab/side")
+                self._send(200, f"hello from {socket.gethostname()} ({side}) demo-web {VERSION}\n")
+
+
+if __name__ == "__main__":
+    port = int(os.environ.get("DEMO_WEB_PORT", "8080"))
+    ThreadingHTTPServer.allow_reuse_address = True
+    ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()

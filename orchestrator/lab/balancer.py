@@ -1,0 +1,93 @@
+"""HAProxy in front of the lab's pools: one loopback frontend per service, map-based routing."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Sequence
+
+from orchestrator.lab.hosts import HostSpec
+from orchestrator.lab.paths import FRONTEND_BASE_PORT, LabPaths
+from orchestrator.lab.proc import run
+
+
+def frontend_port(index: int) -> int:
+    return FRONTEND_BASE_PORT + index
+
+
+def render_config(paths: LabPaths, services: Sequence[str], hosts: Sequence[HostSpec]) -> str:
+    lines = [
+        "# written by `bluegreen lab up`",
+        "global",
+        f"    stats socket {paths.haproxy_socket} mode 600 level admin expose-fd listeners",
+        "    stats timeout 30s",
+        f"    server-state-file {paths.server_state_file}",
+        "",
+        "defaults",
+        "    mode http",
+        "    timeout connect 2s",
+        "    timeout client 30s",
+        "    timeout server 30s",
+        "    retries 2",
+        "    option redispatch",
+        "    load-server-state-from-file global",
+        "",
+    ]
+    for i, service in enumerate(services):
+        lines += [
+            f"frontend fe_{service}",
+            f"    bind 127.0.0.1:{frontend_port(i)}",
+            "    http-response set-header X-Bluegreen-Backend %b",
+            f"    use_backend %[str({service}),map({paths.map_file},{service}_blue)]",
+            "",
+        ]
+        for side in ("blue", "green"):
+            lines += [
+                f"backend {service}_{side}",
+                "    balance roundrobin",
+                "    option httpchk GET /health",
+                "    http-check expect status 200",
+                "    default-server check inter 1s fall 2 rise 2",
+            ]
+            lines += [
+                f"    server {h.name} {h.address}:8080"
+                for h in hosts
+                if h.service == service and h.side == side
+            ]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def write_files(paths: LabPaths, services: Sequence[str], hosts: Sequence[HostSpec]) -> None:
+    paths.haproxy.mkdir(parents=True, exist_ok=True)
+    (paths.haproxy / "haproxy.cfg").write_text(render_config(paths, services, hosts))
+    paths.map_file.write_text("".join(f"{s} {s}_blue\n" for s in services))
+    paths.server_state_file.write_text("")
+
+
+def check_ports_free(ports: Sequence[int]) -> list[int]:
+    taken = []
+    for port in ports:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                taken.append(port)
+    return taken
+
+
+def start(paths: LabPaths) -> int:
+    cfg = paths.haproxy / "haproxy.cfg"
+    run(["haproxy", "-c", "-q", "-f", str(cfg)])
+    log = paths.logs / "haproxy.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            ["haproxy", "-W", "-db", "-f", str(cfg)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return proc.pid

@@ -1,0 +1,116 @@
+"""Files the lab writes for its users: ssh_config, known_hosts, inventory, bluegreen.yml."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import yaml
+
+from orchestrator.lab.balancer import frontend_port
+from orchestrator.lab.hosts import HostSpec
+from orchestrator.lab.packages import FIXED_OPENSSL
+from orchestrator.lab.paths import LabPaths
+
+
+def ssh_config(paths: LabPaths, hosts: Sequence[HostSpec]) -> str:
+    blocks = [f"# written by `bluegreen lab up`; use: ssh -F {paths.ssh_config} HOST\n"]
+    for h in hosts:
+        blocks.append(
+            f"Host {h.name}\n"
+            f"    HostName {h.address}\n"
+            "    User root\n"
+            f"    IdentityFile {paths.client_key}\n"
+            "    IdentitiesOnly yes\n"
+            f"    UserKnownHostsFile {paths.known_hosts}\n"
+            "    GlobalKnownHostsFile /dev/null\n"
+            "    StrictHostKeyChecking yes\n"
+            "    BatchMode yes\n"
+            "    ConnectTimeout 5\n"
+        )
+    return "\n".join(blocks)
+
+
+def known_hosts(hosts: Sequence[HostSpec], pubkeys: dict[str, str]) -> str:
+    lines = []
+    for h in hosts:
+        kind, blob = pubkeys[h.name].split()[:2]
+        lines.append(f"{h.name},{h.address} {kind} {blob}")
+    return "\n".join(lines) + "\n"
+
+
+def inventory(paths: LabPaths, services: Sequence[str], hosts: Sequence[HostSpec]) -> str:
+    children: dict[str, object] = {}
+    for service in services:
+        sides = {}
+        for side in ("blue", "green"):
+            sides[f"{service}_{side}"] = {
+                "hosts": {
+                    h.name: {"ansible_host": h.address}
+                    for h in hosts
+                    if h.service == service and h.side == side
+                }
+            }
+        children[service] = {"children": sides}
+    doc = {
+        "all": {
+            "vars": {
+                "ansible_user": "root",
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "ansible_ssh_private_key_file": str(paths.client_key),
+                "ansible_ssh_common_args": (
+                    f"-o UserKnownHostsFile={paths.known_hosts} "
+                    "-o StrictHostKeyChecking=yes -o GlobalKnownHostsFile=/dev/null"
+                ),
+            },
+            "children": children,
+        }
+    }
+    return "# written by `bluegreen lab up`\n" + yaml.safe_dump(doc, sort_keys=False)
+
+
+def bluegreen_config(paths: LabPaths, services: Sequence[str]) -> str:
+    doc = {
+        "version": 1,
+        "inventory": str(paths.inventory),
+        "ssh": {
+            "user": "root",
+            "private_key_file": str(paths.client_key),
+            "known_hosts": str(paths.known_hosts),
+            "ssh_config": str(paths.ssh_config),
+        },
+        "state": {"path": str(paths.root / "state" / "state.db")},
+        "reports_dir": str(paths.root / "reports"),
+        "router": {
+            "kind": "haproxy",
+            "socket": f"unix://{paths.haproxy_socket}",
+            "map_file": str(paths.map_file),
+            "server_state_file": str(paths.server_state_file),
+            "frontends": {
+                s: f"http://127.0.0.1:{frontend_port(i)}" for i, s in enumerate(services)
+            },
+            "drain_seconds": 5,
+        },
+        "services": {
+            s: {
+                "sides": {"blue": f"{s}_blue", "green": f"{s}_green"},
+                "patch": {
+                    "packages": [
+                        {"name": "demo-openssl", "version": FIXED_OPENSSL},
+                        {"name": "demo-web", "version": "1.0.1"},
+                    ],
+                    "serial": "50%",
+                    "max_fail_percentage": 0,
+                },
+                "health": [{"url": "http://{host}:8080/health", "expect_status": 200}],
+                "fixed_versions": {"demo-openssl": FIXED_OPENSSL},
+                "bake": {
+                    "seconds": 10,
+                    "interval_seconds": 0.2,
+                    "url_path": "/",
+                    "max_failures": 3,
+                },
+            }
+            for s in services
+        },
+    }
+    return "# written by `bluegreen lab up`\n" + yaml.safe_dump(doc, sort_keys=False)

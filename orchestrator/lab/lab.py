@@ -1,0 +1,562 @@
+"""`Lab`: bring the local fleet up and down, inspect it, inject faults.
+
+Everything the lab makes is under `LabPaths.root` (plus the bridge and namespaces named
+`bglab*`), so `down` can find and remove it even after a crashed `up`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import BadInput, LabError
+from orchestrator.lab import balancer, faults, files, hosts, image, net, packages
+from orchestrator.lab.hosts import HostSpec
+from orchestrator.lab.paths import GATEWAY, REPO_PORT, SUBNET_PREFIX, LabPaths
+from orchestrator.lab.proc import alive, kill_and_wait, run
+
+Progress = Callable[[str], None]
+REQUIRED = {
+    "debootstrap": "debootstrap",
+    "systemd-nspawn": "systemd-container",
+    "haproxy": "haproxy",
+    "ip": "iproute2",
+    "tc": "iproute2",
+    "dpkg-deb": "dpkg",
+    "dpkg-scanpackages": "dpkg-dev",
+    "ssh-keygen": "openssh-client",
+    "nsenter": "util-linux",
+    "chroot": "coreutils",
+}
+SERVICE_NAME = r"^[a-z][a-z0-9]{0,9}$"
+
+
+@dataclass(frozen=True)
+class LabShape:
+    services: tuple[str, ...] = ("web", "api")
+    hosts_per_side: int = 2
+
+    def validate(self) -> None:
+        import re
+
+        if not self.services:
+            raise BadInput("--services: no service given", hint="e.g. --services web,api")
+        for s in self.services:
+            if not re.match(SERVICE_NAME, s):
+                raise BadInput(
+                    f"--services: invalid lab service name {s!r}",
+                    hint="use 1-10 lowercase letters/digits, starting with a letter",
+                )
+        if len(set(self.services)) != len(self.services):
+            raise BadInput("--services: a service is named twice", hint="name each service once")
+        total = len(self.services) * 2 * self.hosts_per_side
+        if not 1 <= self.hosts_per_side <= 16 or total > 64:
+            raise BadInput(
+                f"--hosts-per-side {self.hosts_per_side}: out of range",
+                hint="use 1..16, and at most 64 hosts in all",
+            )
+
+    def host_specs(self) -> list[HostSpec]:
+        specs = []
+        index = 0
+        for service in self.services:
+            for side in ("blue", "green"):
+                for n in range(1, self.hosts_per_side + 1):
+                    specs.append(
+                        HostSpec(
+                            f"{service}-{side}-{n}",
+                            service,
+                            side,
+                            index,
+                            f"{SUBNET_PREFIX}.{11 + index}",
+                        )
+                    )
+                    index += 1
+        return specs
+
+
+@dataclass
+class LabState:
+    shape: LabShape
+    hosts: list[HostSpec]
+    pids: dict[str, int] = field(default_factory=dict)
+    haproxy_pid: int = 0
+    repo_pid: int = 0
+    faults: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        doc = asdict(self)
+        return json.dumps(doc, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> LabState:
+        doc = json.loads(text)
+        shape = LabShape(tuple(doc["shape"]["services"]), int(doc["shape"]["hosts_per_side"]))
+        return cls(
+            shape=shape,
+            hosts=[HostSpec(**h) for h in doc["hosts"]],
+            pids={k: int(v) for k, v in doc["pids"].items()},
+            haproxy_pid=int(doc["haproxy_pid"]),
+            repo_pid=int(doc["repo_pid"]),
+            faults={k: list(v) for k, v in doc.get("faults", {}).items()},
+        )
+
+
+@dataclass(frozen=True)
+class UpResult:
+    changed: bool
+    seconds: float
+    status: dict[str, Any]
+
+
+class Lab:
+    def __init__(self, paths: LabPaths | None = None, say: Progress | None = None) -> None:
+        self.paths = paths or LabPaths.default()
+        self.say: Progress = say or (lambda _msg: None)
+
+    # ---- reading -------------------------------------------------------------------------
+    def load(self) -> LabState | None:
+        try:
+            return LabState.from_json(self.paths.state_file.read_text())
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LabError(
+                f"{self.paths.state_file} is unreadable ({exc})",
+                hint="run `bluegreen lab down` to clear the lab",
+            ) from exc
+
+    def require(self) -> LabState:
+        state = self.load()
+        if state is None:
+            raise LabError("no lab is running", hint="start one with `bluegreen lab up`")
+        return state
+
+    def _save(self, state: LabState) -> None:
+        tmp = self.paths.state_file.with_suffix(".tmp")
+        tmp.write_text(state.to_json())
+        tmp.replace(self.paths.state_file)
+
+    def problems(self, state: LabState) -> list[str]:
+        """What is wrong with a running lab (empty when it is whole)."""
+        found = [f"host {h} is not running" for h, pid in state.pids.items() if not alive(pid)]
+        if not alive(state.haproxy_pid):
+            found.append("haproxy is not running")
+        if not alive(state.repo_pid):
+            found.append("the apt repository server is not running")
+        return found
+
+    def status(self) -> dict[str, Any]:
+        state = self.require()
+        p = self.paths
+        return {
+            "config": str(p.config),
+            "inventory": str(p.inventory),
+            "ssh_config": str(p.ssh_config),
+            "known_hosts": str(p.known_hosts),
+            "haproxy_socket": str(p.haproxy_socket),
+            "map_file": str(p.map_file),
+            "repo_url": f"http://{GATEWAY}:{REPO_PORT}/",
+            "services": list(state.shape.services),
+            "hosts_per_side": state.shape.hosts_per_side,
+            "hosts": [
+                {
+                    "name": h.name,
+                    "service": h.service,
+                    "side": h.side,
+                    "address": h.address,
+                    "running": alive(state.pids.get(h.name, 0)),
+                    "faults": state.faults.get(h.name, []),
+                }
+                for h in state.hosts
+            ],
+            "frontends": {
+                s: f"http://127.0.0.1:{balancer.frontend_port(i)}"
+                for i, s in enumerate(state.shape.services)
+            },
+            "problems": self.problems(state),
+        }
+
+    def host(self, name: str) -> tuple[LabState, HostSpec]:
+        state = self.require()
+        for h in state.hosts:
+            if h.name == name:
+                return state, h
+        raise BadInput(
+            f"no lab host named {name!r}",
+            hint=f"lab hosts: {', '.join(h.name for h in state.hosts)}",
+        )
+
+    def exec(
+        self, name: str, argv: Sequence[str], *, timeout: float = 60, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command inside a lab host (bypassing SSH: for tests, faults and the demo)."""
+        state, _ = self.host(name)
+        return hosts.exec_in(state.pids[name], list(argv), timeout=timeout, check=check)
+
+    # ---- up ------------------------------------------------------------------------------
+    def preflight(self) -> None:
+        if os.geteuid() != 0:
+            raise LabError(
+                "the lab needs root (it mounts overlays and creates network namespaces)",
+                hint="run it as root, e.g. `sudo bluegreen lab up`",
+            )
+        missing = sorted({pkg for cmd, pkg in REQUIRED.items() if shutil.which(cmd) is None})
+        if missing:
+            raise LabError(
+                f"missing packages for the lab: {', '.join(missing)}",
+                hint=f"apt-get install -y {' '.join(missing)} (or run the README's setup command)",
+            )
+        if "overlay" not in Path("/proc/filesystems").read_text():
+            raise LabError("this kernel has no overlay filesystem", hint="modprobe overlay")
+        if not Path("/proc/self/ns/net").exists():
+            raise LabError(
+                "this kernel has no network namespaces",
+                hint="run the lab on a Linux machine with CONFIG_NET_NS",
+            )
+
+    def up(self, shape: LabShape | None = None) -> UpResult:
+        shape = shape or LabShape()
+        shape.validate()
+        self.preflight()
+        started = time.monotonic()
+        existing = self.load()
+        if existing is not None:
+            if existing.shape != shape:
+                raise LabError(
+                    f"another lab is running (services {','.join(existing.shape.services)}, "
+                    f"{existing.shape.hosts_per_side} hosts per side)",
+                    hint="run `bluegreen lab down` first, or ask for the same shape",
+                )
+            if not self.problems(existing):
+                return UpResult(False, time.monotonic() - started, self.status())
+            self.say(
+                "the running lab is damaged ("
+                + "; ".join(self.problems(existing))
+                + "): rebuilding it"
+            )
+            self.down()
+        elif self.paths.root.exists() and any(self.paths.root.iterdir()):
+            self.say("clearing what an earlier, unfinished lab left")
+            self.down()
+        taken = balancer.check_ports_free(
+            [balancer.frontend_port(i) for i in range(len(shape.services))]
+        )
+        if taken:
+            raise LabError(
+                f"port(s) {', '.join(map(str, taken))} on 127.0.0.1 are already in use",
+                hint="stop what listens there (`ss -ltnp`) or run `bluegreen lab down`",
+            )
+        net.check_subnet_free()
+        try:
+            self._build(shape)
+        except BaseException:
+            self.say("lab up failed: removing what it made")
+            self.down()
+            raise
+        return UpResult(True, time.monotonic() - started, self.status())
+
+    def _build(self, shape: LabShape) -> None:
+        p = self.paths
+        for d in (p.root, p.hosts, p.ssh, p.logs, p.inventory.parent):
+            d.mkdir(parents=True, exist_ok=True)
+        p.root.chmod(0o700)
+        specs = shape.host_specs()
+        base = image.ensure_base(p, self.say)
+        debs = packages.ensure_debs(p)
+        layer = image.ensure_layer(
+            p, base, packages.initial_debs(debs), packages.debs_key(), self.say
+        )
+        lower = f"{layer}:{base}"
+        self.say("publishing the lab apt repository")
+        packages.publish_repo(debs, p.repo)
+        net.ensure_bridge()
+        state = LabState(shape=shape, hosts=specs)
+        state.repo_pid = self._start_repo()
+        self._save(state)
+        self._keys(specs)
+        pub = (p.client_key.with_suffix(".pub")).read_text()
+        self.say(f"booting {len(specs)} hosts")
+        for spec in specs:
+            net.create_host_net(spec.name, spec.index, spec.address)
+            hosts.prepare_root(p, spec, lower, p.ssh / "hostkeys" / spec.name, pub)
+            state.pids[spec.name] = hosts.boot(p, spec)
+            self._save(state)
+        balancer.write_files(p, shape.services, specs)
+        (p.haproxy / "bluegreen.map").chmod(0o644)
+        p.ssh_config.write_text(files.ssh_config(p, specs))
+        pubkeys = {s.name: (p.ssh / "hostkeys" / f"{s.name}.pub").read_text() for s in specs}
+        p.known_hosts.write_text(files.known_hosts(specs, pubkeys))
+        p.inventory.write_text(files.inventory(p, shape.services, specs))
+        p.config.write_text(files.bluegreen_config(p, shape.services))
+        (p.root / "state").mkdir(mode=0o700, exist_ok=True)
+        self._wait_hosts(state, specs)
+        self.say("starting HAProxy")
+        state.haproxy_pid = balancer.start(p)
+        self._save(state)
+        self._wait_haproxy(shape)
+
+    def _keys(self, specs: Sequence[HostSpec]) -> None:
+        keydir = self.paths.ssh / "hostkeys"
+        keydir.mkdir(parents=True, exist_ok=True)
+        if not self.paths.client_key.exists():
+            run(
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "bluegreen-lab-client",
+                    "-f",
+                    str(self.paths.client_key),
+                ]
+            )
+        for spec in specs:
+            key = keydir / spec.name
+            if not key.exists():
+                run(
+                    ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", spec.name, "-f", str(key)]
+                )
+
+    def _start_repo(self) -> int:
+        log = self.paths.logs / "repo.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "http.server",
+                    "--bind",
+                    GATEWAY,
+                    "--directory",
+                    str(self.paths.repo),
+                    str(REPO_PORT),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _wait(
+            lambda: _tcp_open(GATEWAY, REPO_PORT),
+            10,
+            "the lab apt repository to listen",
+            f"see {log}",
+        )
+        return proc.pid
+
+    def _wait_hosts(self, state: LabState, specs: Sequence[HostSpec], timeout: float = 90) -> None:
+        def ready(spec: HostSpec) -> None:
+            def check() -> bool:
+                if not alive(state.pids[spec.name]):
+                    raise LabError(
+                        f"lab host {spec.name} stopped while booting",
+                        hint=f"see {self.paths.logs / (spec.name + '.console.log')}",
+                    )
+                return _ssh_banner(spec.address) and _http_ok(f"http://{spec.address}:8080/health")
+
+            _wait(
+                check,
+                timeout,
+                f"{spec.name} (sshd and demo-web)",
+                f"see {self.paths.logs / (spec.name + '.console.log')}",
+            )
+
+        with ThreadPoolExecutor(max_workers=min(16, len(specs))) as pool:
+            list(pool.map(ready, specs))
+
+    def _wait_haproxy(self, shape: LabShape) -> None:
+        def up() -> bool:
+            if not self.paths.haproxy_socket.exists():
+                return False
+            stat = haproxy_command(self.paths.haproxy_socket, "show stat")
+            rows = [r.split(",") for r in stat.splitlines() if r and not r.startswith("#")]
+            live = [r for r in rows if r[1] not in ("FRONTEND", "BACKEND")]
+            return bool(live) and all(r[17] == "UP" for r in live)
+
+        _wait(up, 30, "HAProxy to see every lab host UP", f"see {self.paths.logs / 'haproxy.log'}")
+
+    # ---- down ----------------------------------------------------------------------------
+    def down(self) -> dict[str, Any]:
+        """Remove everything the lab made. Works after a crashed or half-finished `up`."""
+        started = time.monotonic()
+        root = self.paths.root
+        ours = _lab_processes(root)
+        kill_and_wait(ours, timeout=15)
+        stuck = hosts.unmount_under(root)
+        net.remove_all()
+        state_names = [h.name for h in (self._load_quiet() or LabState(LabShape(), [])).hosts]
+        for name in state_names:
+            shutil.rmtree(f"/run/systemd/nspawn/propagate/{name}", ignore_errors=True)
+        if not stuck:
+            shutil.rmtree(root, ignore_errors=True)
+        left = [f"mount {m}" for m in stuck] + net.leftovers()
+        left += [f"process {pid}" for pid in _lab_processes(root)]
+        return {
+            "seconds": round(time.monotonic() - started, 2),
+            "killed": len(ours),
+            "leftovers": left,
+        }
+
+    def _load_quiet(self) -> LabState | None:
+        try:
+            return self.load()
+        except LabError:
+            return None
+
+    # ---- faults and fresh hosts ----------------------------------------------------------
+    def fault(self, name: str, kind: str) -> None:
+        faults.check_kind(kind)
+        state, spec = self.host(name)
+        faults.inject(
+            kind,
+            host=name,
+            index=spec.index,
+            nspawn_pid=state.pids[name],
+            root=hosts.host_dir(self.paths, name) / "root",
+        )
+        active = state.faults.setdefault(name, [])
+        if kind not in active:
+            active.append(kind)
+        self._save(state)
+
+    def heal(self, name: str) -> list[str]:
+        state, spec = self.host(name)
+        undone = list(reversed(state.faults.get(name, [])))
+        for kind in undone:
+            faults.undo(
+                kind,
+                host=name,
+                index=spec.index,
+                nspawn_pid=state.pids[name],
+                root=hosts.host_dir(self.paths, name) / "root",
+            )
+        state.faults.pop(name, None)
+        self._save(state)
+        return undone
+
+    def reset(self, names: Sequence[str] | None = None) -> None:
+        """Give hosts a fresh root (back to the image) and the router back to blue."""
+        state = self.require()
+        targets = [h for h in state.hosts if names is None or h.name in names]
+        for spec in targets:
+            if state.faults.get(spec.name):
+                self.heal(spec.name)
+        state = self.require()
+        for spec in targets:
+            hosts.stop(state.pids[spec.name])
+        for spec in targets:
+            _wait(lambda pid=state.pids[spec.name]: not alive(pid), 20, f"{spec.name} to stop", "")
+            hdir = hosts.host_dir(self.paths, spec.name)
+            hosts.unmount_under(hdir)
+        base = image.ensure_base(self.paths, self.say)
+        layer = image.ensure_layer(self.paths, base, [], packages.debs_key(), self.say)
+        pub = self.paths.client_key.with_suffix(".pub").read_text()
+        for spec in targets:
+            hosts.prepare_root(
+                self.paths, spec, f"{layer}:{base}", self.paths.ssh / "hostkeys" / spec.name, pub
+            )
+            state.pids[spec.name] = hosts.boot(self.paths, spec)
+        self._save(state)
+        self._wait_hosts(state, targets)
+        for service in {h.service for h in targets} if names is not None else state.shape.services:
+            haproxy_command(
+                self.paths.haproxy_socket, f"set map {self.paths.map_file} {service} {service}_blue"
+            )
+        self.paths.map_file.write_text("".join(f"{s} {s}_blue\n" for s in state.shape.services))
+        self._wait_haproxy(state.shape)
+
+
+def haproxy_command(sock_path: Path, command: str, timeout: float = 2.0) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock_path))
+        s.sendall(command.encode() + b"\n")
+        chunks = []
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks).decode()
+
+
+def _lab_processes(root: Path) -> list[int]:
+    """Our processes only: nspawn/haproxy/repo server naming the lab dir, and anything whose
+    root filesystem is inside the lab (container processes whose nspawn already died)."""
+    marker = str(root)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            proc_root = os.readlink(entry / "root")
+        except OSError:
+            continue
+        exe = os.path.basename(argv[0].decode(errors="replace")) if argv else ""
+        text = b" ".join(argv).decode(errors="replace")
+        if proc_root.startswith(marker + "/"):
+            found.append(pid)
+        elif marker in text and (exe in ("systemd-nspawn", "haproxy") or "http.server" in text):
+            found.append(pid)
+    return found
+
+
+def _wait(check: Callable[[], bool], timeout: float, what: str, hint: str) -> None:
+    from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+    def failed(_state: object) -> bool:
+        return False
+
+    def not_ok(ok: bool) -> bool:
+        return not ok
+
+    retrying = Retrying(
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(0.2),
+        retry=retry_if_result(not_ok),
+        retry_error_callback=failed,
+    )
+    if not retrying(check):
+        raise LabError(f"timed out after {timeout:.0f}s waiting for {what}", hint=hint or None)
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _ssh_banner(host: str) -> bool:
+    try:
+        with socket.create_connection((host, 22), timeout=0.5) as s:
+            s.settimeout(1)
+            return s.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False

@@ -1,0 +1,106 @@
+"""Small process helpers for the lab: run commands, find and stop only our own processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from orchestrator.errors import LabError
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    timeout: float = 120,
+    input_text: str | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command (argv list, never a shell) and raise LabError with its stderr on failure."""
+    try:
+        proc = subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input_text,
+            cwd=cwd,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise LabError(
+            f"command not found: {argv[0]}",
+            hint="run the README's setup command (it installs the lab's packages)",
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise LabError(f"command timed out after {timeout:.0f}s: {' '.join(argv)}") from exc
+    if check and proc.returncode != 0:
+        err = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise LabError(f"command failed ({proc.returncode}): {' '.join(argv)}: {' / '.join(err)}")
+    return proc
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not alive for our purposes
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return kids
+
+
+def pids_mentioning(marker: str) -> list[int]:
+    """PIDs whose command line mentions `marker` (our lab directory): only our own processes."""
+    found = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != me and marker in cmdline(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_and_wait(pids: Sequence[int], *, sig: int = signal.SIGKILL, timeout: float = 10) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    pending = [p for p in pids if alive(p)]
+    while pending and time.monotonic() < deadline:
+        time.sleep(0.05)
+        for p in pending:
+            try:
+                os.waitpid(p, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        pending = [p for p in pending if alive(p)]

@@ -1,0 +1,99 @@
+"""The state store contract: what the engine, rollback and the CLI may ask of any backend.
+
+A backend (SQLite today, a server database later) is a new module implementing this
+Protocol; nothing in the engine changes. Rules every backend must keep:
+
+- Every method that changes state appends its audit record in the same transaction as
+  the change: when the method returns, both are durable; when it raises, neither is.
+- Failures to read or write raise `orchestrator.errors.StateError` (naming the store and a
+  fix); a held lock raises `LockHeld`; an audit log that cannot be extended raises
+  `AuditBroken`. Backends never guess or silently repair.
+- Secrets are redacted (`orchestrator.state.audit.redact`) in params, journal data and
+  audit before/after before storing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from orchestrator.sides import Side
+from orchestrator.state.audit import ChainReport
+from orchestrator.state.models import (
+    AuditEntryInput,
+    AuditRecord,
+    JournalEntry,
+    LockHolder,
+    LockInfo,
+    Run,
+    RunStatus,
+    ServiceState,
+    SideState,
+)
+
+
+class StateStore(Protocol):
+    """Services, sides, runs with their journal, service locks, and the audit chain."""
+
+    # services and sides
+    def get_service(self, service: str) -> ServiceState | None: ...
+    def list_services(self) -> list[ServiceState]: ...
+    def set_live_side(
+        self, service: str, side: Side | None, *, audit: AuditEntryInput
+    ) -> ServiceState: ...
+    def get_side(self, service: str, side: Side) -> SideState | None: ...
+    def record_patch(
+        self, service: str, side: Side, patch_level: str, *, audit: AuditEntryInput
+    ) -> SideState: ...
+    def record_verification(
+        self,
+        service: str,
+        side: Side,
+        ok: bool,
+        patch_level: str | None,
+        summary: str | None,
+        *,
+        audit: AuditEntryInput,
+    ) -> SideState: ...
+
+    # runs and their journal
+    def create_run(
+        self,
+        run_id: str,
+        kind: str,
+        service: str | None,
+        params: dict[str, Any],
+        actor: str,
+        *,
+        reason: str | None = None,
+    ) -> Run: ...
+    def get_run(self, run_id: str) -> Run | None: ...
+    def list_runs(
+        self, service: str | None = None, status: RunStatus | None = None
+    ) -> list[Run]: ...
+    def finish_run(self, run_id: str, status: RunStatus, result: str | None) -> Run: ...
+    def latest_unfinished_run(self, service: str) -> Run | None: ...
+    def journal_begin(
+        self, run_id: str, step: str, data: dict[str, Any] | None = None
+    ) -> JournalEntry: ...
+    def journal_end(
+        self, run_id: str, step: str, data: dict[str, Any] | None = None
+    ) -> JournalEntry: ...
+    def journal(self, run_id: str) -> list[JournalEntry]: ...
+    def last_finished_step(self, run_id: str) -> str | None: ...
+
+    # locks
+    def acquire_lock(
+        self, service: str, run_id: str, holder: LockHolder | None = None
+    ) -> LockInfo: ...
+    def release_lock(self, service: str, run_id: str) -> bool: ...
+    def force_release_lock(self, service: str, reason: str, actor: str) -> LockInfo | None: ...
+    def get_lock(self, service: str) -> LockInfo | None: ...
+
+    # audit
+    def audit_append(self, entry: AuditEntryInput) -> AuditRecord: ...
+    def audit_records(
+        self, service: str | None = None, limit: int | None = None
+    ) -> list[AuditRecord]: ...
+    def verify_audit(self) -> ChainReport: ...
+
+    def close(self) -> None: ...
