@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -460,7 +461,8 @@ class Lab:
         for spec in targets:
             hosts.stop(state.pids[spec.name])
         for spec in targets:
-            _wait(lambda pid=state.pids[spec.name]: not alive(pid), 20, f"{spec.name} to stop", "")
+            pid = state.pids[spec.name]
+            _wait(partial(_dead, pid), 20, f"{spec.name} to stop", "")
             hdir = hosts.host_dir(self.paths, spec.name)
             hosts.unmount_under(hdir)
         base = image.ensure_base(self.paths, self.say)
@@ -535,6 +537,10 @@ def _wait(check: Callable[[], bool], timeout: float, what: str, hint: str) -> No
     )
     if not retrying(check):
         raise LabError(f"timed out after {timeout:.0f}s waiting for {what}", hint=hint or None)
+
+
+def _dead(pid: int) -> bool:
+    return not alive(pid)
 
 
 def _tcp_open(host: str, port: int) -> bool:

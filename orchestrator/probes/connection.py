@@ -1,0 +1,220 @@
+"""One strict paramiko SSH connection per host.
+
+Strict host keys (RejectPolicy + our known_hosts), key auth only, bounded timeouts
+everywhere, a bounded retry for connection-level errors only.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import time
+from types import TracebackType
+
+import paramiko
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random,
+)
+
+from orchestrator.errors import BluegreenError
+from orchestrator.probes.base import ProbeTarget
+
+log = logging.getLogger(__name__)
+
+_READ_CHUNK = 65536
+
+
+class ProbeConnectionError(BluegreenError):
+    """The host could not be reached, refused our key, or showed an unknown host key."""
+
+    def __init__(self, message: str, *, reason: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason  # "host-key" | "auth" | "unreachable" | "ssh"
+
+
+class CommandTimeout(BluegreenError):
+    """A remote command did not finish within its channel timeout."""
+
+    def __init__(self, command: str, timeout: float) -> None:
+        super().__init__(f"command timed out after {timeout:.1f} s: {command[:120]}")
+        self.command = command
+        self.timeout = timeout
+
+
+def _is_connection_level(exc: BaseException) -> bool:
+    """Retry only what a second attempt can fix: refused/reset/timeout/banner trouble."""
+    if isinstance(exc, paramiko.AuthenticationException | paramiko.BadHostKeyException):
+        return False
+    if isinstance(exc, OSError | EOFError):  # includes NoValidConnectionsError, timeouts
+        return True
+    if isinstance(exc, paramiko.SSHException):
+        return "banner" in str(exc).lower()
+    return False
+
+
+class SSHConnection:
+    """A paramiko client for one target. Use as a context manager; closed on exit."""
+
+    def __init__(self, target: ProbeTarget, *, attempts: int = 2) -> None:
+        self.target = target
+        self.attempts = attempts
+        self._client: paramiko.SSHClient | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def __enter__(self) -> SSHConnection:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def is_open(self) -> bool:
+        if self._client is None:
+            return False
+        transport = self._client.get_transport()
+        return transport is not None and transport.is_active()
+
+    def open(self, timeout: float | None = None) -> None:
+        """Connect, or raise ProbeConnectionError whose message is the evidence."""
+        if self.is_open:
+            return
+        t = self.target
+        timeout = (
+            t.connect_timeout if timeout is None else max(0.5, min(timeout, t.connect_timeout))
+        )
+        try:
+            for attempt in Retrying(
+                stop=stop_after_attempt(self.attempts),
+                wait=wait_random(0.1, 0.5),
+                retry=retry_if_exception(_is_connection_level),
+                before_sleep=before_sleep_log(log, logging.INFO),
+                reraise=True,
+            ):
+                with attempt:
+                    self._connect_once(timeout)
+        except paramiko.BadHostKeyException as exc:
+            raise ProbeConnectionError(
+                f"host key mismatch for {t.known_hosts_name} in {t.known_hosts} — refusing"
+                f" (got {exc.key.get_name()} {exc.key.get_fingerprint().hex()})",
+                reason="host-key",
+                hint="check the host really changed its key, then update known_hosts",
+            ) from exc
+        except paramiko.AuthenticationException as exc:
+            raise ProbeConnectionError(
+                f"authentication failed for {t.user}@{t.known_hosts_name}"
+                f" with key {t.key_file}: {exc}",
+                reason="auth",
+            ) from exc
+        except paramiko.SSHException as exc:
+            if "known_hosts" in str(exc):
+                raise ProbeConnectionError(
+                    f"host key unknown for {t.known_hosts_name} in {t.known_hosts} — refusing",
+                    reason="host-key",
+                    hint="add the host's key to known_hosts (strict checking stays on)",
+                ) from exc
+            raise ProbeConnectionError(
+                f"ssh error with {t.known_hosts_name}: {exc}", reason="ssh"
+            ) from exc
+        except (OSError, EOFError) as exc:
+            raise ProbeConnectionError(
+                f"unreachable: {t.address}:{t.port}: {exc or type(exc).__name__}",
+                reason="unreachable",
+            ) from exc
+
+    def _connect_once(self, timeout: float) -> None:
+        t = self.target
+        self.close()
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            client.load_host_keys(t.known_hosts)
+        except OSError as exc:
+            client.close()
+            raise paramiko.SSHException(f"cannot read known_hosts {t.known_hosts}: {exc}") from exc
+        try:
+            client.connect(
+                t.address,
+                port=t.port,
+                username=t.user,
+                key_filename=t.key_file,
+                look_for_keys=False,
+                allow_agent=False,
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+                channel_timeout=timeout,
+            )
+        except BaseException:
+            client.close()
+            raise
+        self._client = client
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            finally:
+                self._client = None
+
+    # -- commands ----------------------------------------------------------------------
+    def run_bytes(self, command: str | bytes, timeout: float) -> tuple[int, bytes, bytes]:
+        """Run a command; read stdout and stderr fully, then the exit status.
+
+        Raises CommandTimeout when it does not finish within `timeout` seconds (the
+        channel is closed, so nothing keeps running on our side).
+        """
+        if self._client is None:
+            raise ProbeConnectionError("not connected", reason="ssh")
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            raise ProbeConnectionError(
+                f"connection to {self.target.known_hosts_name} was lost", reason="unreachable"
+            )
+        text = command.decode(errors="replace") if isinstance(command, bytes) else command
+        timeout = max(0.1, timeout)
+        deadline = time.monotonic() + timeout
+        chan = transport.open_session(timeout=timeout)
+        try:
+            chan.settimeout(timeout)
+            chan.exec_command(command)
+            chan.shutdown_write()
+            out = bytearray()
+            err = bytearray()
+            while True:
+                while chan.recv_ready():
+                    out += chan.recv(_READ_CHUNK)
+                while chan.recv_stderr_ready():
+                    err += chan.recv_stderr(_READ_CHUNK)
+                if (
+                    chan.exit_status_ready()
+                    and chan.eof_received
+                    and not chan.recv_ready()
+                    and not chan.recv_stderr_ready()
+                ):
+                    break
+                if chan.closed and not chan.recv_ready() and not chan.recv_stderr_ready():
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise CommandTimeout(text, timeout)
+                select.select([chan], [], [], min(remaining, 0.2))
+            rc = chan.recv_exit_status() if chan.exit_status_ready() else -1
+            return rc, bytes(out), bytes(err)
+        except TimeoutError as exc:
+            raise CommandTimeout(text, timeout) from exc
+        finally:
+            chan.close()
+
+    def run(self, command: str, timeout: float) -> tuple[int, str, str]:
+        rc, out, err = self.run_bytes(command, timeout)
+        return rc, out.decode(errors="replace"), err.decode(errors="replace")

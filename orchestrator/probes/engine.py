@@ -1,0 +1,169 @@
+"""Run built-in checks on many hosts: one strict connection per host, hosts in parallel,
+one overall deadline.
+
+Every target gets at least one result. A host that cannot be reached, shows a wrong host
+key or does not finish before the deadline gets "error" results with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+
+from orchestrator.probes.backend import DEFAULT_COMMAND_TIMEOUT, make_host
+from orchestrator.probes.base import CheckResult, ProbeReport, ProbeTarget
+from orchestrator.probes.checks import Check
+from orchestrator.probes.connection import ProbeConnectionError, SSHConnection
+
+log = logging.getLogger(__name__)
+
+
+class _Sink:
+    """Results per host; closed hosts (deadline passed) ignore late results."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._results: dict[str, list[CheckResult]] = {}
+        self._closed: set[str] = set()
+
+    def add(self, result: CheckResult) -> None:
+        with self._lock:
+            if result.host not in self._closed:
+                self._results.setdefault(result.host, []).append(result)
+
+    def close(self, host: str) -> list[CheckResult]:
+        with self._lock:
+            self._closed.add(host)
+            return list(self._results.get(host, []))
+
+    def get(self, host: str) -> list[CheckResult]:
+        with self._lock:
+            return list(self._results.get(host, []))
+
+
+def _deadline_text(deadline_s: float) -> str:
+    return f"deadline exceeded after {deadline_s:g} s"
+
+
+def _probe_host(
+    target: ProbeTarget,
+    checks: Sequence[Check],
+    deadline: float,
+    deadline_s: float,
+    command_timeout: float,
+    sink: _Sink,
+) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return  # the engine reports it
+    start = time.monotonic()
+    conn = SSHConnection(target)
+    try:
+        try:
+            conn.open(timeout=remaining)
+        except ProbeConnectionError as exc:
+            took = time.monotonic() - start
+            for check in checks:
+                sink.add(CheckResult(target.name, check.primary_id(), "error", exc.message, took))
+            return
+        host = make_host(
+            conn, deadline=deadline, deadline_s=deadline_s, command_timeout=command_timeout
+        )
+        for check in checks:
+            if time.monotonic() >= deadline:
+                sink.add(
+                    CheckResult(
+                        target.name, check.primary_id(), "error", _deadline_text(deadline_s), 0.0
+                    )
+                )
+                continue
+            for result in check.run(host, target):
+                sink.add(result)
+    finally:
+        conn.close()
+
+
+def run_checks(
+    targets: Sequence[ProbeTarget],
+    checks: Sequence[Check],
+    deadline_s: float,
+    concurrency: int = 16,
+    *,
+    command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+) -> ProbeReport:
+    """Run `checks` on every target within `deadline_s` seconds overall."""
+    started_at = time.time()
+    t0 = time.monotonic()
+    deadline = t0 + deadline_s
+    sink = _Sink()
+    names = tuple(t.name for t in targets)
+    if len(set(names)) != len(names):
+        raise ValueError(f"target names must be unique: {names}")
+    if not targets:
+        return ProbeReport([], started_at, 0.0, ())
+    pool = ThreadPoolExecutor(
+        max_workers=max(1, min(concurrency, len(targets))), thread_name_prefix="probe"
+    )
+    futures: dict[Future[None], ProbeTarget] = {
+        pool.submit(_probe_host, t, checks, deadline, deadline_s, command_timeout, sink): t
+        for t in targets
+    }
+    try:
+        done, _ = wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+    finally:
+        # Never block on stragglers: their channel timeouts end them shortly.
+        pool.shutdown(wait=False, cancel_futures=True)
+    elapsed = time.monotonic() - t0
+    results: list[CheckResult] = []
+    for fut, target in futures.items():
+        if fut in done:
+            got = sink.close(target.name)
+            exc = fut.exception()
+            if exc is not None:
+                log.error("probe of %s crashed", target.name, exc_info=exc)
+                got.append(
+                    CheckResult(
+                        target.name, "probe", "error", f"{type(exc).__name__}: {exc}", elapsed
+                    )
+                )
+        else:
+            got = sink.close(target.name)
+            have = {r.check for r in got}
+            missing = [c.primary_id() for c in checks if c.primary_id() not in have]
+            for cid in missing or ["probe"]:
+                got.append(
+                    CheckResult(target.name, cid, "error", _deadline_text(deadline_s), elapsed)
+                )
+        if not got:
+            got.append(
+                CheckResult(target.name, "probe", "error", "no checks ran on this host", elapsed)
+            )
+        results.extend(got)
+    return ProbeReport(results, started_at, time.monotonic() - t0, names)
+
+
+class CheckProbe:
+    """The `Probe` contract over built-in checks."""
+
+    def __init__(
+        self,
+        checks: Sequence[Check],
+        *,
+        concurrency: int = 16,
+        command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+    ) -> None:
+        self.checks = list(checks)
+        self.concurrency = concurrency
+        self.command_timeout = command_timeout
+
+    def run(self, targets: Sequence[ProbeTarget], deadline_s: float) -> ProbeReport:
+        return run_checks(
+            targets,
+            self.checks,
+            deadline_s,
+            self.concurrency,
+            command_timeout=self.command_timeout,
+        )

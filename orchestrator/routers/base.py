@@ -1,0 +1,105 @@
+"""The router contract: what the engine may ask of any traffic switch.
+
+Kept free of heavy imports: the rollback fast path imports this module. Every driver
+raises `orchestrator.errors.RouterError` when the load balancer refuses, cannot be
+reached or gives an answer it cannot interpret; it never guesses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from orchestrator.sides import Side
+
+
+@dataclass(frozen=True)
+class FlipResult:
+    """What a flip did. `from_side` is None when the service had no routing entry yet."""
+
+    service: str
+    from_side: Side | None
+    to_side: Side
+    seconds: float
+    confirmed_by: list[str] = field(default_factory=list)
+    """How the new routing was checked, e.g. ["map-readback", "request"]."""
+    persisted: bool = False
+    """True when the change survives a reload/restart of the load balancer."""
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    """Sessions still open on `side` when drain returned (0 means drained)."""
+
+    service: str
+    side: Side
+    sessions_left: int
+    seconds: float
+
+    @property
+    def drained(self) -> bool:
+        return self.sessions_left == 0
+
+
+@dataclass(frozen=True)
+class ServerHealth:
+    """One server of a side as the load balancer sees it.
+
+    `status` is the load balancer's word (HAProxy: UP, DOWN, MAINT, DRAIN, NOLB,
+    "UP 1/3", "no check"); `check_status` the last health check result (L7OK, L4CON, ...).
+    """
+
+    name: str
+    status: str
+    check_status: str = ""
+    sessions: int = 0
+
+    @property
+    def up(self) -> bool:
+        """Takes new traffic: UP (also while going down, "UP 1/3") or unchecked."""
+        return self.status.startswith("UP") or self.status == "no check"
+
+
+@dataclass(frozen=True)
+class SideHealth:
+    service: str
+    side: Side
+    backend: str
+    servers: list[ServerHealth] = field(default_factory=list)
+
+    @property
+    def up_servers(self) -> list[ServerHealth]:
+        return [server for server in self.servers if server.up]
+
+    @property
+    def healthy(self) -> bool:
+        """At least one server takes traffic."""
+        return bool(self.up_servers)
+
+
+class Router(Protocol):
+    """A traffic switch for blue/green services.
+
+    Implementations are not required to be thread-safe: use one router per thread.
+    """
+
+    def live(self, service: str) -> Side:
+        """The side that takes traffic now; RouterError if the router cannot tell."""
+        ...
+
+    def flip(self, service: str, to_side: Side) -> FlipResult:
+        """Send all new traffic to `to_side`, persist it, confirm it; RouterError if not."""
+        ...
+
+    def drain(self, service: str, side: Side, deadline_s: float) -> DrainResult:
+        """Wait up to `deadline_s` seconds for `side` to have no sessions; never raises on
+        timeout (the caller decides what a non-empty result means)."""
+        ...
+
+    def health(self, service: str, side: Side) -> SideHealth:
+        """Per-server status of `side`."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the router may not be used afterwards."""
+        ...

@@ -1,0 +1,240 @@
+"""Command router: drive any load balancer through the user's own script.
+
+Protocol (the script is run directly with an argument list, never through a shell)::
+
+    SCRIPT live   SERVICE          -> {"live": "blue"}
+    SCRIPT flip   SERVICE SIDE     -> {"ok": true}
+    SCRIPT drain  SERVICE SIDE     -> {"ok": true, "sessions_left": 0}
+    SCRIPT health SERVICE SIDE     -> {"servers": [{"name": "web1", "status": "UP",
+                                                    "check_status": "L7OK"}]}
+
+Environment: the caller's environment plus `BLUEGREEN_ACTION` (live/flip/drain/health),
+`BLUEGREEN_SERVICE`, `BLUEGREEN_SIDE` (flip, drain, health) and `BLUEGREEN_DEADLINE_S`
+(drain: seconds the script may wait for sessions to end).
+
+Rules:
+- Exit 0 and print exactly one JSON object on stdout (diagnostics go to stderr).
+  Anything else -- a non-zero exit, no output, text that is not one JSON object, a missing
+  field, or running longer than `timeout` seconds (`timeout + deadline` for drain) -- is an
+  error, reported with the tail of stderr; the script is killed on timeout.
+- `{"ok": false, "error": "..."}` reports a refusal; the message is passed on.
+- `flip` must only answer `{"ok": true}` once new traffic goes to SIDE *and* the change is
+  persisted (survives a reload/restart of the load balancer). It may add
+  `"confirmed_by": ["request"]` to say how it checked, and `"persisted": false` if it could
+  not persist (bluegreen then reports it).
+- `drain` waits up to BLUEGREEN_DEADLINE_S and reports the sessions still open;
+  `sessions_left` defaults to 0.
+- `health` lists every server of the side; `status` uses HAProxy's words (UP, DOWN, MAINT,
+  DRAIN); `check_status` is optional.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from typing import Any
+
+from orchestrator.errors import RouterError
+from orchestrator.routers.base import DrainResult, FlipResult, ServerHealth, SideHealth
+from orchestrator.routers.settings import CommandRouterSettings
+from orchestrator.sides import SIDES, Side
+
+_STDERR_TAIL = 800
+
+
+class CommandRouter:
+    """`Router` that runs `settings.script` once per call."""
+
+    def __init__(self, settings: CommandRouterSettings) -> None:
+        self.settings = settings
+
+    def _call(
+        self,
+        action: str,
+        service: str,
+        side: Side | None = None,
+        *,
+        deadline_s: float | None = None,
+    ) -> dict[str, Any]:
+        argv = [self.settings.script, action, service]
+        env = dict(os.environ)
+        env["BLUEGREEN_ACTION"] = action
+        env["BLUEGREEN_SERVICE"] = service
+        if side is not None:
+            argv.append(side)
+            env["BLUEGREEN_SIDE"] = side
+        timeout = self.settings.timeout
+        if deadline_s is not None:
+            env["BLUEGREEN_DEADLINE_S"] = f"{deadline_s:g}"
+            timeout += max(0.0, deadline_s)
+        shown = " ".join(argv)
+        try:
+            done = _run(argv, env, timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise RouterError(
+                f"router script `{shown}` did not finish within {timeout:g} s"
+                + _tail(_text(exc.stderr)),
+                hint="raise `timeout` under router: or make the script faster",
+            ) from exc
+        except OSError as exc:
+            raise RouterError(
+                f"router script `{shown}` cannot be run: {exc}",
+                hint="`script` must be an executable file (chmod +x, with a #! line)",
+            ) from exc
+        if done.returncode != 0:
+            raise RouterError(
+                f"router script `{shown}` exited {done.returncode}" + _tail(done.stderr)
+            )
+        try:
+            reply = json.loads(done.stdout)
+        except json.JSONDecodeError as exc:
+            raise RouterError(
+                f"router script `{shown}` did not print exactly one JSON object "
+                f"({exc.msg}); stdout: {done.stdout[:200]!r}" + _tail(done.stderr)
+            ) from exc
+        if not isinstance(reply, dict):
+            raise RouterError(
+                f"router script `{shown}` printed JSON that is not an object: {reply!r:.200}"
+            )
+        if reply.get("ok") is False:
+            raise RouterError(
+                f"router script `{shown}` refused: {reply.get('error') or 'no reason given'}"
+                + _tail(done.stderr)
+            )
+        return reply
+
+    def live(self, service: str) -> Side:
+        reply = self._call("live", service)
+        side = reply.get("live")
+        if side not in SIDES:
+            raise RouterError(
+                f"router script: `live {service}` answered {reply!r}; expected "
+                '{"live": "blue"} or {"live": "green"}'
+            )
+        return side  # type: ignore[no-any-return]
+
+    def flip(self, service: str, to_side: Side) -> FlipResult:
+        before = time.monotonic()
+        reply = self._call("flip", service, to_side)
+        if reply.get("ok") is not True:
+            raise RouterError(
+                f'router script: `flip {service} {to_side}` answered {reply!r}; expected {{"ok": true}}'
+            )
+        confirmed = reply.get("confirmed_by", ["script"])
+        if not isinstance(confirmed, list) or not all(isinstance(c, str) for c in confirmed):
+            raise RouterError(f"router script: `confirmed_by` must be a list of strings: {reply!r}")
+        persisted = reply.get("persisted", True)
+        if not isinstance(persisted, bool):
+            raise RouterError(f"router script: `persisted` must be true or false: {reply!r}")
+        return FlipResult(
+            service=service,
+            from_side=None,
+            to_side=to_side,
+            seconds=time.monotonic() - before,
+            confirmed_by=list(confirmed),
+            persisted=persisted,
+        )
+
+    def drain(self, service: str, side: Side, deadline_s: float) -> DrainResult:
+        before = time.monotonic()
+        reply = self._call("drain", service, side, deadline_s=deadline_s)
+        left = reply.get("sessions_left", 0)
+        if reply.get("ok") is not True or not isinstance(left, int) or left < 0:
+            raise RouterError(
+                f"router script: `drain {service} {side}` answered {reply!r}; expected "
+                '{"ok": true, "sessions_left": 0}'
+            )
+        return DrainResult(
+            service=service, side=side, sessions_left=left, seconds=time.monotonic() - before
+        )
+
+    def health(self, service: str, side: Side) -> SideHealth:
+        reply = self._call("health", service, side)
+        raw = reply.get("servers")
+        if not isinstance(raw, list):
+            raise RouterError(
+                f"router script: `health {service} {side}` answered {reply!r}; expected "
+                '{"servers": [{"name": ..., "status": ...}]}'
+            )
+        servers: list[ServerHealth] = []
+        for item in raw:
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("name"), str)
+                or not isinstance(item.get("status"), str)
+            ):
+                raise RouterError(
+                    f"router script: server entry {item!r} needs string `name` and `status`"
+                )
+            sessions = item.get("sessions", 0)
+            servers.append(
+                ServerHealth(
+                    name=item["name"],
+                    status=item["status"],
+                    check_status=str(item.get("check_status", "")),
+                    sessions=sessions if isinstance(sessions, int) else 0,
+                )
+            )
+        return SideHealth(service=service, side=side, backend=service, servers=servers)
+
+    def close(self) -> None:
+        """Nothing is kept open between calls."""
+
+
+def _run(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run with a list argv (no shell). The script gets its own session so that on timeout
+    its children (curl, ssh, ...) are killed with it and cannot hold our pipes open."""
+    with subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        env=env,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            _kill_group(process)
+            try:
+                _out, err = process.communicate(timeout=2)
+            except subprocess.TimeoutExpired:
+                err = None
+            raise subprocess.TimeoutExpired(
+                argv, timeout, stderr=err.encode() if err else None
+            ) from exc
+        except BaseException:
+            _kill_group(process)
+            raise
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    # The group is the one this router created for the script (start_new_session).
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.kill()
+
+
+def _text(data: str | bytes | None) -> str:
+    if data is None:
+        return ""
+    if isinstance(data, bytes):
+        return data.decode("utf-8", errors="replace")
+    return data
+
+
+def _tail(stderr: str | None) -> str:
+    text = (stderr or "").strip()
+    if not text:
+        return ""
+    if len(text) > _STDERR_TAIL:
+        text = "..." + text[-_STDERR_TAIL:]
+    return f"\n  stderr: {text}"

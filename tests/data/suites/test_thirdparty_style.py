@@ -1,0 +1,17 @@
+"""A third-party-style pytest-testinfra file: plain `host` fixture, nothing of bluegreen.
+
+Runs unmodified under `pytest test_thirdparty_style.py --hosts=ssh://NAME --ssh-config=CFG`
+and through `orchestrator.probes.suites.run_suite`.
+"""
+
+
+def test_sshd_process_running(host):
+    assert host.process.filter(comm="sshd")
+
+
+def test_passwd_mode(host):
+    assert host.file("/etc/passwd").mode == 0o644
+
+
+def test_telnet_not_installed(host):
+    assert not host.package("telnet").is_installed

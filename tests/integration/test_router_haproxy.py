@@ -1,0 +1,312 @@
+"""The HAProxy router against a real HAProxy 2.6 on loopback (no lab hosts needed)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# `tests` is not an installed package; make `tests.support` importable from any cwd.
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from orchestrator.errors import RouterError  # noqa: E402
+from orchestrator.routers.haproxy import HAProxyRouter  # noqa: E402
+from orchestrator.routers.registry import make_router  # noqa: E402
+from orchestrator.routers.settings import SSHTarget  # noqa: E402
+from tests.support.haproxy_fixture import SERVICE, HAProxyLab, running_haproxy  # noqa: E402
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[HAProxyLab]:
+    with running_haproxy(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def router(lab: HAProxyLab) -> Iterator[HAProxyRouter]:
+    made = make_router(lab.settings())
+    assert isinstance(made, HAProxyRouter)
+    yield made
+    made.close()
+
+
+def test_live_is_blue_at_start(lab: HAProxyLab, router: HAProxyRouter) -> None:
+    assert router.live(SERVICE) == "blue"
+    assert lab.serving() == "blue"
+
+
+def test_health_reports_servers(router: HAProxyRouter) -> None:
+    health = router.health(SERVICE, "green")
+    assert health.backend == "web_green"
+    assert [(s.name, s.status) for s in health.servers] == [("green1", "UP")]
+    assert health.healthy
+
+
+def test_flip_moves_traffic_and_persists(lab: HAProxyLab, router: HAProxyRouter) -> None:
+    result = router.flip(SERVICE, "green")
+
+    assert result.from_side == "blue" and result.to_side == "green"
+    assert result.confirmed_by == ["map-readback", "request"]
+    assert result.persisted
+    assert result.seconds < 1.0
+    assert router.live(SERVICE) == "green"
+    assert lab.serving() == "green"
+    assert lab.map_file.read_text() == "web web_green\n"
+    assert lab.map_file.stat().st_mode & 0o777 == 0o644
+    state = lab.server_state_file.read_text()
+    assert state.startswith("1\n# be_id") and "web_green" in state
+
+    lab.reload()
+    assert lab.serving() == "green"
+    assert router.live(SERVICE) == "green"
+
+    lab.restart()
+    assert lab.serving() == "green"
+    assert router.live(SERVICE) == "green"
+
+    back = router.flip(SERVICE, "blue")
+    assert back.from_side == "green"
+    lab.restart()
+    assert lab.serving() == "blue"
+
+
+def test_flip_keeps_other_map_lines(lab: HAProxyLab, router: HAProxyRouter) -> None:
+    lab.map_file.write_text("# managed by bluegreen\napi api_green\nweb web_blue\n")
+    router.flip(SERVICE, "green")
+    assert lab.map_file.read_text() == "# managed by bluegreen\napi api_green\nweb web_green\n"
+
+
+def test_flip_to_a_down_side_is_refused(lab: HAProxyLab, router: HAProxyRouter) -> None:
+    lab.backends["green"].stop()
+    lab.wait_status("green", "DOWN")
+
+    with pytest.raises(RouterError, match="no server of web_green is UP"):
+        router.flip(SERVICE, "green")
+
+    assert router.live(SERVICE) == "blue"
+    assert lab.serving() == "blue"
+    assert lab.map_file.read_text() == "web web_blue\n"
+    assert not router.health(SERVICE, "green").healthy
+
+
+def test_error_reply_raises(lab: HAProxyLab) -> None:
+    wrong = make_router(lab.settings(map_file=str(lab.dir / "other.map")))
+    with pytest.raises(RouterError, match="Unknown map identifier"):
+        wrong.live(SERVICE)
+    with pytest.raises(RouterError, match="Unknown map identifier"):
+        wrong.flip(SERVICE, "green")
+    assert lab.serving() == "blue"
+
+
+def test_unknown_backend_raises(lab: HAProxyLab) -> None:
+    wrong = make_router(lab.settings(backend_template="{service}-{side}-pool"))
+    with pytest.raises(RouterError, match="no backend 'web-green-pool'"):
+        wrong.flip(SERVICE, "green")
+    with pytest.raises(RouterError, match="neither"):
+        wrong.live(SERVICE)
+
+
+def test_missing_socket_fails_fast_after_retries(lab: HAProxyLab) -> None:
+    gone = make_router(lab.settings(socket=f"unix://{lab.dir}/missing.sock"))
+    started = time.monotonic()
+    with pytest.raises(RouterError, match="after 3 attempts"):
+        gone.live(SERVICE)
+    assert time.monotonic() - started < 5
+
+
+def test_refused_tcp_fails_fast(lab: HAProxyLab) -> None:
+    from tests.support.haproxy_fixture import free_port
+
+    gone = make_router(lab.settings(socket=f"tcp://127.0.0.1:{free_port()}"))
+    started = time.monotonic()
+    with pytest.raises(RouterError, match="ConnectionRefusedError"):
+        gone.live(SERVICE)
+    assert time.monotonic() - started < 5
+
+
+def test_socket_without_admin_level_is_refused(lab: HAProxyLab) -> None:
+    user = make_router(lab.settings(socket=f"unix://{lab.user_socket}"))
+    assert user.live(SERVICE) == "blue"  # reading is fine
+    with pytest.raises(RouterError, match="permission denied.*level admin"):
+        user.flip(SERVICE, "green")
+    assert lab.serving() == "blue"
+    assert lab.map_file.read_text() == "web web_blue\n"
+
+
+def test_absent_entry_is_an_error_and_flip_adds_it(lab: HAProxyLab, router: HAProxyRouter) -> None:
+    lab.admin(f"del map {lab.map_file} {SERVICE}")
+    with pytest.raises(RouterError, match="no entry"):
+        router.live(SERVICE)
+    result = router.flip(SERVICE, "green")
+    assert result.from_side is None
+    assert router.live(SERVICE) == "green"
+    assert lab.map_file.read_text() == "web web_green\n"
+
+
+def test_drain_returns_sessions_left(router: HAProxyRouter) -> None:
+    result = router.drain(SERVICE, "blue", deadline_s=1.0)
+    assert result.drained and result.sessions_left == 0
+    assert result.seconds < 1.0
+
+
+def test_zero_dropped_requests_during_flips(lab: HAProxyLab, router: HAProxyRouter) -> None:
+    failures: list[str] = []
+    served = {"blue": 0, "green": 0}
+    stop = threading.Event()
+
+    def traffic() -> None:
+        deadline = time.monotonic() + 10
+        for _ in range(2000):
+            if stop.is_set() or time.monotonic() > deadline:
+                return
+            try:
+                header, body = lab.get("/")
+                if header != f"{SERVICE}_{body}":
+                    failures.append(f"mismatch {header} {body}")
+                else:
+                    served[body] += 1
+            except (OSError, urllib.error.URLError) as exc:
+                failures.append(repr(exc))
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        for i in range(10):
+            router.flip(SERVICE, "green" if i % 2 == 0 else "blue")
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        sender.join(timeout=15)
+    assert not sender.is_alive()
+    assert failures == []
+    assert served["blue"] > 0 and served["green"] > 0
+    assert router.live(SERVICE) == "blue"
+
+
+# -- the SSH transport, against a private sshd on loopback -----------------------------
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[dict[str, str | int]]:
+    from tests.support.haproxy_fixture import free_port, wait_until
+
+    keys = tmp_path / "ssh"
+    keys.mkdir()
+    for name in ("host", "user"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)],
+            check=True,
+            timeout=10,
+        )
+    (keys / "authorized_keys").write_text((keys / "user.pub").read_text())
+    port = free_port()
+    host_pub = (keys / "host.pub").read_text().split()
+    (keys / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    (keys / "empty_known_hosts").write_text("")
+    user_pub = (keys / "user.pub").read_text().split()
+    (keys / "wrong_known_hosts").write_text(f"[127.0.0.1]:{port} {user_pub[0]} {user_pub[1]}\n")
+    (keys / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys / 'host'}\n"
+        f"AuthorizedKeysFile {keys / 'authorized_keys'}\nPidFile {keys / 'sshd.pid'}\n"
+        "StrictModes no\nUsePAM no\nPasswordAuthentication no\nPermitRootLogin prohibit-password\n"
+    )
+    process = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-e", "-f", str(keys / "sshd_config")],
+        stdout=subprocess.DEVNULL,
+        stderr=(keys / "sshd.log").open("wb"),
+        start_new_session=True,
+    )
+    try:
+
+        def listening() -> bool:
+            assert process.poll() is None, (keys / "sshd.log").read_text()
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+
+        wait_until(listening, 10, "sshd to listen")
+        yield {
+            "port": port,
+            "key_file": str(keys / "user"),
+            "known_hosts": str(keys / "known_hosts"),
+            "empty_known_hosts": str(keys / "empty_known_hosts"),
+            "wrong_known_hosts": str(keys / "wrong_known_hosts"),
+        }
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_ssh_transport_flips_and_persists_remotely(lab: HAProxyLab, sshd: dict[str, Any]) -> None:
+    ssh = SSHTarget(
+        host="127.0.0.1",
+        port=sshd["port"],
+        user="root",
+        key_file=sshd["key_file"],
+        known_hosts=sshd["known_hosts"],
+    )
+    remote = make_router(lab.settings(ssh=ssh))
+    try:
+        assert remote.live(SERVICE) == "blue"
+        result = remote.flip(SERVICE, "green")
+        assert result.persisted and result.confirmed_by == ["map-readback", "request"]
+        assert lab.map_file.read_text() == "web web_green\n"
+        assert lab.map_file.stat().st_mode & 0o777 == 0o644
+        assert "web_green" in lab.server_state_file.read_text()
+        lab.restart()
+        assert lab.serving() == "green"
+        assert remote.live(SERVICE) == "green"  # reconnects the socket, reuses the SSH session
+    finally:
+        remote.close()
+
+    missing = make_router(lab.settings(ssh=ssh, socket=f"unix://{lab.dir}/missing.sock"))
+    started = time.monotonic()
+    with pytest.raises(RouterError, match="after 3 attempts"):
+        missing.live(SERVICE)
+    assert time.monotonic() - started < 5
+    missing.close()
+
+
+@pytest.mark.parametrize(
+    ("known_hosts", "message"),
+    [("empty_known_hosts", "not found in known_hosts"), ("wrong_known_hosts", "host key mismatch")],
+)
+def test_ssh_host_key_problems_are_refused_at_once(
+    lab: HAProxyLab, sshd: dict[str, Any], known_hosts: str, message: str
+) -> None:
+    ssh = SSHTarget(
+        host="127.0.0.1",
+        port=sshd["port"],
+        user="root",
+        key_file=sshd["key_file"],
+        known_hosts=sshd[known_hosts],
+    )
+    remote = make_router(lab.settings(ssh=ssh))
+    with pytest.raises(RouterError, match=message) as caught:
+        remote.live(SERVICE)
+    assert "attempts" not in str(caught.value)  # never retried
+    remote.close()
+
+
+def test_ssh_wrong_key_is_refused_at_once(lab: HAProxyLab, sshd: dict[str, Any]) -> None:
+    ssh = SSHTarget(
+        host="127.0.0.1",
+        port=sshd["port"],
+        user="root",
+        key_file=sshd["key_file"].replace("user", "host"),  # a key sshd does not accept
+        known_hosts=sshd["known_hosts"],
+    )
+    remote = make_router(lab.settings(ssh=ssh))
+    with pytest.raises(RouterError, match="authentication failed") as caught:
+        remote.live(SERVICE)
+    assert "attempts" not in str(caught.value)
+    remote.close()

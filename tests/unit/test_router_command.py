@@ -1,0 +1,204 @@
+"""The command router against a small real script that speaks the protocol."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import RouterError
+from orchestrator.routers.command import CommandRouter
+from orchestrator.routers.registry import make_router
+from orchestrator.routers.settings import CommandRouterSettings
+
+# The script keeps the live side in a file next to itself; MODE (a file too) makes it
+# misbehave in the ways the router must catch.
+SCRIPT = """\
+#!{python}
+import json, os, sys, time
+from pathlib import Path
+
+here = Path(__file__).parent
+mode = (here / "MODE").read_text().strip() if (here / "MODE").exists() else "good"
+state = here / "live"
+action, service = sys.argv[1], sys.argv[2]
+side = sys.argv[3] if len(sys.argv) > 3 else None
+(here / "calls").open("a").write(json.dumps({{
+    "argv": sys.argv[1:],
+    "env": {{k: v for k, v in os.environ.items() if k.startswith("BLUEGREEN_")}},
+}}) + "\\n")
+
+if mode == "fail":
+    print("lb said no: backend missing", file=sys.stderr)
+    sys.exit(3)
+if mode == "garbage":
+    print("flipped!")
+    sys.exit(0)
+if mode == "two":
+    print('{{"ok": true}}\\n{{"ok": true}}')
+    sys.exit(0)
+if mode == "slow":
+    print("thinking", file=sys.stderr, flush=True)
+    time.sleep(30)
+if mode == "slowchild":
+    import subprocess
+    subprocess.Popen(["sleep", "30"])  # inherits our stdout/stderr pipes
+    time.sleep(30)
+if mode == "refuse":
+    print(json.dumps({{"ok": False, "error": "green pool is empty"}}))
+    sys.exit(0)
+
+if action == "live":
+    print(json.dumps({{"live": state.read_text().strip() if state.exists() else "blue"}}))
+elif action == "flip":
+    state.write_text(side)
+    print(json.dumps({{"ok": True, "confirmed_by": ["request"]}}))
+elif action == "drain":
+    print(json.dumps({{"ok": True, "sessions_left": 2}}))
+elif action == "health":
+    print(json.dumps({{"servers": [
+        {{"name": service + "1", "status": "UP", "check_status": "L7OK"}},
+        {{"name": service + "2", "status": "DOWN"}},
+    ]}}))
+else:
+    sys.exit(2)
+"""
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    path = tmp_path / "lb-switch"
+    path.write_text(SCRIPT.format(python=sys.executable))
+    path.chmod(0o755)
+    return path
+
+
+def router_for(script: Path, timeout: float = 10.0) -> CommandRouter:
+    made = make_router(CommandRouterSettings(kind="command", script=str(script), timeout=timeout))
+    assert isinstance(made, CommandRouter)
+    return made
+
+
+def set_mode(script: Path, mode: str) -> None:
+    (script.parent / "MODE").write_text(mode)
+
+
+def calls(script: Path) -> list[dict[str, object]]:
+    lines = (script.parent / "calls").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_good_replies(script: Path) -> None:
+    router = router_for(script)
+    assert router.live("web") == "blue"
+
+    result = router.flip("web", "green")
+    assert result.to_side == "green"
+    assert result.confirmed_by == ["request"]
+    assert result.persisted
+    assert router.live("web") == "green"
+
+    drained = router.drain("web", "blue", deadline_s=1.5)
+    assert drained.sessions_left == 2 and not drained.drained
+
+    health = router.health("web", "green")
+    assert [(s.name, s.status, s.up) for s in health.servers] == [
+        ("web1", "UP", True),
+        ("web2", "DOWN", False),
+    ]
+    assert health.servers[0].check_status == "L7OK"
+    assert health.healthy
+    router.close()
+
+
+def test_argv_and_environment(script: Path) -> None:
+    router = router_for(script)
+    router.live("web")
+    router.flip("web", "green")
+    router.drain("web", "blue", deadline_s=4)
+    seen = calls(script)
+    assert [c["argv"] for c in seen] == [
+        ["live", "web"],
+        ["flip", "web", "green"],
+        ["drain", "web", "blue"],
+    ]
+    assert seen[1]["env"] == {
+        "BLUEGREEN_ACTION": "flip",
+        "BLUEGREEN_SERVICE": "web",
+        "BLUEGREEN_SIDE": "green",
+    }
+    assert seen[2]["env"] == {
+        "BLUEGREEN_ACTION": "drain",
+        "BLUEGREEN_SERVICE": "web",
+        "BLUEGREEN_SIDE": "blue",
+        "BLUEGREEN_DEADLINE_S": "4",
+    }
+
+
+def test_service_name_is_not_shell_interpreted(script: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    router = router_for(script)
+    router.live(f"web; touch {marker}")
+    assert not marker.exists()
+    assert calls(script)[0]["argv"] == ["live", f"web; touch {marker}"]
+
+
+def test_nonzero_exit_raises_with_stderr(script: Path) -> None:
+    set_mode(script, "fail")
+    with pytest.raises(RouterError, match=r"exited 3(.|\n)*lb said no: backend missing"):
+        router_for(script).flip("web", "green")
+
+
+def test_garbage_stdout_raises(script: Path) -> None:
+    set_mode(script, "garbage")
+    with pytest.raises(RouterError, match="did not print exactly one JSON object"):
+        router_for(script).live("web")
+
+
+def test_two_json_objects_raise(script: Path) -> None:
+    set_mode(script, "two")
+    with pytest.raises(RouterError, match="exactly one JSON object"):
+        router_for(script).flip("web", "green")
+
+
+def test_refusal_is_passed_on(script: Path) -> None:
+    set_mode(script, "refuse")
+    with pytest.raises(RouterError, match="green pool is empty"):
+        router_for(script).flip("web", "green")
+
+
+def test_wrong_shape_raises(script: Path) -> None:
+    router = router_for(script)
+    (script.parent / "live").write_text("purple")
+    with pytest.raises(RouterError, match="expected"):
+        router.live("web")
+
+
+def test_timeout_kills_the_script(script: Path) -> None:
+    set_mode(script, "slow")
+    started = time.monotonic()
+    with pytest.raises(RouterError, match=r"did not finish within 0.5 s"):
+        router_for(script, timeout=0.5).live("web")
+    assert time.monotonic() - started < 5
+
+
+def test_missing_or_not_executable_script(tmp_path: Path) -> None:
+    with pytest.raises(RouterError, match="cannot be run"):
+        router_for(tmp_path / "nope").live("web")
+    plain = tmp_path / "plain"
+    plain.write_text("#!/bin/sh\necho '{}'\n")
+    os.chmod(plain, 0o644)
+    with pytest.raises(RouterError, match="cannot be run"):
+        router_for(plain).live("web")
+
+
+def test_timeout_also_kills_the_scripts_children(script: Path) -> None:
+    set_mode(script, "slowchild")
+    started = time.monotonic()
+    with pytest.raises(RouterError, match="did not finish"):
+        router_for(script, timeout=0.5).live("web")
+    assert time.monotonic() - started < 5
