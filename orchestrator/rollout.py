@@ -1,0 +1,414 @@
+"""The per-service rollout: precheck -> patch standby -> verify -> flip -> bake -> done.
+
+Every step is journaled before and after it runs; a killed run (even `kill -9`) resumes from
+the journal with `resume`. Steps are idempotent. Invariants kept here:
+- traffic never moves to a side whose last verification failed or predates its patch;
+- the router is the truth about the live side; a disagreeing store stops the run;
+- the live side is never touched (Ansible is limited to the standby's inventory group);
+- a flip that degrades during bake is flipped back automatically.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestrator.config import LoadedConfig, PackageSpec
+from orchestrator.errors import (
+    BluegreenError,
+    PatchFailed,
+    RolledBack,
+    RouterError,
+    VerificationFailed,
+)
+from orchestrator.routers.base import Router
+from orchestrator.sides import Side, other_side
+from orchestrator.state.base import StateStore
+from orchestrator.state.models import AuditEntryInput, Run
+from orchestrator.traffic import check_agreement
+
+STEPS = ("precheck", "patch", "verify", "flip", "bake")
+
+
+class Aborted(BluegreenError):
+    """The run was aborted (by `rollback` or `abort`) while it ran; nothing more was done."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress of a rollout, for the CLI to render. `step` is one of STEPS or "host"."""
+
+    run_id: str
+    step: str
+    phase: str  # begin | end | progress | info
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RolloutResult:
+    run_id: str
+    service: str
+    status: str
+    from_side: str | None
+    to_side: str | None
+    message: str
+    seconds: float
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "service": self.service, "status": self.status,
+                "from": self.from_side, "to": self.to_side, "message": self.message,
+                "seconds": round(self.seconds, 2), "steps": self.steps}
+
+
+def patch_level(packages: Sequence[PackageSpec], security_updates: bool) -> str:
+    if packages:
+        return ",".join(sorted(str(p) for p in packages))
+    return "security-updates" if security_updates else "none"
+
+
+def new_run_id(service: str) -> str:
+    return f"{service}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
+
+
+class Rollout:
+    """One service's rollout. Build it, then call `start()` or `resume(run)`."""
+
+    def __init__(self, config: LoadedConfig, store: StateStore, router: Router, *,
+                 actor: str, on_event: Callable[[Event], None] | None = None,
+                 advisories: Sequence[dict[str, Any]] = (),
+                 may_flip: Callable[[str], str | None] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.router = router
+        self.actor = actor
+        self.on_event = on_event or (lambda _e: None)
+        self.advisories = list(advisories)
+        # campaign hook: returns None to allow the flip, or the reason it must wait
+        self.may_flip = may_flip
+
+    # ---- entry points ------------------------------------------------------------------
+    def start(self, service: str, packages: Sequence[PackageSpec] | None = None, *,
+              reason: str | None = None, run_id: str | None = None,
+              kind: str = "rollout") -> RolloutResult:
+        svc = self.config.service(service)
+        chosen = list(packages) if packages else list(svc.patch.packages)
+        params = {"packages": [str(p) for p in chosen],
+                  "security_updates": not chosen and svc.patch.security_updates}
+        run_id = run_id or new_run_id(service)
+        self.store.acquire_lock(service, run_id)
+        try:
+            run = self.store.create_run(run_id, kind, service, params, self.actor, reason=reason)
+        except BaseException:
+            self.store.release_lock(service, run_id)
+            raise
+        return self._drive(run)
+
+    def resume(self, run: Run) -> RolloutResult:
+        if run.service is None:
+            raise BluegreenError(f"run {run.run_id} has no service")
+        self.store.acquire_lock(run.service, run.run_id)  # takes over a dead holder's lock
+        self._emit(run.run_id, "resume", "info", f"resuming {run.run_id}")
+        return self._drive(run)
+
+    # ---- the state machine ---------------------------------------------------------------
+    def _drive(self, run: Run) -> RolloutResult:
+        started = time.monotonic()
+        service = run.service or ""
+        result = RolloutResult(run.run_id, service, "running", None, None, "", 0.0)
+        done = self._finished_steps(run.run_id)
+        try:
+            plan = self._recover(run, done)
+            result.from_side, result.to_side = plan["live"], plan["standby"]
+            packages = [_spec(p) for p in run.params.get("packages", [])]
+            level = patch_level(packages, bool(run.params.get("security_updates")))
+            for step in STEPS:
+                if step in done:
+                    continue
+                self._check_not_aborted(run.run_id)
+                self.store.journal_begin(run.run_id, step, {"at": _now()})
+                self._emit(run.run_id, step, "begin", step)
+                data = self._step(step, run, plan, packages, level)
+                if step == "precheck":
+                    plan = data
+                    result.from_side, result.to_side = plan["live"], plan["standby"]
+                self.store.journal_end(run.run_id, step, data)
+                result.steps[step] = data
+                self._emit(run.run_id, step, "end", _describe(step, data), data)
+            result.status, result.message = "done", (
+                f"{service}: {result.to_side} is live and patched ({level}); "
+                f"{result.from_side} kept as standby")
+            self.store.finish_run(run.run_id, "done", result.message)
+        except RolledBack as exc:
+            result.status, result.message = "rolled_back", exc.message
+            self._finish(run.run_id, "rolled_back", exc.message)
+            raise
+        except Aborted as exc:
+            result.status, result.message = "aborted", exc.message
+            raise
+        except BluegreenError as exc:
+            result.status, result.message = "failed", exc.message
+            self._finish(run.run_id, "failed", exc.message)
+            raise
+        except BaseException as exc:  # Ctrl-C, bugs: leave the run consistent and resumable
+            self._finish(run.run_id, "failed", f"interrupted: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            result.seconds = time.monotonic() - started
+            self._release(service, run.run_id)
+        return result
+
+    def _step(self, step: str, run: Run, plan: dict[str, Any], packages: list[PackageSpec],
+              level: str) -> dict[str, Any]:
+        service = run.service or ""
+        if step == "precheck":
+            return self._precheck(service)
+        standby: Side = plan["standby"]
+        live: Side = plan["live"]
+        if step == "patch":
+            return self._patch(run, service, standby, packages, level)
+        if step == "verify":
+            return self._verify(service, standby, packages, level)
+        if step == "flip":
+            return self._flip(run, service, live, standby)
+        return self._bake(run, service, live, standby)
+
+    def _precheck(self, service: str) -> dict[str, Any]:
+        live = check_agreement(self.store, self.router, service, self.actor)
+        standby = other_side(live)
+        from orchestrator.inventory import load_fleet
+
+        fleet = load_fleet(self.config).service(service)
+        unreachable = _unreachable([*fleet.blue, *fleet.green])
+        if unreachable:
+            raise BluegreenError(
+                f"{service}: unreachable over SSH: {', '.join(unreachable)}",
+                hint="both sides must be reachable before a rollout; check the hosts or the network")
+        return {"live": live, "standby": standby,
+                "standby_hosts": [h.name for h in fleet.side(standby)]}
+
+    def _patch(self, run: Run, service: str, standby: Side, packages: list[PackageSpec],
+               level: str) -> dict[str, Any]:
+        from orchestrator.patching import patch_hosts
+
+        def progress(p: Any) -> None:
+            self._emit(run.run_id, "patch", "progress", f"{p.host}: {p.task} {p.status}",
+                       {"host": p.host, "task": p.task, "status": p.status})
+
+        result = patch_hosts(self.config, service, standby, packages or None,
+                             on_event=progress, cancel=lambda: self._is_aborted(run.run_id))
+        if not result.ok:
+            bad = [f"{h}: {r.failed_task or 'unreachable' if r.unreachable else r.failed_task}"
+                   f" — {r.message}" for h, r in result.hosts.items() if not r.ok]
+            raise PatchFailed(f"{service}: patching {standby} failed: " + "; ".join(bad or [result.status]),
+                              hint="fix the host or the package, then `bluegreen resume`")
+        self.store.record_patch(service, standby, level, audit=AuditEntryInput(
+            actor=self.actor, command="rollout.patch", service=service,
+            reason=f"run {run.run_id}",
+            after={"side": standby, "patch_level": level,
+                   "versions": {h: r.versions for h, r in result.hosts.items()}}))
+        return {"side": standby, "patch_level": level, "seconds": round(result.seconds, 1),
+                "hosts": {h: {"versions": r.versions, "restarted": r.restarted}
+                          for h, r in result.hosts.items()}}
+
+    def _verify(self, service: str, standby: Side, packages: list[PackageSpec],
+                level: str) -> dict[str, Any]:
+        from orchestrator.verification import verify_side
+
+        outcome = verify_side(self.config, self.store, service, standby, actor=self.actor,
+                              packages=packages, advisories=self.advisories, patch_level=level)
+        if not outcome.ok:
+            raise VerificationFailed(f"{service}: {standby} failed verification: {outcome.summary}",
+                                     hint=f"see `bluegreen verify {service} --side {standby}`; "
+                                          "traffic was not moved")
+        return {"side": standby, "ok": True, "summary": outcome.summary,
+                "checks": len(outcome.report.results)}
+
+    def _flip(self, run: Run, service: str, live: Side, standby: Side) -> dict[str, Any]:
+        if self.may_flip is not None:
+            why = self.may_flip(service)
+            if why:
+                from orchestrator.errors import OutsideWindow
+
+                raise OutsideWindow(f"{service}: not flipping: {why}")
+        current = self.router.live(service)
+        if current == standby:  # resumed after the router flipped but before we recorded it
+            self.store.set_live_side(service, standby, audit=AuditEntryInput(
+                actor=self.actor, command="rollout.flip", service=service,
+                reason=f"run {run.run_id} (resumed: router had already flipped)",
+                before={"live": live}, after={"live": standby}))
+            return {"from": live, "to": standby, "recovered": True}
+        side = self.store.get_side(service, standby)
+        if side is None or not side.verified_after_patch:
+            raise VerificationFailed(
+                f"{service}: refusing to flip: {standby} has no passing verification after its "
+                "last patch", hint=f"run `bluegreen verify {service} --side {standby}`")
+        result = self.router.flip(service, standby)
+        self.store.set_live_side(service, standby, audit=AuditEntryInput(
+            actor=self.actor, command="rollout.flip", service=service, reason=f"run {run.run_id}",
+            before={"live": live}, after={"live": standby, "confirmed_by": result.confirmed_by}))
+        return {"from": live, "to": standby, "seconds": round(result.seconds, 4),
+                "confirmed_by": result.confirmed_by}
+
+    def _bake(self, run: Run, service: str, old: Side, new: Side) -> dict[str, Any]:
+        bake = self.config.service(service).bake
+        url = _bake_url(self.config, service)
+        backend = self.config.model.router.backend_template.format(service=service, side=new) \
+            if self.config.model.router.kind == "haproxy" else None
+        header = getattr(self.config.model.router, "confirm_header", None)
+        deadline = time.monotonic() + bake.seconds
+        sent = failed = streak = 0
+        last_error = ""
+        while time.monotonic() < deadline:
+            self._check_not_aborted(run.run_id)
+            ok, last = _probe_once(url, header, backend) if url else (True, "")
+            sent += 1
+            if ok:
+                streak = 0
+            else:
+                failed += 1
+                streak += 1
+                last_error = last
+                self._emit(run.run_id, "bake", "progress", f"request failed: {last}")
+                if streak >= bake.max_failures:
+                    self._auto_rollback(run, service, old, new, last_error)
+            time.sleep(bake.interval_seconds)
+        return {"seconds": bake.seconds, "requests": sent, "failed": failed, "url": url}
+
+    def _auto_rollback(self, run: Run, service: str, old: Side, new: Side, why: str) -> None:
+        self._emit(run.run_id, "bake", "info", f"degraded under traffic ({why}): rolling back")
+        try:
+            result = self.router.flip(service, old)
+        except RouterError as exc:
+            raise BluegreenError(
+                f"{service}: {new} degraded during bake ({why}) AND the automatic rollback "
+                f"to {old} failed: {exc.message}",
+                hint=f"run `bluegreen rollback {service} --reason ...` now") from exc
+        self.store.set_live_side(service, old, audit=AuditEntryInput(
+            actor=self.actor, command="rollout.auto-rollback", service=service,
+            reason=f"run {run.run_id}: bake failed: {why}", before={"live": new},
+            after={"live": old, "confirmed_by": result.confirmed_by}, result="rolled_back"))
+        raise RolledBack(f"{service}: {new} degraded during bake ({why}); traffic is back on {old}",
+                         hint=f"{new} keeps the patch; investigate it before the next rollout")
+
+    # ---- resume support ------------------------------------------------------------------
+    def _finished_steps(self, run_id: str) -> set[str]:
+        return {e.step for e in self.store.journal(run_id) if e.phase == "end"}
+
+    def _recover(self, run: Run, done: set[str]) -> dict[str, Any]:
+        """The plan of a run: from its precheck, or empty before it. On resume, re-check the
+        router and store agree, allowing for a flip that happened before the kill."""
+        ends = {e.step: e.data for e in self.store.journal(run.run_id) if e.phase == "end"}
+        plan = dict(ends.get("precheck", {}))
+        if not plan:
+            return {"live": None, "standby": None}
+        service = run.service or ""
+        live = self.router.live(service)
+        begun = {e.step for e in self.store.journal(run.run_id) if e.phase == "begin"}
+        if "flip" in begun and "flip" not in done and live == plan["standby"]:
+            return plan  # the flip step will record what the router already did
+        if "flip" in done:
+            # after the flip, the new side is live (or the bake rolled back, ending the run)
+            expected = plan["standby"]
+        else:
+            expected = plan["live"]
+        svc = self.store.get_service(service)
+        if live != expected or (svc is not None and svc.live_side != live):
+            from orchestrator.errors import StateMismatch
+
+            raise StateMismatch(
+                f"{service}: cannot resume {run.run_id}: the router says {live} is live, "
+                f"the run expected {expected}, the store says {svc.live_side if svc else None}",
+                hint="someone flipped by hand since the run stopped; check, then start a new rollout")
+        return plan
+
+    def _is_aborted(self, run_id: str) -> bool:
+        run = self.store.get_run(run_id)
+        return run is not None and run.status == "aborted"
+
+    def _check_not_aborted(self, run_id: str) -> None:
+        if self._is_aborted(run_id):
+            run = self.store.get_run(run_id)
+            raise Aborted(f"run {run_id} was aborted: {run.result if run else ''}")
+
+    def _finish(self, run_id: str, status: Any, message: str) -> None:
+        run = self.store.get_run(run_id)
+        if run is not None and run.status in ("running", "deferred"):
+            self.store.finish_run(run_id, status, message)
+
+    def _release(self, service: str, run_id: str) -> None:
+        lock = self.store.get_lock(service)
+        if lock is not None and lock.run_id == run_id:
+            self.store.release_lock(service, run_id)
+
+    def _emit(self, run_id: str, step: str, phase: str, message: str,
+              data: dict[str, Any] | None = None) -> None:
+        self.on_event(Event(run_id, step, phase, message, data or {}))
+
+
+def _spec(text: str) -> PackageSpec:
+    from orchestrator.config import parse_package_arg
+
+    return parse_package_arg(text)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _describe(step: str, data: dict[str, Any]) -> str:
+    if step == "precheck":
+        return f"live={data['live']} standby={data['standby']}"
+    if step == "patch":
+        return f"patched {data['side']} ({data['patch_level']}) in {data['seconds']}s"
+    if step == "verify":
+        return str(data["summary"])
+    if step == "flip":
+        return f"flipped {data['from']} -> {data['to']}"
+    return f"baked {data['seconds']}s: {data['requests']} requests, {data['failed']} failed"
+
+
+def _bake_url(config: LoadedConfig, service: str) -> str | None:
+    frontends = getattr(config.model.router, "frontends", {}) or {}
+    base = frontends.get(service)
+    if not base:
+        return None
+    return str(base).rstrip("/") + config.service(service).bake.url_path
+
+
+def _probe_once(url: str, header: str | None, backend: str | None) -> tuple[bool, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            served_by = resp.headers.get(header) if header else None
+            if backend and served_by and served_by != backend:
+                return False, f"served by {served_by}, expected {backend}"
+            resp.read()
+            return True, ""
+    except urllib.error.HTTPError as exc:
+        return False, f"HTTP {exc.code}"
+    except OSError as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def _unreachable(hosts: Sequence[Any]) -> list[str]:
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    def down(h: Any) -> bool:
+        try:
+            with socket.create_connection((h.address, h.port), timeout=3) as s:
+                s.settimeout(3)
+                return not s.recv(8).startswith(b"SSH-")
+        except OSError:
+            return True
+
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(hosts)))) as pool:
+        flags = list(pool.map(down, hosts))
+    return [h.name for h, bad in zip(hosts, flags, strict=True) if bad]

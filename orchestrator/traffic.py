@@ -1,0 +1,187 @@
+"""Traffic commands that need only the router and the state store: status, flip, rollback.
+
+This module is the incident path. It must never import Ansible, pytest or testinfra
+(a test proves it): `bluegreen rollback` has to start and finish in well under a second.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.config import LoadedConfig
+from orchestrator.errors import BadInput, RouterError, StateMismatch, VerificationFailed
+from orchestrator.routers.base import Router
+from orchestrator.sides import SIDES, Side, other_side
+from orchestrator.state.base import StateStore
+from orchestrator.state.models import AuditEntryInput
+
+
+def default_actor(actor: str | None) -> str:
+    if actor:
+        return actor
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def open_store(config: LoadedConfig) -> StateStore:
+    from orchestrator.state.sqlite import SQLiteStateStore
+
+    return SQLiteStateStore(config.state_path)
+
+
+def open_router(config: LoadedConfig) -> Router:
+    from orchestrator.routers.registry import make_router
+
+    return make_router(config.model.router)
+
+
+def parse_side(value: str | None) -> Side | None:
+    if value is None:
+        return None
+    if value not in SIDES:
+        raise BadInput(f"--to: unknown side {value!r}", hint="use blue or green")
+    return "blue" if value == "blue" else "green"
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    service: str
+    live: Side
+    standby: Side
+    state_live: Side | None
+    agrees: bool
+    sides: dict[str, dict[str, Any]]
+    run_in_flight: dict[str, Any] | None
+    lock: dict[str, Any] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"service": self.service, "live": self.live, "standby": self.standby,
+                "state_live": self.state_live, "agrees": self.agrees, "sides": self.sides,
+                "run_in_flight": self.run_in_flight, "lock": self.lock}
+
+
+def service_status(config: LoadedConfig, store: StateStore, router: Router,
+                   service: str) -> ServiceStatus:
+    config.service(service)
+    live = router.live(service)
+    svc = store.get_service(service)
+    sides: dict[str, dict[str, Any]] = {}
+    for side in SIDES:
+        rec = store.get_side(service, side)
+        sides[side] = {
+            "patch_level": rec.patch_level if rec else None,
+            "patched_at": rec.patched_at.isoformat() if rec and rec.patched_at else None,
+            "verified_at": rec.verified_at.isoformat() if rec and rec.verified_at else None,
+            "verification_ok": rec.verification_ok if rec else None,
+            "verified_after_patch": rec.verified_after_patch if rec else False,
+        }
+    run = store.latest_unfinished_run(service)
+    lock = store.get_lock(service)
+    state_live = svc.live_side if svc else None
+    return ServiceStatus(
+        service=service, live=live, standby=other_side(live), state_live=state_live,
+        agrees=state_live in (None, live), sides=sides,
+        run_in_flight={"run_id": run.run_id, "status": run.status, "kind": run.kind}
+        if run else None,
+        lock={"run_id": lock.run_id, "holder": lock.holder, "pid": lock.pid,
+              "since": lock.acquired_at.isoformat()} if lock else None,
+    )
+
+
+def adopt(store: StateStore, router: Router, service: str, actor: str, reason: str) -> Side:
+    """Accept the router's view of which side is live (explicit, audited)."""
+    live = router.live(service)
+    svc = store.get_service(service)
+    store.set_live_side(service, live, audit=AuditEntryInput(
+        actor=actor, command="adopt", service=service, reason=reason,
+        before={"state_live": svc.live_side if svc else None}, after={"live": live}))
+    return live
+
+
+def check_agreement(store: StateStore, router: Router, service: str, actor: str) -> Side:
+    """The router is the truth. Record it the first time; refuse when the store disagrees."""
+    live = router.live(service)
+    svc = store.get_service(service)
+    if svc is None or svc.live_side is None:
+        store.set_live_side(service, live, audit=AuditEntryInput(
+            actor=actor, command="adopt", service=service,
+            reason="first contact: recorded the router's live side", after={"live": live}))
+    elif svc.live_side != live:
+        raise StateMismatch(
+            f"{service}: the router says {live} is live, the state store says {svc.live_side}",
+            hint=f"find out who changed the load balancer; then `bluegreen status {service} "
+                 f"--adopt --reason TEXT` accepts the router's view (audited)")
+    return live
+
+
+@dataclass(frozen=True)
+class FlipOutcome:
+    service: str
+    from_side: Side
+    to_side: Side
+    changed: bool
+    seconds: float
+    aborted_run: str | None
+    confirmed_by: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"service": self.service, "from": self.from_side, "to": self.to_side,
+                "changed": self.changed, "seconds": round(self.seconds, 4),
+                "aborted_run": self.aborted_run, "confirmed_by": self.confirmed_by}
+
+
+def flip(config: LoadedConfig, store: StateStore, router: Router, service: str, *,
+         to: Side | None, reason: str, actor: str, command: str,
+         require_verified: bool) -> FlipOutcome:
+    """Move `service` to `to` (default: the other side). Used by `rollback` and `flip`.
+
+    `rollback` passes require_verified=False: the old side is the known-good one, and an
+    incident must not wait for probes; the router still refuses a side with no server UP.
+    A rollout holding the service's lock is marked aborted, so it will not flip afterwards.
+    """
+    started = time.perf_counter()
+    config.service(service)
+    if not reason.strip():
+        raise BadInput("--reason is empty", hint="say why, e.g. --reason INC-4711")
+    live = router.live(service)
+    target: Side = to or other_side(live)
+    if target == live:
+        return FlipOutcome(service, live, target, False, time.perf_counter() - started, None, [])
+    if require_verified:
+        side = store.get_side(service, target)
+        if side is None or not side.verified_after_patch:
+            raise VerificationFailed(
+                f"{service}: {target} has no passing verification after its last patch",
+                hint=f"run `bluegreen verify {service} --side {target}` first, or pass --force")
+    health = router.health(service, target)
+    if not health.healthy:
+        raise RouterError(f"{service}: no server of {target} is UP at the load balancer; "
+                          "traffic stays on " + live,
+                          hint="check the hosts of that side (`bluegreen status`)")
+    aborted = _abort_holder(store, service, actor, reason, command)
+    svc = store.get_service(service)
+    result = router.flip(service, target)
+    store.set_live_side(service, target, audit=AuditEntryInput(
+        actor=actor, command=command, service=service, reason=reason,
+        before={"live": live, "state_live": svc.live_side if svc else None},
+        after={"live": target, "confirmed_by": result.confirmed_by,
+               "flip_seconds": round(result.seconds, 4)}))
+    return FlipOutcome(service, live, target, True, time.perf_counter() - started, aborted,
+                       list(result.confirmed_by))
+
+
+def _abort_holder(store: StateStore, service: str, actor: str, reason: str,
+                  command: str) -> str | None:
+    lock = store.get_lock(service)
+    if lock is None:
+        return None
+    run = store.get_run(lock.run_id)
+    if run is not None and run.status in ("running", "deferred"):
+        store.finish_run(run.run_id, "aborted", f"aborted by `{command}` ({actor}): {reason}")
+    store.force_release_lock(service, reason=f"{command}: {reason}", actor=actor)
+    return lock.run_id

@@ -1,0 +1,51 @@
+"""Shared fixtures. The lab is real: when it cannot start, tests FAIL (never skip)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.lab.lab import Lab, LabShape
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """One lab (web + api, 2 hosts per side) for the whole session.
+
+    A lab that was already running is reused and left running; a lab this session started
+    is taken down at the end (set BLUEGREEN_KEEP_LAB=1 to keep it for the next run).
+    """
+    the_lab = Lab()
+    was_up = the_lab.load() is not None
+    try:
+        the_lab.up(LabShape())
+    except Exception as exc:  # noqa: BLE001 - report any failure loudly
+        pytest.fail(f"the lab could not start: {exc}", pytrace=False)
+    yield the_lab
+    if not was_up and not os.environ.get("BLUEGREEN_KEEP_LAB"):
+        result = the_lab.down()
+        assert not result["leftovers"], result
+
+
+def reset_state(the_lab: Lab) -> None:
+    state_dir = the_lab.paths.root / "state"
+    if state_dir.exists():
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(mode=0o700)
+
+
+@pytest.fixture
+def fresh_lab(lab: Lab) -> Lab:
+    """For destructive tests: every host back to its image, traffic on blue, empty state."""
+    lab.reset()
+    reset_state(lab)
+    return lab
+
+
+@pytest.fixture
+def lab_config(lab: Lab) -> Path:
+    return lab.paths.config
