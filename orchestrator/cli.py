@@ -77,9 +77,17 @@ class Ctx:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EXIT_CODES,
 )
-@click.option("-c", "--config", "config", metavar="FILE", envvar="BLUEGREEN_CONFIG",
-              help="bluegreen.yml to use (env BLUEGREEN_CONFIG; default ./bluegreen.yml).")
-@click.option("--actor", metavar="NAME", help="Who is acting, for the audit chain (default: OS user).")
+@click.option(
+    "-c",
+    "--config",
+    "config",
+    metavar="FILE",
+    envvar="BLUEGREEN_CONFIG",
+    help="bluegreen.yml to use (env BLUEGREEN_CONFIG; default ./bluegreen.yml).",
+)
+@click.option(
+    "--actor", metavar="NAME", help="Who is acting, for the audit chain (default: OS user)."
+)
 @click.version_option(package_name="bluegreen")
 @click.pass_context
 def main(ctx: click.Context, config: str | None, actor: str | None) -> None:
@@ -105,8 +113,12 @@ def lab() -> None:
 
 
 @lab.command("up")
-@click.option("--services", default="web,api", show_default=True,
-              help="Comma-separated service names (lowercase letters/digits).")
+@click.option(
+    "--services",
+    default="web,api",
+    show_default=True,
+    help="Comma-separated service names (lowercase letters/digits).",
+)
 @click.option("--hosts-per-side", default=2, show_default=True, type=click.IntRange(1, 16))
 @click.option("--json", "as_json", is_flag=True, help="Print the lab status as JSON.")
 @handles_errors
@@ -117,8 +129,9 @@ def lab_up(services: str, hosts_per_side: int, as_json: bool) -> None:
     shape = LabShape(tuple(s.strip() for s in services.split(",") if s.strip()), hosts_per_side)
     result = Lab(say=_say).up(shape)
     if as_json:
-        _emit_json({"changed": result.changed, "seconds": round(result.seconds, 2),
-                    **result.status})
+        _emit_json(
+            {"changed": result.changed, "seconds": round(result.seconds, 2), **result.status}
+        )
         return
     verb = "up" if result.changed else "already up (nothing changed)"
     click.echo(f"lab {verb} in {result.seconds:.1f}s")
@@ -170,14 +183,17 @@ def lab_down(as_json: bool) -> None:
     else:
         click.echo(f"lab down in {result['seconds']}s ({result['killed']} processes stopped)")
     if result["leftovers"]:
-        raise LabError("left behind: " + ", ".join(result["leftovers"]),
-                       hint="run `bluegreen lab down` again; report it if it stays")
+        raise LabError(
+            "left behind: " + ", ".join(result["leftovers"]),
+            hint="run `bluegreen lab down` again; report it if it stays",
+        )
 
 
 @lab.command("fault")
 @click.argument("host")
-@click.argument("kind", type=click.Choice(
-    ["unreachable", "sshd-down", "service-down", "slow", "disk-full"]))
+@click.argument(
+    "kind", type=click.Choice(["unreachable", "sshd-down", "service-down", "slow", "disk-full"])
+)
 @handles_errors
 def lab_fault(host: str, kind: str) -> None:
     """Inject a fault into a lab host (undo with `lab heal HOST`).
@@ -233,13 +249,18 @@ def _actor(ctx: click.Context) -> str:
 @main.command()
 @click.argument("service")
 @click.option("--reason", required=True, help="Why (incident id); goes to the audit chain.")
-@click.option("--to", "to_side", type=click.Choice(["blue", "green"]),
-              help="Side to send traffic to (default: the side that is not live).")
+@click.option(
+    "--to",
+    "to_side",
+    type=click.Choice(["blue", "green"]),
+    help="Side to send traffic to (default: the side that is not live).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handles_errors
-def rollback(ctx: click.Context, service: str, reason: str, to_side: str | None,
-             as_json: bool) -> None:
+def rollback(
+    ctx: click.Context, service: str, reason: str, to_side: str | None, as_json: bool
+) -> None:
     """Send SERVICE's traffic back to its other side, now.
 
     No Ansible, no probes: checks the target side has a server UP at the load balancer,
@@ -251,15 +272,26 @@ def rollback(ctx: click.Context, service: str, reason: str, to_side: str | None,
     config.service(service)
     store, router = open_store(config), open_router(config)
     try:
-        out = flip(config, store, router, service, to=parse_side(to_side), reason=reason,
-                   actor=_actor(ctx), command="rollback", require_verified=False)
+        out = flip(
+            config,
+            store,
+            router,
+            service,
+            to=parse_side(to_side),
+            reason=reason,
+            actor=_actor(ctx),
+            command="rollback",
+            require_verified=False,
+        )
     finally:
         router.close()
     if as_json:
         _emit_json(out.as_dict())
     elif out.changed:
-        click.echo(f"{service}: rolled back {out.from_side} -> {out.to_side} "
-                   f"in {out.seconds * 1000:.0f} ms")
+        click.echo(
+            f"{service}: rolled back {out.from_side} -> {out.to_side} "
+            f"in {out.seconds * 1000:.0f} ms"
+        )
         if out.aborted_run:
             click.echo(f"  aborted run {out.aborted_run}")
     else:
@@ -270,12 +302,15 @@ def rollback(ctx: click.Context, service: str, reason: str, to_side: str | None,
 @click.argument("service")
 @click.option("--to", "to_side", type=click.Choice(["blue", "green"]), required=True)
 @click.option("--reason", required=True, help="Why; goes to the audit chain.")
-@click.option("--force", is_flag=True, help="Flip even if the side is not verified after its patch.")
+@click.option(
+    "--force", is_flag=True, help="Flip even if the side is not verified after its patch."
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handles_errors
-def flip(ctx: click.Context, service: str, to_side: str, reason: str, force: bool,
-         as_json: bool) -> None:
+def flip(
+    ctx: click.Context, service: str, to_side: str, reason: str, force: bool, as_json: bool
+) -> None:
     """Manually move SERVICE's traffic to a side (gated on its verification)."""
     from orchestrator.traffic import flip as do_flip
     from orchestrator.traffic import open_router, open_store, parse_side
@@ -284,27 +319,42 @@ def flip(ctx: click.Context, service: str, to_side: str, reason: str, force: boo
     config.service(service)
     store, router = open_store(config), open_router(config)
     try:
-        out = do_flip(config, store, router, service, to=parse_side(to_side), reason=reason,
-                      actor=_actor(ctx), command="flip" + (" --force" if force else ""),
-                      require_verified=not force)
+        out = do_flip(
+            config,
+            store,
+            router,
+            service,
+            to=parse_side(to_side),
+            reason=reason,
+            actor=_actor(ctx),
+            command="flip" + (" --force" if force else ""),
+            require_verified=not force,
+            force=force,
+        )
     finally:
         router.close()
     if as_json:
         _emit_json(out.as_dict())
     else:
-        click.echo(f"{service}: {out.from_side} -> {out.to_side}" if out.changed
-                   else f"{service}: {out.to_side} is already live; nothing changed")
+        click.echo(
+            f"{service}: {out.from_side} -> {out.to_side}"
+            if out.changed
+            else f"{service}: {out.to_side} is already live; nothing changed"
+        )
 
 
 @main.command()
 @click.argument("service", required=False)
-@click.option("--adopt", is_flag=True, help="Accept the router's live side into the state store (audited).")
+@click.option(
+    "--adopt", is_flag=True, help="Accept the router's live side into the state store (audited)."
+)
 @click.option("--reason", help="Why (with --adopt).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handles_errors
-def status(ctx: click.Context, service: str | None, adopt: bool, reason: str | None,
-           as_json: bool) -> None:
+def status(
+    ctx: click.Context, service: str | None, adopt: bool, reason: str | None, as_json: bool
+) -> None:
     """Live side (from the router), standby, patch level and verification of each side."""
     from orchestrator.traffic import adopt as do_adopt
     from orchestrator.traffic import open_router, open_store, service_status
@@ -317,8 +367,10 @@ def status(ctx: click.Context, service: str | None, adopt: bool, reason: str | N
     try:
         if adopt:
             if not service or not reason:
-                raise BadInput("--adopt needs a SERVICE and --reason",
-                               hint="bluegreen status web --adopt --reason 'LB changed by hand, INC-1'")
+                raise BadInput(
+                    "--adopt needs a SERVICE and --reason",
+                    hint="bluegreen status web --adopt --reason 'LB changed by hand, INC-1'",
+                )
             do_adopt(store, router, service, _actor(ctx), reason)
         rows = [service_status(config, store, router, n) for n in names]
     finally:
@@ -326,31 +378,53 @@ def status(ctx: click.Context, service: str | None, adopt: bool, reason: str | N
     if as_json:
         docs = [r.as_dict() for r in rows]
         _emit_json(docs[0] if service else docs)
+        if any(not r.agrees for r in rows):
+            sys.exit(1)
         return
     for r in rows:
-        warn = "" if r.agrees else f"  (STATE SAYS {r.state_live}: run `status {r.service} --adopt`)"
+        warn = (
+            "" if r.agrees else f"  (STATE SAYS {r.state_live}: run `status {r.service} --adopt`)"
+        )
         click.echo(f"{r.service}: live={r.live} standby={r.standby}{warn}")
         for side, info in r.sides.items():
-            verified = ("verified" if info["verified_after_patch"] else
-                        "NOT verified" if info["verified_at"] else "never verified")
+            verified = (
+                "verified"
+                if info["verified_after_patch"]
+                else "NOT verified"
+                if info["verified_at"]
+                else "never verified"
+            )
             click.echo(f"  {side:<6} patch={info['patch_level'] or '-'}  {verified}")
         if r.run_in_flight:
-            click.echo(f"  run in flight: {r.run_in_flight['run_id']} ({r.run_in_flight['status']})")
+            click.echo(
+                f"  run in flight: {r.run_in_flight['run_id']} ({r.run_in_flight['status']})"
+            )
     if any(not r.agrees for r in rows):
         sys.exit(1)
 
 
 @main.command()
 @click.argument("service")
-@click.option("--package", "packages", multiple=True, metavar="NAME[=VERSION]",
-              help="Package to install on the standby (repeatable); default: the config's list.")
+@click.option(
+    "--package",
+    "packages",
+    multiple=True,
+    metavar="NAME[=VERSION]",
+    help="Package to install on the standby (repeatable); default: the config's list.",
+)
 @click.option("--reason", help="Why (change ticket); goes to the audit chain.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress).")
 @click.pass_context
 @handles_errors
-def rollout(ctx: click.Context, service: str, packages: tuple[str, ...], reason: str | None,
-            yes: bool, as_json: bool) -> None:
+def rollout(
+    ctx: click.Context,
+    service: str,
+    packages: tuple[str, ...],
+    reason: str | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
     """Patch SERVICE's standby side, verify it, flip traffic to it, bake, done.
 
     The live side is never touched; on failure during bake traffic goes back by itself.
@@ -390,8 +464,7 @@ def resume(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
             return
         run = pending[-1]
     if run.status not in ("running", "deferred"):
-        raise BadInput(f"run {run.run_id} already ended ({run.status})",
-                       hint="start a new rollout")
+        raise BadInput(f"run {run.run_id} already ended ({run.status})", hint="start a new rollout")
     _run_rollout(ctx, config, as_json, lambda r: r.resume(run))
 
 
@@ -417,8 +490,14 @@ def _run_rollout(ctx: click.Context, config: Any, as_json: bool, go: Callable[[A
         result = go(engine)
     except BGE as exc:
         if as_json:
-            _emit_json({"status": "failed", "error": exc.message, "fix": exc.hint,
-                        "exit_code": exc.exit_code})
+            _emit_json(
+                {
+                    "status": "failed",
+                    "error": exc.message,
+                    "fix": exc.hint,
+                    "exit_code": exc.exit_code,
+                }
+            )
             sys.exit(exc.exit_code)
         raise
     finally:
@@ -454,14 +533,26 @@ def verify(ctx: click.Context, service: str, side: str | None, as_json: bool) ->
             router.close()
     out = verify_side(config, store, service, target, actor=_actor(ctx))
     if as_json:
-        _emit_json({"service": service, "side": target, "ok": out.ok, "summary": out.summary,
-                    "results": [{"host": r.host, "check": r.check, "status": r.status,
-                                 "evidence": r.evidence} for r in out.report.results]})
+        _emit_json(
+            {
+                "service": service,
+                "side": target,
+                "ok": out.ok,
+                "summary": out.summary,
+                "results": [
+                    {"host": r.host, "check": r.check, "status": r.status, "evidence": r.evidence}
+                    for r in out.report.results
+                ],
+            }
+        )
     else:
         click.echo(f"{service} {target}: {out.summary}")
         for r in out.report.results:
-            mark = click.style("pass", fg="green") if r.status == "pass" else click.style(
-                r.status, fg="red")
+            mark = (
+                click.style("pass", fg="green")
+                if r.status == "pass"
+                else click.style(r.status, fg="red")
+            )
             line = f"  {r.host:<16} {r.check:<40} {mark}"
             if r.status != "pass":
                 line += f"  {r.evidence}"
@@ -488,8 +579,10 @@ def history(ctx: click.Context, service: str | None, limit: int, as_json: bool) 
         _emit_json([r.model_dump(mode="json") for r in records])
         return
     for r in records:
-        click.echo(f"{r.seq:>5} {r.at:%Y-%m-%d %H:%M:%S} {r.actor:<10} {r.command:<24} "
-                   f"{r.service or '-':<8} {r.result:<10} {r.reason or ''}")
+        click.echo(
+            f"{r.seq:>5} {r.at:%Y-%m-%d %H:%M:%S} {r.actor:<10} {r.command:<24} "
+            f"{r.service or '-':<8} {r.result:<10} {r.reason or ''}"
+        )
 
 
 @main.group()
@@ -508,14 +601,23 @@ def audit_verify(ctx: click.Context, as_json: bool) -> None:
 
     report = open_store(_load(ctx)).verify_audit()
     if as_json:
-        _emit_json({"ok": report.ok, "count": report.count, "head_hash": report.head_hash,
-                    "problem": report.problem, "bad_seq": report.bad_seq})
+        _emit_json(
+            {
+                "ok": report.ok,
+                "count": report.count,
+                "head_hash": report.head_hash,
+                "problem": report.problem,
+                "bad_seq": report.bad_seq,
+            }
+        )
         if not report.ok:
             sys.exit(AuditBroken.exit_code)
         return
     if not report.ok:
-        raise AuditBroken(f"audit chain broken at record {report.bad_seq}: {report.problem}",
-                          hint="restore the state file from a backup; investigate who edited it")
+        raise AuditBroken(
+            f"audit chain broken at record {report.bad_seq}: {report.problem}",
+            hint="restore the state file from a backup; investigate who edited it",
+        )
     click.echo(f"audit chain ok: {report.count} records, head {report.head_hash}")
 
 
@@ -529,7 +631,9 @@ def unlock(ctx: click.Context, service: str, reason: str) -> None:
     from orchestrator.traffic import open_store
 
     lock = open_store(_load(ctx)).force_release_lock(service, reason, _actor(ctx))
-    click.echo(f"{service}: released lock of run {lock.run_id}" if lock else f"{service}: not locked")
+    click.echo(
+        f"{service}: released lock of run {lock.run_id}" if lock else f"{service}: not locked"
+    )
 
 
 @lab.command("demo")
@@ -557,17 +661,24 @@ def lab_demo(ctx: click.Context, service: str) -> None:
     ctx.obj.config_path = str(the_lab.paths.config)
     banner("2. before: who is live, what is installed")
     ctx.invoke(status, service=None, adopt=False, reason=None, as_json=False)
-    banner(f"3. rollout {service}: patch the standby (demo-openssl CVE-2026-0001 fix), verify, "
-           "flip, bake under traffic")
-    ctx.invoke(rollout, service=service, packages=(), reason="DEMO-2026-0001", yes=True,
-               as_json=False)
+    banner(
+        f"3. rollout {service}: patch the standby (demo-openssl CVE-2026-0001 fix), verify, "
+        "flip, bake under traffic"
+    )
+    ctx.invoke(
+        rollout, service=service, packages=(), reason="DEMO-2026-0001", yes=True, as_json=False
+    )
     ctx.invoke(status, service=service, adopt=False, reason=None, as_json=False)
     banner(f"4. incident! roll {service} back in one flip")
-    ctx.invoke(rollback, service=service, reason="INC-4711 demo incident", to_side=None,
-               as_json=False)
+    ctx.invoke(
+        rollback, service=service, reason="INC-4711 demo incident", to_side=None, as_json=False
+    )
     ctx.invoke(status, service=service, adopt=False, reason=None, as_json=False)
     banner("5. the audit trail, and its hash chain verified")
     ctx.invoke(history, service=None, limit=20, as_json=False)
     ctx.invoke(audit_verify, as_json=False)
-    click.secho("\ndemo done. Try: bluegreen -c " + str(the_lab.paths.config) + " status; "
-                "bluegreen lab down removes the lab.", fg="green")
+    click.secho(
+        "\ndemo done. Try: bluegreen -c " + str(the_lab.paths.config) + " status; "
+        "bluegreen lab down removes the lab.",
+        fg="green",
+    )

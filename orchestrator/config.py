@@ -276,8 +276,10 @@ class ServiceConfig(_Model):
     health: list[HttpCheck] = Field(default_factory=list, max_length=100)
     fixed_versions: dict[PackageName, PackageVersion] = Field(default_factory=dict)
     checks: list[dict[str, Any]] = Field(
-        default_factory=list, max_length=200,
-        description="built-in probe checks (kind: http|service|listening|package|...)")
+        default_factory=list,
+        max_length=200,
+        description="built-in probe checks (kind: http|service|listening|package|...)",
+    )
     bake: BakeSettings = Field(default_factory=BakeSettings)
 
 

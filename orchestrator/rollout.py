@@ -63,9 +63,16 @@ class RolloutResult:
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "service": self.service, "status": self.status,
-                "from": self.from_side, "to": self.to_side, "message": self.message,
-                "seconds": round(self.seconds, 2), "steps": self.steps}
+        return {
+            "run_id": self.run_id,
+            "service": self.service,
+            "status": self.status,
+            "from": self.from_side,
+            "to": self.to_side,
+            "message": self.message,
+            "seconds": round(self.seconds, 2),
+            "steps": self.steps,
+        }
 
 
 def patch_level(packages: Sequence[PackageSpec], security_updates: bool) -> str:
@@ -81,10 +88,17 @@ def new_run_id(service: str) -> str:
 class Rollout:
     """One service's rollout. Build it, then call `start()` or `resume(run)`."""
 
-    def __init__(self, config: LoadedConfig, store: StateStore, router: Router, *,
-                 actor: str, on_event: Callable[[Event], None] | None = None,
-                 advisories: Sequence[dict[str, Any]] = (),
-                 may_flip: Callable[[str], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        config: LoadedConfig,
+        store: StateStore,
+        router: Router,
+        *,
+        actor: str,
+        on_event: Callable[[Event], None] | None = None,
+        advisories: Sequence[dict[str, Any]] = (),
+        may_flip: Callable[[str], str | None] | None = None,
+    ) -> None:
         self.config = config
         self.store = store
         self.router = router
@@ -95,13 +109,21 @@ class Rollout:
         self.may_flip = may_flip
 
     # ---- entry points ------------------------------------------------------------------
-    def start(self, service: str, packages: Sequence[PackageSpec] | None = None, *,
-              reason: str | None = None, run_id: str | None = None,
-              kind: str = "rollout") -> RolloutResult:
+    def start(
+        self,
+        service: str,
+        packages: Sequence[PackageSpec] | None = None,
+        *,
+        reason: str | None = None,
+        run_id: str | None = None,
+        kind: str = "rollout",
+    ) -> RolloutResult:
         svc = self.config.service(service)
         chosen = list(packages) if packages else list(svc.patch.packages)
-        params = {"packages": [str(p) for p in chosen],
-                  "security_updates": not chosen and svc.patch.security_updates}
+        params = {
+            "packages": [str(p) for p in chosen],
+            "security_updates": not chosen and svc.patch.security_updates,
+        }
         run_id = run_id or new_run_id(service)
         self.store.acquire_lock(service, run_id)
         try:
@@ -134,17 +156,23 @@ class Rollout:
                     continue
                 self._check_not_aborted(run.run_id)
                 self.store.journal_begin(run.run_id, step, {"at": _now()})
+                _failpoint(f"{step}:begin")
                 self._emit(run.run_id, step, "begin", step)
                 data = self._step(step, run, plan, packages, level)
                 if step == "precheck":
                     plan = data
                     result.from_side, result.to_side = plan["live"], plan["standby"]
                 self.store.journal_end(run.run_id, step, data)
+                _failpoint(f"{step}:end")
                 result.steps[step] = data
                 self._emit(run.run_id, step, "end", _describe(step, data), data)
-            result.status, result.message = "done", (
-                f"{service}: {result.to_side} is live and patched ({level}); "
-                f"{result.from_side} kept as standby")
+            result.status, result.message = (
+                "done",
+                (
+                    f"{service}: {result.to_side} is live and patched ({level}); "
+                    f"{result.from_side} kept as standby"
+                ),
+            )
             self.store.finish_run(run.run_id, "done", result.message)
         except RolledBack as exc:
             result.status, result.message = "rolled_back", exc.message
@@ -165,8 +193,9 @@ class Rollout:
             self._release(service, run.run_id)
         return result
 
-    def _step(self, step: str, run: Run, plan: dict[str, Any], packages: list[PackageSpec],
-              level: str) -> dict[str, Any]:
+    def _step(
+        self, step: str, run: Run, plan: dict[str, Any], packages: list[PackageSpec], level: str
+    ) -> dict[str, Any]:
         service = run.service or ""
         if step == "precheck":
             return self._precheck(service)
@@ -190,46 +219,94 @@ class Rollout:
         if unreachable:
             raise BluegreenError(
                 f"{service}: unreachable over SSH: {', '.join(unreachable)}",
-                hint="both sides must be reachable before a rollout; check the hosts or the network")
-        return {"live": live, "standby": standby,
-                "standby_hosts": [h.name for h in fleet.side(standby)]}
+                hint="both sides must be reachable before a rollout; check the hosts or the network",
+            )
+        return {
+            "live": live,
+            "standby": standby,
+            "standby_hosts": [h.name for h in fleet.side(standby)],
+        }
 
-    def _patch(self, run: Run, service: str, standby: Side, packages: list[PackageSpec],
-               level: str) -> dict[str, Any]:
+    def _patch(
+        self, run: Run, service: str, standby: Side, packages: list[PackageSpec], level: str
+    ) -> dict[str, Any]:
         from orchestrator.patching import patch_hosts
 
         def progress(p: Any) -> None:
-            self._emit(run.run_id, "patch", "progress", f"{p.host}: {p.task} {p.status}",
-                       {"host": p.host, "task": p.task, "status": p.status})
+            self._emit(
+                run.run_id,
+                "patch",
+                "progress",
+                f"{p.host}: {p.task} {p.status}",
+                {"host": p.host, "task": p.task, "status": p.status},
+            )
 
-        result = patch_hosts(self.config, service, standby, packages or None,
-                             on_event=progress, cancel=lambda: self._is_aborted(run.run_id))
+        result = patch_hosts(
+            self.config,
+            service,
+            standby,
+            packages or None,
+            on_event=progress,
+            cancel=lambda: self._is_aborted(run.run_id),
+        )
         if not result.ok:
-            bad = [f"{h}: {r.failed_task or 'unreachable' if r.unreachable else r.failed_task}"
-                   f" — {r.message}" for h, r in result.hosts.items() if not r.ok]
-            raise PatchFailed(f"{service}: patching {standby} failed: " + "; ".join(bad or [result.status]),
-                              hint="fix the host or the package, then `bluegreen resume`")
-        self.store.record_patch(service, standby, level, audit=AuditEntryInput(
-            actor=self.actor, command="rollout.patch", service=service,
-            reason=f"run {run.run_id}",
-            after={"side": standby, "patch_level": level,
-                   "versions": {h: r.versions for h, r in result.hosts.items()}}))
-        return {"side": standby, "patch_level": level, "seconds": round(result.seconds, 1),
-                "hosts": {h: {"versions": r.versions, "restarted": r.restarted}
-                          for h, r in result.hosts.items()}}
+            bad = result.failures() or [result.message or result.status]
+            raise PatchFailed(
+                f"{service}: patching {standby} failed: " + "; ".join(bad),
+                hint="fix the host or the package, then `bluegreen resume`",
+            )
+        self.store.record_patch(
+            service,
+            standby,
+            level,
+            audit=AuditEntryInput(
+                actor=self.actor,
+                command="rollout.patch",
+                service=service,
+                reason=f"run {run.run_id}",
+                after={
+                    "side": standby,
+                    "patch_level": level,
+                    "versions": {h: r.versions for h, r in result.hosts.items()},
+                },
+            ),
+        )
+        return {
+            "side": standby,
+            "patch_level": level,
+            "seconds": round(result.seconds, 1),
+            "hosts": {
+                h: {"versions": r.versions, "restarted": r.restarted}
+                for h, r in result.hosts.items()
+            },
+        }
 
-    def _verify(self, service: str, standby: Side, packages: list[PackageSpec],
-                level: str) -> dict[str, Any]:
+    def _verify(
+        self, service: str, standby: Side, packages: list[PackageSpec], level: str
+    ) -> dict[str, Any]:
         from orchestrator.verification import verify_side
 
-        outcome = verify_side(self.config, self.store, service, standby, actor=self.actor,
-                              packages=packages, advisories=self.advisories, patch_level=level)
+        outcome = verify_side(
+            self.config,
+            self.store,
+            service,
+            standby,
+            actor=self.actor,
+            packages=packages,
+            advisories=self.advisories,
+            patch_level=level,
+        )
         if not outcome.ok:
-            raise VerificationFailed(f"{service}: {standby} failed verification: {outcome.summary}",
-                                     hint=f"see `bluegreen verify {service} --side {standby}`; "
-                                          "traffic was not moved")
-        return {"side": standby, "ok": True, "summary": outcome.summary,
-                "checks": len(outcome.report.results)}
+            raise VerificationFailed(
+                f"{service}: {standby} failed verification: {outcome.summary}",
+                hint=f"see `bluegreen verify {service} --side {standby}`; traffic was not moved",
+            )
+        return {
+            "side": standby,
+            "ok": True,
+            "summary": outcome.summary,
+            "checks": len(outcome.report.results),
+        }
 
     def _flip(self, run: Run, service: str, live: Side, standby: Side) -> dict[str, Any]:
         if self.may_flip is not None:
@@ -240,28 +317,55 @@ class Rollout:
                 raise OutsideWindow(f"{service}: not flipping: {why}")
         current = self.router.live(service)
         if current == standby:  # resumed after the router flipped but before we recorded it
-            self.store.set_live_side(service, standby, audit=AuditEntryInput(
-                actor=self.actor, command="rollout.flip", service=service,
-                reason=f"run {run.run_id} (resumed: router had already flipped)",
-                before={"live": live}, after={"live": standby}))
+            self.store.set_live_side(
+                service,
+                standby,
+                audit=AuditEntryInput(
+                    actor=self.actor,
+                    command="rollout.flip",
+                    service=service,
+                    reason=f"run {run.run_id} (resumed: router had already flipped)",
+                    before={"live": live},
+                    after={"live": standby},
+                ),
+            )
             return {"from": live, "to": standby, "recovered": True}
         side = self.store.get_side(service, standby)
         if side is None or not side.verified_after_patch:
             raise VerificationFailed(
                 f"{service}: refusing to flip: {standby} has no passing verification after its "
-                "last patch", hint=f"run `bluegreen verify {service} --side {standby}`")
+                "last patch",
+                hint=f"run `bluegreen verify {service} --side {standby}`",
+            )
         result = self.router.flip(service, standby)
-        self.store.set_live_side(service, standby, audit=AuditEntryInput(
-            actor=self.actor, command="rollout.flip", service=service, reason=f"run {run.run_id}",
-            before={"live": live}, after={"live": standby, "confirmed_by": result.confirmed_by}))
-        return {"from": live, "to": standby, "seconds": round(result.seconds, 4),
-                "confirmed_by": result.confirmed_by}
+        _failpoint("flip:router")
+        self.store.set_live_side(
+            service,
+            standby,
+            audit=AuditEntryInput(
+                actor=self.actor,
+                command="rollout.flip",
+                service=service,
+                reason=f"run {run.run_id}",
+                before={"live": live},
+                after={"live": standby, "confirmed_by": result.confirmed_by},
+            ),
+        )
+        return {
+            "from": live,
+            "to": standby,
+            "seconds": round(result.seconds, 4),
+            "confirmed_by": result.confirmed_by,
+        }
 
     def _bake(self, run: Run, service: str, old: Side, new: Side) -> dict[str, Any]:
         bake = self.config.service(service).bake
         url = _bake_url(self.config, service)
-        backend = self.config.model.router.backend_template.format(service=service, side=new) \
-            if self.config.model.router.kind == "haproxy" else None
+        backend = (
+            self.config.model.router.backend_template.format(service=service, side=new)
+            if self.config.model.router.kind == "haproxy"
+            else None
+        )
         header = getattr(self.config.model.router, "confirm_header", None)
         deadline = time.monotonic() + bake.seconds
         sent = failed = streak = 0
@@ -290,13 +394,25 @@ class Rollout:
             raise BluegreenError(
                 f"{service}: {new} degraded during bake ({why}) AND the automatic rollback "
                 f"to {old} failed: {exc.message}",
-                hint=f"run `bluegreen rollback {service} --reason ...` now") from exc
-        self.store.set_live_side(service, old, audit=AuditEntryInput(
-            actor=self.actor, command="rollout.auto-rollback", service=service,
-            reason=f"run {run.run_id}: bake failed: {why}", before={"live": new},
-            after={"live": old, "confirmed_by": result.confirmed_by}, result="rolled_back"))
-        raise RolledBack(f"{service}: {new} degraded during bake ({why}); traffic is back on {old}",
-                         hint=f"{new} keeps the patch; investigate it before the next rollout")
+                hint=f"run `bluegreen rollback {service} --reason ...` now",
+            ) from exc
+        self.store.set_live_side(
+            service,
+            old,
+            audit=AuditEntryInput(
+                actor=self.actor,
+                command="rollout.auto-rollback",
+                service=service,
+                reason=f"run {run.run_id}: bake failed: {why}",
+                before={"live": new},
+                after={"live": old, "confirmed_by": result.confirmed_by},
+                result="rolled_back",
+            ),
+        )
+        raise RolledBack(
+            f"{service}: {new} degraded during bake ({why}); traffic is back on {old}",
+            hint=f"{new} keeps the patch; investigate it before the next rollout",
+        )
 
     # ---- resume support ------------------------------------------------------------------
     def _finished_steps(self, run_id: str) -> set[str]:
@@ -326,7 +442,8 @@ class Rollout:
             raise StateMismatch(
                 f"{service}: cannot resume {run.run_id}: the router says {live} is live, "
                 f"the run expected {expected}, the store says {svc.live_side if svc else None}",
-                hint="someone flipped by hand since the run stopped; check, then start a new rollout")
+                hint="someone flipped by hand since the run stopped; check, then start a new rollout",
+            )
         return plan
 
     def _is_aborted(self, run_id: str) -> bool:
@@ -348,9 +465,21 @@ class Rollout:
         if lock is not None and lock.run_id == run_id:
             self.store.release_lock(service, run_id)
 
-    def _emit(self, run_id: str, step: str, phase: str, message: str,
-              data: dict[str, Any] | None = None) -> None:
+    def _emit(
+        self, run_id: str, step: str, phase: str, message: str, data: dict[str, Any] | None = None
+    ) -> None:
         self.on_event(Event(run_id, step, phase, message, data or {}))
+
+
+def _failpoint(name: str) -> None:
+    """Crash-test hook: `BLUEGREEN_FAILPOINT=flip:router` makes the process kill -9 itself
+    right there. Used by the crash/resume tests to hit exact step boundaries."""
+    import os
+
+    if os.environ.get("BLUEGREEN_FAILPOINT") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _spec(text: str) -> PackageSpec:

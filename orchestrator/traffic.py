@@ -16,7 +16,7 @@ from orchestrator.errors import BadInput, RouterError, StateMismatch, Verificati
 from orchestrator.routers.base import Router
 from orchestrator.sides import SIDES, Side, other_side
 from orchestrator.state.base import StateStore
-from orchestrator.state.models import AuditEntryInput
+from orchestrator.state.models import AuditEntryInput, SideState
 
 
 def default_actor(actor: str | None) -> str:
@@ -60,13 +60,21 @@ class ServiceStatus:
     lock: dict[str, Any] | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"service": self.service, "live": self.live, "standby": self.standby,
-                "state_live": self.state_live, "agrees": self.agrees, "sides": self.sides,
-                "run_in_flight": self.run_in_flight, "lock": self.lock}
+        return {
+            "service": self.service,
+            "live": self.live,
+            "standby": self.standby,
+            "state_live": self.state_live,
+            "agrees": self.agrees,
+            "sides": self.sides,
+            "run_in_flight": self.run_in_flight,
+            "lock": self.lock,
+        }
 
 
-def service_status(config: LoadedConfig, store: StateStore, router: Router,
-                   service: str) -> ServiceStatus:
+def service_status(
+    config: LoadedConfig, store: StateStore, router: Router, service: str
+) -> ServiceStatus:
     config.service(service)
     live = router.live(service)
     svc = store.get_service(service)
@@ -84,12 +92,23 @@ def service_status(config: LoadedConfig, store: StateStore, router: Router,
     lock = store.get_lock(service)
     state_live = svc.live_side if svc else None
     return ServiceStatus(
-        service=service, live=live, standby=other_side(live), state_live=state_live,
-        agrees=state_live in (None, live), sides=sides,
+        service=service,
+        live=live,
+        standby=other_side(live),
+        state_live=state_live,
+        agrees=state_live in (None, live),
+        sides=sides,
         run_in_flight={"run_id": run.run_id, "status": run.status, "kind": run.kind}
-        if run else None,
-        lock={"run_id": lock.run_id, "holder": lock.holder, "pid": lock.pid,
-              "since": lock.acquired_at.isoformat()} if lock else None,
+        if run
+        else None,
+        lock={
+            "run_id": lock.run_id,
+            "holder": lock.holder,
+            "pid": lock.pid,
+            "since": lock.acquired_at.isoformat(),
+        }
+        if lock
+        else None,
     )
 
 
@@ -97,9 +116,18 @@ def adopt(store: StateStore, router: Router, service: str, actor: str, reason: s
     """Accept the router's view of which side is live (explicit, audited)."""
     live = router.live(service)
     svc = store.get_service(service)
-    store.set_live_side(service, live, audit=AuditEntryInput(
-        actor=actor, command="adopt", service=service, reason=reason,
-        before={"state_live": svc.live_side if svc else None}, after={"live": live}))
+    store.set_live_side(
+        service,
+        live,
+        audit=AuditEntryInput(
+            actor=actor,
+            command="adopt",
+            service=service,
+            reason=reason,
+            before={"state_live": svc.live_side if svc else None},
+            after={"live": live},
+        ),
+    )
     return live
 
 
@@ -108,15 +136,34 @@ def check_agreement(store: StateStore, router: Router, service: str, actor: str)
     live = router.live(service)
     svc = store.get_service(service)
     if svc is None or svc.live_side is None:
-        store.set_live_side(service, live, audit=AuditEntryInput(
-            actor=actor, command="adopt", service=service,
-            reason="first contact: recorded the router's live side", after={"live": live}))
+        store.set_live_side(
+            service,
+            live,
+            audit=AuditEntryInput(
+                actor=actor,
+                command="adopt",
+                service=service,
+                reason="first contact: recorded the router's live side",
+                after={"live": live},
+            ),
+        )
     elif svc.live_side != live:
         raise StateMismatch(
             f"{service}: the router says {live} is live, the state store says {svc.live_side}",
             hint=f"find out who changed the load balancer; then `bluegreen status {service} "
-                 f"--adopt --reason TEXT` accepts the router's view (audited)")
+            f"--adopt --reason TEXT` accepts the router's view (audited)",
+        )
     return live
+
+
+def trusted(side: SideState | None) -> bool:
+    """May traffic go to this side? Yes if bluegreen never touched it (no patch, no failed
+    verification) or if it passed verification after its last patch."""
+    if side is None:
+        return True
+    if side.verified_after_patch:
+        return True
+    return side.patch_level is None and side.verification_ok is not False
 
 
 @dataclass(frozen=True)
@@ -130,19 +177,37 @@ class FlipOutcome:
     confirmed_by: list[str]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"service": self.service, "from": self.from_side, "to": self.to_side,
-                "changed": self.changed, "seconds": round(self.seconds, 4),
-                "aborted_run": self.aborted_run, "confirmed_by": self.confirmed_by}
+        return {
+            "service": self.service,
+            "from": self.from_side,
+            "to": self.to_side,
+            "changed": self.changed,
+            "seconds": round(self.seconds, 4),
+            "aborted_run": self.aborted_run,
+            "confirmed_by": self.confirmed_by,
+        }
 
 
-def flip(config: LoadedConfig, store: StateStore, router: Router, service: str, *,
-         to: Side | None, reason: str, actor: str, command: str,
-         require_verified: bool) -> FlipOutcome:
+def flip(
+    config: LoadedConfig,
+    store: StateStore,
+    router: Router,
+    service: str,
+    *,
+    to: Side | None,
+    reason: str,
+    actor: str,
+    command: str,
+    require_verified: bool,
+    force: bool = False,
+) -> FlipOutcome:
     """Move `service` to `to` (default: the other side). Used by `rollback` and `flip`.
 
     `rollback` passes require_verified=False: the old side is the known-good one, and an
     incident must not wait for probes; the router still refuses a side with no server UP.
     A rollout holding the service's lock is marked aborted, so it will not flip afterwards.
+    Even without require_verified, a side whose last verification failed or predates its
+    patch is refused (see `trusted`); `--force` (require_verified=False, force=True) skips it.
     """
     started = time.perf_counter()
     config.service(service)
@@ -152,31 +217,59 @@ def flip(config: LoadedConfig, store: StateStore, router: Router, service: str, 
     target: Side = to or other_side(live)
     if target == live:
         return FlipOutcome(service, live, target, False, time.perf_counter() - started, None, [])
-    if require_verified:
-        side = store.get_side(service, target)
-        if side is None or not side.verified_after_patch:
-            raise VerificationFailed(
-                f"{service}: {target} has no passing verification after its last patch",
-                hint=f"run `bluegreen verify {service} --side {target}` first, or pass --force")
+    side = store.get_side(service, target)
+    if require_verified and (side is None or not side.verified_after_patch):
+        raise VerificationFailed(
+            f"{service}: {target} has no passing verification after its last patch",
+            hint=f"run `bluegreen verify {service} --side {target}` first, or pass --force",
+        )
+    if not force and not trusted(side):
+        raise VerificationFailed(
+            f"{service}: refusing to send traffic to {target}: its last verification failed or "
+            "is older than its last patch",
+            hint=f"verify it (`bluegreen verify {service} --side "
+            f"{target}`), or use `bluegreen flip {service} --to {target} --force` knowingly",
+        )
     health = router.health(service, target)
     if not health.healthy:
-        raise RouterError(f"{service}: no server of {target} is UP at the load balancer; "
-                          "traffic stays on " + live,
-                          hint="check the hosts of that side (`bluegreen status`)")
+        raise RouterError(
+            f"{service}: no server of {target} is UP at the load balancer; "
+            "traffic stays on " + live,
+            hint="check the hosts of that side (`bluegreen status`)",
+        )
     aborted = _abort_holder(store, service, actor, reason, command)
     svc = store.get_service(service)
     result = router.flip(service, target)
-    store.set_live_side(service, target, audit=AuditEntryInput(
-        actor=actor, command=command, service=service, reason=reason,
-        before={"live": live, "state_live": svc.live_side if svc else None},
-        after={"live": target, "confirmed_by": result.confirmed_by,
-               "flip_seconds": round(result.seconds, 4)}))
-    return FlipOutcome(service, live, target, True, time.perf_counter() - started, aborted,
-                       list(result.confirmed_by))
+    store.set_live_side(
+        service,
+        target,
+        audit=AuditEntryInput(
+            actor=actor,
+            command=command,
+            service=service,
+            reason=reason,
+            before={"live": live, "state_live": svc.live_side if svc else None},
+            after={
+                "live": target,
+                "confirmed_by": result.confirmed_by,
+                "flip_seconds": round(result.seconds, 4),
+            },
+        ),
+    )
+    return FlipOutcome(
+        service,
+        live,
+        target,
+        True,
+        time.perf_counter() - started,
+        aborted,
+        list(result.confirmed_by),
+    )
 
 
-def _abort_holder(store: StateStore, service: str, actor: str, reason: str,
-                  command: str) -> str | None:
+def _abort_holder(
+    store: StateStore, service: str, actor: str, reason: str, command: str
+) -> str | None:
     lock = store.get_lock(service)
     if lock is None:
         return None

@@ -24,10 +24,19 @@ class VerifyOutcome:
     report: ProbeReport
 
 
-def verify_side(config: LoadedConfig, store: StateStore, service: str, side: Side, *,
-                actor: str, packages: Sequence[PackageSpec] = (),
-                advisories: Sequence[dict[str, Any]] = (), patch_level: str | None = None,
-                deadline_s: float = DEFAULT_DEADLINE_S, record: bool = True) -> VerifyOutcome:
+def verify_side(
+    config: LoadedConfig,
+    store: StateStore,
+    service: str,
+    side: Side,
+    *,
+    actor: str,
+    packages: Sequence[PackageSpec] = (),
+    advisories: Sequence[dict[str, Any]] = (),
+    patch_level: str | None = None,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    record: bool = True,
+) -> VerifyOutcome:
     from orchestrator.inventory import load_fleet
     from orchestrator.probes.engine import run_checks
     from orchestrator.probes.gate import gate_checks, summarize, targets_for
@@ -38,8 +47,20 @@ def verify_side(config: LoadedConfig, store: StateStore, service: str, side: Sid
     summary = summarize(report)
     if record:
         current = store.get_side(service, side)
-        level = patch_level if patch_level is not None else (current.patch_level if current else None)
-        store.record_verification(service, side, report.ok, level, summary, audit=AuditEntryInput(
-            actor=actor, command="verify", service=service,
-            after={"side": side, "ok": report.ok, "summary": summary}))
+        level = (
+            patch_level if patch_level is not None else (current.patch_level if current else None)
+        )
+        store.record_verification(
+            service,
+            side,
+            report.ok,
+            level,
+            summary,
+            audit=AuditEntryInput(
+                actor=actor,
+                command="verify",
+                service=service,
+                after={"side": side, "ok": report.ok, "summary": summary},
+            ),
+        )
     return VerifyOutcome(service, side, report.ok, summary, report)

@@ -308,6 +308,15 @@ class Lab:
         self._save(state)
         self._wait_haproxy(shape)
 
+    def _lower(self) -> str:
+        """The overlay lower dirs of every host: lab layer on top of the base image."""
+        base = image.ensure_base(self.paths, self.say)
+        debs = packages.ensure_debs(self.paths)
+        layer = image.ensure_layer(
+            self.paths, base, packages.initial_debs(debs), packages.debs_key(), self.say
+        )
+        return f"{layer}:{base}"
+
     def _keys(self, specs: Sequence[HostSpec]) -> None:
         keydir = self.paths.ssh / "hostkeys"
         keydir.mkdir(parents=True, exist_ok=True)
@@ -391,6 +400,24 @@ class Lab:
 
         _wait(up, 30, "HAProxy to see every lab host UP", f"see {self.paths.logs / 'haproxy.log'}")
 
+    def reload_haproxy(self) -> None:
+        """Seamless reload (SIGUSR2 to the master): the config and map file are re-read."""
+        import signal
+
+        state = self.require()
+        os.kill(state.haproxy_pid, signal.SIGUSR2)
+        time.sleep(0.5)
+        self._wait_haproxy(state.shape)
+
+    def restart_haproxy(self) -> None:
+        """Stop HAProxy and start it again from its files (map file, server-state file)."""
+        state = self.require()
+        kill_and_wait([state.haproxy_pid], timeout=10)
+        self.paths.haproxy_socket.unlink(missing_ok=True)
+        state.haproxy_pid = balancer.start(self.paths)
+        self._save(state)
+        self._wait_haproxy(state.shape)
+
     # ---- down ----------------------------------------------------------------------------
     def down(self) -> dict[str, Any]:
         """Remove everything the lab made. Works after a crashed or half-finished `up`."""
@@ -398,6 +425,8 @@ class Lab:
         root = self.paths.root
         ours = _lab_processes(root)
         kill_and_wait(ours, timeout=15)
+        ours += [p for p in _lab_processes(root) if p not in ours]
+        kill_and_wait(ours, timeout=5)
         stuck = hosts.unmount_under(root)
         net.remove_all()
         state_names = [h.name for h in (self._load_quiet() or LabState(LabShape(), [])).hosts]
@@ -465,12 +494,11 @@ class Lab:
             _wait(partial(_dead, pid), 20, f"{spec.name} to stop", "")
             hdir = hosts.host_dir(self.paths, spec.name)
             hosts.unmount_under(hdir)
-        base = image.ensure_base(self.paths, self.say)
-        layer = image.ensure_layer(self.paths, base, [], packages.debs_key(), self.say)
+        lower = self._lower()
         pub = self.paths.client_key.with_suffix(".pub").read_text()
         for spec in targets:
             hosts.prepare_root(
-                self.paths, spec, f"{layer}:{base}", self.paths.ssh / "hostkeys" / spec.name, pub
+                self.paths, spec, lower, self.paths.ssh / "hostkeys" / spec.name, pub
             )
             state.pids[spec.name] = hosts.boot(self.paths, spec)
         self._save(state)
@@ -498,26 +526,38 @@ def haproxy_command(sock_path: Path, command: str, timeout: float = 2.0) -> str:
 
 
 def _lab_processes(root: Path) -> list[int]:
-    """Our processes only: nspawn/haproxy/repo server naming the lab dir, and anything whose
-    root filesystem is inside the lab (container processes whose nspawn already died)."""
+    """Our processes only: nspawn/haproxy/repo server naming the lab dir on their command
+    line, and container processes whose root filesystem is a lab overlay (found through
+    their mountinfo, which also finds containers whose nspawn already died)."""
     marker = str(root)
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         pid = int(entry.name)
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-            proc_root = os.readlink(entry / "root")
         except OSError:
             continue
         exe = os.path.basename(argv[0].decode(errors="replace")) if argv else ""
         text = b" ".join(argv).decode(errors="replace")
-        if proc_root.startswith(marker + "/"):
+        if marker in text and (exe in ("systemd-nspawn", "haproxy") or "http.server" in text):
             found.append(pid)
-        elif marker in text and (exe in ("systemd-nspawn", "haproxy") or "http.server" in text):
+        elif _root_mount_is_lab(entry, marker):
             found.append(pid)
     return found
+
+
+def _root_mount_is_lab(proc_dir: Path, marker: str) -> bool:
+    try:
+        with open(proc_dir / "mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 4 and fields[4] == "/":
+                    return f"upperdir={marker}/" in line
+    except OSError:
+        return False
+    return False
 
 
 def _wait(check: Callable[[], bool], timeout: float, what: str, hint: str) -> None:

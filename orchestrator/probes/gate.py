@@ -19,21 +19,34 @@ from orchestrator.probes.checks import Check, parse_checks
 def targets_for(config: LoadedConfig, hosts: Sequence[Host]) -> list[ProbeTarget]:
     key = config.private_key_path
     return [
-        ProbeTarget(name=h.name, address=h.address, known_hosts=str(config.known_hosts_path),
-                    port=h.port, user=h.user, key_file=str(key) if key else None,
-                    connect_timeout=config.model.ssh.connect_timeout)
+        ProbeTarget(
+            name=h.name,
+            address=h.address,
+            known_hosts=str(config.known_hosts_path),
+            port=h.port,
+            user=h.user,
+            key_file=str(key) if key else None,
+            connect_timeout=config.model.ssh.connect_timeout,
+        )
         for h in hosts
     ]
 
 
-def gate_checks(config: LoadedConfig, service: str,
-                packages: Sequence[PackageSpec] = (),
-                advisories: Sequence[dict[str, Any]] = ()) -> list[Check]:
+def gate_checks(
+    config: LoadedConfig,
+    service: str,
+    packages: Sequence[PackageSpec] = (),
+    advisories: Sequence[dict[str, Any]] = (),
+) -> list[Check]:
     svc = config.service(service)
     declared: list[dict[str, Any]] = []
     for hc in svc.health:
-        item: dict[str, Any] = {"kind": "http", "url": hc.url, "expect_status": hc.expect_status,
-                                "max_latency_ms": hc.max_latency_ms}
+        item: dict[str, Any] = {
+            "kind": "http",
+            "url": hc.url,
+            "expect_status": hc.expect_status,
+            "max_latency_ms": hc.max_latency_ms,
+        }
         if hc.body_contains:
             item["body_contains"] = hc.body_contains
         declared.append(item)
@@ -45,8 +58,13 @@ def gate_checks(config: LoadedConfig, service: str,
             fixed[pkg.name] = {"kind": "package", "name": pkg.name, "fixed": pkg.version}
     for adv in advisories:
         for name, version in adv.get("packages", {}).items():
-            fixed[name] = {"kind": "package", "name": name, "fixed": version,
-                           "advisory": adv.get("id"), "cves": list(adv.get("cves", []))}
+            fixed[name] = {
+                "kind": "package",
+                "name": name,
+                "fixed": version,
+                "advisory": adv.get("id"),
+                "cves": list(adv.get("cves", [])),
+            }
     declared += list(fixed.values())
     declared += svc.checks
     if not any(c.get("kind") == "stale-processes" for c in svc.checks):

@@ -16,13 +16,15 @@ from orchestrator.lab.lab import Lab, haproxy_command
 pytestmark = pytest.mark.lab
 
 
-def ssh(lab: Lab, host: str, command: str, *, known_hosts: Path | None = None,
-        timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def ssh(
+    lab: Lab, host: str, command: str, *, known_hosts: Path | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     argv = ["ssh", "-F", str(lab.paths.ssh_config)]
     if known_hosts is not None:
         argv += ["-o", f"UserKnownHostsFile={known_hosts}"]
-    return subprocess.run([*argv, host, command], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [*argv, host, command], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def get(url: str, timeout: float = 3) -> tuple[int, dict[str, str], str]:
@@ -43,11 +45,17 @@ def test_every_host_boots_systemd_and_runs_demo_web(lab: Lab) -> None:
         assert active.stdout.strip() == "active"
         code, _, body = get(f"http://{h['address']}:8080/version")
         info = json.loads(body)
-        assert (info["hostname"], info["side"], info["service"]) == (h["name"], h["side"], h["service"])
+        assert (info["hostname"], info["side"], info["service"]) == (
+            h["name"],
+            h["side"],
+            h["service"],
+        )
         assert info["packages"] == {"demo-web": "1.0.0", "demo-openssl": "3.0.11-1"}
 
 
-def test_ssh_with_lab_known_hosts_works_and_a_changed_key_is_refused(lab: Lab, tmp_path: Path) -> None:
+def test_ssh_with_lab_known_hosts_works_and_a_changed_key_is_refused(
+    lab: Lab, tmp_path: Path
+) -> None:
     ok = ssh(lab, "web-blue-1", "hostname")
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == "web-blue-1"
@@ -68,9 +76,11 @@ def test_ssh_with_lab_known_hosts_works_and_a_changed_key_is_refused(lab: Lab, t
 def test_hosts_have_no_route_beyond_the_bridge(lab: Lab) -> None:
     routes = lab.exec("api-green-1", ["ip", "route"]).stdout
     assert "default" not in routes
-    probe = lab.exec("api-green-1", ["python3", "-c",
-                     "import socket; socket.create_connection(('192.0.2.1', 80), timeout=2)"],
-                     check=False)
+    probe = lab.exec(
+        "api-green-1",
+        ["python3", "-c", "import socket; socket.create_connection(('192.0.2.1', 80), timeout=2)"],
+        check=False,
+    )
     assert probe.returncode != 0
     assert "Network is unreachable" in probe.stderr
 
@@ -83,8 +93,12 @@ def test_apt_installs_from_the_lab_repository_and_keeps_broken_versions_apart(la
         assert upgrade.returncode == 0, upgrade.stderr
         assert "demo-web [1.0.0] (1.0.1" in upgrade.stdout  # the fix, never 1.1.x by accident
         assert "1.1." not in upgrade.stdout
-        inst = ssh(lab, host, "DEBIAN_FRONTEND=noninteractive apt-get install -y demo-web=1.0.1",
-                   timeout=120)
+        inst = ssh(
+            lab,
+            host,
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y demo-web=1.0.1",
+            timeout=120,
+        )
         assert inst.returncode == 0, inst.stderr
         assert lab.exec(host, ["dpkg-query", "-W", "-f=${Version}", "demo-web"]).stdout == "1.0.1"
         time.sleep(0.5)
@@ -164,7 +178,15 @@ def test_faults_take_effect_and_heal_undoes_them(lab: Lab) -> None:
         assert full.returncode != 0
         assert "No space left on device" in full.stderr
         lab.heal(host)
-        assert ssh(lab, host, "dd if=/dev/zero of=/root/fill-test bs=4k count=64 && rm /root/fill-test").returncode == 0
-        assert lab.status()["hosts"][[h["name"] for h in lab.status()["hosts"]].index(host)]["faults"] == []
+        assert (
+            ssh(
+                lab, host, "dd if=/dev/zero of=/root/fill-test bs=4k count=64 && rm /root/fill-test"
+            ).returncode
+            == 0
+        )
+        assert (
+            lab.status()["hosts"][[h["name"] for h in lab.status()["hosts"]].index(host)]["faults"]
+            == []
+        )
     finally:
         lab.heal(host)

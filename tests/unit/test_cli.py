@@ -21,11 +21,13 @@ def test_help_lists_commands_and_exit_codes() -> None:
 
 
 def test_help_does_not_import_heavy_modules() -> None:
-    code = ("import sys; from orchestrator.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in sys.modules if m.split('.')[0] in "
-            "('ansible', 'ansible_runner', 'pytest', '_pytest', 'testinfra', 'paramiko', 'rich')]\n"
-            "assert not heavy, heavy")
+    code = (
+        "import sys; from orchestrator.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in "
+        "('ansible', 'ansible_runner', 'pytest', '_pytest', 'testinfra', 'paramiko', 'rich')]\n"
+        "assert not heavy, heavy"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
 
@@ -53,8 +55,9 @@ def test_rollout_refuses_without_yes_when_not_interactive() -> None:
 
 
 def test_bad_package_argument_is_rejected_before_anything_runs() -> None:
-    out = CliRunner().invoke(main, ["-c", str(EXAMPLE), "rollout", "web", "--yes",
-                                    "--package", "demo-web=1.0;rm -rf /"])
+    out = CliRunner().invoke(
+        main, ["-c", str(EXAMPLE), "rollout", "web", "--yes", "--package", "demo-web=1.0;rm -rf /"]
+    )
     assert out.exit_code == 2
     assert "package" in out.output.lower()
 
@@ -67,10 +70,17 @@ def test_unknown_service_is_bad_input() -> None:
 
 def test_bad_input_creates_no_state_file(tmp_path: Path) -> None:
     cfg = tmp_path / "bluegreen.yml"
-    cfg.write_text(EXAMPLE.read_text().replace("inventory: hosts.yml",
-                                               f"inventory: {EXAMPLE.parent / 'hosts.yml'}"))
-    for argv in (["rollback", "wbe", "--reason", "x"], ["flip", "nope", "--to", "green",
-                 "--reason", "x"], ["status", "nope"], ["verify", "nope"]):
+    cfg.write_text(
+        EXAMPLE.read_text().replace(
+            "inventory: hosts.yml", f"inventory: {EXAMPLE.parent / 'hosts.yml'}"
+        )
+    )
+    for argv in (
+        ["rollback", "wbe", "--reason", "x"],
+        ["flip", "nope", "--to", "green", "--reason", "x"],
+        ["status", "nope"],
+        ["verify", "nope"],
+    ):
         out = CliRunner().invoke(main, ["-c", str(cfg), *argv])
         assert out.exit_code == 2, (argv, out.output)
     assert not (tmp_path / ".bluegreen").exists()

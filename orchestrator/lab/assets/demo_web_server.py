@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 VERSION = "@VERSION@"
 BEHAVIOUR = "@BEHAVIOUR@"  # ok | broken (/health fails) | subtle (traffic fails after a while)
 LIBRARY = "/usr/lib/demo-openssl/libdemossl.so.3"
-SUBTLE_AFTER = 25  # requests on / before the subtle version starts failing
+SUBTLE_AFTER = 10  # requests on / before the subtle version starts failing
 
 with open(LIBRARY, "rb") as _lib:
     MAPPED = mmap.mmap(_lib.fileno(), 0, prot=mmap.PROT_READ)

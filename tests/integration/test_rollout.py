@@ -1,0 +1,259 @@
+"""The rollout engine end to end on the lab: real Ansible, probes, HAProxy, SQLite."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.lab.lab import Lab
+from tests.support.cli import bluegreen, bluegreen_json
+
+pytestmark = [pytest.mark.lab, pytest.mark.destructive]
+
+FIXED = {"demo-openssl": "3.0.15-1", "demo-web": "1.0.1"}
+VULNERABLE = {"demo-openssl": "3.0.11-1", "demo-web": "1.0.0"}
+
+
+def hosts_of(lab: Lab, service: str, side: str) -> list[str]:
+    return [
+        h["name"] for h in lab.status()["hosts"] if h["service"] == service and h["side"] == side
+    ]
+
+
+def versions(lab: Lab, host: str) -> dict[str, str]:
+    out = lab.exec(
+        host, ["dpkg-query", "-W", "-f=${Package} ${Version}\\n", "demo-web", "demo-openssl"]
+    ).stdout
+    return dict(line.split() for line in out.splitlines())
+
+
+def fingerprint(lab: Lab, host: str) -> str:
+    """What must not change on the live side: dpkg database, demo files, service PID."""
+    out = lab.exec(
+        host,
+        [
+            "sh",
+            "-c",
+            "md5sum /var/lib/dpkg/status /usr/lib/demo-openssl/libdemossl.so.3 "
+            "/usr/lib/demo-web/server.py; systemctl show -p MainPID demo-web",
+        ],
+    ).stdout
+    return hashlib.sha256(out.encode()).hexdigest()
+
+
+def served_by(lab: Lab, service: str) -> str:
+    url = lab.status()["frontends"][service] + "/version"
+    with urllib.request.urlopen(url, timeout=3) as r:
+        return str(json.loads(r.read())["side"])
+
+
+def audit_ok(config: Path) -> None:
+    code, doc = bluegreen_json(config, "audit", "verify")
+    assert code == 0 and doc["ok"], doc
+
+
+def assert_consistent(lab: Lab, config: Path, service: str) -> dict[str, Any]:
+    code, st = bluegreen_json(config, "status", service)
+    assert code == 0, st
+    assert st["agrees"] and st["state_live"] == st["live"]
+    assert st["lock"] is None and st["run_in_flight"] is None
+    assert served_by(lab, service) == st["live"]
+    live_side = st["sides"][st["live"]]
+    if live_side["patch_level"] or live_side["verified_at"]:
+        # traffic is never on a side whose verification failed or predates its patch
+        assert live_side["verified_after_patch"], st
+    audit_ok(config)
+    return st
+
+
+def test_full_rollout_patches_standby_flips_and_leaves_live_untouched(fresh_lab: Lab) -> None:
+    lab, config = fresh_lab, fresh_lab.paths.config
+    blue = hosts_of(lab, "web", "blue")
+    before = {h: fingerprint(lab, h) for h in blue}
+    code, doc = bluegreen_json(config, "rollout", "web", "--yes")
+    assert code == 0, doc
+    assert doc["status"] == "done" and doc["from"] == "blue" and doc["to"] == "green"
+    assert set(doc["steps"]) == {"precheck", "patch", "verify", "flip", "bake"}
+    for h in hosts_of(lab, "web", "green"):
+        assert versions(lab, h) == FIXED
+    for h in blue:
+        assert versions(lab, h) == VULNERABLE
+        assert fingerprint(lab, h) == before[h], f"live side {h} changed during the rollout"
+        with urllib.request.urlopen(f"http://{_addr(lab, h)}:8080/health", timeout=3) as r:
+            assert r.status == 200  # the old side stays warm
+    assert served_by(lab, "web") == "green"
+    assert served_by(lab, "api") == "blue"
+    st = assert_consistent(lab, config, "web")
+    assert st["sides"]["green"]["patch_level"] == "demo-openssl=3.0.15-1,demo-web=1.0.1"
+
+
+def _addr(lab: Lab, host: str) -> str:
+    return next(h["address"] for h in lab.status()["hosts"] if h["name"] == host)
+
+
+def test_broken_version_fails_verification_and_nothing_flips(fresh_lab: Lab) -> None:
+    lab, config = fresh_lab, fresh_lab.paths.config
+    before = {h: fingerprint(lab, h) for h in hosts_of(lab, "web", "blue")}
+    code, doc = bluegreen_json(config, "rollout", "web", "--yes", "--package", "demo-web=1.1.0")
+    assert code == 3, doc
+    assert "verification" in doc["error"] and "http" in doc["error"]
+    assert served_by(lab, "web") == "blue"
+    for h, fp in before.items():
+        assert fingerprint(lab, h) == fp
+    st = assert_consistent(lab, config, "web")
+    assert st["sides"]["green"]["verification_ok"] is False
+    # a manual flip to the failed side is refused by the gate
+    code, doc = bluegreen_json(config, "flip", "web", "--to", "green", "--reason", "try")
+    assert code == 3, doc
+    # and so is an incident rollback: the failed side is not a way back
+    code, doc = bluegreen_json(config, "rollback", "web", "--reason", "INC-2")
+    assert code == 3, doc
+    assert "last verification failed" in doc["error"]
+    assert served_by(lab, "web") == "blue"
+
+
+def test_subtle_version_is_caught_in_bake_and_rolled_back(fresh_lab: Lab) -> None:
+    lab, config = fresh_lab, fresh_lab.paths.config
+    code, doc = bluegreen_json(
+        config,
+        "rollout",
+        "web",
+        "--yes",
+        "--package",
+        "demo-openssl=3.0.15-1",
+        "--package",
+        "demo-web=1.1.1",
+    )
+    assert code == 4, doc
+    assert "rolled back" in doc["error"] or "back on blue" in doc["error"]
+    assert served_by(lab, "web") == "blue"
+    assert_consistent(lab, config, "web")
+    code, hist = bluegreen_json(config, "history", "web")
+    assert any(r["command"] == "rollout.auto-rollback" for r in hist)
+
+
+class Load:
+    """Continuous requests through the frontend (bounded in count and time)."""
+
+    def __init__(self, url: str, max_requests: int = 20000, max_seconds: float = 60) -> None:
+        self.url, self.max_requests, self.max_seconds = url, max_requests, max_seconds
+        self.sent = self.failed = 0
+        self.errors: list[str] = []
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while (
+            not self._stop.is_set()
+            and self.sent < self.max_requests
+            and time.monotonic() - started < self.max_seconds
+        ):
+            t0 = time.perf_counter()
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as r:
+                    r.read()
+            except (urllib.error.URLError, OSError) as exc:
+                self.failed += 1
+                self.errors.append(str(exc))
+            self.sent += 1
+            self.latencies.append(time.perf_counter() - t0)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def test_rollback_under_continuous_load_loses_no_request(fresh_lab: Lab) -> None:
+    lab, config = fresh_lab, fresh_lab.paths.config
+    code, doc = bluegreen_json(config, "rollout", "web", "--yes")
+    assert code == 0, doc
+    with Load(lab.status()["frontends"]["web"] + "/version") as load:
+        time.sleep(1)
+        code, doc = bluegreen_json(config, "rollback", "web", "--reason", "INC-1 under load")
+        assert code == 0, doc
+        time.sleep(1)
+    assert doc["from"] == "green" and doc["to"] == "blue"
+    assert load.sent > 50
+    assert load.failed == 0, load.errors[:5]
+    assert served_by(lab, "web") == "blue"
+
+
+def test_flip_survives_haproxy_reload_and_restart(fresh_lab: Lab) -> None:
+    lab, config = fresh_lab, fresh_lab.paths.config
+    code, doc = bluegreen_json(config, "rollback", "web", "--reason", "move to green")
+    assert code == 0 and doc["to"] == "green", doc
+    lab.reload_haproxy()
+    assert served_by(lab, "web") == "green"
+    lab.restart_haproxy()
+    assert served_by(lab, "web") == "green"
+    assert served_by(lab, "api") == "blue"
+    assert_consistent(lab, config, "web")
+
+
+def test_router_state_disagreement_refuses_and_adopt_is_audited(fresh_lab: Lab) -> None:
+    lab, config = fresh_lab, fresh_lab.paths.config
+    assert bluegreen_json(config, "rollback", "web", "--reason", "to green")[0] == 0
+    from orchestrator.lab.lab import haproxy_command
+
+    # someone moves traffic behind bluegreen's back
+    haproxy_command(lab.paths.haproxy_socket, f"set map {lab.paths.map_file} web web_blue")
+    code, st = bluegreen_json(config, "status", "web")
+    assert code == 1 and not st["agrees"] and st["live"] == "blue" and st["state_live"] == "green"
+    proc = bluegreen(config, "rollout", "web", "--yes")
+    assert proc.returncode == 1, proc.stderr
+    assert "router says blue" in proc.stderr and "state store says green" in proc.stderr
+    for h in hosts_of(lab, "web", "blue") + hosts_of(lab, "web", "green"):
+        assert versions(lab, h) == VULNERABLE  # nothing was patched
+    code, st = bluegreen_json(config, "status", "web", "--adopt", "--reason", "LB edited by hand")
+    assert code == 0 and st["agrees"] and st["live"] == "blue"
+    code, hist = bluegreen_json(config, "history", "web")
+    assert hist[-1]["command"] == "adopt" and hist[-1]["reason"] == "LB edited by hand"
+
+
+def test_tampered_audit_record_is_detected(fresh_lab: Lab) -> None:
+    lab, config = fresh_lab, fresh_lab.paths.config
+    for reason in ("a", "b", "c"):
+        assert bluegreen_json(config, "rollback", "web", "--reason", reason)[0] == 0
+    audit_ok(config)
+    db = lab.paths.root / "state" / "state.db"
+    with sqlite3.connect(db) as conn:
+        table = _audit_table(conn)
+        conn.execute(f"UPDATE {table} SET reason = 'nothing to see' WHERE seq = 2")
+    code, doc = bluegreen_json(config, "audit", "verify")
+    assert code == 1 and not doc["ok"] and doc["bad_seq"] == 2
+
+
+def _audit_table(conn: sqlite3.Connection) -> str:
+    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    return next(n for n in names if "audit" in n and "head" not in n and "meta" not in n)
+
+
+def test_rollback_imports_neither_ansible_nor_pytest(lab: Lab) -> None:
+    code = (
+        "import sys\nfrom orchestrator.cli import main\n"
+        f"try:\n    main(['-c', {str(lab.paths.config)!r}, 'rollback', 'api', '--reason', 'import test'])\n"
+        "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'ansible', 'ansible_runner', 'pytest', '_pytest', 'testinfra'})\n"
+        "assert not heavy, heavy\n"
+        f"main(['-c', {str(lab.paths.config)!r}, 'rollback', 'api', '--reason', 'back'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
