@@ -7,12 +7,12 @@ import subprocess
 from collections.abc import Sequence
 
 from orchestrator.lab.hosts import HostSpec
-from orchestrator.lab.paths import FRONTEND_BASE_PORT, LabPaths
+from orchestrator.lab.paths import LabPaths
 from orchestrator.lab.proc import run
 
 
-def frontend_port(index: int) -> int:
-    return FRONTEND_BASE_PORT + index
+def frontend_port(paths: LabPaths, index: int) -> int:
+    return paths.frontend_base_port + index
 
 
 def render_config(paths: LabPaths, services: Sequence[str], hosts: Sequence[HostSpec]) -> str:
@@ -36,7 +36,7 @@ def render_config(paths: LabPaths, services: Sequence[str], hosts: Sequence[Host
     for i, service in enumerate(services):
         lines += [
             f"frontend fe_{service}",
-            f"    bind 127.0.0.1:{frontend_port(i)}",
+            f"    bind 127.0.0.1:{frontend_port(paths, i)}",
             "    http-response set-header X-Bluegreen-Backend %b",
             f"    use_backend %[str({service}),map({paths.map_file},{service}_blue)]",
             "",

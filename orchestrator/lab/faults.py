@@ -8,6 +8,7 @@ from pathlib import Path
 from orchestrator.errors import BadInput
 from orchestrator.lab import net
 from orchestrator.lab.hosts import exec_in
+from orchestrator.lab.paths import LabPaths
 from orchestrator.lab.proc import run
 
 FILL_FILE = "var/lib/bluegreen-lab-fill"
@@ -29,9 +30,11 @@ def check_kind(kind: str) -> None:
         raise BadInput(f"unknown fault kind {kind!r}", hint=f"use one of: {', '.join(KINDS)}")
 
 
-def inject(kind: str, *, host: str, index: int, nspawn_pid: int, root: Path) -> None:
+def inject(
+    kind: str, paths: LabPaths, *, host: str, index: int, nspawn_pid: int, root: Path
+) -> None:
     check_kind(kind)
-    veth = net.veth_name(index)
+    veth = net.veth_name(paths, index)
     if kind == "unreachable":
         run(["ip", "link", "set", veth, "down"])
     elif kind == "sshd-down":
@@ -45,7 +48,7 @@ def inject(kind: str, *, host: str, index: int, nspawn_pid: int, root: Path) -> 
                 "ip",
                 "netns",
                 "exec",
-                net.netns_name(host),
+                net.netns_name(paths, host),
                 "tc",
                 "qdisc",
                 "replace",
@@ -70,8 +73,8 @@ def inject(kind: str, *, host: str, index: int, nspawn_pid: int, root: Path) -> 
                 pass
 
 
-def undo(kind: str, *, host: str, index: int, nspawn_pid: int, root: Path) -> None:
-    veth = net.veth_name(index)
+def undo(kind: str, paths: LabPaths, *, host: str, index: int, nspawn_pid: int, root: Path) -> None:
+    veth = net.veth_name(paths, index)
     if kind == "unreachable":
         run(["ip", "link", "set", veth, "up"])
     elif kind == "sshd-down":
@@ -85,7 +88,7 @@ def undo(kind: str, *, host: str, index: int, nspawn_pid: int, root: Path) -> No
                 "ip",
                 "netns",
                 "exec",
-                net.netns_name(host),
+                net.netns_name(paths, host),
                 "tc",
                 "qdisc",
                 "del",

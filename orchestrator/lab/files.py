@@ -86,7 +86,7 @@ def bluegreen_config(paths: LabPaths, services: Sequence[str]) -> str:
             "map_file": str(paths.map_file),
             "server_state_file": str(paths.server_state_file),
             "frontends": {
-                s: f"http://127.0.0.1:{frontend_port(i)}" for i, s in enumerate(services)
+                s: f"http://127.0.0.1:{frontend_port(paths, i)}" for i, s in enumerate(services)
             },
             "drain_seconds": 5,
         },

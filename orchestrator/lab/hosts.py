@@ -6,11 +6,12 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from orchestrator.errors import LabError
 from orchestrator.lab import net
-from orchestrator.lab.paths import HOST_TMPFS_SIZE, LabPaths
+from orchestrator.lab.paths import HOST_TMPFS_SIZE, REPO_HOSTNAME, LabPaths
 from orchestrator.lab.proc import alive, children, run
 
 
@@ -61,7 +62,9 @@ def prepare_root(
         ]
     )
     (root / "etc/hostname").write_text(spec.name + "\n")
-    (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n{spec.address} {spec.name}\n")
+    (root / "etc/hosts").write_text(
+        f"127.0.0.1 localhost\n{spec.address} {spec.name}\n{paths.gateway} {REPO_HOSTNAME}\n"
+    )
     meta = root / "etc/bluegreen-lab"
     meta.mkdir(exist_ok=True)
     (meta / "service").write_text(spec.service + "\n")
@@ -82,6 +85,7 @@ def boot(paths: LabPaths, spec: HostSpec) -> int:
     root = host_dir(paths, spec.name) / "root"
     log = paths.logs / f"{spec.name}.console.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    cgroups = host_cgroups(paths, spec.name)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [
@@ -93,8 +97,8 @@ def boot(paths: LabPaths, spec: HostSpec) -> int:
                 "-D",
                 str(root),
                 "-M",
-                spec.name,
-                f"--network-namespace-path=/run/netns/{net.netns_name(spec.name)}",
+                machine_name(paths, spec.name),
+                f"--network-namespace-path=/run/netns/{net.netns_name(paths, spec.name)}",
                 "--console=read-only",
                 "--link-journal=no",
             ],
@@ -102,8 +106,58 @@ def boot(paths: LabPaths, spec: HostSpec) -> int:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=partial(_enter_cgroups, cgroups),
         )
     return proc.pid
+
+
+def machine_name(paths: LabPaths, host: str) -> str:
+    return f"{paths.netns_prefix}{host}"
+
+
+def host_cgroups(paths: LabPaths, host: str) -> list[Path]:
+    """A cgroup of its own per host, in every hierarchy systemd uses (v1 name=systemd,
+    hybrid unified, or pure v2). Without it, nspawn puts every container's `payload` in
+    the same cgroup and their systemds race on it (units fail with 219/CGROUP)."""
+    own: dict[str, str] = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        num, ctrl, path = line.split(":", 2)
+        own[ctrl] = path
+    roots = []
+    if (Path("/sys/fs/cgroup/cgroup.controllers")).exists():
+        roots.append((Path("/sys/fs/cgroup"), own.get("", "/")))
+    else:
+        for sub, key in (("systemd", "name=systemd"), ("unified", "")):
+            if (Path("/sys/fs/cgroup") / sub / "cgroup.procs").exists():
+                roots.append((Path("/sys/fs/cgroup") / sub, own.get(key, "/")))
+    name = machine_name(paths, host)
+    return [root / rel.lstrip("/") / name for root, rel in roots]
+
+
+def _enter_cgroups(cgroups: list[Path]) -> None:  # runs in the child, before exec
+    for cg in cgroups:
+        try:
+            cg.mkdir(exist_ok=True)
+            (cg / "cgroup.procs").write_text(str(os.getpid()))
+        except OSError:
+            pass  # fall back to the shared cgroup rather than not booting at all
+
+
+def remove_cgroups(paths: LabPaths, host: str) -> None:
+    for cg in host_cgroups(paths, host):
+        if not cg.exists():
+            continue
+        for d in sorted(
+            (p for p in cg.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+        ):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        try:
+            cg.rmdir()
+        except OSError:
+            pass
 
 
 def leader(nspawn_pid: int) -> int:

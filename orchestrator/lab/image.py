@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.errors import LabError
-from orchestrator.lab.paths import GATEWAY, REPO_PORT, LabPaths
+from orchestrator.lab.paths import REPO_HOSTNAME, REPO_PORT, LabPaths
 from orchestrator.lab.proc import run
 
 SUITE = "bookworm"
@@ -96,8 +96,8 @@ def ensure_base(paths: LabPaths, say: Progress) -> Path:
 
 
 SOURCES = (
-    f"deb [trusted=yes] http://{GATEWAY}:{REPO_PORT}/stable ./\n"
-    f"deb [trusted=yes] http://{GATEWAY}:{REPO_PORT}/unsafe ./\n"
+    f"deb [trusted=yes] http://{REPO_HOSTNAME}:{REPO_PORT}/stable ./\n"
+    f"deb [trusted=yes] http://{REPO_HOSTNAME}:{REPO_PORT}/unsafe ./\n"
 )
 # The unsafe suite holds the broken demo versions: priority 1 means apt never upgrades to
 # them by itself; only an explicit `apt-get install demo-web=1.1.0` picks one.

@@ -24,7 +24,7 @@ from typing import Any
 from orchestrator.errors import BadInput, LabError
 from orchestrator.lab import balancer, faults, files, hosts, image, net, packages
 from orchestrator.lab.hosts import HostSpec
-from orchestrator.lab.paths import GATEWAY, REPO_PORT, SUBNET_PREFIX, LabPaths
+from orchestrator.lab.paths import REPO_PORT, LabPaths
 from orchestrator.lab.proc import alive, kill_and_wait, run
 
 Progress = Callable[[str], None]
@@ -68,7 +68,7 @@ class LabShape:
                 hint="use 1..16, and at most 64 hosts in all",
             )
 
-    def host_specs(self) -> list[HostSpec]:
+    def host_specs(self, subnet_prefix: str) -> list[HostSpec]:
         specs = []
         index = 0
         for service in self.services:
@@ -80,7 +80,7 @@ class LabShape:
                             service,
                             side,
                             index,
-                            f"{SUBNET_PREFIX}.{11 + index}",
+                            f"{subnet_prefix}.{11 + index}",
                         )
                     )
                     index += 1
@@ -168,7 +168,7 @@ class Lab:
             "known_hosts": str(p.known_hosts),
             "haproxy_socket": str(p.haproxy_socket),
             "map_file": str(p.map_file),
-            "repo_url": f"http://{GATEWAY}:{REPO_PORT}/",
+            "repo_url": f"http://{self.paths.gateway}:{REPO_PORT}/",
             "services": list(state.shape.services),
             "hosts_per_side": state.shape.hosts_per_side,
             "hosts": [
@@ -183,7 +183,7 @@ class Lab:
                 for h in state.hosts
             ],
             "frontends": {
-                s: f"http://127.0.0.1:{balancer.frontend_port(i)}"
+                s: f"http://127.0.0.1:{balancer.frontend_port(self.paths, i)}"
                 for i, s in enumerate(state.shape.services)
             },
             "problems": self.problems(state),
@@ -252,14 +252,14 @@ class Lab:
             self.say("clearing what an earlier, unfinished lab left")
             self.down()
         taken = balancer.check_ports_free(
-            [balancer.frontend_port(i) for i in range(len(shape.services))]
+            [balancer.frontend_port(self.paths, i) for i in range(len(shape.services))]
         )
         if taken:
             raise LabError(
                 f"port(s) {', '.join(map(str, taken))} on 127.0.0.1 are already in use",
                 hint="stop what listens there (`ss -ltnp`) or run `bluegreen lab down`",
             )
-        net.check_subnet_free()
+        net.check_subnet_free(self.paths)
         try:
             self._build(shape)
         except BaseException:
@@ -273,16 +273,11 @@ class Lab:
         for d in (p.root, p.hosts, p.ssh, p.logs, p.inventory.parent):
             d.mkdir(parents=True, exist_ok=True)
         p.root.chmod(0o700)
-        specs = shape.host_specs()
-        base = image.ensure_base(p, self.say)
-        debs = packages.ensure_debs(p)
-        layer = image.ensure_layer(
-            p, base, packages.initial_debs(debs), packages.debs_key(), self.say
-        )
-        lower = f"{layer}:{base}"
+        specs = shape.host_specs(p.subnet_prefix)
+        lower = self._lower()
         self.say("publishing the lab apt repository")
-        packages.publish_repo(debs, p.repo)
-        net.ensure_bridge()
+        packages.publish_repo(packages.ensure_debs(p), p.repo)
+        net.ensure_bridge(p)
         state = LabState(shape=shape, hosts=specs)
         state.repo_pid = self._start_repo()
         self._save(state)
@@ -290,7 +285,7 @@ class Lab:
         pub = (p.client_key.with_suffix(".pub")).read_text()
         self.say(f"booting {len(specs)} hosts")
         for spec in specs:
-            net.create_host_net(spec.name, spec.index, spec.address)
+            net.create_host_net(p, spec.name, spec.index, spec.address)
             hosts.prepare_root(p, spec, lower, p.ssh / "hostkeys" / spec.name, pub)
             state.pids[spec.name] = hosts.boot(p, spec)
             self._save(state)
@@ -351,7 +346,7 @@ class Lab:
                     "-m",
                     "http.server",
                     "--bind",
-                    GATEWAY,
+                    self.paths.gateway,
                     "--directory",
                     str(self.paths.repo),
                     str(REPO_PORT),
@@ -362,7 +357,7 @@ class Lab:
                 start_new_session=True,
             )
         _wait(
-            lambda: _tcp_open(GATEWAY, REPO_PORT),
+            lambda: _tcp_open(self.paths.gateway, REPO_PORT),
             10,
             "the lab apt repository to listen",
             f"see {log}",
@@ -428,13 +423,17 @@ class Lab:
         ours += [p for p in _lab_processes(root) if p not in ours]
         kill_and_wait(ours, timeout=5)
         stuck = hosts.unmount_under(root)
-        net.remove_all()
+        net.remove_all(self.paths)
         state_names = [h.name for h in (self._load_quiet() or LabState(LabShape(), [])).hosts]
         for name in state_names:
-            shutil.rmtree(f"/run/systemd/nspawn/propagate/{name}", ignore_errors=True)
+            shutil.rmtree(
+                f"/run/systemd/nspawn/propagate/{hosts.machine_name(self.paths, name)}",
+                ignore_errors=True,
+            )
+            hosts.remove_cgroups(self.paths, name)
         if not stuck:
             shutil.rmtree(root, ignore_errors=True)
-        left = [f"mount {m}" for m in stuck] + net.leftovers()
+        left = [f"mount {m}" for m in stuck] + net.leftovers(self.paths)
         left += [f"process {pid}" for pid in _lab_processes(root)]
         return {
             "seconds": round(time.monotonic() - started, 2),
@@ -454,6 +453,7 @@ class Lab:
         state, spec = self.host(name)
         faults.inject(
             kind,
+            self.paths,
             host=name,
             index=spec.index,
             nspawn_pid=state.pids[name],
@@ -470,6 +470,7 @@ class Lab:
         for kind in undone:
             faults.undo(
                 kind,
+                self.paths,
                 host=name,
                 index=spec.index,
                 nspawn_pid=state.pids[name],
@@ -494,6 +495,7 @@ class Lab:
             _wait(partial(_dead, pid), 20, f"{spec.name} to stop", "")
             hdir = hosts.host_dir(self.paths, spec.name)
             hosts.unmount_under(hdir)
+            hosts.remove_cgroups(self.paths, spec.name)
         lower = self._lower()
         pub = self.paths.client_key.with_suffix(".pub").read_text()
         for spec in targets:
@@ -541,7 +543,7 @@ def _lab_processes(root: Path) -> list[int]:
             continue
         exe = os.path.basename(argv[0].decode(errors="replace")) if argv else ""
         text = b" ".join(argv).decode(errors="replace")
-        if marker in text and (exe in ("systemd-nspawn", "haproxy") or "http.server" in text):
+        if marker + "/" in text and (exe in ("systemd-nspawn", "haproxy") or "http.server" in text):
             found.append(pid)
         elif _root_mount_is_lab(entry, marker):
             found.append(pid)

@@ -11,80 +11,79 @@ import json
 from pathlib import Path
 
 from orchestrator.errors import LabError
-from orchestrator.lab.paths import BRIDGE, GATEWAY, NETNS_PREFIX, SUBNET_PREFIX, VETH_PREFIX
+from orchestrator.lab.paths import LabPaths
 from orchestrator.lab.proc import run
 
-SUBNET = ipaddress.ip_network(f"{SUBNET_PREFIX}.0/24")
 
-
-def check_subnet_free() -> None:
+def check_subnet_free(paths: LabPaths) -> None:
     """Refuse to start when another interface already uses the lab subnet."""
+    subnet = ipaddress.ip_network(f"{paths.subnet_prefix}.0/24")
     out = run(["ip", "-j", "route", "show"]).stdout
     for route in json.loads(out or "[]"):
         dst = route.get("dst", "")
-        if dst in ("default", "") or route.get("dev") == BRIDGE:
+        if dst in ("default", "") or route.get("dev") == paths.bridge:
             continue
         try:
-            if ipaddress.ip_network(dst, strict=False).overlaps(SUBNET):
+            if ipaddress.ip_network(dst, strict=False).overlaps(subnet):
                 raise LabError(
-                    f"the lab subnet {SUBNET} is already routed via {route.get('dev')}",
+                    f"the lab subnet {subnet} is already routed via {route.get('dev')}",
                     hint="free that subnet, or run `bluegreen lab down` if an old lab holds it",
                 )
         except ValueError:
             continue
 
 
-def ensure_bridge() -> None:
-    if Path(f"/sys/class/net/{BRIDGE}").exists():
+def ensure_bridge(paths: LabPaths) -> None:
+    if Path(f"/sys/class/net/{paths.bridge}").exists():
         return
-    run(["ip", "link", "add", BRIDGE, "type", "bridge"])
-    run(["ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE])
-    run(["ip", "link", "set", BRIDGE, "up"])
+    run(["ip", "link", "add", paths.bridge, "type", "bridge"])
+    run(["ip", "addr", "add", f"{paths.gateway}/24", "dev", paths.bridge])
+    run(["ip", "link", "set", paths.bridge, "up"])
 
 
-def netns_name(host: str) -> str:
-    return f"{NETNS_PREFIX}{host}"
+def netns_name(paths: LabPaths, host: str) -> str:
+    return f"{paths.netns_prefix}{host}"
 
 
-def veth_name(index: int) -> str:
-    return f"{VETH_PREFIX}{index}"
+def veth_name(paths: LabPaths, index: int) -> str:
+    return f"{paths.veth_prefix}{index}"
 
 
-def create_host_net(host: str, index: int, address: str) -> None:
-    ns = netns_name(host)
-    veth = veth_name(index)
+def create_host_net(paths: LabPaths, host: str, index: int, address: str) -> None:
+    ns = netns_name(paths, host)
+    veth = veth_name(paths, index)
     run(["ip", "netns", "add", ns])
     run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
-    run(["ip", "link", "set", veth, "master", BRIDGE, "up"])
+    run(["ip", "link", "set", veth, "master", paths.bridge, "up"])
     run(["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0"])
     run(["ip", "-n", ns, "link", "set", "eth0", "up"])
     run(["ip", "-n", ns, "link", "set", "lo", "up"])
 
 
-def remove_all() -> None:
+def remove_all(paths: LabPaths) -> None:
     """Delete every lab namespace, veth and the bridge; safe to call when none exist."""
     out = run(["ip", "-j", "netns", "list"], check=False).stdout
     for ns in json.loads(out or "[]"):
         name = ns.get("name", "")
-        if name.startswith(NETNS_PREFIX):
+        if name.startswith(paths.netns_prefix):
             run(["ip", "netns", "del", name], check=False)
     for link in Path("/sys/class/net").iterdir():
-        if link.name.startswith(VETH_PREFIX) or link.name == BRIDGE:
+        if link.name.startswith(paths.veth_prefix) or link.name == paths.bridge:
             run(["ip", "link", "del", link.name], check=False)
 
 
-def leftovers() -> list[str]:
+def leftovers(paths: LabPaths) -> list[str]:
     """What of the lab's network is still on this machine (for `down` and tests)."""
     found = []
     out = run(["ip", "-j", "netns", "list"], check=False).stdout
     found += [
         f"netns {n['name']}"
         for n in json.loads(out or "[]")
-        if n.get("name", "").startswith(NETNS_PREFIX)
+        if n.get("name", "").startswith(paths.netns_prefix)
     ]
     found += [
         f"link {link.name}"
         for link in Path("/sys/class/net").iterdir()
-        if link.name.startswith(VETH_PREFIX) or link.name == BRIDGE
+        if link.name.startswith(paths.veth_prefix) or link.name == paths.bridge
     ]
     return found

@@ -6,14 +6,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-BRIDGE = "bglab0"
-NETNS_PREFIX = "bglab-"
-VETH_PREFIX = "bglv"
-SUBNET_PREFIX = "10.231.0"  # /24 on the lab bridge only; hosts have no route beyond it
-GATEWAY = f"{SUBNET_PREFIX}.1"
 REPO_PORT = 8099
-FRONTEND_BASE_PORT = 18080
+REPO_HOSTNAME = "bluegreen-repo"  # resolved by each host's /etc/hosts to its lab's gateway
 HOST_TMPFS_SIZE = "1g"  # each host's writable layer; small enough that `disk-full` is real
+MAX_INSTANCES = 10
 
 
 @dataclass(frozen=True)
@@ -22,13 +18,52 @@ class LabPaths:
 
     root: Path
     cache: Path
+    instance: int = 0
+    """Several labs can run side by side (BLUEGREEN_LAB_INSTANCE=0..9): each has its own
+    directory, bridge, subnet, namespaces and frontend ports."""
 
     @classmethod
     def default(cls) -> LabPaths:
+        raw = os.environ.get("BLUEGREEN_LAB_INSTANCE", "0")
+        if not raw.isdigit() or int(raw) >= MAX_INSTANCES:
+            from orchestrator.errors import BadInput
+
+            raise BadInput(
+                f"BLUEGREEN_LAB_INSTANCE={raw!r} is not a lab instance",
+                hint=f"use 0..{MAX_INSTANCES - 1}",
+            )
+        instance = int(raw)
+        suffix = "" if instance == 0 else str(instance)
         return cls(
-            root=Path(os.environ.get("BLUEGREEN_LAB_DIR", "/var/lib/bluegreen-lab")),
+            root=Path(os.environ.get("BLUEGREEN_LAB_DIR", f"/var/lib/bluegreen-lab{suffix}")),
             cache=Path(os.environ.get("BLUEGREEN_LAB_CACHE", "/var/cache/bluegreen-lab")),
+            instance=instance,
         )
+
+    @property
+    def bridge(self) -> str:
+        return f"bglab{self.instance}"
+
+    @property
+    def netns_prefix(self) -> str:
+        return f"bglab{self.instance}-"
+
+    @property
+    def veth_prefix(self) -> str:
+        return f"bgl{self.instance}v"
+
+    @property
+    def subnet_prefix(self) -> str:
+        """First three octets of the lab's /24; hosts have no route beyond it."""
+        return f"10.231.{self.instance}"
+
+    @property
+    def gateway(self) -> str:
+        return f"{self.subnet_prefix}.1"
+
+    @property
+    def frontend_base_port(self) -> int:
+        return 18080 + 100 * self.instance
 
     @property
     def state_file(self) -> Path:
