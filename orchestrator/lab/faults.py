@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from orchestrator.errors import BadInput
@@ -11,7 +10,9 @@ from orchestrator.lab.hosts import exec_in
 from orchestrator.lab.paths import LabPaths
 from orchestrator.lab.proc import run
 
-FILL_FILE = "var/lib/bluegreen-lab-fill"
+# The filler lives on the host's tmpfs next to (not inside) the overlay's upper dir: the
+# container sees its root filesystem full, and nothing of it shows up inside the host.
+FILL_FILE = "../disk/fill"
 # netem is not in every kernel (not in this lab's); a token bucket on both ends of the
 # host's link is: at 64 kbit/s every SSH round trip, apt download and HTTP reply crawls.
 SLOW = ["tbf", "rate", "64kbit", "burst", "2kb", "latency", "10s"]
@@ -59,16 +60,18 @@ def inject(
             ]
         )
     elif kind == "disk-full":
-        fill = root / FILL_FILE
-        st = os.statvfs(root)
-        with open(fill, "wb") as f:
-            os.posix_fallocate(f.fileno(), 0, st.f_bavail * st.f_frsize)
-        # fallocate may leave a few blocks (metadata); take them too
-        with open(fill, "ab") as f:
+        fill = (root / FILL_FILE).resolve()
+        # write until ENOSPC (fallocate is not supported by every tmpfs)
+        chunk = b"\0" * (1 << 20)
+        with open(fill, "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(chunk)
+            except OSError:
+                pass
             try:
                 while True:
                     f.write(b"\0" * 4096)
-                    f.flush()
             except OSError:
                 pass
 
@@ -99,4 +102,4 @@ def undo(kind: str, paths: LabPaths, *, host: str, index: int, nspawn_pid: int, 
             check=False,
         )
     elif kind == "disk-full":
-        (root / FILL_FILE).unlink(missing_ok=True)
+        (root / FILL_FILE).resolve().unlink(missing_ok=True)

@@ -413,6 +413,19 @@ class Lab:
         self._save(state)
         self._wait_haproxy(state.shape)
 
+    def stop_repo(self) -> None:
+        """Stop the lab apt repository server (a fault: "the repository is down")."""
+        state = self.require()
+        kill_and_wait([state.repo_pid], timeout=10)
+
+    def start_repo(self) -> None:
+        """Start the lab apt repository server again (no-op when it is running)."""
+        state = self.require()
+        if alive(state.repo_pid):
+            return
+        state.repo_pid = self._start_repo()
+        self._save(state)
+
     # ---- down ----------------------------------------------------------------------------
     def down(self) -> dict[str, Any]:
         """Remove everything the lab made. Works after a crashed or half-finished `up`."""

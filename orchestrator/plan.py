@@ -1,0 +1,61 @@
+"""`bluegreen plan`: what a rollout would do, computed without changing anything.
+
+The router is asked which side is live; Ansible runs the patch playbook in check mode on the
+standby (only package lists are refreshed there, never a package); the router commands that
+the flip would send are listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.config import LoadedConfig, PackageSpec
+from orchestrator.routers.base import Router
+from orchestrator.sides import other_side
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    service: str
+    live: str
+    standby: str
+    packages: list[str]
+    hosts: dict[str, dict[str, Any]]
+    router_commands: list[str]
+    ok: bool
+    message: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"service": self.service, "live": self.live, "standby": self.standby,
+                "packages": self.packages, "hosts": self.hosts,
+                "router_commands": self.router_commands, "ok": self.ok, "message": self.message}
+
+
+def plan_rollout(config: LoadedConfig, router: Router, service: str,
+                 packages: Sequence[PackageSpec] = ()) -> RolloutPlan:
+    from orchestrator.patching import patch_hosts
+
+    svc = config.service(service)
+    chosen = list(packages) or list(svc.patch.packages)
+    live = router.live(service)
+    standby = other_side(live)
+    result = patch_hosts(config, service, standby, chosen or None, check_mode=True)
+    hosts = {
+        name: {"reachable": not r.unreachable, "ok": r.ok, "message": r.message,
+               "changes": {c.name: {"from": c.current, "to": c.new}
+                           for c in r.would_change.values()}}
+        for name, r in result.hosts.items()
+    }
+    settings = config.model.router
+    if settings.kind == "haproxy":
+        backend = settings.backend_template.format(service=service, side=standby)
+        commands = [f"show map {settings.map_file}",
+                    f"set map {settings.map_file} {service} {backend}",
+                    f"write {settings.map_file} and {settings.server_state_file}"]
+    else:
+        commands = [f"{settings.script} flip {service} {standby}"]
+    return RolloutPlan(service, live, standby,
+                       [str(p) for p in chosen] or ["security updates"], hosts, commands,
+                       result.ok, None if result.ok else "; ".join(result.failures()))
