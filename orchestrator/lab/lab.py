@@ -221,6 +221,7 @@ class Lab:
             )
         if "overlay" not in Path("/proc/filesystems").read_text():
             raise LabError("this kernel has no overlay filesystem", hint="modprobe overlay")
+        _ensure_inotify_instances(1024)
         if not Path("/proc/self/ns/net").exists():
             raise LabError(
                 "this kernel has no network namespaces",
@@ -592,6 +593,19 @@ def _wait(check: Callable[[], bool], timeout: float, what: str, hint: str) -> No
     )
     if not retrying(check):
         raise LabError(f"timed out after {timeout:.0f}s waiting for {what}", hint=hint or None)
+
+
+def _ensure_inotify_instances(minimum: int) -> None:
+    """Each booted host's systemd holds several inotify instances; the kernel default (128
+    per user) is exhausted by about 16 hosts, and then hosts fail to boot with "Too many
+    open files". Raise the limit (a runtime sysctl, not persisted)."""
+    knob = Path("/proc/sys/fs/inotify/max_user_instances")
+    try:
+        if int(knob.read_text()) < minimum:
+            knob.write_text(str(minimum))
+    except (OSError, ValueError) as exc:
+        raise LabError(f"cannot raise fs.inotify.max_user_instances to {minimum} ({exc})",
+                       hint=f"sysctl -w fs.inotify.max_user_instances={minimum}") from exc
 
 
 def _dead(pid: int) -> bool:
