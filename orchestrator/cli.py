@@ -443,6 +443,43 @@ def rollout(
 
 
 @main.command()
+@click.argument("service")
+@click.option("--package", "packages", multiple=True, metavar="NAME[=VERSION]",
+              help="Package to plan for (repeatable); default: the config's list.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def plan(ctx: click.Context, service: str, packages: tuple[str, ...], as_json: bool) -> None:
+    """What `rollout SERVICE` would do: hosts, package changes (Ansible check mode) and
+    router commands. Changes nothing."""
+    from orchestrator.config import parse_package_arg
+    from orchestrator.plan import plan_rollout
+    from orchestrator.traffic import open_router
+
+    config = _load(ctx)
+    config.service(service)
+    specs = [parse_package_arg(p) for p in packages]
+    router = open_router(config)
+    try:
+        out = plan_rollout(config, router, service, specs)
+    finally:
+        router.close()
+    if as_json:
+        _emit_json(out.as_dict())
+    else:
+        click.echo(f"{service}: live={out.live}; would patch {out.standby} with "
+                   f"{', '.join(out.packages)}")
+        for host, info in out.hosts.items():
+            changes = ", ".join(f"{n} {c['from'] or '-'} -> {c['to']}"
+                                for n, c in info["changes"].items()) or "no package change"
+            state = "" if info["ok"] else f"  PROBLEM: {info['message']}"
+            click.echo(f"  {host:<16} {changes}{state}")
+        click.echo("  router: " + "; ".join(out.router_commands))
+    if not out.ok:
+        sys.exit(1)
+
+
+@main.command()
 @click.argument("run_id", required=False)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -468,6 +505,54 @@ def resume(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
     _run_rollout(ctx, config, as_json, lambda r: r.resume(run))
 
 
+class _RolloutProgress:
+    """Live progress of a rollout on stderr (rich): steps with their duration, and per host
+    each Ansible task's outcome as the runner reports it."""
+
+    _STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red",
+              "unreachable": "bold red", "started": "dim"}
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self._console: Any = None
+        self._step_started: dict[str, float] = {}
+
+    def _out(self) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False)
+        return self._console
+
+    def __call__(self, ev: Any) -> None:
+        import time
+
+        if self.quiet:
+            return
+        out = self._out()
+        if ev.phase == "begin":
+            self._step_started[ev.step] = time.monotonic()
+            out.print(f"[bold cyan]▶ {ev.step}[/]")
+        elif ev.phase == "end":
+            took = time.monotonic() - self._step_started.get(ev.step, time.monotonic())
+            out.print(f"[bold green]✔ {ev.step}[/] {_esc(ev.message)} [dim]({took:.1f}s)[/]")
+        elif ev.step == "patch" and ev.phase == "progress":
+            status = ev.data.get("status", "")
+            if status in ("skipped", "started") or not ev.data.get("host"):
+                return
+            style = self._STYLE.get(status, "white")
+            out.print(f"   [dim]{ev.data['host']:<16}[/] [{style}]{status:<11}[/] "
+                      f"{_esc(str(ev.data.get('task') or ''))}")
+        else:
+            out.print(f"   {_esc(ev.message)}")
+
+
+def _esc(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
 def _run_rollout(ctx: click.Context, config: Any, as_json: bool, go: Callable[[Any], Any]) -> None:
     from orchestrator.errors import BluegreenError as BGE
     from orchestrator.rollout import Rollout
@@ -475,16 +560,7 @@ def _run_rollout(ctx: click.Context, config: Any, as_json: bool, go: Callable[[A
 
     store, router = open_store(config), open_router(config)
 
-    def show(ev: Any) -> None:
-        if as_json:
-            return
-        if ev.phase == "begin":
-            click.secho(f"[{ev.step}] ...", fg="cyan", err=True)
-        elif ev.phase == "end":
-            click.secho(f"[{ev.step}] {ev.message}", fg="green", err=True)
-        else:
-            click.echo(f"    {ev.message}", err=True)
-
+    show = _RolloutProgress(quiet=as_json)
     engine = Rollout(config, store, router, actor=_actor(ctx), on_event=show)
     try:
         result = go(engine)
@@ -508,6 +584,41 @@ def _run_rollout(ctx: click.Context, config: Any, as_json: bool, go: Callable[[A
         click.echo(result.message)
 
 
+def _standby_or(config: Any, service: str, side: str | None) -> Any:
+    """The side asked for, or the standby side (the one the router does not send traffic to)."""
+    from orchestrator.sides import other_side
+    from orchestrator.traffic import open_router, parse_side
+
+    config.service(service)
+    target = parse_side(side)
+    if target is None:
+        router = open_router(config)
+        try:
+            target = other_side(router.live(service))
+        finally:
+            router.close()
+    return target
+
+
+def _render_results(results: list[Any], hosts: tuple[str, ...]) -> None:
+    """A table host x check: one block per host, a mark per check, evidence for failures."""
+    grouped: dict[str, list[Any]] = {h: [] for h in hosts}
+    for r in results:
+        grouped.setdefault(r.host, []).append(r)
+    for host, rows in grouped.items():
+        bad = sum(1 for r in rows if r.status != "pass")
+        head = click.style("ok", fg="green") if rows and not bad else click.style("FAIL", fg="red")
+        click.echo(f"  {host}  {head}  ({len(rows) - bad}/{len(rows)} passed)")
+        if not rows:
+            click.echo("    " + click.style("error", fg="red") + "  no results for this host")
+        for r in sorted(rows, key=lambda r: (r.status == "pass", r.check)):
+            mark = click.style(f"{r.status:<5}", fg="green" if r.status == "pass" else "red")
+            line = f"    {mark}  {r.check}"
+            if r.status != "pass":
+                line += f"\n           {r.evidence}"
+            click.echo(line)
+
+
 @main.command()
 @click.argument("service")
 @click.option("--side", type=click.Choice(["blue", "green"]), help="Default: the standby side.")
@@ -515,22 +626,15 @@ def _run_rollout(ctx: click.Context, config: Any, as_json: bool, go: Callable[[A
 @click.pass_context
 @handles_errors
 def verify(ctx: click.Context, service: str, side: str | None, as_json: bool) -> None:
-    """Run the verification gate on a side: a table host x check; exit 3 on any failure."""
+    """Run the verification gate on a side: checks, suites and drift, a table host x check;
+    exit 3 on any failure. The result is recorded for the side (the flip gate reads it)."""
     from orchestrator.errors import VerificationFailed
-    from orchestrator.sides import other_side
-    from orchestrator.traffic import open_router, open_store, parse_side
+    from orchestrator.traffic import open_store
     from orchestrator.verification import verify_side
 
     config = _load(ctx)
-    config.service(service)
-    target = parse_side(side)
+    target = _standby_or(config, service, side)
     store = open_store(config)
-    if target is None:
-        router = open_router(config)
-        try:
-            target = other_side(router.live(service))
-        finally:
-            router.close()
     out = verify_side(config, store, service, target, actor=_actor(ctx))
     if as_json:
         _emit_json(
@@ -539,28 +643,162 @@ def verify(ctx: click.Context, service: str, side: str | None, as_json: bool) ->
                 "side": target,
                 "ok": out.ok,
                 "summary": out.summary,
+                "seconds": round(out.report.seconds, 3),
                 "results": [
                     {"host": r.host, "check": r.check, "status": r.status, "evidence": r.evidence}
                     for r in out.report.results
                 ],
+                "drift": out.drift.as_dict() if out.drift is not None else None,
+                "warnings": out.warnings,
             }
         )
     else:
-        click.echo(f"{service} {target}: {out.summary}")
-        for r in out.report.results:
-            mark = (
-                click.style("pass", fg="green")
-                if r.status == "pass"
-                else click.style(r.status, fg="red")
-            )
-            line = f"  {r.host:<16} {r.check:<40} {mark}"
-            if r.status != "pass":
-                line += f"  {r.evidence}"
-            click.echo(line)
+        click.echo(f"{service} {target}: {out.summary} in {out.report.seconds:.1f} s")
+        _render_results(out.report.results, out.report.hosts)
+        for w in out.warnings:
+            click.secho(f"  warning: {w}", fg="yellow")
     if not out.ok:
         if as_json:
             sys.exit(VerificationFailed.exit_code)
         raise VerificationFailed(f"{service} {target}: verification failed")
+
+
+def _render_drift(report: Any) -> None:
+    for host, why in sorted(report.errors.items()):
+        click.echo(f"  {host}  " + click.style("error", fg="red") + f"  {why}")
+    for host, diffs in report.by_host().items():
+        if host in report.errors:
+            continue
+        if not diffs:
+            click.echo(f"  {host}  " + click.style("ok", fg="green"))
+            continue
+        click.echo(f"  {host}  " + click.style(f"{len(diffs)} difference(s)", fg="red"))
+        for d in diffs:
+            click.echo(f"    {d.describe()}")
+
+
+@main.command()
+@click.argument("service")
+@click.option("--side", type=click.Choice(["blue", "green"]), help="Default: the standby side.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def drift(ctx: click.Context, service: str, side: str | None, as_json: bool) -> None:
+    """Compare SERVICE's sides: packages, enabled and running units, listening ports, file
+    hashes. The standby may differ from the live side only in the patched packages; hosts
+    within a side must match. Exit 3 on drift."""
+    from orchestrator.errors import VerificationFailed
+    from orchestrator.verification import side_drift
+
+    config = _load(ctx)
+    target = _standby_or(config, service, side)
+    report = side_drift(config, service, target)
+    if as_json:
+        _emit_json({"service": service, "side": target, **report.as_dict()})
+    else:
+        click.echo(f"{service} {target} vs the other side: {report.summary()}")
+        _render_drift(report)
+    if not report.ok:
+        if as_json:
+            sys.exit(VerificationFailed.exit_code)
+        raise VerificationFailed(f"{service}: drift between or within the sides")
+
+
+@main.group()
+def baseline() -> None:
+    """An approved fingerprint of a service's hosts, kept next to the config."""
+
+
+def _baseline_path(config: Any, service: str, path: str | None) -> Any:
+    return config.resolve(path) if path else config.base_dir / "baselines" / f"{service}.json"
+
+
+def _side_fingerprints(config: Any, service: str, sides: list[Any]) -> Any:
+    from orchestrator.inventory import load_fleet
+    from orchestrator.probes.drift import read_fingerprints
+    from orchestrator.probes.gate import targets_for
+
+    fleet = load_fleet(config).service(service)
+    targets = targets_for(config, [h for s in sides for h in fleet.side(s)])
+    files = config.service(service).drift.files
+    fps, errors = read_fingerprints(targets, files)
+    return [t.name for t in targets], files, fps, errors
+
+
+@baseline.command("save")
+@click.argument("service")
+@click.option("--side", type=click.Choice(["blue", "green"]), help="Default: the live side.")
+@click.option("--file", "path", help="Default: baselines/SERVICE.json next to the config.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def baseline_save(
+    ctx: click.Context, service: str, side: str | None, path: str | None, as_json: bool
+) -> None:
+    """Write what all hosts of a side agree on as the approved baseline (sorted JSON)."""
+    from orchestrator.probes.baseline import (
+        BaselineUnavailable,
+        baseline_document,
+        write_baseline,
+    )
+    from orchestrator.traffic import open_router, parse_side
+
+    config = _load(ctx)
+    config.service(service)
+    target = parse_side(side)
+    if target is None:
+        router = open_router(config)
+        try:
+            target = router.live(service)
+        finally:
+            router.close()
+    hosts, files, fps, errors = _side_fingerprints(config, service, [target])
+    if errors or not fps:
+        why = "; ".join(f"{h}: {e}" for h, e in sorted(errors.items())) or "no hosts"
+        raise BaselineUnavailable(f"{service} {target}: cannot read every host: {why}")
+    out = _baseline_path(config, service, path)
+    doc = baseline_document(service, target, hosts, files, [fps[h] for h in hosts])
+    write_baseline(out, doc)
+    counts = {k: len(v) for k, v in doc["fingerprint"].items()}
+    if as_json:
+        _emit_json({"path": str(out), "service": service, "side": target, "counts": counts})
+    else:
+        click.echo(f"saved {service} {target} baseline ({len(hosts)} hosts) to {out}: {counts}")
+
+
+@baseline.command("check")
+@click.argument("service")
+@click.option("--side", type=click.Choice(["blue", "green"]), help="Default: both sides.")
+@click.option("--file", "path", help="Default: baselines/SERVICE.json next to the config.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def baseline_check(
+    ctx: click.Context, service: str, side: str | None, path: str | None, as_json: bool
+) -> None:
+    """Compare hosts against the approved baseline; exit 3 on any difference."""
+    import time
+
+    from orchestrator.errors import VerificationFailed
+    from orchestrator.probes.baseline import check_against, read_baseline
+
+    config = _load(ctx)
+    config.service(service)
+    source = _baseline_path(config, service, path)
+    approved = read_baseline(source)
+    started = time.monotonic()
+    sides: list[Any] = [side] if side else ["blue", "green"]
+    hosts, _, fps, errors = _side_fingerprints(config, service, sides)
+    report = check_against(hosts, fps, errors, approved, time.monotonic() - started)
+    if as_json:
+        _emit_json({"service": service, "baseline": str(source), **report.as_dict()})
+    else:
+        click.echo(f"{service} vs {source}: {report.summary()}")
+        _render_drift(report)
+    if not report.ok:
+        if as_json:
+            sys.exit(VerificationFailed.exit_code)
+        raise VerificationFailed(f"{service}: hosts differ from the baseline {source}")
 
 
 @main.command()
@@ -636,13 +874,343 @@ def unlock(ctx: click.Context, service: str, reason: str) -> None:
     )
 
 
+# ---- campaigns, reports, schedules ----------------------------------------------------
+@main.group()
+def campaign() -> None:
+    """Patch campaigns: advisories applied to many services in waves, inside a maintenance
+    window, with approvals; resumable (also after kill -9) and abortable.
+
+    \b
+    Exit codes of run/resume: 0 done, awaiting approval or converge pending (see status);
+    3/4 a service failed verification / rolled back; 5 a service is locked by another run or
+    campaign; 6 outside the window: nothing more flipped, the rest deferred."""
+
+
+def _show_campaign_event(ev: Any) -> None:
+    if ev.kind == "wave":
+        click.secho(f"== {ev.message}", fg="magenta", err=True)
+    elif ev.kind == "progress":
+        click.secho(f"   progress: {ev.message}", fg="cyan", err=True)
+    elif ev.kind == "service":
+        click.secho(f"-- {ev.message}", fg="green", err=True)
+    else:
+        click.echo(f"     {ev.message}", err=True)
+
+
+def _campaign_engine(ctx: click.Context, config: Any, as_json: bool, wait: bool) -> Any:
+    from orchestrator.campaign import CampaignRunner
+    from orchestrator.traffic import open_router, open_store
+
+    store, router = open_store(config), open_router(config)
+    on_event = None if as_json else _show_campaign_event
+    return CampaignRunner(
+        config, store, router, actor=_actor(ctx), on_event=on_event, wait_for_window=wait
+    ), router
+
+
+def _finish_campaign(result: Any, as_json: bool) -> None:
+    if as_json:
+        _emit_json(result.as_dict())
+    else:
+        color = "green" if result.exit_code == 0 else "yellow" if result.exit_code == 6 else "red"
+        click.secho(f"{result.status}: {result.message}", fg=color)
+        for svc, info in result.services.items():
+            click.echo(f"  {svc:<12} wave {info['wave']}  {info['status']}")
+    sys.exit(result.exit_code)
+
+
+@campaign.command("plan")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--check", is_flag=True, help="Ask Ansible (check mode) what would change per host.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def campaign_plan(ctx: click.Context, file: str, check: bool, as_json: bool) -> None:
+    """Per service: hosts, package changes, wave; whether the window is open and when it
+    opens next. Changes nothing."""
+    from orchestrator.campaign_model import load_campaign
+    from orchestrator.campaign_ops import plan_campaign
+    from orchestrator.traffic import open_router
+
+    config = _load(ctx)
+    camp = load_campaign(file)
+    router = open_router(config)
+    try:
+        doc = plan_campaign(config, router, camp, check=check)
+    finally:
+        router.close()
+    if as_json:
+        _emit_json(doc)
+        return
+    w = doc["window"]
+    click.echo(f"campaign {doc['campaign']}: window {'OPEN' if w['open'] else 'closed'}"
+               f" ({w['reason']}); next open: {w['next_open'] or '-'}; closes: {w['closes_at'] or '-'}")
+    for a in doc["advisories"]:
+        click.echo(f"  advisory {a['id']} ({a['severity']}) {', '.join(a['cves'])}")
+    for s in doc["services"]:
+        click.echo(f"  wave {s['wave']} {s['service']:<10} live={s['live']} patch {s['standby']}"
+                   f" ({', '.join(s['hosts'])}): {', '.join(s['packages'])}")
+        for host, ch in (s.get("changes") or {}).items():
+            click.echo(f"      {host}: {', '.join(f'{k} {v}' for k, v in ch.items()) or 'no change'}")
+    click.echo(f"  approval: {doc['approval']['mode']}"
+               + (f" ({doc['approval']['at']})" if doc["approval"]["mode"] == "manual" else ""))
+
+
+@campaign.command("run")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--wait-for-window", is_flag=True, help="Wait for the window instead of exit 6.")
+@click.option("--continue", "cont", is_flag=True,
+              help="If this campaign has an unfinished run, resume it (for timers).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def campaign_run(
+    ctx: click.Context, file: str, wait_for_window: bool, cont: bool, yes: bool, as_json: bool
+) -> None:
+    """Run a campaign: waves in order, each service patched, verified, flipped and baked
+    inside the window."""
+    from orchestrator.campaign_model import load_campaign
+    from orchestrator.campaign_ops import campaign_runs
+
+    config = _load(ctx)
+    camp = load_campaign(file)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise BadInput("campaign run needs confirmation", hint="pass --yes")
+        click.confirm(f"Run campaign {camp.name}?", abort=True)
+    engine, router = _campaign_engine(ctx, config, as_json, wait_for_window)
+    try:
+        unfinished = [r for r in campaign_runs(engine.store, camp.name)
+                      if r.status in ("running", "deferred")]
+        if cont and unfinished:
+            result = engine.resume(unfinished[-1])
+        else:
+            from pathlib import Path
+
+            result = engine.start(camp, Path(file))
+    finally:
+        router.close()
+    _finish_campaign(result, as_json)
+
+
+@campaign.command("resume")
+@click.argument("name")
+@click.option("--wait-for-window", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def campaign_resume(ctx: click.Context, name: str, wait_for_window: bool, as_json: bool) -> None:
+    """Continue an unfinished campaign (deferred, approved, or killed) from its journal."""
+    from orchestrator.campaign_ops import find_run
+
+    config = _load(ctx)
+    engine, router = _campaign_engine(ctx, config, as_json, wait_for_window)
+    try:
+        result = engine.resume(find_run(engine.store, name, unfinished=True))
+    finally:
+        router.close()
+    _finish_campaign(result, as_json)
+
+
+@campaign.command("status")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def campaign_status_cmd(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """The newest run of each campaign (or of NAME): status, approval, per-service progress."""
+    from orchestrator.campaign_ops import campaign_runs, campaign_status, find_run
+    from orchestrator.traffic import open_store
+
+    store = open_store(_load(ctx))
+    if name:
+        runs = [find_run(store, name)]
+    else:
+        latest: dict[str, Any] = {}
+        for r in campaign_runs(store):
+            latest[str(r.params.get("name"))] = r
+        runs = list(latest.values())
+    docs = [campaign_status(store, r) for r in runs]
+    if as_json:
+        _emit_json(docs[0] if name else docs)
+        return
+    if not docs:
+        click.echo("no campaign runs")
+    for d in docs:
+        p = d["progress"]
+        click.echo(f"{d['campaign']}: {d['status']} (run {d['run_id']}) services "
+                   f"{p['services_done']}/{p['services']}, waves {p['waves_done']}/{p['waves']}")
+        if d["result"]:
+            click.echo(f"  {d['result']}")
+        if d["approval"]:
+            click.echo(f"  approved by {d['approval']['actor']} at {d['approval']['at']}")
+        for svc, info in d["services"].items():
+            click.echo(f"  {svc:<12} wave {info['wave']}  {info['status']}")
+
+
+@campaign.command("approve")
+@click.argument("name")
+@click.option("--reason", help="Change ticket or note; goes to the audit chain.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def campaign_approve(ctx: click.Context, name: str, reason: str | None, as_json: bool) -> None:
+    """Approve a campaign that awaits approval (the approver is --actor; audited).
+    Then `campaign resume NAME` continues it."""
+    from orchestrator.campaign_ops import approve
+    from orchestrator.traffic import open_store
+
+    doc = approve(open_store(_load(ctx)), name, _actor(ctx), reason)
+    if as_json:
+        _emit_json(doc)
+    else:
+        click.echo(f"{name}: approved by {doc['actor']} at {doc['at']}; "
+                   f"continue with `bluegreen campaign resume {name}`")
+
+
+@campaign.command("abort")
+@click.argument("name")
+@click.option("--reason", default="aborted by operator", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def campaign_abort(ctx: click.Context, name: str, reason: str, as_json: bool) -> None:
+    """End an unfinished campaign. Each service stays live on its old side or on a fully
+    verified new side; runs are marked aborted, locks released."""
+    from orchestrator.campaign_ops import abort
+    from orchestrator.traffic import open_store
+
+    doc = abort(open_store(_load(ctx)), name, _actor(ctx), reason)
+    if as_json:
+        _emit_json(doc)
+    else:
+        click.echo(f"{name}: aborted run {doc['run_id']}"
+                   + (f" (and {', '.join(doc['aborted_children'])})" if doc["aborted_children"] else ""))
+
+
+@main.command("report")
+@click.argument("campaign_name", metavar="CAMPAIGN")
+@click.option("--format", "fmt", type=click.Choice(["json", "md", "html"]), default="md",
+              show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="File to write (mode 0600); default: reports_dir/RUN_ID.FORMAT.")
+@click.option("--json", "as_json", is_flag=True, help="Print where it was written, as JSON.")
+@click.pass_context
+@handles_errors
+def report_cmd(
+    ctx: click.Context, campaign_name: str, fmt: str, output: str | None, as_json: bool
+) -> None:
+    """Write the evidence of a campaign's newest run (or of a run id): advisories, versions
+    before/after per host, probe results, approvals, flips, rollbacks, audit head hash."""
+    from pathlib import Path
+
+    from orchestrator.campaign_ops import find_run
+    from orchestrator.report import build_report, default_report_path, write_report
+    from orchestrator.traffic import open_store
+
+    config = _load(ctx)
+    store = open_store(config)
+    doc = build_report(store, find_run(store, campaign_name))
+    path = write_report(
+        doc, fmt, Path(output) if output else default_report_path(config.reports_path, doc, fmt)
+    )
+    if as_json:
+        _emit_json({"path": str(path), "format": fmt, "run_id": doc["run_id"],
+                    "status": doc["status"], "head_hash": doc["audit"]["head_hash"]})
+    else:
+        click.echo(str(path))
+
+
+@main.group()
+def schedule() -> None:
+    """Start campaigns at their maintenance window with systemd timers (or cron)."""
+
+
+@schedule.command("install")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--dir", "directory", type=click.Path(file_okay=False),
+              help="Write the units here instead of /etc/systemd/system.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def schedule_install(ctx: click.Context, file: str, directory: str | None, as_json: bool) -> None:
+    """Write bluegreen-campaign-NAME.timer/.service (OnCalendar from the window) and print
+    the equivalent cron lines; `systemd-analyze verify` is run on what was written."""
+    from pathlib import Path
+
+    from orchestrator.campaign_model import load_campaign
+    from orchestrator.schedule import install_units, verify_units
+
+    config = _load(ctx)
+    camp = load_campaign(file)
+    units = install_units(camp.name, Path(file), camp.window, config.path,
+                          Path(directory) if directory else None)
+    ok, output = verify_units([units.service, units.timer])
+    doc = {"timer": str(units.timer), "service": str(units.service),
+           "on_calendar": units.on_calendar, "command": units.command, "cron": units.cron,
+           "verified": ok, "verify_output": output}
+    if as_json:
+        _emit_json(doc)
+    else:
+        click.echo(f"wrote {units.timer}\nwrote {units.service}")
+        click.echo("OnCalendar: " + "; ".join(units.on_calendar))
+        click.echo("systemd-analyze verify: " + ("ok" if ok else "not run" if ok is None else "FAILED"))
+        if output and not ok:
+            click.echo(output)
+        click.echo("cron (hosts without systemd), e.g. /etc/cron.d/bluegreen-" + camp.name + ":")
+        for line in units.cron:
+            click.echo("  " + line)
+        if directory is None:
+            click.echo(f"enable: systemctl daemon-reload && systemctl enable --now {units.timer.name}")
+    if ok is False:
+        from orchestrator.errors import BluegreenError as BGE
+
+        raise BGE("systemd-analyze verify failed on the written units", hint=output[:500])
+
+
+@schedule.command("list")
+@click.option("--dir", "directory", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@handles_errors
+def schedule_list(directory: str | None, as_json: bool) -> None:
+    """Campaign timers written by `schedule install`."""
+    from pathlib import Path
+
+    from orchestrator.schedule import list_units
+
+    rows = list_units(Path(directory) if directory else None)
+    if as_json:
+        _emit_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['name']:<24} {r['on_calendar']}  {r['campaign_file']}")
+
+
+@schedule.command("remove")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False))
+@handles_errors
+def schedule_remove(name: str, directory: str | None) -> None:
+    """Delete a campaign's timer and service units."""
+    from pathlib import Path
+
+    from orchestrator.schedule import remove_units
+
+    for path in remove_units(name, Path(directory) if directory else None):
+        click.echo(f"removed {path}")
+    if directory is None:
+        click.echo("then: systemctl daemon-reload")
+
+
 @lab.command("demo")
 @click.option("--service", default="web", show_default=True)
 @click.pass_context
 @handles_errors
 def lab_demo(ctx: click.Context, service: str) -> None:
-    """The whole job on the lab: lab up, patch the standby, verify, flip, bake,
-    roll back on command, audit check and a report. Safe to run again."""
+    """The whole job on the lab: lab up, a patch campaign over both services (patch the
+    standby, verify, flip, bake), roll back on command, audit check and the campaign's
+    evidence report. Safe to run again."""
     from orchestrator.lab.lab import Lab
 
     def banner(text: str) -> None:
@@ -661,14 +1229,15 @@ def lab_demo(ctx: click.Context, service: str) -> None:
     ctx.obj.config_path = str(the_lab.paths.config)
     banner("2. before: who is live, what is installed")
     ctx.invoke(status, service=None, adopt=False, reason=None, as_json=False)
+    from orchestrator.config import PACKAGE_ROOT
+
+    demo_file = PACKAGE_ROOT / "inventories" / "lab" / "campaigns" / "lab-demo.yml"
     banner(
-        f"3. rollout {service}: patch the standby (demo-openssl CVE-2026-0001 fix), verify, "
-        "flip, bake under traffic"
+        f"3. campaign {demo_file.name}: the demo advisory (CVE-2026-0001 in demo-openssl) on "
+        "web, then api: patch each standby, verify, flip, bake under traffic"
     )
-    ctx.invoke(
-        rollout, service=service, packages=(), reason="DEMO-2026-0001", yes=True, as_json=False
-    )
-    ctx.invoke(status, service=service, adopt=False, reason=None, as_json=False)
+    _demo_campaign(ctx, demo_file)
+    ctx.invoke(status, service=None, adopt=False, reason=None, as_json=False)
     banner(f"4. incident! roll {service} back in one flip")
     ctx.invoke(
         rollback, service=service, reason="INC-4711 demo incident", to_side=None, as_json=False
@@ -677,8 +1246,25 @@ def lab_demo(ctx: click.Context, service: str) -> None:
     banner("5. the audit trail, and its hash chain verified")
     ctx.invoke(history, service=None, limit=20, as_json=False)
     ctx.invoke(audit_verify, as_json=False)
+    banner("6. the evidence: versions before/after per host, probe results, flips, rollbacks")
+    ctx.invoke(report_cmd, campaign_name="lab-demo", fmt="md", output=None, as_json=False)
     click.secho(
         "\ndemo done. Try: bluegreen -c " + str(the_lab.paths.config) + " status; "
         "bluegreen lab down removes the lab.",
         fg="green",
     )
+
+
+def _demo_campaign(ctx: click.Context, demo_file: Any) -> None:
+    """`campaign run FILE --yes` without ending the process on success (for the demo)."""
+    from orchestrator.campaign_model import load_campaign
+
+    config = _load(ctx)
+    engine, router = _campaign_engine(ctx, config, False, False)
+    try:
+        result = engine.start(load_campaign(demo_file), demo_file)
+    finally:
+        router.close()
+    if result.exit_code != 0:
+        _finish_campaign(result, False)
+    click.secho(f"{result.status}: {result.message}", fg="green")

@@ -136,6 +136,14 @@ def _check_serial(value: Any) -> int | str:
 def _check_url_path(value: str) -> str:
     if not value.startswith("/") or any(c.isspace() for c in value):
         raise ValueError(f"url_path must start with '/' and contain no spaces, got {value!r}")
+    if len(value) > 2048:
+        raise ValueError(f"url_path is {len(value)} characters long; the limit is 2048")
+    return value
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, got the boolean {value}")
     return value
 
 
@@ -148,7 +156,7 @@ NonEmptyStr = Annotated[str, Field(min_length=1, max_length=4096)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # --------------------------------------------------------------------------- models
@@ -268,6 +276,24 @@ class BakeSettings(_Model):
     max_failures: int = Field(default=3, ge=1, le=10000, description="consecutive failures")
 
 
+class DriftSettings(_Model):
+    """Drift detection: the two sides must be mirror images except for the patch."""
+
+    files: list[NonEmptyStr] = Field(
+        default_factory=lambda: ["/etc/ssh/sshd_config"],
+        max_length=500,
+        description="absolute paths whose sha256 must match across hosts",
+    )
+    mode: Literal["fail", "warn", "off"] = "fail"
+
+    @model_validator(mode="after")
+    def _absolute(self) -> DriftSettings:
+        bad = [f for f in self.files if not f.startswith("/") or any(c.isspace() for c in f)]
+        if bad:
+            raise ValueError(f"drift.files must be absolute paths without spaces, got {bad}")
+        return self
+
+
 class ServiceConfig(_Model):
     """One service: its two sides, how to patch it, and how to tell it is healthy."""
 
@@ -280,13 +306,19 @@ class ServiceConfig(_Model):
         max_length=200,
         description="built-in probe checks (kind: http|service|listening|package|...)",
     )
+    suites: list[NonEmptyStr] = Field(
+        default_factory=list,
+        max_length=100,
+        description="pytest-testinfra files (relative to the config file) run by the gate",
+    )
+    drift: DriftSettings = Field(default_factory=DriftSettings)
     bake: BakeSettings = Field(default_factory=BakeSettings)
 
 
 class BluegreenConfig(_Model):
     """The whole of bluegreen.yml."""
 
-    version: Literal[1]
+    version: Annotated[Literal[1], BeforeValidator(_no_bool)]  # YAML `true` is not 1
     inventory: NonEmptyStr
     ssh: SSHSettings
     state: StateSettings = Field(default_factory=StateSettings)

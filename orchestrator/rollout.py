@@ -22,6 +22,7 @@ from typing import Any
 from orchestrator.config import LoadedConfig, PackageSpec
 from orchestrator.errors import (
     BluegreenError,
+    OutsideWindow,
     PatchFailed,
     RolledBack,
     RouterError,
@@ -117,13 +118,16 @@ class Rollout:
         reason: str | None = None,
         run_id: str | None = None,
         kind: str = "rollout",
+        extra_params: dict[str, Any] | None = None,
     ) -> RolloutResult:
         svc = self.config.service(service)
         chosen = list(packages) if packages else list(svc.patch.packages)
         params = {
             "packages": [str(p) for p in chosen],
             "security_updates": not chosen and svc.patch.security_updates,
+            **(extra_params or {}),  # e.g. {"campaign_run": ID} for a campaign's child run
         }
+        self._check_inputs(service)
         run_id = run_id or new_run_id(service)
         self.store.acquire_lock(service, run_id)
         try:
@@ -132,6 +136,14 @@ class Rollout:
             self.store.release_lock(service, run_id)
             raise
         return self._drive(run)
+
+    def _check_inputs(self, service: str) -> None:
+        """Bad input (inventory, playbook path) fails here, before the lock or the run is
+        written: bad input changes nothing, not even the audit chain."""
+        from orchestrator.inventory import load_fleet
+
+        load_fleet(self.config).service(service)
+        self.config.playbook_path(service)
 
     def resume(self, run: Run) -> RolloutResult:
         if run.service is None:
@@ -180,6 +192,10 @@ class Rollout:
             raise
         except Aborted as exc:
             result.status, result.message = "aborted", exc.message
+            raise
+        except OutsideWindow as exc:  # may_flip said no: patched+verified standby stays
+            result.status, result.message = "deferred", exc.message
+            self._finish(run.run_id, "deferred", exc.message)
             raise
         except BluegreenError as exc:
             result.status, result.message = "failed", exc.message
@@ -306,16 +322,18 @@ class Rollout:
             "ok": True,
             "summary": outcome.summary,
             "checks": len(outcome.report.results),
+            "results": [  # the evidence for campaign reports
+                {"host": r.host, "check": r.check, "status": r.status, "evidence": r.evidence[:300]}
+                for r in outcome.report.results
+            ],
         }
 
     def _flip(self, run: Run, service: str, live: Side, standby: Side) -> dict[str, Any]:
-        if self.may_flip is not None:
+        current = self.router.live(service)
+        if current != standby and self.may_flip is not None:
             why = self.may_flip(service)
             if why:
-                from orchestrator.errors import OutsideWindow
-
                 raise OutsideWindow(f"{service}: not flipping: {why}")
-        current = self.router.live(service)
         if current == standby:  # resumed after the router flipped but before we recorded it
             self.store.set_live_side(
                 service,
@@ -351,11 +369,20 @@ class Rollout:
                 after={"live": standby, "confirmed_by": result.confirmed_by},
             ),
         )
+        # the old side keeps serving requests already in flight: wait for them, bounded
+        drain_s = float(getattr(self.config.model.router, "drain_seconds", 10.0))
+        try:
+            drained = self.router.drain(service, live, drain_s)
+            sessions_left: int | None = drained.sessions_left
+        except RouterError as exc:
+            self._emit(run.run_id, "flip", "info", f"drain of {live} not measured: {exc.message}")
+            sessions_left = None
         return {
             "from": live,
             "to": standby,
             "seconds": round(result.seconds, 4),
             "confirmed_by": result.confirmed_by,
+            "old_side_sessions_left": sessions_left,
         }
 
     def _bake(self, run: Run, service: str, old: Side, new: Side) -> dict[str, Any]:

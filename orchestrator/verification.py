@@ -1,16 +1,25 @@
-"""Verify one side of a service with the gate's checks, and record the result per side."""
+"""Verify one side of a service with the gate's checks, and record the result per side.
+
+The gate is: the built-in checks (`probes.gate.gate_checks`), the service's user suites
+(plain pytest-testinfra files), and drift against the other side (`probes.drift`) when the
+service's `drift.mode` is "fail" ("warn": reported, does not fail; "off": not run).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.config import LoadedConfig, PackageSpec
-from orchestrator.probes.base import ProbeReport
-from orchestrator.sides import Side
+from orchestrator.probes.base import CheckResult, ProbeReport, ProbeTarget
+from orchestrator.sides import Side, other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput
+
+if TYPE_CHECKING:
+    from orchestrator.probes.drift import DriftReport
 
 DEFAULT_DEADLINE_S = 120.0
 
@@ -22,6 +31,115 @@ class VerifyOutcome:
     ok: bool
     summary: str
     report: ProbeReport
+    drift: DriftReport | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def patched_package_names(
+    config: LoadedConfig, service: str, packages: Sequence[PackageSpec] = ()
+) -> list[str] | None:
+    """Package names the patch may change (None: any, for `security_updates: true`)."""
+    patch = config.service(service).patch
+    if patch.security_updates and not packages:
+        return None
+    return sorted({p.name for p in (*patch.packages, *packages)})
+
+
+def side_drift(
+    config: LoadedConfig,
+    service: str,
+    side: Side,
+    *,
+    packages: Sequence[PackageSpec] = (),
+    deadline_s: float = DEFAULT_DEADLINE_S,
+) -> DriftReport:
+    """`side` against the other side of `service` (and each side within itself)."""
+    import time
+
+    from orchestrator.inventory import load_fleet
+    from orchestrator.probes.drift import compare_sides, read_fingerprints, timed_report
+    from orchestrator.probes.gate import targets_for
+
+    started = time.monotonic()
+    fleet = load_fleet(config).service(service)
+    mine = targets_for(config, fleet.side(side))
+    theirs = targets_for(config, fleet.side(other_side(side)))
+    files = config.service(service).drift.files
+    fps, errors = read_fingerprints([*mine, *theirs], files, deadline_s)
+    names = {t.name for t in mine}
+    diffs = compare_sides(
+        {h: fp for h, fp in fps.items() if h in names},
+        {h: fp for h, fp in fps.items() if h not in names},
+        patched_packages=patched_package_names(config, service, packages),
+    )
+    hosts = [t.name for t in (*mine, *theirs)]
+    return timed_report(hosts, started, diffs, errors)
+
+
+def _suite_report(suite: str, targets: Sequence[ProbeTarget], deadline_s: float) -> ProbeReport:
+    from orchestrator.probes.hostsuite import load_host_tests, run_host_tests
+    from orchestrator.probes.suites import run_suite
+
+    try:
+        tests = load_host_tests(suite)
+    except Exception:  # noqa: BLE001 - pytest itself reports what is wrong with the file
+        tests = None
+    if tests is None:
+        return run_suite(suite, targets, deadline_s)
+    return run_host_tests(suite, tests, targets, deadline_s)
+
+
+def run_gate(
+    config: LoadedConfig,
+    service: str,
+    side: Side,
+    *,
+    packages: Sequence[PackageSpec] = (),
+    advisories: Sequence[dict[str, Any]] = (),
+    deadline_s: float = DEFAULT_DEADLINE_S,
+) -> tuple[ProbeReport, DriftReport | None, list[str]]:
+    """Checks, suites and drift of one side, run concurrently: (report, drift, warnings)."""
+    import time
+
+    from orchestrator.inventory import load_fleet
+    from orchestrator.probes.engine import run_checks
+    from orchestrator.probes.gate import gate_checks, targets_for
+
+    svc = config.service(service)
+    checks = gate_checks(config, service, packages, advisories)
+    targets = targets_for(config, load_fleet(config).service(service).side(side))
+    started_at = time.time()
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=2 + len(svc.suites)) as pool:
+        checks_f = pool.submit(run_checks, targets, checks, deadline_s)
+        suite_fs = [
+            pool.submit(_suite_report, str(config.resolve(s)), targets, deadline_s)
+            for s in svc.suites
+        ]
+        drift_f = (
+            pool.submit(side_drift, config, service, side, packages=packages, deadline_s=deadline_s)
+            if svc.drift.mode != "off"
+            else None
+        )
+        reports = [checks_f.result(), *(f.result() for f in suite_fs)]
+        drift = drift_f.result() if drift_f is not None else None
+    results: list[CheckResult] = [r for rep in reports for r in rep.results]
+    warnings: list[str] = []
+    if drift is not None:
+        names = [t.name for t in targets]
+        # the side's hosts always get a drift row; the other side's only when they differ
+        others = [h for h in drift.hosts if h not in names and not _clean(drift, h)]
+        rows = drift.results([*names, *others])
+        if svc.drift.mode == "fail":
+            results += rows
+        else:
+            warnings += [f"{r.host} drift: {r.evidence}" for r in rows if r.status != "pass"]
+    report = ProbeReport(results, started_at, time.monotonic() - t0, tuple(t.name for t in targets))
+    return report, drift, warnings
+
+
+def _clean(drift: DriftReport, host: str) -> bool:
+    return host not in drift.errors and not any(d.host == host for d in drift.differences)
 
 
 def verify_side(
@@ -37,13 +155,11 @@ def verify_side(
     deadline_s: float = DEFAULT_DEADLINE_S,
     record: bool = True,
 ) -> VerifyOutcome:
-    from orchestrator.inventory import load_fleet
-    from orchestrator.probes.engine import run_checks
-    from orchestrator.probes.gate import gate_checks, summarize, targets_for
+    from orchestrator.probes.gate import summarize
 
-    checks = gate_checks(config, service, packages, advisories)
-    hosts = load_fleet(config).service(service).side(side)
-    report = run_checks(targets_for(config, hosts), checks, deadline_s)
+    report, drift, warnings = run_gate(
+        config, service, side, packages=packages, advisories=advisories, deadline_s=deadline_s
+    )
     summary = summarize(report)
     if record:
         current = store.get_side(service, side)
@@ -63,4 +179,4 @@ def verify_side(
                 after={"side": side, "ok": report.ok, "summary": summary},
             ),
         )
-    return VerifyOutcome(service, side, report.ok, summary, report)
+    return VerifyOutcome(service, side, report.ok, summary, report, drift, warnings)

@@ -7,6 +7,8 @@ timeout derived from the run's deadline.
 
 from __future__ import annotations
 
+import shlex
+import threading
 import time
 from typing import Any
 
@@ -16,6 +18,47 @@ from testinfra.backend.base import BaseBackend, CommandResult
 from orchestrator.probes.connection import CommandTimeout, SSHConnection
 
 DEFAULT_COMMAND_TIMEOUT = 60.0
+
+# Static facts testinfra asks for before almost every module (system_info, which init,
+# which tools exist). `prefetch` reads them all in one round trip; the answers are then
+# served from memory for the life of the connection.
+FACT_COMMANDS = (
+    "uname -s",
+    "uname -m",
+    "uname -r",
+    "cat /etc/os-release",
+    "command -v command",
+    "test -d /run/systemd/system/",
+)
+FACT_TOOLS = (
+    "systemctl",
+    "dpkg-query",
+    "rpm",
+    "apk",
+    "ss",
+    "netstat",
+    "sshd",
+    "sysctl",
+    "getent",
+    "initctl",
+    "rc-service",
+    "service",
+    "stat",
+    "ps",
+    "pgrep",
+    "hostname",
+)
+_FACT_MARK = "@@bluegreen-fact@@"
+
+
+def _fact_commands() -> list[str]:
+    return [*FACT_COMMANDS, *(f"command -v {t}" for t in FACT_TOOLS)]
+
+
+def _memoizable(command: str) -> bool:
+    return command in FACT_COMMANDS or (
+        command.startswith("command -v ") and " " not in command[len("command -v ") :]
+    )
 
 
 class DeadlineExceeded(CommandTimeout):
@@ -44,6 +87,29 @@ class StrictSSHBackend(BaseBackend):  # type: ignore[misc]
         self.connection = connection
         self.deadline = deadline  # time.monotonic() value, or None for no overall deadline
         self.command_timeout = command_timeout
+        self._memo: dict[str, tuple[int, bytes, bytes]] = {}
+        self._memo_lock = threading.Lock()
+
+    def prefetch(self) -> None:
+        """Read the static facts testinfra needs in one command (see FACT_COMMANDS)."""
+        commands = _fact_commands()
+        script = "; ".join(
+            f'echo {_FACT_MARK}; {c} 2>/dev/null; echo "{_FACT_MARK}-rc $?"' for c in commands
+        )
+        rc, out, _ = self.connection.run_bytes(
+            self.encode(f"sh -c {shlex.quote(script)}"), max(0.1, self.timeout())
+        )
+        chunks = out.split(_FACT_MARK.encode() + b"\n")[1:]
+        if rc != 0 or len(chunks) != len(commands):
+            return  # no memo: every fact is then asked for the ordinary way
+        memo: dict[str, tuple[int, bytes, bytes]] = {}
+        for command, chunk in zip(commands, chunks, strict=True):
+            body, sep, tail = chunk.rpartition(_FACT_MARK.encode() + b"-rc ")
+            if not sep or not tail.strip().isdigit():
+                return
+            memo[command] = (int(tail.strip()), body, b"")
+        with self._memo_lock:
+            self._memo.update(memo)
 
     def timeout(self) -> float:
         """Per-command channel timeout: the default, capped by what is left of the deadline."""
@@ -64,13 +130,21 @@ class StrictSSHBackend(BaseBackend):  # type: ignore[misc]
             budget, capped_by_deadline = timeout, False
         if budget <= 0:
             raise DeadlineExceeded(command, self.deadline_s)
+        with self._memo_lock:
+            memo = self._memo.get(command)
+        if memo is not None:
+            result: CommandResult = self.result(memo[0], cmd, memo[1], memo[2])
+            return result
         try:
             rc, out, err = self.connection.run_bytes(cmd, budget)
         except CommandTimeout as exc:
             if capped_by_deadline:
                 raise DeadlineExceeded(command, self.deadline_s) from exc
             raise
-        result: CommandResult = self.result(rc, cmd, out, err)
+        if _memoizable(command):
+            with self._memo_lock:
+                self._memo[command] = (rc, out, err)
+        result = self.result(rc, cmd, out, err)
         return result
 
 
@@ -80,14 +154,19 @@ def make_host(
     deadline: float | None = None,
     deadline_s: float | None = None,
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+    prefetch: bool = False,
 ) -> testinfra.host.Host:
     """A testinfra Host over `connection` (host.package, host.service, host.file, ...).
 
     Not cached process-wide (unlike `testinfra.get_host`): it lives as long as the connection.
+    Thread-safe for commands: checks may run concurrently, one SSH channel each.
+    `prefetch` reads testinfra's static facts in one round trip first (see FACT_COMMANDS).
     """
     backend = StrictSSHBackend(
         connection, deadline=deadline, deadline_s=deadline_s, command_timeout=command_timeout
     )
     host = testinfra.host.Host(backend)
     backend.set_host(host)
+    if prefetch:
+        backend.prefetch()
     return host

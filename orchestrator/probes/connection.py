@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import select
+import threading
 import time
 from types import TracebackType
 
@@ -26,6 +27,8 @@ from orchestrator.probes.base import ProbeTarget
 log = logging.getLogger(__name__)
 
 _READ_CHUNK = 65536
+MAX_CHANNELS = 4
+"""Concurrent commands per connection: below sshd's default MaxSessions (10)."""
 
 
 class ProbeConnectionError(BluegreenError):
@@ -45,6 +48,16 @@ class CommandTimeout(BluegreenError):
         self.timeout = timeout
 
 
+class _QuietRefusals(logging.Filter):
+    """paramiko logs every refused channel at ERROR; we retry those (see _open_channel)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "open FAILED" not in record.getMessage()
+
+
+logging.getLogger("paramiko.transport").addFilter(_QuietRefusals())
+
+
 def _is_connection_level(exc: BaseException) -> bool:
     """Retry only what a second attempt can fix: refused/reset/timeout/banner trouble."""
     if isinstance(exc, paramiko.AuthenticationException | paramiko.BadHostKeyException):
@@ -59,10 +72,14 @@ def _is_connection_level(exc: BaseException) -> bool:
 class SSHConnection:
     """A paramiko client for one target. Use as a context manager; closed on exit."""
 
-    def __init__(self, target: ProbeTarget, *, attempts: int = 2) -> None:
+    def __init__(
+        self, target: ProbeTarget, *, attempts: int = 2, max_channels: int = MAX_CHANNELS
+    ) -> None:
         self.target = target
         self.attempts = attempts
         self._client: paramiko.SSHClient | None = None
+        # Commands may run from several threads at once, one channel each.
+        self._channels = threading.BoundedSemaphore(max(1, max_channels))
 
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> SSHConnection:
@@ -183,7 +200,36 @@ class SSHConnection:
         text = command.decode(errors="replace") if isinstance(command, bytes) else command
         timeout = max(0.1, timeout)
         deadline = time.monotonic() + timeout
-        chan = transport.open_session(timeout=timeout)
+        with self._channels:
+            return self._run_on_channel(transport, command, text, timeout, deadline)
+
+    def _open_channel(
+        self, transport: paramiko.Transport, text: str, timeout: float, deadline: float
+    ) -> paramiko.Channel:
+        """A session channel; sshd refuses beyond MaxSessions (10 by default) and frees a
+        slot only once our close reached it, so a refusal is retried briefly."""
+        delay = 0.01
+        while True:
+            try:
+                return transport.open_session(timeout=max(0.1, deadline - time.monotonic()))
+            except paramiko.SSHException as exc:
+                refused = isinstance(exc, paramiko.ChannelException) or "open channel" in str(exc)
+                if not refused or not transport.is_active():
+                    raise
+                if time.monotonic() + delay >= deadline:
+                    raise CommandTimeout(text, timeout) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+
+    def _run_on_channel(
+        self,
+        transport: paramiko.Transport,
+        command: str | bytes,
+        text: str,
+        timeout: float,
+        deadline: float,
+    ) -> tuple[int, bytes, bytes]:
+        chan = self._open_channel(transport, text, timeout, deadline)
         try:
             chan.settimeout(timeout)
             chan.exec_command(command)

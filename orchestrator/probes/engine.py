@@ -20,6 +20,8 @@ from orchestrator.probes.connection import ProbeConnectionError, SSHConnection
 
 log = logging.getLogger(__name__)
 
+DEFAULT_CHANNELS = 4
+
 
 class _Sink:
     """Results per host; closed hosts (deadline passed) ignore late results."""
@@ -55,6 +57,7 @@ def _probe_host(
     deadline_s: float,
     command_timeout: float,
     sink: _Sink,
+    channels: int = 1,
 ) -> None:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
@@ -70,18 +73,33 @@ def _probe_host(
                 sink.add(CheckResult(target.name, check.primary_id(), "error", exc.message, took))
             return
         host = make_host(
-            conn, deadline=deadline, deadline_s=deadline_s, command_timeout=command_timeout
+            conn,
+            deadline=deadline,
+            deadline_s=deadline_s,
+            command_timeout=command_timeout,
+            prefetch=len(checks) > 1,
         )
-        for check in checks:
+
+        def one(check: Check) -> None:
             if time.monotonic() >= deadline:
                 sink.add(
                     CheckResult(
                         target.name, check.primary_id(), "error", _deadline_text(deadline_s), 0.0
                     )
                 )
-                continue
+                return
             for result in check.run(host, target):
                 sink.add(result)
+
+        if channels <= 1 or len(checks) <= 1:
+            for check in checks:
+                one(check)
+        else:
+            # Several SSH channels over the one connection: checks of a host overlap.
+            with ThreadPoolExecutor(
+                max_workers=min(channels, len(checks)), thread_name_prefix=f"probe-{target.name}"
+            ) as pool:
+                list(pool.map(one, checks))
     finally:
         conn.close()
 
@@ -93,8 +111,13 @@ def run_checks(
     concurrency: int = 16,
     *,
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+    channels: int = DEFAULT_CHANNELS,
 ) -> ProbeReport:
-    """Run `checks` on every target within `deadline_s` seconds overall."""
+    """Run `checks` on every target within `deadline_s` seconds overall.
+
+    `channels`: how many checks of one host run at once, each on its own channel of the
+    host's single SSH connection.
+    """
     started_at = time.time()
     t0 = time.monotonic()
     deadline = t0 + deadline_s
@@ -108,7 +131,9 @@ def run_checks(
         max_workers=max(1, min(concurrency, len(targets))), thread_name_prefix="probe"
     )
     futures: dict[Future[None], ProbeTarget] = {
-        pool.submit(_probe_host, t, checks, deadline, deadline_s, command_timeout, sink): t
+        pool.submit(
+            _probe_host, t, checks, deadline, deadline_s, command_timeout, sink, channels
+        ): t
         for t in targets
     }
     try:

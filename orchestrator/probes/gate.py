@@ -65,6 +65,11 @@ def gate_checks(
                 "advisory": adv.get("id"),
                 "cves": list(adv.get("cves", [])),
             }
+    # A declared `package` check (e.g. with its advisory and CVEs) has the same id as the
+    # bare fixed version of that package: the declared one wins, one row per package.
+    for item in svc.checks:
+        if item.get("kind") == "package" and not item.get("id"):
+            fixed.pop(str(item.get("name")), None)
     declared += list(fixed.values())
     declared += svc.checks
     if not any(c.get("kind") == "stale-processes" for c in svc.checks):

@@ -34,7 +34,7 @@ JournalPhase = Literal["begin", "end"]
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class ServiceState(_Record):

@@ -32,7 +32,8 @@ def get(url: str, timeout: float = 3) -> tuple[int, dict[str, str], str]:
         return r.status, dict(r.headers), r.read().decode()
 
 
-def test_every_host_boots_systemd_and_runs_demo_web(lab: Lab) -> None:
+def test_every_host_boots_systemd_and_runs_demo_web(fresh_lab: Lab) -> None:
+    lab = fresh_lab  # earlier modules patch hosts; this one checks the lab as `up` made it
     status = lab.status()
     assert len(status["hosts"]) == 8
     for h in status["hosts"]:

@@ -230,13 +230,18 @@ def test_deadline_is_enforced(target: ProbeTarget) -> None:
         ]
     )
     t0 = time.monotonic()
-    report = run_checks([target], checks, deadline_s=3)
+    # one channel: checks of the host run one after the other
+    report = run_checks([target], checks, deadline_s=3, channels=1)
     took = time.monotonic() - t0
     assert took < 5.5, took
     assert not report.ok
     sleep = _one(report, "command:sleep")
     assert sleep.status == "error" and "deadline exceeded after 3 s" in sleep.evidence
     assert _one(report, "after-sleep").status == "error"
+    # several channels (the default): a slow check no longer starves the others
+    report = run_checks([target], checks, deadline_s=3)
+    assert _one(report, "command:sleep").status == "error"
+    assert _one(report, "after-sleep").status == "pass"
 
 
 def test_no_checks_is_not_ok(target: ProbeTarget) -> None:
@@ -249,7 +254,7 @@ def test_user_suite_runner(target: ProbeTarget) -> None:
     report = run_suite(SUITE, [target], deadline_s=120)
     names = sorted(r.check for r in report.results)
     assert names == [
-        "suite:test_thirdparty_style.py::test_passwd_mode",
+        "suite:test_thirdparty_style.py::test_shadow_mode",
         "suite:test_thirdparty_style.py::test_sshd_process_running",
         "suite:test_thirdparty_style.py::test_telnet_not_installed",
     ], report.results

@@ -245,7 +245,8 @@ def _audit_table(conn: sqlite3.Connection) -> str:
     return next(n for n in names if "audit" in n and "head" not in n and "meta" not in n)
 
 
-def test_rollback_imports_neither_ansible_nor_pytest(lab: Lab) -> None:
+def test_rollback_imports_neither_ansible_nor_pytest(fresh_lab: Lab) -> None:
+    lab = fresh_lab
     code = (
         "import sys\nfrom orchestrator.cli import main\n"
         f"try:\n    main(['-c', {str(lab.paths.config)!r}, 'rollback', 'api', '--reason', 'import test'])\n"
@@ -257,3 +258,23 @@ def test_rollback_imports_neither_ansible_nor_pytest(lab: Lab) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_plan_shows_changes_and_changes_nothing(fresh_lab: Lab) -> None:
+    lab = fresh_lab
+    config = lab.paths.config
+    before_versions = {h: versions(lab, h) for h in hosts_of(lab, "api", "green")}
+    live_before = served_by(lab, "api")
+    code, hist_before = bluegreen_json(config, "history")
+    code, doc = bluegreen_json(config, "plan", "api")
+    assert code == 0, doc
+    standby = doc["standby"]
+    assert standby != live_before
+    for info in doc["hosts"].values():
+        assert info["changes"]["demo-openssl"]["to"] == "3.0.15-1"
+    assert any("set map" in c for c in doc["router_commands"])
+    for h, v in before_versions.items():
+        if standby == "green":
+            assert versions(lab, h) == v
+    assert served_by(lab, "api") == live_before
+    assert bluegreen_json(config, "history")[1] == hist_before

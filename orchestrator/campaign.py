@@ -1,0 +1,464 @@
+"""Patch campaigns: advisories applied to many services in ordered waves, inside a
+maintenance window, with approvals, deferral, resume and converge.
+
+A campaign run is a run of kind "campaign" in the state store. Its journal holds one step
+per service (`service:NAME`, begun with the child rollout's run id before that rollout is
+created), the approval (`approval`, begun when the run reaches the approval point, ended by
+`campaign approve`), deferrals and converges (`converge:NAME`). Each service is patched by
+its own child run of kind "rollout" (`Rollout`, params `campaign_run`). `resume` continues
+from the journal: finished services are skipped, a child in flight is resumed with
+`Rollout.resume` (also after kill -9).
+
+Rules kept here:
+- no flip outside the window: the child's `may_flip` hook checks the window (and manual
+  approval) right before the flip; a refused flip leaves the patched+verified standby as
+  it is, the child "deferred", and the rest of the campaign deferred (exit 6);
+- services are touched by one run at a time: the campaign refuses (LockHeld, exit 5) when a
+  service is locked or belongs to another unfinished campaign;
+- the campaign itself holds the lock `campaign:NAME` while a process drives it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator.campaign_model import (
+    Campaign,
+    advisories_for,
+    campaign_from_dict,
+    packages_for,
+    resolve_waves,
+)
+from orchestrator.campaign_state import (
+    begun_steps,
+    check_conflicts,
+    ended_steps,
+    engine_result_from_run,
+    service_states,
+    standby_versions,
+)
+from orchestrator.config import LoadedConfig
+from orchestrator.errors import (
+    BadInput,
+    BluegreenError,
+    OutsideWindow,
+    RolledBack,
+)
+from orchestrator.notify import Notifier
+from orchestrator.routers.base import Router
+from orchestrator.schedule import window_state
+from orchestrator.state.base import StateStore
+from orchestrator.state.models import RESUMABLE_STATUSES, Run
+
+AWAITING = "awaiting_approval"
+
+
+@dataclass(frozen=True)
+class CampaignEvent:
+    """Progress for the CLI. kind: wave | service | step | progress | info."""
+
+    kind: str
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CampaignResult:
+    run_id: str
+    name: str
+    status: str  # done | failed | deferred | awaiting_approval | converge_pending | aborted
+    message: str
+    exit_code: int
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "campaign": self.name,
+            "status": self.status,
+            "message": self.message,
+            "exit_code": self.exit_code,
+            "services": self.services,
+        }
+
+
+def campaign_lock(name: str) -> str:
+    return f"campaign:{name}"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class CampaignRunner:
+    """Drives one campaign run. Build it, then `start(campaign, file)` or `resume(run)`."""
+
+    def __init__(
+        self,
+        config: LoadedConfig,
+        store: StateStore,
+        router: Router,
+        *,
+        actor: str,
+        on_event: Callable[[CampaignEvent], None] | None = None,
+        wait_for_window: bool = False,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.router = router
+        self.actor = actor
+        self.on_event = on_event or (lambda _e: None)
+        self.wait_for_window = wait_for_window
+        self.clock = clock
+        self._awaiting = False
+        self._stop = threading.Event()
+
+    # ---- entry points ------------------------------------------------------------------
+    def start(self, campaign: Campaign, source: Path) -> CampaignResult:
+        waves = resolve_waves(campaign, self.config)
+        services = [s for w in waves for s in w]
+        check_conflicts(self.store, campaign.name, services, own_run=None)
+        run_id = f"campaign-{campaign.name}-{now_utc():%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
+        self.store.acquire_lock(campaign_lock(campaign.name), run_id)
+        params = {
+            "name": campaign.name,
+            "file": str(source.resolve()),
+            "config": str(self.config.path),
+            "campaign": campaign.model_dump(mode="json"),
+            "waves": waves,
+        }
+        try:
+            run = self.store.create_run(
+                run_id, "campaign", None, params, self.actor, reason=f"campaign {campaign.name}"
+            )
+        except BaseException:
+            self.store.release_lock(campaign_lock(campaign.name), run_id)
+            raise
+        return self._drive(run, resumed=False)
+
+    def resume(self, run: Run) -> CampaignResult:
+        if run.status not in RESUMABLE_STATUSES:
+            raise BadInput(
+                f"campaign run {run.run_id} already ended ({run.status})",
+                hint="start a new run with `bluegreen campaign run FILE`",
+            )
+        name = str(run.params["name"])
+        services = [s for w in run.params["waves"] for s in w]
+        check_conflicts(self.store, name, services, own_run=run.run_id)
+        self.store.acquire_lock(campaign_lock(name), run.run_id)  # takes over a dead holder
+        return self._drive(run, resumed=True)
+
+    # ---- the campaign ------------------------------------------------------------------
+    def _drive(self, run: Run, *, resumed: bool) -> CampaignResult:
+        campaign = campaign_from_dict(run.params["campaign"], f"campaign run {run.run_id}")
+        waves: list[list[str]] = run.params["waves"]
+        total = sum(len(w) for w in waves)
+        from orchestrator.inventory import load_fleet
+
+        fleet = load_fleet(self.config)
+        self._hosts_total = sum(len(fleet.service(s).blue) for w in waves for s in w)
+        result = CampaignResult(run.run_id, campaign.name, "running", "", 0)
+        notifier = Notifier(
+            campaign.notify.webhooks,
+            timeout=campaign.notify.timeout_seconds,
+            retries=campaign.notify.retries,
+            campaign=campaign.name,
+            run_id=run.run_id,
+        )
+        self._notifier = notifier
+        notifier.send("started", resumed=resumed, services=total, waves=len(waves))
+        try:
+            self._run_waves(run, campaign, waves, result)
+            if result.status == "running" and campaign.retention.converge:
+                self._converge_all(run, campaign, waves, result)
+            if result.status == "running":
+                result.status, result.exit_code = "done", 0
+                result.message = f"campaign {campaign.name}: {total} services patched"
+                self.store.finish_run(run.run_id, "done", result.message)
+                notifier.send("done", services=result.services)
+        except _Aborted as exc:
+            result.status, result.message, result.exit_code = "aborted", str(exc), 1
+        except BaseException as exc:  # bugs, Ctrl-C: the journal allows `campaign resume`
+            if isinstance(exc, BluegreenError):
+                result.exit_code = exc.exit_code
+            notifier.send("failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            notifier.close()
+            lock = self.store.get_lock(campaign_lock(campaign.name))
+            if lock is not None and lock.run_id == run.run_id:
+                self.store.release_lock(campaign_lock(campaign.name), run.run_id)
+        result.services = service_states(self.store, run.run_id, waves)
+        return result
+
+    def _run_waves(
+        self, run: Run, campaign: Campaign, waves: list[list[str]], result: CampaignResult
+    ) -> None:
+        ends = ended_steps(self.store, run.run_id)
+        if campaign.approval.mode == "manual" and campaign.approval.at == "before_patch":
+            if not self._approved(run, campaign):
+                return self._await_approval(run, campaign, result)
+        done = sum(1 for w in waves for s in w if f"service:{s}" in ends)
+        total = sum(len(w) for w in waves)
+        first_failure: int | None = None
+        for wi, names in enumerate(waves):
+            wave = campaign.waves[wi]
+            self._emit(
+                "wave",
+                f"wave {wi + 1}/{len(waves)}: {', '.join(names)} "
+                f"(max_parallel={wave.max_parallel}, on_failure={wave.on_failure})",
+                {"wave": wi + 1, "waves": len(waves), "services": names},
+            )
+            for si, svc in enumerate(names):
+                if f"service:{svc}" in ends:
+                    continue
+                self._check_not_aborted(run.run_id)
+                if not self._window_open(run, campaign):
+                    rest = [s for w in waves[wi:] for s in w][si:]
+                    return self._defer(run, rest, "the maintenance window is closed", result)
+                self._emit("service", f"{svc}: start ({done + 1}/{total})", {"service": svc})
+                outcome = self._service(run, campaign, svc, wi)
+                if outcome == "deferred":
+                    rest = [s for w in waves[wi:] for s in w][si:]
+                    if self._awaiting:
+                        return self._await_approval(run, campaign, result)
+                    return self._defer(run, rest, "the window closed before the flip", result)
+                done += 1
+                hosts_done = self._hosts_done(run.run_id)
+                waves_done = wi + (1 if si == len(names) - 1 else 0)
+                self._emit(
+                    "progress",
+                    f"services {done}/{total}, waves {waves_done}/{len(waves)}, "
+                    f"hosts {hosts_done}/{self._hosts_total} done",
+                    {
+                        "services_done": done,
+                        "services": total,
+                        "waves_done": waves_done,
+                        "waves": len(waves),
+                        "hosts_done": hosts_done,
+                        "hosts": self._hosts_total,
+                    },
+                )
+                if outcome != "done":
+                    first_failure = first_failure or _exit_code_of(outcome)
+                    if wave.on_failure == "stop":
+                        msg = f"campaign {campaign.name}: {svc} {outcome}; stopping (on_failure: stop)"
+                        return self._fail(run, msg, first_failure, result)
+        if first_failure is not None:
+            msg = f"campaign {campaign.name}: finished with failures (on_failure: continue)"
+            return self._fail(run, msg, first_failure, result)
+        return None
+
+    def _service(self, run: Run, campaign: Campaign, svc: str, wave: int) -> str:
+        """Patch one service through its child rollout. Returns its outcome:
+        done | failed | rolled_back | deferred."""
+        from orchestrator.rollout import Rollout, new_run_id
+
+        step = f"service:{svc}"
+        begun = begun_steps(self.store, run.run_id).get(step)
+        engine = Rollout(
+            self.config,
+            self.store,
+            self.router,
+            actor=self.actor,
+            on_event=lambda ev: self._child_event(svc, ev),
+            advisories=[a.model_dump(mode="json") for a in advisories_for(campaign, svc)],
+            may_flip=lambda s: self._may_flip(run, campaign, s),
+        )
+        self._awaiting = False
+        try:
+            child = self.store.get_run(begun["child_run"]) if begun else None
+            if begun and child is not None and child.status not in RESUMABLE_STATUSES:
+                out = engine_result_from_run(child)
+            elif begun and child is not None:
+                out = engine.resume(child).as_dict()
+            else:
+                child_id = begun["child_run"] if begun else new_run_id(svc)
+                if not begun:
+                    before = standby_versions(self.config, self.router, svc, campaign)
+                    self.store.journal_begin(
+                        run.run_id, step, {"child_run": child_id, "wave": wave, "before": before}
+                    )
+                out = engine.start(
+                    svc,
+                    packages_for(campaign, svc),
+                    reason=f"campaign {campaign.name}",
+                    run_id=child_id,
+                    extra_params={"campaign_run": run.run_id, "campaign": campaign.name},
+                ).as_dict()
+        except OutsideWindow:
+            return "deferred"
+        except RolledBack as exc:
+            self._notifier.send("rolled_back", service=svc, error=exc.message)
+            self._end(run, step, "rolled_back", exc)
+            return "rolled_back"
+        except BluegreenError as exc:
+            self._check_not_aborted(run.run_id)
+            self._notifier.send("failed", service=svc, error=exc.message)
+            self._end(run, step, "failed", exc)
+            return f"failed:{exc.exit_code}"
+        status = str(out.get("status", "done"))
+        self.store.journal_end(
+            run.run_id,
+            step,
+            {"status": status, "from": out.get("from"), "to": out.get("to"), "at": _now()},
+        )
+        self._emit("service", f"{svc}: {out.get('message', status)}", {"service": svc})
+        return "done" if status == "done" else f"failed:{1}"
+
+    def _end(self, run: Run, step: str, status: str, exc: BluegreenError) -> None:
+        if step not in begun_steps(self.store, run.run_id):
+            self.store.journal_begin(run.run_id, step, {"child_run": None})
+        self.store.journal_end(
+            run.run_id,
+            step,
+            {"status": status, "error": exc.message, "exit_code": exc.exit_code, "at": _now()},
+        )
+        self._emit("service", f"{step[8:]}: {status}: {exc.message}", {"service": step[8:]})
+
+    def _hosts_done(self, run_id: str) -> int:
+        begun, ends = begun_steps(self.store, run_id), ended_steps(self.store, run_id)
+        return sum(
+            len((begun.get(step) or {}).get("before") or {})
+            for step in ends
+            if step.startswith("service:")
+        )
+
+    # ---- hooks -------------------------------------------------------------------------
+    def _may_flip(self, run: Run, campaign: Campaign, service: str) -> str | None:
+        if campaign.approval.mode == "manual" and campaign.approval.at == "before_flip":
+            if not self._approved(run, campaign):
+                self._awaiting = True
+                return f"awaiting manual approval (`bluegreen campaign approve {campaign.name}`)"
+        state = window_state(campaign.window, self.clock())
+        return None if state.open else state.reason
+
+    def _child_event(self, service: str, ev: Any) -> None:
+        if ev.step == "flip" and ev.phase == "end":
+            self._notifier.send(
+                "service_flipped",
+                service=service,
+                **{k: ev.data.get(k) for k in ("from", "to")},
+            )
+        noisy = ev.step == "patch" and ev.data.get("status") not in (
+            "changed",
+            "failed",
+            "unreachable",
+        )
+        if ev.phase in ("begin", "end") or (ev.phase == "progress" and not noisy):
+            self._emit("step", f"{service} [{ev.step}] {ev.message}", {"service": service})
+
+    # ---- approvals, windows, deferral ----------------------------------------------------
+    def _approved(self, run: Run, campaign: Campaign) -> bool:
+        return "approval" in ended_steps(self.store, run.run_id)
+
+    def _await_approval(self, run: Run, campaign: Campaign, result: CampaignResult) -> None:
+        if "approval" not in begun_steps(self.store, run.run_id):
+            self.store.journal_begin(run.run_id, "approval", {"at": campaign.approval.at})
+        msg = (
+            f"campaign {campaign.name}: awaiting approval ({campaign.approval.at}); "
+            f"`bluegreen campaign approve {campaign.name}` then `campaign resume {campaign.name}`"
+        )
+        self.store.finish_run(run.run_id, "deferred", "awaiting approval")
+        result.status, result.message, result.exit_code = AWAITING, msg, 0
+
+    def _window_open(self, run: Run, campaign: Campaign) -> bool:
+        while True:
+            state = window_state(campaign.window, self.clock())
+            if state.open:
+                return True
+            if not self.wait_for_window or state.next_open is None:
+                return False
+            wait = (state.next_open - self.clock()).total_seconds()
+            self._emit("info", f"window closed; waiting until {state.next_open.isoformat()}")
+            self._stop.wait(max(1.0, min(wait, 30.0)))
+            self._check_not_aborted(run.run_id)
+
+    def _defer(self, run: Run, rest: list[str], why: str, result: CampaignResult) -> None:
+        self.store.journal_begin(run.run_id, "deferred", {"services": rest, "reason": why})
+        self.store.journal_end(run.run_id, "deferred", {"services": rest, "reason": why})
+        msg = f"deferred: {why}; not flipped: {', '.join(rest)}"
+        self.store.finish_run(run.run_id, "deferred", msg)
+        self._notifier.send("deferred", services=rest, reason=why)
+        result.status, result.message, result.exit_code = "deferred", msg, OutsideWindow.exit_code
+
+    def _fail(self, run: Run, msg: str, code: int, result: CampaignResult) -> None:
+        self.store.finish_run(run.run_id, "failed", msg)
+        self._notifier.send("failed", error=msg)
+        result.status, result.message, result.exit_code = "failed", msg, code
+
+    def _check_not_aborted(self, run_id: str) -> None:
+        run = self.store.get_run(run_id)
+        if run is not None and run.status == "aborted":
+            raise _Aborted(f"campaign run {run_id} was aborted: {run.result or ''}")
+
+    def _emit(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+        self.on_event(CampaignEvent(kind, message, data or {}))
+
+    # ---- converge ------------------------------------------------------------------------
+    def _converge_all(
+        self, run: Run, campaign: Campaign, waves: list[list[str]], result: CampaignResult
+    ) -> None:
+        from orchestrator.campaign_converge import converge_service
+
+        ends = ended_steps(self.store, run.run_id)
+        pending: list[str] = []
+        for svc in (s for w in waves for s in w):
+            step = f"converge:{svc}"
+            data = ends.get(f"service:{svc}", {})
+            if step in ends or data.get("status") != "done":
+                continue
+            flipped = datetime.fromisoformat(str(data["at"]))
+            due = flipped + campaign.retention.keep
+            if due > self.clock():
+                pending.append(f"{svc} after {due.isoformat()}")
+                continue
+            self._check_not_aborted(run.run_id)
+            self._emit("service", f"{svc}: converge the old side", {"service": svc})
+            if step not in begun_steps(self.store, run.run_id):
+                self.store.journal_begin(run.run_id, step, {"at": _now()})
+            out = converge_service(
+                self.config,
+                self.store,
+                self.router,
+                svc,
+                campaign,
+                run.run_id,
+                self.actor,
+                expected_live=str(data.get("to")),
+            )
+            self.store.journal_end(run.run_id, step, out)
+            self._emit("service", f"{svc}: {out['message']}", {"service": svc})
+            if not out["ok"]:
+                return self._fail(run, f"{svc}: converge failed: {out['message']}", 3, result)
+        if pending:
+            msg = "patched; converge pending: " + "; ".join(pending)
+            self.store.finish_run(run.run_id, "deferred", msg)
+            result.status, result.message, result.exit_code = "converge_pending", msg, 0
+        return None
+
+
+class _Aborted(BluegreenError):
+    pass
+
+
+# ---- shared helpers ----------------------------------------------------------------------
+
+
+def _now() -> str:
+    return now_utc().isoformat()
+
+
+def _exit_code_of(outcome: str) -> int:
+    if outcome == "rolled_back":
+        return RolledBack.exit_code
+    if outcome.startswith("failed:"):
+        return int(outcome.split(":", 1)[1])
+    return 1

@@ -1,0 +1,394 @@
+"""Campaign files: pydantic models, loading, and clear errors.
+
+A campaign is one or more advisories (CVE -> fixed package versions) applied to many
+services in ordered waves, inside a maintenance window, with an approval policy, a
+retention policy for the old side and webhooks to notify. `load_campaign()` is the only way
+to read one; every problem comes back as one `BadInput` naming the file, the field and the
+fix (the same error formatting as bluegreen.yml).
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from orchestrator.config import (
+    _EXAMPLE,
+    GroupName,
+    LoadedConfig,
+    PackageName,
+    PackageSpec,
+    PackageVersion,
+    ServiceName,
+    _validation_to_bad_input,
+)
+from orchestrator.errors import BadInput
+
+CAMPAIGN_EXAMPLE = "inventories/example/campaigns/2026-11-openssl.yml"
+MAX_CAMPAIGN_BYTES = 256 * 1024
+
+_DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_CVE_RE = re.compile(r"^CVE-\d{4}-\d{4,}$")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+_CRON_FIELD_RE = re.compile(r"^[0-9*,/-]+$")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """`90` (seconds), "45s", "30m", "2h", "7d", "1h30m" -> timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like '2h' or '30m', got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative, got {value}")
+        return timedelta(seconds=value)
+    text = str(value).strip().replace(" ", "")
+    if text.startswith("P"):  # ISO 8601, as stored by model_dump(mode="json")
+        from pydantic import TypeAdapter
+
+        try:
+            return TypeAdapter(timedelta).validate_python(text)
+        except ValidationError:
+            pass
+    match = _DURATION_RE.match(text)
+    if not text or not match or not any(match.groups()):
+        raise ValueError(
+            f"expected a duration like '45s', '30m', '2h', '7d' or '1h30m', got {value!r}"
+        )
+    d, h, m, s = (int(g or 0) for g in match.groups())
+    return timedelta(days=d, hours=h, minutes=m, seconds=s)
+
+
+def format_duration(value: timedelta) -> str:
+    total = int(value.total_seconds())
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if total >= size or (unit == "s" and not parts):
+            parts.append(f"{total // size}{unit}")
+            total %= size
+    return "".join(parts)
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown timezone {value!r}: use an IANA name such as 'UTC' or 'Europe/Berlin'"
+        ) from None
+    return value
+
+
+def _check_cron(value: str) -> str:
+    fields = value.split()
+    if len(fields) != 5 or not all(_CRON_FIELD_RE.match(f) for f in fields):
+        raise ValueError(
+            f"start must be a cron expression 'MIN HOUR DOM MON DOW' (e.g. '0 22 * * 6'), "
+            f"got {value!r}"
+        )
+    from orchestrator.schedule import CronSpec
+
+    CronSpec.parse(value)  # raises ValueError naming the bad field
+    return value
+
+
+def _check_cve(value: str) -> str:
+    if not _CVE_RE.match(value):
+        raise ValueError(f"invalid CVE id {value!r}: expected CVE-YYYY-NNNN")
+    return value
+
+
+def _check_id(value: str) -> str:
+    if not _ID_RE.match(value):
+        raise ValueError(
+            f"invalid id {value!r}: letters, digits, '.', '_', ':' and '-', at most 100"
+        )
+    return value
+
+
+def _check_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
+        raise ValueError(f"webhook must be an http:// or https:// URL without spaces: {value!r}")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+TimeZone = Annotated[str, AfterValidator(_check_timezone)]
+CronText = Annotated[str, AfterValidator(_check_cron)]
+CveId = Annotated[str, AfterValidator(_check_cve)]
+Ident = Annotated[str, AfterValidator(_check_id)]
+WebhookUrl = Annotated[str, AfterValidator(_check_url)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Advisory(_Model):
+    """A security advisory: the packages and the versions that fix it."""
+
+    id: Ident
+    cves: list[CveId] = Field(default_factory=list, max_length=1000)
+    severity: Literal["low", "medium", "high", "critical"] = "high"
+    packages: dict[PackageName, PackageVersion] = Field(min_length=1, max_length=1000)
+    applies_to: list[ServiceName] | None = None
+    """Only these services are affected (default: every service of the campaign)."""
+
+
+class GroupSelector(_Model):
+    """Every service whose two side groups lie inside this inventory group."""
+
+    group: GroupName
+
+
+ServiceRef = ServiceName | GroupSelector
+
+
+class Wave(_Model):
+    name: str | None = Field(default=None, max_length=100)
+    services: list[ServiceRef] = Field(min_length=1, max_length=1000)
+    max_parallel: int = Field(default=1, ge=1, le=1000)
+    """At most this many services of the wave in flight (run one at a time today)."""
+    on_failure: Literal["stop", "continue"] = "stop"
+
+
+class Approval(_Model):
+    mode: Literal["auto", "manual"] = "auto"
+    at: Literal["before_patch", "before_flip"] = "before_flip"
+
+
+class Interval(_Model):
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Interval:
+        if self.end <= self.start:
+            raise ValueError(f"interval ends ({self.end}) before it starts ({self.start})")
+        return self
+
+
+class FreezeRange(_Model):
+    start: date
+    end: date
+
+
+class Window(_Model):
+    """When flips may happen: always, a cron-style start + duration, or explicit intervals.
+    Freeze dates (in `timezone`) close it whatever else says."""
+
+    timezone: TimeZone = "UTC"
+    always: bool = False
+    start: CronText | None = None
+    duration: Duration | None = None
+    intervals: list[Interval] = Field(default_factory=list, max_length=1000)
+    freeze: list[date | FreezeRange] = Field(default_factory=list, max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Window:
+        kinds = [bool(self.always), self.start is not None, bool(self.intervals)]
+        if sum(kinds) != 1:
+            raise ValueError(
+                "set exactly one of `always: true`, `start:` (cron) with `duration:`, or"
+                " `intervals:` (a list of {start, end} with timezones)"
+            )
+        if (self.start is None) != (self.duration is None):
+            raise ValueError("`start:` and `duration:` go together: set both")
+        if self.duration is not None and not timedelta(minutes=1) <= self.duration <= timedelta(
+            days=31
+        ):
+            raise ValueError("duration must be between 1m and 31d")
+        return self
+
+
+class Retention(_Model):
+    """How long the old side stays as it is after the flip; then `converge` patches and
+    verifies it too, so both sides match again."""
+
+    keep: Duration = timedelta(days=7)
+    converge: bool = False
+
+
+class Notify(_Model):
+    webhooks: list[WebhookUrl] = Field(default_factory=list, max_length=20)
+    timeout_seconds: float = Field(default=3.0, gt=0, le=30)
+    retries: int = Field(default=3, ge=0, le=10)
+
+
+class Campaign(_Model):
+    """The whole campaign file."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+    description: str | None = Field(default=None, max_length=2000)
+    advisories: list[Advisory] = Field(min_length=1, max_length=1000)
+    services: list[ServiceRef] | None = None
+    """Default: every service named by the waves."""
+    waves: list[Wave] = Field(min_length=1, max_length=100)
+    approval: Approval = Field(default_factory=Approval)
+    window: Window = Field(default_factory=lambda: Window(always=True))
+    retention: Retention = Field(default_factory=Retention)
+    notify: Notify = Field(default_factory=Notify)
+
+    @model_validator(mode="after")
+    def _cross(self) -> Campaign:
+        ids = [a.id for a in self.advisories]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"advisory listed more than once: {', '.join(dupes)}")
+        versions: dict[str, str] = {}
+        for adv in self.advisories:
+            for pkg, ver in adv.packages.items():
+                if versions.get(pkg, ver) != ver and adv.applies_to is None:
+                    raise ValueError(
+                        f"package {pkg!r} has two fixed versions ({versions[pkg]}, {ver}) in"
+                        " advisories for the same services: keep the newer one"
+                    )
+                versions.setdefault(pkg, ver)
+        return self
+
+
+# --------------------------------------------------------------------------- resolving
+
+
+def packages_for(campaign: Campaign, service: str) -> list[PackageSpec]:
+    """The rollout's packages for one service: every advisory's fixed versions."""
+    chosen: dict[str, str] = {}
+    for adv in advisories_for(campaign, service):
+        chosen.update(adv.packages)
+    return [PackageSpec(name=n, version=v) for n, v in sorted(chosen.items())]
+
+
+def advisories_for(campaign: Campaign, service: str) -> list[Advisory]:
+    return [a for a in campaign.advisories if a.applies_to is None or service in a.applies_to]
+
+
+def resolve_waves(campaign: Campaign, config: LoadedConfig) -> list[list[str]]:
+    """Each wave's service names, in order; group selectors resolved through the inventory.
+    A service appears once (in its first wave). Unknown names raise BadInput."""
+    allowed = None
+    if campaign.services is not None:
+        allowed = set(_resolve_refs(campaign.services, config, "services"))
+    seen: set[str] = set()
+    waves: list[list[str]] = []
+    for i, wave in enumerate(campaign.waves):
+        names = []
+        for name in _resolve_refs(wave.services, config, f"waves[{i}].services"):
+            if name in seen or (allowed is not None and name not in allowed):
+                continue
+            seen.add(name)
+            names.append(name)
+        waves.append(names)
+    if not seen:
+        raise BadInput(
+            f"campaign {campaign.name}: no service to patch",
+            hint="name services under `waves[].services` (and `services:` if set)",
+        )
+    for adv in campaign.advisories:
+        for svc in adv.applies_to or []:
+            config.service(svc)
+    return waves
+
+
+def _resolve_refs(refs: list[Any], config: LoadedConfig, where: str) -> list[str]:
+    out: list[str] = []
+    for ref in refs:
+        if isinstance(ref, GroupSelector):
+            found = _services_in_group(config, ref.group)
+            if not found:
+                raise BadInput(
+                    f"campaign {where}: group {ref.group!r} holds no service of {config.path}",
+                    hint="name an inventory group that contains both side groups of a service",
+                )
+            out += found
+        else:
+            config.service(ref)
+            out.append(ref)
+    return out
+
+
+def _services_in_group(config: LoadedConfig, group: str) -> list[str]:
+    import contextlib
+    import io
+
+    from orchestrator.inventory import _parse
+
+    captured = io.StringIO()
+    with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
+        inventory, *_ = _parse(config.inventory_path, captured)
+    top = inventory.groups.get(group)
+    if top is None:
+        raise BadInput(
+            f"{config.inventory_path}: campaign selects group {group!r}, which is not in the"
+            " inventory",
+            hint="use a group name from `ansible-inventory --graph`",
+        )
+    inside = {group} | {g.name for g in top.get_descendants()}
+    return [
+        name
+        for name, svc in config.services.items()
+        if svc.sides.blue in inside and svc.sides.green in inside
+    ]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Read and validate a campaign file; BadInput (file, field, fix) on any problem."""
+    p = Path(path).expanduser()
+    name = str(p)
+    try:
+        if p.stat().st_size > MAX_CAMPAIGN_BYTES:
+            raise BadInput(
+                f"{name}: campaign file larger than {MAX_CAMPAIGN_BYTES} bytes",
+                hint="check the path",
+            )
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise BadInput(
+            f"{name}: campaign file not found", hint=f"see {CAMPAIGN_EXAMPLE} for an example"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{name}: cannot read the campaign file: {exc}", hint="check it") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise BadInput(
+            f"{name}{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}",
+            hint="fix the YAML syntax (indentation, a missing ':')",
+        ) from None
+    if not isinstance(data, dict):
+        raise BadInput(
+            f"{name}: the top level must be a mapping with name, advisories and waves",
+            hint=f"see {CAMPAIGN_EXAMPLE}",
+        )
+    return campaign_from_dict(data, name)
+
+
+def campaign_from_dict(data: dict[str, Any], name: str = "campaign") -> Campaign:
+    try:
+        return Campaign.model_validate(data)
+    except ValidationError as exc:
+        err = _validation_to_bad_input(exc, name, Campaign)
+        raise BadInput(
+            err.message.replace(_EXAMPLE, CAMPAIGN_EXAMPLE),
+            hint=(err.hint or "").replace(_EXAMPLE, CAMPAIGN_EXAMPLE),
+        ) from None

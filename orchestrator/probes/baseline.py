@@ -1,0 +1,109 @@
+"""An approved baseline: the fingerprint a side's hosts must keep, in a reviewable file.
+
+`save_baseline` writes the part of the fingerprint all hosts of a side agree on (sorted,
+stable JSON, no timestamps: a diff in the user's repository shows exactly what changed);
+`check_baseline` compares hosts against it. The file lives next to the user's config
+(default `baselines/SERVICE.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import BadInput, BluegreenError
+from orchestrator.probes.drift import (
+    KINDS,
+    DriftReport,
+    Fingerprint,
+    compare_to_baseline,
+)
+
+FORMAT = 1
+
+
+def common_part(fps: Sequence[Fingerprint]) -> dict[str, dict[str, str]]:
+    """What every fingerprint agrees on (keys absent or different on any host are left out)."""
+    if not fps:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for kind in KINDS:
+        first = fps[0].items.get(kind, {})
+        same = {
+            key: value
+            for key, value in first.items()
+            if all(fp.items.get(kind, {}).get(key) == value for fp in fps[1:])
+        }
+        out[kind] = dict(sorted(same.items()))
+    return out
+
+
+def baseline_document(
+    service: str, side: str, hosts: Sequence[str], files: Sequence[str], fps: Sequence[Fingerprint]
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "service": service,
+        "side": side,
+        "hosts": sorted(hosts),
+        "files": sorted(files),
+        "fingerprint": common_part(fps),
+    }
+
+
+def write_baseline(path: Path, doc: Mapping[str, Any]) -> None:
+    """Atomically: a temporary file next to it, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(doc, out, indent=2, sort_keys=True)
+            out.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_baseline(path: Path) -> dict[str, dict[str, str]]:
+    """The fingerprint part of a baseline file; bad input names the file and the fix."""
+    if not path.is_file():
+        raise BadInput(
+            f"no baseline file at {path}",
+            hint="create it with `bluegreen baseline save SERVICE` and review it",
+        )
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadInput(
+            f"{path}: not a readable JSON baseline: {exc}",
+            hint="save it again with `bluegreen baseline save`",
+        ) from exc
+    fp = doc.get("fingerprint") if isinstance(doc, dict) else None
+    if doc.get("format") != FORMAT or not isinstance(fp, dict):
+        raise BadInput(
+            f"{path}: field `format` must be {FORMAT} and `fingerprint` a mapping",
+            hint="save it again with `bluegreen baseline save`",
+        )
+    bad = sorted(set(fp) - set(KINDS))
+    if bad:
+        raise BadInput(f"{path}: unknown kinds in `fingerprint`: {bad}", hint=f"use {KINDS}")
+    return {str(k): {str(a): str(b) for a, b in v.items()} for k, v in fp.items()}
+
+
+def check_against(
+    hosts: Sequence[str],
+    fps: Mapping[str, Fingerprint],
+    errors: Mapping[str, str],
+    baseline: Mapping[str, Mapping[str, str]],
+    seconds: float,
+) -> DriftReport:
+    return DriftReport(tuple(hosts), compare_to_baseline(fps, baseline), dict(errors), seconds)
+
+
+class BaselineUnavailable(BluegreenError):
+    """A baseline cannot be saved: some host of the side could not be read."""
