@@ -29,7 +29,7 @@ action, service = sys.argv[1], sys.argv[2]
 side = sys.argv[3] if len(sys.argv) > 3 else None
 (here / "calls").open("a").write(json.dumps({{
     "argv": sys.argv[1:],
-    "env": {{k: v for k, v in os.environ.items() if k.startswith("BLUEGREEN_")}},
+    "env": {{k: v for k, v in os.environ.items() if k in ("BLUEGREEN_ACTION", "BLUEGREEN_SERVICE", "BLUEGREEN_SIDE", "BLUEGREEN_DEADLINE_S")}},
 }}) + "\\n")
 
 if mode == "fail":
