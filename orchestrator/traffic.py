@@ -9,10 +9,16 @@ from __future__ import annotations
 import getpass
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from orchestrator.config import LoadedConfig
-from orchestrator.errors import BadInput, RouterError, StateMismatch, VerificationFailed
+from orchestrator.errors import (
+    BadInput,
+    RouterError,
+    StateError,
+    StateMismatch,
+    VerificationFailed,
+)
 from orchestrator.routers.base import Router
 from orchestrator.sides import SIDES, Side, other_side
 from orchestrator.state.base import StateStore
@@ -237,25 +243,33 @@ def flip(
             "traffic stays on " + live,
             hint="check the hosts of that side (`bluegreen status`)",
         )
+    # Write the intent first: a locked or full state store fails here, before the router
+    # is touched (the undo below is the second line of defence).
+    store.audit_append(AuditEntryInput(
+        actor=actor, command=f"{command}.begin", service=service, reason=reason,
+        before={"live": live}, after={"target": target}, result="started"))
     aborted = _abort_holder(store, service, actor, reason, command)
     svc = store.get_service(service)
     result = router.flip(service, target)
-    store.set_live_side(
-        service,
-        target,
-        audit=AuditEntryInput(
-            actor=actor,
-            command=command,
-            service=service,
-            reason=reason,
-            before={"live": live, "state_live": svc.live_side if svc else None},
-            after={
-                "live": target,
-                "confirmed_by": result.confirmed_by,
-                "flip_seconds": round(result.seconds, 4),
-            },
-        ),
-    )
+    try:
+        store.set_live_side(
+            service,
+            target,
+            audit=AuditEntryInput(
+                actor=actor,
+                command=command,
+                service=service,
+                reason=reason,
+                before={"live": live, "state_live": svc.live_side if svc else None},
+                after={
+                    "live": target,
+                    "confirmed_by": result.confirmed_by,
+                    "flip_seconds": round(result.seconds, 4),
+                },
+            ),
+        )
+    except StateError as exc:
+        _undo_unrecorded_flip(router, service, live, target, exc)
     return FlipOutcome(
         service,
         live,
@@ -265,6 +279,27 @@ def flip(
         aborted,
         list(result.confirmed_by),
     )
+
+
+def _undo_unrecorded_flip(
+    router: Router, service: str, live: Side, target: Side, exc: StateError
+) -> NoReturn:
+    """The router flipped but the store could not record it (locked, disk full): put traffic
+    back, so that every change stays in the audit chain and router and store agree."""
+    try:
+        router.flip(service, live)
+    except RouterError as undo:
+        raise StateError(
+            f"{service}: flipped {live} -> {target} at the router, but could not record it "
+            f"({exc.message}) nor flip back ({undo.message})",
+            hint=f"traffic is on {target}; when the state store works again run `bluegreen "
+            f"status {service} --adopt --reason ...`",
+        ) from exc
+    raise StateError(
+        f"{service}: not flipped: the state store cannot record it ({exc.message}); traffic "
+        f"is back on {live}",
+        hint=exc.hint,
+    ) from exc
 
 
 def _abort_holder(

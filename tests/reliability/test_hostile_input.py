@@ -1,0 +1,111 @@
+"""Hostile input: every case in tests/data/hostile/ (config, inventory, CLI arguments) gives
+one clear message (naming the file or field, with a fix), the documented exit code, and
+changes nothing: the state store (audit head and count, services, runs) and the router (live
+backend of each service in HAProxy's memory, the map file's bytes) are compared before and
+after each case. The index (tests/data/hostile/index.json) says what each case expects."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.lab.lab import Lab, haproxy_command
+from tests.reliability.helpers import FIGURES, reset_state_dir, state_db
+from tests.support.cli import bluegreen, bluegreen_json
+
+pytestmark = [pytest.mark.lab]
+
+CORPUS = Path(__file__).parents[1] / "data" / "hostile"
+INDEX = json.loads((CORPUS / "index.json").read_text())
+CASES: list[dict[str, Any]] = INDEX["cases"]
+CANARY = Path("/tmp/bluegreen-hostile-pwned")
+FIGURES["corpus"] = len(CASES)
+
+
+def test_corpus_is_big_enough_and_every_file_is_indexed() -> None:
+    assert len(CASES) >= 40
+    files = {p.relative_to(CORPUS).as_posix() for p in CORPUS.rglob("*") if p.is_file()}
+    assert files - {"index.json"} == {c["file"] for c in CASES}
+
+
+@pytest.fixture(scope="module")
+def primed(lab: Lab) -> Lab:
+    """A state store with history in it (so 'unchanged' means something)."""
+    reset_state_dir(lab)
+    code, doc = bluegreen_json(
+        lab.paths.config, "status", "web", "--adopt", "--reason", "hostile corpus baseline"
+    )
+    assert code == 0, doc
+    return lab
+
+
+def snapshot(lab: Lab) -> dict[str, Any]:
+    from orchestrator.state.sqlite import SQLiteStateStore
+
+    db = state_db(lab)
+    with SQLiteStateStore(db) as store:
+        report = store.verify_audit()
+        services = sorted((s.service, s.live_side) for s in store.list_services())
+        runs = [(r.run_id, r.status) for r in store.list_runs()]
+        locks = [store.get_lock(s) for s in ("web", "api")]
+    return {
+        "audit": (report.ok, report.count, report.head_hash),
+        "services": services,
+        "runs": runs,
+        "locks": locks,
+        "router": haproxy_command(lab.paths.haproxy_socket, f"show map {lab.paths.map_file}"),
+        "map_file": lab.paths.map_file.read_bytes(),
+        "state_files": sorted(p.name for p in db.parent.iterdir()),
+    }
+
+
+def _materialize(lab: Lab, case: dict[str, Any], tmp: Path) -> list[str]:
+    """The argv (after `bluegreen`) for one case; case files are copied with @LAB@ filled."""
+    src = CORPUS / case["file"]
+    lab_root = str(lab.paths.root).encode()
+    data = src.read_bytes().replace(b"@LAB@", lab_root)
+    if case["kind"] == "cli":
+        argv = json.loads(data.decode().split("\n", 1)[1])
+        return ["-c", str(lab.paths.config), *argv]
+    target = tmp / src.name
+    if case.get("pad_to_bytes"):
+        data += b"#" * (int(case["pad_to_bytes"]) - len(data)) + b"\n"
+    if case["kind"] == "config":
+        target.write_bytes(data)
+        return ["-c", str(target), *case["args"]]
+    # inventory: the lab config, pointing at the hostile inventory
+    target.write_bytes(data)
+    cfg = lab.paths.config.read_text().replace(
+        f"inventory: {lab.paths.inventory}", f"inventory: {target}"
+    )
+    assert str(target) in cfg
+    (tmp / "bluegreen.yml").write_text(cfg)
+    return ["-c", str(tmp / "bluegreen.yml"), *case["args"]]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["file"] for c in CASES])
+def test_hostile_case(primed: Lab, case: dict[str, Any], tmp_path: Path) -> None:
+    lab = primed
+    argv = _materialize(lab, case, tmp_path)
+    before = snapshot(lab)
+    CANARY.unlink(missing_ok=True)
+    # bluegreen() adds its own -c first; a later -c in argv wins (click keeps the last)
+    proc = bluegreen(lab.paths.config, *argv, timeout=120)
+    out = proc.stdout + proc.stderr
+    after = snapshot(lab)
+    assert proc.returncode == case["exit"], out
+    assert "Traceback" not in out, out
+    hint = case.get("hint", "fix:")
+    assert hint in out, out
+    for text in case["expect"]:
+        assert text in out, f"{text!r} not in {out!r}"
+    errors = [line for line in out.splitlines() if line.lower().startswith("error")]
+    assert len(errors) == 1, out  # one clear message
+    assert after == before, "bad input changed the state store or the router"
+    assert not CANARY.exists(), "a shell ran a command from the input"
+    FIGURES["corpus_ok"] += 1
+    shutil.rmtree(tmp_path, ignore_errors=True)
