@@ -246,6 +246,22 @@ def _actor(ctx: click.Context) -> str:
     return default_actor(ctx.obj.actor)
 
 
+def _traffic_flip(ctx: click.Context, service: str, to_side: str | None, reason: str, *,
+                  command: str, require_verified: bool, force: bool = False) -> Any:
+    """Open the state store and the router, flip, close: shared by `rollback` and `flip`."""
+    from orchestrator.traffic import flip, open_router, open_store, parse_side
+
+    config = _load(ctx)
+    config.service(service)
+    store, router = open_store(config), open_router(config)
+    try:
+        return flip(config, store, router, service, to=parse_side(to_side), reason=reason,
+                    actor=_actor(ctx), command=command, require_verified=require_verified,
+                    force=force)
+    finally:
+        router.close()
+
+
 @main.command()
 @click.argument("service")
 @click.option("--reason", required=True, help="Why (incident id); goes to the audit chain.")
@@ -266,25 +282,8 @@ def rollback(
     No Ansible, no probes: checks the target side has a server UP at the load balancer,
     flips, persists, audits. Works while a rollout holds the lock (that run is aborted).
     """
-    from orchestrator.traffic import flip, open_router, open_store, parse_side
-
-    config = _load(ctx)
-    config.service(service)
-    store, router = open_store(config), open_router(config)
-    try:
-        out = flip(
-            config,
-            store,
-            router,
-            service,
-            to=parse_side(to_side),
-            reason=reason,
-            actor=_actor(ctx),
-            command="rollback",
-            require_verified=False,
-        )
-    finally:
-        router.close()
+    out = _traffic_flip(ctx, service, to_side, reason, command="rollback",
+                        require_verified=False)
     if as_json:
         _emit_json(out.as_dict())
     elif out.changed:
@@ -312,27 +311,8 @@ def flip(
     ctx: click.Context, service: str, to_side: str, reason: str, force: bool, as_json: bool
 ) -> None:
     """Manually move SERVICE's traffic to a side (gated on its verification)."""
-    from orchestrator.traffic import flip as do_flip
-    from orchestrator.traffic import open_router, open_store, parse_side
-
-    config = _load(ctx)
-    config.service(service)
-    store, router = open_store(config), open_router(config)
-    try:
-        out = do_flip(
-            config,
-            store,
-            router,
-            service,
-            to=parse_side(to_side),
-            reason=reason,
-            actor=_actor(ctx),
-            command="flip" + (" --force" if force else ""),
-            require_verified=not force,
-            force=force,
-        )
-    finally:
-        router.close()
+    out = _traffic_flip(ctx, service, to_side, reason, command="flip" + (" --force" if force else ""),
+                        require_verified=not force, force=force)
     if as_json:
         _emit_json(out.as_dict())
     else:
@@ -495,7 +475,9 @@ def resume(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
         if run is None:
             raise BadInput(f"no run {run_id!r}", hint="see `bluegreen history`")
     else:
-        pending = [r for r in store.list_runs(status="running") if r.kind == "rollout"]
+        # a campaign's own rollouts are resumed by `campaign resume`, which knows the waves
+        pending = [r for r in store.list_runs(status="running")
+                   if r.kind == "rollout" and "campaign_run" not in r.params]
         if not pending:
             click.echo("nothing to resume")
             return

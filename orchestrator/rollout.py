@@ -335,18 +335,9 @@ class Rollout:
             if why:
                 raise OutsideWindow(f"{service}: not flipping: {why}")
         if current == standby:  # resumed after the router flipped but before we recorded it
-            self.store.set_live_side(
-                service,
-                standby,
-                audit=AuditEntryInput(
-                    actor=self.actor,
-                    command="rollout.flip",
-                    service=service,
-                    reason=f"run {run.run_id} (resumed: router had already flipped)",
-                    before={"live": live},
-                    after={"live": standby},
-                ),
-            )
+            self._record_live(service, standby, "rollout.flip",
+                              f"run {run.run_id} (resumed: router had already flipped)",
+                              before={"live": live}, after={"live": standby})
             return {"from": live, "to": standby, "recovered": True}
         side = self.store.get_side(service, standby)
         if side is None or not side.verified_after_patch:
@@ -357,18 +348,8 @@ class Rollout:
             )
         result = self.router.flip(service, standby)
         _failpoint("flip:router")
-        self.store.set_live_side(
-            service,
-            standby,
-            audit=AuditEntryInput(
-                actor=self.actor,
-                command="rollout.flip",
-                service=service,
-                reason=f"run {run.run_id}",
-                before={"live": live},
-                after={"live": standby, "confirmed_by": result.confirmed_by},
-            ),
-        )
+        self._record_live(service, standby, "rollout.flip", f"run {run.run_id}",
+                          before={"live": live}, after={"live": standby, "confirmed_by": result.confirmed_by})
         # the old side keeps serving requests already in flight: wait for them, bounded
         drain_s = float(getattr(self.config.model.router, "drain_seconds", 10.0))
         try:
@@ -423,23 +404,19 @@ class Rollout:
                 f"to {old} failed: {exc.message}",
                 hint=f"run `bluegreen rollback {service} --reason ...` now",
             ) from exc
-        self.store.set_live_side(
-            service,
-            old,
-            audit=AuditEntryInput(
-                actor=self.actor,
-                command="rollout.auto-rollback",
-                service=service,
-                reason=f"run {run.run_id}: bake failed: {why}",
-                before={"live": new},
-                after={"live": old, "confirmed_by": result.confirmed_by},
-                result="rolled_back",
-            ),
-        )
+        self._record_live(service, old, "rollout.auto-rollback", f"run {run.run_id}: bake failed: {why}",
+                          before={"live": new}, after={"live": old, "confirmed_by": result.confirmed_by}, result="rolled_back")
         raise RolledBack(
             f"{service}: {new} degraded during bake ({why}); traffic is back on {old}",
             hint=f"{new} keeps the patch; investigate it before the next rollout",
         )
+
+    def _record_live(self, service: str, side: Side, command: str, reason: str, *,
+                     before: dict[str, Any], after: dict[str, Any], result: str = "ok") -> None:
+        """Record the router's live side in the store, with its audit record."""
+        self.store.set_live_side(service, side, audit=AuditEntryInput(
+            actor=self.actor, command=command, service=service, reason=reason,
+            before=before, after=after, result=result))
 
     # ---- resume support ------------------------------------------------------------------
     def _finished_steps(self, run_id: str) -> set[str]:

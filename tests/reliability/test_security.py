@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,7 @@ def test_router_over_ssh_refuses_a_changed_key_is_covered() -> None:
 # ---- secrets -----------------------------------------------------------------------------
 def _secret_config(lab: Lab, tmp: Path) -> Path:
     inventory = lab.paths.inventory.read_text()
-    anchor = "              ansible_host: 10.231.3.13\n"
+    anchor = f"              ansible_host: {lab.paths.subnet_prefix}.13\n"  # web-green-1
     assert anchor in inventory
     planted = "".join(f"              {k}: {v}\n" for k, v in SECRETS.items())
     inventory = inventory.replace(anchor, anchor + planted, 1)
@@ -99,7 +100,9 @@ def _secret_config(lab: Lab, tmp: Path) -> Path:
     return tmp / "bluegreen.yml"
 
 
-def _files_with_secret(roots: list[Path], skip: set[Path]) -> list[str]:
+def _files_with_secret(roots: list[Path], skip: set[Path], since: float) -> list[str]:
+    """Files under `roots` written since `since` (so: during the test) holding a secret.
+    Older files (a checkout of this repository, other runs' temp dirs) are not ours."""
     found = []
     for root in roots:
         for dirpath, dirnames, filenames in os.walk(root):
@@ -113,6 +116,8 @@ def _files_with_secret(roots: list[Path], skip: set[Path]) -> list[str]:
                     st = path.lstat()
                     if not stat.S_ISREG(st.st_mode) or st.st_size > 64 << 20:
                         continue
+                    if st.st_mtime < since:
+                        continue
                     if MARKER in path.read_bytes():
                         found.append(str(path))
                 except OSError:
@@ -122,6 +127,7 @@ def _files_with_secret(roots: list[Path], skip: set[Path]) -> list[str]:
 
 @pytest.mark.destructive
 def test_planted_secrets_appear_nowhere(lab: Lab, tmp_path: Path) -> None:
+    started = time.time() - 1
     fresh_web(lab)
     secret_dir = tmp_path / "secret-inputs"
     secret_dir.mkdir()
@@ -147,9 +153,10 @@ def test_planted_secrets_appear_nowhere(lab: Lab, tmp_path: Path) -> None:
     roots = [lab.paths.root, Path("/tmp")]
     skip = {secret_dir, lab.paths.hosts}
     skip |= {lab.paths.hosts / h / "root" for h in os.listdir(lab.paths.hosts)}
-    found = _files_with_secret(roots, skip)
+    found = _files_with_secret(roots, skip, started)
     found += _files_with_secret(
-        [lab.paths.hosts / h / "disk" / "upper" for h in os.listdir(lab.paths.hosts)], set()
+        [lab.paths.hosts / h / "disk" / "upper" for h in os.listdir(lab.paths.hosts)], set(),
+        started,
     )
     assert not found, f"secrets written to: {found}"
 
