@@ -1,4 +1,4 @@
-"""Hostile input: every case in tests/data/hostile/ (config, inventory, CLI arguments) gives
+"""Hostile input: every case in tests/data/hostile/ (config, inventory, campaign files, CLI arguments) gives
 one clear message (naming the file or field, with a fix), the documented exit code, and
 changes nothing: the state store (audit head and count, services, runs) and the router (live
 backend of each service in HAProxy's memory, the map file's bytes) are compared before and
@@ -77,6 +77,10 @@ def _materialize(lab: Lab, case: dict[str, Any], tmp: Path) -> list[str]:
     if case["kind"] == "config":
         target.write_bytes(data)
         return ["-c", str(target), *case["args"]]
+    if case["kind"] == "campaign":
+        target.write_bytes(data)
+        return ["-c", str(lab.paths.config),
+                *[str(target) if a == "{file}" else a for a in case["args"]]]
     # inventory: the lab config, pointing at the hostile inventory
     target.write_bytes(data)
     cfg = lab.paths.config.read_text().replace(
