@@ -38,6 +38,9 @@ setup() {
     .venv/bin/pip install -q -e '.[dev]' --config-settings editable_mode=compat
     touch .venv/.installed
   fi
+  # an editable install leaves our own modules uncompiled; with PYTHONDONTWRITEBYTECODE set
+  # every start would compile them again (~60 ms of `bluegreen rollback`)
+  .venv/bin/python -m compileall -q orchestrator >/dev/null
 }
 
 setup

@@ -6,25 +6,31 @@ Prints the median and p90 of each command over N runs, next to the floor measure
 same run: the same interpreter starting and importing click (`python -c "import click"`),
 and one HAProxy map change over the admin socket. Rollbacks alternate directions on the
 lab's `api` service (both sides untouched by patches, so both are trusted).
+
+"rollback" is the normal incident case: some earlier command (here a `status`) validated
+bluegreen.yml in full and left its snapshot (orchestrator/config_snapshot.py). "rollback,
+no snapshot" gives every run an empty cache directory: the full YAML + pydantic load.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 LAB_CONFIG = Path("/var/lib/bluegreen-lab/bluegreen.yml")
 
 
-def timed(argv: list[str]) -> float:
+def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     started = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(argv)}: {proc.stderr.strip()}")
@@ -65,10 +71,18 @@ def main() -> None:
     bg = [py, "-m", "orchestrator"]
     floor = [timed([py, "-c", "import click"]) for _ in range(args.runs)]
     helps = [timed([*bg, "--help"]) for _ in range(args.runs)]
+    subprocess.run([*bg, "-c", str(args.config), "status", "api"], check=True,
+                   capture_output=True)  # a full load leaves the snapshot
     rollbacks = []
     for i in range(args.runs):
         rollbacks.append(timed([*bg, "-c", str(args.config), "rollback", "api",
                                 "--reason", f"benchmark {i}"]))
+    cold = []
+    for i in range(args.runs):
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "BLUEGREEN_CACHE_DIR": cache}
+            cold.append(timed([*bg, "-c", str(args.config), "rollback", "api",
+                               "--reason", f"benchmark, no snapshot {i}"], env))
     live = json.loads(subprocess.run([*bg, "-c", str(args.config), "status", "api", "--json"],
                                      capture_output=True, text=True, check=True).stdout)["live"]
     if live != "blue":
@@ -84,6 +98,8 @@ def main() -> None:
           f"(x{statistics.median(helps) / statistics.median(floor):.2f} of the floor)")
     print(f"bluegreen rollback api (whole proc)  {stats(rollbacks)}   "
           f"(x{statistics.median(rollbacks) / statistics.median(floor):.2f} of the floor)")
+    print(f"bluegreen rollback, no snapshot      {stats(cold)}   "
+          f"(x{statistics.median(cold) / statistics.median(floor):.2f} of the floor)")
     print("targets: --help <= 150 ms, rollback <= 300 ms (median)")
 
 

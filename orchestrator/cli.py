@@ -235,9 +235,21 @@ def lab_reset(hosts: tuple[str, ...]) -> None:
 
 # ---- config-driven commands -------------------------------------------------------------
 def _load(ctx: click.Context) -> Any:
+    """Load and validate bluegreen.yml in full; leave the incident snapshot behind."""
+    from orchestrator import config_snapshot
     from orchestrator.config import load_config
 
-    return load_config(ctx.obj.config_path)
+    config = load_config(ctx.obj.config_path)
+    config_snapshot.save(config)
+    return config
+
+
+def _load_for_traffic(ctx: click.Context) -> Any:
+    """The validated snapshot when it matches the file's bytes (no YAML, no pydantic),
+    else the full load (which refreshes the snapshot)."""
+    from orchestrator import config_snapshot
+
+    return config_snapshot.load(ctx.obj.config_path) or _load(ctx)
 
 
 def _actor(ctx: click.Context) -> str:
@@ -251,7 +263,7 @@ def _traffic_flip(ctx: click.Context, service: str, to_side: str | None, reason:
     """Open the state store and the router, flip, close: shared by `rollback` and `flip`."""
     from orchestrator.traffic import flip, open_router, open_store, parse_side
 
-    config = _load(ctx)
+    config = _load_for_traffic(ctx)
     config.service(service)
     store, router = open_store(config), open_router(config)
     try:
@@ -796,7 +808,7 @@ def history(ctx: click.Context, service: str | None, limit: int, as_json: bool) 
     config = _load(ctx)
     records = open_store(config).audit_records(service=service, limit=limit)
     if as_json:
-        _emit_json([r.model_dump(mode="json") for r in records])
+        _emit_json([r.as_json() for r in records])
         return
     for r in records:
         click.echo(

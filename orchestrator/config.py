@@ -10,8 +10,9 @@ Kept light: imports pydantic and PyYAML only (the rollback fast path loads the c
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import os
+import hashlib
 import re
 import stat
 import types
@@ -32,8 +33,9 @@ from pydantic import (
     model_validator,
 )
 
-from orchestrator.errors import BadInput
-from orchestrator.routers.settings import RouterSettings
+from orchestrator.config_snapshot import CONFIG_ENV, DEFAULT_CONFIG_NAME, config_path
+from orchestrator.errors import BadInput, unknown_service
+from orchestrator.routers.settings import CommandRouterSettings, HAProxySettings
 
 __all__ = [
     "CONFIG_ENV",
@@ -53,8 +55,6 @@ __all__ = [
     "parse_package_arg",
 ]
 
-CONFIG_ENV = "BLUEGREEN_CONFIG"
-DEFAULT_CONFIG_NAME = "bluegreen.yml"
 MAX_CONFIG_BYTES = 1024 * 1024  # 1 MiB; a real config is a few KiB
 
 #: The repository (or source tree) this package lives in; holds the shipped `playbooks/`.
@@ -322,7 +322,7 @@ class BluegreenConfig(_Model):
     inventory: NonEmptyStr
     ssh: SSHSettings
     state: StateSettings = Field(default_factory=StateSettings)
-    router: RouterSettings
+    router: Annotated[HAProxySettings | CommandRouterSettings, Field(discriminator="kind")]
     services: dict[ServiceName, ServiceConfig] = Field(min_length=1)
     reports_dir: NonEmptyStr = "reports"
 
@@ -348,6 +348,12 @@ class LoadedConfig:
     model: BluegreenConfig
     path: Path
     base_dir: Path
+    digest: str = ""
+    """sha256 of the bytes that were validated."""
+
+    @property
+    def router(self) -> HAProxySettings | CommandRouterSettings:
+        return self.model.router
 
     @property
     def services(self) -> dict[str, ServiceConfig]:
@@ -389,13 +395,7 @@ class LoadedConfig:
         try:
             return self.model.services[name]
         except KeyError:
-            known = sorted(self.model.services)
-            close = difflib.get_close_matches(name, known, n=1)
-            guess = f" — did you mean {close[0]!r}?" if close else ""
-            raise BadInput(
-                f"{self.path}: no service {name!r} under `services:`{guess}",
-                hint=f"use one of: {', '.join(known)}",
-            ) from None
+            raise unknown_service(self.path, name, self.model.services) from None
 
     def playbook_path(self, service: str) -> Path:
         """The service's patch playbook: relative to the config dir first, else the shipped one."""
@@ -426,17 +426,8 @@ class LoadedConfig:
 # --------------------------------------------------------------------------- loading
 
 
-def _config_path(path: str | Path | None) -> tuple[Path, str]:
-    """The config path and where it came from (for the error message)."""
-    if path is not None and str(path) != "":
-        return Path(path).expanduser(), "given with -c/--config"
-    env = os.environ.get(CONFIG_ENV, "")
-    if env:
-        return Path(env).expanduser(), f"from ${CONFIG_ENV}"
-    return Path(DEFAULT_CONFIG_NAME), "the default in the current directory"
-
-
-def _read_text(path: Path, source: str) -> str:
+def _read_text(path: Path, source: str) -> tuple[str, str]:
+    """The file's text and the sha256 of its bytes (see `config_snapshot`)."""
     name = str(path)
     try:
         st = path.stat()
@@ -481,7 +472,7 @@ def _read_text(path: Path, source: str) -> str:
             hint="check that -c points at bluegreen.yml and not at another file",
         )
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8-sig"), hashlib.sha256(data).hexdigest()
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise BadInput(
@@ -527,16 +518,16 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
     Precedence: `path`, then `$BLUEGREEN_CONFIG`, then `./bluegreen.yml`. Raises `BadInput`
     (one message: file, field path, fix) for every problem.
     """
-    cfg_path, source = _config_path(path)
+    cfg_path, source = config_path(path)
     name = str(cfg_path)
-    text = _read_text(cfg_path, source)
+    text, digest = _read_text(cfg_path, source)
     data = _parse_yaml(text, name)
     try:
         model = BluegreenConfig.model_validate(data)
     except ValidationError as exc:
         raise _validation_to_bad_input(exc, name, BluegreenConfig) from None
     absolute = cfg_path.resolve()
-    return LoadedConfig(model=model, path=absolute, base_dir=absolute.parent)
+    return LoadedConfig(model=model, path=absolute, base_dir=absolute.parent, digest=digest)
 
 
 def parse_package_arg(arg: str) -> PackageSpec:
@@ -602,19 +593,27 @@ def _unwrap(tp: Any) -> Any:
         return tp
 
 
-def _union_models(tp: Any) -> list[type[BaseModel]]:
+def _fields(tp: Any) -> dict[str, Any] | None:
+    """Field name -> declared type of a pydantic model or a dataclass; None for other types."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return {name: f.annotation for name, f in tp.model_fields.items()}
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        return {f.name: hints[f.name] for f in dataclasses.fields(tp)}
+    return None
+
+
+def _union_models(tp: Any) -> list[type]:
     tp = _unwrap(tp)
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return [a for a in typing.get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
+        return [a for a in typing.get_args(tp) if _fields(a) is not None]
     return []
 
 
-def _kind_tag(model: type[BaseModel]) -> str | None:
-    field = model.model_fields.get("kind")
-    if field is None:
-        return None
-    args = typing.get_args(field.annotation)
-    return str(args[0]) if typing.get_origin(field.annotation) is Literal and args else None
+def _kind_tag(model: type) -> str | None:
+    annotation = (_fields(model) or {}).get("kind")
+    args = typing.get_args(annotation)
+    return str(args[0]) if typing.get_origin(annotation) is Literal and args else None
 
 
 @dataclass
@@ -648,9 +647,9 @@ def _locate(loc: Sequence[int | str], root: type[BaseModel]) -> _Located:
             parts.append(f"[{part}]")
         else:
             parts.append(("." if parts else "") + str(part))
-        if isinstance(base, type) and issubclass(base, BaseModel):
-            field = base.model_fields.get(str(part))
-            tp = field.annotation if field is not None else None
+        fields = _fields(base)
+        if fields is not None:
+            tp = fields.get(str(part))
         elif typing.get_origin(base) is dict:
             tp = typing.get_args(base)[1]
         elif typing.get_origin(base) in (list, tuple):
@@ -661,22 +660,22 @@ def _locate(loc: Sequence[int | str], root: type[BaseModel]) -> _Located:
 
 
 def _model_fields_of(tp: Any) -> list[str]:
-    base = _unwrap(tp)
-    if isinstance(base, type) and issubclass(base, BaseModel):
-        return list(base.model_fields)
-    return []
+    return list(_fields(_unwrap(tp)) or {})
 
 
 def _format_error(err: Any, name: str, root: type[BaseModel]) -> tuple[str, str]:
     """One pydantic error -> (message, fix)."""
     etype: str = err.get("type", "")
     loc = err.get("loc", ())
+    field_name = getattr((err.get("ctx") or {}).get("error"), "field", None)
+    if etype == "value_error" and isinstance(field_name, str):  # a SettingError
+        loc = (*loc, field_name)
     where = _locate(loc, root)
     path = where.path
     value = err.get("input")
     generic_fix = f"correct `{path}` in {name} (see {_EXAMPLE} for a complete example)"
 
-    if etype == "extra_forbidden":
+    if etype in ("extra_forbidden", "unexpected_keyword_argument"):
         allowed = _model_fields_of(where.parent)
         close = difflib.get_close_matches(str(where.last), allowed, n=1, cutoff=0.6)
         guess = f" — did you mean {close[0]!r}?" if close else ""
@@ -722,7 +721,7 @@ def _format_error(err: Any, name: str, root: type[BaseModel]) -> tuple[str, str]
             f"set `{where.last}: {expected}`".replace("'", ""),
         )
 
-    if etype in ("model_type", "model_attributes_type", "dict_type"):
+    if etype in ("model_type", "model_attributes_type", "dict_type", "dataclass_type"):
         return (
             f"{name}: {path}: expected a mapping (key: value), got {_type_name(value)}",
             generic_fix,
@@ -752,11 +751,11 @@ def _field_type_at(loc: Sequence[int | str], root: type[BaseModel]) -> Any:
     tp: Any = root
     for part in loc:
         base = _unwrap(tp)
-        if isinstance(base, type) and issubclass(base, BaseModel):
-            field = base.model_fields.get(str(part))
-            if field is None:
+        fields = _fields(base)
+        if fields is not None:
+            if str(part) not in fields:
                 return None
-            tp = field.annotation
+            tp = fields[str(part)]
         elif typing.get_origin(base) is dict:
             tp = typing.get_args(base)[1]
         elif typing.get_origin(base) in (list, tuple):

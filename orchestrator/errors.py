@@ -8,6 +8,10 @@ Exit codes (documented in the README and `bluegreen --help`):
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+
 
 class BluegreenError(Exception):
     """Base of every error the core raises on purpose. `hint` says how to fix it."""
@@ -77,3 +81,14 @@ class PatchFailed(BluegreenError):
 
 class LabError(BluegreenError):
     """The local lab cannot be built, started or stopped."""
+
+
+def unknown_service(config_file: Path, name: str, known: Iterable[str]) -> BadInput:
+    """The error for a service name that bluegreen.yml does not define."""
+    names = sorted(known)
+    close = difflib.get_close_matches(name, names, n=1)
+    guess = f" — did you mean {close[0]!r}?" if close else ""
+    return BadInput(
+        f"{config_file}: no service {name!r} under `services:`{guess}",
+        hint=f"use one of: {', '.join(names)}",
+    )

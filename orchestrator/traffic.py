@@ -9,9 +9,9 @@ from __future__ import annotations
 import getpass
 import time
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Any, NoReturn, Protocol
 
-from orchestrator.config import LoadedConfig
 from orchestrator.errors import (
     BadInput,
     RouterError,
@@ -20,6 +20,7 @@ from orchestrator.errors import (
     VerificationFailed,
 )
 from orchestrator.routers.base import Router
+from orchestrator.routers.settings import AnyRouterSettings
 from orchestrator.sides import SIDES, Side, other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput, SideState
@@ -34,16 +35,27 @@ def default_actor(actor: str | None) -> str:
         return "unknown"
 
 
-def open_store(config: LoadedConfig) -> StateStore:
+class TrafficConfig(Protocol):
+    """What this module needs of a config: `LoadedConfig` (full) or `IncidentConfig`
+    (the validated snapshot, see `config_snapshot`)."""
+
+    @property
+    def router(self) -> AnyRouterSettings: ...
+    @property
+    def state_path(self) -> Path: ...
+    def service(self, name: str) -> object: ...
+
+
+def open_store(config: TrafficConfig) -> StateStore:
     from orchestrator.state.sqlite import SQLiteStateStore
 
     return SQLiteStateStore(config.state_path)
 
 
-def open_router(config: LoadedConfig) -> Router:
+def open_router(config: TrafficConfig) -> Router:
     from orchestrator.routers.registry import make_router
 
-    return make_router(config.model.router)
+    return make_router(config.router)
 
 
 def parse_side(value: str | None) -> Side | None:
@@ -79,7 +91,7 @@ class ServiceStatus:
 
 
 def service_status(
-    config: LoadedConfig, store: StateStore, router: Router, service: str
+    config: TrafficConfig, store: StateStore, router: Router, service: str
 ) -> ServiceStatus:
     config.service(service)
     live = router.live(service)
@@ -195,7 +207,7 @@ class FlipOutcome:
 
 
 def flip(
-    config: LoadedConfig,
+    config: TrafficConfig,
     store: StateStore,
     router: Router,
     service: str,

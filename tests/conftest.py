@@ -12,6 +12,21 @@ import pytest
 from orchestrator.lab.lab import Lab, LabShape
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Config snapshots (see orchestrator.config_snapshot) go to a per-session directory,
+    for this process and every `bluegreen` it starts."""
+    path = tmp_path_factory.mktemp("cache")
+    path.chmod(0o700)
+    old = os.environ.get("BLUEGREEN_CACHE_DIR")
+    os.environ["BLUEGREEN_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("BLUEGREEN_CACHE_DIR", None)
+    else:
+        os.environ["BLUEGREEN_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     """One lab (web + api, 2 hosts per side) for the whole session.

@@ -27,19 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from tenacity import (
-    RetryError,
-    Retrying,
-    before_sleep_log,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
-
 from orchestrator.errors import RouterError
 
 if TYPE_CHECKING:
     import paramiko
+    from tenacity import wait_exponential_jitter
 
     from orchestrator.routers.settings import HAProxySettings, SSHTarget
 
@@ -62,6 +54,8 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 def _backoff() -> wait_exponential_jitter:
     """0.1 s, 0.2 s, ... capped at 1 s, plus up to 0.2 s of jitter: 3 attempts take < 2 s."""
+    from tenacity import wait_exponential_jitter
+
     try:  # tenacity >= 9.1 names the first wait `multiplier` (`initial` is deprecated)
         return wait_exponential_jitter(multiplier=0.1, max=1.0, jitter=0.2)  # type: ignore[call-arg,unused-ignore]
     except TypeError:
@@ -69,7 +63,33 @@ def _backoff() -> wait_exponential_jitter:
 
 
 def with_retries(what: str, action: Callable[[], T]) -> T:
-    """Run `action`, retrying connection-level errors only; RouterError when exhausted."""
+    """Run `action`, retrying connection-level errors only; RouterError when exhausted.
+
+    The first attempt runs without tenacity (not even imported: the rollback fast path);
+    after a connection-level failure tenacity replays that failure as its attempt 1, so
+    the backoff and attempt count are exactly those of a plain `Retrying` loop.
+    """
+    try:
+        return action()
+    except Exception as exc:
+        if not _is_connection_error(exc):
+            raise
+        first_failure: BaseException | None = exc
+    from tenacity import (
+        RetryError,
+        Retrying,
+        before_sleep_log,
+        retry_if_exception,
+        stop_after_attempt,
+    )
+
+    def attempt() -> T:
+        nonlocal first_failure
+        if first_failure is not None:
+            failure, first_failure = first_failure, None
+            raise failure
+        return action()
+
     retrying = Retrying(
         stop=stop_after_attempt(ATTEMPTS),
         wait=_backoff(),
@@ -78,7 +98,7 @@ def with_retries(what: str, action: Callable[[], T]) -> T:
         reraise=False,
     )
     try:
-        return retrying(action)
+        return retrying(attempt)
     except RetryError as exc:
         last = exc.last_attempt.exception()
         raise RouterError(

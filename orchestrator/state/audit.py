@@ -17,10 +17,9 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from orchestrator.state.models import AuditRecord
 
@@ -80,19 +79,17 @@ def record_hash(record: AuditRecord) -> str:
     return hashlib.sha256(canonical_json(payload).encode("ascii")).hexdigest()
 
 
-class AuditHead(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class AuditHead:
     """The stored head of the chain: how many records there are and the last hash."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     count: int
     head_hash: str
 
 
-class ChainReport(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class ChainReport:
     """Result of verifying the chain. `bad_seq` is the first record found wrong, if any."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     ok: bool
     count: int

@@ -1,30 +1,27 @@
-"""Typed records of the state store. Every record is a frozen pydantic model.
+"""Typed records of the state store. Every record is a frozen, keyword-only dataclass that
+checks itself on construction (plain Python: the rollback fast path must not pay for
+pydantic's import).
 
-All timestamps are timezone-aware and normalised to UTC; a naive datetime is rejected.
-`AuditEntryInput` is what a caller passes to describe *why* a state change happens; the
-store turns it into an `AuditRecord` (with seq, time and hashes) inside the same
-transaction as the change itself.
+All timestamps are timezone-aware and normalised to UTC; a naive datetime is rejected
+(ValueError). `AuditEntryInput` is what a caller passes to describe *why* a state change
+happens; the store turns it into an `AuditRecord` (with seq, time and hashes) inside the
+same transaction as the change itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import socket
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from enum import Enum
+from pathlib import PurePath
+from typing import Any, Literal, get_args
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
-
-from orchestrator.sides import Side
-
-
-def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
-"""A timezone-aware datetime, converted to UTC on validation."""
+from orchestrator.sides import SIDES, Side
 
 RunStatus = Literal["running", "done", "failed", "aborted", "rolled_back", "deferred"]
 RESUMABLE_STATUSES: tuple[RunStatus, ...] = ("running", "deferred")
@@ -32,19 +29,88 @@ RESUMABLE_STATUSES: tuple[RunStatus, ...] = ("running", "deferred")
 
 JournalPhase = Literal["begin", "end"]
 
+_RUN_STATUSES = frozenset(get_args(RunStatus))
+_PHASES = frozenset(get_args(JournalPhase))
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+def _utc(record: object, name: str, *, optional: bool = False) -> None:
+    """Check that field `name` holds an aware datetime and store it converted to UTC."""
+    value = getattr(record, name)
+    if value is None and optional:
+        return
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{type(record).__name__}.{name}: needs a timezone-aware datetime, "
+                         f"got {value!r}")
+    object.__setattr__(record, name, value.astimezone(UTC))
 
 
+def _one_of(record: object, name: str, allowed: Collection[object], *,
+            optional: bool = False) -> None:
+    value = getattr(record, name)
+    if value is None and optional:
+        return
+    if value not in allowed:
+        raise ValueError(f"{type(record).__name__}.{name}: {value!r} is not one of "
+                         f"{sorted(map(str, allowed))}")
+
+
+def _non_empty(record: object, *names: str) -> None:
+    for name in names:
+        value = getattr(record, name)
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{type(record).__name__}.{name}: needs a non-empty string")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return value
+
+
+def jsonable(value: Any) -> Any:
+    """`json.dumps(default=...)` hook: timestamps, paths, sets, enums, records and pydantic
+    models become plain JSON data; anything else is a TypeError (never silently `str()`)."""
+    if isinstance(value, datetime):
+        return _json_value(value)
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, _Record):
+        return value.as_json()
+    dump = getattr(value, "model_dump", None)  # a pydantic model, without importing pydantic
+    if callable(dump):
+        return dump(mode="json")
+    raise TypeError(f"cannot store a {type(value).__name__} as JSON: {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Record:
+    def as_json(self, *, exclude: Collection[str] = ()) -> dict[str, Any]:
+        """The record as JSON-ready data (timestamps as ISO 8601 text), minus `exclude`."""
+        return {
+            f.name: _json_value(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name not in exclude
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServiceState(_Record):
     """A service and the side the store last recorded as live (None: never flipped)."""
 
     service: str
     live_side: Side | None
-    updated_at: UtcDatetime
+    updated_at: datetime
+
+    def __post_init__(self) -> None:
+        _one_of(self, "live_side", SIDES, optional=True)
+        _utc(self, "updated_at")
 
 
+@dataclass(frozen=True, kw_only=True)
 class SideState(_Record):
     """One side of a service: its patch level and its last verification."""
 
@@ -52,11 +118,16 @@ class SideState(_Record):
     side: Side
     patch_level: str | None = None
     """Free text, e.g. "demo-web=1.0.1,demo-openssl=3.0.15-1"."""
-    patched_at: UtcDatetime | None = None
-    verified_at: UtcDatetime | None = None
+    patched_at: datetime | None = None
+    verified_at: datetime | None = None
     verification_ok: bool | None = None
     verified_patch_level: str | None = None
     verification_summary: str | None = None
+
+    def __post_init__(self) -> None:
+        _one_of(self, "side", SIDES)
+        _utc(self, "patched_at", optional=True)
+        _utc(self, "verified_at", optional=True)
 
     @property
     def verified_after_patch(self) -> bool:
@@ -69,21 +140,29 @@ class SideState(_Record):
         return self.verified_patch_level == self.patch_level
 
 
+@dataclass(frozen=True, kw_only=True)
 class Run(_Record):
     """One rollout, campaign or other long operation. `params` are stored redacted."""
 
-    run_id: str = Field(min_length=1)
-    kind: str = Field(min_length=1)
+    run_id: str
+    kind: str
     """e.g. "rollout", "campaign"."""
     service: str | None
     status: RunStatus
     params: dict[str, Any]
     actor: str
-    started_at: UtcDatetime
-    finished_at: UtcDatetime | None = None
+    started_at: datetime
+    finished_at: datetime | None = None
     result: str | None = None
 
+    def __post_init__(self) -> None:
+        _non_empty(self, "run_id", "kind")
+        _one_of(self, "status", _RUN_STATUSES)
+        _utc(self, "started_at")
+        _utc(self, "finished_at", optional=True)
 
+
+@dataclass(frozen=True, kw_only=True)
 class JournalEntry(_Record):
     """A step boundary of a run; `seq` counts from 1 per run, in write order."""
 
@@ -92,16 +171,24 @@ class JournalEntry(_Record):
     step: str
     phase: JournalPhase
     data: dict[str, Any]
-    at: UtcDatetime
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _one_of(self, "phase", _PHASES)
+        _utc(self, "at")
 
 
+@dataclass(frozen=True, kw_only=True)
 class LockHolder(_Record):
     """Who takes a lock. `LockHolder.current()` describes this process."""
 
-    holder: str = Field(min_length=1)
+    holder: str
     """user@hostname"""
     pid: int
-    hostname: str = Field(min_length=1)
+    hostname: str
+
+    def __post_init__(self) -> None:
+        _non_empty(self, "holder", "hostname")
 
     @classmethod
     def current(cls) -> LockHolder:
@@ -113,6 +200,7 @@ class LockHolder(_Record):
         return cls(holder=f"{user}@{hostname}", pid=os.getpid(), hostname=hostname)
 
 
+@dataclass(frozen=True, kw_only=True)
 class LockInfo(_Record):
     """A held service lock."""
 
@@ -121,9 +209,13 @@ class LockInfo(_Record):
     holder: str
     pid: int
     hostname: str
-    acquired_at: UtcDatetime
+    acquired_at: datetime
+
+    def __post_init__(self) -> None:
+        _utc(self, "acquired_at")
 
 
+@dataclass(frozen=True, kw_only=True)
 class AuditEntryInput(_Record):
     """What a caller says about a change: who, which command, why, and the outcome.
 
@@ -132,20 +224,24 @@ class AuditEntryInput(_Record):
     Values under secret-looking keys are replaced by "***" before storing (see `redact`).
     """
 
-    actor: str = Field(min_length=1)
-    command: str = Field(min_length=1)
+    actor: str
+    command: str
     service: str | None = None
     reason: str | None = None
-    before: dict[str, Any] = Field(default_factory=dict)
-    after: dict[str, Any] = Field(default_factory=dict)
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
     result: str = "ok"
 
+    def __post_init__(self) -> None:
+        _non_empty(self, "actor", "command")
 
+
+@dataclass(frozen=True, kw_only=True)
 class AuditRecord(_Record):
     """One link of the audit chain. `hash` covers every other field, `prev_hash` included."""
 
     seq: int
-    at: UtcDatetime
+    at: datetime
     actor: str
     command: str
     service: str | None
@@ -155,3 +251,6 @@ class AuditRecord(_Record):
     result: str
     prev_hash: str
     hash: str
+
+    def __post_init__(self) -> None:
+        _utc(self, "at")

@@ -16,6 +16,7 @@ What a caller must know:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -26,8 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-
-from pydantic_core import to_jsonable_python
 
 from orchestrator.errors import AuditBroken, BadInput, LockHeld, StateError
 from orchestrator.sides import Side
@@ -57,6 +56,7 @@ from orchestrator.state.models import (
     RunStatus,
     ServiceState,
     SideState,
+    jsonable,
 )
 
 _SIDE_CHECK = "CHECK (side IN ('blue', 'green'))"
@@ -321,7 +321,7 @@ class SQLiteStateStore:
             prev_hash=str(head["head_hash"]),
             hash="",
         )
-        record = draft.model_copy(update={"hash": record_hash(draft)})
+        record = dataclasses.replace(draft, hash=record_hash(draft))
         try:
             conn.execute(
                 "INSERT INTO audit_log (seq, at, actor, command, service, reason, before, after,"
@@ -504,8 +504,8 @@ class SQLiteStateStore:
                 audit,
                 now,
                 service=service,
-                before=old.model_dump(mode="json", exclude={"service"}),
-                after=new.model_dump(mode="json", exclude={"service"}),
+                before=old.as_json(exclude={"service"}),
+                after=new.as_json(exclude={"service"}),
             )
         return new
 
@@ -603,7 +603,7 @@ class SQLiteStateStore:
                 before={"run_id": run_id, "status": run.status},
                 after={"run_id": run_id, "status": status, "result": result},
             )
-        return run.model_copy(update={"status": status, "finished_at": now, "result": result})
+        return dataclasses.replace(run, status=status, finished_at=now, result=result)
 
     def _resumable_run(self, conn: sqlite3.Connection, run_id: str) -> Run:
         row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -771,7 +771,8 @@ class SQLiteStateStore:
 
 def _clean(obj: dict[str, Any]) -> dict[str, Any]:
     """Redacted, JSON-normalised copy: exactly what reading it back will return."""
-    cleaned: dict[str, Any] = json.loads(canonical_json(to_jsonable_python(redact(obj))))
+    plain = json.loads(json.dumps(obj, default=jsonable))
+    cleaned: dict[str, Any] = json.loads(canonical_json(redact(plain)))
     return cleaned
 
 
@@ -802,7 +803,7 @@ def _lock_held(lock: LockInfo) -> LockHeld:
 
 
 def _lock_dump(lock: LockInfo | None) -> dict[str, Any]:
-    return {} if lock is None else lock.model_dump(mode="json", exclude={"service"})
+    return {} if lock is None else lock.as_json(exclude={"service"})
 
 
 def _ts(value: Any) -> datetime | None:

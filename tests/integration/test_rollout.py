@@ -246,18 +246,41 @@ def _audit_table(conn: sqlite3.Connection) -> str:
 
 
 def test_rollback_imports_neither_ansible_nor_pytest(fresh_lab: Lab) -> None:
+    """...nor, once any full load left the validated-config snapshot, pydantic or PyYAML."""
     lab = fresh_lab
+    assert bluegreen(lab.paths.config, "status", "api").returncode == 0  # leaves the snapshot
     code = (
         "import sys\nfrom orchestrator.cli import main\n"
         f"try:\n    main(['-c', {str(lab.paths.config)!r}, 'rollback', 'api', '--reason', 'import test'])\n"
         "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'ansible', 'ansible_runner', 'pytest', '_pytest', 'testinfra'})\n"
+        "{'ansible', 'ansible_runner', 'pytest', '_pytest', 'testinfra', 'pydantic', "
+        "'pydantic_core', 'yaml', 'tenacity', 'paramiko', 'rich', 'http'})\n"
         "assert not heavy, heavy\n"
         f"main(['-c', {str(lab.paths.config)!r}, 'rollback', 'api', '--reason', 'back'])\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_rollback_never_uses_a_stale_config_snapshot(fresh_lab: Lab, tmp_path: Path) -> None:
+    """Edit bluegreen.yml after the snapshot was taken: rollback validates the new bytes
+    in full and refuses bad input (exit 2, field named) with traffic where it was."""
+    lab = fresh_lab
+    config = tmp_path / "bluegreen.yml"
+    text = lab.paths.config.read_text()
+    config.write_text(text)
+    assert bluegreen(config, "status", "api").returncode == 0  # snapshot of the good file
+    live = served_by(lab, "api")
+    config.write_text(text.replace("drain_seconds: 5", "drain_seconds: -5"))
+    proc = bluegreen(config, "rollback", "api", "--reason", "stale snapshot test")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "router.drain_seconds" in proc.stderr and "fix:" in proc.stderr
+    assert served_by(lab, "api") == live
+    config.write_text(text.replace("drain_seconds: 5", "drain_seconds: 6"))  # valid, new
+    proc = bluegreen(config, "rollback", "api", "--reason", "fresh snapshot test")
+    assert proc.returncode == 0, proc.stderr
+    assert served_by(lab, "api") != live
 
 
 def test_plan_shows_changes_and_changes_nothing(fresh_lab: Lab) -> None:

@@ -4,6 +4,7 @@ state files are private, no shell anywhere, and the audit chain catches tamperin
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import os
 import shutil
@@ -232,10 +233,8 @@ def _tamper(db: Path, how: str) -> None:
         elif how == "inserted":
             # a well-formed record, correctly linked and hashed: only the head catches it
             last = conn.execute("SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-            forged = _audit_from_row(last).model_copy(
-                update={"seq": last["seq"] + 1, "reason": "forged", "prev_hash": last["hash"]}
-            )
-            forged = forged.model_copy(update={"hash": record_hash(forged)})
+            forged = dataclasses.replace(_audit_from_row(last), seq=last["seq"] + 1, reason="forged", prev_hash=last["hash"])
+            forged = dataclasses.replace(forged, hash=record_hash(forged))
             cols = [k for k in last.keys()]  # noqa: SIM118 - sqlite3.Row
             values = dict(last)
             values.update(seq=forged.seq, reason="forged", prev_hash=last["hash"], hash=forged.hash)

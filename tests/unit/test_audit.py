@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,10 +41,8 @@ def tamper(store: SQLiteStateStore, *statements: str) -> None:
 
 def insert_forged(store: SQLiteStateStore, seq: int, prev_hash: str) -> None:
     """Insert a record whose own hash is correct (the forger knows the algorithm)."""
-    forged = store.audit_records()[0].model_copy(
-        update={"seq": seq, "actor": "mallory", "command": "forged", "prev_hash": prev_hash}
-    )
-    forged = forged.model_copy(update={"hash": record_hash(forged)})
+    forged = dataclasses.replace(store.audit_records()[0], seq=seq, actor="mallory", command="forged", prev_hash=prev_hash)
+    forged = dataclasses.replace(forged, hash=record_hash(forged))
     conn = sqlite3.connect(store.path, isolation_level=None)
     try:
         conn.execute(
@@ -95,8 +94,8 @@ def test_hash_covers_every_field_but_hash(store: SQLiteStateStore) -> None:
         ("result", "failed"),
         ("prev_hash", GENESIS_HASH),
     ]:
-        assert record_hash(record.model_copy(update={field: value})) != record.hash, field
-    assert record_hash(record.model_copy(update={"hash": "x"})) == record.hash
+        assert record_hash(dataclasses.replace(record, **{field: value})) != record.hash, field
+    assert record_hash(dataclasses.replace(record, hash="x")) == record.hash
 
 
 def test_edited_record_is_detected(store: SQLiteStateStore) -> None:
@@ -107,7 +106,7 @@ def test_edited_record_is_detected(store: SQLiteStateStore) -> None:
 
 
 def test_edit_with_recomputed_hash_breaks_the_next_link(store: SQLiteStateStore) -> None:
-    edited = store.audit_records()[2].model_copy(update={"actor": "mallory"})
+    edited = dataclasses.replace(store.audit_records()[2], actor="mallory")
     new_hash = record_hash(edited)
     tamper(store, f"UPDATE audit_log SET actor = 'mallory', hash = '{new_hash}' WHERE seq = 3")
     report = store.verify_audit()

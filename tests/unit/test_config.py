@@ -38,6 +38,16 @@ def minimal() -> dict[str, Any]:
     }
 
 
+def haproxy_router(**overrides: Any) -> dict[str, Any]:
+    return {
+        "kind": "haproxy",
+        "socket": "unix:///run/haproxy/admin.sock",
+        "map_file": "/etc/haproxy/bg.map",
+        "server_state_file": "/var/lib/haproxy/state",
+        **overrides,
+    }
+
+
 def write(tmp_path: Path, data: Any, name: str = "bluegreen.yml") -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(data, sort_keys=False) if not isinstance(data, str) else data)
@@ -337,13 +347,7 @@ def test_absurd_or_bad_service_values(
 
 def test_frontend_for_unknown_service(tmp_path: Path) -> None:
     data = minimal()
-    data["router"] = {
-        "kind": "haproxy",
-        "socket": "unix:///run/haproxy/admin.sock",
-        "map_file": "/etc/haproxy/bg.map",
-        "server_state_file": "/var/lib/haproxy/state",
-        "frontends": {"wbe": "http://lb"},
-    }
+    data["router"] = haproxy_router(frontends={"wbe": "http://lb"})
     msg = bad(write(tmp_path, data))
     assert "router.frontends" in msg and "wbe" in msg
 

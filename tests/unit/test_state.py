@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import sqlite3
@@ -180,13 +181,11 @@ def test_verified_after_patch_rules() -> None:
         verified_patch_level="v2",
     )
     assert good.verified_after_patch
-    assert not good.model_copy(
-        update={"verified_at": t0 - timedelta(seconds=1)}
-    ).verified_after_patch
-    assert not good.model_copy(update={"verified_patch_level": "v1"}).verified_after_patch
-    assert not good.model_copy(update={"verification_ok": None}).verified_after_patch
-    assert not good.model_copy(update={"verified_at": None}).verified_after_patch
-    assert good.model_copy(update={"patched_at": None}).verified_after_patch
+    assert not dataclasses.replace(good, verified_at=t0 - timedelta(seconds=1)).verified_after_patch
+    assert not dataclasses.replace(good, verified_patch_level="v1").verified_after_patch
+    assert not dataclasses.replace(good, verification_ok=None).verified_after_patch
+    assert not dataclasses.replace(good, verified_at=None).verified_after_patch
+    assert dataclasses.replace(good, patched_at=None).verified_after_patch
 
 
 def test_naive_timestamps_are_rejected() -> None:
