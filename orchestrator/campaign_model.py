@@ -35,9 +35,9 @@ from orchestrator.config import (
     PackageSpec,
     PackageVersion,
     ServiceName,
-    _validation_to_bad_input,
+    validation_to_bad_input,
 )
-from orchestrator.errors import BadInput
+from orchestrator.errors import BadInput, unknown_service
 
 CAMPAIGN_EXAMPLE = "inventories/example/campaigns/2026-11-openssl.yml"
 MAX_CAMPAIGN_BYTES = 256 * 1024
@@ -316,8 +316,10 @@ def _resolve_refs(refs: list[Any], config: LoadedConfig, where: str) -> list[str
                     hint="name an inventory group that contains both side groups of a service",
                 )
             out += found
+        elif ref not in config.services:
+            err = unknown_service(config.path, ref, config.services)
+            raise BadInput(f"campaign {where}: {err.message}", hint=err.hint)
         else:
-            config.service(ref)
             out.append(ref)
     return out
 
@@ -387,7 +389,7 @@ def campaign_from_dict(data: dict[str, Any], name: str = "campaign") -> Campaign
     try:
         return Campaign.model_validate(data)
     except ValidationError as exc:
-        err = _validation_to_bad_input(exc, name, Campaign)
+        err = validation_to_bad_input(exc, name, Campaign)
         raise BadInput(
             err.message.replace(_EXAMPLE, CAMPAIGN_EXAMPLE),
             hint=(err.hint or "").replace(_EXAMPLE, CAMPAIGN_EXAMPLE),

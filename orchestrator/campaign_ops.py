@@ -10,6 +10,7 @@ from orchestrator.campaign_model import Campaign, advisories_for, packages_for, 
 from orchestrator.campaign_state import begun_steps, ended_steps, service_states
 from orchestrator.config import LoadedConfig
 from orchestrator.errors import BadInput
+from orchestrator.lab.proc import alive
 from orchestrator.routers.base import Router
 from orchestrator.schedule import window_state
 from orchestrator.sides import other_side
@@ -115,23 +116,11 @@ def display_status(store: StateStore, run: Run) -> str:
     if "approval" in begun and "approval" not in ends:
         return AWAITING
     lock = store.get_lock(campaign_lock(str(run.params.get("name"))))
-    if lock is not None and lock.run_id == run.run_id and _alive(lock.pid):
+    if lock is not None and lock.run_id == run.run_id and alive(lock.pid):
         return "running"
     if run.status == "deferred":
         return "converge_pending" if (run.result or "").startswith("patched;") else "deferred"
     return "interrupted"
-
-
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def campaign_status(store: StateStore, run: Run) -> dict[str, Any]:

@@ -657,6 +657,22 @@ def verify(ctx: click.Context, service: str, side: str | None, as_json: bool) ->
         raise VerificationFailed(f"{service} {target}: verification failed")
 
 
+def _finish_drift(report: Any, doc: dict[str, Any], title: str, failure: str,
+                  as_json: bool) -> None:
+    """Shared end of `drift` and `baseline check`: render (text or JSON), exit 3 on drift."""
+    from orchestrator.errors import VerificationFailed
+
+    if as_json:
+        _emit_json({**doc, **report.as_dict()})
+    else:
+        click.echo(f"{title}: {report.summary()}")
+        _render_drift(report)
+    if not report.ok:
+        if as_json:
+            sys.exit(VerificationFailed.exit_code)
+        raise VerificationFailed(failure)
+
+
 def _render_drift(report: Any) -> None:
     for host, why in sorted(report.errors.items()):
         click.echo(f"  {host}  " + click.style("error", fg="red") + f"  {why}")
@@ -681,21 +697,14 @@ def drift(ctx: click.Context, service: str, side: str | None, as_json: bool) -> 
     """Compare SERVICE's sides: packages, enabled and running units, listening ports, file
     hashes. The standby may differ from the live side only in the patched packages; hosts
     within a side must match. Exit 3 on drift."""
-    from orchestrator.errors import VerificationFailed
     from orchestrator.verification import side_drift
 
     config = _load(ctx)
     target = _standby_or(config, service, side)
     report = side_drift(config, service, target)
-    if as_json:
-        _emit_json({"service": service, "side": target, **report.as_dict()})
-    else:
-        click.echo(f"{service} {target} vs the other side: {report.summary()}")
-        _render_drift(report)
-    if not report.ok:
-        if as_json:
-            sys.exit(VerificationFailed.exit_code)
-        raise VerificationFailed(f"{service}: drift between or within the sides")
+    _finish_drift(report, {"service": service, "side": target},
+                  f"{service} {target} vs the other side",
+                  f"{service}: drift between or within the sides", as_json)
 
 
 @main.group()
@@ -773,7 +782,6 @@ def baseline_check(
     """Compare hosts against the approved baseline; exit 3 on any difference."""
     import time
 
-    from orchestrator.errors import VerificationFailed
     from orchestrator.probes.baseline import check_against, read_baseline
 
     config = _load(ctx)
@@ -784,15 +792,9 @@ def baseline_check(
     sides: list[Any] = [side] if side else ["blue", "green"]
     hosts, _, fps, errors = _side_fingerprints(config, service, sides)
     report = check_against(hosts, fps, errors, approved, time.monotonic() - started)
-    if as_json:
-        _emit_json({"service": service, "baseline": str(source), **report.as_dict()})
-    else:
-        click.echo(f"{service} vs {source}: {report.summary()}")
-        _render_drift(report)
-    if not report.ok:
-        if as_json:
-            sys.exit(VerificationFailed.exit_code)
-        raise VerificationFailed(f"{service}: hosts differ from the baseline {source}")
+    _finish_drift(report, {"service": service, "baseline": str(source)},
+                  f"{service} vs {source}", f"{service}: hosts differ from the baseline {source}",
+                  as_json)
 
 
 @main.command()

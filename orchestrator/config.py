@@ -274,6 +274,17 @@ class BakeSettings(_Model):
     interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     url_path: Annotated[str, AfterValidator(_check_url_path)] = "/"
     max_failures: int = Field(default=3, ge=1, le=10000, description="consecutive failures")
+    max_error_ratio: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="share of 5xx among ALL responses of the new side at the load balancer"
+        " (real users' traffic too) above which bake rolls back",
+    )
+    min_responses: int = Field(
+        default=20, ge=1, le=10_000_000,
+        description="responses the load balancer must have counted before the ratio is judged",
+    )
 
 
 class DriftSettings(_Model):
@@ -525,7 +536,7 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
     try:
         model = BluegreenConfig.model_validate(data)
     except ValidationError as exc:
-        raise _validation_to_bad_input(exc, name, BluegreenConfig) from None
+        raise validation_to_bad_input(exc, name, BluegreenConfig) from None
     absolute = cfg_path.resolve()
     return LoadedConfig(model=model, path=absolute, base_dir=absolute.parent, digest=digest)
 
@@ -769,7 +780,7 @@ def _field_type_at(loc: Sequence[int | str], root: type[BaseModel]) -> Any:
     return tp
 
 
-def _validation_to_bad_input(
+def validation_to_bad_input(
     exc: ValidationError, name: str, root: type[BaseModel], *, limit: int = 5
 ) -> BadInput:
     errors = exc.errors(include_url=False)

@@ -28,7 +28,7 @@ from orchestrator.errors import (
     RouterError,
     VerificationFailed,
 )
-from orchestrator.routers.base import Router
+from orchestrator.routers.base import Router, TrafficCounters
 from orchestrator.sides import Side, other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput, Run
@@ -378,6 +378,8 @@ class Rollout:
         deadline = time.monotonic() + bake.seconds
         sent = failed = streak = 0
         last_error = ""
+        watch = _TrafficWatch(self.router, service, new, bake.max_error_ratio,
+                              bake.min_responses)
         while time.monotonic() < deadline:
             self._check_not_aborted(run.run_id)
             ok, last = _probe_once(url, header, backend) if url else (True, "")
@@ -391,8 +393,12 @@ class Rollout:
                 self._emit(run.run_id, "bake", "progress", f"request failed: {last}")
                 if streak >= bake.max_failures:
                     self._auto_rollback(run, service, old, new, last_error)
+            degraded = watch.degraded()
+            if degraded:
+                self._auto_rollback(run, service, old, new, degraded)
             time.sleep(bake.interval_seconds)
-        return {"seconds": bake.seconds, "requests": sent, "failed": failed, "url": url}
+        return {"seconds": bake.seconds, "requests": sent, "failed": failed, "url": url,
+                **watch.as_dict()}
 
     def _auto_rollback(self, run: Run, service: str, old: Side, new: Side, why: str) -> None:
         self._emit(run.run_id, "bake", "info", f"degraded under traffic ({why}): rolling back")
@@ -506,6 +512,43 @@ def _describe(step: str, data: dict[str, Any]) -> str:
     if step == "flip":
         return f"flipped {data['from']} -> {data['to']}"
     return f"baked {data['seconds']}s: {data['requests']} requests, {data['failed']} failed"
+
+
+class _TrafficWatch:
+    """The new side's responses as the load balancer counts them for every client: real
+    users' 5xx count against the side, not only bluegreen's own probe requests."""
+
+    def __init__(self, router: Router, service: str, side: Side, max_ratio: float,
+                 min_responses: int) -> None:
+        self.router, self.service, self.side = router, service, side
+        self.max_ratio, self.min_responses = max_ratio, min_responses
+        self.start = self._read()
+        self.seen = TrafficCounters(0, 0)
+
+    def _read(self) -> TrafficCounters | None:
+        try:
+            return self.router.counters(self.service, self.side)
+        except RouterError:
+            return None
+
+    def degraded(self) -> str | None:
+        if self.start is None:
+            return None
+        now = self._read()
+        if now is None:
+            return None
+        self.seen = now.since(self.start)
+        total, errors = self.seen.responses, self.seen.errors_5xx
+        if total >= self.min_responses and errors > self.max_ratio * total:
+            return (f"{errors} of {total} responses of {self.side} at the load balancer were "
+                    f"5xx ({errors / total:.0%}, limit {self.max_ratio:.0%})")
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.start is None:
+            return {"lb_counters": None}
+        return {"lb_counters": {"responses": self.seen.responses,
+                                "errors_5xx": self.seen.errors_5xx}}
 
 
 def _bake_url(config: LoadedConfig, service: str) -> str | None:

@@ -3,6 +3,11 @@
 The gate is: the built-in checks (`probes.gate.gate_checks`), the service's user suites
 (plain pytest-testinfra files), and drift against the other side (`probes.drift`) when the
 service's `drift.mode` is "fail" ("warn": reported, does not fail; "off": not run).
+
+One gate run is one probe run: checks, in-process suites and drift share one strict SSH
+connection per host (`probes.pool.ConnectionPool`), opened on first use and closed when the
+run ends, also on errors. A suite that needs pytest itself runs in a `pytest --hosts`
+subprocess (`probes.suites.run_suite`), which makes connections of its own.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from orchestrator.state.models import AuditEntryInput
 
 if TYPE_CHECKING:
     from orchestrator.probes.drift import DriftReport
+    from orchestrator.probes.pool import ConnectionPool
 
 DEFAULT_DEADLINE_S = 120.0
 
@@ -52,8 +58,12 @@ def side_drift(
     *,
     packages: Sequence[PackageSpec] = (),
     deadline_s: float = DEFAULT_DEADLINE_S,
+    pool: ConnectionPool | None = None,
 ) -> DriftReport:
-    """`side` against the other side of `service` (and each side within itself)."""
+    """`side` against the other side of `service` (and each side within itself).
+
+    `pool`: the run's connections (default: one per host of both sides, closed at the end).
+    """
     import time
 
     from orchestrator.inventory import load_fleet
@@ -65,7 +75,7 @@ def side_drift(
     mine = targets_for(config, fleet.side(side))
     theirs = targets_for(config, fleet.side(other_side(side)))
     files = config.service(service).drift.files
-    fps, errors = read_fingerprints([*mine, *theirs], files, deadline_s)
+    fps, errors = read_fingerprints([*mine, *theirs], files, deadline_s, pool=pool)
     names = {t.name for t in mine}
     diffs = compare_sides(
         {h: fp for h, fp in fps.items() if h in names},
@@ -76,7 +86,9 @@ def side_drift(
     return timed_report(hosts, started, diffs, errors)
 
 
-def _suite_report(suite: str, targets: Sequence[ProbeTarget], deadline_s: float) -> ProbeReport:
+def _suite_report(
+    suite: str, targets: Sequence[ProbeTarget], deadline_s: float, pool: ConnectionPool
+) -> ProbeReport:
     from orchestrator.probes.hostsuite import load_host_tests, run_host_tests
     from orchestrator.probes.suites import run_suite
 
@@ -84,9 +96,9 @@ def _suite_report(suite: str, targets: Sequence[ProbeTarget], deadline_s: float)
         tests = load_host_tests(suite)
     except Exception:  # noqa: BLE001 - pytest itself reports what is wrong with the file
         tests = None
-    if tests is None:
+    if tests is None:  # a pytest subprocess: its own connections
         return run_suite(suite, targets, deadline_s)
-    return run_host_tests(suite, tests, targets, deadline_s)
+    return run_host_tests(suite, tests, targets, deadline_s, pool=pool)
 
 
 def run_gate(
@@ -98,26 +110,39 @@ def run_gate(
     advisories: Sequence[dict[str, Any]] = (),
     deadline_s: float = DEFAULT_DEADLINE_S,
 ) -> tuple[ProbeReport, DriftReport | None, list[str]]:
-    """Checks, suites and drift of one side, run concurrently: (report, drift, warnings)."""
+    """Checks, suites and drift of one side, run concurrently over one connection per host:
+    (report, drift, warnings)."""
     import time
 
     from orchestrator.inventory import load_fleet
     from orchestrator.probes.engine import run_checks
     from orchestrator.probes.gate import gate_checks, targets_for
+    from orchestrator.probes.pool import ConnectionPool
 
     svc = config.service(service)
     checks = gate_checks(config, service, packages, advisories)
     targets = targets_for(config, load_fleet(config).service(service).side(side))
     started_at = time.time()
     t0 = time.monotonic()
-    with ThreadPoolExecutor(max_workers=2 + len(svc.suites)) as pool:
-        checks_f = pool.submit(run_checks, targets, checks, deadline_s)
+    with (
+        ConnectionPool() as connections,
+        ThreadPoolExecutor(max_workers=2 + len(svc.suites)) as pool,
+    ):
+        checks_f = pool.submit(run_checks, targets, checks, deadline_s, pool=connections)
         suite_fs = [
-            pool.submit(_suite_report, str(config.resolve(s)), targets, deadline_s)
+            pool.submit(_suite_report, str(config.resolve(s)), targets, deadline_s, connections)
             for s in svc.suites
         ]
         drift_f = (
-            pool.submit(side_drift, config, service, side, packages=packages, deadline_s=deadline_s)
+            pool.submit(
+                side_drift,
+                config,
+                service,
+                side,
+                packages=packages,
+                deadline_s=deadline_s,
+                pool=connections,
+            )
             if svc.drift.mode != "off"
             else None
         )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from orchestrator.lab.lab import Lab, LabShape
+from tests.support.lab import reset_state_dir
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -46,18 +46,11 @@ def lab() -> Iterator[Lab]:
         assert not result["leftovers"], result
 
 
-def reset_state(the_lab: Lab) -> None:
-    state_dir = the_lab.paths.root / "state"
-    if state_dir.exists():
-        shutil.rmtree(state_dir)
-    state_dir.mkdir(mode=0o700)
-
-
 @pytest.fixture
 def fresh_lab(lab: Lab) -> Lab:
     """For destructive tests: every host back to its image, traffic on blue, empty state."""
     lab.reset()
-    reset_state(lab)
+    reset_state_dir(lab)
     return lab
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import BadInput
@@ -31,75 +33,79 @@ def check_kind(kind: str) -> None:
         raise BadInput(f"unknown fault kind {kind!r}", hint=f"use one of: {', '.join(KINDS)}")
 
 
-def inject(
-    kind: str, paths: LabPaths, *, host: str, index: int, nspawn_pid: int, root: Path
-) -> None:
-    check_kind(kind)
-    veth = net.veth_name(paths, index)
-    if kind == "unreachable":
-        run(["ip", "link", "set", veth, "down"])
-    elif kind == "sshd-down":
-        exec_in(nspawn_pid, ["systemctl", "stop", "ssh.service"])
-    elif kind == "service-down":
-        exec_in(nspawn_pid, ["systemctl", "stop", "demo-web.service"])
-    elif kind == "slow":
-        run(["tc", "qdisc", "replace", "dev", veth, "root", *SLOW])
-        run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                net.netns_name(paths, host),
-                "tc",
-                "qdisc",
-                "replace",
-                "dev",
-                "eth0",
-                "root",
-                *SLOW,
-            ]
-        )
-    elif kind == "disk-full":
-        fill = (root / FILL_FILE).resolve()
-        # write until ENOSPC (fallocate is not supported by every tmpfs)
-        chunk = b"\0" * (1 << 20)
-        with open(fill, "wb", buffering=0) as f:
+@dataclass(frozen=True)
+class FaultTarget:
+    """One lab host, as the fault actions need it."""
+
+    paths: LabPaths
+    host: str
+    index: int
+    nspawn_pid: int
+    root: Path
+
+    @property
+    def veth(self) -> str:
+        return net.veth_name(self.paths, self.index)
+
+    def in_netns(self, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", net.netns_name(self.paths, self.host), *argv]
+
+
+def _link(state: str) -> Callable[[FaultTarget], None]:
+    def act(t: FaultTarget) -> None:
+        run(["ip", "link", "set", t.veth, state])
+
+    return act
+
+
+def _unit(action: str, unit: str) -> Callable[[FaultTarget], None]:
+    def act(t: FaultTarget) -> None:
+        exec_in(t.nspawn_pid, ["systemctl", action, unit])
+
+    return act
+
+
+def _slow_on(t: FaultTarget) -> None:
+    run(["tc", "qdisc", "replace", "dev", t.veth, "root", *SLOW])
+    run(t.in_netns(["tc", "qdisc", "replace", "dev", "eth0", "root", *SLOW]))
+
+
+def _slow_off(t: FaultTarget) -> None:
+    run(["tc", "qdisc", "del", "dev", t.veth, "root"], check=False)
+    run(t.in_netns(["tc", "qdisc", "del", "dev", "eth0", "root"]), check=False)
+
+
+def _fill_disk(t: FaultTarget) -> None:
+    # write until ENOSPC (fallocate is not supported by every tmpfs), then fill the rest
+    with open((t.root / FILL_FILE).resolve(), "wb", buffering=0) as f:
+        for size in (1 << 20, 4096):
+            chunk = b"\0" * size
             try:
                 while True:
                     f.write(chunk)
             except OSError:
                 pass
-            try:
-                while True:
-                    f.write(b"\0" * 4096)
-            except OSError:
-                pass
 
 
-def undo(kind: str, paths: LabPaths, *, host: str, index: int, nspawn_pid: int, root: Path) -> None:
-    veth = net.veth_name(paths, index)
-    if kind == "unreachable":
-        run(["ip", "link", "set", veth, "up"])
-    elif kind == "sshd-down":
-        exec_in(nspawn_pid, ["systemctl", "start", "ssh.service"])
-    elif kind == "service-down":
-        exec_in(nspawn_pid, ["systemctl", "start", "demo-web.service"])
-    elif kind == "slow":
-        run(["tc", "qdisc", "del", "dev", veth, "root"], check=False)
-        run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                net.netns_name(paths, host),
-                "tc",
-                "qdisc",
-                "del",
-                "dev",
-                "eth0",
-                "root",
-            ],
-            check=False,
-        )
-    elif kind == "disk-full":
-        (root / FILL_FILE).resolve().unlink(missing_ok=True)
+def _free_disk(t: FaultTarget) -> None:
+    (t.root / FILL_FILE).resolve().unlink(missing_ok=True)
+
+
+#: kind -> (inject, undo)
+ACTIONS: dict[str, tuple[Callable[[FaultTarget], None], Callable[[FaultTarget], None]]] = {
+    "unreachable": (_link("down"), _link("up")),
+    "sshd-down": (_unit("stop", "ssh.service"), _unit("start", "ssh.service")),
+    "service-down": (_unit("stop", "demo-web.service"), _unit("start", "demo-web.service")),
+    "slow": (_slow_on, _slow_off),
+    "disk-full": (_fill_disk, _free_disk),
+}
+
+
+def inject(kind: str, target: FaultTarget) -> None:
+    check_kind(kind)
+    ACTIONS[kind][0](target)
+
+
+def undo(kind: str, target: FaultTarget) -> None:
+    check_kind(kind)
+    ACTIONS[kind][1](target)

@@ -462,34 +462,25 @@ class Lab:
             return None
 
     # ---- faults and fresh hosts ----------------------------------------------------------
+    def _fault_target(self, name: str) -> tuple[LabState, faults.FaultTarget]:
+        state, spec = self.host(name)
+        root = hosts.host_dir(self.paths, name) / "root"
+        return state, faults.FaultTarget(self.paths, name, spec.index, state.pids[name], root)
+
     def fault(self, name: str, kind: str) -> None:
         faults.check_kind(kind)
-        state, spec = self.host(name)
-        faults.inject(
-            kind,
-            self.paths,
-            host=name,
-            index=spec.index,
-            nspawn_pid=state.pids[name],
-            root=hosts.host_dir(self.paths, name) / "root",
-        )
+        state, target = self._fault_target(name)
+        faults.inject(kind, target)
         active = state.faults.setdefault(name, [])
         if kind not in active:
             active.append(kind)
         self._save(state)
 
     def heal(self, name: str) -> list[str]:
-        state, spec = self.host(name)
+        state, target = self._fault_target(name)
         undone = list(reversed(state.faults.get(name, [])))
         for kind in undone:
-            faults.undo(
-                kind,
-                self.paths,
-                host=name,
-                index=spec.index,
-                nspawn_pid=state.pids[name],
-                root=hosts.host_dir(self.paths, name) / "root",
-            )
+            faults.undo(kind, target)
         state.faults.pop(name, None)
         self._save(state)
         return undone

@@ -27,6 +27,7 @@ from orchestrator.probes.base import ProbeTarget
 log = logging.getLogger(__name__)
 
 _READ_CHUNK = 65536
+_NO_STDIN = b"exec </dev/null; "
 MAX_CHANNELS = 4
 """Concurrent commands per connection: below sshd's default MaxSessions (10)."""
 
@@ -80,6 +81,7 @@ class SSHConnection:
         self._client: paramiko.SSHClient | None = None
         # Commands may run from several threads at once, one channel each.
         self._channels = threading.BoundedSemaphore(max(1, max_channels))
+        self._open_lock = threading.Lock()  # threads sharing us connect once
 
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> SSHConnection:
@@ -103,8 +105,11 @@ class SSHConnection:
 
     def open(self, timeout: float | None = None) -> None:
         """Connect, or raise ProbeConnectionError whose message is the evidence."""
-        if self.is_open:
-            return
+        with self._open_lock:
+            if not self.is_open:
+                self._open(timeout)
+
+    def _open(self, timeout: float | None) -> None:
         t = self.target
         timeout = (
             t.connect_timeout if timeout is None else max(0.5, min(timeout, t.connect_timeout))
@@ -190,18 +195,33 @@ class SSHConnection:
         Raises CommandTimeout when it does not finish within `timeout` seconds (the
         channel is closed, so nothing keeps running on our side).
         """
-        if self._client is None:
+        client = self._client
+        if client is None:
             raise ProbeConnectionError("not connected", reason="ssh")
-        transport = self._client.get_transport()
+        transport = client.get_transport()
         if transport is None or not transport.is_active():
-            raise ProbeConnectionError(
-                f"connection to {self.target.known_hosts_name} was lost", reason="unreachable"
-            )
+            raise self._lost()
         text = command.decode(errors="replace") if isinstance(command, bytes) else command
         timeout = max(0.1, timeout)
         deadline = time.monotonic() + timeout
         with self._channels:
-            return self._run_on_channel(transport, command, text, timeout, deadline)
+            try:
+                return self._run_on_channel(transport, command, text, timeout, deadline)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                # The connection broke (host gone, closed at the end of the run): evidence.
+                if not transport.is_active():
+                    raise self._lost() from exc
+                if time.monotonic() >= deadline:
+                    raise CommandTimeout(text, timeout) from exc
+                raise ProbeConnectionError(
+                    f"ssh error with {self.target.known_hosts_name}: {exc or type(exc).__name__}",
+                    reason="ssh",
+                ) from exc
+
+    def _lost(self) -> ProbeConnectionError:
+        return ProbeConnectionError(
+            f"connection to {self.target.known_hosts_name} was lost", reason="unreachable"
+        )
 
     def _open_channel(
         self, transport: paramiko.Transport, text: str, timeout: float, deadline: float
@@ -232,8 +252,13 @@ class SSHConnection:
         chan = self._open_channel(transport, text, timeout, deadline)
         try:
             chan.settimeout(timeout)
-            chan.exec_command(command)
-            chan.shutdown_write()
+            # stdin is /dev/null on the host, so we never send EOF ourselves: paramiko's
+            # shutdown_write() can put its EOF on the wire after the CLOSE its transport
+            # thread sends back for a command that already ended, and sshd then drops the
+            # whole connection ("ieof packet referred to nonexistent channel").
+            chan.exec_command(
+                _NO_STDIN + command if isinstance(command, bytes) else _NO_STDIN.decode() + command
+            )
             out = bytearray()
             err = bytearray()
             while True:
@@ -254,7 +279,18 @@ class SSHConnection:
                 if remaining <= 0:
                     raise CommandTimeout(text, timeout)
                 select.select([chan], [], [], min(remaining, 0.2))
+            # paramiko says -1 for a channel closed without an exit status (it closes the
+            # channels of a dying connection before it marks the transport inactive): partial
+            # output and no exit status are no result.
             rc = chan.recv_exit_status() if chan.exit_status_ready() else -1
+            if rc < 0:
+                if not transport.is_active():
+                    raise self._lost()
+                raise ProbeConnectionError(
+                    f"no exit status from {self.target.known_hosts_name} for: {text[:120]}"
+                    " (the command was killed, or the connection broke)",
+                    reason="ssh",
+                )
             return rc, bytes(out), bytes(err)
         except TimeoutError as exc:
             raise CommandTimeout(text, timeout) from exc

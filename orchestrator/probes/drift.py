@@ -1,8 +1,9 @@
 """Drift: the two sides of a service must be mirror images except for the patch.
 
 A `Fingerprint` per host (installed packages with versions, enabled unit files, running
-services, listening TCP ports, sha256 of configured files) is read with one command over one
-strict SSH connection. `compare_sides` says which host differs from what, and why:
+services, listening TCP ports, sha256 of configured files) is read with one command over the
+host's one strict SSH connection of the run (a `ConnectionPool`, shared with the gate's checks
+and suites when drift is part of a verification). `compare_sides` says which host differs from what, and why:
 hosts within a side must match, and the standby must match the live side except for the
 packages the patch changed. An unreachable host is an error, never "no drift".
 """
@@ -18,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from orchestrator.probes.base import CheckResult, ProbeTarget
-from orchestrator.probes.connection import CommandTimeout, ProbeConnectionError, SSHConnection
+from orchestrator.probes.connection import CommandTimeout, ProbeConnectionError
+from orchestrator.probes.pool import ConnectionPool, shared
 
 Kind = Literal["package", "unit-enabled", "unit-running", "port", "file"]
 KINDS: tuple[Kind, ...] = ("package", "unit-enabled", "unit-running", "port", "file")
@@ -146,9 +148,18 @@ def _address_class(addr: str) -> str:
     return "host-address"
 
 
-def read_fingerprint(target: ProbeTarget, files: Sequence[str], timeout: float) -> Fingerprint:
-    """One strict SSH connection, one command. Raises ProbeConnectionError/FingerprintError."""
-    with SSHConnection(target) as conn:
+def read_fingerprint(
+    target: ProbeTarget,
+    files: Sequence[str],
+    timeout: float,
+    pool: ConnectionPool | None = None,
+) -> Fingerprint:
+    """One command over the host's connection in `pool` (default: a connection of its own).
+
+    Raises ProbeConnectionError, CommandTimeout or FingerprintError.
+    """
+    with shared(pool) as connections:
+        conn = connections.get(target, timeout=timeout)
         rc, out, err = conn.run(fingerprint_script(files), timeout)
     if rc != 0 and _MARK not in out:
         raise FingerprintError(f"fingerprint command failed (rc {rc}): {err.strip()[:200]}")
@@ -160,23 +171,33 @@ def read_fingerprints(
     files: Sequence[str] = DEFAULT_FILES,
     deadline_s: float = 60.0,
     concurrency: int = 16,
+    *,
+    pool: ConnectionPool | None = None,
 ) -> tuple[dict[str, Fingerprint], dict[str, str]]:
-    """Fingerprints of every target in parallel: (fingerprints, errors by host)."""
+    """Fingerprints of every target in parallel: (fingerprints, errors by host).
+
+    `pool`: the run's connections (default: our own, one per host, closed before we return).
+    """
     fps: dict[str, Fingerprint] = {}
     errors: dict[str, str] = {}
     if not targets:
         return fps, errors
 
-    def one(target: ProbeTarget) -> None:
+    def one(target: ProbeTarget, connections: ConnectionPool) -> None:
         try:
-            fps[target.name] = read_fingerprint(target, files, deadline_s)
+            fps[target.name] = read_fingerprint(target, files, deadline_s, connections)
         except (ProbeConnectionError, CommandTimeout) as exc:
             errors[target.name] = exc.message
         except FingerprintError as exc:
             errors[target.name] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - an unreadable host is an error, not a crash
+            errors[target.name] = f"{type(exc).__name__}: {exc}"
 
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(targets)))) as pool:
-        list(pool.map(one, targets))
+    with (
+        shared(pool) as connections,
+        ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(targets)))) as workers,
+    ):
+        list(workers.map(lambda t: one(t, connections), targets))
     return fps, errors
 
 

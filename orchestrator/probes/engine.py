@@ -1,5 +1,6 @@
 """Run built-in checks on many hosts: one strict connection per host, hosts in parallel,
-one overall deadline.
+one overall deadline. The connection comes from the run's `ConnectionPool` (shared with the
+run's suites and drift), or from a pool of this call's own, closed when it returns.
 
 Every target gets at least one result. A host that cannot be reached, shows a wrong host
 key or does not finish before the deadline gets "error" results with the reason.
@@ -11,12 +12,13 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from orchestrator.probes.backend import DEFAULT_COMMAND_TIMEOUT, make_host
 from orchestrator.probes.base import CheckResult, ProbeReport, ProbeTarget
 from orchestrator.probes.checks import Check
-from orchestrator.probes.connection import ProbeConnectionError, SSHConnection
+from orchestrator.probes.connection import ProbeConnectionError
+from orchestrator.probes.pool import ConnectionPool, per_host, shared
 
 log = logging.getLogger(__name__)
 
@@ -57,95 +59,63 @@ def _probe_host(
     deadline_s: float,
     command_timeout: float,
     sink: _Sink,
-    channels: int = 1,
+    channels: int,
+    connections: ConnectionPool,
 ) -> None:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         return  # the engine reports it
     start = time.monotonic()
-    conn = SSHConnection(target)
     try:
-        try:
-            conn.open(timeout=remaining)
-        except ProbeConnectionError as exc:
-            took = time.monotonic() - start
-            for check in checks:
-                sink.add(CheckResult(target.name, check.primary_id(), "error", exc.message, took))
-            return
-        host = make_host(
-            conn,
-            deadline=deadline,
-            deadline_s=deadline_s,
-            command_timeout=command_timeout,
-            prefetch=len(checks) > 1,
-        )
+        conn = connections.get(target, timeout=remaining)
+    except ProbeConnectionError as exc:
+        took = time.monotonic() - start
+        for check in checks:
+            sink.add(CheckResult(target.name, check.primary_id(), "error", exc.message, took))
+        return
+    host = make_host(
+        conn,
+        deadline=deadline,
+        deadline_s=deadline_s,
+        command_timeout=command_timeout,
+        prefetch=len(checks) > 1,
+    )
 
-        def one(check: Check) -> None:
-            if time.monotonic() >= deadline:
-                sink.add(
-                    CheckResult(
-                        target.name, check.primary_id(), "error", _deadline_text(deadline_s), 0.0
-                    )
+    def one(check: Check) -> None:
+        if time.monotonic() >= deadline:
+            sink.add(
+                CheckResult(
+                    target.name, check.primary_id(), "error", _deadline_text(deadline_s), 0.0
                 )
-                return
-            for result in check.run(host, target):
-                sink.add(result)
+            )
+            return
+        for result in check.run(host, target):
+            sink.add(result)
 
-        if channels <= 1 or len(checks) <= 1:
-            for check in checks:
-                one(check)
-        else:
-            # Several SSH channels over the one connection: checks of a host overlap.
-            with ThreadPoolExecutor(
-                max_workers=min(channels, len(checks)), thread_name_prefix=f"probe-{target.name}"
-            ) as pool:
-                list(pool.map(one, checks))
-    finally:
-        conn.close()
+    if channels <= 1 or len(checks) <= 1:
+        for check in checks:
+            one(check)
+    else:
+        # Several SSH channels over the one connection: checks of a host overlap.
+        with ThreadPoolExecutor(
+            max_workers=min(channels, len(checks)), thread_name_prefix=f"probe-{target.name}"
+        ) as pool:
+            list(pool.map(one, checks))
 
 
-def run_checks(
-    targets: Sequence[ProbeTarget],
+def _collect(
+    futures: dict[Future[None], ProbeTarget],
+    done: set[Future[None]],
+    sink: _Sink,
     checks: Sequence[Check],
     deadline_s: float,
-    concurrency: int = 16,
-    *,
-    command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
-    channels: int = DEFAULT_CHANNELS,
-) -> ProbeReport:
-    """Run `checks` on every target within `deadline_s` seconds overall.
-
-    `channels`: how many checks of one host run at once, each on its own channel of the
-    host's single SSH connection.
-    """
-    started_at = time.time()
-    t0 = time.monotonic()
-    deadline = t0 + deadline_s
-    sink = _Sink()
-    names = tuple(t.name for t in targets)
-    if len(set(names)) != len(names):
-        raise ValueError(f"target names must be unique: {names}")
-    if not targets:
-        return ProbeReport([], started_at, 0.0, ())
-    pool = ThreadPoolExecutor(
-        max_workers=max(1, min(concurrency, len(targets))), thread_name_prefix="probe"
-    )
-    futures: dict[Future[None], ProbeTarget] = {
-        pool.submit(
-            _probe_host, t, checks, deadline, deadline_s, command_timeout, sink, channels
-        ): t
-        for t in targets
-    }
-    try:
-        done, _ = wait(futures, timeout=max(0.0, deadline - time.monotonic()))
-    finally:
-        # Never block on stragglers: their channel timeouts end them shortly.
-        pool.shutdown(wait=False, cancel_futures=True)
-    elapsed = time.monotonic() - t0
+    elapsed: float,
+) -> list[CheckResult]:
+    """Every target's results; a host not done by the deadline gets its missing checks."""
     results: list[CheckResult] = []
     for fut, target in futures.items():
+        got = sink.close(target.name)
         if fut in done:
-            got = sink.close(target.name)
             exc = fut.exception()
             if exc is not None:
                 log.error("probe of %s crashed", target.name, exc_info=exc)
@@ -155,7 +125,6 @@ def run_checks(
                     )
                 )
         else:
-            got = sink.close(target.name)
             have = {r.check for r in got}
             missing = [c.primary_id() for c in checks if c.primary_id() not in have]
             for cid in missing or ["probe"]:
@@ -167,6 +136,44 @@ def run_checks(
                 CheckResult(target.name, "probe", "error", "no checks ran on this host", elapsed)
             )
         results.extend(got)
+    return results
+
+
+def run_checks(
+    targets: Sequence[ProbeTarget],
+    checks: Sequence[Check],
+    deadline_s: float,
+    concurrency: int = 16,
+    *,
+    command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+    channels: int = DEFAULT_CHANNELS,
+    pool: ConnectionPool | None = None,
+) -> ProbeReport:
+    """Run `checks` on every target within `deadline_s` seconds overall.
+
+    `channels`: how many checks of one host run at once, each on its own channel of the
+    host's single SSH connection. `pool`: the run's connections (default: our own, closed
+    before we return, which also ends checks still running past the deadline).
+    """
+    started_at = time.time()
+    t0 = time.monotonic()
+    deadline = t0 + deadline_s
+    sink = _Sink()
+    names = tuple(t.name for t in targets)
+    if len(set(names)) != len(names):
+        raise ValueError(f"target names must be unique: {names}")
+    if not targets:
+        return ProbeReport([], started_at, 0.0, ())
+    with shared(pool) as connections:
+
+        def probe(target: ProbeTarget) -> None:
+            _probe_host(
+                target, checks, deadline, deadline_s, command_timeout, sink, channels, connections
+            )
+
+        futures, done = per_host(probe, targets, concurrency, deadline)
+        # Before the connections close (ours do on leaving the block): late rows are ignored.
+        results = _collect(futures, done, sink, checks, deadline_s, time.monotonic() - t0)
     return ProbeReport(results, started_at, time.monotonic() - t0, names)
 
 

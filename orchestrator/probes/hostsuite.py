@@ -2,9 +2,10 @@
 
 The common shape of a testinfra file is a module of `test_*(host)` functions. Such a file
 is run here without pytest's collection and without a subprocess: each host gets one strict
-connection, testinfra's static facts are read in one round trip, and the tests of a host run
-concurrently on several channels of that connection. Assertions are rewritten the way pytest
-does, so a failure shows the compared values.
+connection (the run's `ConnectionPool`, shared with its checks and drift), testinfra's static
+facts are read in one round trip, and the tests of a host run concurrently on several
+channels of that connection. Assertions are rewritten the way pytest does, so a failure
+shows the compared values.
 
 Anything else (fixtures other than `host`, classes, marks, a conftest.py next to the file)
 is not this runner's business: `load_host_tests` returns None and the caller runs the file
@@ -21,13 +22,14 @@ import time
 import traceback
 import types
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from orchestrator.probes.backend import DEFAULT_COMMAND_TIMEOUT, DeadlineExceeded, make_host
 from orchestrator.probes.base import CheckResult, ProbeReport, ProbeTarget, Status
-from orchestrator.probes.connection import CommandTimeout, ProbeConnectionError, SSHConnection
+from orchestrator.probes.connection import CommandTimeout, ProbeConnectionError
+from orchestrator.probes.pool import ConnectionPool, per_host, shared
 
 HostTest = tuple[str, Callable[[Any], object]]
 
@@ -121,29 +123,26 @@ def _probe_host(
     deadline: float,
     deadline_s: float,
     channels: int,
+    connections: ConnectionPool,
 ) -> list[CheckResult]:
     start = time.monotonic()
-    conn = SSHConnection(target)
     try:
-        try:
-            conn.open(timeout=max(0.1, deadline - time.monotonic()))
-        except ProbeConnectionError as exc:
-            took = time.monotonic() - start
-            return [
-                CheckResult(target.name, f"suite:{path.name}::{n}", "error", exc.message, took)
-                for n, _ in tests
-            ]
-        host = make_host(
-            conn,
-            deadline=deadline,
-            deadline_s=deadline_s,
-            command_timeout=DEFAULT_COMMAND_TIMEOUT,
-            prefetch=True,
-        )
-        with ThreadPoolExecutor(max_workers=max(1, min(channels, len(tests)))) as pool:
-            return list(pool.map(lambda t: _run_one(t, host, target, path), tests))
-    finally:
-        conn.close()
+        conn = connections.get(target, timeout=max(0.1, deadline - time.monotonic()))
+    except ProbeConnectionError as exc:
+        took = time.monotonic() - start
+        return [
+            CheckResult(target.name, f"suite:{path.name}::{n}", "error", exc.message, took)
+            for n, _ in tests
+        ]
+    host = make_host(
+        conn,
+        deadline=deadline,
+        deadline_s=deadline_s,
+        command_timeout=DEFAULT_COMMAND_TIMEOUT,
+        prefetch=True,
+    )
+    with ThreadPoolExecutor(max_workers=max(1, min(channels, len(tests)))) as pool:
+        return list(pool.map(lambda t: _run_one(t, host, target, path), tests))
 
 
 def run_host_tests(
@@ -154,8 +153,12 @@ def run_host_tests(
     *,
     concurrency: int = 16,
     channels: int = 4,
+    pool: ConnectionPool | None = None,
 ) -> ProbeReport:
-    """Run `tests` (from `load_host_tests`) on every target; results per host per test."""
+    """Run `tests` (from `load_host_tests`) on every target; results per host per test.
+
+    `pool`: the run's connections (default: our own, closed before we return).
+    """
     path = Path(path)
     started_at = time.time()
     t0 = time.monotonic()
@@ -163,14 +166,13 @@ def run_host_tests(
     names = tuple(t.name for t in targets)
     if not targets:
         return ProbeReport([], started_at, 0.0, ())
-    pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(targets))))
-    futures: dict[Future[list[CheckResult]], ProbeTarget] = {
-        pool.submit(_probe_host, t, tests, path, deadline, deadline_s, channels): t for t in targets
-    }
-    try:
-        done, _ = wait(futures, timeout=max(0.0, deadline - time.monotonic()))
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    with shared(pool) as connections:
+        futures, done = per_host(
+            lambda t: _probe_host(t, tests, path, deadline, deadline_s, channels, connections),
+            targets,
+            concurrency,
+            deadline,
+        )
     results: list[CheckResult] = []
     elapsed = time.monotonic() - t0
     for fut, target in futures.items():

@@ -77,6 +77,22 @@ class SideHealth:
         return bool(self.up_servers)
 
 
+@dataclass(frozen=True)
+class TrafficCounters:
+    """Cumulative HTTP responses of one side's backend, as the load balancer counted them
+    for every client (not only bluegreen's own probes)."""
+
+    responses: int
+    errors_5xx: int
+
+    def since(self, earlier: TrafficCounters) -> TrafficCounters:
+        """The difference to an earlier reading (a counter reset counts from zero)."""
+        if self.responses < earlier.responses or self.errors_5xx < earlier.errors_5xx:
+            return self
+        return TrafficCounters(self.responses - earlier.responses,
+                               self.errors_5xx - earlier.errors_5xx)
+
+
 class Router(Protocol):
     """A traffic switch for blue/green services.
 
@@ -98,6 +114,11 @@ class Router(Protocol):
 
     def health(self, service: str, side: Side) -> SideHealth:
         """Per-server status of `side`."""
+        ...
+
+    def counters(self, service: str, side: Side) -> TrafficCounters | None:
+        """Responses and 5xx responses `side` has served so far; None if the load balancer
+        cannot tell (bake then watches its own probes only)."""
         ...
 
     def close(self) -> None:

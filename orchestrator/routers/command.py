@@ -38,7 +38,13 @@ import time
 from typing import Any
 
 from orchestrator.errors import RouterError
-from orchestrator.routers.base import DrainResult, FlipResult, ServerHealth, SideHealth
+from orchestrator.routers.base import (
+    DrainResult,
+    FlipResult,
+    ServerHealth,
+    SideHealth,
+    TrafficCounters,
+)
 from orchestrator.routers.settings import CommandRouterSettings
 from orchestrator.sides import SIDES, Side
 
@@ -150,6 +156,10 @@ class CommandRouter:
         return DrainResult(
             service=service, side=side, sessions_left=left, seconds=time.monotonic() - before
         )
+
+    def counters(self, service: str, side: Side) -> TrafficCounters | None:
+        """The script protocol has no counters: bake watches its own probes only."""
+        return None
 
     def health(self, service: str, side: Side) -> SideHealth:
         reply = self._call("health", service, side)

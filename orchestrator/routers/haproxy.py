@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from orchestrator.errors import RouterError
-from orchestrator.routers.base import DrainResult, FlipResult, ServerHealth, SideHealth
+from orchestrator.routers.base import (
+    DrainResult,
+    FlipResult,
+    ServerHealth,
+    SideHealth,
+    TrafficCounters,
+)
 from orchestrator.routers.settings import HAProxySettings
 from orchestrator.routers.transport import Transport, make_transport
 from orchestrator.sides import SIDES, Side
@@ -54,6 +60,8 @@ _ERROR_PREFIXES = (
     "Error",
     "'",  # "'set map' expects three parameters..." and similar usage errors
 )
+
+_RESPONSE_COLUMNS = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
 
 CONFIRM_WINDOW_S = 2.0
 DRAIN_POLL_S = 0.2
@@ -127,14 +135,16 @@ class HAProxyRouter:
             )
         return values[0] if values else None
 
-    def _stats(self) -> list[_StatRow]:
+    def _stat_records(self) -> list[dict[str, str]]:
         reply = self._run("show stat")
         lines = reply.splitlines()
         if not lines or not lines[0].startswith("# "):
             raise RouterError(f"haproxy: unexpected `show stat` reply: {reply[:200]!r}")
-        reader = csv.DictReader([lines[0][2:], *lines[1:]])
+        return list(csv.DictReader([lines[0][2:], *lines[1:]]))
+
+    def _stats(self) -> list[_StatRow]:
         rows: list[_StatRow] = []
-        for record in reader:
+        for record in self._stat_records():
             server = record.get("svname") or ""
             if not record.get("pxname") or server in ("FRONTEND", "BACKEND"):
                 continue
@@ -164,6 +174,18 @@ class HAProxyRouter:
         return [row for row in stats if row.backend == backend]
 
     # -- Router ---------------------------------------------------------------------
+    def counters(self, service: str, side: Side) -> TrafficCounters | None:
+        """From the BACKEND row of `show stat`: hrsp_1xx..hrsp_5xx and hrsp_other."""
+        backend = self.backend(service, side)
+        for record in self._stat_records():
+            if record.get("pxname") == backend and record.get("svname") == "BACKEND":
+                try:
+                    counts = {k: int(record.get(k) or 0) for k in _RESPONSE_COLUMNS}
+                except ValueError:
+                    return None
+                return TrafficCounters(sum(counts.values()), counts["hrsp_5xx"])
+        return None
+
     def live(self, service: str) -> Side:
         backend = self._map_entry(service)
         if backend is None:

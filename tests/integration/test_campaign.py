@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from orchestrator.lab.lab import Lab
-from tests.integration.test_rollout import (
+from tests.support.cli import BLUEGREEN, bluegreen, bluegreen_json
+from tests.support.lab import (
     FIXED,
     VULNERABLE,
     assert_consistent,
@@ -30,7 +31,6 @@ from tests.integration.test_rollout import (
     served_by,
     versions,
 )
-from tests.support.cli import BLUEGREEN, bluegreen, bluegreen_json
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
 import subprocess
 import sys
@@ -12,70 +10,24 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
+import yaml
 
 from orchestrator.lab.lab import Lab
 from tests.support.cli import bluegreen, bluegreen_json
+from tests.support.lab import (
+    FIXED,
+    VULNERABLE,
+    assert_consistent,
+    audit_ok,
+    fingerprint,
+    hosts_of,
+    served_by,
+    versions,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
-
-FIXED = {"demo-openssl": "3.0.15-1", "demo-web": "1.0.1"}
-VULNERABLE = {"demo-openssl": "3.0.11-1", "demo-web": "1.0.0"}
-
-
-def hosts_of(lab: Lab, service: str, side: str) -> list[str]:
-    return [
-        h["name"] for h in lab.status()["hosts"] if h["service"] == service and h["side"] == side
-    ]
-
-
-def versions(lab: Lab, host: str) -> dict[str, str]:
-    out = lab.exec(
-        host, ["dpkg-query", "-W", "-f=${Package} ${Version}\\n", "demo-web", "demo-openssl"]
-    ).stdout
-    return dict(line.split() for line in out.splitlines())
-
-
-def fingerprint(lab: Lab, host: str) -> str:
-    """What must not change on the live side: dpkg database, demo files, service PID."""
-    out = lab.exec(
-        host,
-        [
-            "sh",
-            "-c",
-            "md5sum /var/lib/dpkg/status /usr/lib/demo-openssl/libdemossl.so.3 "
-            "/usr/lib/demo-web/server.py; systemctl show -p MainPID demo-web",
-        ],
-    ).stdout
-    return hashlib.sha256(out.encode()).hexdigest()
-
-
-def served_by(lab: Lab, service: str) -> str:
-    url = lab.status()["frontends"][service] + "/version"
-    with urllib.request.urlopen(url, timeout=3) as r:
-        return str(json.loads(r.read())["side"])
-
-
-def audit_ok(config: Path) -> None:
-    code, doc = bluegreen_json(config, "audit", "verify")
-    assert code == 0 and doc["ok"], doc
-
-
-def assert_consistent(lab: Lab, config: Path, service: str) -> dict[str, Any]:
-    code, st = bluegreen_json(config, "status", service)
-    assert code == 0, st
-    assert st["agrees"] and st["state_live"] == st["live"]
-    assert st["lock"] is None and st["run_in_flight"] is None
-    assert served_by(lab, service) == st["live"]
-    live_side = st["sides"][st["live"]]
-    if live_side["patch_level"] or live_side["verified_at"]:
-        # traffic is never on a side whose verification failed or predates its patch
-        assert live_side["verified_after_patch"], st
-    audit_ok(config)
-    return st
-
 
 def test_full_rollout_patches_standby_flips_and_leaves_live_untouched(fresh_lab: Lab) -> None:
     lab, config = fresh_lab, fresh_lab.paths.config
@@ -146,8 +98,10 @@ def test_subtle_version_is_caught_in_bake_and_rolled_back(fresh_lab: Lab) -> Non
 class Load:
     """Continuous requests through the frontend (bounded in count and time)."""
 
-    def __init__(self, url: str, max_requests: int = 20000, max_seconds: float = 60) -> None:
+    def __init__(self, url: str, max_requests: int = 20000, max_seconds: float = 60,
+                 pause: float = 0.0) -> None:
         self.url, self.max_requests, self.max_seconds = url, max_requests, max_seconds
+        self.pause = pause
         self.sent = self.failed = 0
         self.errors: list[str] = []
         self.latencies: list[float] = []
@@ -170,6 +124,8 @@ class Load:
                 self.errors.append(str(exc))
             self.sent += 1
             self.latencies.append(time.perf_counter() - t0)
+            if self.pause:
+                self._stop.wait(self.pause)
 
     def __enter__(self) -> Load:
         self._thread.start()
@@ -178,6 +134,31 @@ class Load:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+
+def test_bake_rolls_back_on_real_users_5xx_seen_at_the_load_balancer(
+    fresh_lab: Lab, tmp_path: Path
+) -> None:
+    """Bake's own probes ask /health, which the subtle 1.1.1 answers fine; users asking / get
+    500s. Only the load balancer's counters of the new side see that: bake must roll back."""
+    lab = fresh_lab
+    doc = yaml.safe_load(lab.paths.config.read_text())
+    doc["services"]["web"]["bake"].update(
+        {"seconds": 30, "url_path": "/health", "min_responses": 20, "max_error_ratio": 0.05})
+    config = tmp_path / "bluegreen.yml"
+    config.write_text(yaml.safe_dump(doc))
+    users = lab.status()["frontends"]["web"] + "/"
+    with Load(users, max_requests=100_000, max_seconds=300, pause=0.05) as load:
+        code, out = bluegreen_json(config, "rollout", "web", "--yes", "--package",
+                                   "demo-openssl=3.0.15-1", "--package", "demo-web=1.1.1")
+    assert code == 4, out
+    assert "5xx" in out["error"] and "load balancer" in out["error"], out
+    assert load.failed > 0  # the users did see the broken side for a moment
+    assert served_by(lab, "web") == "blue"
+    assert_consistent(lab, config, "web")
+    _, hist = bluegreen_json(config, "history", "web")
+    back = [r for r in hist if r["command"] == "rollout.auto-rollback"]
+    assert back and "5xx" in back[0]["reason"], hist
 
 
 def test_rollback_under_continuous_load_loses_no_request(fresh_lab: Lab) -> None:

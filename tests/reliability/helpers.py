@@ -5,21 +5,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.lab.lab import Lab, haproxy_command
-from tests.support.cli import BLUEGREEN, bluegreen_json
+from orchestrator.lab.lab import Lab
+from tests.support.cli import BLUEGREEN
+from tests.support.lab import hosts_of, reset_state_dir
 
 FIGURES: dict[str, Any] = {
     "kill_points": [],  # (label, ok)
@@ -32,82 +29,10 @@ FIGURES: dict[str, Any] = {
 WEB = "web"
 
 
-def hosts_of(lab: Lab, service: str, side: str | None = None) -> list[str]:
-    return [
-        h["name"]
-        for h in lab.status()["hosts"]
-        if h["service"] == service and (side is None or h["side"] == side)
-    ]
-
-
-def fingerprint(lab: Lab, host: str) -> str:
-    """What must not change on a live host: dpkg database, demo files, demo-web's PID."""
-    out = lab.exec(
-        host,
-        [
-            "sh",
-            "-c",
-            "md5sum /var/lib/dpkg/status /usr/lib/demo-openssl/libdemossl.so.3 "
-            "/usr/lib/demo-web/server.py; systemctl show -p MainPID demo-web",
-        ],
-    ).stdout
-    return hashlib.sha256(out.encode()).hexdigest()
-
-
-def fingerprints(lab: Lab, hosts: list[str]) -> dict[str, str]:
-    return {h: fingerprint(lab, h) for h in hosts}
-
-
-def versions(lab: Lab, host: str) -> dict[str, str]:
-    out = lab.exec(
-        host, ["dpkg-query", "-W", "-f=${Package} ${Version}\\n", "demo-web", "demo-openssl"]
-    ).stdout
-    return dict(line.split() for line in out.splitlines())
-
-
-def served_by(lab: Lab, service: str) -> str:
-    url = lab.status()["frontends"][service] + "/version"
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return str(json.loads(r.read())["side"])
-
-
-def router_live(lab: Lab, service: str) -> str:
-    """The live backend straight from HAProxy's memory (not through bluegreen)."""
-    out = haproxy_command(lab.paths.haproxy_socket, f"show map {lab.paths.map_file}")
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[1] == service:
-            return parts[2]
-    raise AssertionError(f"no map entry for {service}: {out!r}")
-
-
-def reset_state_dir(lab: Lab) -> None:
-    state_dir = lab.paths.root / "state"
-    if state_dir.exists():
-        shutil.rmtree(state_dir)
-    state_dir.mkdir(mode=0o700)
-
-
 def fresh_web(lab: Lab) -> None:
     """Only what a web test changes: the web hosts, the router (back to blue), the state."""
     lab.reset(hosts_of(lab, WEB))
     reset_state_dir(lab)
-
-
-def assert_consistent(lab: Lab, config: Path, service: str = WEB) -> dict[str, Any]:
-    """Router and state agree, no lock, no run in flight, traffic on a trusted side, audit ok."""
-    code, st = bluegreen_json(config, "status", service)
-    assert code == 0, st
-    assert st["agrees"], st
-    assert st["lock"] is None, st
-    assert st["run_in_flight"] is None, st
-    assert served_by(lab, service) == st["live"]
-    live_side = st["sides"][st["live"]]
-    if live_side["patch_level"] or live_side["verified_at"]:
-        assert live_side["verified_after_patch"], f"traffic on an unverified side: {st}"
-    code, doc = bluegreen_json(config, "audit", "verify")
-    assert code == 0 and doc["ok"], doc
-    return dict(st)
 
 
 def start_cli(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

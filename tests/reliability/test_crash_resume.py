@@ -21,18 +21,15 @@ from orchestrator.lab.lab import Lab
 from tests.reliability.helpers import (
     FIGURES,
     WEB,
-    assert_consistent,
-    fingerprints,
     fresh_web,
-    hosts_of,
     journal_phases,
     start_cli,
     state_db,
     stop,
-    versions,
     wait_for,
 )
 from tests.support.cli import bluegreen_json
+from tests.support.lab import assert_consistent, fingerprints, hosts_of, versions
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 

@@ -19,20 +19,22 @@ from orchestrator.lab.lab import Lab
 from tests.reliability.helpers import (
     FIGURES,
     WEB,
-    assert_consistent,
-    fingerprints,
     fresh_web,
-    hosts_of,
     journal_phases,
-    router_live,
-    served_by,
     start_cli,
     state_db,
     stop,
-    versions,
     wait_for,
 )
 from tests.support.cli import bluegreen, bluegreen_json
+from tests.support.lab import (
+    assert_consistent,
+    fingerprints,
+    hosts_of,
+    router_live,
+    served_by,
+    versions,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from orchestrator.lab.lab import Lab, haproxy_command
-from tests.reliability.helpers import FIGURES, reset_state_dir, state_db
+from tests.reliability.helpers import FIGURES, state_db
 from tests.support.cli import bluegreen, bluegreen_json
+from tests.support.lab import reset_state_dir
 
 pytestmark = [pytest.mark.lab]
 

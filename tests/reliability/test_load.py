@@ -7,7 +7,8 @@ import pytest
 
 from benchmarks.flip_load import flip_under_load
 from orchestrator.lab.lab import Lab
-from tests.reliability.helpers import FIGURES, WEB, assert_consistent, reset_state_dir
+from tests.reliability.helpers import FIGURES, WEB
+from tests.support.lab import assert_consistent, reset_state_dir
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 

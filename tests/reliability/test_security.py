@@ -17,16 +17,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.lab.lab import Lab
-from tests.reliability.helpers import (
-    WEB,
-    assert_consistent,
-    fresh_web,
-    hosts_of,
-    router_live,
-    served_by,
-    versions,
-)
+from tests.reliability.helpers import WEB, fresh_web
 from tests.support.cli import BLUEGREEN, bluegreen, bluegreen_json
+from tests.support.lab import assert_consistent, hosts_of, router_live, served_by, versions
 
 pytestmark = [pytest.mark.lab]
 

@@ -111,3 +111,19 @@ def test_shipped_examples_are_valid(tmp_path: Path) -> None:
     assert str(bad) in exc.value.message and "YAML" in exc.value.message
     with pytest.raises(BadInput, match="not found"):
         load_campaign(tmp_path / "missing.yml")
+
+
+def test_unknown_service_in_a_wave_names_the_campaign_field(tmp_path: Path) -> None:
+    from orchestrator.campaign_model import resolve_waves
+    from orchestrator.config import load_config
+
+    config = load_config(ROOT / "inventories/example/bluegreen.yml")
+    known = sorted(config.services)
+    campaign = campaign_from_dict(
+        minimal(waves=[{"services": [known[0]]}, {"services": [known[0] + "x"]}])
+    )
+    with pytest.raises(BadInput) as exc:
+        resolve_waves(campaign, config)
+    assert "campaign waves[1].services" in exc.value.message
+    assert f"{known[0]}x" in exc.value.message and f"did you mean {known[0]!r}" in exc.value.message
+    assert exc.value.hint is not None and known[0] in exc.value.hint

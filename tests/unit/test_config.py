@@ -225,10 +225,11 @@ def test_unknown_field_suggests_closest(tmp_path: Path) -> None:
     first = msg.splitlines()[0]
     assert first.endswith(
         "bluegreen.yml: services.web.bake.secnds: unknown field — did you mean 'seconds'?"
-        " (allowed: seconds, interval_seconds, url_path, max_failures)"
+        " (allowed: seconds, interval_seconds, url_path, max_failures, max_error_ratio,"
+        " min_responses)"
     )
     assert "did you mean 'seconds'?" in first
-    assert "(allowed: seconds, interval_seconds, url_path, max_failures)" in first
+    assert "(allowed: seconds, interval_seconds, url_path, max_failures," in first
     assert "fix: rename it to 'seconds'" in msg
     assert "pydantic" not in msg and "errors.pydantic.dev" not in msg
 
