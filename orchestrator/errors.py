@@ -8,9 +8,11 @@ Exit codes (documented in the README and `bluegreen --help`):
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # kept import-free: `bluegreen --help` imports this module
+    from collections.abc import Iterable
+    from pathlib import Path
 
 
 class BluegreenError(Exception):
@@ -85,6 +87,8 @@ class LabError(BluegreenError):
 
 def unknown_service(config_file: Path, name: str, known: Iterable[str]) -> BadInput:
     """The error for a service name that bluegreen.yml does not define."""
+    import difflib
+
     names = sorted(known)
     close = difflib.get_close_matches(name, names, n=1)
     guess = f" — did you mean {close[0]!r}?" if close else ""
