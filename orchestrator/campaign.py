@@ -111,14 +111,27 @@ class CampaignRunner:
         clock: Callable[[], datetime] = now_utc,
     ) -> None:
         self.config = config
-        self.store = store
-        self.router = router
+        self._store = store
+        self._router = router
+        self._local = threading.local()  # a parallel wave's worker: its own store and router
         self.actor = actor
         self.on_event = on_event or (lambda _e: None)
         self.wait_for_window = wait_for_window
         self.clock = clock
         self._awaiting = False
         self._stop = threading.Event()
+
+    @property
+    def store(self) -> StateStore:
+        """This thread's state store (a parallel wave's worker has its own connection)."""
+        own: StateStore | None = getattr(self._local, "store", None)
+        return own if own is not None else self._store
+
+    @property
+    def router(self) -> Router:
+        """This thread's router (routers are not thread-safe: one per worker)."""
+        own: Router | None = getattr(self._local, "router", None)
+        return own if own is not None else self._router
 
     # ---- entry points ------------------------------------------------------------------
     def start(self, campaign: Campaign, source: Path) -> CampaignResult:
@@ -216,45 +229,89 @@ class CampaignRunner:
                 f"(max_parallel={wave.max_parallel}, on_failure={wave.on_failure})",
                 {"wave": wi + 1, "waves": len(waves), "services": names},
             )
-            for si, svc in enumerate(names):
-                if f"service:{svc}" in ends:
-                    continue
+            todo = [(si, svc) for si, svc in enumerate(names) if f"service:{svc}" not in ends]
+            for start in range(0, len(todo), wave.max_parallel):
+                batch = todo[start : start + wave.max_parallel]
+                later = [s for w in waves[wi:] for s in w][batch[-1][0] + 1 :]
                 self._check_not_aborted(run.run_id)
                 if not self._window_open(run, campaign):
-                    rest = [s for w in waves[wi:] for s in w][si:]
+                    rest = [svc for _, svc in batch] + later
                     return self._defer(run, rest, "the maintenance window is closed", result)
-                self._emit("service", f"{svc}: start ({done + 1}/{total})", {"service": svc})
-                outcome = self._service(run, campaign, svc, wi)
-                if outcome == "deferred":
-                    rest = [s for w in waves[wi:] for s in w][si:]
+                for i, (_, svc) in enumerate(batch):
+                    self._emit("service", f"{svc}: start ({done + i + 1}/{total})",
+                               {"service": svc})
+                outcomes = self._run_batch(run, campaign, [svc for _, svc in batch], wi)
+                deferred = [svc for _, svc in batch if outcomes[svc] == "deferred"]
+                failed: list[str] = []
+                for si, svc in batch:
+                    outcome = outcomes[svc]
+                    if outcome == "deferred":
+                        continue
+                    done += 1
+                    hosts_done = self._hosts_done(run.run_id)
+                    waves_done = wi + (1 if si == len(names) - 1 else 0)
+                    self._emit(
+                        "progress",
+                        f"services {done}/{total}, waves {waves_done}/{len(waves)}, "
+                        f"hosts {hosts_done}/{self._hosts_total} done",
+                        {
+                            "services_done": done,
+                            "services": total,
+                            "waves_done": waves_done,
+                            "waves": len(waves),
+                            "hosts_done": hosts_done,
+                            "hosts": self._hosts_total,
+                        },
+                    )
+                    if outcome != "done":
+                        first_failure = first_failure or _exit_code_of(outcome)
+                        failed.append(f"{svc} {outcome}")
+                # a failure outranks a deferral: the run must not end without reporting it
+                if failed and wave.on_failure == "stop" and first_failure is not None:
+                    msg = (f"campaign {campaign.name}: {', '.join(failed)}; stopping "
+                           "(on_failure: stop)")
+                    return self._fail(run, msg, first_failure, result)
+                if deferred:
                     if self._awaiting:
                         return self._await_approval(run, campaign, result)
-                    return self._defer(run, rest, "the window closed before the flip", result)
-                done += 1
-                hosts_done = self._hosts_done(run.run_id)
-                waves_done = wi + (1 if si == len(names) - 1 else 0)
-                self._emit(
-                    "progress",
-                    f"services {done}/{total}, waves {waves_done}/{len(waves)}, "
-                    f"hosts {hosts_done}/{self._hosts_total} done",
-                    {
-                        "services_done": done,
-                        "services": total,
-                        "waves_done": waves_done,
-                        "waves": len(waves),
-                        "hosts_done": hosts_done,
-                        "hosts": self._hosts_total,
-                    },
-                )
-                if outcome != "done":
-                    first_failure = first_failure or _exit_code_of(outcome)
-                    if wave.on_failure == "stop":
-                        msg = f"campaign {campaign.name}: {svc} {outcome}; stopping (on_failure: stop)"
-                        return self._fail(run, msg, first_failure, result)
+                    return self._defer(run, deferred + later,
+                                       "the window closed before the flip", result)
         if first_failure is not None:
             msg = f"campaign {campaign.name}: finished with failures (on_failure: continue)"
             return self._fail(run, msg, first_failure, result)
         return None
+
+    def _run_batch(
+        self, run: Run, campaign: Campaign, services: list[str], wave: int
+    ) -> dict[str, str]:
+        """Outcomes of `services`, patched at the same time (one service: in this thread).
+        Each worker has its own state store connection and router; all of them finish
+        before this returns, also when one raises (the first error is raised then)."""
+        self._awaiting = False  # set by `_may_flip` of any service of the batch
+        if len(services) == 1:
+            return {services[0]: self._service(run, campaign, services[0], wave)}
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(services),
+                                thread_name_prefix="campaign") as pool:
+            futures = {svc: pool.submit(self._service_in_worker, run, campaign, svc, wave)
+                       for svc in services}
+        return {svc: f.result() for svc, f in futures.items()}
+
+    def _service_in_worker(self, run: Run, campaign: Campaign, svc: str, wave: int) -> str:
+        from orchestrator.traffic import open_router, open_store
+
+        self._local.store = open_store(self.config)
+        try:
+            self._local.router = open_router(self.config)
+            try:
+                return self._service(run, campaign, svc, wave)
+            finally:
+                self._local.router.close()
+                del self._local.router
+        finally:
+            self._local.store.close()
+            del self._local.store
 
     def _service(self, run: Run, campaign: Campaign, svc: str, wave: int) -> str:
         """Patch one service through its child rollout. Returns its outcome:
@@ -272,7 +329,6 @@ class CampaignRunner:
             advisories=[a.model_dump(mode="json") for a in advisories_for(campaign, svc)],
             may_flip=lambda s: self._may_flip(run, campaign, s),
         )
-        self._awaiting = False
         try:
             child = self.store.get_run(begun["child_run"]) if begun else None
             if begun and child is not None and child.status not in RESUMABLE_STATUSES:
@@ -400,7 +456,12 @@ class CampaignRunner:
             raise _Aborted(f"campaign run {run_id} was aborted: {run.result or ''}")
 
     def _emit(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
-        self.on_event(CampaignEvent(kind, message, data or {}))
+        from orchestrator.inventory import OUTPUT_LOCK
+
+        # workers of a parallel wave report through the same callback, and must not write
+        # while another worker's inventory parse has swapped sys.stdout for a buffer
+        with OUTPUT_LOCK:
+            self.on_event(CampaignEvent(kind, message, data or {}))
 
     # ---- converge ------------------------------------------------------------------------
     def _converge_all(

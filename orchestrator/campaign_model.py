@@ -325,13 +325,9 @@ def _resolve_refs(refs: list[Any], config: LoadedConfig, where: str) -> list[str
 
 
 def _services_in_group(config: LoadedConfig, group: str) -> list[str]:
-    import contextlib
-    import io
+    from orchestrator.inventory import _parse, captured_output
 
-    from orchestrator.inventory import _parse
-
-    captured = io.StringIO()
-    with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
+    with captured_output() as captured:
         inventory, *_ = _parse(config.inventory_path, captured)
     top = inventory.groups.get(group)
     if top is None:

@@ -17,7 +17,8 @@ import difflib
 import io
 import os
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,20 @@ from typing import Any
 from orchestrator.config import LoadedConfig
 from orchestrator.errors import BadInput
 from orchestrator.sides import SIDES, Side
+
+#: Ansible prints warnings straight to sys.stdout/sys.stderr, so parsing swaps both for a
+#: buffer, which is process-wide. Hold this lock while they are swapped, and while a worker
+#: thread writes to the terminal (a campaign wave patches services in parallel): otherwise
+#: one thread restores another's buffer as "the real stdout", or its output lands in it.
+OUTPUT_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def captured_output() -> Iterator[io.StringIO]:
+    """Everything printed inside (Ansible's warnings) goes to the returned buffer."""
+    captured = io.StringIO()
+    with OUTPUT_LOCK, contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
+        yield captured
 
 __all__ = ["Fleet", "Host", "ServiceHosts", "is_secret_key", "load_fleet"]
 
@@ -142,9 +157,8 @@ def load_fleet(config: LoadedConfig) -> Fleet:
             " is taken from the config file's directory",
         )
 
-    captured = io.StringIO()
     # Ansible prints warnings to stdout/stderr; this module prints nothing.
-    with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
+    with captured_output() as captured:
         return _build(config, inv_path, captured)
 
 

@@ -316,3 +316,28 @@ def test_abort_mid_campaign_leaves_services_consistent(fresh_lab: Lab, tmp_path:
     assert code == 0 and api["lock"] is None and api["run_in_flight"] is None
     for h in hosts_of(lab, "api", "green"):
         assert versions(lab, h) == VULNERABLE
+
+
+def test_a_wave_with_max_parallel_patches_its_services_at_the_same_time(
+    fresh_lab: Lab, tmp_path: Path
+) -> None:
+    """One wave, web and api, max_parallel 2: both rollouts run at once (each with its own
+    state store connection and router) and the journal shows them overlapping."""
+    from orchestrator.state.sqlite import SQLiteStateStore
+
+    lab, config = fresh_lab, fresh_lab.paths.config
+    camp = write_campaign(
+        tmp_path, "together", waves=[{"services": ["web", "api"], "max_parallel": 2}]
+    )
+    code, doc = bluegreen_json(config, "campaign", "run", str(camp), "--yes", timeout=900)
+    assert code == 0, doc
+    assert {s: v["status"] for s, v in doc["services"].items()} == {"web": "done", "api": "done"}
+    with SQLiteStateStore(lab.paths.root / "state" / "state.db") as store:
+        at = {(e.step, e.phase): e.at for e in store.journal(doc["run_id"])}
+    for a, b in (("web", "api"), ("api", "web")):  # each began before the other ended
+        assert at[(f"service:{a}", "begin")] < at[(f"service:{b}", "end")], at
+    for service in ("web", "api"):
+        assert served_by(lab, service) == "green"
+        for h in hosts_of(lab, service, "green"):
+            assert versions(lab, h) == FIXED
+        assert_consistent(lab, config, service)

@@ -344,3 +344,31 @@ def test_unsafe_host_name_in_yaml(tmp_path: Path) -> None:
     text = "web_blue:\n  hosts:\n    'b1 && reboot':\nweb_green:\n  hosts:\n    g1:\n"
     msg = bad_fleet(tmp_path, "hosts.yml", text)
     assert "hosts.yml" in msg and "host name" in msg
+
+
+def test_captured_output_from_parallel_threads_leaves_stdout_as_it_was() -> None:
+    """Parallel campaign waves parse the inventory in several threads at once: the swapped
+    sys.stdout must come back, not another thread's buffer (that silenced `--json`)."""
+    import sys
+    import threading
+    import time
+
+    from orchestrator.inventory import captured_output
+
+    before_out, before_err = sys.stdout, sys.stderr
+    barrier = threading.Barrier(4)
+
+    def parse_like_ansible() -> None:
+        barrier.wait()
+        for _ in range(20):
+            with captured_output() as buf:
+                print("[WARNING]: ansible says something")
+                time.sleep(0.001)
+            assert "WARNING" in buf.getvalue()
+
+    threads = [threading.Thread(target=parse_like_ansible) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sys.stdout is before_out and sys.stderr is before_err
