@@ -347,7 +347,8 @@ def flip(
 def status(
     ctx: click.Context, service: str | None, adopt: bool, reason: str | None, as_json: bool
 ) -> None:
-    """Live side (from the router), standby, patch level and verification of each side."""
+    """Live side (from the router), standby, patch level and verification of each side,
+    and what the load balancer counted for each side since it started (responses, 5xx)."""
     from orchestrator.traffic import adopt as do_adopt
     from orchestrator.traffic import open_router, open_store, service_status
 
@@ -386,7 +387,10 @@ def status(
                 if info["verified_at"]
                 else "never verified"
             )
-            click.echo(f"  {side:<6} patch={info['patch_level'] or '-'}  {verified}")
+            counted = info["traffic"]
+            traffic = (f"  lb: {counted['responses']} responses, {counted['errors_5xx']} 5xx"
+                       if counted else "")
+            click.echo(f"  {side:<6} patch={info['patch_level'] or '-'}  {verified}{traffic}")
         if r.run_in_flight:
             click.echo(
                 f"  run in flight: {r.run_in_flight['run_id']} ({r.run_in_flight['status']})"

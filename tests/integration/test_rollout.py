@@ -282,3 +282,22 @@ def test_plan_shows_changes_and_changes_nothing(fresh_lab: Lab) -> None:
             assert versions(lab, h) == v
     assert served_by(lab, "api") == live_before
     assert bluegreen_json(config, "history")[1] == hist_before
+
+
+def test_status_shows_what_the_load_balancer_counted_per_side(lab: Lab) -> None:
+    config = lab.paths.config
+    code, before = bluegreen_json(config, "status", "api")
+    assert code == 0, before
+    live, standby = before["live"], before["standby"]
+    url = lab.status()["frontends"]["api"] + "/"
+    for _ in range(5):
+        with urllib.request.urlopen(url, timeout=5) as r:
+            assert r.status == 200
+    code, after = bluegreen_json(config, "status", "api")
+    assert code == 0, after
+    seen, was = after["sides"][live]["traffic"], before["sides"][live]["traffic"]
+    assert seen["responses"] >= was["responses"] + 5, (was, seen)
+    assert seen["errors_5xx"] == was["errors_5xx"]
+    assert after["sides"][standby]["traffic"] == before["sides"][standby]["traffic"]
+    text = bluegreen(config, "status", "api").stdout
+    assert "lb: " in text and " responses, " in text and " 5xx" in text, text
