@@ -33,7 +33,12 @@ from pydantic import (
     model_validator,
 )
 
-from orchestrator.config_snapshot import CONFIG_ENV, DEFAULT_CONFIG_NAME, config_path
+from orchestrator.config_snapshot import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_NAME,
+    MAX_CONFIG_BYTES,
+    config_path,
+)
 from orchestrator.errors import BadInput, unknown_service
 from orchestrator.routers.settings import CommandRouterSettings, HAProxySettings
 
@@ -55,7 +60,6 @@ __all__ = [
     "parse_package_arg",
 ]
 
-MAX_CONFIG_BYTES = 1024 * 1024  # 1 MiB; a real config is a few KiB
 
 #: The repository (or source tree) this package lives in; holds the shipped `playbooks/`.
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent

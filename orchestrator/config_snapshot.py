@@ -35,7 +35,8 @@ DEFAULT_CONFIG_NAME = "bluegreen.yml"
 CACHE_ENV = "BLUEGREEN_CACHE_DIR"
 FORMAT = 1
 """Bump when the snapshot's content changes shape; older snapshots are then ignored."""
-_MAX_BYTES = 256 * 1024
+MAX_CONFIG_BYTES = 1024 * 1024  # 1 MiB; a real config is a few KiB
+_MAX_SNAPSHOT_BYTES = 256 * 1024
 
 
 def config_path(path: str | Path | None) -> tuple[Path, str]:
@@ -117,11 +118,11 @@ def load(path: str | Path | None) -> IncidentConfig | None:
     try:
         absolute = cfg_path.resolve()
         with absolute.open("rb") as fh:
-            data = fh.read(_MAX_BYTES + 1)
+            data = fh.read(MAX_CONFIG_BYTES + 1)
         doc = _read_trusted(_snapshot_file(absolute))
     except (OSError, ValueError):
         return None
-    if doc is None or len(data) > _MAX_BYTES:
+    if doc is None or len(data) > MAX_CONFIG_BYTES:
         return None
     try:
         if (
@@ -152,7 +153,7 @@ def _read_trusted(file: Path) -> dict[str, Any] | None:
         for s in (st, parent):
             if s.st_uid != os.geteuid() or s.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
                 return None
-        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_BYTES:
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_SNAPSHOT_BYTES:
             return None
         doc = json.loads(fh.read())
     return doc if isinstance(doc, dict) else None

@@ -48,7 +48,7 @@ def plan_rollout(config: LoadedConfig, router: Router, service: str,
                            for c in r.would_change.values()}}
         for name, r in result.hosts.items()
     }
-    settings = config.model.router
+    settings = config.router
     if settings.kind == "haproxy":
         backend = settings.backend_template.format(service=service, side=standby)
         commands = [f"show map {settings.map_file}",

@@ -351,7 +351,7 @@ class Rollout:
         self._record_live(service, standby, "rollout.flip", f"run {run.run_id}",
                           before={"live": live}, after={"live": standby, "confirmed_by": result.confirmed_by})
         # the old side keeps serving requests already in flight: wait for them, bounded
-        drain_s = float(getattr(self.config.model.router, "drain_seconds", 10.0))
+        drain_s = float(getattr(self.config.router, "drain_seconds", 10.0))
         try:
             drained = self.router.drain(service, live, drain_s)
             sessions_left: int | None = drained.sessions_left
@@ -370,11 +370,11 @@ class Rollout:
         bake = self.config.service(service).bake
         url = _bake_url(self.config, service)
         backend = (
-            self.config.model.router.backend_template.format(service=service, side=new)
-            if self.config.model.router.kind == "haproxy"
+            self.config.router.backend_template.format(service=service, side=new)
+            if self.config.router.kind == "haproxy"
             else None
         )
-        header = getattr(self.config.model.router, "confirm_header", None)
+        header = getattr(self.config.router, "confirm_header", None)
         deadline = time.monotonic() + bake.seconds
         sent = failed = streak = 0
         last_error = ""
@@ -547,12 +547,11 @@ class _TrafficWatch:
     def as_dict(self) -> dict[str, Any]:
         if self.start is None:
             return {"lb_counters": None}
-        return {"lb_counters": {"responses": self.seen.responses,
-                                "errors_5xx": self.seen.errors_5xx}}
+        return {"lb_counters": self.seen.as_dict()}
 
 
 def _bake_url(config: LoadedConfig, service: str) -> str | None:
-    frontends = getattr(config.model.router, "frontends", {}) or {}
+    frontends = getattr(config.router, "frontends", {}) or {}
     base = frontends.get(service)
     if not base:
         return None

@@ -101,8 +101,7 @@ def service_status(
         rec = store.get_side(service, side)
         counted = router.counters(service, side)
         sides[side] = {
-            "traffic": None if counted is None else {
-                "responses": counted.responses, "errors_5xx": counted.errors_5xx},
+            "traffic": None if counted is None else counted.as_dict(),
             "patch_level": rec.patch_level if rec else None,
             "patched_at": rec.patched_at.isoformat() if rec and rec.patched_at else None,
             "verified_at": rec.verified_at.isoformat() if rec and rec.verified_at else None,

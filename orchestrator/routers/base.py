@@ -92,6 +92,9 @@ class TrafficCounters:
         return TrafficCounters(self.responses - earlier.responses,
                                self.errors_5xx - earlier.errors_5xx)
 
+    def as_dict(self) -> dict[str, int]:
+        return {"responses": self.responses, "errors_5xx": self.errors_5xx}
+
 
 class Router(Protocol):
     """A traffic switch for blue/green services.

@@ -3,7 +3,7 @@
 Discriminated by `kind`. Plain frozen dataclasses that check themselves on construction:
 pydantic validates them as part of bluegreen.yml (types, unknown keys via
 `__pydantic_config__`), and the rollback fast path builds them from a validated-config
-snapshot without importing pydantic at all (`orchestrator.snapshot`).
+snapshot without importing pydantic at all (`orchestrator.config_snapshot`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ class SettingError(ValueError):
     def __init__(self, field_name: str, problem: str) -> None:
         super().__init__(problem)
         self.field = field_name
+
+
 _HOST = re.compile(r"[A-Za-z0-9._:-]+")
 _USER = re.compile(r"[A-Za-z0-9._-]+")
 
