@@ -1,69 +1,18 @@
-"""Traffic commands that need only the router and the state store: status, flip, rollback.
-
-This module is the incident path. It must never import Ansible, pytest or testinfra
-(a test proves it): `bluegreen rollback` has to start and finish in well under a second.
-"""
+"""What `status` shows and what `--adopt` does: the router's live side next to the store's
+view of the service and of each side (state, level, since, why; verification; what the
+load balancer counted), the rollback side, a flip problem or a pending flip."""
 
 from __future__ import annotations
 
-import getpass
-import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any
 
-from orchestrator.errors import (
-    BadInput,
-    RouterError,
-    StateError,
-    StateMismatch,
-    VerificationFailed,
-)
 from orchestrator.routers.base import Router
-from orchestrator.routers.settings import AnyRouterSettings
 from orchestrator.sides import SIDES, Side, other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput, SideState
-
-
-def default_actor(actor: str | None) -> str:
-    if actor:
-        return actor
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-class TrafficConfig(Protocol):
-    """What this module needs of a config: `LoadedConfig` (full) or `IncidentConfig`
-    (the validated snapshot, see `config_snapshot`)."""
-
-    @property
-    def router(self) -> AnyRouterSettings: ...
-    @property
-    def state_path(self) -> Path: ...
-    def service(self, name: str) -> object: ...
-
-
-def open_store(config: TrafficConfig) -> StateStore:
-    from orchestrator.state.sqlite import SQLiteStateStore
-
-    return SQLiteStateStore(config.state_path)
-
-
-def open_router(config: TrafficConfig) -> Router:
-    from orchestrator.routers.registry import make_router
-
-    return make_router(config.router)
-
-
-def parse_side(value: str | None) -> Side | None:
-    if value is None:
-        return None
-    if value not in SIDES:
-        raise BadInput(f"--to: unknown side {value!r}", hint="use blue or green")
-    return "blue" if value == "blue" else "green"
+from orchestrator.traffic.connect import TrafficConfig
+from orchestrator.traffic.kernel import settle
 
 
 @dataclass(frozen=True)
@@ -76,6 +25,9 @@ class ServiceStatus:
     sides: dict[str, dict[str, Any]]
     run_in_flight: dict[str, Any] | None
     lock: dict[str, Any] | None
+    rollback_to: Side | None = None
+    flip_problem: str | None = None
+    pending_flip: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,10 +36,30 @@ class ServiceStatus:
             "standby": self.standby,
             "state_live": self.state_live,
             "agrees": self.agrees,
+            "rollback_to": self.rollback_to,
+            "flip_problem": self.flip_problem,
+            "pending_flip": self.pending_flip,
             "sides": self.sides,
             "run_in_flight": self.run_in_flight,
             "lock": self.lock,
         }
+
+
+def side_view(rec: SideState | None) -> dict[str, Any]:
+    """One side as `status --json` shows it (the keys before schema 2 are kept)."""
+    return {
+        "state": rec.state if rec else "untouched",
+        "since": rec.state_since.isoformat() if rec and rec.state_since else None,
+        "reason": rec.state_reason if rec else None,
+        "generation": rec.generation if rec else 0,
+        "hosts": sorted(rec.hosts) if rec else [],
+        "patch_level": rec.patch_level if rec else None,
+        "patched_at": rec.patched_at.isoformat() if rec and rec.patched_at else None,
+        "verified_at": rec.verified_at.isoformat() if rec and rec.verified_at else None,
+        "verification_ok": rec.verification_ok if rec else None,
+        "verified_patch_level": rec.verified_patch_level if rec else None,
+        "verified_after_patch": rec.verified_after_patch if rec else False,
+    }
 
 
 def service_status(
@@ -98,19 +70,15 @@ def service_status(
     svc = store.get_service(service)
     sides: dict[str, dict[str, Any]] = {}
     for side in SIDES:
-        rec = store.get_side(service, side)
         counted = router.counters(service, side)
         sides[side] = {
             "traffic": None if counted is None else counted.as_dict(),
-            "patch_level": rec.patch_level if rec else None,
-            "patched_at": rec.patched_at.isoformat() if rec and rec.patched_at else None,
-            "verified_at": rec.verified_at.isoformat() if rec and rec.verified_at else None,
-            "verification_ok": rec.verification_ok if rec else None,
-            "verified_after_patch": rec.verified_after_patch if rec else False,
+            **side_view(store.get_side(service, side)),
         }
     run = store.latest_unfinished_run(service)
     lock = store.get_lock(service)
     state_live = svc.live_side if svc else None
+    pending = svc.pending_flip if svc else None
     return ServiceStatus(
         service=service,
         live=live,
@@ -129,33 +97,18 @@ def service_status(
         }
         if lock
         else None,
+        rollback_to=svc.rollback_to if svc else None,
+        flip_problem=svc.flip_problem if svc else None,
+        pending_flip=pending.as_json() if pending else None,
     )
 
 
 def adopt(store: StateStore, router: Router, service: str, actor: str, reason: str) -> Side:
-    """Accept the router's view of which side is live (explicit, audited)."""
-    live = router.live(service)
-    svc = store.get_service(service)
-    store.set_live_side(
-        service,
-        live,
-        audit=AuditEntryInput(
-            actor=actor,
-            command="adopt",
-            service=service,
-            reason=reason,
-            before={"state_live": svc.live_side if svc else None},
-            after={"live": live},
-        ),
-    )
-    return live
-
-
-def check_agreement(store: StateStore, router: Router, service: str, actor: str) -> Side:
-    """The router is the truth. Record it the first time; refuse when the store disagrees."""
-    live = router.live(service)
-    svc = store.get_service(service)
-    if svc is None or svc.live_side is None:
+    """Accept the router's view of which side is live (explicit, audited); ends a pending
+    flip."""
+    with store.traffic_lock(service, command="adopt"):
+        live = router.live(service)
+        svc = store.get_service(service)
         store.set_live_side(
             service,
             live,
@@ -163,167 +116,17 @@ def check_agreement(store: StateStore, router: Router, service: str, actor: str)
                 actor=actor,
                 command="adopt",
                 service=service,
-                reason="first contact: recorded the router's live side",
+                reason=reason,
+                before={"state_live": svc.live_side if svc else None,
+                        "pending_flip": svc.pending_flip.as_json()
+                        if svc and svc.pending_flip else None},
                 after={"live": live},
             ),
-        )
-    elif svc.live_side != live:
-        raise StateMismatch(
-            f"{service}: the router says {live} is live, the state store says {svc.live_side}",
-            hint=f"find out who changed the load balancer; then `bluegreen status {service} "
-            f"--adopt --reason TEXT` accepts the router's view (audited)",
         )
     return live
 
 
-def trusted(side: SideState | None) -> bool:
-    """May traffic go to this side? Yes if bluegreen never touched it (no patch, no failed
-    verification) or if it passed verification after its last patch."""
-    if side is None:
-        return True
-    if side.verified_after_patch:
-        return True
-    return side.patch_level is None and side.verification_ok is not False
-
-
-@dataclass(frozen=True)
-class FlipOutcome:
-    service: str
-    from_side: Side
-    to_side: Side
-    changed: bool
-    seconds: float
-    aborted_run: str | None
-    confirmed_by: list[str]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "service": self.service,
-            "from": self.from_side,
-            "to": self.to_side,
-            "changed": self.changed,
-            "seconds": round(self.seconds, 4),
-            "aborted_run": self.aborted_run,
-            "confirmed_by": self.confirmed_by,
-        }
-
-
-def flip(
-    config: TrafficConfig,
-    store: StateStore,
-    router: Router,
-    service: str,
-    *,
-    to: Side | None,
-    reason: str,
-    actor: str,
-    command: str,
-    require_verified: bool,
-    force: bool = False,
-) -> FlipOutcome:
-    """Move `service` to `to` (default: the other side). Used by `rollback` and `flip`.
-
-    `rollback` passes require_verified=False: the old side is the known-good one, and an
-    incident must not wait for probes; the router still refuses a side with no server UP.
-    A rollout holding the service's lock is marked aborted, so it will not flip afterwards.
-    Even without require_verified, a side whose last verification failed or predates its
-    patch is refused (see `trusted`); `--force` (require_verified=False, force=True) skips it.
-    """
-    started = time.perf_counter()
-    config.service(service)
-    if not reason.strip():
-        raise BadInput("--reason is empty", hint="say why, e.g. --reason INC-4711")
-    live = router.live(service)
-    target: Side = to or other_side(live)
-    if target == live:
-        return FlipOutcome(service, live, target, False, time.perf_counter() - started, None, [])
-    side = store.get_side(service, target)
-    if require_verified and (side is None or not side.verified_after_patch):
-        raise VerificationFailed(
-            f"{service}: {target} has no passing verification after its last patch",
-            hint=f"run `bluegreen verify {service} --side {target}` first, or pass --force",
-        )
-    if not force and not trusted(side):
-        raise VerificationFailed(
-            f"{service}: refusing to send traffic to {target}: its last verification failed or "
-            "is older than its last patch",
-            hint=f"verify it (`bluegreen verify {service} --side "
-            f"{target}`), or use `bluegreen flip {service} --to {target} --force` knowingly",
-        )
-    health = router.health(service, target)
-    if not health.healthy:
-        raise RouterError(
-            f"{service}: no server of {target} is UP at the load balancer; "
-            "traffic stays on " + live,
-            hint="check the hosts of that side (`bluegreen status`)",
-        )
-    # Write the intent first: a locked or full state store fails here, before the router
-    # is touched (the undo below is the second line of defence).
-    store.audit_append(AuditEntryInput(
-        actor=actor, command=f"{command}.begin", service=service, reason=reason,
-        before={"live": live}, after={"target": target}, result="started"))
-    aborted = _abort_holder(store, service, actor, reason, command)
-    svc = store.get_service(service)
-    result = router.flip(service, target)
-    try:
-        store.set_live_side(
-            service,
-            target,
-            audit=AuditEntryInput(
-                actor=actor,
-                command=command,
-                service=service,
-                reason=reason,
-                before={"live": live, "state_live": svc.live_side if svc else None},
-                after={
-                    "live": target,
-                    "confirmed_by": result.confirmed_by,
-                    "flip_seconds": round(result.seconds, 4),
-                },
-            ),
-        )
-    except StateError as exc:
-        _undo_unrecorded_flip(router, service, live, target, exc)
-    return FlipOutcome(
-        service,
-        live,
-        target,
-        True,
-        time.perf_counter() - started,
-        aborted,
-        list(result.confirmed_by),
-    )
-
-
-def _undo_unrecorded_flip(
-    router: Router, service: str, live: Side, target: Side, exc: StateError
-) -> NoReturn:
-    """The router flipped but the store could not record it (locked, disk full): put traffic
-    back, so that every change stays in the audit chain and router and store agree."""
-    try:
-        router.flip(service, live)
-    except RouterError as undo:
-        raise StateError(
-            f"{service}: flipped {live} -> {target} at the router, but could not record it "
-            f"({exc.message}) nor flip back ({undo.message})",
-            hint=f"traffic is on {target}; when the state store works again run `bluegreen "
-            f"status {service} --adopt --reason ...`",
-        ) from exc
-    raise StateError(
-        f"{service}: not flipped: the state store cannot record it ({exc.message}); traffic "
-        f"is back on {live}",
-        hint=exc.hint,
-    ) from exc
-
-
-def _abort_holder(
-    store: StateStore, service: str, actor: str, reason: str, command: str
-) -> str | None:
-    lock = store.get_lock(service)
-    if lock is None:
-        return None
-    run = store.get_run(lock.run_id)
-    if run is not None and run.status in ("running", "deferred"):
-        store.finish_run(run.run_id, "aborted", f"aborted by `{command}` ({actor}): {reason}")
-    store.force_release_lock(service, reason=f"{command}: {reason}", actor=actor)
-    return lock.run_id
+def check_agreement(store: StateStore, router: Router, service: str, actor: str) -> Side:
+    """The router is the truth: record it at first contact, finish or cancel a flip a crash
+    interrupted, refuse (StateMismatch) when the store disagrees. See `kernel.settle`."""
+    return settle(store, router, service, actor)
