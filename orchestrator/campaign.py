@@ -55,6 +55,7 @@ from orchestrator.routers.base import Router
 from orchestrator.schedule import window_state
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, Run
+from orchestrator.traffic.failpoints import Crash
 
 AWAITING = "awaiting_approval"
 
@@ -186,6 +187,7 @@ class CampaignRunner:
             run_id=run.run_id,
         )
         self._notifier = notifier
+        crashed = False
         notifier.send("started", resumed=resumed, services=total, waves=len(waves))
         try:
             self._run_waves(run, campaign, waves, result)
@@ -198,6 +200,9 @@ class CampaignRunner:
                 notifier.send("done", services=result.services)
         except _Aborted as exc:
             result.status, result.message, result.exit_code = "aborted", str(exc), 1
+        except Crash:  # a simulated kill -9 (tests): no cleanup at all
+            crashed = True
+            raise
         except BaseException as exc:  # bugs, Ctrl-C: the journal allows `campaign resume`
             if isinstance(exc, BluegreenError):
                 result.exit_code = exc.exit_code
@@ -205,7 +210,7 @@ class CampaignRunner:
             raise
         finally:
             notifier.close()
-            lock = self.store.get_lock(campaign_lock(campaign.name))
+            lock = None if crashed else self.store.get_lock(campaign_lock(campaign.name))
             if lock is not None and lock.run_id == run.run_id:
                 self.store.release_lock(campaign_lock(campaign.name), run.run_id)
         result.services = service_states(self.store, run.run_id, waves)

@@ -816,8 +816,9 @@ class SQLiteStateStore:
                 "since": format_ts(self._now()),
                 "command": command,
             }
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+            with suppress(OSError):  # naming the holder is best effort (disk full)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
             try:
                 yield
             finally:

@@ -224,7 +224,7 @@ def _reconcile(
                 problem=problem,
                 audit=AuditEntryInput(
                     actor=pending.actor, command=pending.command, service=service,
-                    reason=pending.reason, result="recovered",
+                    reason=pending.reason, result="recovered", before={"live": pending.from_side},
                     after={"live": live, "flip_id": pending.id, "run_id": pending.run_id,
                            "recovered_by": actor, "problem": problem,
                            "how": "the router had flipped; the record was missing"},
