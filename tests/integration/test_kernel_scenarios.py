@@ -82,8 +82,9 @@ def test_1_rollback_during_patching_aborts_the_run_and_traffic_stays(lab: Lab) -
         code, out = bluegreen_json(config, "rollback", WEB, "--reason", "INC-1 during patch")
         assert code == 0 and not out["changed"] and out["aborted_run"], out
         assert "had not flipped yet" in out["message"] and "stays on green" in out["message"]
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 1 and "aborted" in err, err
+        out_text, _ = proc.communicate(timeout=300)
+        stopped = json.loads(out_text)
+        assert proc.returncode == 1 and "aborted" in stopped["error"], stopped
     finally:
         stop(proc)
     st = traffic_on(lab, config, "green")
@@ -310,8 +311,9 @@ def test_8_rollback_to_the_live_side_aborts_the_rollout(lab: Lab) -> None:
     try:
         code, out = bluegreen_json(config, "rollback", WEB, "--to", "blue", "--reason", "INC-8")
         assert code == 0 and not out["changed"] and out["aborted_run"], out
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 1 and "aborted" in err, err
+        out_text, _ = proc.communicate(timeout=300)
+        stopped = json.loads(out_text)
+        assert proc.returncode == 1 and "aborted" in stopped["error"], stopped
     finally:
         stop(proc)
     st = traffic_on(lab, config, "blue")
@@ -341,7 +343,11 @@ def test_9_campaign_run_continue_does_nothing_after_the_last_run_ended(
     code, st = bluegreen_json(config, "campaign", "status", "timer")
     assert st["run_id"] == run_id and st["status"] == "aborted", st
     assert audit(config) == before
-    traffic_on(lab, config, "blue")
+    assert served_by(lab, WEB) == "blue" and router_live(lab, WEB) == "web_blue"
+    assert map_file_side(lab, WEB) == "blue"
+    code, st = bluegreen_json(config, "status", WEB)
+    assert code == 0 and st["agrees"] and st["state_live"] is None, st  # never touched
+    audit_ok(config)
 
 
 # -- 10. verify holds the service lock ------------------------------------------------------------
