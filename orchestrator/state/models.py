@@ -279,6 +279,18 @@ class LockInfo(_Record):
     def __post_init__(self) -> None:
         _utc(self, "acquired_at")
 
+    def holder_is_gone(self) -> bool:
+        """True only when provable: the holder ran on this host and its pid is gone."""
+        if self.hostname != socket.gethostname() or self.pid <= 0:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # exists, owned by another user
+            return False
+        return False
+
 
 @dataclass(frozen=True, kw_only=True)
 class AuditEntryInput(_Record):

@@ -1198,7 +1198,7 @@ class SQLiteStateStore:
             if old is not None:
                 if (old.run_id, old.pid, old.hostname) == (run_id, who.pid, who.hostname):
                     return old
-                if not _holder_is_gone(old):
+                if not old.holder_is_gone():
                     raise _lock_held(old)
             conn.execute(
                 "INSERT OR REPLACE INTO locks (service, run_id, holder, pid, hostname, acquired_at)"
@@ -1329,19 +1329,6 @@ def _clean(obj: dict[str, Any]) -> dict[str, Any]:
     plain = json.loads(json.dumps(obj, default=jsonable))
     cleaned: dict[str, Any] = json.loads(canonical_json(redact(plain)))
     return cleaned
-
-
-def _holder_is_gone(lock: LockInfo) -> bool:
-    """True only when we can prove it: same host, and no such process."""
-    if lock.hostname != socket.gethostname() or lock.pid <= 0:
-        return False
-    try:
-        os.kill(lock.pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # exists, owned by another user
-        return False
-    return False
 
 
 def _lock_held(lock: LockInfo) -> LockHeld:
