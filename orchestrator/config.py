@@ -40,7 +40,7 @@ from orchestrator.config_snapshot import (
     config_path,
 )
 from orchestrator.errors import BadInput, unknown_service
-from orchestrator.routers.settings import CommandRouterSettings, HAProxySettings
+from orchestrator.routers.settings import CommandRouterSettings, HAProxySettings, SettingError
 
 __all__ = [
     "CONFIG_ENV",
@@ -350,6 +350,18 @@ class BluegreenConfig(_Model):
                 f"router.frontends names services that are not under `services:`:"
                 f" {', '.join(unknown)} (services: {', '.join(sorted(self.services))})"
             )
+        if isinstance(self.router, CommandRouterSettings):
+            blind = self.router.unobservable(list(self.services))
+            if blind:
+                raise SettingError(
+                    "router.frontends",
+                    f"no frontend URL for {', '.join(blind)}, and `counters` is off: bake could"
+                    " not see a new side fail, so no automatic rollback could ever happen",
+                    fix="add the URL of each service's frontend under `router.frontends:` (e.g. "
+                    + ", ".join(f"`{s}: http://lb.example.net/`" for s in blind[:2])
+                    + "; bake probes it), or set `router.counters: true` if the script answers"
+                    " `counters SERVICE SIDE`",
+                )
         return self
 
 
@@ -682,9 +694,10 @@ def _format_error(err: Any, name: str, root: type[BaseModel]) -> tuple[str, str]
     """One pydantic error -> (message, fix)."""
     etype: str = err.get("type", "")
     loc = err.get("loc", ())
-    field_name = getattr((err.get("ctx") or {}).get("error"), "field", None)
+    setting_error = (err.get("ctx") or {}).get("error")
+    field_name = getattr(setting_error, "field", None)
     if etype == "value_error" and isinstance(field_name, str):  # a SettingError
-        loc = (*loc, field_name)
+        loc = (*loc, *field_name.split("."))
     where = _locate(loc, root)
     path = where.path
     value = err.get("input")
@@ -757,7 +770,7 @@ def _format_error(err: Any, name: str, root: type[BaseModel]) -> tuple[str, str]
             " an unquoted 1.10 would become the number 1.1",
         )
     if etype in ("value_error", "assertion_error"):
-        return f"{name}: {path}: {msg}", generic_fix
+        return f"{name}: {path}: {msg}", getattr(setting_error, "fix", None) or generic_fix
     return f"{name}: {path}: {msg} (got {_type_name(value)})", generic_fix
 
 

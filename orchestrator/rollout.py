@@ -21,6 +21,7 @@ from typing import Any
 
 from orchestrator.config import LoadedConfig, PackageSpec
 from orchestrator.errors import (
+    Aborted,
     BluegreenError,
     OutsideWindow,
     PatchFailed,
@@ -35,10 +36,6 @@ from orchestrator.state.models import AuditEntryInput, Run
 from orchestrator.traffic import check_agreement
 
 STEPS = ("precheck", "patch", "verify", "flip", "bake")
-
-
-class Aborted(BluegreenError):
-    """The run was aborted (by `rollback` or `abort`) while it ran; nothing more was done."""
 
 
 @dataclass(frozen=True)

@@ -8,26 +8,33 @@ Protocol; nothing in the engine changes. Rules every backend must keep:
 - Failures to read or write raise `orchestrator.errors.StateError` (naming the store and a
   fix); a held lock raises `LockHeld`; an audit log that cannot be extended raises
   `AuditBroken`. Backends never guess or silently repair.
+- Records are keyed (HMAC under a key outside the store) and carry the writer's OS
+  identity; a backend refuses to extend a chain whose head does not verify.
 - Secrets are redacted (`orchestrator.state.audit.redact`) in params, journal data and
   audit before/after before storing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from orchestrator.sides import Side
-from orchestrator.state.audit import ChainReport
+from orchestrator.state.audit import AuditHead
+from orchestrator.state.audit_verify import ChainReport, WitnessHead
 from orchestrator.state.models import (
     AuditEntryInput,
     AuditRecord,
     JournalEntry,
     LockHolder,
     LockInfo,
+    PendingFlip,
     Run,
     RunStatus,
     ServiceState,
     SideState,
+    SideStateName,
 )
 
 
@@ -41,6 +48,9 @@ class StateStore(Protocol):
         self, service: str, side: Side | None, *, audit: AuditEntryInput
     ) -> ServiceState: ...
     def get_side(self, service: str, side: Side) -> SideState | None: ...
+    def begin_patch(
+        self, service: str, side: Side, patch_level: str, *, audit: AuditEntryInput
+    ) -> SideState: ...
     def record_patch(
         self, service: str, side: Side, patch_level: str, *, audit: AuditEntryInput
     ) -> SideState: ...
@@ -53,7 +63,53 @@ class StateStore(Protocol):
         summary: str | None,
         *,
         audit: AuditEntryInput,
+        hosts: dict[str, str] | None = None,
+        expected_generation: int | None = None,
     ) -> SideState: ...
+    def set_side_state(
+        self, service: str, side: Side, state: SideStateName, reason: str, *,
+        audit: AuditEntryInput,
+    ) -> SideState: ...
+    def reset_service(
+        self, service: str, live_side: Side, sides: Sequence[Side], reason: str, *,
+        audit: AuditEntryInput,
+    ) -> ServiceState: ...
+
+    # flips: the traffic kernel's journal (orchestrator.traffic.kernel)
+    def begin_flip(
+        self,
+        service: str,
+        from_side: Side,
+        to_side: Side,
+        *,
+        command: str,
+        actor: str,
+        reason: str,
+        run_id: str | None = None,
+        rollback: bool = False,
+        forced: bool = False,
+        expected_generation: int | None = None,
+    ) -> PendingFlip: ...
+    def record_flip(
+        self,
+        service: str,
+        from_side: Side,
+        to_side: Side,
+        *,
+        rollback: bool,
+        problem: str | None,
+        audit: AuditEntryInput,
+    ) -> ServiceState: ...
+    def cancel_flip(self, service: str, why: str, *, audit: AuditEntryInput) -> ServiceState: ...
+    def set_flip_problem(
+        self, service: str, problem: str | None, *, audit: AuditEntryInput
+    ) -> ServiceState: ...
+    def traffic_lock(
+        self, service: str, timeout_s: float = 30.0, *, command: str = "traffic"
+    ) -> AbstractContextManager[None]:
+        """Short per-service lock around every traffic change (separate from the run lock);
+        released when the holder ends, also when it is killed. LockHeld after `timeout_s`."""
+        ...
 
     # runs and their journal
     def create_run(
@@ -94,6 +150,16 @@ class StateStore(Protocol):
     def audit_records(
         self, service: str | None = None, limit: int | None = None
     ) -> list[AuditRecord]: ...
-    def verify_audit(self) -> ChainReport: ...
+    def audit_head(self) -> AuditHead: ...
+    def verify_audit(
+        self, witnesses: Sequence[WitnessHead] = (), witness_sources: Sequence[str] = ()
+    ) -> ChainReport:
+        """Every record's hash, MAC and link, the stored head, and `witnesses` (heads seen
+        outside the store). Never raises for a broken chain."""
+        ...
+    @property
+    def appended(self) -> AuditHead | None:
+        """The head after the newest record this store object appended, or None."""
+        ...
 
     def close(self) -> None: ...

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import os
+import pwd
 import socket
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -98,41 +99,105 @@ class _Record:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PendingFlip(_Record):
+    """A flip in progress: written (with its audit record) before the router is touched,
+    cleared when the flip is recorded or cancelled. Found after a crash, it tells the next
+    traffic command what the router may have done (see `orchestrator.traffic.kernel`)."""
+
+    id: str
+    from_side: Side
+    to_side: Side
+    command: str
+    actor: str
+    reason: str
+    at: datetime
+    rollback: bool = False
+    """Rollback semantics: the side traffic leaves becomes `failed_live`."""
+    run_id: str | None = None
+    forced: bool = False
+
+    def __post_init__(self) -> None:
+        _non_empty(self, "id", "command", "actor")
+        _one_of(self, "from_side", SIDES)
+        _one_of(self, "to_side", SIDES)
+        _utc(self, "at")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PendingFlip:
+        """Inverse of `as_json`."""
+        at = datetime.fromisoformat(str(data["at"]).replace("Z", "+00:00"))
+        return cls(**{**data, "at": at})
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServiceState(_Record):
-    """A service and the side the store last recorded as live (None: never flipped)."""
+    """A service and the side the store last recorded as live (None: never recorded).
+
+    `rollback_to`: the side that was live before the last *forward* flip (where `rollback`
+    goes). `flip_problem`: set when a flip moved traffic but could not be persisted or
+    confirmed ("not persisted: ..."), until a later flip or rollback repairs it.
+    `pending_flip`: a flip in progress, or one a crash interrupted."""
 
     service: str
     live_side: Side | None
     updated_at: datetime
+    rollback_to: Side | None = None
+    flip_problem: str | None = None
+    pending_flip: PendingFlip | None = None
 
     def __post_init__(self) -> None:
         _one_of(self, "live_side", SIDES, optional=True)
+        _one_of(self, "rollback_to", SIDES, optional=True)
         _utc(self, "updated_at")
+
+
+SideStateName = Literal[
+    "untouched", "patching", "patched", "verified", "verify_failed", "failed_live", "quarantined"
+]
+SIDE_STATES: tuple[SideStateName, ...] = get_args(SideStateName)
+"""untouched -> patching(level) -> patched(level) -> verified(level) | verify_failed;
+failed_live: traffic was taken away from it by a rollback; quarantined: kept out by an
+operator. Which of them may take traffic is decided in `orchestrator.traffic.gate`."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class SideState(_Record):
-    """One side of a service: its patch level and its last verification."""
+    """One side of a service: its state, patch level and last verification.
+
+    `generation` grows by one with every change of the side: a verification is recorded
+    only if the side is still at the generation read when the verification began. `hosts`
+    maps each host to the fingerprint (machine id, boot id, dpkg database digest) read with
+    the last passing verification."""
 
     service: str
     side: Side
     patch_level: str | None = None
-    """Free text, e.g. "demo-web=1.0.1,demo-openssl=3.0.15-1"."""
+    """Free text, e.g. "demo-web=1.0.1,demo-openssl=3.0.15-1"; while `patching`, the level
+    being applied."""
     patched_at: datetime | None = None
     verified_at: datetime | None = None
     verification_ok: bool | None = None
     verified_patch_level: str | None = None
     verification_summary: str | None = None
+    state: SideStateName = "untouched"
+    state_since: datetime | None = None
+    state_reason: str | None = None
+    generation: int = 0
+    hosts: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _one_of(self, "side", SIDES)
+        _one_of(self, "state", SIDE_STATES)
         _utc(self, "patched_at", optional=True)
         _utc(self, "verified_at", optional=True)
+        _utc(self, "state_since", optional=True)
 
     @property
     def verified_after_patch(self) -> bool:
-        """True only if the last verification passed, is not older than the last patch,
-        and checked the patch level the side has now. Traffic may only move to such a side."""
+        """True only if the side is `verified`, its last verification passed, is not older
+        than its last patch, and checked the patch level the side has now."""
+        if self.state != "verified":
+            return False
         if self.verification_ok is not True or self.verified_at is None:
             return False
         if self.patched_at is not None and self.verified_at < self.patched_at:
@@ -214,6 +279,18 @@ class LockInfo(_Record):
     def __post_init__(self) -> None:
         _utc(self, "acquired_at")
 
+    def holder_is_gone(self) -> bool:
+        """True only when provable: the holder ran on this host and its pid is gone."""
+        if self.hostname != socket.gethostname() or self.pid <= 0:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # exists, owned by another user
+            return False
+        return False
+
 
 @dataclass(frozen=True, kw_only=True)
 class AuditEntryInput(_Record):
@@ -237,8 +314,48 @@ class AuditEntryInput(_Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class OsIdentity(_Record):
+    """Who ran a command, as the operating system says (not as `--actor` claims).
+
+    `sudo_user` is `$SUDO_USER` when present: the account that ran sudo. It comes from the
+    environment, so it is a claim sudo makes, not a proof (see `persons`)."""
+
+    os_uid: int
+    os_user: str
+    sudo_user: str | None
+    hostname: str
+
+    @classmethod
+    def current(cls) -> OsIdentity:
+        uid = os.getuid()
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:  # no passwd entry (containers)
+            user = str(uid)
+        return cls(os_uid=uid, os_user=user, sudo_user=os.environ.get("SUDO_USER") or None,
+                   hostname=socket.gethostname())
+
+    @property
+    def persons(self) -> frozenset[str]:
+        """The people this identity may be: the sudo user, and the OS user unless it is
+        root (root is shared). Two identities are the same person when these overlap; an
+        empty set (root, no sudo) is nobody in particular."""
+        names = {self.sudo_user} if self.sudo_user else set()
+        if self.os_uid != 0:
+            names.add(self.os_user)
+        return frozenset(names)
+
+    def describe(self) -> str:
+        via = f" (sudo from {self.sudo_user})" if self.sudo_user else ""
+        return f"{self.os_user} (uid {self.os_uid}){via} on {self.hostname}"
+
+
+@dataclass(frozen=True, kw_only=True)
 class AuditRecord(_Record):
-    """One link of the audit chain. `hash` covers every other field, `prev_hash` included."""
+    """One link of the audit chain. `hash` covers every other field but `mac`, `prev_hash`
+    included; `mac` is the HMAC of the same payload under the audit key (None only for
+    records written before the chain was keyed). `os_*`, `sudo_user` and `hostname` are the
+    OS identity of the process that wrote the record, next to the claimed `actor`."""
 
     seq: int
     at: datetime
@@ -251,6 +368,19 @@ class AuditRecord(_Record):
     result: str
     prev_hash: str
     hash: str
+    os_uid: int | None = None
+    os_user: str | None = None
+    sudo_user: str | None = None
+    hostname: str | None = None
+    key_id: str | None = None
+    mac: str | None = None
+
+    @property
+    def identity(self) -> OsIdentity | None:
+        if self.os_uid is None or self.os_user is None or self.hostname is None:
+            return None
+        return OsIdentity(os_uid=self.os_uid, os_user=self.os_user, sudo_user=self.sudo_user,
+                          hostname=self.hostname)
 
     def __post_init__(self) -> None:
         _utc(self, "at")
