@@ -86,12 +86,12 @@ def new_run_id(service: str) -> str:
     return f"{service}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
 
 
-def _patch_hosts(config: LoadedConfig, service: str, side: Side,
-                 packages: list[PackageSpec] | None, *, on_event: Callable[[Any], None],
-                 cancel: Callable[[], bool]) -> Any:
-    from orchestrator.patching import patch_hosts
+def _patch_side(config: LoadedConfig, service: str, side: Side,
+                packages: list[PackageSpec] | None, *, on_event: Callable[[Any], None],
+                cancel: Callable[[], bool]) -> Any:
+    from orchestrator.patching import patch_side
 
-    return patch_hosts(config, service, side, packages, on_event=on_event, cancel=cancel)
+    return patch_side(config, service, side, packages, on_event=on_event, cancel=cancel)
 
 
 def _verify_side(config: LoadedConfig, store: StateStore, service: str, side: Side, *,
@@ -133,8 +133,8 @@ class RolloutTools:
     reachability, the flip's host recheck and bake's requests. Tests swap them for fakes
     (`orchestrator.testing`); the defaults are the real ones."""
 
-    patch: Callable[..., Any] = _patch_hosts
-    """(config, service, side, packages, *, on_event, cancel) -> a PatchResult."""
+    patch: Callable[..., Any] = _patch_side
+    """(config, service, side, packages, *, on_event, cancel) -> a `patching.SidePatch`."""
     verify: Callable[..., Any] = _verify_side
     """(config, store, service, side, *, actor, packages, advisories, patch_level,
     expected_generation) -> a VerifyOutcome; records the verdict in the store."""
@@ -229,6 +229,7 @@ class Rollout:
             result.from_side, result.to_side = plan["live"], plan["standby"]
             packages = [_spec(p) for p in run.params.get("packages", [])]
             level = patch_level(packages, bool(run.params.get("security_updates")))
+            level = self._installed_level(run.run_id) or level
             for step in STEPS:
                 if step in done:
                     continue
@@ -237,6 +238,8 @@ class Rollout:
                 failpoints.hit(f"{step}:begin")
                 self._emit(run.run_id, step, "begin", step)
                 data = self._step(step, run, plan, packages, level)
+                if step == "patch":
+                    level = data["patch_level"]  # what is installed, not what was asked
                 if step == "precheck":
                     plan = data
                     result.from_side, result.to_side = plan["live"], plan["standby"]
@@ -320,6 +323,8 @@ class Rollout:
     def _patch(
         self, run: Run, service: str, standby: Side, packages: list[PackageSpec], level: str
     ) -> dict[str, Any]:
+        from orchestrator.patching import step_record
+
         # Recorded before Ansible touches the side: a failed or killed patch leaves it
         # `patching`, which no flip (nor rollback) may target until patched and verified.
         self.store.begin_patch(
@@ -344,7 +349,7 @@ class Rollout:
                 {"host": p.host, "task": p.task, "status": p.status},
             )
 
-        result = self.tools.patch(
+        patched = self.tools.patch(
             self.config,
             service,
             standby,
@@ -352,37 +357,36 @@ class Rollout:
             on_event=progress,
             cancel=lambda: self._is_aborted(run.run_id),
         )
-        if not result.ok:
-            bad = result.failures() or [result.message or result.status]
+        if not patched.ok:
+            bad = patched.result.failures() or [patched.result.message or patched.result.status]
             raise PatchFailed(
-                f"{service}: patching {standby} failed: " + "; ".join(bad),
+                f"{service}: patching {standby} failed: " + "; ".join(bad)
+                + f" ({patched.changes.summary()})",
                 hint="fix the host or the package, then `bluegreen resume`",
             )
+        for warning in patched.warnings:
+            self._emit(run.run_id, "patch", "warning", f"warning: {warning}")
+        data = step_record(patched, standby, level)
         self.store.record_patch(
             service,
             standby,
-            level,
+            data["patch_level"],
             audit=AuditEntryInput(
                 actor=self.actor,
                 command="rollout.patch",
                 service=service,
                 reason=f"run {run.run_id}",
-                after={
-                    "side": standby,
-                    "patch_level": level,
-                    "versions": {h: r.versions for h, r in result.hosts.items()},
-                },
+                after={k: data[k] for k in ("side", "patch_level", "asked", "changes")},
             ),
         )
-        return {
-            "side": standby,
-            "patch_level": level,
-            "seconds": round(result.seconds, 1),
-            "hosts": {
-                h: {"versions": r.versions, "restarted": r.restarted}
-                for h, r in result.hosts.items()
-            },
-        }
+        return data
+
+    def _installed_level(self, run_id: str) -> str | None:
+        """The level the patch step found installed (on resume after it)."""
+        for e in self.store.journal(run_id):
+            if e.step == "patch" and e.phase == "end":
+                return str(e.data["patch_level"])
+        return None
 
     def _verify(
         self, service: str, standby: Side, packages: list[PackageSpec], level: str
@@ -589,7 +593,9 @@ def _describe(step: str, data: dict[str, Any]) -> str:
     if step == "precheck":
         return f"live={data['live']} standby={data['standby']}"
     if step == "patch":
-        return f"patched {data['side']} ({data['patch_level']}) in {data['seconds']}s"
+        summary = data.get("changes", {}).get("summary")
+        tail = f": {summary}" if summary else ""
+        return f"patched {data['side']} ({data['patch_level']}) in {data['seconds']}s{tail}"
     if step == "verify":
         return str(data["summary"])
     if step == "flip":

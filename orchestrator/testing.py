@@ -188,26 +188,9 @@ class FakeRouter:
 
 
 @dataclass
-class FakeHostPatch:
-    versions: dict[str, str]
-    restarted: list[str] = field(default_factory=list)
-
-
-@dataclass
-class FakePatchResult:
-    ok: bool
-    hosts: dict[str, FakeHostPatch]
-    status: str = "successful"
-    message: str = ""
-    seconds: float = 0.0
-
-    def failures(self) -> list[str]:
-        return [] if self.ok else [self.message or f"fake patch {self.status}"]
-
-
-@dataclass
 class FakePatcher:
-    """Stands in for Ansible. `fail`: (service, side) pairs whose patch fails;
+    """Stands in for Ansible (`patching.patch_side`). `fail`: (service, side) pairs whose
+    patch fails;
     `during`: called while "patching" (e.g. to run a rollback or a crash then). Every call is
     logged in `calls` as (service, side) — the live side must never appear there."""
 
@@ -216,17 +199,23 @@ class FakePatcher:
     calls: list[tuple[str, Side]] = field(default_factory=list)
 
     def __call__(self, config: object, service: str, side: Side, packages: object, *,
-                 on_event: Callable[[object], None], cancel: Callable[[], bool]
-                 ) -> FakePatchResult:
+                 on_event: Callable[[object], None], cancel: Callable[[], bool]) -> Any:
+        from orchestrator.patching import PatchResult, SideChanges, SidePatch
+        from orchestrator.patching.results import HostPatchResult
+
         self.calls.append((service, side))
         if self.during is not None:
             self.during(service, side)
         host = f"{service}-{side}-1"
         if cancel():
-            return FakePatchResult(False, {}, status="canceled", message="cancelled: aborted")
-        if (service, side) in self.fail:
-            return FakePatchResult(False, {}, status="failed", message=f"{host}: apt failed")
-        return FakePatchResult(True, {host: FakeHostPatch({"demo-web": "1.0.1"})})
+            result = PatchResult(False, 254, "canceled", {}, 0.0, message="cancelled: aborted")
+        elif (service, side) in self.fail:
+            result = PatchResult(False, 2, "failed",
+                                 {host: HostPatchResult(message="apt failed")}, 0.0)
+        else:
+            result = PatchResult(True, 0, "successful", {host: HostPatchResult(
+                ok=True, changed=True, versions={"demo-web": "1.0.1"}, reached=True)}, 0.0)
+        return SidePatch(result=result, changes=SideChanges(), level=None)
 
 
 @dataclass

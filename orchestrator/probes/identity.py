@@ -48,7 +48,7 @@ def changes(recorded: str, now: str) -> list[str]:
     return [f"{PARTS[key]} changed ({WHY[key]})" for key in PARTS if old.get(key) != new.get(key)]
 
 
-def read_fingerprints(
+def read_identities(
     targets: Sequence[ProbeTarget],
     *,
     pool: ConnectionPool | None = None,
@@ -90,7 +90,7 @@ def recheck(
     names = {t.name for t in targets}
     problems = [f"{h}: not in the inventory any more" for h in sorted(set(recorded) - names)]
     problems += [f"{h}: not verified (added since)" for h in sorted(names - set(recorded))]
-    found, errors = read_fingerprints([t for t in targets if t.name in recorded])
+    found, errors = read_identities([t for t in targets if t.name in recorded])
     problems += [f"{h}: cannot be read ({why})" for h, why in sorted(errors.items())]
     for host, now in sorted(found.items()):
         what = changes(recorded[host], now)
