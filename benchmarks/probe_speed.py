@@ -118,9 +118,10 @@ def main() -> None:
     parser.add_argument("--suite", default=DEFAULT_SUITE)
     parser.add_argument("--repeat", type=int, default=3, help="runs of (b) and (c); median")
     parser.add_argument("--skip-plain", action="store_true", help="no (a): it takes minutes")
+    parser.add_argument("--hosts", type=int, help="only the first N hosts of the lab")
     args = parser.parse_args()
     paths = LabPaths.default()
-    targets = lab_targets(paths.config)
+    targets = lab_targets(paths.config)[: args.hosts]
     ssh_config = paths.root / "ssh" / "ssh_config"
     print(f"{len(targets)} hosts, suite {args.suite}, strict host keys")
     a = None if args.skip_plain else plain_pytest(args.suite, targets, ssh_config)
