@@ -30,7 +30,7 @@ def converge_service(
     expected_live: str,
 ) -> dict[str, Any]:
     """Patch + verify the standby of `service`; returns the journal data of the step."""
-    from orchestrator.patching import patch_hosts
+    from orchestrator.patching import patch_side, step_record
     from orchestrator.rollout import patch_level
     from orchestrator.verification import verify_side
 
@@ -46,9 +46,12 @@ def converge_service(
     level = patch_level(packages, False)
     store.acquire_lock(service, run_id)
     try:
-        result = patch_hosts(config, service, side, packages)
-        if not result.ok:
-            return {"ok": False, "side": side, "message": "; ".join(result.failures())}
+        patched = patch_side(config, service, side, packages)
+        if not patched.ok:
+            return {"ok": False, "side": side, "message": "; ".join(patched.result.failures())}
+        step = step_record(patched, side, level)
+        level = step["patch_level"]  # what is installed, not what was asked
+        versions = {h: d["versions"] for h, d in step["hosts"].items()}
         store.record_patch(
             service,
             side,
@@ -58,7 +61,7 @@ def converge_service(
                 command="campaign.converge.patch",
                 service=service,
                 reason=f"campaign run {run_id}",
-                after={"side": side, "versions": {h: r.versions for h, r in result.hosts.items()}},
+                after={"side": side, "versions": versions, "changes": step["changes"]},
             ),
         )
         outcome = verify_side(
@@ -71,7 +74,6 @@ def converge_service(
             advisories=[a.model_dump(mode="json") for a in advisories_for(campaign, service)],
             patch_level=level,
         )
-        versions = {h: r.versions for h, r in result.hosts.items()}
         wanted = {p.name: p.version for p in packages}
         drift = sorted(
             f"{h} {pkg}={have.get(pkg)}"
@@ -85,6 +87,8 @@ def converge_service(
             "side": side,
             "patch_level": level,
             "hosts": {h: {"versions": v} for h, v in versions.items()},
+            "changes": step["changes"],
+            "warnings": step["warnings"],
             "verify": outcome.summary,
             "results": [
                 {"host": r.host, "check": r.check, "status": r.status, "evidence": r.evidence[:300]}
