@@ -12,7 +12,7 @@ from orchestrator.sides import SIDES, Side, other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput, SideState
 from orchestrator.traffic.connect import TrafficConfig
-from orchestrator.traffic.kernel import settle
+from orchestrator.traffic.kernel import resolve_pending, settle
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,14 @@ def service_status(
 
 
 def adopt(store: StateStore, router: Router, service: str, actor: str, reason: str) -> Side:
-    """Accept the router's view of which side is live (explicit, audited); ends a pending
-    flip."""
+    """Accept the router's view of which side is live (explicit, audited). A flip a crash
+    interrupted is first ended by the kernel's rule (completed with its own command and
+    semantics, or cancelled), so adopting never erases a rollback's failed_live side."""
     with store.traffic_lock(service, command="adopt"):
         live = router.live(service)
         svc = store.get_service(service)
+        if svc is not None and svc.pending_flip is not None:
+            svc, _done = resolve_pending(store, router, svc, live, actor)
         store.set_live_side(
             service,
             live,
@@ -117,9 +120,7 @@ def adopt(store: StateStore, router: Router, service: str, actor: str, reason: s
                 command="adopt",
                 service=service,
                 reason=reason,
-                before={"state_live": svc.live_side if svc else None,
-                        "pending_flip": svc.pending_flip.as_json()
-                        if svc and svc.pending_flip else None},
+                before={"state_live": svc.live_side if svc else None},
                 after={"live": live},
             ),
         )
