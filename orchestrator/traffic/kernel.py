@@ -11,7 +11,8 @@ campaign) move traffic with `move_traffic`, which, under the service's short tra
    under the lock, so a rollback that aborted a run first always wins, and a rollback that
    comes after the run's flip waits for it and then flips back;
 3. picks the target (rollback: `rollback_to`, the side live before the last forward flip;
-   none, or already live: nothing to do), gates it (`gate.refusal`, unless forced),
+   none, already live, or a rollback already answered by aborting a run before its flip:
+   nothing to do), gates it (`gate.refusal`, unless forced),
    re-checks its hosts (the caller's callable: this module stays import-light) and needs a
    server UP on it at the router;
 4. journals and audits the intent (`begin_flip`), flips at the router, records the flip in
@@ -137,9 +138,26 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
                                message, aborted, [], recovered, request.force, repaired)
 
         if request.to is None and aborted is not None and before_its_flip:
+            # the rollback is answered: a second one (another operator, a retry) is done
+            store.keep_after_rollback(
+                service, f"run {aborted} was aborted before its flip by {request.actor} "
+                f"({request.reason})",
+                audit=AuditEntryInput(
+                    actor=request.actor, command=request.command, service=service,
+                    reason=request.reason, result="kept",
+                    after={"live": live, "aborted_run": aborted},
+                ),
+            )
             return unchanged(
                 f"{service}: aborted run {aborted}, which had not flipped yet; traffic stays "
                 f"on {live}"
+            )
+        if request.to is None and request.command == "rollback" and svc.rollback_kept:
+            back = (f"; `bluegreen rollback {service} --to {svc.rollback_to}` goes back to "
+                    f"{svc.rollback_to}" if svc.rollback_to not in (None, live) else "")
+            return unchanged(
+                f"{service}: already rolled back ({svc.rollback_kept}); traffic stays on "
+                f"{live}{back}"
             )
         target = request.to or svc.rollback_to
         if target is None:

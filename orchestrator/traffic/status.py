@@ -28,6 +28,7 @@ class ServiceStatus:
     rollback_to: Side | None = None
     flip_problem: str | None = None
     pending_flip: dict[str, Any] | None = None
+    rollback_kept: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +40,7 @@ class ServiceStatus:
             "rollback_to": self.rollback_to,
             "flip_problem": self.flip_problem,
             "pending_flip": self.pending_flip,
+            "rollback_kept": self.rollback_kept,
             "sides": self.sides,
             "run_in_flight": self.run_in_flight,
             "lock": self.lock,
@@ -100,6 +102,7 @@ def service_status(
         rollback_to=svc.rollback_to if svc else None,
         flip_problem=svc.flip_problem if svc else None,
         pending_flip=pending.as_json() if pending else None,
+        rollback_kept=svc.rollback_kept if svc else None,
     )
 
 

@@ -72,3 +72,40 @@ def test_a_move_not_known_to_be_persisted_is_recorded_as_not_persisted(
         assert svc is not None and svc.live_side == "green"
         assert str(svc.flip_problem).startswith("not persisted"), svc.flip_problem
         assert router.persisted[SERVICE] == "blue"  # a reload would go back: said so
+
+
+def test_a_second_rollback_after_one_that_aborted_a_run_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """Two operators roll back during a rollout that has not flipped yet: the first aborts
+    the run and keeps traffic where it is; the second used to roll back the flip before
+    the run (green -> blue)."""
+    router = FakeRouter({SERVICE: "blue"})
+    with temp_store(tmp_path) as store:
+        _verified(store, "green")
+        move_traffic(store, router, FlipRequest(service=SERVICE, command="flip", reason="x",
+                                                actor="op", to="green"))
+        store.create_run("r1", "rollout", SERVICE, {}, "ci")
+        store.journal_begin("r1", "precheck")
+        store.journal_end("r1", "precheck", {"live": "green", "standby": "blue"})
+        outcomes = [
+            move_traffic(store, router, FlipRequest(service=SERVICE, command="rollback",
+                                                    reason="INC-1", actor=who,
+                                                    abort_in_flight=True))
+            for who in ("alice", "bob")
+        ]
+        assert [o.changed for o in outcomes] == [False, False]
+        assert "already rolled back" in outcomes[1].message
+        assert "--to blue" in outcomes[1].message
+        assert router.memory[SERVICE] == "green" and router.flips == [(SERVICE, "green")]
+        assert [(r.command, r.result) for r in store.audit_records(SERVICE)][-1] == (
+            "rollback", "kept")
+        # an explicit rollback still goes back, with rollback semantics
+        back = move_traffic(store, router, FlipRequest(service=SERVICE, command="rollback",
+                                                       reason="INC-1", actor="carol",
+                                                       to="blue", abort_in_flight=True))
+        assert back.changed and router.memory[SERVICE] == "blue"
+        svc = store.get_service(SERVICE)
+        assert svc is not None and svc.rollback_kept is None
+        green = store.get_side(SERVICE, "green")
+        assert green is not None and green.state == "failed_live"
