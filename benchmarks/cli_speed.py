@@ -8,7 +8,7 @@ and one HAProxy map change over the admin socket. Rollbacks alternate directions
 lab's `api` service (both sides untouched by patches, so both are trusted).
 
 "rollback" is the normal incident case: some earlier command (here a `status`) validated
-bluegreen.yml in full and left its snapshot (orchestrator/config_snapshot.py). "rollback,
+bluegreen.yml in full and left its snapshot (orchestrator/config/snapshot.py). "rollback,
 no snapshot" gives every run an empty cache directory: the full YAML + pydantic load.
 """
 

@@ -43,7 +43,7 @@ from orchestrator.campaign_state import (
     service_states,
     standby_versions,
 )
-from orchestrator.config import LoadedConfig
+from orchestrator.config.loaded import LoadedConfig
 from orchestrator.errors import (
     BadInput,
     BluegreenError,

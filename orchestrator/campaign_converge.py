@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.campaign_model import Campaign, advisories_for, packages_for
-from orchestrator.config import LoadedConfig
+from orchestrator.config.loaded import LoadedConfig
 from orchestrator.routers.base import Router
 from orchestrator.sides import other_side
 from orchestrator.state.base import StateStore

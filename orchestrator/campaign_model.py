@@ -15,7 +15,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -27,20 +26,21 @@ from pydantic import (
     model_validator,
 )
 
-from orchestrator.config import (
-    _EXAMPLE,
-    GroupName,
-    LoadedConfig,
-    PackageName,
-    PackageSpec,
-    PackageVersion,
-    ServiceName,
-    validation_to_bad_input,
-)
+from orchestrator.config.errors import validation_to_bad_input
+from orchestrator.config.files import FileKind, read_yaml_mapping
+from orchestrator.config.loaded import LoadedConfig
+from orchestrator.config.models import PackageSpec
+from orchestrator.config.types import GroupName, PackageName, PackageVersion, ServiceName
 from orchestrator.errors import BadInput, unknown_service
 
 CAMPAIGN_EXAMPLE = "inventories/example/campaigns/2026-11-openssl.yml"
-MAX_CAMPAIGN_BYTES = 256 * 1024
+CAMPAIGN_FILE = FileKind(
+    what="campaign file",
+    max_bytes=256 * 1024,
+    missing_hint=f"check the path; see {CAMPAIGN_EXAMPLE} for an example",
+    wrong_file_hint="check that the path points at a campaign file",
+    content_hint=f"write a mapping with name, advisories and waves; see {CAMPAIGN_EXAMPLE}",
+)
 
 _DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _CVE_RE = re.compile(r"^CVE-\d{4}-\d{4,}$")
@@ -350,43 +350,12 @@ def _services_in_group(config: LoadedConfig, group: str) -> list[str]:
 def load_campaign(path: str | Path) -> Campaign:
     """Read and validate a campaign file; BadInput (file, field, fix) on any problem."""
     p = Path(path).expanduser()
-    name = str(p)
-    try:
-        if p.stat().st_size > MAX_CAMPAIGN_BYTES:
-            raise BadInput(
-                f"{name}: campaign file larger than {MAX_CAMPAIGN_BYTES} bytes",
-                hint="check the path",
-            )
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise BadInput(
-            f"{name}: campaign file not found", hint=f"see {CAMPAIGN_EXAMPLE} for an example"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{name}: cannot read the campaign file: {exc}", hint="check it") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise BadInput(
-            f"{name}{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}",
-            hint="fix the YAML syntax (indentation, a missing ':')",
-        ) from None
-    if not isinstance(data, dict):
-        raise BadInput(
-            f"{name}: the top level must be a mapping with name, advisories and waves",
-            hint=f"see {CAMPAIGN_EXAMPLE}",
-        )
-    return campaign_from_dict(data, name)
+    data, _digest = read_yaml_mapping(p, CAMPAIGN_FILE)
+    return campaign_from_dict(data, str(p))
 
 
 def campaign_from_dict(data: dict[str, Any], name: str = "campaign") -> Campaign:
     try:
         return Campaign.model_validate(data)
     except ValidationError as exc:
-        err = validation_to_bad_input(exc, name, Campaign)
-        raise BadInput(
-            err.message.replace(_EXAMPLE, CAMPAIGN_EXAMPLE),
-            hint=(err.hint or "").replace(_EXAMPLE, CAMPAIGN_EXAMPLE),
-        ) from None
+        raise validation_to_bad_input(exc, name, Campaign, example=CAMPAIGN_EXAMPLE) from None

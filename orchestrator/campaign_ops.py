@@ -8,7 +8,7 @@ from typing import Any
 from orchestrator.campaign import AWAITING, campaign_lock
 from orchestrator.campaign_model import Campaign, advisories_for, packages_for, resolve_waves
 from orchestrator.campaign_state import begun_steps, ended_steps, service_states
-from orchestrator.config import LoadedConfig
+from orchestrator.config.loaded import LoadedConfig
 from orchestrator.errors import BadInput
 from orchestrator.lab.proc import alive
 from orchestrator.routers.base import Router

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.campaign_model import Campaign, packages_for
-from orchestrator.config import LoadedConfig
+from orchestrator.config.loaded import LoadedConfig
 from orchestrator.errors import BluegreenError, LockHeld, RolledBack
 from orchestrator.routers.base import Router
 from orchestrator.sides import other_side

@@ -236,8 +236,8 @@ def lab_reset(hosts: tuple[str, ...]) -> None:
 # ---- config-driven commands -------------------------------------------------------------
 def _load(ctx: click.Context) -> Any:
     """Load and validate bluegreen.yml in full; leave the incident snapshot behind."""
-    from orchestrator import config_snapshot
-    from orchestrator.config import load_config
+    from orchestrator.config import snapshot as config_snapshot
+    from orchestrator.config.loaded import load_config
 
     config = load_config(ctx.obj.config_path)
     config_snapshot.save(config)
@@ -247,7 +247,7 @@ def _load(ctx: click.Context) -> Any:
 def _load_for_traffic(ctx: click.Context) -> Any:
     """The validated snapshot when it matches the file's bytes (no YAML, no pydantic),
     else the full load (which refreshes the snapshot)."""
-    from orchestrator import config_snapshot
+    from orchestrator.config import snapshot as config_snapshot
 
     return config_snapshot.load(ctx.obj.config_path) or _load(ctx)
 
@@ -425,7 +425,7 @@ def rollout(
 
     The live side is never touched; on failure during bake traffic goes back by itself.
     """
-    from orchestrator.config import parse_package_arg
+    from orchestrator.config.loaded import parse_package_arg
 
     config = _load(ctx)
     config.service(service)
@@ -448,7 +448,7 @@ def rollout(
 def plan(ctx: click.Context, service: str, packages: tuple[str, ...], as_json: bool) -> None:
     """What `rollout SERVICE` would do: hosts, package changes (Ansible check mode) and
     router commands. Changes nothing."""
-    from orchestrator.config import parse_package_arg
+    from orchestrator.config.loaded import parse_package_arg
     from orchestrator.plan import plan_rollout
     from orchestrator.traffic import open_router
 
@@ -1229,7 +1229,7 @@ def lab_demo(ctx: click.Context, service: str) -> None:
     ctx.obj.config_path = str(the_lab.paths.config)
     banner("2. before: who is live, what is installed")
     ctx.invoke(status, service=None, adopt=False, reason=None, as_json=False)
-    from orchestrator.config import PACKAGE_ROOT
+    from orchestrator.config.loaded import PACKAGE_ROOT
 
     demo_file = PACKAGE_ROOT / "inventories" / "lab" / "campaigns" / "lab-demo.yml"
     banner(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import LoadedConfig
+from orchestrator.config.loaded import LoadedConfig
 from orchestrator.errors import BadInput
 from orchestrator.sides import SIDES, Side
 

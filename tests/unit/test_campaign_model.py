@@ -115,7 +115,7 @@ def test_shipped_examples_are_valid(tmp_path: Path) -> None:
 
 def test_unknown_service_in_a_wave_names_the_campaign_field(tmp_path: Path) -> None:
     from orchestrator.campaign_model import resolve_waves
-    from orchestrator.config import load_config
+    from orchestrator.config.loaded import load_config
 
     config = load_config(ROOT / "inventories/example/bluegreen.yml")
     known = sorted(config.services)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.config import LoadedConfig, load_config
+from orchestrator.config.loaded import LoadedConfig, load_config
 from orchestrator.errors import BadInput
 from orchestrator.inventory import Fleet, Host, ServiceHosts, is_secret_key, load_fleet
 
