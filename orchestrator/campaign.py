@@ -52,7 +52,7 @@ from orchestrator.errors import (
 )
 from orchestrator.notify import Notifier
 from orchestrator.routers.base import Router
-from orchestrator.schedule import window_state
+from orchestrator.schedule.window import window_state
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, Run
 

@@ -10,16 +10,13 @@ fix (the same error formatting as bluegreen.yml).
 from __future__ import annotations
 
 import re
-import zoneinfo
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -30,8 +27,15 @@ from orchestrator.config.errors import validation_to_bad_input
 from orchestrator.config.files import FileKind, read_yaml_mapping
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.config.models import PackageSpec
-from orchestrator.config.types import GroupName, PackageName, PackageVersion, ServiceName
+from orchestrator.config.types import (
+    Duration,
+    GroupName,
+    PackageName,
+    PackageVersion,
+    ServiceName,
+)
 from orchestrator.errors import BadInput, unknown_service
+from orchestrator.schedule.window import Window
 
 CAMPAIGN_EXAMPLE = "inventories/example/campaigns/2026-11-openssl.yml"
 CAMPAIGN_FILE = FileKind(
@@ -42,70 +46,8 @@ CAMPAIGN_FILE = FileKind(
     content_hint=f"write a mapping with name, advisories and waves; see {CAMPAIGN_EXAMPLE}",
 )
 
-_DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _CVE_RE = re.compile(r"^CVE-\d{4}-\d{4,}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
-_CRON_FIELD_RE = re.compile(r"^[0-9*,/-]+$")
-
-
-def parse_duration(value: Any) -> timedelta:
-    """`90` (seconds), "45s", "30m", "2h", "7d", "1h30m" -> timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like '2h' or '30m', got {value!r}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"a duration cannot be negative, got {value}")
-        return timedelta(seconds=value)
-    text = str(value).strip().replace(" ", "")
-    if text.startswith("P"):  # ISO 8601, as stored by model_dump(mode="json")
-        from pydantic import TypeAdapter
-
-        try:
-            return TypeAdapter(timedelta).validate_python(text)
-        except ValidationError:
-            pass
-    match = _DURATION_RE.match(text)
-    if not text or not match or not any(match.groups()):
-        raise ValueError(
-            f"expected a duration like '45s', '30m', '2h', '7d' or '1h30m', got {value!r}"
-        )
-    d, h, m, s = (int(g or 0) for g in match.groups())
-    return timedelta(days=d, hours=h, minutes=m, seconds=s)
-
-
-def format_duration(value: timedelta) -> str:
-    total = int(value.total_seconds())
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if total >= size or (unit == "s" and not parts):
-            parts.append(f"{total // size}{unit}")
-            total %= size
-    return "".join(parts)
-
-
-def _check_timezone(value: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown timezone {value!r}: use an IANA name such as 'UTC' or 'Europe/Berlin'"
-        ) from None
-    return value
-
-
-def _check_cron(value: str) -> str:
-    fields = value.split()
-    if len(fields) != 5 or not all(_CRON_FIELD_RE.match(f) for f in fields):
-        raise ValueError(
-            f"start must be a cron expression 'MIN HOUR DOM MON DOW' (e.g. '0 22 * * 6'), "
-            f"got {value!r}"
-        )
-    from orchestrator.schedule import CronSpec
-
-    CronSpec.parse(value)  # raises ValueError naming the bad field
-    return value
 
 
 def _check_cve(value: str) -> str:
@@ -128,9 +70,6 @@ def _check_url(value: str) -> str:
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-TimeZone = Annotated[str, AfterValidator(_check_timezone)]
-CronText = Annotated[str, AfterValidator(_check_cron)]
 CveId = Annotated[str, AfterValidator(_check_cve)]
 Ident = Annotated[str, AfterValidator(_check_id)]
 WebhookUrl = Annotated[str, AfterValidator(_check_url)]
@@ -171,50 +110,6 @@ class Wave(_Model):
 class Approval(_Model):
     mode: Literal["auto", "manual"] = "auto"
     at: Literal["before_patch", "before_flip"] = "before_flip"
-
-
-class Interval(_Model):
-    start: AwareDatetime
-    end: AwareDatetime
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Interval:
-        if self.end <= self.start:
-            raise ValueError(f"interval ends ({self.end}) before it starts ({self.start})")
-        return self
-
-
-class FreezeRange(_Model):
-    start: date
-    end: date
-
-
-class Window(_Model):
-    """When flips may happen: always, a cron-style start + duration, or explicit intervals.
-    Freeze dates (in `timezone`) close it whatever else says."""
-
-    timezone: TimeZone = "UTC"
-    always: bool = False
-    start: CronText | None = None
-    duration: Duration | None = None
-    intervals: list[Interval] = Field(default_factory=list, max_length=1000)
-    freeze: list[date | FreezeRange] = Field(default_factory=list, max_length=1000)
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Window:
-        kinds = [bool(self.always), self.start is not None, bool(self.intervals)]
-        if sum(kinds) != 1:
-            raise ValueError(
-                "set exactly one of `always: true`, `start:` (cron) with `duration:`, or"
-                " `intervals:` (a list of {start, end} with timezones)"
-            )
-        if (self.start is None) != (self.duration is None):
-            raise ValueError("`start:` and `duration:` go together: set both")
-        if self.duration is not None and not timedelta(minutes=1) <= self.duration <= timedelta(
-            days=31
-        ):
-            raise ValueError("duration must be between 1m and 31d")
-        return self
 
 
 class Retention(_Model):

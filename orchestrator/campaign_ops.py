@@ -12,7 +12,7 @@ from orchestrator.config.loaded import LoadedConfig
 from orchestrator.errors import BadInput
 from orchestrator.lab.proc import alive
 from orchestrator.routers.base import Router
-from orchestrator.schedule import window_state
+from orchestrator.schedule.window import window_state
 from orchestrator.sides import other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, AuditEntryInput, Run

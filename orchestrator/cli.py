@@ -1140,7 +1140,7 @@ def schedule_install(ctx: click.Context, file: str, directory: str | None, as_js
     from pathlib import Path
 
     from orchestrator.campaign_model import load_campaign
-    from orchestrator.schedule import install_units, verify_units
+    from orchestrator.schedule.systemd import install_units, verify_units
 
     config = _load(ctx)
     camp = load_campaign(file)
@@ -1177,7 +1177,7 @@ def schedule_list(directory: str | None, as_json: bool) -> None:
     """Campaign timers written by `schedule install`."""
     from pathlib import Path
 
-    from orchestrator.schedule import list_units
+    from orchestrator.schedule.systemd import list_units
 
     rows = list_units(Path(directory) if directory else None)
     if as_json:
@@ -1195,7 +1195,7 @@ def schedule_remove(name: str, directory: str | None) -> None:
     """Delete a campaign's timer and service units."""
     from pathlib import Path
 
-    from orchestrator.schedule import remove_units
+    from orchestrator.schedule.systemd import remove_units
 
     for path in remove_units(name, Path(directory) if directory else None):
         click.echo(f"removed {path}")

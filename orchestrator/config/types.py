@@ -4,9 +4,11 @@ and their validators: each says in its error what a good value looks like."""
 from __future__ import annotations
 
 import re
+import zoneinfo
+from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 _SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _GROUP_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
@@ -16,6 +18,7 @@ _PACKAGE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
 _PACKAGE_VERSION_RE = re.compile(r"^(?:[0-9]+:)?[A-Za-z0-9][A-Za-z0-9.+~_-]*$")
 _SERIAL_PERCENT_RE = re.compile(r"^(?:[1-9][0-9]?|100)%$")
 SAFE_USER_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$")
+_DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
 def _check_service_name(value: str) -> str:
@@ -84,6 +87,43 @@ def _check_url_path(value: str) -> str:
     return value
 
 
+def parse_duration(value: Any) -> timedelta:
+    """`90` (seconds), "45s", "30m", "2h", "7d", "1h30m" -> timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like '2h' or '30m', got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative, got {value}")
+        return timedelta(seconds=value)
+    text = str(value).strip().replace(" ", "")
+    if text.startswith("P"):  # ISO 8601, as stored by model_dump(mode="json")
+        from pydantic import TypeAdapter
+
+        try:
+            return TypeAdapter(timedelta).validate_python(text)
+        except ValidationError:
+            pass
+    match = _DURATION_RE.match(text)
+    if not text or not match or not any(match.groups()):
+        raise ValueError(
+            f"expected a duration like '45s', '30m', '2h', '7d' or '1h30m', got {value!r}"
+        )
+    d, h, m, s = (int(g or 0) for g in match.groups())
+    return timedelta(days=d, hours=h, minutes=m, seconds=s)
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown timezone {value!r}: use an IANA name such as 'UTC' or 'Europe/Berlin'"
+        ) from None
+    return value
+
+
 def no_bool(value: Any) -> Any:
     """For numbers: YAML `yes`/`true` is a mistake, not 1."""
     if isinstance(value, bool):
@@ -98,6 +138,8 @@ PackageVersion = Annotated[str, AfterValidator(_check_package_version)]
 Serial = Annotated[int | str, BeforeValidator(_check_serial)]
 NonEmptyStr = Annotated[str, Field(min_length=1, max_length=4096)]
 UrlPath = Annotated[str, AfterValidator(_check_url_path)]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+TimeZone = Annotated[str, AfterValidator(_check_timezone)]
 
 
 class StrictModel(BaseModel):

@@ -8,12 +8,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.campaign_model import (
-    campaign_from_dict,
-    load_campaign,
-    packages_for,
-    parse_duration,
-)
+from orchestrator.campaign_model import campaign_from_dict, load_campaign, packages_for
+from orchestrator.config.types import parse_duration
 from orchestrator.errors import BadInput
 
 ROOT = Path(__file__).resolve().parents[2]
