@@ -74,7 +74,7 @@ class Notifier:
                     self._deliver(url, body)
                     self.delivered += 1
                 except Exception as exc:  # noqa: BLE001 - a receiver must never break a run
-                    self.failed.append(f"{doc['event']} -> {_safe_url(url)}: {exc}")
+                    self.failed.append(f"{doc['event']} -> {safe_url(url)}: {exc}")
 
     def _deliver(self, url: str, body: bytes) -> None:
         from tenacity import (
@@ -100,7 +100,7 @@ class Notifier:
         post()
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """scheme://host/… without path or query (webhook URLs often embed tokens)."""
     from urllib.parse import urlsplit
 

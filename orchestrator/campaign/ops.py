@@ -1,87 +1,19 @@
-"""Campaign operations around a run: plan (changes nothing), status, approve, abort."""
+"""Campaign operations around a run: find it, its status, approve, abort.
+(`campaign.plan` says what a run would do.)"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.campaign import AWAITING, campaign_lock
-from orchestrator.campaign_model import Campaign, advisories_for, packages_for, resolve_waves
-from orchestrator.campaign_state import begun_steps, ended_steps, service_states
-from orchestrator.config.loaded import LoadedConfig
+from orchestrator.campaign.journal import APPROVAL, Journal, StepKind
+from orchestrator.campaign.runner import AWAITING, campaign_lock
+from orchestrator.campaign.state import ServiceProgress, service_states
 from orchestrator.errors import BadInput
-from orchestrator.lab.proc import alive
-from orchestrator.routers.base import Router
-from orchestrator.schedule.window import window_state
-from orchestrator.sides import other_side
+from orchestrator.processes import alive
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, AuditEntryInput, Run
-
-
-def plan_campaign(
-    config: LoadedConfig,
-    router: Router,
-    campaign: Campaign,
-    *,
-    check: bool = False,
-    now: datetime | None = None,
-) -> dict[str, Any]:
-    """What a run would do, per service; changes nothing. `check` asks Ansible (check mode)
-    which packages would really change on each standby host (slower)."""
-    from orchestrator.inventory import load_fleet
-
-    now = now or datetime.now(UTC)
-    waves = resolve_waves(campaign, config)
-    fleet = load_fleet(config)
-    services = []
-    for wi, names in enumerate(waves):
-        for svc in names:
-            live = router.live(svc)
-            standby = other_side(live)
-            pkgs = packages_for(campaign, svc)
-            item: dict[str, Any] = {
-                "service": svc,
-                "wave": wi + 1,
-                "live": live,
-                "standby": standby,
-                "hosts": [h.name for h in fleet.service(svc).side(standby)],
-                "packages": [str(p) for p in pkgs],
-                "advisories": [a.id for a in advisories_for(campaign, svc)],
-            }
-            if check:
-                from orchestrator.patching import patch_hosts
-
-                res = patch_hosts(config, svc, standby, pkgs, check_mode=True)
-                item["changes"] = {
-                    h: {n: f"{c.current or '-'} -> {c.new}" for n, c in r.would_change.items()}
-                    for h, r in res.hosts.items()
-                }
-            services.append(item)
-    state = window_state(campaign.window, now)
-    return {
-        "campaign": campaign.name,
-        "advisories": [
-            {"id": a.id, "cves": a.cves, "severity": a.severity, "packages": a.packages}
-            for a in campaign.advisories
-        ],
-        "waves": [
-            {
-                "wave": i + 1,
-                "services": names,
-                "max_parallel": campaign.waves[i].max_parallel,
-                "on_failure": campaign.waves[i].on_failure,
-            }
-            for i, names in enumerate(waves)
-        ],
-        "services": services,
-        "window": {"timezone": campaign.window.timezone, **state.as_dict()},
-        "approval": campaign.approval.model_dump(),
-        "retention": {
-            "keep_seconds": campaign.retention.keep.total_seconds(),
-            "converge": campaign.retention.converge,
-        },
-        "webhooks": len(campaign.notify.webhooks),
-    }
 
 
 def campaign_runs(store: StateStore, name: str | None = None) -> list[Run]:
@@ -112,8 +44,8 @@ def find_run(store: StateStore, name_or_id: str, *, unfinished: bool = False) ->
 def display_status(store: StateStore, run: Run) -> str:
     if run.status not in RESUMABLE_STATUSES:
         return run.status
-    begun, ends = begun_steps(store, run.run_id), ended_steps(store, run.run_id)
-    if "approval" in begun and "approval" not in ends:
+    journal = Journal(store, run.run_id)
+    if APPROVAL in journal.begun() and APPROVAL not in journal.ended():
         return AWAITING
     lock = store.get_lock(campaign_lock(str(run.params.get("name"))))
     if lock is not None and lock.run_id == run.run_id and alive(lock.pid):
@@ -123,44 +55,71 @@ def display_status(store: StateStore, run: Run) -> str:
     return "interrupted"
 
 
-def campaign_status(store: StateStore, run: Run) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CampaignStatus:
+    """A campaign run as `campaign status` shows it."""
+
+    run: Run
+    status: str
+    """As shown: running, interrupted, awaiting_approval, converge_pending, or the stored one."""
+    approval: dict[str, Any] | None
+    """The approval's record (actor, at, point, reason) once approved."""
+    waves: list[list[str]]
+    services: dict[str, ServiceProgress]
+
+    @property
+    def services_done(self) -> int:
+        return sum(1 for s in self.services.values() if s.status == "done")
+
+    @property
+    def waves_done(self) -> int:
+        return sum(1 for w in self.waves if all(self.services[s].status == "done" for s in w))
+
+    def as_dict(self) -> dict[str, Any]:
+        run = self.run
+        return {
+            "campaign": run.params.get("name"),
+            "run_id": run.run_id,
+            "status": self.status,
+            "stored_status": run.status,
+            "result": run.result,
+            "started_at": run.started_at.isoformat(),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "actor": run.actor,
+            "approval": self.approval,
+            "progress": {
+                "services_done": self.services_done,
+                "services": len(self.services),
+                "waves_done": self.waves_done,
+                "waves": len(self.waves),
+            },
+            "services": {name: state.as_dict() for name, state in self.services.items()},
+        }
+
+
+def campaign_status(store: StateStore, run: Run) -> CampaignStatus:
     waves: list[list[str]] = run.params.get("waves", [])
-    services = service_states(store, run.run_id, waves)
-    ends = ended_steps(store, run.run_id)
-    approval = ends.get("approval")
-    done = sum(1 for s in services.values() if s["status"] == "done")
-    waves_done = sum(1 for w in waves if all(services[s]["status"] == "done" for s in w))
-    return {
-        "campaign": run.params.get("name"),
-        "run_id": run.run_id,
-        "status": display_status(store, run),
-        "stored_status": run.status,
-        "result": run.result,
-        "started_at": run.started_at.isoformat(),
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "actor": run.actor,
-        "approval": approval,
-        "progress": {
-            "services_done": done,
-            "services": len(services),
-            "waves_done": waves_done,
-            "waves": len(waves),
-        },
-        "services": services,
-    }
+    return CampaignStatus(
+        run=run,
+        status=display_status(store, run),
+        approval=Journal(store, run.run_id).ended().get(APPROVAL),
+        waves=waves,
+        services=service_states(store, run.run_id, waves),
+    )
 
 
 def approve(store: StateStore, name: str, actor: str, reason: str | None = None) -> dict[str, Any]:
     run = find_run(store, name, unfinished=True)
-    begun, ends = begun_steps(store, run.run_id), ended_steps(store, run.run_id)
-    if "approval" not in begun or "approval" in ends:
+    journal = Journal(store, run.run_id)
+    begun = journal.begun()
+    if APPROVAL not in begun or APPROVAL in journal.ended():
         raise BadInput(
             f"campaign {name}: nothing awaits approval (run {run.run_id}, "
             f"{display_status(store, run)})",
             hint="approve once `campaign status` says awaiting_approval",
         )
     at = datetime.now(UTC).isoformat()
-    data = {"actor": actor, "at": at, "point": begun["approval"].get("at"), "reason": reason}
+    data = {"actor": actor, "at": at, "point": begun[APPROVAL].get("at"), "reason": reason}
     store.audit_append(
         AuditEntryInput(
             actor=actor,
@@ -169,7 +128,7 @@ def approve(store: StateStore, name: str, actor: str, reason: str | None = None)
             after={"campaign": name, "run_id": run.run_id, "point": data["point"]},
         )
     )
-    store.journal_end(run.run_id, "approval", data)
+    journal.end(APPROVAL, data)
     return {"campaign": name, "run_id": run.run_id, **data}
 
 
@@ -180,10 +139,10 @@ def abort(store: StateStore, name: str, actor: str, reason: str) -> dict[str, An
     run = find_run(store, name, unfinished=True)
     why = f"campaign abort by {actor}: {reason}"
     aborted: list[str] = []
-    for step, data in begun_steps(store, run.run_id).items():
-        if not step.startswith(("service:", "converge:")):
+    for step, data in Journal(store, run.run_id).begun().items():
+        if step.kind not in (StepKind.SERVICE, StepKind.CONVERGE):
             continue
-        svc = step.split(":", 1)[1]
+        svc = step.service
         child_id = data.get("child_run")
         child = store.get_run(child_id) if child_id else None
         if child is not None and child.status in RESUMABLE_STATUSES:

@@ -1,4 +1,6 @@
-"""Small process helpers for the lab: run commands, find and stop only our own processes."""
+"""Small process helpers for the lab: run commands, find and stop only our own processes.
+
+`alive` lives in `orchestrator.processes` (the campaign engine needs it too)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator.errors import LabError
+from orchestrator.processes import alive as alive  # re-exported: lab modules use it from here
 
 
 def run(
@@ -51,21 +54,6 @@ def cmdline(pid: int) -> str:
         )
     except OSError:
         return ""
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie is not alive for our purposes
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def children(pid: int) -> list[int]:

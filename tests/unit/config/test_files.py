@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.campaign_model import CAMPAIGN_FILE, load_campaign
+from orchestrator.campaign.model import CAMPAIGN_FILE, load_campaign
 from orchestrator.config.files import FileKind, read_json_mapping, read_yaml_mapping
 from orchestrator.config.loaded import CONFIG_FILE, load_config
 from orchestrator.errors import BadInput
