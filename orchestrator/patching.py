@@ -34,6 +34,7 @@ from typing import Any
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.config.models import PackageSpec
 from orchestrator.errors import BadInput, PatchFailed
+from orchestrator.secrets import redact_text as redact  # the one redaction policy
 from orchestrator.sides import SIDES, Side
 
 __all__ = [
@@ -120,30 +121,7 @@ class PatchResult:
         ]
 
 
-# ------------------------------------------------------------------------------ redaction
-
-_SECRET_ASSIGN_RE = re.compile(
-    r"(?i)\b([\w-]*(?:password|passwd|secret|token|api[_-]?key|private[_-]?key|credential)"
-    r"[\w-]*)(\s*[:=]\s*|\s+)(\"[^\"]*\"|'[^']*'|\S+)"
-)
-_AUTH_HEADER_RE = re.compile(r"(?i)\b(authorization:\s*\w+\s+)\S+")
-_URL_CRED_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
-_PEM_RE = re.compile(
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
-)
-# long random-looking runs (keys, tokens); paths and words have separators or no digits
-_LONG_TOKEN_RE = re.compile(
-    r"\b(?=[A-Za-z0-9+_-]*\d)(?=[A-Za-z0-9+_-]*[A-Za-z])[A-Za-z0-9+_-]{40,}={0,2}"
-)
-
-
-def redact(text: str) -> str:
-    """`text` with anything that looks like a secret replaced by <redacted>."""
-    text = _PEM_RE.sub("<redacted private key>", text)
-    text = _URL_CRED_RE.sub(r"\1<redacted>@", text)
-    text = _AUTH_HEADER_RE.sub(r"\1<redacted>", text)
-    text = _SECRET_ASSIGN_RE.sub(r"\1\2<redacted>", text)
-    return _LONG_TOKEN_RE.sub("<redacted>", text)
+# ------------------------------------------------------------------------------ messages
 
 
 def _shorten(text: str, limit: int = _MESSAGE_LIMIT) -> str:

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.secrets import safe_url
+
 EVENTS = ("started", "service_flipped", "rolled_back", "failed", "deferred", "done")
 
 
@@ -98,11 +100,3 @@ class Notifier:
                 resp.read(1024)
 
         post()
-
-
-def safe_url(url: str) -> str:
-    """scheme://host/… without path or query (webhook URLs often embed tokens)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}/…"

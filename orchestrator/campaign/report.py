@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.campaign.journal import Journal, Step
-from orchestrator.campaign.notify import safe_url
 from orchestrator.campaign.ops import campaign_status
+from orchestrator.secrets import safe_url
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import Run
 

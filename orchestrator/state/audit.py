@@ -1,4 +1,4 @@
-"""The audit hash chain, and redaction of secrets before anything is stored.
+"""The audit hash chain (redaction of secrets before anything is stored: `orchestrator.secrets`).
 
 Each record's `hash` is sha256 over the canonical JSON of all its other fields,
 `prev_hash` included; the first record's `prev_hash` is `GENESIS_HASH`. The store also
@@ -15,34 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+# the store redacts with the one policy of orchestrator.secrets (re-exported here)
+from orchestrator.secrets import REDACTED as REDACTED
+from orchestrator.secrets import redact as redact
 from orchestrator.state.models import AuditRecord
 
 GENESIS_HASH = "0" * 64
-
-_SECRET_KEY = re.compile(r"password|passwd|secret|token|vault|private[_-]?key|api[_-]?key", re.I)
-REDACTED = "***"
-
-
-def redact(obj: Any) -> Any:
-    """Return a copy of `obj` where every value under a secret-looking key is "***".
-
-    Recurses through dicts, lists and tuples (tuples become lists); keys match
-    case-insensitively anywhere in the key ("DB_Password", "vault_pass", "api-key").
-    """
-    if isinstance(obj, dict):
-        return {
-            key: REDACTED if _SECRET_KEY.search(str(key)) else redact(value)
-            for key, value in obj.items()
-        }
-    if isinstance(obj, list | tuple):
-        return [redact(item) for item in obj]
-    return obj
 
 
 def canonical_json(obj: Any) -> str:
