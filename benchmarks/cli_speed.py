@@ -25,7 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-LAB_CONFIG = Path("/var/lib/bluegreen-lab/bluegreen.yml")
+from orchestrator.lab.paths import LabPaths
+
+LAB_CONFIG = LabPaths.default().config  # this lab instance's (BLUEGREEN_LAB_INSTANCE)
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> float:

@@ -23,9 +23,6 @@ from orchestrator.patching import PatchProgress, patch_hosts
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB_DIR = Path("/var/lib/bluegreen-lab")
-LAB_CONFIG = LAB_DIR / "bluegreen.yml"
-LAB_INVENTORY = LAB_DIR / "inventory" / "hosts.yml"
 GREEN = ["web-green-1", "web-green-2"]
 BLUE = ["web-blue-1", "web-blue-2"]
 OLD_SSL, NEW_SSL = "3.0.11-1", "3.0.15-1"
@@ -34,7 +31,7 @@ FIXED_SSL = [PackageSpec(name="demo-openssl", version=NEW_SSL)]
 
 @pytest.fixture
 def config(lab: Lab) -> LoadedConfig:
-    return load_config(LAB_CONFIG)
+    return load_config(lab.paths.config)
 
 
 def installed(lab: Lab, host: str, package: str) -> str:
@@ -131,7 +128,7 @@ def test_changed_host_key_is_refused_and_host_not_patched(
         lines.append(f"{line.split(' ', 1)[0]} {other_key}" if "web-green-1" in names else line)
     tampered = tmp_path / "known_hosts"
     tampered.write_text("\n".join(lines) + "\n")
-    data = yaml.safe_load(LAB_CONFIG.read_text())
+    data = yaml.safe_load(lab.paths.config.read_text())
     data["ssh"]["known_hosts"] = str(tampered)
     (tmp_path / "bluegreen.yml").write_text(yaml.safe_dump(data))
     tampered_config = load_config(tmp_path / "bluegreen.yml")
@@ -185,7 +182,7 @@ def test_playbook_runs_without_bluegreen(lab: Lab) -> None:
         [
             str(Path(sys.prefix) / "bin" / "ansible-playbook"),
             "-i",
-            str(LAB_INVENTORY),
+            str(lab.paths.inventory),
             str(ROOT / "playbooks" / "patch.yml"),
             "-e",
             "target=web_green",
