@@ -65,6 +65,34 @@ class RouterError(BluegreenError):
     """The load balancer refused or could not be reached."""
 
 
+class FlipIncomplete(RouterError):
+    """The routing changed, but persisting or confirming it failed.
+
+    `moved`: new traffic goes to the new side now; `persisted`: the change survives a
+    reload/restart of the load balancer; `confirmed`: a real request showed the new side.
+    Raised by routers after the change; the traffic kernel records where traffic is."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        moved: bool = True,
+        persisted: bool,
+        confirmed: bool = False,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.moved = moved
+        self.persisted = persisted
+        self.confirmed = confirmed
+
+    @property
+    def problem(self) -> str:
+        """What the store records about the flip: "not persisted: ..." / "not confirmed: ..."."""
+        what = "not persisted" if not self.persisted else "not confirmed"
+        return f"{what}: {self.message}"
+
+
 class StateMismatch(BluegreenError):
     """The state store and the router disagree about which side is live."""
 
@@ -75,6 +103,11 @@ class StateError(BluegreenError):
 
 class AuditBroken(BluegreenError):
     """The audit chain does not verify."""
+
+
+class Aborted(BluegreenError):
+    """The run was aborted (by `rollback`, `flip` or `campaign abort`) while it ran;
+    nothing more was done by it."""
 
 
 class PatchFailed(BluegreenError):

@@ -22,6 +22,7 @@ from typing import Any
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.config.models import PackageSpec
 from orchestrator.errors import (
+    Aborted,
     BluegreenError,
     OutsideWindow,
     PatchFailed,
@@ -36,10 +37,6 @@ from orchestrator.state.models import AuditEntryInput, Run
 from orchestrator.traffic import check_agreement
 
 STEPS = ("precheck", "patch", "verify", "flip", "bake")
-
-
-class Aborted(BluegreenError):
-    """The run was aborted (by `rollback` or `abort`) while it ran; nothing more was done."""
 
 
 @dataclass(frozen=True)

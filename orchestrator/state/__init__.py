@@ -8,31 +8,37 @@ is appended to the audit chain in the same transaction (see `base.py` for the ru
 from orchestrator.state.audit import ChainReport, redact, verify_chain
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import (
+    SIDE_STATES,
     AuditEntryInput,
     AuditRecord,
     JournalEntry,
     LockHolder,
     LockInfo,
+    PendingFlip,
     Run,
     RunStatus,
     ServiceState,
     SideState,
+    SideStateName,
 )
 from orchestrator.state.sqlite import SCHEMA_VERSION, SQLiteStateStore
 
 __all__ = [
     "SCHEMA_VERSION",
+    "SIDE_STATES",
     "AuditEntryInput",
     "AuditRecord",
     "ChainReport",
     "JournalEntry",
     "LockHolder",
     "LockInfo",
+    "PendingFlip",
     "Run",
     "RunStatus",
     "SQLiteStateStore",
     "ServiceState",
     "SideState",
+    "SideStateName",
     "StateStore",
     "redact",
     "verify_chain",

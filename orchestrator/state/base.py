@@ -14,6 +14,8 @@ Protocol; nothing in the engine changes. Rules every backend must keep:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from orchestrator.sides import Side
@@ -24,10 +26,12 @@ from orchestrator.state.models import (
     JournalEntry,
     LockHolder,
     LockInfo,
+    PendingFlip,
     Run,
     RunStatus,
     ServiceState,
     SideState,
+    SideStateName,
 )
 
 
@@ -41,6 +45,9 @@ class StateStore(Protocol):
         self, service: str, side: Side | None, *, audit: AuditEntryInput
     ) -> ServiceState: ...
     def get_side(self, service: str, side: Side) -> SideState | None: ...
+    def begin_patch(
+        self, service: str, side: Side, patch_level: str, *, audit: AuditEntryInput
+    ) -> SideState: ...
     def record_patch(
         self, service: str, side: Side, patch_level: str, *, audit: AuditEntryInput
     ) -> SideState: ...
@@ -53,7 +60,53 @@ class StateStore(Protocol):
         summary: str | None,
         *,
         audit: AuditEntryInput,
+        hosts: dict[str, str] | None = None,
+        expected_generation: int | None = None,
     ) -> SideState: ...
+    def set_side_state(
+        self, service: str, side: Side, state: SideStateName, reason: str, *,
+        audit: AuditEntryInput,
+    ) -> SideState: ...
+    def reset_service(
+        self, service: str, live_side: Side, sides: Sequence[Side], reason: str, *,
+        audit: AuditEntryInput,
+    ) -> ServiceState: ...
+
+    # flips: the traffic kernel's journal (orchestrator.traffic.kernel)
+    def begin_flip(
+        self,
+        service: str,
+        from_side: Side,
+        to_side: Side,
+        *,
+        command: str,
+        actor: str,
+        reason: str,
+        run_id: str | None = None,
+        rollback: bool = False,
+        forced: bool = False,
+        expected_generation: int | None = None,
+    ) -> PendingFlip: ...
+    def record_flip(
+        self,
+        service: str,
+        from_side: Side,
+        to_side: Side,
+        *,
+        rollback: bool,
+        problem: str | None,
+        audit: AuditEntryInput,
+    ) -> ServiceState: ...
+    def cancel_flip(self, service: str, why: str, *, audit: AuditEntryInput) -> ServiceState: ...
+    def set_flip_problem(
+        self, service: str, problem: str | None, *, audit: AuditEntryInput
+    ) -> ServiceState: ...
+    def traffic_lock(
+        self, service: str, timeout_s: float = 30.0, *, command: str = "traffic"
+    ) -> AbstractContextManager[None]:
+        """Short per-service lock around every traffic change (separate from the run lock);
+        released when the holder ends, also when it is killed. LockHeld after `timeout_s`."""
+        ...
 
     # runs and their journal
     def create_run(

@@ -98,41 +98,105 @@ class _Record:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PendingFlip(_Record):
+    """A flip in progress: written (with its audit record) before the router is touched,
+    cleared when the flip is recorded or cancelled. Found after a crash, it tells the next
+    traffic command what the router may have done (see `orchestrator.traffic.kernel`)."""
+
+    id: str
+    from_side: Side
+    to_side: Side
+    command: str
+    actor: str
+    reason: str
+    at: datetime
+    rollback: bool = False
+    """Rollback semantics: the side traffic leaves becomes `failed_live`."""
+    run_id: str | None = None
+    forced: bool = False
+
+    def __post_init__(self) -> None:
+        _non_empty(self, "id", "command", "actor")
+        _one_of(self, "from_side", SIDES)
+        _one_of(self, "to_side", SIDES)
+        _utc(self, "at")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PendingFlip:
+        """Inverse of `as_json`."""
+        at = datetime.fromisoformat(str(data["at"]).replace("Z", "+00:00"))
+        return cls(**{**data, "at": at})
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServiceState(_Record):
-    """A service and the side the store last recorded as live (None: never flipped)."""
+    """A service and the side the store last recorded as live (None: never recorded).
+
+    `rollback_to`: the side that was live before the last *forward* flip (where `rollback`
+    goes). `flip_problem`: set when a flip moved traffic but could not be persisted or
+    confirmed ("not persisted: ..."), until a later flip or rollback repairs it.
+    `pending_flip`: a flip in progress, or one a crash interrupted."""
 
     service: str
     live_side: Side | None
     updated_at: datetime
+    rollback_to: Side | None = None
+    flip_problem: str | None = None
+    pending_flip: PendingFlip | None = None
 
     def __post_init__(self) -> None:
         _one_of(self, "live_side", SIDES, optional=True)
+        _one_of(self, "rollback_to", SIDES, optional=True)
         _utc(self, "updated_at")
+
+
+SideStateName = Literal[
+    "untouched", "patching", "patched", "verified", "verify_failed", "failed_live", "quarantined"
+]
+SIDE_STATES: tuple[SideStateName, ...] = get_args(SideStateName)
+"""untouched -> patching(level) -> patched(level) -> verified(level) | verify_failed;
+failed_live: traffic was taken away from it by a rollback; quarantined: kept out by an
+operator. Which of them may take traffic is decided in `orchestrator.traffic.gate`."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class SideState(_Record):
-    """One side of a service: its patch level and its last verification."""
+    """One side of a service: its state, patch level and last verification.
+
+    `generation` grows by one with every change of the side: a verification is recorded
+    only if the side is still at the generation read when the verification began. `hosts`
+    maps each host to the fingerprint (machine id, boot id, dpkg database digest) read with
+    the last passing verification."""
 
     service: str
     side: Side
     patch_level: str | None = None
-    """Free text, e.g. "demo-web=1.0.1,demo-openssl=3.0.15-1"."""
+    """Free text, e.g. "demo-web=1.0.1,demo-openssl=3.0.15-1"; while `patching`, the level
+    being applied."""
     patched_at: datetime | None = None
     verified_at: datetime | None = None
     verification_ok: bool | None = None
     verified_patch_level: str | None = None
     verification_summary: str | None = None
+    state: SideStateName = "untouched"
+    state_since: datetime | None = None
+    state_reason: str | None = None
+    generation: int = 0
+    hosts: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _one_of(self, "side", SIDES)
+        _one_of(self, "state", SIDE_STATES)
         _utc(self, "patched_at", optional=True)
         _utc(self, "verified_at", optional=True)
+        _utc(self, "state_since", optional=True)
 
     @property
     def verified_after_patch(self) -> bool:
-        """True only if the last verification passed, is not older than the last patch,
-        and checked the patch level the side has now. Traffic may only move to such a side."""
+        """True only if the side is `verified`, its last verification passed, is not older
+        than its last patch, and checked the patch level the side has now."""
+        if self.state != "verified":
+            return False
         if self.verification_ok is not True or self.verified_at is None:
             return False
         if self.patched_at is not None and self.verified_at < self.patched_at:

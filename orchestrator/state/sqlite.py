@@ -17,11 +17,15 @@ What a caller must know:
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import hashlib
 import json
 import os
+import re
 import socket
 import sqlite3
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,16 +50,19 @@ if TYPE_CHECKING:
     from orchestrator.state.base import StateStore
 from orchestrator.state.models import (
     RESUMABLE_STATUSES,
+    SIDE_STATES,
     AuditEntryInput,
     AuditRecord,
     JournalEntry,
     JournalPhase,
     LockHolder,
     LockInfo,
+    PendingFlip,
     Run,
     RunStatus,
     ServiceState,
     SideState,
+    SideStateName,
     jsonable,
 )
 
@@ -95,6 +102,34 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             id INTEGER PRIMARY KEY CHECK (id = 1), count INTEGER NOT NULL,
             head_hash TEXT NOT NULL)""",
         f"INSERT INTO audit_head (id, count, head_hash) VALUES (1, 0, '{GENESIS_HASH}')",
+    ),
+    (  # version 2: side states, generations, host fingerprints; rollback target, flips
+        "ALTER TABLE sides ADD COLUMN state TEXT NOT NULL DEFAULT 'untouched' CHECK (state IN ("
+        + ", ".join(f"'{name}'" for name in SIDE_STATES)
+        + "))",
+        "ALTER TABLE sides ADD COLUMN state_since TEXT",
+        "ALTER TABLE sides ADD COLUMN state_reason TEXT",
+        "ALTER TABLE sides ADD COLUMN generation INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE sides ADD COLUMN hosts TEXT NOT NULL DEFAULT '{}'",
+        # What a version 1 file knew, as a state: a passing verification not older than
+        # the last patch and of the same level -> verified; a failed one not older than the
+        # last patch -> verify_failed; a patch without such a verification -> patched.
+        """UPDATE sides SET
+            state = CASE
+                WHEN verification_ok = 1 AND verified_at IS NOT NULL
+                     AND (patched_at IS NULL OR verified_at >= patched_at)
+                     AND verified_patch_level IS patch_level THEN 'verified'
+                WHEN verification_ok = 0 AND (patched_at IS NULL OR verified_at >= patched_at)
+                     THEN 'verify_failed'
+                WHEN patch_level IS NOT NULL THEN 'patched'
+                ELSE 'untouched' END,
+            state_since = CASE
+                WHEN verified_at IS NULL OR (patched_at IS NOT NULL AND patched_at > verified_at)
+                THEN patched_at ELSE verified_at END,
+            state_reason = 'derived from the stored patch and verification (schema 2)'""",
+        "ALTER TABLE services ADD COLUMN rollback_to TEXT CHECK (rollback_to IN ('blue', 'green'))",
+        "ALTER TABLE services ADD COLUMN flip_problem TEXT",
+        "ALTER TABLE services ADD COLUMN pending_flip TEXT",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -410,25 +445,26 @@ class SQLiteStateStore:
     def set_live_side(
         self, service: str, side: Side | None, *, audit: AuditEntryInput
     ) -> ServiceState:
-        """Record which side the router now sends traffic to. Records, never decides:
-        the caller checks the router and the verification invariants first."""
+        """Record which side the router now sends traffic to (first contact, `adopt`).
+        Records, never decides: the caller checks the router first. Accepting the router's
+        view ends a pending flip."""
         now = self._now()
-        new = ServiceState(service=service, live_side=side, updated_at=now)
         with self._write() as conn:
-            row = conn.execute("SELECT * FROM services WHERE service = ?", (service,)).fetchone()
-            old_side = row["live_side"] if row else None
+            old = self._service_row(conn, service)
+            self._ensure_service(conn, service, now)
             conn.execute(
-                "INSERT INTO services (service, live_side, updated_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (service) DO UPDATE SET live_side = excluded.live_side,"
-                " updated_at = excluded.updated_at",
-                (service, side, format_ts(now)),
+                "UPDATE services SET live_side = ?, pending_flip = NULL, updated_at = ?"
+                " WHERE service = ?",
+                (side, format_ts(now), service),
             )
+            new = self._service_row(conn, service)
+            assert new is not None
             self._audit(
                 conn,
                 audit,
                 now,
                 service=service,
-                before={"live_side": old_side},
+                before={"live_side": old.live_side if old else None},
                 after={"live_side": side},
             )
         return new
@@ -437,20 +473,54 @@ class SQLiteStateStore:
         rows = self._query("SELECT * FROM sides WHERE service = ? AND side = ?", (service, side))
         return _side_from_row(rows[0]) if rows else None
 
+    def begin_patch(
+        self, service: str, side: Side, patch_level: str, *, audit: AuditEntryInput
+    ) -> SideState:
+        """`side` -> patching(patch_level), before Ansible touches it. A failed or
+        interrupted patch leaves it there: not a flip target until patched and verified.
+        Refused (StateError) for the live side and for a side a pending flip moves to."""
+        now = self._now()
+        with self._write() as conn:
+            svc = self._service_row(conn, service)
+            if svc is not None and svc.live_side == side:
+                raise StateError(
+                    f"{service}: refusing to patch {side}: the state store records it as the "
+                    "live side",
+                    hint="only the standby is patched; check `bluegreen status`",
+                )
+            if svc is not None and svc.pending_flip is not None:
+                pending = svc.pending_flip
+                raise StateError(
+                    f"{service}: refusing to patch {side}: a flip {pending.from_side} -> "
+                    f"{pending.to_side} ({pending.command}) is in progress",
+                    hint="retry when it is done; `bluegreen status` shows it",
+                )
+            changes = {
+                "state": "patching",
+                "state_since": now,
+                "state_reason": audit.reason or f"patching {patch_level}",
+                "patch_level": patch_level,
+                "patched_at": now,
+                "hosts": {},
+            }
+            return self._change_side(conn, service, side, now, changes, audit)
+
     def record_patch(
         self, service: str, side: Side, patch_level: str, *, audit: AuditEntryInput
     ) -> SideState:
-        """Record that `side` now runs `patch_level`. Its earlier verification no longer
-        counts (see `SideState.verified_after_patch`)."""
+        """`side` -> patched(patch_level): it now runs `patch_level`. Its earlier
+        verification no longer counts."""
         now = self._now()
-        return self._update_side(
-            service,
-            side,
-            audit,
-            now,
-            "patch_level = ?, patched_at = ?",
-            (patch_level, format_ts(now)),
-        )
+        changes = {
+            "state": "patched",
+            "state_since": now,
+            "state_reason": audit.reason or f"patched {patch_level}",
+            "patch_level": patch_level,
+            "patched_at": now,
+            "hosts": {},
+        }
+        with self._write() as conn:
+            return self._change_side(conn, service, side, now, changes, audit)
 
     def record_verification(
         self,
@@ -461,44 +531,345 @@ class SQLiteStateStore:
         summary: str | None,
         *,
         audit: AuditEntryInput,
+        hosts: dict[str, str] | None = None,
+        expected_generation: int | None = None,
     ) -> SideState:
-        """Record a verification of `side`; `patch_level` is the level the probes saw."""
-        now = self._now()
-        return self._update_side(
-            service,
-            side,
-            audit,
-            now,
-            "verified_at = ?, verification_ok = ?, verified_patch_level = ?,"
-            " verification_summary = ?",
-            (format_ts(now), int(ok), patch_level, summary),
-        )
+        """Record a verification of `side`; `patch_level` is the level the probes saw.
 
-    def _update_side(
+        With `expected_generation` (the side's generation read when the verification
+        began), a side that changed meanwhile is not recorded: StateError. A pass moves an
+        untouched, patched, verified or verify_failed side to verified(patch_level) with
+        `hosts`; a failure moves it to verify_failed. `patching`, `failed_live` and
+        `quarantined` keep their state (the result is still stored and audited)."""
+        now = self._now()
+        with self._write() as conn:
+            old = self._side_row(conn, service, side)
+            generation = old.generation if old else 0
+            if expected_generation is not None and generation != expected_generation:
+                state = old.state if old else "untouched"
+                raise StateError(
+                    f"{service}: {side} changed during the verification (now {state}, "
+                    f"generation {generation}, the verification began at {expected_generation}):"
+                    " not recorded",
+                    hint=f"verify again: `bluegreen verify {service} --side {side}`",
+                )
+            changes: dict[str, Any] = {
+                "verified_at": now,
+                "verification_ok": ok,
+                "verified_patch_level": patch_level,
+                "verification_summary": summary,
+            }
+            if (old.state if old else "untouched") in _VERIFIABLE:
+                changes.update(
+                    state="verified" if ok else "verify_failed",
+                    state_since=now,
+                    state_reason=summary,
+                    hosts=dict(hosts or {}) if ok else {},
+                )
+            return self._change_side(conn, service, side, now, changes, audit)
+
+    def set_side_state(
         self,
         service: str,
         side: Side,
+        state: SideStateName,
+        reason: str,
+        *,
         audit: AuditEntryInput,
-        now: datetime,
-        assignments: str,
-        values: tuple[Any, ...],
     ) -> SideState:
-        SideState(service=service, side=side)  # validates `side` before touching the file
+        """An operator's or the lab's decision about a side (e.g. `quarantined`). Setting
+        `untouched` (the hosts were re-imaged) also forgets its patch, verification and
+        host fingerprints."""
+        now = self._now()
         with self._write() as conn:
+            return self._change_side(conn, service, side, now, _state_change(state, reason, now),
+                                     audit)
+
+    def reset_service(
+        self,
+        service: str,
+        live_side: Side,
+        sides: Sequence[Side],
+        reason: str,
+        *,
+        audit: AuditEntryInput,
+    ) -> ServiceState:
+        """The hosts of `sides` were re-imaged and the router sends traffic to `live_side`
+        (the lab's `reset`): those sides become untouched, no earlier flip is left to roll
+        back to; one transaction, one audit record."""
+        now = self._now()
+        with self._write() as conn:
+            old = self._service_row(conn, service)
+            self._ensure_service(conn, service, now)
             conn.execute(
-                "INSERT OR IGNORE INTO services (service, live_side, updated_at) VALUES (?, NULL, ?)",
-                (service, format_ts(now)),
+                "UPDATE services SET live_side = ?, rollback_to = NULL, flip_problem = NULL,"
+                " pending_flip = NULL, updated_at = ? WHERE service = ?",
+                (live_side, format_ts(now), service),
             )
+            states: dict[str, Any] = {}
+            for side in sides:
+                changed = self._change_side(
+                    conn, service, side, now, _state_change("untouched", reason, now), None
+                )
+                states[side] = changed.state
+            new = self._service_row(conn, service)
+            assert new is not None
+            self._audit(
+                conn,
+                audit,
+                now,
+                service=service,
+                before=_service_dump(old),
+                after={**_service_dump(new), "sides": states},
+            )
+        return new
+
+    # -- flips (see orchestrator.traffic.kernel) -----------------------------------------
+
+    def begin_flip(
+        self,
+        service: str,
+        from_side: Side,
+        to_side: Side,
+        *,
+        command: str,
+        actor: str,
+        reason: str,
+        run_id: str | None = None,
+        rollback: bool = False,
+        forced: bool = False,
+        expected_generation: int | None = None,
+    ) -> PendingFlip:
+        """Journal a flip before the router is touched (audited "<command>.begin").
+
+        Refused (StateError) when the store does not record `from_side` as live, another
+        flip is pending, or `to_side` changed since the gate read it (its generation is no
+        longer `expected_generation`)."""
+        now = self._now()
+        pending = PendingFlip(
+            id=os.urandom(6).hex(),
+            from_side=from_side,
+            to_side=to_side,
+            command=command,
+            actor=actor,
+            reason=reason,
+            at=now,
+            rollback=rollback,
+            run_id=run_id,
+            forced=forced,
+        )
+        with self._write() as conn:
+            svc = self._service_row(conn, service)
+            if svc is None or svc.live_side != from_side:
+                raise StateError(
+                    f"{service}: cannot begin a flip from {from_side}: the state store records "
+                    f"{svc.live_side if svc else None} as live",
+                    hint=f"run `bluegreen status {service}`",
+                )
+            if svc.pending_flip is not None:
+                other = svc.pending_flip
+                raise StateError(
+                    f"{service}: another flip is pending ({other.command} {other.from_side} -> "
+                    f"{other.to_side} by {other.actor} at {format_ts(other.at)})",
+                    hint="the next traffic command completes or cancels it; retry",
+                )
+            target = self._side_row(conn, service, to_side)
+            generation = target.generation if target else 0
+            if expected_generation is not None and generation != expected_generation:
+                raise StateError(
+                    f"{service}: {to_side} changed while the flip was being checked (now "
+                    f"{target.state if target else 'untouched'}); traffic was not moved",
+                    hint="look at `bluegreen status`, then retry",
+                )
             conn.execute(
-                "INSERT OR IGNORE INTO sides (service, side) VALUES (?, ?)", (service, side)
+                "UPDATE services SET pending_flip = ?, updated_at = ? WHERE service = ?",
+                (canonical_json(pending.as_json()), format_ts(now), service),
             )
-            select = "SELECT * FROM sides WHERE service = ? AND side = ?"
-            old = _side_from_row(conn.execute(select, (service, side)).fetchone())
+            entry = AuditEntryInput(
+                actor=actor,
+                command=f"{command}.begin",
+                service=service,
+                reason=reason,
+                result="started",
+            )
+            self._audit(
+                conn,
+                entry,
+                now,
+                service=service,
+                before={"live": from_side, "rollback_to": svc.rollback_to},
+                after={"target": to_side, "flip_id": pending.id, "run_id": run_id,
+                       "forced": forced, "target_state": target.state if target else "untouched"},
+            )
+        return pending
+
+    def record_flip(
+        self,
+        service: str,
+        from_side: Side,
+        to_side: Side,
+        *,
+        rollback: bool,
+        problem: str | None,
+        audit: AuditEntryInput,
+    ) -> ServiceState:
+        """The router now sends traffic to `to_side`: record it, end the pending flip and
+        set (or clear) `flip_problem`. A forward flip makes `from_side` the rollback
+        target; a rollback keeps the rollback target and marks `from_side` failed_live."""
+        now = self._now()
+        with self._write() as conn:
+            old = self._service_row(conn, service)
+            self._ensure_service(conn, service, now)
+            rollback_to = (old.rollback_to if old else None) if rollback else from_side
             conn.execute(
-                f"UPDATE sides SET {assignments} WHERE service = ? AND side = ?",
-                (*values, service, side),
+                "UPDATE services SET live_side = ?, rollback_to = ?, flip_problem = ?,"
+                " pending_flip = NULL, updated_at = ? WHERE service = ?",
+                (to_side, rollback_to, problem, format_ts(now), service),
             )
-            new = _side_from_row(conn.execute(select, (service, side)).fetchone())
+            extra: dict[str, Any] = {}
+            if rollback and from_side != to_side:
+                left = self._change_side(
+                    conn,
+                    service,
+                    from_side,
+                    now,
+                    _state_change("failed_live", f"rolled back: {audit.reason or audit.command}",
+                                  now, forget=False),
+                    None,
+                )
+                extra[f"{from_side}_state"] = left.state
+            new = self._service_row(conn, service)
+            assert new is not None
+            self._audit(
+                conn, audit, now, service=service, before=_service_dump(old),
+                after={**_service_dump(new), **extra},
+            )
+        return new
+
+    def cancel_flip(self, service: str, why: str, *, audit: AuditEntryInput) -> ServiceState:
+        """End a pending flip that did not change the router (audited with `why`)."""
+        now = self._now()
+        with self._write() as conn:
+            old = self._service_row(conn, service)
+            if old is None:
+                raise StateError(f"{service}: no such service in {self.path}")
+            conn.execute(
+                "UPDATE services SET pending_flip = NULL, updated_at = ? WHERE service = ?",
+                (format_ts(now), service),
+            )
+            new = self._service_row(conn, service)
+            assert new is not None
+            self._audit(conn, audit, now, service=service, before=_service_dump(old),
+                        after={**_service_dump(new), "why": why})
+        return new
+
+    def set_flip_problem(
+        self, service: str, problem: str | None, *, audit: AuditEntryInput
+    ) -> ServiceState:
+        """Set or clear (None) what is wrong with the last flip (e.g. re-persisted)."""
+        now = self._now()
+        with self._write() as conn:
+            old = self._service_row(conn, service)
+            if old is None:
+                raise StateError(f"{service}: no such service in {self.path}")
+            conn.execute(
+                "UPDATE services SET flip_problem = ?, updated_at = ? WHERE service = ?",
+                (problem, format_ts(now), service),
+            )
+            new = self._service_row(conn, service)
+            assert new is not None
+            self._audit(conn, audit, now, service=service, before=_service_dump(old),
+                        after=_service_dump(new))
+        return new
+
+    @contextmanager
+    def traffic_lock(
+        self, service: str, timeout_s: float = 30.0, *, command: str = "traffic"
+    ) -> Iterator[None]:
+        """The short per-service lock every traffic change holds (separate from the run
+        lock): `flock` on `<state dir>/locks/traffic-<service>.lock`, polled until
+        `timeout_s`, then LockHeld naming the holder. The OS releases it when the holder
+        dies (also kill -9). Flips of one service serialize; other services never wait."""
+        locks = self.path.parent / "locks"
+        path = locks / f"traffic-{_file_safe(service)}.lock"
+        try:
+            locks.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateError(
+                f"cannot open the traffic lock {path}: {exc.strerror}",
+                hint=f"make {locks} writable by this user",
+            ) from exc
+        try:
+            deadline = time.monotonic() + max(0.0, timeout_s)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise _traffic_lock_held(service, path, timeout_s) from None
+                    time.sleep(_TRAFFIC_LOCK_POLL_S)
+            holder = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "since": format_ts(self._now()),
+                "command": command,
+            }
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+            try:
+                yield
+            finally:
+                with suppress(OSError):
+                    os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    # -- side and service rows inside a transaction --------------------------------------
+
+    def _service_row(self, conn: sqlite3.Connection, service: str) -> ServiceState | None:
+        row = conn.execute("SELECT * FROM services WHERE service = ?", (service,)).fetchone()
+        return _service_from_row(row) if row else None
+
+    def _side_row(self, conn: sqlite3.Connection, service: str, side: Side) -> SideState | None:
+        row = conn.execute(
+            "SELECT * FROM sides WHERE service = ? AND side = ?", (service, side)
+        ).fetchone()
+        return _side_from_row(row) if row else None
+
+    def _ensure_service(self, conn: sqlite3.Connection, service: str, now: datetime) -> None:
+        conn.execute(
+            "INSERT OR IGNORE INTO services (service, live_side, updated_at) VALUES (?, NULL, ?)",
+            (service, format_ts(now)),
+        )
+
+    def _change_side(
+        self,
+        conn: sqlite3.Connection,
+        service: str,
+        side: Side,
+        now: datetime,
+        changes: dict[str, Any],
+        audit: AuditEntryInput | None,
+    ) -> SideState:
+        """Apply `changes` to one side, generation + 1, and audit it (unless the caller
+        audits the whole transaction itself: audit=None)."""
+        SideState(service=service, side=side)  # validates `side` before touching the file
+        self._ensure_service(conn, service, now)
+        conn.execute("INSERT OR IGNORE INTO sides (service, side) VALUES (?, ?)", (service, side))
+        old = self._side_row(conn, service, side)
+        assert old is not None
+        columns = {**changes, "generation": old.generation + 1}
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        conn.execute(
+            f"UPDATE sides SET {assignments} WHERE service = ? AND side = ?",
+            (*(_db_value(v) for v in columns.values()), service, side),
+        )
+        new = self._side_row(conn, service, side)
+        assert new is not None
+        if audit is not None:
             self._audit(
                 conn,
                 audit,
@@ -769,6 +1140,69 @@ class SQLiteStateStore:
 # -- helpers -----------------------------------------------------------------------------
 
 
+_VERIFIABLE = frozenset({"untouched", "patched", "verified", "verify_failed"})
+"""Side states a verification moves (to verified or verify_failed); the others keep theirs."""
+
+_TRAFFIC_LOCK_POLL_S = 0.02
+
+
+def _state_change(
+    state: SideStateName, reason: str, now: datetime, *, forget: bool | None = None
+) -> dict[str, Any]:
+    """Columns for a plain state change; `untouched` also forgets patch and verification."""
+    changes: dict[str, Any] = {"state": state, "state_since": now, "state_reason": reason}
+    if forget is None:
+        forget = state == "untouched"
+    if forget:
+        changes.update(
+            patch_level=None,
+            patched_at=None,
+            verified_at=None,
+            verification_ok=None,
+            verified_patch_level=None,
+            verification_summary=None,
+            hosts={},
+        )
+    return changes
+
+
+def _service_dump(svc: ServiceState | None) -> dict[str, Any]:
+    if svc is None:
+        return {}
+    return {
+        "live_side": svc.live_side,
+        "rollback_to": svc.rollback_to,
+        "flip_problem": svc.flip_problem,
+        "pending_flip": svc.pending_flip.id if svc.pending_flip else None,
+    }
+
+
+def _file_safe(name: str) -> str:
+    """A service name as a file name: itself when plain, else a digest."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}", name):
+        return name
+    return "x-" + hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+def _traffic_lock_held(service: str, path: Path, timeout_s: float) -> LockHeld:
+    try:
+        holder = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        holder = {}
+    who = (
+        f"`{holder.get('command', '?')}` (pid {holder.get('pid', '?')} on "
+        f"{holder.get('host', '?')}, since {holder.get('since', '?')})"
+        if holder
+        else "another process"
+    )
+    return LockHeld(
+        f"{service}: another traffic change holds the traffic lock: {who}; waited "
+        f"{timeout_s:g} s",
+        hint="retry when it is done; the lock is released when its holder ends, even if it "
+        "is killed",
+    )
+
+
 def _clean(obj: dict[str, Any]) -> dict[str, Any]:
     """Redacted, JSON-normalised copy: exactly what reading it back will return."""
     plain = json.loads(json.dumps(obj, default=jsonable))
@@ -811,8 +1245,14 @@ def _ts(value: Any) -> datetime | None:
 
 
 def _service_from_row(row: sqlite3.Row) -> ServiceState:
+    pending = row["pending_flip"]
     return ServiceState(
-        service=row["service"], live_side=row["live_side"], updated_at=parse_ts(row["updated_at"])
+        service=row["service"],
+        live_side=row["live_side"],
+        updated_at=parse_ts(row["updated_at"]),
+        rollback_to=row["rollback_to"],
+        flip_problem=row["flip_problem"],
+        pending_flip=PendingFlip.from_json(json.loads(pending)) if pending else None,
     )
 
 
@@ -827,7 +1267,23 @@ def _side_from_row(row: sqlite3.Row) -> SideState:
         verification_ok=None if ok is None else bool(ok),
         verified_patch_level=row["verified_patch_level"],
         verification_summary=row["verification_summary"],
+        state=row["state"],
+        state_since=_ts(row["state_since"]),
+        state_reason=row["state_reason"],
+        generation=int(row["generation"]),
+        hosts=json.loads(row["hosts"] or "{}"),
     )
+
+
+def _db_value(value: Any) -> Any:
+    """A Python value as its column value (timestamps as text, flags as 0/1, maps as JSON)."""
+    if isinstance(value, datetime):
+        return format_ts(value)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, dict):
+        return canonical_json(value)
+    return value
 
 
 def _run_from_row(row: sqlite3.Row) -> Run:

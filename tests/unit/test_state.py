@@ -81,7 +81,7 @@ def test_schema_version_is_recorded_and_reopen_keeps_data(db_path: Path) -> None
     with SQLiteStateStore(db_path) as store:
         store.set_live_side("web", "green", audit=ENTRY)
     versions = raw(db_path).execute("SELECT version FROM schema_version").fetchall()
-    assert versions == [(SCHEMA_VERSION,)] == [(1,)]
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)] == [(1,), (2,)]
     with SQLiteStateStore(db_path) as store:
         service = store.get_service("web")
         assert service is not None and service.live_side == "green"
@@ -179,8 +179,11 @@ def test_verified_after_patch_rules() -> None:
         verified_at=t0 + timedelta(seconds=5),
         verification_ok=True,
         verified_patch_level="v2",
+        state="verified",
     )
     assert good.verified_after_patch
+    for state in ("untouched", "patching", "patched", "verify_failed", "failed_live"):
+        assert not dataclasses.replace(good, state=state).verified_after_patch, state
     assert not dataclasses.replace(good, verified_at=t0 - timedelta(seconds=1)).verified_after_patch
     assert not dataclasses.replace(good, verified_patch_level="v1").verified_after_patch
     assert not dataclasses.replace(good, verification_ok=None).verified_after_patch
