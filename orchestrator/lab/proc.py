@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from orchestrator import processes
 from orchestrator.errors import LabError
 from orchestrator.processes import alive as alive  # re-exported: lab modules use it from here
 
@@ -23,17 +24,10 @@ def run(
     input_text: str | None = None,
     cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command (argv list, never a shell) and raise LabError with its stderr on failure."""
+    """Run a command (argv list, never a shell; `orchestrator.processes.run`) and raise
+    LabError with its stderr on failure."""
     try:
-        proc = subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            input=input_text,
-            cwd=cwd,
-            check=False,
-        )
+        proc = processes.run(argv, timeout=timeout, input_text=input_text, cwd=cwd)
     except FileNotFoundError as exc:
         raise LabError(
             f"command not found: {argv[0]}",

@@ -16,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from orchestrator.errors import BadInput
+from orchestrator.processes import run
 from orchestrator.schedule.window import CronSpec, Window
 
 SYSTEMD_DIR = Path("/etc/systemd/system")
@@ -169,10 +170,11 @@ def verify_units(paths: list[Path]) -> tuple[bool | None, str]:
     tool = shutil.which("systemd-analyze")
     if tool is None:
         return None, "systemd-analyze not found"
-    proc = subprocess.run(
-        [tool, "verify", *map(str, paths)], capture_output=True, text=True, timeout=60, check=False
-    )
-    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+    try:
+        proc = run([tool, "verify", *map(str, paths)], timeout=60, merge_stderr=True)
+    except subprocess.TimeoutExpired:
+        return False, "systemd-analyze verify did not finish within 60 s"
+    return proc.returncode == 0, proc.stdout.strip()
 
 
 def list_units(directory: Path | None) -> list[dict[str, str]]:
