@@ -41,7 +41,8 @@ class Step:
 
     def __post_init__(self) -> None:
         if (self.kind in _PER_SERVICE) != bool(self.service):
-            raise ValueError(f"a {self.kind} step {'needs' if not self.service else 'has no'} service")
+            need = "needs a" if not self.service else "has no"
+            raise ValueError(f"a {self.kind} step {need} service")
 
     @classmethod
     def of_service(cls, service: str) -> Step:

@@ -88,7 +88,9 @@ class ServiceProgress:
     """None until a converge of its old side ended."""
 
     def as_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"wave": self.wave, "child_run": self.child_run, "status": self.status}
+        doc: dict[str, Any] = {
+            "wave": self.wave, "child_run": self.child_run, "status": self.status
+        }
         if self.ended:
             doc["from"], doc["to"] = self.from_side, self.to_side
         if self.converged is not None:
