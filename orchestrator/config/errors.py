@@ -119,9 +119,10 @@ def _format_error(
     """One pydantic error -> (message, fix); `example` is the file a fix points at."""
     etype: str = err.get("type", "")
     loc = err.get("loc", ())
-    field_name = getattr((err.get("ctx") or {}).get("error"), "field", None)
+    setting_error = (err.get("ctx") or {}).get("error")
+    field_name = getattr(setting_error, "field", None)
     if etype == "value_error" and isinstance(field_name, str):  # a SettingError
-        loc = (*loc, field_name)
+        loc = (*loc, *field_name.split("."))
     where = _locate(loc, root)
     path = where.path
     value = err.get("input")
@@ -194,7 +195,7 @@ def _format_error(
             " an unquoted 1.10 would become the number 1.1",
         )
     if etype in ("value_error", "assertion_error"):
-        return f"{name}: {path}: {msg}", generic_fix
+        return f"{name}: {path}: {msg}", getattr(setting_error, "fix", None) or generic_fix
     return f"{name}: {path}: {msg} (got {describe(value)})", generic_fix
 
 

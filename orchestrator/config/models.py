@@ -22,7 +22,7 @@ from orchestrator.config.types import (
     UrlPath,
     no_bool,
 )
-from orchestrator.routers.settings import CommandRouterSettings, HAProxySettings
+from orchestrator.routers.settings import CommandRouterSettings, HAProxySettings, SettingError
 
 
 class SSHSettings(StrictModel):
@@ -209,4 +209,16 @@ class BluegreenConfig(StrictModel):
                 f"router.frontends names services that are not under `services:`:"
                 f" {', '.join(unknown)} (services: {', '.join(sorted(self.services))})"
             )
+        if isinstance(self.router, CommandRouterSettings):
+            blind = self.router.unobservable(list(self.services))
+            if blind:
+                raise SettingError(
+                    "router.frontends",
+                    f"no frontend URL for {', '.join(blind)}, and `counters` is off: bake could"
+                    " not see a new side fail, so no automatic rollback could ever happen",
+                    fix="add the URL of each service's frontend under `router.frontends:` (e.g. "
+                    + ", ".join(f"`{s}: http://lb.example.net/`" for s in blind[:2])
+                    + "; bake probes it), or set `router.counters: true` if the script answers"
+                    " `counters SERVICE SIDE`",
+                )
         return self

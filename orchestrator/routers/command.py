@@ -7,6 +7,8 @@ Protocol (the script is run directly with an argument list, never through a shel
     SCRIPT drain  SERVICE SIDE     -> {"ok": true, "sessions_left": 0}
     SCRIPT health SERVICE SIDE     -> {"servers": [{"name": "web1", "status": "UP",
                                                     "check_status": "L7OK"}]}
+    SCRIPT counters SERVICE SIDE   -> {"responses": 1200, "errors_5xx": 3}
+                                      (only with `counters: true`)
 
 Environment: the caller's environment plus `BLUEGREEN_ACTION` (live/flip/drain/health),
 `BLUEGREEN_SERVICE`, `BLUEGREEN_SIDE` (flip, drain, health) and `BLUEGREEN_DEADLINE_S`
@@ -21,7 +23,9 @@ Rules:
 - `flip` must only answer `{"ok": true}` once new traffic goes to SIDE *and* the change is
   persisted (survives a reload/restart of the load balancer). It may add
   `"confirmed_by": ["request"]` to say how it checked, and `"persisted": false` if it could
-  not persist (bluegreen then reports it).
+  not persist: the flip is then reported incomplete (traffic moved, not persisted; exit 1)
+  unless the config says `allow_unpersisted: true`. With a `frontends` URL for the
+  service and `confirm_header`, a request through it must show the new side.
 - `drain` waits up to BLUEGREEN_DEADLINE_S and reports the sessions still open;
   `sessions_left` defaults to 0.
 - `health` lists every server of the side; `status` uses HAProxy's words (UP, DOWN, MAINT,
@@ -36,7 +40,7 @@ import subprocess
 import time
 from typing import Any
 
-from orchestrator.errors import RouterError
+from orchestrator.errors import FlipIncomplete, RouterError
 from orchestrator.processes import run
 from orchestrator.routers.base import (
     DrainResult,
@@ -45,10 +49,12 @@ from orchestrator.routers.base import (
     SideHealth,
     TrafficCounters,
 )
+from orchestrator.routers.confirm import confirm_by_request
 from orchestrator.routers.settings import CommandRouterSettings
 from orchestrator.sides import SIDES, Side
 
 _STDERR_TAIL = 800
+CONFIRM_WINDOW_S = 2.0
 
 
 class CommandRouter:
@@ -131,10 +137,34 @@ class CommandRouter:
             )
         confirmed = reply.get("confirmed_by", ["script"])
         if not isinstance(confirmed, list) or not all(isinstance(c, str) for c in confirmed):
-            raise RouterError(f"router script: `confirmed_by` must be a list of strings: {reply!r}")
+            raise FlipIncomplete(
+                f"router script: `confirmed_by` must be a list of strings: {reply!r}",
+                persisted=False,
+            )
         persisted = reply.get("persisted", True)
         if not isinstance(persisted, bool):
-            raise RouterError(f"router script: `persisted` must be true or false: {reply!r}")
+            raise FlipIncomplete(
+                f"router script: `persisted` must be true or false: {reply!r}", persisted=False
+            )
+        if not persisted and not self.settings.allow_unpersisted:
+            raise FlipIncomplete(
+                f"router script: `flip {service} {to_side}` moved traffic but says it is not "
+                "persisted (a restart of the load balancer may undo it)",
+                persisted=False,
+                hint="make the script persist the change, or set `allow_unpersisted: true` "
+                "under router: if that is acceptable",
+            )
+        url = self.settings.frontends.get(service)
+        header = self.settings.confirm_header
+        if url and header:
+            try:
+                confirm_by_request(service, url, header, {to_side, f"{service}_{to_side}"},
+                                   min(self.settings.timeout, 5.0), CONFIRM_WINDOW_S)
+            except RouterError as exc:
+                raise FlipIncomplete(
+                    exc.message, persisted=persisted, confirmed=False, hint=exc.hint
+                ) from exc
+            confirmed = [*confirmed, "request"]
         return FlipResult(
             service=service,
             from_side=None,
@@ -158,8 +188,25 @@ class CommandRouter:
         )
 
     def counters(self, service: str, side: Side) -> TrafficCounters | None:
-        """The script protocol has no counters: bake watches its own probes only."""
-        return None
+        """`SCRIPT counters SERVICE SIDE` -> {"responses": N, "errors_5xx": M} when the
+        config says the script has counters (`counters: true`), else None."""
+        if not self.settings.counters:
+            return None
+        reply = self._call("counters", service, side)
+        responses, errors = reply.get("responses"), reply.get("errors_5xx")
+        if (
+            not isinstance(responses, int)
+            or not isinstance(errors, int)
+            or isinstance(responses, bool)
+            or isinstance(errors, bool)
+            or responses < 0
+            or errors < 0
+        ):
+            raise RouterError(
+                f"router script: `counters {service} {side}` answered {reply!r}; expected "
+                '{"responses": N, "errors_5xx": M} (non-negative integers)'
+            )
+        return TrafficCounters(responses, errors)
 
     def health(self, service: str, side: Side) -> SideHealth:
         reply = self._call("health", service, side)

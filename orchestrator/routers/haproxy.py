@@ -14,20 +14,21 @@ What the HAProxy configuration must contain (service `web`, backends `web_blue`/
 and the map file `/etc/haproxy/bluegreen.map` holds one line per service: `web web_blue`.
 
 A flip changes the map in memory (`set map`, or `add map` for a new key), reads it back,
-writes the map file and `show servers state` to disk in the same step (so a reload or
-restart keeps the flip), then confirms with a real request through the frontend.
+writes the map file from what HAProxy holds (`show map`) and `show servers state` to disk
+in the same step, under an flock of `MAP_FILE.lock` (so a reload or restart keeps the flip,
+and two services flipping at once never lose each other's line), then confirms with a real
+request through the frontend. Once the map in memory changed, a failure to persist (after
+3 tries) or to confirm raises `FlipIncomplete`: traffic moved, the caller records it.
 """
 
 from __future__ import annotations
 
 import csv
 import re
-import socket
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from orchestrator.errors import RouterError
+from orchestrator.errors import FlipIncomplete, RouterError
 from orchestrator.routers.base import (
     DrainResult,
     FlipResult,
@@ -35,6 +36,7 @@ from orchestrator.routers.base import (
     SideHealth,
     TrafficCounters,
 )
+from orchestrator.routers.confirm import confirm_by_request
 from orchestrator.routers.settings import HAProxySettings
 from orchestrator.routers.transport import Transport, make_transport
 from orchestrator.sides import SIDES, Side
@@ -64,6 +66,8 @@ _ERROR_PREFIXES = (
 _RESPONSE_COLUMNS = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
 
 CONFIRM_WINDOW_S = 2.0
+PERSIST_ATTEMPTS = 3
+PERSIST_BACKOFF_S = 0.2
 DRAIN_POLL_S = 0.2
 
 
@@ -242,21 +246,19 @@ class HAProxyRouter:
             )
         confirmed_by = ["map-readback"]
 
-        # 4. Persist in the same step, or a reload undoes the flip.
-        try:
-            self._persist_map(service, target)
-            self._persist_server_state()
-        except RouterError as exc:
-            raise RouterError(
-                f"{service}: traffic now goes to {target} (in memory) but persisting failed: "
-                f"{exc.message}; a reload of HAProxy would revert it",
-                hint=exc.hint,
-            ) from exc
+        # 4. Persist in the same step, or a reload undoes the flip: the map file is written
+        #    from what HAProxy holds (every service's line), under the map's lock.
+        self._persist(service, target)
 
         # 5. Confirm with a real request through the frontend.
         url = self.settings.frontends.get(service)
         if url:
-            self._confirm_by_request(service, url, target)
+            try:
+                self._confirm_by_request(service, url, target)
+            except RouterError as exc:
+                raise FlipIncomplete(
+                    exc.message, persisted=True, confirmed=False, hint=exc.hint
+                ) from exc
             confirmed_by.append("request")
 
         return FlipResult(
@@ -294,100 +296,32 @@ class HAProxyRouter:
                 hint="declare it as `stats socket <path> mode 600 level admin` in haproxy.cfg",
             )
 
-    def _persist_map(self, service: str, target: str) -> None:
-        """Rewrite the map file with `service target`, keeping every other line."""
-        path = self.settings.map_file
-        old = self.transport.read_text(path) or ""
-        lines: list[str] = []
-        replaced = False
-        for line in old.splitlines():
-            parts = line.split()
-            if parts and not parts[0].startswith("#") and parts[0] == service:
-                if not replaced:
-                    lines.append(f"{service} {target}")
-                    replaced = True
-                continue  # drop duplicates of the key
-            lines.append(line)
-        if not replaced:
-            lines.append(f"{service} {target}")
-        self.transport.write_atomic(path, "\n".join(lines) + "\n", 0o644)
-
-    def _persist_server_state(self) -> None:
-        reply = self._run("show servers state")
-        if not reply.strip():
-            raise RouterError("haproxy: empty `show servers state` reply")
-        self.transport.write_atomic(self.settings.server_state_file, reply, 0o644)
+    def _persist(self, service: str, target: str) -> None:
+        """Map file and server state from memory; retried, then FlipIncomplete: the map in
+        memory already routes to `target`."""
+        last: RouterError | None = None
+        for attempt in range(PERSIST_ATTEMPTS):
+            if attempt:
+                time.sleep(PERSIST_BACKOFF_S * attempt)
+            try:
+                self.transport.persist_map(
+                    self.settings.map_file, self.settings.server_state_file, f"{service} {target}"
+                )
+                return
+            except RouterError as exc:
+                last = exc
+        assert last is not None
+        raise FlipIncomplete(
+            f"persisting {self.settings.map_file} failed {PERSIST_ATTEMPTS} times: "
+            f"{last.message}",
+            persisted=False,
+            hint=last.hint or f"make {self.settings.map_file} and "
+            f"{self.settings.server_state_file} writable (disk space, permissions)",
+        )
 
     def _confirm_by_request(self, service: str, url: str, target: str) -> None:
-        header = self.settings.confirm_header
-        deadline = time.monotonic() + CONFIRM_WINDOW_S
-        while True:
-            try:
-                status, got = backend_header(url, header, self.settings.timeout)
-            except (OSError, ValueError) as exc:
-                seen = f"request failed: {exc}"
-            else:
-                # A 4xx from the new side still tells us where the request went.
-                if got == target and status < 500:
-                    return
-                seen = f"HTTP {status}, {header}: {got}"
-            if time.monotonic() >= deadline:
-                raise RouterError(
-                    f"{service}: the map already routes to {target} (and is persisted), but a "
-                    f"request to {url} did not confirm it within {CONFIRM_WINDOW_S:.0f} s "
-                    f"(last: {seen})",
-                    hint=f"check that the frontend sets `http-response set-header {header} %b`",
-                )
-            time.sleep(0.1)
-
-
-def backend_header(url: str, header: str, timeout: float) -> tuple[int, str | None]:
-    """GET `url` once: (HTTP status, value of `header` or None).
-
-    Plain http:// is spoken over a socket here (http.client and urllib pull in ssl and
-    email: a third of rollback's start-up); https:// goes through urllib.
-    """
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        return _backend_header_urllib(url, header, timeout)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"unsupported frontend URL {url!r} (use http:// or https://)")
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host = parts.hostname
-    request = (f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n"
-               "User-Agent: bluegreen\r\n\r\n")
-    with socket.create_connection((host, parts.port or 80), timeout=timeout) as conn:
-        conn.sendall(request.encode("ascii"))
-        head = b""
-        while b"\r\n\r\n" not in head and len(head) < 65536:
-            chunk = conn.recv(4096)
-            if not chunk:
-                break
-            head += chunk
-    lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-    status_line = lines[0].split(" ", 2)
-    if len(status_line) < 2 or not status_line[0].startswith("HTTP/") or \
-            not status_line[1].isdigit():
-        raise ValueError(f"not an HTTP reply: {lines[0][:80]!r}")
-    wanted = header.lower()
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep and name.strip().lower() == wanted:
-            return int(status_line[1]), value.strip()
-    return int(status_line[1]), None
-
-
-def _backend_header_urllib(url: str, header: str, timeout: float) -> tuple[int, str | None]:
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(url, headers={"Connection": "close"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return int(response.status), response.headers.get(header)
-    except urllib.error.HTTPError as exc:
-        got = exc.headers.get(header) if exc.headers is not None else None
-        return exc.code, got
+        confirm_by_request(service, url, self.settings.confirm_header, {target},
+                           self.settings.timeout, CONFIRM_WINDOW_S)
 
 
 def _check_name(what: str, value: str) -> None:

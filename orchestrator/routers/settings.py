@@ -16,11 +16,13 @@ _STRICT: dict[str, Any] = {"extra": "forbid"}
 
 
 class SettingError(ValueError):
-    """A bad value of one field; `field` lets the config loader name `router.<field>`."""
+    """A bad value of one field; `field` lets the config loader name `router.<field>` (a
+    dotted path is taken from where the error is raised); `fix`, when given, is the fix."""
 
-    def __init__(self, field_name: str, problem: str) -> None:
+    def __init__(self, field_name: str, problem: str, *, fix: str | None = None) -> None:
         super().__init__(problem)
         self.field = field_name
+        self.fix = fix
 
 
 _HOST = re.compile(r"[A-Za-z0-9._:-]+")
@@ -113,21 +115,41 @@ class CommandRouterSettings:
     """A user script for load balancers bluegreen does not ship a driver for.
 
     Called as `SCRIPT live SERVICE`, `SCRIPT flip SERVICE SIDE`, `SCRIPT drain SERVICE SIDE`,
-    `SCRIPT health SERVICE SIDE`; exit 0 and one JSON object on stdout (see README).
+    `SCRIPT health SERVICE SIDE` and, with `counters: true`, `SCRIPT counters SERVICE SIDE`;
+    exit 0 and one JSON object on stdout (see README). Bake must be able to observe the new
+    side: every service needs a URL in `frontends` (bake probes it; with `confirm_header` a
+    flip is also confirmed by a request there) or `counters: true`.
     """
 
     __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     kind: Literal["command"]
     script: str
     timeout: float = 10.0
+    frontends: dict[str, str] = field(default_factory=dict)
+    """service -> URL of its frontend: bake probes it; flip confirmation (confirm_header)."""
+    confirm_header: str | None = "X-Bluegreen-Backend"
+    """Response header naming the side (`blue`, or `SERVICE_blue`) that served a request
+    through the frontend; a flip is confirmed by it. null: no confirming request."""
+    counters: bool = False
+    """The script answers `counters SERVICE SIDE` with {"responses": N, "errors_5xx": M}."""
+    allow_unpersisted: bool = False
+    """Accept `"persisted": false` from `flip` (else the flip is reported incomplete)."""
 
     def __post_init__(self) -> None:
         _text(self, "script")
         _number(self, "timeout", low=0, high=600, low_open=True)
+        if self.confirm_header is not None:
+            _text(self, "confirm_header", max_len=200)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CommandRouterSettings:
         return cls(**data)
+
+    def unobservable(self, services: list[str]) -> list[str]:
+        """Services whose new side bake could not observe (no frontend, no counters)."""
+        if self.counters:
+            return []
+        return sorted(s for s in services if not self.frontends.get(s))
 
 
 AnyRouterSettings = HAProxySettings | CommandRouterSettings

@@ -23,7 +23,8 @@ import os
 import shlex
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -124,7 +125,65 @@ class Transport(Protocol):
         """Replace the file atomically (temporary file in the same directory, fsync, rename)."""
         ...
 
+    def persist_map(self, map_file: str, server_state_file: str, expect: str) -> None:
+        """Write `map_file` from what HAProxy holds in memory (`show map`), and the server
+        state, under an flock of `MAP_FILE.lock`, each to a temporary file, fsync, rename.
+        `expect` ("service backend") must be in the map. RouterError if anything fails."""
+        ...
+
     def close(self) -> None: ...
+
+
+MAP_LOCK_TIMEOUT_S = 10.0
+
+
+def map_file_text(reply: str, expect: str) -> str:
+    """`show map FILE` lines ("<ref> <key> <value>") as map file lines ("<key> <value>").
+    Anything else (an error reply) raises, so a map file is never written from it."""
+    lines: list[str] = []
+    for raw in reply.splitlines():
+        parts = raw.split()
+        if not parts:
+            continue
+        if len(parts) != 3:
+            raise RouterError(f"haproxy: unexpected `show map` line {raw[:200]!r}; the map "
+                              "file was not written")
+        lines.append(f"{parts[1]} {parts[2]}")
+    if expect not in lines:
+        raise RouterError(f"haproxy: `show map` does not hold {expect!r} (it holds "
+                          f"{len(lines)} entries); the map file was not written")
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def _file_lock(path: str, timeout_s: float) -> Iterator[None]:
+    """An exclusive flock on `path` (created 0644), polled until `timeout_s`."""
+    import fcntl
+    import time
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RouterError(f"cannot open the map lock {path}: {exc}") from exc
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RouterError(
+                        f"the map lock {path} is held by another process for more than "
+                        f"{timeout_s:g} s"
+                    ) from None
+                time.sleep(0.01)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _check_command_line(line: str) -> None:
@@ -196,6 +255,15 @@ class _SocketTransport(_LocalFiles):
         except OSError as exc:
             raise RouterError(f"{self.description}: {line!r} failed: {exc}") from exc
         return b"".join(chunks).decode("utf-8", errors="replace")
+
+    def persist_map(self, map_file: str, server_state_file: str, expect: str) -> None:
+        with _file_lock(f"{map_file}.lock", MAP_LOCK_TIMEOUT_S):
+            self.write_atomic(map_file, map_file_text(self.command(f"show map {map_file}"),
+                                                      expect), 0o644)
+            state = self.command("show servers state")
+            if not state.strip():
+                raise RouterError("haproxy: empty `show servers state` reply")
+            self.write_atomic(server_state_file, state, 0o644)
 
     def close(self) -> None:
         """Nothing is kept open between commands."""
@@ -378,6 +446,38 @@ class SSHTransport:
         if status != 0:
             raise RouterError(
                 f"{self.description}: cannot write {path}: {err.decode(errors='replace').strip()}"
+            )
+
+    def persist_map(self, map_file: str, server_state_file: str, expect: str) -> None:
+        """One remote command: `flock` on MAP_FILE.lock around `show map` and `show servers
+        state` (through socat) written to temporary files, checked, synced, renamed."""
+        script = (
+            'set -e; t=$(mktemp "$(dirname -- "$1")/.bluegreen.XXXXXX"); '
+            's=$(mktemp "$(dirname -- "$2")/.bluegreen.XXXXXX"); '
+            'trap \'rm -f "$t" "$t.raw" "$s"\' EXIT; '
+            'echo "show map $1" | socat stdio "UNIX-CONNECT:$3" > "$t.raw"; '
+            # the reply must be only "<ref> <key> <value>" lines (no error text)
+            'awk \'NF == 0 {next} NF != 3 {bad = 1; exit} {print $2, $3}'
+            ' END {exit bad}\' "$t.raw" > "$t" || { rm -f "$t.raw"; echo "unexpected show map'
+            ' reply" >&2; exit 4; }; rm -f "$t.raw"; '
+            'grep -qxF -- "$4" "$t" || { echo "show map does not hold $4" >&2; exit 4; }; '
+            'echo "show servers state" | socat stdio "UNIX-CONNECT:$3" > "$s"; '
+            'test -s "$s" || { echo "empty show servers state" >&2; exit 4; }; '
+            'chmod 644 "$t" "$s"; sync -- "$t" "$s" 2>/dev/null || sync; '
+            'mv -f -- "$t" "$1"; mv -f -- "$s" "$2"; trap - EXIT'
+        )
+        remote = " ".join(
+            shlex.quote(part)
+            for part in (
+                "flock", "-w", f"{MAP_LOCK_TIMEOUT_S:g}", f"{map_file}.lock", "sh", "-c", script,
+                "sh", map_file, server_state_file, self.socket_path, expect,
+            )
+        )
+        status, _out, err = self._exec(remote, b"")
+        if status != 0:
+            raise RouterError(
+                f"{self.description}: cannot persist {map_file}: "
+                f"{err.decode(errors='replace').strip() or f'exit {status}'}"
             )
 
     def close(self) -> None:

@@ -5,7 +5,8 @@ run journal, service locks, and the tamper-evident audit chain.
 is appended to the audit chain in the same transaction (see `base.py` for the rules).
 """
 
-from orchestrator.state.audit import ChainReport, redact, verify_chain
+from orchestrator.state.audit import redact
+from orchestrator.state.audit_verify import ChainReport, Finding, WitnessHead, verify_chain
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import (
     SIDE_STATES,
@@ -14,6 +15,7 @@ from orchestrator.state.models import (
     JournalEntry,
     LockHolder,
     LockInfo,
+    OsIdentity,
     PendingFlip,
     Run,
     RunStatus,
@@ -29,9 +31,11 @@ __all__ = [
     "AuditEntryInput",
     "AuditRecord",
     "ChainReport",
+    "Finding",
     "JournalEntry",
     "LockHolder",
     "LockInfo",
+    "OsIdentity",
     "PendingFlip",
     "Run",
     "RunStatus",
@@ -40,6 +44,7 @@ __all__ = [
     "SideState",
     "SideStateName",
     "StateStore",
+    "WitnessHead",
     "redact",
     "verify_chain",
 ]

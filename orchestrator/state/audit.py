@@ -1,21 +1,23 @@
-"""The audit hash chain (redaction of secrets before anything is stored: `orchestrator.secrets`).
+"""The audit chain's records: canonical payload, hash, HMAC (secrets are redacted before
+anything is stored, by the one policy of `orchestrator.secrets`).
 
-Each record's `hash` is sha256 over the canonical JSON of all its other fields,
-`prev_hash` included; the first record's `prev_hash` is `GENESIS_HASH`. The store also
-keeps the head (record count and last hash) in a separate row, updated in the same
-transaction, so that deleting the newest records is detected too.
+Each record's `hash` is sha256 over the canonical JSON of its payload (every field but
+`hash` and `mac`, `prev_hash` included); the first record's `prev_hash` is `GENESIS_HASH`.
+Each record written since the chain was keyed also carries `mac`: HMAC-SHA256 of the same
+payload under the audit key (`audit_key.py`), which lives outside the store. The store keeps
+the head (record count and last hash) in a separate row, updated in the same transaction.
 
-What this proves: accidental or naive edits, deletions, insertions and reorderings are
-detected. What it does not: the chain has no secret key, so someone who can write the
-database file and recompute every hash and the head can forge history. Ship copies of
-`head_hash` elsewhere (logs, tickets) to anchor it.
+What this proves, and what it does not, is in `audit_verify.py` and the README ("The audit
+chain"): in short, without the key nobody can forge, edit or re-chain a record unnoticed;
+deleting the newest records and rewriting the head, or putting back an older copy of the
+database, is seen only against a head kept outside the store (the witnesses, `witness.py`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,9 +47,16 @@ def parse_ts(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
-def record_hash(record: AuditRecord) -> str:
-    """The hash `record` must carry: sha256 of its canonical JSON without `hash`."""
-    payload = {
+BOUNDARY_COMMAND = "audit.keyed"
+"""The record that starts the keyed part of a chain that began unkeyed (written once, by
+the first change after upgrading): its `after` names how many unkeyed records precede it
+and their head, and its MAC pins them."""
+
+
+def record_payload(record: AuditRecord) -> dict[str, Any]:
+    """What `hash` and `mac` cover. Records written before the chain was keyed (no
+    `key_id`) keep the payload they were hashed with."""
+    payload: dict[str, Any] = {
         "seq": record.seq,
         "at": format_ts(record.at),
         "actor": record.actor,
@@ -59,72 +68,37 @@ def record_hash(record: AuditRecord) -> str:
         "result": record.result,
         "prev_hash": record.prev_hash,
     }
-    return hashlib.sha256(canonical_json(payload).encode("ascii")).hexdigest()
+    if record.key_id is not None:
+        payload.update(
+            os_uid=record.os_uid,
+            os_user=record.os_user,
+            sudo_user=record.sudo_user,
+            hostname=record.hostname,
+            key_id=record.key_id,
+        )
+    return payload
+
+
+def record_hash(record: AuditRecord) -> str:
+    """The hash `record` must carry: sha256 of its canonical payload."""
+    return hashlib.sha256(canonical_json(record_payload(record)).encode("ascii")).hexdigest()
+
+
+def record_mac(secret: bytes, record: AuditRecord) -> str:
+    """The MAC `record` must carry under the key `secret`."""
+    body = canonical_json(record_payload(record)).encode("ascii")
+    return hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def mac_matches(secret: bytes, record: AuditRecord) -> bool:
+    return record.mac is not None and hmac.compare_digest(record_mac(secret, record), record.mac)
 
 
 @dataclass(frozen=True, kw_only=True)
 class AuditHead:
-    """The stored head of the chain: how many records there are and the last hash."""
+    """The stored head of the chain: how many records there are, the last hash, and the
+    id of the key the chain is keyed with (None: not keyed yet)."""
 
     count: int
     head_hash: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChainReport:
-    """Result of verifying the chain. `bad_seq` is the first record found wrong, if any."""
-
-    ok: bool
-    count: int
-    head_hash: str
-    problem: str | None = None
-    bad_seq: int | None = None
-
-
-def verify_chain(records: Iterable[AuditRecord], head: AuditHead | None = None) -> ChainReport:
-    """Check `records` (in stored order) link up from seq 1 and, if given, end at `head`.
-
-    Never raises for a broken chain; returns `ok=False` with the first problem found.
-    """
-    expected_prev = GENESIS_HASH
-    count = 0
-    for index, record in enumerate(records, start=1):
-        count = index
-        if record.seq != index:
-            return _broken(
-                count,
-                expected_prev,
-                record.seq,
-                f"record seq {record.seq} found where seq {index} was expected "
-                "(a record was deleted, inserted or moved)",
-            )
-        if record.prev_hash != expected_prev:
-            return _broken(
-                count,
-                expected_prev,
-                record.seq,
-                f"record seq {record.seq} does not link to the record before it "
-                "(prev_hash mismatch: a record was deleted, inserted or moved)",
-            )
-        if record_hash(record) != record.hash:
-            return _broken(
-                count,
-                expected_prev,
-                record.seq,
-                f"record seq {record.seq} was modified after it was written (hash mismatch)",
-            )
-        expected_prev = record.hash
-    if head is not None and (head.count != count or head.head_hash != expected_prev):
-        return _broken(
-            count,
-            expected_prev,
-            min(count, head.count) + 1,
-            f"the chain has {count} records ending in {expected_prev[:12]}, but the stored "
-            f"head says {head.count} records ending in {head.head_hash[:12]} "
-            "(newest records were deleted or forged records appended)",
-        )
-    return ChainReport(ok=True, count=count, head_hash=expected_prev)
-
-
-def _broken(count: int, head_hash: str, bad_seq: int, problem: str) -> ChainReport:
-    return ChainReport(ok=False, count=count, head_hash=head_hash, problem=problem, bad_seq=bad_seq)
+    key_id: str | None = None

@@ -8,6 +8,8 @@ Protocol; nothing in the engine changes. Rules every backend must keep:
 - Failures to read or write raise `orchestrator.errors.StateError` (naming the store and a
   fix); a held lock raises `LockHeld`; an audit log that cannot be extended raises
   `AuditBroken`. Backends never guess or silently repair.
+- Records are keyed (HMAC under a key outside the store) and carry the writer's OS
+  identity; a backend refuses to extend a chain whose head does not verify.
 - Secrets are redacted (`orchestrator.state.audit.redact`) in params, journal data and
   audit before/after before storing.
 """
@@ -19,7 +21,8 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from orchestrator.sides import Side
-from orchestrator.state.audit import ChainReport
+from orchestrator.state.audit import AuditHead
+from orchestrator.state.audit_verify import ChainReport, WitnessHead
 from orchestrator.state.models import (
     AuditEntryInput,
     AuditRecord,
@@ -147,6 +150,16 @@ class StateStore(Protocol):
     def audit_records(
         self, service: str | None = None, limit: int | None = None
     ) -> list[AuditRecord]: ...
-    def verify_audit(self) -> ChainReport: ...
+    def audit_head(self) -> AuditHead: ...
+    def verify_audit(
+        self, witnesses: Sequence[WitnessHead] = (), witness_sources: Sequence[str] = ()
+    ) -> ChainReport:
+        """Every record's hash, MAC and link, the stored head, and `witnesses` (heads seen
+        outside the store). Never raises for a broken chain."""
+        ...
+    @property
+    def appended(self) -> AuditHead | None:
+        """The head after the newest record this store object appended, or None."""
+        ...
 
     def close(self) -> None: ...

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import os
+import pwd
 import socket
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -278,6 +279,18 @@ class LockInfo(_Record):
     def __post_init__(self) -> None:
         _utc(self, "acquired_at")
 
+    def holder_is_gone(self) -> bool:
+        """True only when provable: the holder ran on this host and its pid is gone."""
+        if self.hostname != socket.gethostname() or self.pid <= 0:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # exists, owned by another user
+            return False
+        return False
+
 
 @dataclass(frozen=True, kw_only=True)
 class AuditEntryInput(_Record):
@@ -301,8 +314,48 @@ class AuditEntryInput(_Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class OsIdentity(_Record):
+    """Who ran a command, as the operating system says (not as `--actor` claims).
+
+    `sudo_user` is `$SUDO_USER` when present: the account that ran sudo. It comes from the
+    environment, so it is a claim sudo makes, not a proof (see `persons`)."""
+
+    os_uid: int
+    os_user: str
+    sudo_user: str | None
+    hostname: str
+
+    @classmethod
+    def current(cls) -> OsIdentity:
+        uid = os.getuid()
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:  # no passwd entry (containers)
+            user = str(uid)
+        return cls(os_uid=uid, os_user=user, sudo_user=os.environ.get("SUDO_USER") or None,
+                   hostname=socket.gethostname())
+
+    @property
+    def persons(self) -> frozenset[str]:
+        """The people this identity may be: the sudo user, and the OS user unless it is
+        root (root is shared). Two identities are the same person when these overlap; an
+        empty set (root, no sudo) is nobody in particular."""
+        names = {self.sudo_user} if self.sudo_user else set()
+        if self.os_uid != 0:
+            names.add(self.os_user)
+        return frozenset(names)
+
+    def describe(self) -> str:
+        via = f" (sudo from {self.sudo_user})" if self.sudo_user else ""
+        return f"{self.os_user} (uid {self.os_uid}){via} on {self.hostname}"
+
+
+@dataclass(frozen=True, kw_only=True)
 class AuditRecord(_Record):
-    """One link of the audit chain. `hash` covers every other field, `prev_hash` included."""
+    """One link of the audit chain. `hash` covers every other field but `mac`, `prev_hash`
+    included; `mac` is the HMAC of the same payload under the audit key (None only for
+    records written before the chain was keyed). `os_*`, `sudo_user` and `hostname` are the
+    OS identity of the process that wrote the record, next to the claimed `actor`."""
 
     seq: int
     at: datetime
@@ -315,6 +368,19 @@ class AuditRecord(_Record):
     result: str
     prev_hash: str
     hash: str
+    os_uid: int | None = None
+    os_user: str | None = None
+    sudo_user: str | None = None
+    hostname: str | None = None
+    key_id: str | None = None
+    mac: str | None = None
+
+    @property
+    def identity(self) -> OsIdentity | None:
+        if self.os_uid is None or self.os_user is None or self.hostname is None:
+            return None
+        return OsIdentity(os_uid=self.os_uid, os_user=self.os_user, sudo_user=self.sudo_user,
+                          hostname=self.hostname)
 
     def __post_init__(self) -> None:
         _utc(self, "at")

@@ -35,16 +35,19 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.errors import AuditBroken, BadInput, LockHeld, StateError
 from orchestrator.sides import Side
 from orchestrator.state.audit import (
+    BOUNDARY_COMMAND,
     GENESIS_HASH,
     AuditHead,
-    ChainReport,
     canonical_json,
     format_ts,
+    mac_matches,
     parse_ts,
     record_hash,
+    record_mac,
     redact,
-    verify_chain,
 )
+from orchestrator.state.audit_key import AuditKey, load_key
+from orchestrator.state.audit_verify import ChainReport, Finding, WitnessHead, verify_chain
 
 if TYPE_CHECKING:
     from orchestrator.state.base import StateStore
@@ -57,6 +60,7 @@ from orchestrator.state.models import (
     JournalPhase,
     LockHolder,
     LockInfo,
+    OsIdentity,
     PendingFlip,
     Run,
     RunStatus,
@@ -131,6 +135,17 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE services ADD COLUMN flip_problem TEXT",
         "ALTER TABLE services ADD COLUMN pending_flip TEXT",
     ),
+    (  # version 3: keyed audit records with the writer's OS identity
+        "ALTER TABLE audit_log ADD COLUMN os_uid INTEGER",
+        "ALTER TABLE audit_log ADD COLUMN os_user TEXT",
+        "ALTER TABLE audit_log ADD COLUMN sudo_user TEXT",
+        "ALTER TABLE audit_log ADD COLUMN hostname TEXT",
+        "ALTER TABLE audit_log ADD COLUMN key_id TEXT",
+        "ALTER TABLE audit_log ADD COLUMN mac TEXT",
+        # the key id the chain is keyed with; NULL: not keyed yet (the next change writes
+        # the boundary record after verifying the unkeyed records once)
+        "ALTER TABLE audit_head ADD COLUMN key_id TEXT",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 """The newest schema this code knows; older files are migrated forward on open."""
@@ -145,10 +160,20 @@ class SQLiteStateStore:
         *,
         busy_timeout_ms: int = 5000,
         clock: Callable[[], datetime] | None = None,
+        audit_key_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
         self._clock = clock or (lambda: datetime.now(UTC))
+        self.audit_key_file = (
+            Path(audit_key_file) if audit_key_file is not None else default_key_file(self.path)
+        )
+        self._key: AuditKey | None = None  # loaded (or created) with the first record
+        self._identity: OsIdentity | None = None
+        self._pending_head: AuditHead | None = None
+        self.appended: AuditHead | None = None
+        """The head after the newest record this store appended (None: it appended none);
+        what the witnesses are told when the command ends."""
         self._conn = self._connect()
         try:
             self._migrate()
@@ -294,14 +319,18 @@ class SQLiteStateStore:
         conn = self._conn
         with self._translate():
             conn.execute("BEGIN IMMEDIATE")
+            self._pending_head = None
             try:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
+                self._pending_head = None
                 if conn.in_transaction:
                     with suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
                 raise
+            if self._pending_head is not None:
+                self.appended, self._pending_head = self._pending_head, None
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -332,20 +361,21 @@ class SQLiteStateStore:
         before: dict[str, Any] | None = None,
         after: dict[str, Any] | None = None,
     ) -> AuditRecord:
-        """Append one record inside the caller's transaction; the stored head is the link."""
+        """Append one keyed record inside the caller's transaction; the stored head is the
+        link. Refuses (AuditBroken) to build on a head that does not verify with the key."""
         if service is not None and entry.service not in (None, service):
             raise ValueError(
                 f"audit entry names service {entry.service!r}, change is to {service!r}"
             )
-        head = conn.execute("SELECT count, head_hash FROM audit_head WHERE id = 1").fetchone()
-        if head is None:
-            raise AuditBroken(
-                f"the audit head row is missing in {self.path}",
-                hint="run `bluegreen audit verify` and restore the file from a backup",
-            )
-        draft = AuditRecord(
-            seq=int(head["count"]) + 1,
-            at=now,
+        key = self._audit_key(create=True)
+        assert key is not None
+        head = self._checked_head(conn, key)
+        if head.key_id is None and head.count > 0:
+            head = self._write_boundary(conn, entry, now, head, key)
+        record = self._append(
+            conn,
+            key,
+            head,
             actor=entry.actor,
             command=entry.command,
             service=service if service is not None else entry.service,
@@ -353,26 +383,103 @@ class SQLiteStateStore:
             before=_clean({**entry.before, **(before or {})}),
             after=_clean({**entry.after, **(after or {})}),
             result=entry.result,
-            prev_hash=str(head["head_hash"]),
-            hash="",
+            at=now,
         )
-        record = dataclasses.replace(draft, hash=record_hash(draft))
+        return record
+
+    def _audit_key(self, *, create: bool) -> AuditKey | None:
+        if self._key is None:
+            self._key = load_key(self.audit_key_file, create=create)
+        return self._key
+
+    def _checked_head(self, conn: sqlite3.Connection, key: AuditKey) -> AuditHead:
+        """The stored head, after checking that it names the newest record, and that
+        record's MAC when the chain is keyed: a forged head is never extended."""
+        row = conn.execute("SELECT count, head_hash, key_id FROM audit_head WHERE id = 1").fetchone()
+        if row is None:
+            raise AuditBroken(
+                f"the audit head row is missing in {self.path}",
+                hint="run `bluegreen audit verify` and restore the file from a backup",
+            )
+        head = AuditHead(count=int(row["count"]), head_hash=str(row["head_hash"]),
+                         key_id=row["key_id"])
+        if head.key_id is not None and head.key_id != key.key_id:
+            raise AuditBroken(
+                f"the audit chain in {self.path} is keyed with key id {head.key_id}, but the "
+                f"key file {key.path} has key id {key.key_id}",
+                hint="point audit.key_file at the key this chain was written with (restore it "
+                "from its backup); never start a new key for an existing chain",
+            )
+        last = conn.execute("SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        problem = None
+        if last is None:
+            if head.count != 0:
+                problem = f"the audit log is empty but its head names {head.count} records"
+        else:
+            newest = _audit_from_row(last)
+            if newest.seq != head.count or newest.hash != head.head_hash:
+                problem = (f"the newest audit record is {newest.seq} ({newest.hash[:12]}), "
+                           f"but the stored head names {head.count} ({head.head_hash[:12]})")
+            elif head.key_id is not None and not mac_matches(key.secret, newest):
+                problem = f"the newest audit record ({newest.seq}) does not verify with the key"
+            elif head.key_id is None and record_hash(newest) != newest.hash:
+                problem = f"the newest audit record ({newest.seq}) does not match its hash"
+        if problem is not None:
+            raise AuditBroken(
+                f"cannot extend the audit chain in {self.path}: {problem}",
+                hint="run `bluegreen audit verify`, investigate, and restore from a backup",
+            )
+        return head
+
+    def _write_boundary(
+        self, conn: sqlite3.Connection, entry: AuditEntryInput, now: datetime,
+        head: AuditHead, key: AuditKey,
+    ) -> AuditHead:
+        """Once, for a chain that began unkeyed: verify it whole, then append the keyed
+        boundary record whose MAC pins the unkeyed records before it."""
+        rows = conn.execute("SELECT * FROM audit_log ORDER BY seq").fetchall()
+        report = verify_chain([_audit_from_row(row) for row in rows], head)
+        if not report.ok:
+            raise AuditBroken(
+                f"cannot key the audit chain in {self.path}: the unkeyed records do not "
+                f"verify: {report.problem}",
+                hint="run `bluegreen audit verify`, investigate, and restore from a backup",
+            )
+        boundary = self._append(
+            conn, key, head, actor=entry.actor, command=BOUNDARY_COMMAND, service=None,
+            reason="the audit chain is keyed from here on", before={},
+            after={"unkeyed_records": head.count, "unkeyed_head": head.head_hash,
+                   "key_id": key.key_id},
+            result="ok", at=now,
+        )
+        return AuditHead(count=boundary.seq, head_hash=boundary.hash, key_id=key.key_id)
+
+    def _append(self, conn: sqlite3.Connection, key: AuditKey, head: AuditHead, *,
+                actor: str, command: str, service: str | None, reason: str | None,
+                before: dict[str, Any], after: dict[str, Any], result: str,
+                at: datetime) -> AuditRecord:
+        if self._identity is None:
+            self._identity = OsIdentity.current()
+        ident = self._identity
+        draft = AuditRecord(
+            seq=head.count + 1, at=at, actor=actor, command=command, service=service,
+            reason=reason, before=before, after=after, result=result,
+            prev_hash=head.head_hash, hash="", os_uid=ident.os_uid, os_user=ident.os_user,
+            sudo_user=ident.sudo_user, hostname=ident.hostname, key_id=key.key_id,
+        )
+        record = dataclasses.replace(draft, hash=record_hash(draft),
+                                     mac=record_mac(key.secret, draft))
         try:
             conn.execute(
                 "INSERT INTO audit_log (seq, at, actor, command, service, reason, before, after,"
-                " result, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " result, prev_hash, hash, os_uid, os_user, sudo_user, hostname, key_id, mac)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    record.seq,
-                    format_ts(record.at),
-                    record.actor,
-                    record.command,
-                    record.service,
-                    record.reason,
-                    canonical_json(record.before),
-                    canonical_json(record.after),
-                    record.result,
-                    record.prev_hash,
-                    record.hash,
+                    record.seq, format_ts(record.at), record.actor, record.command,
+                    record.service, record.reason, canonical_json(record.before),
+                    canonical_json(record.after), record.result, record.prev_hash,
+                    record.hash, record.os_uid, record.os_user, record.sudo_user,
+                    record.hostname, record.key_id, record.mac,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -382,8 +489,11 @@ class SQLiteStateStore:
                 hint="run `bluegreen audit verify`, investigate, and restore from a backup",
             ) from exc
         conn.execute(
-            "UPDATE audit_head SET count = ?, head_hash = ? WHERE id = 1", (record.seq, record.hash)
+            "UPDATE audit_head SET count = ?, head_hash = ?, key_id = ? WHERE id = 1",
+            (record.seq, record.hash, key.key_id),
         )
+        self._pending_head = AuditHead(count=record.seq, head_hash=record.hash,
+                                       key_id=key.key_id)
         return record
 
     def audit_append(self, entry: AuditEntryInput) -> AuditRecord:
@@ -402,34 +512,45 @@ class SQLiteStateStore:
         )
         return [_audit_from_row(row) for row in rows]
 
-    def verify_audit(self) -> ChainReport:
-        """Check the whole chain and the stored head. Never raises for a broken chain."""
+    def audit_head(self) -> AuditHead:
+        """The stored head (what the witnesses are told)."""
+        rows = self._query("SELECT count, head_hash, key_id FROM audit_head WHERE id = 1")
+        if not rows:
+            raise AuditBroken(f"the audit head row is missing in {self.path}",
+                              hint="restore the file from a backup")
+        return AuditHead(count=int(rows[0]["count"]), head_hash=str(rows[0]["head_hash"]),
+                         key_id=rows[0]["key_id"])
+
+    def verify_audit(
+        self, witnesses: Sequence[WitnessHead] = (), witness_sources: Sequence[str] = ()
+    ) -> ChainReport:
+        """Check the whole chain with the key (never created here), the stored head, and
+        the heads `witnesses` saw. Never raises for a broken chain."""
+        key = self._audit_key(create=False)
         with self._read() as conn:
             rows = conn.execute("SELECT * FROM audit_log ORDER BY seq").fetchall()
             head_row = conn.execute(
-                "SELECT count, head_hash FROM audit_head WHERE id = 1"
+                "SELECT count, head_hash, key_id FROM audit_head WHERE id = 1"
             ).fetchone()
         records: list[AuditRecord] = []
+        extra: list[Finding] = []
         for row in rows:
             try:
                 records.append(_audit_from_row(row))
             except (ValueError, TypeError) as exc:  # bad JSON, types or timestamps
-                return ChainReport(
-                    ok=False,
-                    count=len(records),
-                    head_hash=records[-1].hash if records else GENESIS_HASH,
-                    problem=f"record seq {row['seq']} cannot be read (edited by hand?): {exc}",
-                    bad_seq=int(row["seq"]),
-                )
+                extra.append(Finding("unreadable", f"record {row['seq']} cannot be read "
+                                     f"(edited by hand?): {exc}", int(row["seq"])))
+                break
         if head_row is None:
-            return ChainReport(
-                ok=False,
-                count=len(records),
-                head_hash=records[-1].hash if records else GENESIS_HASH,
-                problem="the stored audit head is missing",
-            )
-        head = AuditHead(count=int(head_row["count"]), head_hash=str(head_row["head_hash"]))
-        return verify_chain(records, head)
+            extra.append(Finding("head", "the stored audit head is missing"))
+            head = None
+        else:
+            head = AuditHead(count=int(head_row["count"]), head_hash=str(head_row["head_hash"]),
+                             key_id=head_row["key_id"])
+        if extra:
+            head = None  # the rows after an unreadable one were not read: no head check
+        return verify_chain(records, head, key=key, witnesses=witnesses,
+                            witness_sources=witness_sources, extra=extra)
 
     # -- services and sides ------------------------------------------------------------
 
@@ -1077,7 +1198,7 @@ class SQLiteStateStore:
             if old is not None:
                 if (old.run_id, old.pid, old.hostname) == (run_id, who.pid, who.hostname):
                     return old
-                if not _holder_is_gone(old):
+                if not old.holder_is_gone():
                     raise _lock_held(old)
             conn.execute(
                 "INSERT OR REPLACE INTO locks (service, run_id, holder, pid, hostname, acquired_at)"
@@ -1210,19 +1331,6 @@ def _clean(obj: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
-def _holder_is_gone(lock: LockInfo) -> bool:
-    """True only when we can prove it: same host, and no such process."""
-    if lock.hostname != socket.gethostname() or lock.pid <= 0:
-        return False
-    try:
-        os.kill(lock.pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # exists, owned by another user
-        return False
-    return False
-
-
 def _lock_held(lock: LockInfo) -> LockHeld:
     since = lock.acquired_at.strftime("%Y-%m-%d %H:%M:%S UTC")
     return LockHeld(
@@ -1322,8 +1430,20 @@ def _lock_from_row(row: sqlite3.Row) -> LockInfo:
     )
 
 
+def default_key_file(state_path: Path) -> Path:
+    """Where the audit key lives unless the config says otherwise: beside the database
+    file, never inside it."""
+    return state_path.with_name("audit.key")
+
+
 def _audit_from_row(row: sqlite3.Row) -> AuditRecord:
     return AuditRecord(
+        os_uid=row["os_uid"],
+        os_user=row["os_user"],
+        sudo_user=row["sudo_user"],
+        hostname=row["hostname"],
+        key_id=row["key_id"],
+        mac=row["mac"],
         seq=row["seq"],
         at=parse_ts(str(row["at"])),
         actor=row["actor"],

@@ -19,7 +19,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from orchestrator.errors import RouterError  # noqa: E402
+from orchestrator.errors import FlipIncomplete, RouterError  # noqa: E402
 from orchestrator.routers.haproxy import HAProxyRouter  # noqa: E402
 from orchestrator.routers.registry import make_router  # noqa: E402
 from orchestrator.routers.settings import SSHTarget  # noqa: E402
@@ -80,10 +80,74 @@ def test_flip_moves_traffic_and_persists(lab: HAProxyLab, router: HAProxyRouter)
     assert lab.serving() == "blue"
 
 
-def test_flip_keeps_other_map_lines(lab: HAProxyLab, router: HAProxyRouter) -> None:
-    lab.map_file.write_text("# managed by bluegreen\napi api_green\nweb web_blue\n")
+def test_flip_writes_every_line_haproxy_holds(lab: HAProxyLab, router: HAProxyRouter) -> None:
+    """The map file is written from HAProxy's memory (`show map`), not edited: a line only
+    in the file (never loaded) is not kept, every line HAProxy routes by is."""
+    lab.admin(f"add map {lab.map_file} api api_green")
+    lab.map_file.write_text("# edited by hand\nweb web_blue\nstale stale_blue\n")
     router.flip(SERVICE, "green")
-    assert lab.map_file.read_text() == "# managed by bluegreen\napi api_green\nweb web_green\n"
+    assert lab.map_file.read_text() == "web web_green\napi api_green\n"
+    assert not (lab.dir / "bluegreen.map.lock").read_text()  # the lock file stays empty
+
+
+def test_concurrent_persists_never_lose_a_line(lab: HAProxyLab) -> None:
+    """Two services changing and persisting at once (a wave with max_parallel 2, or a
+    rollback of one during a rollout of the other): the file always ends as HAProxy's map."""
+    lab.admin(f"add map {lab.map_file} api api_blue")
+    errors: list[BaseException] = []
+
+    def churn(key: str) -> None:
+        own = make_router(lab.settings())
+        try:
+            for i in range(25):
+                value = f"{key}_{'green' if i % 2 == 0 else 'blue'}"
+                lab.admin(f"set map {lab.map_file} {key} {value}")
+                own.transport.persist_map(  # type: ignore[attr-defined]
+                    str(lab.map_file), str(lab.server_state_file), f"{key} {value}")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            own.close()
+
+    workers = [threading.Thread(target=churn, args=(key,)) for key in ("web", "api")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert errors == []
+    in_memory = sorted(
+        " ".join(line.split()[1:]) for line in lab.admin(f"show map {lab.map_file}").splitlines()
+        if line.strip()
+    )
+    assert sorted(lab.map_file.read_text().splitlines()) == in_memory == [
+        "api api_green", "web web_green"]
+
+
+def test_persist_failure_after_the_change_is_a_flip_incomplete(
+    lab: HAProxyLab, router: HAProxyRouter
+) -> None:
+    saved = lab.map_file.read_text()
+    lab.map_file.unlink()
+    lab.map_file.mkdir()  # the file cannot be replaced now (as root, unlike a chmod)
+    try:
+        with pytest.raises(FlipIncomplete) as caught:
+            router.flip(SERVICE, "green")
+        assert caught.value.moved and not caught.value.persisted
+        assert "3 times" in caught.value.message
+        assert router.live(SERVICE) == "green" and lab.serving() == "green"
+    finally:
+        lab.map_file.rmdir()
+        lab.map_file.write_text(saved)
+
+
+def test_confirm_failure_after_persisting_is_a_flip_incomplete(lab: HAProxyLab) -> None:
+    from tests.support.haproxy_fixture import free_port
+
+    blind = make_router(lab.settings(frontends={SERVICE: f"http://127.0.0.1:{free_port()}/"}))
+    with pytest.raises(FlipIncomplete) as caught:
+        blind.flip(SERVICE, "green")
+    assert caught.value.persisted and not caught.value.confirmed
+    assert lab.map_file.read_text() == "web web_green\n" and lab.serving() == "green"
 
 
 def test_flip_to_a_down_side_is_refused(lab: HAProxyLab, router: HAProxyRouter) -> None:

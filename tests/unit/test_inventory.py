@@ -74,7 +74,7 @@ def make_config(
         "version": 1,
         "inventory": inventory,
         "ssh": ssh,
-        "router": {"kind": "command", "script": "./lb.sh"},
+        "router": {"kind": "command", "script": "./lb.sh", "counters": True},
         "services": services
         or {
             "web": {

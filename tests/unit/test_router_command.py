@@ -6,11 +6,15 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from threading import Thread
+from typing import Any
 
 import pytest
 
-from orchestrator.errors import RouterError
+from orchestrator.errors import FlipIncomplete, RouterError
 from orchestrator.routers.command import CommandRouter
 from orchestrator.routers.registry import make_router
 from orchestrator.routers.settings import CommandRouterSettings
@@ -56,7 +60,14 @@ if action == "live":
     print(json.dumps({{"live": state.read_text().strip() if state.exists() else "blue"}}))
 elif action == "flip":
     state.write_text(side)
-    print(json.dumps({{"ok": True, "confirmed_by": ["request"]}}))
+    if mode == "unpersisted":
+        print(json.dumps({{"ok": True, "persisted": False}}))
+    else:
+        print(json.dumps({{"ok": True, "confirmed_by": ["request"]}}))
+elif action == "counters" and mode == "badcounters":
+    print(json.dumps({{"responses": -1, "errors_5xx": "many"}}))
+elif action == "counters":
+    print(json.dumps({{"responses": 120 if side == "green" else 7, "errors_5xx": 3}}))
 elif action == "drain":
     print(json.dumps({{"ok": True, "sessions_left": 2}}))
 elif action == "health":
@@ -77,8 +88,9 @@ def script(tmp_path: Path) -> Path:
     return path
 
 
-def router_for(script: Path, timeout: float = 10.0) -> CommandRouter:
-    made = make_router(CommandRouterSettings(kind="command", script=str(script), timeout=timeout))
+def router_for(script: Path, timeout: float = 10.0, **settings: Any) -> CommandRouter:
+    made = make_router(CommandRouterSettings(kind="command", script=str(script), timeout=timeout,
+                                             **settings))
     assert isinstance(made, CommandRouter)
     return made
 
@@ -202,3 +214,64 @@ def test_timeout_also_kills_the_scripts_children(script: Path) -> None:
     with pytest.raises(RouterError, match="did not finish"):
         router_for(script, timeout=0.5).live("web")
     assert time.monotonic() - started < 5
+
+
+# -- counters, persistence, confirmation (issue 10) -------------------------------------------
+
+
+def test_counters_only_when_declared(script: Path) -> None:
+    assert router_for(script).counters("web", "green") is None
+    assert not (script.parent / "calls").exists()  # not even asked
+    counted = router_for(script, counters=True).counters("web", "green")
+    assert counted is not None and (counted.responses, counted.errors_5xx) == (120, 3)
+    assert calls(script)[-1]["argv"] == ["counters", "web", "green"]
+    set_mode(script, "badcounters")
+    with pytest.raises(RouterError, match="non-negative integers"):
+        router_for(script, counters=True).counters("web", "green")
+
+
+def test_unpersisted_flip_is_incomplete_unless_allowed(script: Path) -> None:
+    set_mode(script, "unpersisted")
+    router = router_for(script)
+    with pytest.raises(FlipIncomplete) as caught:
+        router.flip("web", "green")
+    assert caught.value.moved and not caught.value.persisted
+    assert caught.value.hint is not None and "allow_unpersisted" in caught.value.hint
+    assert router.live("web") == "green"  # traffic did move
+    result = router_for(script, allow_unpersisted=True).flip("web", "blue")
+    assert not result.persisted and result.to_side == "blue"
+
+
+@pytest.fixture
+def frontend(script: Path) -> Iterator[str]:
+    """A frontend answering with the header of the side the script routes to (or, with a
+    file `LIE` next to the script, always blue)."""
+    here = script.parent
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            live = (here / "live").read_text().strip() if (here / "live").exists() else "blue"
+            self.send_response(200)
+            self.send_header("X-Bluegreen-Backend",
+                             "web_blue" if (here / "LIE").exists() else f"web_{live}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_frontend_confirms_the_flip(script: Path, frontend: str) -> None:
+    router = router_for(script, frontends={"web": frontend})
+    assert router.flip("web", "green").confirmed_by == ["request", "request"]
+    (script.parent / "LIE").write_text("")
+    with pytest.raises(FlipIncomplete) as caught:
+        router.flip("web", "green")
+    assert caught.value.persisted and not caught.value.confirmed
+    assert "web_blue" in caught.value.message

@@ -22,7 +22,7 @@ def minimal() -> dict[str, Any]:
         "version": 1,
         "inventory": "hosts.yml",
         "ssh": {"known_hosts": "known_hosts"},
-        "router": {"kind": "command", "script": "./lb.sh"},
+        "router": {"kind": "command", "script": "./lb.sh", "counters": True},
         "services": {
             "web": {
                 "sides": {"blue": "web_blue", "green": "web_green"},
@@ -345,6 +345,17 @@ def test_frontend_for_unknown_service(tmp_path: Path) -> None:
     data["router"] = haproxy_router(frontends={"wbe": "http://lb"})
     msg = bad(write(tmp_path, data))
     assert "router.frontends" in msg and "wbe" in msg
+
+
+def test_command_router_needs_a_way_to_observe_each_service(tmp_path: Path) -> None:
+    data = minimal()
+    data["router"] = {"kind": "command", "script": "./lb.sh"}
+    msg = bad(write(tmp_path, data))
+    assert "router.frontends" in msg and "web" in msg and "counters" in msg
+    assert "fix: add the URL of each service's frontend" in msg
+    data["router"]["frontends"] = {"web": "http://lb.example.net/"}
+    assert load_config(write(tmp_path, data)).router.frontends == {  # type: ignore[union-attr]
+        "web": "http://lb.example.net/"}
 
 
 def test_several_errors_in_one_message(tmp_path: Path) -> None:

@@ -1,179 +1,18 @@
-"""Traffic commands that need only the router and the state store: status, flip, rollback.
-
-This module is the incident path. It must never import Ansible, pytest or testinfra
-(a test proves it): `bluegreen rollback` has to start and finish in well under a second.
-"""
+"""The flip of `rollback` and `flip` before the safety kernel (`kernel.move_traffic`).
+Kept only until the CLI moves to the kernel (the next commit); do not use."""
 
 from __future__ import annotations
 
-import getpass
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
-from orchestrator.errors import (
-    BadInput,
-    RouterError,
-    StateError,
-    StateMismatch,
-    VerificationFailed,
-)
+from orchestrator.errors import BadInput, RouterError, StateError, VerificationFailed
 from orchestrator.routers.base import Router
-from orchestrator.routers.settings import AnyRouterSettings
-from orchestrator.sides import SIDES, Side, other_side
+from orchestrator.sides import Side, other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput, SideState
-
-
-def default_actor(actor: str | None) -> str:
-    if actor:
-        return actor
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-class TrafficConfig(Protocol):
-    """What this module needs of a config: `LoadedConfig` (full) or `IncidentConfig`
-    (the validated snapshot, see `config_snapshot`)."""
-
-    @property
-    def router(self) -> AnyRouterSettings: ...
-    @property
-    def state_path(self) -> Path: ...
-    def service(self, name: str) -> object: ...
-
-
-def open_store(config: TrafficConfig) -> StateStore:
-    from orchestrator.state.sqlite import SQLiteStateStore
-
-    return SQLiteStateStore(config.state_path)
-
-
-def open_router(config: TrafficConfig) -> Router:
-    from orchestrator.routers.registry import make_router
-
-    return make_router(config.router)
-
-
-def parse_side(value: str | None) -> Side | None:
-    if value is None:
-        return None
-    if value not in SIDES:
-        raise BadInput(f"--to: unknown side {value!r}", hint="use blue or green")
-    return "blue" if value == "blue" else "green"
-
-
-@dataclass(frozen=True)
-class ServiceStatus:
-    service: str
-    live: Side
-    standby: Side
-    state_live: Side | None
-    agrees: bool
-    sides: dict[str, dict[str, Any]]
-    run_in_flight: dict[str, Any] | None
-    lock: dict[str, Any] | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "service": self.service,
-            "live": self.live,
-            "standby": self.standby,
-            "state_live": self.state_live,
-            "agrees": self.agrees,
-            "sides": self.sides,
-            "run_in_flight": self.run_in_flight,
-            "lock": self.lock,
-        }
-
-
-def service_status(
-    config: TrafficConfig, store: StateStore, router: Router, service: str
-) -> ServiceStatus:
-    config.service(service)
-    live = router.live(service)
-    svc = store.get_service(service)
-    sides: dict[str, dict[str, Any]] = {}
-    for side in SIDES:
-        rec = store.get_side(service, side)
-        counted = router.counters(service, side)
-        sides[side] = {
-            "traffic": None if counted is None else counted.as_dict(),
-            "patch_level": rec.patch_level if rec else None,
-            "patched_at": rec.patched_at.isoformat() if rec and rec.patched_at else None,
-            "verified_at": rec.verified_at.isoformat() if rec and rec.verified_at else None,
-            "verification_ok": rec.verification_ok if rec else None,
-            "verified_after_patch": rec.verified_after_patch if rec else False,
-        }
-    run = store.latest_unfinished_run(service)
-    lock = store.get_lock(service)
-    state_live = svc.live_side if svc else None
-    return ServiceStatus(
-        service=service,
-        live=live,
-        standby=other_side(live),
-        state_live=state_live,
-        agrees=state_live in (None, live),
-        sides=sides,
-        run_in_flight={"run_id": run.run_id, "status": run.status, "kind": run.kind}
-        if run
-        else None,
-        lock={
-            "run_id": lock.run_id,
-            "holder": lock.holder,
-            "pid": lock.pid,
-            "since": lock.acquired_at.isoformat(),
-        }
-        if lock
-        else None,
-    )
-
-
-def adopt(store: StateStore, router: Router, service: str, actor: str, reason: str) -> Side:
-    """Accept the router's view of which side is live (explicit, audited)."""
-    live = router.live(service)
-    svc = store.get_service(service)
-    store.set_live_side(
-        service,
-        live,
-        audit=AuditEntryInput(
-            actor=actor,
-            command="adopt",
-            service=service,
-            reason=reason,
-            before={"state_live": svc.live_side if svc else None},
-            after={"live": live},
-        ),
-    )
-    return live
-
-
-def check_agreement(store: StateStore, router: Router, service: str, actor: str) -> Side:
-    """The router is the truth. Record it the first time; refuse when the store disagrees."""
-    live = router.live(service)
-    svc = store.get_service(service)
-    if svc is None or svc.live_side is None:
-        store.set_live_side(
-            service,
-            live,
-            audit=AuditEntryInput(
-                actor=actor,
-                command="adopt",
-                service=service,
-                reason="first contact: recorded the router's live side",
-                after={"live": live},
-            ),
-        )
-    elif svc.live_side != live:
-        raise StateMismatch(
-            f"{service}: the router says {live} is live, the state store says {svc.live_side}",
-            hint=f"find out who changed the load balancer; then `bluegreen status {service} "
-            f"--adopt --reason TEXT` accepts the router's view (audited)",
-        )
-    return live
+from orchestrator.traffic.connect import TrafficConfig
 
 
 def trusted(side: SideState | None) -> bool:

@@ -1,0 +1,180 @@
+"""Fakes the tests share: a router that fails on cue, a frozen clock, a temporary real
+SQLite store, and a simulated crash for the failpoints.
+
+Small, honest stand-ins for unit and model-based tests of the traffic kernel and the
+rollout; integration tests use the real lab instead. Never imported by the product code.
+
+    from orchestrator.testing import FakeRouter, FrozenClock, temp_store
+    router = FakeRouter({"web": "blue"})
+    router.fail_next("persist")          # the next flip moves traffic, then persisting fails
+    with temp_store(tmp_path) as store:
+        move_traffic(store, router, FlipRequest(...))
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from orchestrator.errors import FlipIncomplete, RouterError
+from orchestrator.routers.base import (
+    DrainResult,
+    FlipResult,
+    ServerHealth,
+    SideHealth,
+    TrafficCounters,
+)
+from orchestrator.sides import Side
+from orchestrator.state.sqlite import SQLiteStateStore
+from orchestrator.traffic import failpoints
+
+
+class SimulatedCrash(BaseException):  # noqa: N818 - a crash, not an error to handle
+    """Raised by a failpoint hook: the process "dies" there (nothing catches it)."""
+
+
+@contextmanager
+def crash_at(*names: str) -> Iterator[list[str]]:
+    """Within the block, reaching any failpoint in `names` raises SimulatedCrash. Yields
+    the list of failpoints passed (in order), e.g. to pick crash points for a model test."""
+    passed: list[str] = []
+
+    def hook(name: str) -> None:
+        passed.append(name)
+        if name in names:
+            raise SimulatedCrash(name)
+
+    old = failpoints.hook
+    failpoints.hook = hook
+    try:
+        yield passed
+    finally:
+        failpoints.hook = old
+
+
+class FrozenClock:
+    """A clock that moves only when told: `clock()` -> the current (aware, UTC) time."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 7, 22, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+@contextmanager
+def temp_store(
+    directory: Path, clock: Callable[[], datetime] | None = None
+) -> Iterator[SQLiteStateStore]:
+    """A real SQLite state store in `directory/state/state.db`, closed on exit. Open it
+    again (a new `temp_store` on the same directory) to simulate a process restart."""
+    with SQLiteStateStore(directory / "state" / "state.db", clock=clock) as store:
+        yield store
+
+
+RouterFault = Literal["refuse", "gone_before", "gone_after", "persist", "confirm"]
+"""What the next flip does wrong:
+- refuse: the router refuses; nothing changes (RouterError);
+- gone_before: the socket is gone before the change (RouterError; the router stays
+  unreadable until `heal()`);
+- gone_after: the change is made, then the socket is gone (RouterError; unreadable);
+- persist: the change is made, persisting it fails (FlipIncomplete, persisted=False);
+- confirm: made and persisted, the confirming request fails (FlipIncomplete,
+  confirmed=False)."""
+
+
+@dataclass
+class FakeRouter:
+    """A `Router` with a memory (what traffic uses) and a persisted copy (what a reload
+    restores), faults on cue, and a log of every flip that reached it."""
+
+    memory: dict[str, Side] = field(default_factory=lambda: {"web": "blue"})
+    persisted: dict[str, Side] = field(default_factory=dict)
+    down: set[tuple[str, Side]] = field(default_factory=set)
+    """(service, side) pairs with no server UP."""
+    unreachable: bool = False
+    counted: dict[tuple[str, Side], TrafficCounters] = field(default_factory=dict)
+    flips: list[tuple[str, Side]] = field(default_factory=list)
+    """Every flip that changed (or re-set) the memory, in order."""
+    _faults: list[RouterFault] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for service, side in self.memory.items():
+            self.persisted.setdefault(service, side)
+
+    # -- cues ---------------------------------------------------------------------------
+    def fail_next(self, *faults: RouterFault) -> None:
+        """The next flips fail this way, one fault per flip."""
+        self._faults.extend(faults)
+
+    def heal(self) -> None:
+        self.unreachable = False
+        self._faults.clear()
+
+    def reload(self) -> None:
+        """The load balancer reloads: memory is what was persisted."""
+        self.memory = dict(self.persisted)
+
+    # -- Router ---------------------------------------------------------------------------
+    def _reachable(self, what: str) -> None:
+        if self.unreachable:
+            raise RouterError(f"fake router: {what}: the admin socket is gone")
+
+    def live(self, service: str) -> Side:
+        self._reachable("live")
+        try:
+            return self.memory[service]
+        except KeyError:
+            raise RouterError(f"fake router: no entry for {service}") from None
+
+    def flip(self, service: str, to_side: Side) -> FlipResult:
+        self._reachable("flip")
+        started = time.monotonic()
+        if (service, to_side) in self.down:
+            raise RouterError(f"fake router: no server of {to_side} is UP")
+        fault = self._faults.pop(0) if self._faults else None
+        if fault == "refuse":
+            raise RouterError("fake router: refused")
+        if fault == "gone_before":
+            self.unreachable = True
+            raise RouterError("fake router: the admin socket is gone")
+        before = self.memory.get(service)
+        self.memory[service] = to_side
+        self.flips.append((service, to_side))
+        if fault == "gone_after":
+            self.unreachable = True
+            raise RouterError("fake router: connection lost after `set map`")
+        if fault == "persist":
+            raise FlipIncomplete("fake router: disk full", persisted=False)
+        self.persisted[service] = to_side
+        if fault == "confirm":
+            raise FlipIncomplete("fake router: no confirming response", persisted=True,
+                                 confirmed=False)
+        return FlipResult(service, before, to_side, time.monotonic() - started,
+                          ["fake"], persisted=True)
+
+    def drain(self, service: str, side: Side, deadline_s: float) -> DrainResult:
+        self._reachable("drain")
+        return DrainResult(service, side, 0, 0.0)
+
+    def health(self, service: str, side: Side) -> SideHealth:
+        self._reachable("health")
+        status = "DOWN" if (service, side) in self.down else "UP"
+        return SideHealth(service, side, f"{service}_{side}",
+                          [ServerHealth(f"{service}-{side}-1", status)])
+
+    def counters(self, service: str, side: Side) -> TrafficCounters | None:
+        self._reachable("counters")
+        return self.counted.get((service, side))
+
+    def close(self) -> None:
+        """Nothing to release."""

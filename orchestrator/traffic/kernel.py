@@ -1,0 +1,440 @@
+"""The safety kernel: the one path that moves traffic.
+
+`rollback`, `flip`, the rollout's flip and the bake's automatic rollback (and so every
+campaign) move traffic with `move_traffic`, which, under the service's short traffic lock:
+
+1. reconciles the store with the router: a flip a crash interrupted is completed (the
+   router had moved: recorded with its own command, result "recovered") or cancelled (the
+   router had not moved); a store that still disagrees raises StateMismatch;
+2. aborts the service's runs in flight when asked (`rollback`, `flip`): such a run stops
+   at its next boundary; a run-bound request of an aborted run raises Aborted. Both happen
+   under the lock, so a rollback that aborted a run first always wins, and a rollback that
+   comes after the run's flip waits for it and then flips back;
+3. picks the target (rollback: `rollback_to`, the side live before the last forward flip;
+   none, or already live: nothing to do), gates it (`gate.refusal`, unless forced),
+   re-checks its hosts (the caller's callable: this module stays import-light) and needs a
+   server UP on it at the router;
+4. journals and audits the intent (`begin_flip`), flips at the router, records the flip in
+   one transaction with its audit record (`record_flip`).
+
+Every failure after the router changed ends recorded and resumable: the store follows the
+router with the problem named ("not persisted: ...", "not confirmed: ...") and the caller
+gets FlipIncomplete, or the flip is undone at the router; never a silent split.
+
+Imports: standard library, `errors`, `sides`, `routers.base`, `state` only (`rollback`
+must start fast; a test checks its imports).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.errors import (
+    Aborted,
+    BadInput,
+    FlipIncomplete,
+    RouterError,
+    StateError,
+    StateMismatch,
+    VerificationFailed,
+)
+from orchestrator.routers.base import FlipResult, Router
+from orchestrator.sides import Side
+from orchestrator.state.base import StateStore
+from orchestrator.state.models import RESUMABLE_STATUSES, AuditEntryInput, Run, ServiceState
+from orchestrator.traffic import failpoints, gate
+
+ROLLBACK_COMMANDS = frozenset({"rollback", "rollout.auto-rollback"})
+"""Commands with rollback semantics: to `rollback_to`, and the side left is failed_live."""
+
+HostRecheck = Callable[[Side, Mapping[str, str]], None]
+"""(side, the host fingerprints recorded with its verification) -> None, or raises
+(VerificationFailed naming the host and what changed)."""
+
+
+@dataclass(frozen=True)
+class FlipRequest:
+    """One request to move traffic.
+
+    `to`: the side, or None for the rollback target. `run_id`: the run this flip belongs
+    to (the rollout's own flips). `abort_in_flight`: abort the service's runs first
+    (rollback and flip). `recheck_hosts`: skipped for `force`, and never passed by rollback.
+    """
+
+    service: str
+    command: str
+    reason: str
+    actor: str
+    to: Side | None = None
+    force: bool = False
+    run_id: str | None = None
+    recheck_hosts: HostRecheck | None = None
+    abort_in_flight: bool = False
+    lock_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class FlipOutcome:
+    """What `move_traffic` did. `changed` is False when traffic stayed where it was."""
+
+    service: str
+    from_side: Side
+    to_side: Side
+    changed: bool
+    seconds: float
+    message: str
+    aborted_run: str | None = None
+    confirmed_by: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+    """Interrupted flips this call completed or cancelled first."""
+    forced: bool = False
+    repaired: bool = False
+    """A flip problem (not persisted / not confirmed) of the live side was repaired."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "from": self.from_side,
+            "to": self.to_side,
+            "changed": self.changed,
+            "seconds": round(self.seconds, 4),
+            "message": self.message,
+            "aborted_run": self.aborted_run,
+            "confirmed_by": self.confirmed_by,
+            "recovered": self.recovered,
+            "forced": self.forced,
+            "repaired": self.repaired,
+        }
+
+
+def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> FlipOutcome:
+    """Move `request.service`'s traffic as requested; see the module docstring.
+
+    Raises BadInput (empty reason), LockHeld (traffic lock), StateMismatch, Aborted,
+    VerificationFailed (gate, host recheck), RouterError (nothing moved, or the router
+    cannot be read), FlipIncomplete (moved, recorded with its problem), StateError.
+    """
+    started = time.perf_counter()
+    service = request.service
+    if not request.reason.strip():
+        raise BadInput("--reason is empty", hint="say why, e.g. --reason INC-4711")
+    with store.traffic_lock(service, request.lock_timeout_s, command=request.command):
+        live, svc, recovered = _reconcile(store, router, service, request.actor)
+        aborted: str | None = None
+        before_its_flip = False
+        if request.abort_in_flight:
+            aborted, before_its_flip = _abort_runs(store, service, request, live)
+        if request.run_id is not None:
+            _check_run(store, request.run_id)
+
+        def unchanged(message: str, *, repaired: bool = False) -> FlipOutcome:
+            if aborted is not None and "aborted run" not in message:
+                message += f"; aborted run {aborted}"
+            return FlipOutcome(service, live, live, False, time.perf_counter() - started,
+                               message, aborted, [], recovered, request.force, repaired)
+
+        if request.to is None and aborted is not None and before_its_flip:
+            return unchanged(
+                f"{service}: aborted run {aborted}, which had not flipped yet; traffic stays "
+                f"on {live}"
+            )
+        target = request.to or svc.rollback_to
+        if target is None:
+            return unchanged(f"{service}: no earlier flip to roll back; traffic stays on {live}")
+        if target == live:
+            repaired = svc.flip_problem is not None and _repair(store, router, svc, request)
+            note = " (its earlier flip problem is repaired)" if repaired else ""
+            return unchanged(f"{service}: {live} is already live; nothing changed{note}",
+                             repaired=repaired)
+        rollback = request.command in ROLLBACK_COMMANDS and target == svc.rollback_to
+        side = store.get_side(service, target)
+        if not request.force:
+            refused = gate.refusal(service, target, side, rollback_to=svc.rollback_to)
+            if refused is not None:
+                raise VerificationFailed(refused.message, hint=refused.hint)
+            if request.recheck_hosts is not None:
+                request.recheck_hosts(target, dict(side.hosts) if side is not None else {})
+        health = router.health(service, target)
+        if not health.healthy:
+            states = ", ".join(f"{s.name}={s.status}" for s in health.servers) or "no servers"
+            raise RouterError(
+                f"{service}: no server of {target} is UP at the load balancer ({states}); "
+                f"traffic stays on {live}",
+                hint="check the hosts of that side (`bluegreen status`)",
+            )
+        pending = store.begin_flip(
+            service, live, target, command=request.command, actor=request.actor,
+            reason=request.reason, run_id=request.run_id, rollback=rollback,
+            forced=request.force, expected_generation=side.generation if side else 0,
+        )
+        failpoints.hit("traffic:intent", request.command)
+        result, incomplete = _flip_router(store, router, request, live, target)
+        failpoints.hit("traffic:router", request.command)
+        _record(store, router, request, live, target, rollback, pending.id, result, incomplete)
+        failpoints.hit("traffic:recorded", request.command)
+        if incomplete is not None:
+            raise _incomplete_error(service, live, target, incomplete, rollback)
+        assert result is not None
+        verb = "rolled back" if rollback else "flipped"
+        return FlipOutcome(
+            service, live, target, True, time.perf_counter() - started,
+            f"{service}: {verb} {live} -> {target}", aborted, list(result.confirmed_by),
+            recovered, request.force,
+        )
+
+
+def settle(
+    store: StateStore, router: Router, service: str, actor: str, *, lock_timeout_s: float = 30.0
+) -> Side:
+    """The router's live side once the store agrees with it: an interrupted flip is
+    completed or cancelled (audited), a first contact recorded; a disagreement raises
+    StateMismatch. What a rollout's precheck (and resume) relies on."""
+    with store.traffic_lock(service, lock_timeout_s, command="settle"):
+        live, _svc, _recovered = _reconcile(store, router, service, actor)
+    return live
+
+
+# -- steps of move_traffic ------------------------------------------------------------------
+
+
+def _reconcile(
+    store: StateStore, router: Router, service: str, actor: str
+) -> tuple[Side, ServiceState, list[str]]:
+    live = router.live(service)
+    svc = store.get_service(service)
+    recovered: list[str] = []
+    if svc is None or svc.live_side is None:
+        svc = store.set_live_side(
+            service,
+            live,
+            audit=AuditEntryInput(
+                actor=actor, command="adopt", service=service,
+                reason="first contact: recorded the router's live side", after={"live": live},
+            ),
+        )
+    pending = svc.pending_flip
+    if pending is not None:
+        if live == pending.to_side:
+            problem = _repersist(router, service, live)
+            svc = store.record_flip(
+                service, pending.from_side, pending.to_side, rollback=pending.rollback,
+                problem=problem,
+                audit=AuditEntryInput(
+                    actor=pending.actor, command=pending.command, service=service,
+                    reason=pending.reason, result="recovered",
+                    after={"live": live, "flip_id": pending.id, "run_id": pending.run_id,
+                           "recovered_by": actor, "problem": problem,
+                           "how": "the router had flipped; the record was missing"},
+                ),
+            )
+            recovered.append(f"completed {pending.command} {pending.from_side} -> {live}")
+        else:
+            svc = store.cancel_flip(
+                service, "the router had not changed",
+                audit=AuditEntryInput(
+                    actor=actor, command=f"{pending.command}.failed", service=service,
+                    reason=pending.reason, result="cancelled",
+                    after={"live": live, "flip_id": pending.id, "run_id": pending.run_id,
+                           "how": "interrupted before the router changed"},
+                ),
+            )
+            recovered.append(f"cancelled {pending.command} {pending.from_side} -> "
+                             f"{pending.to_side}")
+    if svc.live_side != live:
+        raise StateMismatch(
+            f"{service}: the router says {live} is live, the state store says {svc.live_side}",
+            hint=f"find out who changed the load balancer; then `bluegreen status {service} "
+            "--adopt --reason TEXT` accepts the router's view (audited)",
+        )
+    return live, svc, recovered
+
+
+def _repersist(router: Router, service: str, live: Side) -> str | None:
+    """Flip to the side that already takes traffic: persists and confirms it again."""
+    try:
+        router.flip(service, live)
+    except FlipIncomplete as exc:
+        return exc.problem
+    except RouterError as exc:
+        return f"not confirmed: persisting it again failed: {exc.message}"
+    return None
+
+
+def _abort_runs(
+    store: StateStore, service: str, request: FlipRequest, live: Side
+) -> tuple[str | None, bool]:
+    """Mark the service's unfinished runs aborted: (the newest, whether any had not
+    flipped yet). Their processes stop at their next boundary and release their run lock;
+    it is released here only when its holder is provably dead."""
+    runs = [
+        r for r in store.list_runs(service=service)
+        if r.status in RESUMABLE_STATUSES and r.run_id != request.run_id
+    ]
+    if not runs:
+        return None, False
+    why = f"aborted by `{request.command}` ({request.actor}): {request.reason}"
+    before_its_flip = False
+    for run in runs:
+        store.finish_run(run.run_id, "aborted", why)
+        before_its_flip = before_its_flip or not _has_flipped(store, run, live)
+    lock = store.get_lock(service)
+    if lock is not None and lock.run_id in {r.run_id for r in runs} and lock.holder_is_gone():
+        store.force_release_lock(
+            service, reason=f"{why} (the holder, pid {lock.pid}, is gone)", actor=request.actor
+        )
+    return runs[-1].run_id, before_its_flip
+
+
+def _has_flipped(store: StateStore, run: Run, live: Side) -> bool:
+    """Did `run` move traffic (is the live side no longer the one its precheck saw)?"""
+    for entry in store.journal(run.run_id):
+        if entry.step == "precheck" and entry.phase == "end":
+            return bool(entry.data.get("live") != live)
+    return False
+
+
+def _check_run(store: StateStore, run_id: str) -> None:
+    run = store.get_run(run_id)
+    if run is None:
+        raise StateError(f"run {run_id} does not exist; traffic was not moved")
+    if run.status == "aborted":
+        raise Aborted(f"run {run_id} was aborted ({run.result or 'no reason'}); it moved no "
+                      "traffic after that")
+    if run.status not in RESUMABLE_STATUSES:
+        raise StateError(f"run {run_id} already ended ({run.status}); traffic was not moved")
+
+
+def _repair(store: StateStore, router: Router, svc: ServiceState, request: FlipRequest) -> bool:
+    """The live side's last flip was not persisted or confirmed: do it again, and clear
+    the problem (audited). FlipIncomplete again: the new problem is recorded and raised."""
+    live = svc.live_side
+    assert live is not None
+    audit = AuditEntryInput(
+        actor=request.actor, command=f"{request.command}.repair", service=svc.service,
+        reason=request.reason, before={"flip_problem": svc.flip_problem},
+    )
+    try:
+        router.flip(svc.service, live)
+    except FlipIncomplete as exc:
+        store.set_flip_problem(svc.service, exc.problem, audit=audit)
+        raise
+    store.set_flip_problem(svc.service, None, audit=audit)
+    return True
+
+
+def _flip_router(
+    store: StateStore, router: Router, request: FlipRequest, live: Side, target: Side
+) -> tuple[FlipResult | None, FlipIncomplete | None]:
+    """Flip at the router: (result, None), or (None, what is incomplete) when it moved.
+    A failure that left the router unchanged cancels the intent and raises."""
+    service = request.service
+    try:
+        return router.flip(service, target), None
+    except FlipIncomplete as exc:
+        return None, exc
+    except RouterError as exc:
+        try:
+            now: Side | None = router.live(service)
+            unreadable = ""
+        except RouterError as again:
+            now, unreadable = None, again.message
+        if now == live:
+            store.cancel_flip(
+                service, f"the router refused: {exc.message}",
+                audit=AuditEntryInput(
+                    actor=request.actor, command=f"{request.command}.failed", service=service,
+                    reason=request.reason, result="failed",
+                    after={"live": live, "target": target, "error": exc.message},
+                ),
+            )
+            raise
+        if now == target:
+            return None, FlipIncomplete(exc.message, persisted=True, confirmed=False)
+        raise RouterError(
+            f"{service}: the flip {live} -> {target} failed ({exc.message}) and the router "
+            f"cannot be read now ({unreadable}): traffic may be on either side; the flip's "
+            "intent is journaled",
+            hint=f"when the load balancer answers again, `bluegreen rollback {service}` or "
+            f"`bluegreen flip {service} ...` first completes or cancels the journaled flip",
+        ) from exc
+
+
+def _record(
+    store: StateStore,
+    router: Router,
+    request: FlipRequest,
+    live: Side,
+    target: Side,
+    rollback: bool,
+    flip_id: str,
+    result: FlipResult | None,
+    incomplete: FlipIncomplete | None,
+) -> None:
+    """Record the flip with its audit record; if the store cannot, undo it at the router."""
+    after: dict[str, Any] = {"live": target, "flip_id": flip_id, "run_id": request.run_id}
+    if result is not None:
+        after.update(confirmed_by=result.confirmed_by, flip_seconds=round(result.seconds, 4))
+    if incomplete is not None:
+        after["problem"] = incomplete.problem
+    if request.force:
+        after["forced"] = True
+    outcome = "forced" if request.force else ("incomplete" if incomplete else "ok")
+    try:
+        store.record_flip(
+            request.service, live, target, rollback=rollback,
+            problem=incomplete.problem if incomplete is not None else None,
+            audit=AuditEntryInput(
+                actor=request.actor, command=request.command, service=request.service,
+                reason=request.reason, before={"live": live}, after=after, result=outcome,
+            ),
+        )
+    except StateError as exc:
+        _undo_unrecorded_flip(router, request.service, live, target, exc)
+
+
+def _undo_unrecorded_flip(
+    router: Router, service: str, live: Side, target: Side, exc: StateError
+) -> None:
+    """The router flipped but the store cannot record it (locked, disk full): put traffic
+    back, so every change stays in the audit chain and router and store agree. The intent
+    stays journaled: the next traffic command finishes the bookkeeping."""
+    try:
+        router.flip(service, live)
+    except RouterError as undo:
+        raise StateError(
+            f"{service}: flipped {live} -> {target} at the router, but could not record it "
+            f"({exc.message}) nor flip back ({undo.message})",
+            hint=f"traffic is on {target}; when the state store works again, any traffic "
+            f"command (`bluegreen flip {service} --to {target} --reason ...`) records it",
+        ) from exc
+    raise StateError(
+        f"{service}: not flipped: the state store cannot record it ({exc.message}); traffic "
+        f"is back on {live}",
+        hint=exc.hint,
+    ) from exc
+
+
+def _incomplete_error(
+    service: str, live: Side, target: Side, exc: FlipIncomplete, rollback: bool
+) -> FlipIncomplete:
+    if not exc.persisted:
+        what = (f"it is not persisted (a reload or restart of the load balancer would send it "
+                f"back to {live})")
+    else:
+        what = "no request through the frontend confirmed it"
+    again = (
+        f"`bluegreen rollback {service} --reason ...` again"
+        if rollback
+        else f"`bluegreen flip {service} --to {target} --reason ...`"
+    )
+    return FlipIncomplete(
+        f"{service}: traffic is on {target}, but {what}: {exc.message}; recorded as a flip "
+        "problem",
+        persisted=exc.persisted,
+        confirmed=exc.confirmed,
+        hint=f"fix the cause, then {again} persists and confirms it"
+        + ("" if rollback else f" (or `bluegreen rollback {service}` goes back to {live})"),
+    )

@@ -1,0 +1,132 @@
+"""What `status` shows and what `--adopt` does: the router's live side next to the store's
+view of the service and of each side (state, level, since, why; verification; what the
+load balancer counted), the rollback side, a flip problem or a pending flip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.routers.base import Router
+from orchestrator.sides import SIDES, Side, other_side
+from orchestrator.state.base import StateStore
+from orchestrator.state.models import AuditEntryInput, SideState
+from orchestrator.traffic.connect import TrafficConfig
+from orchestrator.traffic.kernel import settle
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    service: str
+    live: Side
+    standby: Side
+    state_live: Side | None
+    agrees: bool
+    sides: dict[str, dict[str, Any]]
+    run_in_flight: dict[str, Any] | None
+    lock: dict[str, Any] | None
+    rollback_to: Side | None = None
+    flip_problem: str | None = None
+    pending_flip: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "live": self.live,
+            "standby": self.standby,
+            "state_live": self.state_live,
+            "agrees": self.agrees,
+            "rollback_to": self.rollback_to,
+            "flip_problem": self.flip_problem,
+            "pending_flip": self.pending_flip,
+            "sides": self.sides,
+            "run_in_flight": self.run_in_flight,
+            "lock": self.lock,
+        }
+
+
+def side_view(rec: SideState | None) -> dict[str, Any]:
+    """One side as `status --json` shows it (the keys before schema 2 are kept)."""
+    return {
+        "state": rec.state if rec else "untouched",
+        "since": rec.state_since.isoformat() if rec and rec.state_since else None,
+        "reason": rec.state_reason if rec else None,
+        "generation": rec.generation if rec else 0,
+        "hosts": sorted(rec.hosts) if rec else [],
+        "patch_level": rec.patch_level if rec else None,
+        "patched_at": rec.patched_at.isoformat() if rec and rec.patched_at else None,
+        "verified_at": rec.verified_at.isoformat() if rec and rec.verified_at else None,
+        "verification_ok": rec.verification_ok if rec else None,
+        "verified_patch_level": rec.verified_patch_level if rec else None,
+        "verified_after_patch": rec.verified_after_patch if rec else False,
+    }
+
+
+def service_status(
+    config: TrafficConfig, store: StateStore, router: Router, service: str
+) -> ServiceStatus:
+    config.service(service)
+    live = router.live(service)
+    svc = store.get_service(service)
+    sides: dict[str, dict[str, Any]] = {}
+    for side in SIDES:
+        counted = router.counters(service, side)
+        sides[side] = {
+            "traffic": None if counted is None else counted.as_dict(),
+            **side_view(store.get_side(service, side)),
+        }
+    run = store.latest_unfinished_run(service)
+    lock = store.get_lock(service)
+    state_live = svc.live_side if svc else None
+    pending = svc.pending_flip if svc else None
+    return ServiceStatus(
+        service=service,
+        live=live,
+        standby=other_side(live),
+        state_live=state_live,
+        agrees=state_live in (None, live),
+        sides=sides,
+        run_in_flight={"run_id": run.run_id, "status": run.status, "kind": run.kind}
+        if run
+        else None,
+        lock={
+            "run_id": lock.run_id,
+            "holder": lock.holder,
+            "pid": lock.pid,
+            "since": lock.acquired_at.isoformat(),
+        }
+        if lock
+        else None,
+        rollback_to=svc.rollback_to if svc else None,
+        flip_problem=svc.flip_problem if svc else None,
+        pending_flip=pending.as_json() if pending else None,
+    )
+
+
+def adopt(store: StateStore, router: Router, service: str, actor: str, reason: str) -> Side:
+    """Accept the router's view of which side is live (explicit, audited); ends a pending
+    flip."""
+    with store.traffic_lock(service, command="adopt"):
+        live = router.live(service)
+        svc = store.get_service(service)
+        store.set_live_side(
+            service,
+            live,
+            audit=AuditEntryInput(
+                actor=actor,
+                command="adopt",
+                service=service,
+                reason=reason,
+                before={"state_live": svc.live_side if svc else None,
+                        "pending_flip": svc.pending_flip.as_json()
+                        if svc and svc.pending_flip else None},
+                after={"live": live},
+            ),
+        )
+    return live
+
+
+def check_agreement(store: StateStore, router: Router, service: str, actor: str) -> Side:
+    """The router is the truth: record it at first contact, finish or cancel a flip a crash
+    interrupted, refuse (StateMismatch) when the store disagrees. See `kernel.settle`."""
+    return settle(store, router, service, actor)
