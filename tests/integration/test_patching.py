@@ -75,7 +75,7 @@ def test_patch_green_openssl_restarts_demo_web_and_leaves_blue(
     assert any(e.host is None and e.status == "started" for e in events)
     assert any(
         e.host == "web-green-1"
-        and e.task == "bluegreen: install pinned versions (apt)"
+        and e.task == "bluegreen: patch (apt)"
         and e.status == "changed"
         for e in events
     )
@@ -153,10 +153,11 @@ def test_nonexistent_version_fails_naming_host_and_task(lab: Lab, config: Loaded
     assert result.status == "failed"
     h = result.hosts["web-green-1"]  # serial 50%: the first batch fails, the play stops
     assert not h.ok and not h.unreachable
-    assert h.failed_task == "bluegreen: install pinned versions (apt)"
+    assert h.failed_task == "bluegreen: patch (apt)"
     assert h.message is not None
     assert "web-green-1" in h.message
-    assert "bluegreen: install pinned versions (apt)" in h.message
+    assert "bluegreen: patch (apt)" in h.message
+    assert "not available from any configured apt source" in h.message
     assert "9.9.9-1" in h.message
     assert not result.hosts["web-green-2"].ok
     for host in GREEN:
@@ -188,6 +189,7 @@ def test_playbook_runs_without_bluegreen(lab: Lab) -> None:
             "target=web_green",
             "-e",
             json.dumps({"packages": [f"demo-openssl={NEW_SSL}"]}),
+            "-v",  # shows the task's report lines
         ],
         env=env,
         capture_output=True,
@@ -196,7 +198,8 @@ def test_playbook_runs_without_bluegreen(lab: Lab) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert 'bluegreen-restarted: [\\"demo-web.service\\"]' in proc.stdout
+    assert "RESTARTED demo-web.service" in proc.stdout
+    assert f"BLUEGREEN-CHANGED demo-openssl {OLD_SSL} {NEW_SSL}" in proc.stdout
     for host in GREEN:
         assert installed(lab, host, "demo-openssl") == NEW_SSL
     for host in BLUE:
