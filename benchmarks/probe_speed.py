@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from orchestrator.config import load_config
+from orchestrator.config.loaded import load_config
 from orchestrator.inventory import load_fleet
 from orchestrator.lab.paths import LabPaths
 from orchestrator.probes.base import ProbeTarget
@@ -118,9 +118,10 @@ def main() -> None:
     parser.add_argument("--suite", default=DEFAULT_SUITE)
     parser.add_argument("--repeat", type=int, default=3, help="runs of (b) and (c); median")
     parser.add_argument("--skip-plain", action="store_true", help="no (a): it takes minutes")
+    parser.add_argument("--hosts", type=int, help="only the first N hosts of the lab")
     args = parser.parse_args()
     paths = LabPaths.default()
-    targets = lab_targets(paths.config)
+    targets = lab_targets(paths.config)[: args.hosts]
     ssh_config = paths.root / "ssh" / "ssh_config"
     print(f"{len(targets)} hosts, suite {args.suite}, strict host keys")
     a = None if args.skip_plain else plain_pytest(args.suite, targets, ssh_config)

@@ -145,6 +145,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # the boundary record after verifying the unkeyed records once)
         "ALTER TABLE audit_head ADD COLUMN key_id TEXT",
     ),
+    (  # version 4: a rollback answered by aborting a run before its flip (idempotence)
+        "ALTER TABLE services ADD COLUMN rollback_kept TEXT",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 """The newest schema this code knows; older files are migrated forward on open."""
@@ -573,8 +576,8 @@ class SQLiteStateStore:
             old = self._service_row(conn, service)
             self._ensure_service(conn, service, now)
             conn.execute(
-                "UPDATE services SET live_side = ?, pending_flip = NULL, updated_at = ?"
-                " WHERE service = ?",
+                "UPDATE services SET live_side = ?, pending_flip = NULL, rollback_kept = NULL,"
+                " updated_at = ? WHERE service = ?",
                 (side, format_ts(now), service),
             )
             new = self._service_row(conn, service)
@@ -729,7 +732,7 @@ class SQLiteStateStore:
             return self._change_service(
                 conn, service, now,
                 {"live_side": live_side, "rollback_to": None, "flip_problem": None,
-                 "pending_flip": None},
+                 "pending_flip": None, "rollback_kept": None},
                 audit, extra={"sides": states},
             )
 
@@ -843,6 +846,7 @@ class SQLiteStateStore:
                 )
                 extra[f"{from_side}_state"] = left.state
             changes = {"live_side": to_side, "flip_problem": problem, "pending_flip": None,
+                       "rollback_kept": None,
                        "rollback_to": old.rollback_to if rollback else from_side}
             return self._change_service(conn, service, now, changes, audit, extra=extra)
 
@@ -852,6 +856,16 @@ class SQLiteStateStore:
         with self._write() as conn:
             return self._change_service(conn, service, now, {"pending_flip": None}, audit,
                                         extra={"why": why})
+
+    def keep_after_rollback(
+        self, service: str, why: str, *, audit: AuditEntryInput
+    ) -> ServiceState:
+        """A rollback was answered without a flip (it aborted a run that had not flipped
+        yet, traffic stays): a second rollback finds it done (`rollback_kept`) until the
+        next flip, adopt or reset."""
+        now = self._now()
+        with self._write() as conn:
+            return self._change_service(conn, service, now, {"rollback_kept": why}, audit)
 
     def set_flip_problem(
         self, service: str, problem: str | None, *, audit: AuditEntryInput
@@ -922,15 +936,15 @@ class SQLiteStateStore:
         *,
         extra: dict[str, Any] | None = None,
     ) -> ServiceState:
-        """Apply `changes` (column -> value; a PendingFlip as JSON) to an existing service
-        row and audit it, before and after, plus `extra` in the record's `after`."""
+        """Apply `changes` (column -> value) to an existing service row and audit it,
+        before and after, plus `extra` in the record's `after`."""
         old = self._service_row(conn, service)
         if old is None:
             raise StateError(f"{service}: no such service in {self.path}")
         columns = {**changes, "updated_at": now}
         conn.execute(
             f"UPDATE services SET {', '.join(f'{c} = ?' for c in columns)} WHERE service = ?",
-            (*(_service_value(v) for v in columns.values()), service),
+            (*(_db_value(v) for v in columns.values()), service),
         )
         new = self._service_row(conn, service)
         assert new is not None
@@ -1263,12 +1277,6 @@ def _state_change(
     return changes
 
 
-def _service_value(value: Any) -> Any:
-    if isinstance(value, PendingFlip):
-        return canonical_json(value.as_json())
-    return _db_value(value)
-
-
 def _service_dump(svc: ServiceState | None) -> dict[str, Any]:
     if svc is None:
         return {}
@@ -1277,6 +1285,7 @@ def _service_dump(svc: ServiceState | None) -> dict[str, Any]:
         "rollback_to": svc.rollback_to,
         "flip_problem": svc.flip_problem,
         "pending_flip": svc.pending_flip.id if svc.pending_flip else None,
+        "rollback_kept": svc.rollback_kept,
     }
 
 
@@ -1343,6 +1352,7 @@ def _service_from_row(row: sqlite3.Row) -> ServiceState:
         rollback_to=row["rollback_to"],
         flip_problem=row["flip_problem"],
         pending_flip=PendingFlip.from_json(json.loads(pending)) if pending else None,
+        rollback_kept=row["rollback_kept"],
     )
 
 

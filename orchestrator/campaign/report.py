@@ -1,0 +1,208 @@
+"""Campaign evidence: what an auditor asks for, from the state store only.
+
+`build_report()` collects, for one campaign run: the advisories, per service and host the
+versions before and after, every probe result of the verification gate, approvals (who,
+when), flips and rollbacks with their times, durations, and the audit chain's head hash.
+`render()` gives JSON, Markdown or HTML; `write_report()` writes it with mode 0600. Webhook
+URLs are reduced to scheme and host (they often embed tokens); the store already redacts
+secret-looking keys.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator.campaign.journal import Journal, Step
+from orchestrator.campaign.ops import campaign_status
+from orchestrator.secrets import safe_url
+from orchestrator.state.base import StateStore
+from orchestrator.state.models import Run
+
+ROLLBACK_COMMANDS = ("rollback", "rollout.auto-rollback", "flip", "flip --force")
+
+
+def build_report(store: StateStore, run: Run) -> dict[str, Any]:
+    params = run.params
+    campaign = params.get("campaign", {})
+    status = campaign_status(store, run)
+    journal = Journal(store, run.run_id)
+    begun, ends = journal.begun(), journal.ended()
+    names = [s for w in params.get("waves", []) for s in w]
+    services: dict[str, Any] = {}
+    for svc in names:
+        step = begun.get(Step.of_service(svc)) or {}
+        child_id = step.get("child_run")
+        child = store.get_run(child_id) if child_id else None
+        entries = {e.step + ":" + e.phase: e for e in store.journal(child.run_id)} if child else {}
+        patch = entries.get("patch:end")
+        verify = entries.get("verify:end")
+        flip = entries.get("flip:end")
+        before = step.get("before") or {}
+        after = {
+            h: d.get("versions", {})
+            for h, d in ((patch.data if patch else {}).get("hosts") or {}).items()
+        }
+        hosts = {
+            h: {"before": before.get(h, {}), "after": after.get(h, {})}
+            for h in sorted(set(before) | set(after))
+        }
+        converge = ends.get(Step.converge(svc))
+        services[svc] = {
+            **status.services[svc].as_dict(),
+            "child_status": child.status if child else None,
+            "child_result": child.result if child else None,
+            "started_at": child.started_at.isoformat() if child else None,
+            "finished_at": child.finished_at.isoformat() if child and child.finished_at else None,
+            "seconds": _seconds(child),
+            "hosts": hosts,
+            "patch_level": (patch.data.get("patch_level") if patch else None),
+            "verification": {
+                "summary": verify.data.get("summary") if verify else None,
+                "results": verify.data.get("results", []) if verify else [],
+            },
+            "flip": {"at": flip.at.isoformat(), **flip.data} if flip else None,
+            "converge": converge,
+        }
+    started = run.started_at
+    rollbacks = [
+        {
+            "at": r.at.isoformat(),
+            "service": r.service,
+            "command": r.command,
+            "actor": r.actor,
+            "reason": r.reason,
+            "from": r.before.get("live"),
+            "to": r.after.get("live"),
+        }
+        for r in store.audit_records()
+        if r.command in ROLLBACK_COMMANDS and r.service in names and r.at >= started
+    ]
+    approvals = [
+        {"actor": r.actor, "at": r.at.isoformat(), "reason": r.reason, **r.after}
+        for r in store.audit_records()
+        if r.command == "campaign.approve" and r.after.get("run_id") == run.run_id
+    ]
+    chain = store.verify_audit()
+    return {
+        "report": "bluegreen campaign evidence",
+        "generated_at": datetime.now(UTC).isoformat(),
+        "campaign": params.get("name"),
+        "file": params.get("file"),
+        "run_id": run.run_id,
+        "status": status.status,
+        "result": run.result,
+        "actor": run.actor,
+        "started_at": started.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "seconds": _seconds(run),
+        "advisories": campaign.get("advisories", []),
+        "window": campaign.get("window"),
+        "approval_policy": campaign.get("approval"),
+        "approvals": approvals,
+        "waves": params.get("waves", []),
+        "services": services,
+        "rollbacks": rollbacks,
+        "webhooks": [safe_url(u) for u in (campaign.get("notify") or {}).get("webhooks", [])],
+        "audit": {"ok": chain.ok, "records": chain.count, "head_hash": chain.head_hash},
+    }
+
+
+def _seconds(run: Run | None) -> float | None:
+    if run is None or run.finished_at is None:
+        return None
+    return round((run.finished_at - run.started_at).total_seconds(), 1)
+
+
+def render(doc: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(doc, indent=2, default=str) + "\n"
+    md = _markdown(doc)
+    if fmt == "md":
+        return md
+    return _html(doc)
+
+
+def _markdown(doc: dict[str, Any]) -> str:
+    out = [
+        f"# Campaign {doc['campaign']} — {doc['status']}",
+        "",
+        f"- run: `{doc['run_id']}` by {doc['actor']}, {doc['started_at']} → "
+        f"{doc['finished_at'] or '-'} ({doc['seconds'] or '-'} s)",
+        f"- result: {doc['result'] or '-'}",
+        f"- audit chain: {'ok' if doc['audit']['ok'] else 'BROKEN'}, "
+        f"{doc['audit']['records']} records, head `{doc['audit']['head_hash']}`",
+        "",
+        "## Advisories",
+        "",
+    ]
+    for a in doc["advisories"]:
+        pkgs = ", ".join(f"{n} {v}" for n, v in a.get("packages", {}).items())
+        out.append(
+            f"- **{a['id']}** ({a.get('severity')}): {', '.join(a.get('cves', []))} — {pkgs}"
+        )
+    out += ["", "## Approvals", ""]
+    out += [f"- {a['actor']} at {a['at']} ({a.get('point')})" for a in doc["approvals"]] or [
+        "- none"
+    ]
+    out += ["", "## Services", ""]
+    for svc, s in doc["services"].items():
+        flip = s.get("flip") or {}
+        out += [
+            f"### {svc} (wave {s['wave']}): {s['status']}",
+            "",
+            f"- rollout `{s.get('child_run')}`: {s.get('child_result') or '-'} "
+            f"({s.get('seconds') or '-'} s)",
+            f"- flip: {flip.get('from', '-')} → {flip.get('to', '-')} at {flip.get('at', '-')}",
+            f"- verification: {s['verification']['summary'] or '-'}",
+            "",
+            "| host | package | before | after |",
+            "|---|---|---|---|",
+        ]
+        for host, v in s["hosts"].items():
+            for pkg in sorted(set(v["before"]) | set(v["after"])):
+                out.append(
+                    f"| {host} | {pkg} | {v['before'].get(pkg, '-')} | {v['after'].get(pkg, '-')} |"
+                )
+        out += ["", "| host | check | result |", "|---|---|---|"]
+        for r in s["verification"]["results"]:
+            out.append(f"| {r['host']} | {r['check']} | {r['status']} |")
+        if s.get("converge"):
+            out += ["", f"- converge: {s['converge'].get('message')}"]
+        out.append("")
+    out += ["## Rollbacks", ""]
+    out += [
+        f"- {r['at']} {r['service']}: {r['from']} → {r['to']} by {r['actor']} ({r['command']}: {r['reason']})"
+        for r in doc["rollbacks"]
+    ] or ["- none"]
+    return "\n".join(out) + "\n"
+
+
+def _html(doc: dict[str, Any]) -> str:
+    body = html.escape(_markdown(doc))
+    title = html.escape(f"Campaign {doc['campaign']}")
+    return (
+        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{title}</title></head>"
+        f"<body><pre>{body}</pre>\n<script type='application/json' id='evidence'>"
+        f"{html.escape(json.dumps(doc, default=str))}</script></body></html>\n"
+    )
+
+
+def write_report(doc: dict[str, Any], fmt: str, output: Path) -> Path:
+    """Write with mode 0600 (created so; an existing file is replaced atomically)."""
+    output.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(render(doc, fmt))
+    os.chmod(tmp, 0o600)
+    tmp.replace(output)
+    return output
+
+
+def default_report_path(reports_dir: Path, doc: dict[str, Any], fmt: str) -> Path:
+    return reports_dir / f"{doc['run_id']}.{fmt}"
