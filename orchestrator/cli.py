@@ -808,7 +808,12 @@ def baseline_check(
 @click.pass_context
 @handles_errors
 def history(ctx: click.Context, service: str | None, limit: int, as_json: bool) -> None:
-    """The audit trail: who changed what, when, why, and the result."""
+    """The audit trail: who changed what, when, why, and the result.
+
+    One record, one line: free text is shown escaped (a newline as \\n, control
+    characters as \\xNN); `--json` gives it exactly as stored. `by` is the OS user that
+    ran the command (with the sudo user), next to the --actor it claimed."""
+    from orchestrator.text import one_line
     from orchestrator.traffic import open_store
 
     config = _load(ctx)
@@ -817,9 +822,13 @@ def history(ctx: click.Context, service: str | None, limit: int, as_json: bool) 
         _emit_json([r.as_json() for r in records])
         return
     for r in records:
+        who = r.os_user or "?"
+        if r.sudo_user:
+            who = f"{r.sudo_user}>{who}"
         click.echo(
-            f"{r.seq:>5} {r.at:%Y-%m-%d %H:%M:%S} {r.actor:<10} {r.command:<24} "
-            f"{r.service or '-':<8} {r.result:<10} {r.reason or ''}"
+            f"{r.seq:>5} {r.at:%Y-%m-%d %H:%M:%S} {one_line(r.actor):<10} "
+            f"by {one_line(who):<12} {one_line(r.command):<24} "
+            f"{one_line(r.service) or '-':<8} {one_line(r.result):<10} {one_line(r.reason)}"
         )
 
 
