@@ -42,6 +42,9 @@ from orchestrator.config_snapshot import (
 from orchestrator.errors import BadInput, unknown_service
 from orchestrator.routers.settings import CommandRouterSettings, HAProxySettings, SettingError
 
+if typing.TYPE_CHECKING:
+    from orchestrator.state.audit_settings import AuditSettings
+
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG_NAME",
@@ -180,6 +183,26 @@ class StateSettings(_Model):
     """Where the state store lives (SQLite file, relative to the config file's directory)."""
 
     path: NonEmptyStr = ".bluegreen/state.db"
+
+
+_SYSLOG_TARGET = r"^(local|off|tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5})$"
+
+
+class WitnessConfig(_Model):
+    """Where the audit head is written after every command that appended records."""
+
+    syslog: str = Field(default="local", pattern=_SYSLOG_TARGET,
+                        description="local (/dev/log), off, or tcp://HOST:PORT (RFC 5424)")
+    syslog_copy: NonEmptyStr | None = None
+    file: NonEmptyStr | None = None
+    timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+
+
+class AuditConfig(_Model):
+    """The audit key file (default: audit.key beside the state database) and witnesses."""
+
+    key_file: NonEmptyStr | None = None
+    witness: WitnessConfig = Field(default_factory=WitnessConfig)
 
 
 class SidesConfig(_Model):
@@ -337,6 +360,7 @@ class BluegreenConfig(_Model):
     inventory: NonEmptyStr
     ssh: SSHSettings
     state: StateSettings = Field(default_factory=StateSettings)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     router: Annotated[HAProxySettings | CommandRouterSettings, Field(discriminator="kind")]
     services: dict[ServiceName, ServiceConfig] = Field(min_length=1)
     reports_dir: NonEmptyStr = "reports"
@@ -398,6 +422,25 @@ class LoadedConfig:
     @property
     def state_path(self) -> Path:
         return self.resolve(self.model.state.path)
+
+    @property
+    def audit(self) -> AuditSettings:
+        """The audit key file and witnesses, paths resolved (stdlib data: see
+        `orchestrator.state.audit_settings`)."""
+        from orchestrator.state.audit_settings import AuditSettings, WitnessSettings
+        from orchestrator.state.sqlite import default_key_file
+
+        audit, w = self.model.audit, self.model.audit.witness
+        return AuditSettings(
+            key_file=self.resolve(audit.key_file) if audit.key_file
+            else default_key_file(self.state_path),
+            witness=WitnessSettings(
+                syslog=w.syslog,
+                syslog_copy=self.resolve(w.syslog_copy) if w.syslog_copy else None,
+                file=self.resolve(w.file) if w.file else None,
+                timeout_s=w.timeout_seconds,
+            ),
+        )
 
     @property
     def reports_path(self) -> Path:

@@ -1,12 +1,12 @@
 """A validated-config snapshot for the incident path (`bluegreen rollback` and `flip`).
 
 Loading bluegreen.yml in full means PyYAML plus pydantic: about half of `bluegreen
-rollback`'s start-up. An incident needs only three things from the config: which services
-exist, the router settings, and where the state store is. Every full `load_config()`
-made by the CLI leaves those three, already validated, in a small JSON file keyed by the
-config file's path; the incident path uses it only when the sha256 of the config file's
-current bytes equals the digest of the bytes that were validated, and falls back to a
-full load otherwise. Nothing here imports pydantic or PyYAML.
+rollback`'s start-up. An incident needs only four things from the config: which services
+exist, the router settings, where the state store is, and the audit key and witnesses.
+Every full `load_config()` made by the CLI leaves those four, already validated, in a
+small JSON file keyed by the config file's path; the incident path uses it only when the
+sha256 of the config file's current bytes equals the digest of the bytes that were
+validated, and falls back to a full load otherwise. Nothing here imports pydantic or PyYAML.
 
 Where: `$BLUEGREEN_CACHE_DIR`, else `$XDG_CACHE_HOME/bluegreen`, else `~/.cache/bluegreen`.
 The directory is 0700 and each file 0600; a snapshot that is not a regular file owned by
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator import __version__
 from orchestrator.errors import unknown_service
 from orchestrator.routers.settings import AnyRouterSettings, router_settings_from_dict
+from orchestrator.state.audit_settings import AuditSettings
 
 if TYPE_CHECKING:
     from orchestrator.config import LoadedConfig
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 CONFIG_ENV = "BLUEGREEN_CONFIG"
 DEFAULT_CONFIG_NAME = "bluegreen.yml"
 CACHE_ENV = "BLUEGREEN_CACHE_DIR"
-FORMAT = 1
+FORMAT = 2
 """Bump when the snapshot's content changes shape; older snapshots are then ignored."""
 MAX_CONFIG_BYTES = 1024 * 1024  # 1 MiB; a real config is a few KiB
 _MAX_SNAPSHOT_BYTES = 256 * 1024
@@ -58,6 +59,7 @@ class IncidentConfig:
     service_names: tuple[str, ...]
     router: AnyRouterSettings
     state_path: Path
+    audit: AuditSettings
 
     def service(self, name: str) -> None:
         """BadInput (with the services that exist) unless `name` is a configured service."""
@@ -96,6 +98,7 @@ def save(loaded: LoadedConfig) -> Path | None:
         "services": sorted(loaded.services),
         "router": asdict(loaded.router),
         "state_path": str(loaded.state_path),
+        "audit": loaded.audit.as_dict(),
     }
     text = json.dumps(doc, sort_keys=True)
     try:
@@ -136,6 +139,7 @@ def load(path: str | Path | None) -> IncidentConfig | None:
             service_names=tuple(str(s) for s in doc["services"]),
             router=router_settings_from_dict(doc["router"]),
             state_path=Path(doc["state_path"]),
+            audit=AuditSettings.from_dict(doc["audit"]),
         )
     except (KeyError, TypeError, ValueError):  # a damaged snapshot: use the full load
         return None

@@ -8,8 +8,6 @@ cannot repaint the terminal. Stdlib only.
 
 from __future__ import annotations
 
-import unicodedata
-
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 # Cc: control characters (C0, DEL, C1); Cf: format characters (bidi overrides, zero-width
 # joiners, ...: text that does not show what it says); Zl/Zp: line/paragraph separators
@@ -27,6 +25,8 @@ def one_line(text: str | None) -> str:
 
 
 def _visible(ch: str) -> str:
+    import unicodedata  # only for text that needs escaping
+
     if ch in _NAMED:
         return _NAMED[ch]
     if unicodedata.category(ch) in _HIDDEN:

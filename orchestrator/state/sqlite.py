@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from orchestrator.errors import AuditBroken, BadInput, LockHeld, StateError
 from orchestrator.sides import Side
@@ -1428,6 +1429,26 @@ def _lock_from_row(row: sqlite3.Row) -> LockInfo:
         hostname=row["hostname"],
         acquired_at=parse_ts(row["acquired_at"]),
     )
+
+
+def read_head(path: Path) -> AuditHead | None:
+    """The stored audit head of the database at `path`, read only (the file is never
+    created: mode=rw opens an existing one, whose -wal/-shm it cleans up on close);
+    None when there is no readable database there."""
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True, timeout=5.0)
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute("SELECT count, head_hash, key_id FROM audit_head WHERE id = 1"
+                           ).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    if row is None:
+        return None
+    return AuditHead(count=int(row[0]), head_hash=str(row[1]), key_id=row[2])
 
 
 def default_key_file(state_path: Path) -> Path:

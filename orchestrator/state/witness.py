@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from orchestrator.state.audit import AuditHead, format_ts
+from orchestrator.state.audit_settings import WitnessSettings
 from orchestrator.state.audit_verify import WitnessHead
 
 LOCAL_SOCKET = Path("/dev/log")
@@ -41,21 +42,6 @@ _LINE_RE = re.compile(
     r"audit head seq=(?P<seq>\d+) hash=(?P<hash>[0-9a-f]{64}) key=(?P<key>[0-9a-f]{16}) "
     r"store=(?P<store>\S+) at=(?P<at>\S+)"
 )
-
-
-@dataclass(frozen=True)
-class WitnessSettings:
-    """Where heads go. `syslog`: "local" (the local socket), "off", or "tcp://HOST:PORT"."""
-
-    syslog: str = "local"
-    syslog_copy: Path | None = None
-    file: Path | None = None
-    timeout_s: float = 1.0
-
-    @property
-    def configured(self) -> list[str]:
-        names = [] if self.syslog == "off" else [f"syslog {self.syslog}"]
-        return names + ([f"file {self.file}"] if self.file else [])
 
 
 @dataclass(frozen=True)
@@ -232,3 +218,27 @@ def summary(results: Sequence[WitnessResult]) -> str | None:
     if not failed:
         return None
     return "audit head not witnessed: " + "; ".join(f"{r.witness}: {r.detail}" for r in failed)
+
+
+class CommandWitness:
+    """The witness of one command: remembers the head when the command starts, and at the
+    end publishes the head if records were appended (by this process or any other)."""
+
+    def __init__(self, state_path: Path, settings: WitnessSettings) -> None:
+        from orchestrator.state.sqlite import read_head
+
+        self._read_head = read_head
+        self.state_path = state_path
+        self.settings = settings
+        self.last = read_head(state_path)
+        self.results: list[WitnessResult] = []
+
+    def publish_if_changed(self) -> list[WitnessResult]:
+        """Publish the current head if it moved since the start or the last publish;
+        returns the results of this command's publishes so far (empty: nothing to do)."""
+        head = self._read_head(self.state_path)
+        if head is None or head == self.last or head.count == 0:
+            return self.results
+        self.last = head
+        self.results = publish(head, self.state_path, self.settings)
+        return self.results

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.state import AuditEntryInput, ChainReport, SQLiteStateStore
+from orchestrator.state.audit_settings import WitnessSettings
 from orchestrator.state.witness import (
-    WitnessSettings,
     parse_expected_head,
     publish,
     read_witnessed,

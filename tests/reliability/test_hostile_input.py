@@ -48,7 +48,7 @@ def snapshot(lab: Lab) -> dict[str, Any]:
     from orchestrator.state.sqlite import SQLiteStateStore
 
     db = state_db(lab)
-    with SQLiteStateStore(db) as store:
+    with SQLiteStateStore(db, audit_key_file=lab.paths.audit_key) as store:
         report = store.verify_audit()
         services = sorted((s.service, s.live_side) for s in store.list_services())
         runs = [(r.run_id, r.status) for r in store.list_runs()]
