@@ -8,12 +8,16 @@ Usage (as root; starts the lab in the asked shape if none runs):
 On the standby (green) hosts of one service, with the service's packages
 (`demo-openssl=3.0.15-1 demo-web=1.0.1` on the lab), each measured run starting from the
 same state (see `restore`):
-  (a) bluegreen's patch step: the function the rollout's patch step calls, through
-      ansible-runner with bluegreen's connection settings;
+  (a) bluegreen's patch step: the function the rollout's patch step calls
+      (`patching.patch_side`: the playbook through ansible-runner with bluegreen's
+      connection settings, and dpkg read on every host before and after);
   (b) `ansible-playbook playbooks/patch.yml` by hand with stock Ansible settings (no
       ansible.cfg, no ANSIBLE_* variables; strict host keys from the lab inventory);
   (c) the floor: `apt-get update; apt-get install PKGS; systemctl restart demo-web` over
-      one plain ssh per host (strict host keys), all hosts in parallel.
+      one plain ssh per host (strict host keys), all hosts in parallel;
+  (d) with --tuned: (b) with bluegreen's connection settings (SSH ControlMaster and
+      ControlPersist, pipelining, forks = hosts) but without bluegreen (no runner, no
+      masters opened beside ansible-playbook's start-up, no dpkg reads).
 Every run checks that the hosts ended at the asked versions. (a) and (b) use
 `patch_serial: 100%` (all standby hosts at once, as the floor does): the lab's own config
 says 50%, which patches the side in two batches.
@@ -107,37 +111,70 @@ def run_floor(ssh_config: Path, hosts: Sequence[str], new: Sequence[str]) -> flo
     return time.perf_counter() - t0
 
 
-def run_stock(config: LoadedConfig, group: str, new: Sequence[str], workdir: Path) -> float:
+def run_stock(config: LoadedConfig, group: str, new: Sequence[str], workdir: Path,
+              playbook: Path, settings: dict[str, str] | None = None) -> float:
+    from orchestrator.patching.ssh import close_masters
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    # Stock Ansible keeps its SSH masters for 60 s in ~/.ansible/cp: a run right after
+    # another would start connected. Each run gets an empty socket directory of its own,
+    # closed afterwards, so every variant starts without a connection.
+    sockets = Path(tempfile.mkdtemp(prefix="cp-", dir="/tmp"))
+    env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(sockets)
+    env.update(settings or {})
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     extra = yaml.safe_dump({"packages": list(new)}, default_flow_style=True).strip()
-    cmd = ["ansible-playbook", "-i", str(config.inventory_path), str(REPO / "playbooks/patch.yml"),
+    cmd = ["ansible-playbook", "-i", str(config.inventory_path), str(playbook),
            "-e", f"target={group}", "-e", "patch_serial=100%", "-e", extra]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir,
                           check=False, stdin=subprocess.DEVNULL)
     took = time.perf_counter() - t0
+    close_masters(sockets)
+    shutil.rmtree(sockets, ignore_errors=True)
     if proc.returncode != 0:
         raise SystemExit(f"(b) ansible-playbook failed (rc {proc.returncode}):\n"
                          f"{proc.stdout[-3000:]}")
     return took
 
 
+def run_tuned(config: LoadedConfig, group: str, new: Sequence[str], workdir: Path,
+              playbook: Path, forks: int) -> float:
+    from orchestrator.patching.ssh import ansible_ssh_args
+
+    sockets = Path(tempfile.mkdtemp(prefix="cp-", dir="/tmp"))
+    extra = {
+        "ANSIBLE_SSH_ARGS": ansible_ssh_args(config, sockets),
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_FORKS": str(forks),
+    }
+    try:
+        return run_stock(config, group, new, workdir, playbook, extra)
+    finally:
+        from orchestrator.patching.ssh import close_masters
+
+        close_masters(sockets)
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
 def run_bluegreen(config: LoadedConfig, service: str) -> float:
-    from orchestrator.patching import patch_hosts
+    from orchestrator.patching import patch_side
 
     t0 = time.perf_counter()
-    result = patch_hosts(config, service, "green", None)
+    patched = patch_side(config, service, "green", None)
     took = time.perf_counter() - t0
-    if not result.ok:
-        raise SystemExit(f"(a) bluegreen patch failed: {result.message}")
+    if not patched.ok:
+        raise SystemExit(f"(a) bluegreen patch failed: {patched.result.message}")
+    if patched.warnings or len(patched.changes.changed_hosts) != len(patched.result.hosts):
+        raise SystemExit(f"(a) {patched.changes.summary()}: {patched.warnings}")
     return took
 
 
-def bench_config(lab: Lab, service: str, workdir: Path) -> LoadedConfig:
+def bench_config(lab: Lab, service: str, workdir: Path, playbook: str | None) -> LoadedConfig:
     doc = yaml.safe_load(lab.paths.config.read_text())
     doc["state"]["path"] = str(workdir / "state.db")
     doc["services"][service]["patch"]["serial"] = "100%"
+    doc["services"][service]["patch"]["playbook"] = str(Path(playbook or REPO / "playbooks/patch.yml").resolve())
     path = workdir / "bluegreen.yml"
     path.write_text(yaml.safe_dump(doc))
     return load_config(path)
@@ -153,6 +190,8 @@ def main() -> None:
     ap.add_argument("--services", default="web,api", help="lab shape (if the lab is not up)")
     ap.add_argument("--service", default="web", help="the service whose green side is patched")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--tuned", action="store_true", help="also (d), see above")
+    ap.add_argument("--playbook", help="another patch playbook for (a), (b) and (d)")
     args = ap.parse_args()
 
     lab = Lab()
@@ -161,23 +200,27 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bg-patch-speed-"))
     ssh_config = lab.paths.ssh_config
     try:
-        config = bench_config(lab, args.service, workdir)
+        config = bench_config(lab, args.service, workdir, args.playbook)
         svc = config.service(args.service)
         new = [str(p) for p in svc.patch.packages]
         names = {p.name for p in svc.patch.packages}
         old = [f"{n}={v}" for n, v in INITIAL if n in names]
         hosts = [h.name for h in load_fleet(config).service(args.service).green]
         group = svc.sides.green
+        playbook = config.playbook_path(args.service)
         print(f"{len(hosts)} standby hosts ({group}), {' '.join(new)} from {' '.join(old)}; "
               f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f} at start")
-        times: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+        keys = "abcd" if args.tuned else "abc"
+        times: dict[str, list[float]] = {k: [] for k in keys}
         runners: dict[str, Callable[[], float]] = {
             "a": lambda: run_bluegreen(config, args.service),
-            "b": lambda: run_stock(config, group, new, workdir),
+            "b": lambda: run_stock(config, group, new, workdir, playbook),
             "c": lambda: run_floor(ssh_config, hosts, new),
+            "d": lambda: run_tuned(config, group, new, workdir, playbook, len(hosts)),
         }
         for n in range(args.runs):
-            order = "abc"[n % 3:] + "abc"[: n % 3]  # rotate, so drift hits each variant alike
+            shift = n % len(keys)
+            order = keys[shift:] + keys[:shift]  # rotate, so drift hits each variant alike
             for key in order:
                 restore(ssh_config, hosts, old)
                 took = runners[key]()
@@ -192,6 +235,9 @@ def main() -> None:
     print(f"(a) bluegreen patch step        {fmt(times['a'])}")
     print(f"(b) ansible-playbook, stock     {fmt(times['b'])}")
     print(f"(c) floor: apt over ssh         {fmt(times['c'])}")
+    if args.tuned:
+        d = statistics.median(times["d"])
+        print(f"(d) ansible-playbook, tuned     {fmt(times['d'])}  (d/c={d / c:.2f} b/d={b / d:.2f})")
     print(f"load at end {os.getloadavg()[0]:.2f} (1 min average)")
     print(f"a/c={a / c:.2f} a/b={a / b:.2f}")
 

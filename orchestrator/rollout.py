@@ -160,6 +160,7 @@ class Rollout:
             result.from_side, result.to_side = plan["live"], plan["standby"]
             packages = [_spec(p) for p in run.params.get("packages", [])]
             level = patch_level(packages, bool(run.params.get("security_updates")))
+            level = self._installed_level(run.run_id) or level
             for step in STEPS:
                 if step in done:
                     continue
@@ -168,6 +169,8 @@ class Rollout:
                 _failpoint(f"{step}:begin")
                 self._emit(run.run_id, step, "begin", step)
                 data = self._step(step, run, plan, packages, level)
+                if step == "patch":
+                    level = data["patch_level"]  # what is installed, not what was asked
                 if step == "precheck":
                     plan = data
                     result.from_side, result.to_side = plan["live"], plan["standby"]
@@ -243,7 +246,7 @@ class Rollout:
     def _patch(
         self, run: Run, service: str, standby: Side, packages: list[PackageSpec], level: str
     ) -> dict[str, Any]:
-        from orchestrator.patching import patch_hosts
+        from orchestrator.patching import patch_side, step_record
 
         def progress(p: Any) -> None:
             self._emit(
@@ -254,7 +257,7 @@ class Rollout:
                 {"host": p.host, "task": p.task, "status": p.status},
             )
 
-        result = patch_hosts(
+        patched = patch_side(
             self.config,
             service,
             standby,
@@ -262,37 +265,36 @@ class Rollout:
             on_event=progress,
             cancel=lambda: self._is_aborted(run.run_id),
         )
-        if not result.ok:
-            bad = result.failures() or [result.message or result.status]
+        if not patched.ok:
+            bad = patched.result.failures() or [patched.result.message or patched.result.status]
             raise PatchFailed(
-                f"{service}: patching {standby} failed: " + "; ".join(bad),
+                f"{service}: patching {standby} failed: " + "; ".join(bad)
+                + f" ({patched.changes.summary()})",
                 hint="fix the host or the package, then `bluegreen resume`",
             )
+        for warning in patched.warnings:
+            self._emit(run.run_id, "patch", "warning", f"warning: {warning}")
+        data = step_record(patched, standby, level)
         self.store.record_patch(
             service,
             standby,
-            level,
+            data["patch_level"],
             audit=AuditEntryInput(
                 actor=self.actor,
                 command="rollout.patch",
                 service=service,
                 reason=f"run {run.run_id}",
-                after={
-                    "side": standby,
-                    "patch_level": level,
-                    "versions": {h: r.versions for h, r in result.hosts.items()},
-                },
+                after={k: data[k] for k in ("side", "patch_level", "asked", "changes")},
             ),
         )
-        return {
-            "side": standby,
-            "patch_level": level,
-            "seconds": round(result.seconds, 1),
-            "hosts": {
-                h: {"versions": r.versions, "restarted": r.restarted}
-                for h, r in result.hosts.items()
-            },
-        }
+        return data
+
+    def _installed_level(self, run_id: str) -> str | None:
+        """The level the patch step found installed (on resume after it)."""
+        for e in self.store.journal(run_id):
+            if e.step == "patch" and e.phase == "end":
+                return str(e.data["patch_level"])
+        return None
 
     def _verify(
         self, service: str, standby: Side, packages: list[PackageSpec], level: str
@@ -503,7 +505,9 @@ def _describe(step: str, data: dict[str, Any]) -> str:
     if step == "precheck":
         return f"live={data['live']} standby={data['standby']}"
     if step == "patch":
-        return f"patched {data['side']} ({data['patch_level']}) in {data['seconds']}s"
+        summary = data.get("changes", {}).get("summary")
+        tail = f": {summary}" if summary else ""
+        return f"patched {data['side']} ({data['patch_level']}) in {data['seconds']}s{tail}"
     if step == "verify":
         return str(data["summary"])
     if step == "flip":

@@ -34,6 +34,8 @@ from tests.support.lab import (
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
+ROOT = Path(__file__).resolve().parents[2]
+
 ADVISORY = {
     "id": "DEMO-2026-0001",
     "cves": ["CVE-2026-0001"],
@@ -179,10 +181,22 @@ def test_window_closed_and_closing_mid_campaign_defers(fresh_lab: Lab, tmp_path:
     code, doc = bluegreen_json(config, "campaign", "abort", "closed")
     assert code == 0, doc
 
-    # the window closes a few seconds in: web is patched+verified but not flipped
+    # the window closes while web is being patched: web is patched+verified but not flipped.
+    # The patch step is made to outlast the window on purpose (our playbook, then a pause):
+    # it is fast enough now to patch, verify and flip inside a few seconds.
+    slow = tmp_path / "slow-patch.yml"
+    slow.write_text(
+        f"- import_playbook: {ROOT / 'playbooks' / 'patch.yml'}\n"
+        '- hosts: "{{ target }}"\n  gather_facts: false\n'
+        "  tasks: [{ansible.builtin.pause: {seconds: 12}, run_once: true}]\n"
+    )
+    doc = yaml.safe_load(config.read_text())
+    doc["services"]["web"]["patch"]["playbook"] = str(slow)
+    config = tmp_path / "bluegreen-slow-patch.yml"
+    config.write_text(yaml.safe_dump(doc))
     soon = {
         "start": (now - timedelta(minutes=1)).isoformat(),
-        "end": (datetime.now(UTC) + timedelta(seconds=6)).isoformat(),
+        "end": (datetime.now(UTC) + timedelta(seconds=8)).isoformat(),
     }
     closing = write_campaign(tmp_path, "closing", window={"intervals": [soon]})
     code, doc = bluegreen_json(config, "campaign", "run", str(closing), "--yes")

@@ -22,9 +22,6 @@ from orchestrator.patching import PatchProgress, patch_hosts
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB_DIR = Path("/var/lib/bluegreen-lab")
-LAB_CONFIG = LAB_DIR / "bluegreen.yml"
-LAB_INVENTORY = LAB_DIR / "inventory" / "hosts.yml"
 GREEN = ["web-green-1", "web-green-2"]
 BLUE = ["web-blue-1", "web-blue-2"]
 OLD_SSL, NEW_SSL = "3.0.11-1", "3.0.15-1"
@@ -33,7 +30,7 @@ FIXED_SSL = [PackageSpec(name="demo-openssl", version=NEW_SSL)]
 
 @pytest.fixture
 def config(lab: Lab) -> LoadedConfig:
-    return load_config(LAB_CONFIG)
+    return load_config(lab.paths.config)
 
 
 def installed(lab: Lab, host: str, package: str) -> str:
@@ -77,7 +74,7 @@ def test_patch_green_openssl_restarts_demo_web_and_leaves_blue(
     assert any(e.host is None and e.status == "started" for e in events)
     assert any(
         e.host == "web-green-1"
-        and e.task == "bluegreen: install pinned versions (apt)"
+        and e.task == "bluegreen: patch (apt)"
         and e.status == "changed"
         for e in events
     )
@@ -130,7 +127,7 @@ def test_changed_host_key_is_refused_and_host_not_patched(
         lines.append(f"{line.split(' ', 1)[0]} {other_key}" if "web-green-1" in names else line)
     tampered = tmp_path / "known_hosts"
     tampered.write_text("\n".join(lines) + "\n")
-    data = yaml.safe_load(LAB_CONFIG.read_text())
+    data = yaml.safe_load(lab.paths.config.read_text())
     data["ssh"]["known_hosts"] = str(tampered)
     (tmp_path / "bluegreen.yml").write_text(yaml.safe_dump(data))
     tampered_config = load_config(tmp_path / "bluegreen.yml")
@@ -155,10 +152,11 @@ def test_nonexistent_version_fails_naming_host_and_task(lab: Lab, config: Loaded
     assert result.status == "failed"
     h = result.hosts["web-green-1"]  # serial 50%: the first batch fails, the play stops
     assert not h.ok and not h.unreachable
-    assert h.failed_task == "bluegreen: install pinned versions (apt)"
+    assert h.failed_task == "bluegreen: patch (apt)"
     assert h.message is not None
     assert "web-green-1" in h.message
-    assert "bluegreen: install pinned versions (apt)" in h.message
+    assert "bluegreen: patch (apt)" in h.message
+    assert "not available from any configured apt source" in h.message
     assert "9.9.9-1" in h.message
     assert not result.hosts["web-green-2"].ok
     for host in GREEN:
@@ -184,12 +182,13 @@ def test_playbook_runs_without_bluegreen(lab: Lab) -> None:
         [
             str(Path(sys.prefix) / "bin" / "ansible-playbook"),
             "-i",
-            str(LAB_INVENTORY),
+            str(lab.paths.inventory),
             str(ROOT / "playbooks" / "patch.yml"),
             "-e",
             "target=web_green",
             "-e",
             json.dumps({"packages": [f"demo-openssl={NEW_SSL}"]}),
+            "-v",  # shows the task's report lines
         ],
         env=env,
         capture_output=True,
@@ -198,7 +197,8 @@ def test_playbook_runs_without_bluegreen(lab: Lab) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert 'bluegreen-restarted: [\\"demo-web.service\\"]' in proc.stdout
+    assert "RESTARTED demo-web.service" in proc.stdout
+    assert f"BLUEGREEN-CHANGED demo-openssl {OLD_SSL} {NEW_SSL}" in proc.stdout
     for host in GREEN:
         assert installed(lab, host, "demo-openssl") == NEW_SSL
     for host in BLUE:
