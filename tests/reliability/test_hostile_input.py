@@ -120,7 +120,8 @@ def test_hostile_reason_is_stored_as_given_and_shown_as_one_line(primed: Lab) ->
     """A reason with a newline that forges a second history line, escape sequences and
     invisible characters: stored exactly (`--json`), shown escaped, one record one line."""
     lab = primed
-    reason = "INC-1\n 9999 2026-01-01 00:00:00 root  rollback ok\r\x1b[2J\x1b[31m\u202e\x00"
+    # (a NUL cannot pass through argv: the OS refuses it before bluegreen sees it)
+    reason = "INC-1\n 9999 2026-01-01 00:00:00 root  rollback ok\r\x1b[2J\x1b[31m\u202e\x07\x7f"
     proc = bluegreen(lab.paths.config, "rollback", "web", "--reason", reason)
     assert proc.returncode == 0, proc.stderr
     code, records = bluegreen_json(lab.paths.config, "history", "web", "--limit", "1")
@@ -129,6 +130,6 @@ def test_hostile_reason_is_stored_as_given_and_shown_as_one_line(primed: Lab) ->
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     assert len(lines) == 1, shown.stdout
-    assert "\x1b" not in shown.stdout and "\r" not in shown.stdout and "\x00" not in shown.stdout
+    assert "\x1b" not in shown.stdout and "\r" not in shown.stdout and "\x07" not in shown.stdout
     assert "INC-1\\n 9999" in lines[0] and "\\x1b[2J" in lines[0] and "\\u202e" in lines[0]
     assert bluegreen(lab.paths.config, "rollback", "web", "--reason", "back").returncode == 0
