@@ -163,7 +163,7 @@ def lab() -> None:
     show_default=True,
     help="Comma-separated service names (lowercase letters/digits).",
 )
-@click.option("--hosts-per-side", default=2, show_default=True, type=click.IntRange(1, 16))
+@click.option("--hosts-per-side", default=2, show_default=True, type=click.IntRange(1, 50))
 @click.option("--json", "as_json", is_flag=True, help="Print the lab status as JSON.")
 @handles_errors
 def lab_up(services: str, hosts_per_side: int, as_json: bool) -> None:

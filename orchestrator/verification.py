@@ -6,8 +6,8 @@ service's `drift.mode` is "fail" ("warn": reported, does not fail; "off": not ru
 
 One gate run is one probe run: checks, in-process suites and drift share one strict SSH
 connection per host (`probes.pool.ConnectionPool`), opened on first use and closed when the
-run ends, also on errors. A suite that needs pytest itself runs in a `pytest --hosts`
-subprocess (`probes.suites.run_suite`), which makes connections of its own.
+run ends, also on errors. Every user suite runs through pytest in this process
+(`probes.suites.run_suite`), on those same connections.
 """
 
 from __future__ import annotations
@@ -89,16 +89,9 @@ def side_drift(
 def _suite_report(
     suite: str, targets: Sequence[ProbeTarget], deadline_s: float, pool: ConnectionPool
 ) -> ProbeReport:
-    from orchestrator.probes.hostsuite import load_host_tests, run_host_tests
     from orchestrator.probes.suites import run_suite
 
-    try:
-        tests = load_host_tests(suite)
-    except Exception:  # noqa: BLE001 - pytest itself reports what is wrong with the file
-        tests = None
-    if tests is None:  # a pytest subprocess: its own connections
-        return run_suite(suite, targets, deadline_s)
-    return run_host_tests(suite, tests, targets, deadline_s, pool=pool)
+    return run_suite(suite, targets, deadline_s, pool=pool)  # pytest in-process, our connections
 
 
 def run_gate(

@@ -41,6 +41,11 @@ REQUIRED = {
     "chroot": "coreutils",
 }
 SERVICE_NAME = r"^[a-z][a-z0-9]{0,9}$"
+# Host addresses are .11 up in the lab's /24; 200 hosts (~20 MB each) also fit in memory.
+MAX_HOSTS_PER_SIDE = 50
+MAX_HOSTS = 200
+# inotify instances a booted host's systemd and journald hold (measured: 8)
+_INOTIFY_PER_HOST = 16
 
 
 @dataclass(frozen=True)
@@ -62,10 +67,12 @@ class LabShape:
         if len(set(self.services)) != len(self.services):
             raise BadInput("--services: a service is named twice", hint="name each service once")
         total = len(self.services) * 2 * self.hosts_per_side
-        if not 1 <= self.hosts_per_side <= 16 or total > 64:
+        if not 1 <= self.hosts_per_side <= MAX_HOSTS_PER_SIDE or total > MAX_HOSTS:
             raise BadInput(
-                f"--hosts-per-side {self.hosts_per_side}: out of range",
-                hint="use 1..16, and at most 64 hosts in all",
+                f"--hosts-per-side {self.hosts_per_side}: out of range"
+                f" ({total} hosts for {len(self.services)} service(s))",
+                hint=f"use 1..{MAX_HOSTS_PER_SIDE}, and at most {MAX_HOSTS} hosts in all"
+                " (services x 2 sides x hosts per side)",
             )
 
     def host_specs(self, subnet_prefix: str) -> list[HostSpec]:
@@ -221,7 +228,8 @@ class Lab:
             )
         if "overlay" not in Path("/proc/filesystems").read_text():
             raise LabError("this kernel has no overlay filesystem", hint="modprobe overlay")
-        _ensure_inotify_instances(1024)
+        # every lab on the machine counts (the limit is per user): room for this one's hosts
+        _ensure_inotify_instances(1024 + _INOTIFY_PER_HOST * MAX_HOSTS)
         if not Path("/proc/self/ns/net").exists():
             raise LabError(
                 "this kernel has no network namespaces",
@@ -366,7 +374,11 @@ class Lab:
         )
         return proc.pid
 
-    def _wait_hosts(self, state: LabState, specs: Sequence[HostSpec], timeout: float = 90) -> None:
+    def _wait_hosts(
+        self, state: LabState, specs: Sequence[HostSpec], timeout: float | None = None
+    ) -> None:
+        # all hosts boot at once: on 2 cores, 100 of them take minutes, not seconds
+        timeout = timeout if timeout is not None else 90 + 3 * len(specs)
         def ready(spec: HostSpec) -> None:
             def check() -> bool:
                 if not alive(state.pids[spec.name]):
@@ -395,7 +407,8 @@ class Lab:
             live = [r for r in rows if r[1] not in ("FRONTEND", "BACKEND")]
             return bool(live) and all(r[17] == "UP" for r in live)
 
-        _wait(up, 30, "HAProxy to see every lab host UP", f"see {self.paths.logs / 'haproxy.log'}")
+        wait_s = 30 + len(shape.services) * shape.hosts_per_side  # health checks of every server
+        _wait(up, wait_s, "HAProxy to see every lab host UP", f"see {self.paths.logs / 'haproxy.log'}")
 
     def reload_haproxy(self) -> None:
         """Seamless reload (SIGUSR2 to the master): the config and map file are re-read."""
@@ -588,9 +601,10 @@ def _wait(check: Callable[[], bool], timeout: float, what: str, hint: str) -> No
 
 
 def _ensure_inotify_instances(minimum: int) -> None:
-    """Each booted host's systemd holds several inotify instances; the kernel default (128
-    per user) is exhausted by about 16 hosts, and then hosts fail to boot with "Too many
-    open files". Raise the limit (a runtime sysctl, not persisted)."""
+    """Each booted host's systemd holds several inotify instances (8 measured); the kernel
+    default (128 per user) is exhausted by about 16 hosts, and then hosts fail to boot with
+    "Too many open files". The limit is per user, so every lab on the machine counts.
+    Raise it (a runtime sysctl, not persisted)."""
     knob = Path("/proc/sys/fs/inotify/max_user_instances")
     try:
         if int(knob.read_text()) < minimum:

@@ -7,9 +7,12 @@ timeout derived from the run's deadline.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import testinfra.host
@@ -81,8 +84,11 @@ class StrictSSHBackend(BaseBackend):  # type: ignore[misc]
         deadline: float | None = None,
         deadline_s: float | None = None,
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        waiting: Callable[[], AbstractContextManager[None]] | None = None,
     ) -> None:
         super().__init__(connection.target.name)
+        # entered around every wait for the host (see pytest_plugin.Turns)
+        self.waiting = waiting or contextlib.nullcontext
         self.deadline_s = deadline_s  # the run's whole budget, for messages
         self.connection = connection
         self.deadline = deadline  # time.monotonic() value, or None for no overall deadline
@@ -96,9 +102,10 @@ class StrictSSHBackend(BaseBackend):  # type: ignore[misc]
         script = "; ".join(
             f'echo {_FACT_MARK}; {c} 2>/dev/null; echo "{_FACT_MARK}-rc $?"' for c in commands
         )
-        rc, out, _ = self.connection.run_bytes(
-            self.encode(f"sh -c {shlex.quote(script)}"), max(0.1, self.timeout())
-        )
+        with self.waiting():
+            rc, out, _ = self.connection.run_bytes(
+                self.encode(f"sh -c {shlex.quote(script)}"), max(0.1, self.timeout())
+            )
         chunks = out.split(_FACT_MARK.encode() + b"\n")[1:]
         if rc != 0 or len(chunks) != len(commands):
             return  # no memo: every fact is then asked for the ordinary way
@@ -136,7 +143,8 @@ class StrictSSHBackend(BaseBackend):  # type: ignore[misc]
             result: CommandResult = self.result(memo[0], cmd, memo[1], memo[2])
             return result
         try:
-            rc, out, err = self.connection.run_bytes(cmd, budget)
+            with self.waiting():
+                rc, out, err = self.connection.run_bytes(cmd, budget)
         except CommandTimeout as exc:
             if capped_by_deadline:
                 raise DeadlineExceeded(command, self.deadline_s) from exc
@@ -155,6 +163,7 @@ def make_host(
     deadline_s: float | None = None,
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
     prefetch: bool = False,
+    waiting: Callable[[], AbstractContextManager[None]] | None = None,
 ) -> testinfra.host.Host:
     """A testinfra Host over `connection` (host.package, host.service, host.file, ...).
 
@@ -163,7 +172,11 @@ def make_host(
     `prefetch` reads testinfra's static facts in one round trip first (see FACT_COMMANDS).
     """
     backend = StrictSSHBackend(
-        connection, deadline=deadline, deadline_s=deadline_s, command_timeout=command_timeout
+        connection,
+        deadline=deadline,
+        deadline_s=deadline_s,
+        command_timeout=command_timeout,
+        waiting=waiting,
     )
     host = testinfra.host.Host(backend)
     backend.set_host(host)

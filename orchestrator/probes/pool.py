@@ -9,8 +9,8 @@ deadlines; what still runs then is cut off and reported as an error by its calle
 A host is connected at most once per run: when that fails, every later ask for the host
 gets the same `ProbeConnectionError` (the reason is the evidence); a connection that dies
 during the run is not reopened, its commands fail with "connection ... was lost". Either
-way the host fails, never passes. The pytest subprocess (`suites.run_suite`, for suites
-that need pytest itself) is another process with connections of its own.
+way the host fails, never passes. User suites run through pytest in this process
+(`suites.run_suite`) on these same connections.
 """
 
 from __future__ import annotations

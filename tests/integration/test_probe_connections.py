@@ -28,6 +28,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "tests" / "data" / "suites" / "test_thirdparty_style.py"
+# fixtures (its own and a conftest's), parametrize, marks, a class: pytest itself runs it
+FIXTURES_SUITE = ROOT / "tests" / "data" / "suites" / "fixtures_style" / "test_fixtures_style.py"
 GREEN = ["web-green-1", "web-green-2"]
 BLUE = ["web-blue-1", "web-blue-2"]
 
@@ -46,7 +48,7 @@ def write_config(lab: Lab, tmp_path: Path) -> Path:
     web = doc["services"]["web"]
     web["fixed_versions"] = {}
     web["checks"] = [{"kind": "service", "name": "demo-web"}]
-    web["suites"] = [str(SUITE)]
+    web["suites"] = [str(SUITE), str(FIXTURES_SUITE)]
     web["drift"] = {"mode": "fail"}
     path = tmp_path / "bluegreen.yml"
     path.write_text(yaml.safe_dump(doc))
@@ -84,9 +86,23 @@ def test_verify_uses_one_connection_per_host(web: Lab, tmp_path: Path) -> None:
     checks = {r["check"] for r in doc["results"] if r["host"] == "web-green-1"}
     assert {"drift", "service:demo-web", "stale-processes"} <= checks, checks
     assert any(c.startswith(f"suite:{SUITE.name}::") for c in checks), checks
+    assert {
+        f"suite:{FIXTURES_SUITE.name}::{t}"
+        for t in (
+            "test_debian_12",
+            "test_installed[openssh-server]",
+            "test_installed[sudo]",
+            "test_listens[22]",
+            "test_named_like_the_inventory",
+            "test_root_login_without_password_only",
+            "TestDemoWeb::test_running",
+            "TestDemoWeb::test_no_telnet",
+        )
+    } <= checks, checks
     after = settled_logs(lab, hosts)
     new = {h: (after[h][0] - before[h][0], after[h][1] - before[h][1]) for h in hosts}
-    # green: checks + suite + drift over one session; blue: drift (the other side) only.
+    # green: checks + both suites (pytest in this process) + drift over one session; blue:
+    # drift (the other side) only.
     # Every session was closed again before the command returned.
     assert new == {**{h: (1, 1) for h in [*GREEN, *BLUE]}, "api-green-1": (0, 0)}, new
 

@@ -22,7 +22,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from orchestrator.probes import ProbeTarget, parse_checks, run_checks, run_suite  # noqa: E402
-from orchestrator.probes.suites import render_ssh_config  # noqa: E402
 from tests.support.sshd_fixture import SshdServer, free_port, running_sshd  # noqa: E402
 
 SUITE = ROOT / "tests" / "data" / "suites" / "test_thirdparty_style.py"
@@ -273,9 +272,18 @@ def test_user_suite_with_wrong_host_key_fails(target: ProbeTarget, tmp_path: Pat
     assert report.results and all(r.status != "pass" for r in report.results)
 
 
+def render_ssh_config(t: ProbeTarget) -> str:
+    """A strict ssh_config for plain `pytest --hosts=ssh://NAME` (testinfra's ssh backend)."""
+    return (
+        f"Host {t.name}\n  HostName {t.address}\n  Port {t.port}\n  User {t.user}\n"
+        f'  UserKnownHostsFile "{t.known_hosts}"\n  StrictHostKeyChecking yes\n'
+        f'  BatchMode yes\n  IdentitiesOnly yes\n  IdentityFile "{t.key_file}"\n'
+    )
+
+
 def test_same_suite_runs_under_plain_pytest(target: ProbeTarget, tmp_path: Path) -> None:
     cfg = tmp_path / "ssh_config"
-    cfg.write_text(render_ssh_config([target]))
+    cfg.write_text(render_ssh_config(target))
     proc = subprocess.run(
         [
             str(Path(sys.executable).parent / "pytest"),

@@ -17,7 +17,6 @@ from orchestrator.probes.checks import (
     parse_stale_scan,
     unit_from_cgroup,
 )
-from orchestrator.probes.suites import parse_junit, render_ssh_config
 
 SS = """\
 LISTEN 0      128          0.0.0.0:22        0.0.0.0:*    users:(("sshd",pid=812,fd=3))
@@ -163,45 +162,8 @@ def test_report_rules() -> None:
     assert set(missing.by_host()) == {"a", "b"}
 
 
-JUNIT = """<?xml version="1.0" encoding="utf-8"?>
-<testsuites><testsuite name="pytest" tests="4">
-<testcase classname="test_s" name="test_a[ssh://web1]" time="0.1"/>
-<testcase classname="test_s" name="test_a[ssh://web10]" time="0.1">
-  <failure message="AssertionError: assert 420 == 384">trace</failure></testcase>
-<testcase classname="test_s" name="test_b[ssh://web1-80]" time="0.2">
-  <skipped message="no reason"/></testcase>
-<testcase classname="test_s" name="test_c" time="0.0"><error message="boom"/></testcase>
-</testsuite></testsuites>
-"""
-
-
-def test_parse_junit_per_host() -> None:
-    got = parse_junit(JUNIT, ["web1", "web10"], suite_name="s.py")
-    table = [(r.host, r.check, r.status) for r in got]
-    assert table == [
-        ("web1", "suite:s.py::test_a", "pass"),
-        ("web10", "suite:s.py::test_a", "fail"),
-        ("web1", "suite:s.py::test_b", "error"),
-        ("web1", "suite:s.py::test_c", "error"),
-        ("web10", "suite:s.py::test_c", "error"),
-    ]
-    assert "assert 420 == 384" in got[1].evidence
-
-
-def test_render_ssh_config_is_strict() -> None:
+def test_known_hosts_name_has_the_port_when_not_22() -> None:
     t = ProbeTarget("web1", "10.0.0.5", "/etc/bg/known_hosts", port=2222, key_file="/k")
-    cfg = render_ssh_config([t])
-    for line in (
-        "Host web1",
-        "HostName 10.0.0.5",
-        "Port 2222",
-        "StrictHostKeyChecking yes",
-        "BatchMode yes",
-        "IdentitiesOnly yes",
-        'UserKnownHostsFile "/etc/bg/known_hosts"',
-        'IdentityFile "/k"',
-    ):
-        assert line in cfg
     assert t.known_hosts_name == "[10.0.0.5]:2222"
-    with pytest.raises(ValueError):
-        render_ssh_config([ProbeTarget("bad name", "h", "/k")])
+    assert ProbeTarget("web1", "10.0.0.5", "/k").known_hosts_name == "10.0.0.5"
+

@@ -15,7 +15,7 @@ import pytest
 from orchestrator.probes import ConnectionPool, ProbeTarget, parse_checks, run_checks
 from orchestrator.probes.connection import ProbeConnectionError, SSHConnection
 from orchestrator.probes.drift import read_fingerprints
-from orchestrator.probes.hostsuite import load_host_tests, run_host_tests
+from orchestrator.probes.suites import run_suite
 from tests.unit.test_drift import OUTPUT as FINGERPRINT_OUTPUT
 
 Reply = Callable[[str], tuple[int, bytes, bytes]]
@@ -174,8 +174,6 @@ def test_echo(host):
 def test_checks_suite_and_drift_share_one_connection_per_host(tmp_path: Path) -> None:
     suite = tmp_path / "test_suite.py"
     suite.write_text(SUITE)
-    tests = load_host_tests(suite)
-    assert tests is not None
     checks = parse_checks(
         [
             {"kind": "command", "argv": ["true"]},
@@ -188,7 +186,7 @@ def test_checks_suite_and_drift_share_one_connection_per_host(tmp_path: Path) ->
     with pool, ThreadPoolExecutor(max_workers=3) as workers:
         jobs = [
             workers.submit(run_checks, TARGETS, checks, 10, pool=pool),
-            workers.submit(run_host_tests, suite, tests, TARGETS, 10, pool=pool),
+            workers.submit(run_suite, suite, TARGETS, 10, pool=pool),
             workers.submit(read_fingerprints, TARGETS, ["/etc/ssh/sshd_config"], 10, pool=pool),
         ]
         report, suite_report, (fps, errors) = (j.result() for j in jobs)
@@ -337,3 +335,103 @@ def test_a_channel_closed_without_exit_status_is_no_result() -> None:
     transport.active = False
     with pytest.raises(ProbeConnectionError, match="connection to h1.invalid was lost"):
         conn._run_on_channel(transport, "true", "true", 5, time.monotonic() + 5)  # type: ignore[arg-type]
+
+
+# ---- suites through pytest, in-process -------------------------------------------------------
+PYTEST_SUITE = '''
+import pytest
+
+
+@pytest.fixture(scope="module")
+def name(host):
+    return host.run("hostname").stdout.strip()
+
+
+@pytest.fixture
+def broken(host):
+    raise RuntimeError("fixture boom")
+
+
+def test_a(name):
+    assert name == "h1"
+
+
+@pytest.mark.parametrize("port", [22, 80])
+def test_b(host, port):
+    assert host.run(f"echo {port}").rc == 0
+
+
+def test_c(broken):
+    pass
+
+
+@pytest.mark.skip(reason="not here")
+def test_d(host):
+    pass
+
+
+class TestE:
+    def test_e(self, host):
+        assert host.run("true").rc == 0
+
+
+def test_f(host):
+    host.run("hang")
+
+
+def test_no_host():
+    print("to nobody's output")
+'''
+
+
+def named_reply(name: str) -> Reply:
+    def reply(command: str) -> tuple[int, bytes, bytes]:
+        if "hang" in command:
+            from orchestrator.probes.connection import CommandTimeout
+
+            raise CommandTimeout(command, 1.0)
+        if "hostname" in command:
+            return 0, f"{name}\n".encode(), b""
+        return 0, b"", b""
+
+    return reply
+
+
+def test_any_testinfra_file_runs_through_pytest_over_the_pool(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    suite = tmp_path / "test_any.py"
+    suite.write_text(PYTEST_SUITE)
+    log: list[tuple[str, str]] = []
+
+    def connect(t: ProbeTarget) -> SSHConnection:
+        return FakeConnection(t, log, reply=named_reply(t.name))
+
+    with ConnectionPool(connect=connect) as pool:
+        report = run_suite(suite, TARGETS[:2], 10, pool=pool)
+    got = {(r.host, r.check.split("::", 1)[1]): (r.status, r.evidence) for r in report.results}
+    status = {k: v[0] for k, v in got.items()}
+    for h in ("h1", "h2"):
+        assert status[(h, "test_b[22]")] == status[(h, "test_b[80]")] == "pass"
+        assert status[(h, "TestE::test_e")] == "pass"
+        assert status[(h, "test_no_host")] == "pass"
+        assert got[(h, "test_c")] == ("error", "setup: RuntimeError: fixture boom (test_any.py:12)")
+        assert got[(h, "test_d")] == ("error", "setup: skipped: not here")  # never a pass
+        assert status[(h, "test_f")] == "error"  # no answer is not a verdict
+        assert "hang" in got[(h, "test_f")][1]
+    assert status[("h1", "test_a")] == "pass"
+    assert status[("h2", "test_a")] == "fail"
+    assert "assert 'h2' == 'h1'" in got[("h2", "test_a")][1]
+    assert opens(log) == {"h1": 1, "h2": 1}  # the pool's connections, nothing else
+    assert "nobody" not in capsys.readouterr().out
+    assert not report.ok
+
+
+def test_a_suite_pytest_cannot_collect_is_an_error_on_every_host(tmp_path: Path) -> None:
+    suite = tmp_path / "test_broken.py"
+    suite.write_text("def test_x(host):\n    assert (\n")
+    pool, _ = fake_pool([])
+    with pool:
+        report = run_suite(suite, TARGETS[:2], 10, pool=pool)
+    assert [(r.host, r.status) for r in report.results] == [("h1", "error"), ("h2", "error")]
+    assert "cannot collect the suite" in report.results[0].evidence
