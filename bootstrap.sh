@@ -52,6 +52,7 @@ case "$mode" in
   test)
     echo "== ruff"; ruff check orchestrator tests benchmarks
     echo "== mypy"; mypy
+    echo "== import-linter (layers, see pyproject.toml)"; lint-imports --no-cache
     echo "== pytest"; exec pytest -p no:cacheprovider "${@:2}"
     ;;
   *) echo "usage: $0 demo|test|setup" >&2; exit 2 ;;

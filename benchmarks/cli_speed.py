@@ -8,7 +8,7 @@ and one HAProxy map change over the admin socket. Rollbacks alternate directions
 lab's `api` service (both sides untouched by patches, so both are trusted).
 
 "rollback" is the normal incident case: some earlier command (here a `status`) validated
-bluegreen.yml in full and left its snapshot (orchestrator/config_snapshot.py). "rollback,
+bluegreen.yml in full and left its snapshot (orchestrator/config/snapshot.py). "rollback,
 no snapshot" gives every run an empty cache directory: the full YAML + pydantic load.
 """
 
@@ -25,7 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-LAB_CONFIG = Path("/var/lib/bluegreen-lab/bluegreen.yml")
+from orchestrator.lab.paths import LabPaths
+
+LAB_CONFIG = LabPaths.default().config  # this lab instance's (BLUEGREEN_LAB_INSTANCE)
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> float:

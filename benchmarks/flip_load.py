@@ -26,11 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_INSTANCE = os.environ.get("BLUEGREEN_LAB_INSTANCE", "0")
-LAB_CONFIG = Path(
-    os.environ.get("BLUEGREEN_CONFIG")
-    or f"/var/lib/bluegreen-lab{'' if _INSTANCE in ('', '0') else _INSTANCE}/bluegreen.yml"
-)
+from orchestrator.lab.paths import LabPaths
+
+LAB_CONFIG = Path(os.environ.get("BLUEGREEN_CONFIG") or LabPaths.default().config)
 BLUEGREEN = [sys.executable, "-m", "orchestrator"]
 
 

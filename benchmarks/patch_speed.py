@@ -41,7 +41,7 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.config import LoadedConfig, load_config
+from orchestrator.config.loaded import LoadedConfig, load_config
 from orchestrator.inventory import load_fleet
 from orchestrator.lab.lab import Lab, LabShape
 from orchestrator.lab.packages import INITIAL

@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from orchestrator.config import load_config
+from orchestrator.config.loaded import load_config
 from orchestrator.inventory import load_fleet
 from orchestrator.lab.paths import LabPaths
 from orchestrator.probes.base import ProbeTarget

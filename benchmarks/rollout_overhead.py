@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.config import load_config, parse_package_arg
+from orchestrator.config.loaded import load_config, parse_package_arg
 from orchestrator.inventory import load_fleet
 from orchestrator.lab.lab import Lab
 from orchestrator.probes.engine import run_checks

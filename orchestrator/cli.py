@@ -280,8 +280,8 @@ def lab_reset(hosts: tuple[str, ...]) -> None:
 # ---- config-driven commands -------------------------------------------------------------
 def _load(ctx: click.Context) -> Any:
     """Load and validate bluegreen.yml in full; leave the incident snapshot behind."""
-    from orchestrator import config_snapshot
-    from orchestrator.config import load_config
+    from orchestrator.config import snapshot as config_snapshot
+    from orchestrator.config.loaded import load_config
 
     config = load_config(ctx.obj.config_path)
     config_snapshot.save(config)
@@ -291,7 +291,7 @@ def _load(ctx: click.Context) -> Any:
 def _load_for_traffic(ctx: click.Context) -> Any:
     """The validated snapshot when it matches the file's bytes (no YAML, no pydantic),
     else the full load (which refreshes the snapshot)."""
-    from orchestrator import config_snapshot
+    from orchestrator.config import snapshot as config_snapshot
 
     snapshot = config_snapshot.load(ctx.obj.config_path)
     return ctx.find_root().obj.loaded(snapshot) if snapshot else _load(ctx)
@@ -470,7 +470,7 @@ def rollout(
 
     The live side is never touched; on failure during bake traffic goes back by itself.
     """
-    from orchestrator.config import parse_package_arg
+    from orchestrator.config.loaded import parse_package_arg
 
     config = _load(ctx)
     config.service(service)
@@ -493,7 +493,7 @@ def rollout(
 def plan(ctx: click.Context, service: str, packages: tuple[str, ...], as_json: bool) -> None:
     """What `rollout SERVICE` would do: hosts, package changes (Ansible check mode) and
     router commands. Changes nothing."""
-    from orchestrator.config import parse_package_arg
+    from orchestrator.config.loaded import parse_package_arg
     from orchestrator.plan import plan_rollout
     from orchestrator.traffic import open_router
 
@@ -979,7 +979,7 @@ def _show_campaign_event(ev: Any) -> None:
 
 
 def _campaign_engine(ctx: click.Context, config: Any, as_json: bool, wait: bool) -> Any:
-    from orchestrator.campaign import CampaignRunner
+    from orchestrator.campaign.runner import CampaignRunner
     from orchestrator.traffic import open_router, open_store
 
     store, router = open_store(config), open_router(config)
@@ -996,7 +996,7 @@ def _finish_campaign(result: Any, as_json: bool) -> None:
         color = "green" if result.exit_code == 0 else "yellow" if result.exit_code == 6 else "red"
         click.secho(f"{result.status}: {result.message}", fg=color)
         for svc, info in result.services.items():
-            click.echo(f"  {svc:<12} wave {info['wave']}  {info['status']}")
+            click.echo(f"  {svc:<12} wave {info.wave}  {info.status}")
     sys.exit(result.exit_code)
 
 
@@ -1009,15 +1009,15 @@ def _finish_campaign(result: Any, as_json: bool) -> None:
 def campaign_plan(ctx: click.Context, file: str, check: bool, as_json: bool) -> None:
     """Per service: hosts, package changes, wave; whether the window is open and when it
     opens next. Changes nothing."""
-    from orchestrator.campaign_model import load_campaign
-    from orchestrator.campaign_ops import plan_campaign
+    from orchestrator.campaign.model import load_campaign
+    from orchestrator.campaign.plan import plan_campaign
     from orchestrator.traffic import open_router
 
     config = _load(ctx)
     camp = load_campaign(file)
     router = open_router(config)
     try:
-        doc = plan_campaign(config, router, camp, check=check)
+        doc = plan_campaign(config, router, camp, check=check).as_dict()
     finally:
         router.close()
     if as_json:
@@ -1051,8 +1051,8 @@ def campaign_run(
 ) -> None:
     """Run a campaign: waves in order, each service patched, verified, flipped and baked
     inside the window."""
-    from orchestrator.campaign_model import load_campaign
-    from orchestrator.campaign_ops import campaign_runs
+    from orchestrator.campaign.model import load_campaign
+    from orchestrator.campaign.ops import campaign_runs
 
     config = _load(ctx)
     camp = load_campaign(file)
@@ -1083,7 +1083,7 @@ def campaign_run(
 @handles_errors
 def campaign_resume(ctx: click.Context, name: str, wait_for_window: bool, as_json: bool) -> None:
     """Continue an unfinished campaign (deferred, approved, or killed) from its journal."""
-    from orchestrator.campaign_ops import find_run
+    from orchestrator.campaign.ops import find_run
 
     config = _load(ctx)
     engine, router = _campaign_engine(ctx, config, as_json, wait_for_window)
@@ -1101,7 +1101,7 @@ def campaign_resume(ctx: click.Context, name: str, wait_for_window: bool, as_jso
 @handles_errors
 def campaign_status_cmd(ctx: click.Context, name: str | None, as_json: bool) -> None:
     """The newest run of each campaign (or of NAME): status, approval, per-service progress."""
-    from orchestrator.campaign_ops import campaign_runs, campaign_status, find_run
+    from orchestrator.campaign.ops import campaign_runs, campaign_status, find_run
     from orchestrator.traffic import open_store
 
     store = open_store(_load(ctx))
@@ -1112,7 +1112,7 @@ def campaign_status_cmd(ctx: click.Context, name: str | None, as_json: bool) -> 
         for r in campaign_runs(store):
             latest[str(r.params.get("name"))] = r
         runs = list(latest.values())
-    docs = [campaign_status(store, r) for r in runs]
+    docs = [campaign_status(store, r).as_dict() for r in runs]
     if as_json:
         _emit_json(docs[0] if name else docs)
         return
@@ -1139,7 +1139,7 @@ def campaign_status_cmd(ctx: click.Context, name: str | None, as_json: bool) -> 
 def campaign_approve(ctx: click.Context, name: str, reason: str | None, as_json: bool) -> None:
     """Approve a campaign that awaits approval (the approver is --actor; audited).
     Then `campaign resume NAME` continues it."""
-    from orchestrator.campaign_ops import approve
+    from orchestrator.campaign.ops import approve
     from orchestrator.traffic import open_store
 
     doc = approve(open_store(_load(ctx)), name, _actor(ctx), reason)
@@ -1159,7 +1159,7 @@ def campaign_approve(ctx: click.Context, name: str, reason: str | None, as_json:
 def campaign_abort(ctx: click.Context, name: str, reason: str, as_json: bool) -> None:
     """End an unfinished campaign. Each service stays live on its old side or on a fully
     verified new side; runs are marked aborted, locks released."""
-    from orchestrator.campaign_ops import abort
+    from orchestrator.campaign.ops import abort
     from orchestrator.traffic import open_store
 
     doc = abort(open_store(_load(ctx)), name, _actor(ctx), reason)
@@ -1186,8 +1186,8 @@ def report_cmd(
     before/after per host, probe results, approvals, flips, rollbacks, audit head hash."""
     from pathlib import Path
 
-    from orchestrator.campaign_ops import find_run
-    from orchestrator.report import build_report, default_report_path, write_report
+    from orchestrator.campaign.ops import find_run
+    from orchestrator.campaign.report import build_report, default_report_path, write_report
     from orchestrator.traffic import open_store
 
     config = _load(ctx)
@@ -1220,8 +1220,8 @@ def schedule_install(ctx: click.Context, file: str, directory: str | None, as_js
     the equivalent cron lines; `systemd-analyze verify` is run on what was written."""
     from pathlib import Path
 
-    from orchestrator.campaign_model import load_campaign
-    from orchestrator.schedule import install_units, verify_units
+    from orchestrator.campaign.model import load_campaign
+    from orchestrator.schedule.systemd import install_units, verify_units
 
     config = _load(ctx)
     camp = load_campaign(file)
@@ -1258,7 +1258,7 @@ def schedule_list(directory: str | None, as_json: bool) -> None:
     """Campaign timers written by `schedule install`."""
     from pathlib import Path
 
-    from orchestrator.schedule import list_units
+    from orchestrator.schedule.systemd import list_units
 
     rows = list_units(Path(directory) if directory else None)
     if as_json:
@@ -1276,7 +1276,7 @@ def schedule_remove(name: str, directory: str | None) -> None:
     """Delete a campaign's timer and service units."""
     from pathlib import Path
 
-    from orchestrator.schedule import remove_units
+    from orchestrator.schedule.systemd import remove_units
 
     for path in remove_units(name, Path(directory) if directory else None):
         click.echo(f"removed {path}")
@@ -1310,7 +1310,7 @@ def lab_demo(ctx: click.Context, service: str) -> None:
     ctx.obj.config_path = str(the_lab.paths.config)
     banner("2. before: who is live, what is installed")
     ctx.invoke(status, service=None, adopt=False, reason=None, as_json=False)
-    from orchestrator.config import PACKAGE_ROOT
+    from orchestrator.config.loaded import PACKAGE_ROOT
 
     demo_file = PACKAGE_ROOT / "inventories" / "lab" / "campaigns" / "lab-demo.yml"
     banner(
@@ -1338,7 +1338,7 @@ def lab_demo(ctx: click.Context, service: str) -> None:
 
 def _demo_campaign(ctx: click.Context, demo_file: Any) -> None:
     """`campaign run FILE --yes` without ending the process on success (for the demo)."""
-    from orchestrator.campaign_model import load_campaign
+    from orchestrator.campaign.model import load_campaign
 
     config = _load(ctx)
     engine, router = _campaign_engine(ctx, config, False, False)

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import LoadedConfig
+from orchestrator.config.loaded import LoadedConfig
 from orchestrator.errors import BadInput
+from orchestrator.secrets import is_secret_key as is_secret_key  # the one redaction policy
 from orchestrator.sides import SIDES, Side
 
 #: Ansible prints warnings straight to sys.stdout/sys.stderr, so parsing swaps both for a
@@ -45,10 +46,6 @@ __all__ = ["Fleet", "Host", "ServiceHosts", "is_secret_key", "load_fleet"]
 
 _SAFE_HOST_RE = re.compile(r"^[A-Za-z0-9._:-]{1,253}$")
 _SAFE_USER_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
-_SECRET_KEY_RE = re.compile(
-    r"password|passwd|secret|token|vault|private_key|(?:^|_)pass(?:$|_)|api_?key",
-    re.IGNORECASE,
-)
 # Variables Ansible adds to every host (not from the inventory); never part of Host.vars.
 _MAGIC_VARS = frozenset(
     {
@@ -87,11 +84,6 @@ _MAGIC_VARS = frozenset(
     }
 )
 _GROUPS_SHOWN = 30
-
-
-def is_secret_key(key: str) -> bool:
-    """True for variable names that obviously hold secrets (password, token, vault, ...)."""
-    return bool(_SECRET_KEY_RE.search(key))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.config import LoadedConfig, PackageSpec
+from orchestrator.config.loaded import LoadedConfig
+from orchestrator.config.models import PackageSpec
 from orchestrator.errors import (
     Aborted,
     BluegreenError,
@@ -492,7 +493,7 @@ def _failpoint(name: str) -> None:
 
 
 def _spec(text: str) -> PackageSpec:
-    from orchestrator.config import parse_package_arg
+    from orchestrator.config.loaded import parse_package_arg
 
     return parse_package_arg(text)
 

@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.config import LoadedConfig, PackageSpec
+from orchestrator.config.loaded import LoadedConfig
+from orchestrator.config.models import PackageSpec
 from orchestrator.probes.base import CheckResult, ProbeReport, ProbeTarget
 from orchestrator.sides import Side, other_side
 from orchestrator.state.base import StateStore

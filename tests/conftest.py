@@ -14,7 +14,7 @@ from tests.support.lab import reset_state_dir
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Config snapshots (see orchestrator.config_snapshot) go to a per-session directory,
+    """Config snapshots (see orchestrator.config.snapshot) go to a per-session directory,
     for this process and every `bluegreen` it starts."""
     path = tmp_path_factory.mktemp("cache")
     path.chmod(0o700)

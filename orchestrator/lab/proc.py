@@ -1,4 +1,6 @@
-"""Small process helpers for the lab: run commands, find and stop only our own processes."""
+"""Small process helpers for the lab: run commands, find and stop only our own processes.
+
+`alive` lives in `orchestrator.processes` (the campaign engine needs it too)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from orchestrator import processes
 from orchestrator.errors import LabError
+from orchestrator.processes import alive as alive  # re-exported: lab modules use it from here
 
 
 def run(
@@ -20,17 +24,10 @@ def run(
     input_text: str | None = None,
     cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command (argv list, never a shell) and raise LabError with its stderr on failure."""
+    """Run a command (argv list, never a shell; `orchestrator.processes.run`) and raise
+    LabError with its stderr on failure."""
     try:
-        proc = subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            input=input_text,
-            cwd=cwd,
-            check=False,
-        )
+        proc = processes.run(argv, timeout=timeout, input_text=input_text, cwd=cwd)
     except FileNotFoundError as exc:
         raise LabError(
             f"command not found: {argv[0]}",
@@ -51,21 +48,6 @@ def cmdline(pid: int) -> str:
         )
     except OSError:
         return ""
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie is not alive for our purposes
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def children(pid: int) -> list[int]:

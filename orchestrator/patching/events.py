@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from orchestrator.patching.results import HostPatchResult, PackageChange, PatchProgress
+from orchestrator.secrets import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -26,31 +27,8 @@ REPORT_VAR = "bluegreen_patch_report"
 
 _MESSAGE_LIMIT = 600
 
-# ------------------------------------------------------------------------------ redaction
-
-_SECRET_ASSIGN_RE = re.compile(
-    r"(?i)\b([\w-]*(?:password|passwd|secret|token|api[_-]?key|private[_-]?key|credential)"
-    r"[\w-]*)(\s*[:=]\s*|\s+)(\"[^\"]*\"|'[^']*'|\S+)"
-)
-_AUTH_HEADER_RE = re.compile(r"(?i)\b(authorization:\s*\w+\s+)\S+")
-_URL_CRED_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
-_PEM_RE = re.compile(
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
-)
-# long random-looking runs (keys, tokens); paths and words have separators or no digits
-_LONG_TOKEN_RE = re.compile(
-    r"\b(?=[A-Za-z0-9+_-]*\d)(?=[A-Za-z0-9+_-]*[A-Za-z])[A-Za-z0-9+_-]{40,}={0,2}"
-)
-
-
-def redact(text: str) -> str:
-    """`text` with anything that looks like a secret replaced by <redacted>."""
-    text = _PEM_RE.sub("<redacted private key>", text)
-    text = _URL_CRED_RE.sub(r"\1<redacted>@", text)
-    text = _AUTH_HEADER_RE.sub(r"\1<redacted>", text)
-    text = _SECRET_ASSIGN_RE.sub(r"\1\2<redacted>", text)
-    return _LONG_TOKEN_RE.sub("<redacted>", text)
-
+redact = redact_text
+"""Failure messages are redacted by the one policy of `orchestrator.secrets`."""
 
 def shorten(text: str, limit: int = _MESSAGE_LIMIT) -> str:
     flat = " ".join(text.split())

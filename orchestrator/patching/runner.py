@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import LoadedConfig, PackageSpec
+from orchestrator.config.loaded import LoadedConfig
+from orchestrator.config.models import PackageSpec
 from orchestrator.errors import BadInput, PatchFailed
 from orchestrator.patching.events import Collector, redact, shorten
 from orchestrator.patching.results import HostPatchResult, PatchProgress, PatchResult

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from orchestrator.config import LoadedConfig
+from orchestrator.config.loaded import LoadedConfig
 from orchestrator.inventory import Host
 
 T = TypeVar("T")

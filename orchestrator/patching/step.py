@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import LoadedConfig, PackageSpec
+from orchestrator.config.loaded import LoadedConfig
+from orchestrator.config.models import PackageSpec
 from orchestrator.inventory import Host
 from orchestrator.patching.changes import (
     SNAPSHOT_COMMAND,

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from orchestrator.config.files import FileKind, read_json_mapping
 from orchestrator.errors import BadInput, BluegreenError
 from orchestrator.probes.drift import (
     KINDS,
@@ -22,6 +23,13 @@ from orchestrator.probes.drift import (
 )
 
 FORMAT = 1
+BASELINE_FILE = FileKind(
+    what="baseline file",
+    max_bytes=8 * 1024 * 1024,  # a fingerprint of a few thousand packages and files
+    missing_hint="create it with `bluegreen baseline save SERVICE` and review it",
+    wrong_file_hint="point at the JSON file `bluegreen baseline save` wrote",
+    content_hint="save it again with `bluegreen baseline save`",
+)
 
 
 def common_part(fps: Sequence[Fingerprint]) -> dict[str, dict[str, str]]:
@@ -62,22 +70,15 @@ def write_baseline(path: Path, doc: Mapping[str, Any]) -> None:
 
 def read_baseline(path: Path) -> dict[str, dict[str, str]]:
     """The fingerprint part of a baseline file; bad input names the file and the fix."""
-    if not path.is_file():
+    doc = read_json_mapping(path, BASELINE_FILE)
+    fp = doc.get("fingerprint")
+    if (
+        doc.get("format") != FORMAT
+        or not isinstance(fp, dict)
+        or not all(isinstance(v, dict) for v in fp.values())
+    ):
         raise BadInput(
-            f"no baseline file at {path}",
-            hint="create it with `bluegreen baseline save SERVICE` and review it",
-        )
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BadInput(
-            f"{path}: not a readable JSON baseline: {exc}",
-            hint="save it again with `bluegreen baseline save`",
-        ) from exc
-    fp = doc.get("fingerprint") if isinstance(doc, dict) else None
-    if doc.get("format") != FORMAT or not isinstance(fp, dict):
-        raise BadInput(
-            f"{path}: field `format` must be {FORMAT} and `fingerprint` a mapping",
+            f"{path}: field `format` must be {FORMAT} and `fingerprint` a mapping of mappings",
             hint="save it again with `bluegreen baseline save`",
         )
     bad = sorted(set(fp) - set(KINDS))

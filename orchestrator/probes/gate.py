@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from orchestrator.config import LoadedConfig, PackageSpec
+from orchestrator.config.loaded import LoadedConfig
+from orchestrator.config.models import PackageSpec
 from orchestrator.inventory import Host
 from orchestrator.probes.base import ProbeReport, ProbeTarget
 from orchestrator.probes.checks import Check, parse_checks

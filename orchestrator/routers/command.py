@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from typing import Any
 
 from orchestrator.errors import FlipIncomplete, RouterError
+from orchestrator.processes import run
 from orchestrator.routers.base import (
     DrainResult,
     FlipResult,
@@ -84,7 +84,7 @@ class CommandRouter:
             timeout += max(0.0, deadline_s)
         shown = " ".join(argv)
         try:
-            done = _run(argv, env, timeout)
+            done = run(argv, timeout=timeout, env=env)
         except subprocess.TimeoutExpired as exc:
             raise RouterError(
                 f"router script `{shown}` did not finish within {timeout:g} s"
@@ -239,45 +239,6 @@ class CommandRouter:
 
     def close(self) -> None:
         """Nothing is kept open between calls."""
-
-
-def _run(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run with a list argv (no shell). The script gets its own session so that on timeout
-    its children (curl, ssh, ...) are killed with it and cannot hold our pipes open."""
-    with subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
-        env=env,
-        start_new_session=True,
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            _kill_group(process)
-            try:
-                _out, err = process.communicate(timeout=2)
-            except subprocess.TimeoutExpired:
-                err = None
-            raise subprocess.TimeoutExpired(
-                argv, timeout, stderr=err.encode() if err else None
-            ) from exc
-        except BaseException:
-            _kill_group(process)
-            raise
-    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
-
-
-def _kill_group(process: subprocess.Popen[str]) -> None:
-    # The group is the one this router created for the script (start_new_session).
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.kill()
 
 
 def _text(data: str | bytes | None) -> str:

@@ -1,4 +1,5 @@
-"""The audit chain's records: canonical payload, hash, HMAC; and redaction of secrets.
+"""The audit chain's records: canonical payload, hash, HMAC (secrets are redacted before
+anything is stored, by the one policy of `orchestrator.secrets`).
 
 Each record's `hash` is sha256 over the canonical JSON of its payload (every field but
 `hash` and `mac`, `prev_hash` included); the first record's `prev_hash` is `GENESIS_HASH`.
@@ -17,33 +18,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+# the store redacts with the one policy of orchestrator.secrets (re-exported here)
+from orchestrator.secrets import REDACTED as REDACTED
+from orchestrator.secrets import redact as redact
 from orchestrator.state.models import AuditRecord
 
 GENESIS_HASH = "0" * 64
-
-_SECRET_KEY = re.compile(r"password|passwd|secret|token|vault|private[_-]?key|api[_-]?key", re.I)
-REDACTED = "***"
-
-
-def redact(obj: Any) -> Any:
-    """Return a copy of `obj` where every value under a secret-looking key is "***".
-
-    Recurses through dicts, lists and tuples (tuples become lists); keys match
-    case-insensitively anywhere in the key ("DB_Password", "vault_pass", "api-key").
-    """
-    if isinstance(obj, dict):
-        return {
-            key: REDACTED if _SECRET_KEY.search(str(key)) else redact(value)
-            for key, value in obj.items()
-        }
-    if isinstance(obj, list | tuple):
-        return [redact(item) for item in obj]
-    return obj
 
 
 def canonical_json(obj: Any) -> str:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.config import LoadedConfig, PackageSpec, load_config
+from orchestrator.config.loaded import LoadedConfig, load_config
+from orchestrator.config.models import PackageSpec
 from orchestrator.lab.lab import Lab
 from orchestrator.patching import PatchProgress, patch_hosts
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.config import load_config
+from orchestrator.config.loaded import load_config
 from orchestrator.inventory import load_fleet
 from orchestrator.lab.lab import Lab
 from orchestrator.probes import ConnectionPool, ProbeReport, ProbeTarget, parse_checks, run_checks

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.config import load_config
+from orchestrator.config.loaded import load_config
 from orchestrator.inventory import load_fleet
 from orchestrator.lab.lab import Lab
 from orchestrator.probes import parse_checks, run_checks

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.config import LoadedConfig, load_config
+from orchestrator.config.loaded import LoadedConfig, load_config
 from orchestrator.errors import BadInput
-from orchestrator.inventory import Fleet, Host, ServiceHosts, is_secret_key, load_fleet
+from orchestrator.inventory import Fleet, Host, ServiceHosts, load_fleet
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "inventories" / "example" / "bluegreen.yml"
@@ -231,23 +231,6 @@ def test_secrets_are_never_in_host_vars(tmp_path: Path) -> None:
         assert host.vars["tls_cert"] == "/etc/ssl/web.pem"
         assert host.vars["app_port"] == 8080
         assert "hunter2" not in repr(host)
-
-
-@pytest.mark.parametrize(
-    ("key", "secret"),
-    [
-        ("db_password", True),
-        ("ansible_ssh_pass", True),
-        ("GITHUB_TOKEN", True),
-        ("vault_x", True),
-        ("ssh_private_key", True),
-        ("passenger_count", False),
-        ("app_port", False),
-        ("ansible_host", False),
-    ],
-)
-def test_is_secret_key(key: str, secret: bool) -> None:
-    assert is_secret_key(key) is secret
 
 
 def test_module_import_does_not_import_ansible() -> None:

@@ -3,7 +3,7 @@ and the warnings of a run that 'succeeded'."""
 
 from __future__ import annotations
 
-from orchestrator.config import PackageSpec
+from orchestrator.config.models import PackageSpec
 from orchestrator.patching.changes import (
     PackageDelta,
     compare,

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.campaign_ops import campaign_status
-from orchestrator.campaign_state import begun_steps, ended_steps
-from orchestrator.notify import _safe_url
+from orchestrator.campaign.journal import Journal, Step
+from orchestrator.campaign.ops import campaign_status
+from orchestrator.secrets import safe_url
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import Run
 
@@ -30,17 +30,18 @@ def build_report(store: StateStore, run: Run) -> dict[str, Any]:
     params = run.params
     campaign = params.get("campaign", {})
     status = campaign_status(store, run)
-    begun, ends = begun_steps(store, run.run_id), ended_steps(store, run.run_id)
+    journal = Journal(store, run.run_id)
+    begun, ends = journal.begun(), journal.ended()
     names = [s for w in params.get("waves", []) for s in w]
     services: dict[str, Any] = {}
     for svc in names:
-        step = begun.get(f"service:{svc}") or {}
+        step = begun.get(Step.of_service(svc)) or {}
         child_id = step.get("child_run")
         child = store.get_run(child_id) if child_id else None
-        journal = {e.step + ":" + e.phase: e for e in store.journal(child.run_id)} if child else {}
-        patch = journal.get("patch:end")
-        verify = journal.get("verify:end")
-        flip = journal.get("flip:end")
+        entries = {e.step + ":" + e.phase: e for e in store.journal(child.run_id)} if child else {}
+        patch = entries.get("patch:end")
+        verify = entries.get("verify:end")
+        flip = entries.get("flip:end")
         before = step.get("before") or {}
         after = {
             h: d.get("versions", {})
@@ -50,9 +51,9 @@ def build_report(store: StateStore, run: Run) -> dict[str, Any]:
             h: {"before": before.get(h, {}), "after": after.get(h, {})}
             for h in sorted(set(before) | set(after))
         }
-        converge = ends.get(f"converge:{svc}")
+        converge = ends.get(Step.converge(svc))
         services[svc] = {
-            **status["services"][svc],
+            **status.services[svc].as_dict(),
             "child_status": child.status if child else None,
             "child_result": child.result if child else None,
             "started_at": child.started_at.isoformat() if child else None,
@@ -93,7 +94,7 @@ def build_report(store: StateStore, run: Run) -> dict[str, Any]:
         "campaign": params.get("name"),
         "file": params.get("file"),
         "run_id": run.run_id,
-        "status": status["status"],
+        "status": status.status,
         "result": run.result,
         "actor": run.actor,
         "started_at": started.isoformat(),
@@ -106,7 +107,7 @@ def build_report(store: StateStore, run: Run) -> dict[str, Any]:
         "waves": params.get("waves", []),
         "services": services,
         "rollbacks": rollbacks,
-        "webhooks": [_safe_url(u) for u in (campaign.get("notify") or {}).get("webhooks", [])],
+        "webhooks": [safe_url(u) for u in (campaign.get("notify") or {}).get("webhooks", [])],
         "audit": {"ok": chain.ok, "records": chain.count, "head_hash": chain.head_hash},
     }
 

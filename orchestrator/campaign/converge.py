@@ -8,14 +8,47 @@ live again, and converging would patch live traffic: refused).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.campaign_model import Campaign, advisories_for, packages_for
-from orchestrator.config import LoadedConfig
+from orchestrator.campaign.model import Campaign, advisories_for, packages_for
+from orchestrator.config.loaded import LoadedConfig
 from orchestrator.routers.base import Router
 from orchestrator.sides import other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput
+
+
+@dataclass(frozen=True)
+class ConvergeResult:
+    """What a converge did; `as_dict()` is the journal data of its `converge:NAME` step."""
+
+    ok: bool
+    message: str
+    side: str | None = None
+    """None when it was refused before choosing a side."""
+    patch_level: str | None = None
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    verify: str | None = None
+    results: list[dict[str, Any]] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    verified: bool = False
+    """True once the side was patched and verification ran (the full record is stored)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"ok": self.ok}
+        if self.side is not None:
+            doc["side"] = self.side
+        if self.verified:
+            doc.update(
+                patch_level=self.patch_level,
+                hosts=self.hosts,
+                verify=self.verify,
+                results=self.results,
+                drift=self.drift,
+            )
+        doc["message"] = self.message
+        return doc
 
 
 def converge_service(
@@ -28,19 +61,19 @@ def converge_service(
     actor: str,
     *,
     expected_live: str,
-) -> dict[str, Any]:
-    """Patch + verify the standby of `service`; returns the journal data of the step."""
+) -> ConvergeResult:
+    """Patch + verify the standby of `service`."""
     from orchestrator.patching import patch_hosts
     from orchestrator.rollout import patch_level
     from orchestrator.verification import verify_side
 
     live = router.live(service)
     if live != expected_live:
-        return {
-            "ok": False,
-            "message": f"{live} is live, not {expected_live} (rolled back since?): the old "
+        return ConvergeResult(
+            ok=False,
+            message=f"{live} is live, not {expected_live} (rolled back since?): the old "
             "side is live, converge refused",
-        }
+        )
     side = other_side(live)
     packages = packages_for(campaign, service)
     level = patch_level(packages, False)
@@ -48,7 +81,7 @@ def converge_service(
     try:
         result = patch_hosts(config, service, side, packages)
         if not result.ok:
-            return {"ok": False, "side": side, "message": "; ".join(result.failures())}
+            return ConvergeResult(ok=False, side=side, message="; ".join(result.failures()))
         store.record_patch(
             service,
             side,
@@ -80,23 +113,24 @@ def converge_service(
             if have.get(pkg) != ver
         )
         ok = outcome.ok and not drift
-        return {
-            "ok": ok,
-            "side": side,
-            "patch_level": level,
-            "hosts": {h: {"versions": v} for h, v in versions.items()},
-            "verify": outcome.summary,
-            "results": [
+        return ConvergeResult(
+            ok=ok,
+            side=side,
+            patch_level=level,
+            hosts={h: {"versions": v} for h, v in versions.items()},
+            verify=outcome.summary,
+            results=[
                 {"host": r.host, "check": r.check, "status": r.status, "evidence": r.evidence[:300]}
                 for r in outcome.report.results
             ],
-            "drift": drift,
-            "message": (
+            drift=drift,
+            verified=True,
+            message=(
                 f"{side} converged ({level}); both sides match"
                 if ok
                 else f"{side}: {outcome.summary}; drift: {', '.join(drift) or 'none'}"
             ),
-        }
+        )
     finally:
         lock = store.get_lock(service)
         if lock is not None and lock.run_id == run_id:

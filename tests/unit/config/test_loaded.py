@@ -8,18 +8,12 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.config import (
-    CONFIG_ENV,
-    MAX_CONFIG_BYTES,
-    BluegreenConfig,
-    LoadedConfig,
-    PackageSpec,
-    load_config,
-    parse_package_arg,
-)
+from orchestrator.config.loaded import LoadedConfig, load_config, parse_package_arg
+from orchestrator.config.location import CONFIG_ENV, MAX_CONFIG_BYTES
+from orchestrator.config.models import BluegreenConfig, PackageSpec
 from orchestrator.errors import BadInput
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "inventories" / "example" / "bluegreen.yml"
 
 

@@ -8,15 +8,11 @@ from typing import Any
 
 import pytest
 
-from orchestrator.campaign_model import (
-    campaign_from_dict,
-    load_campaign,
-    packages_for,
-    parse_duration,
-)
+from orchestrator.campaign.model import campaign_from_dict, load_campaign, packages_for
+from orchestrator.config.types import parse_duration
 from orchestrator.errors import BadInput
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def minimal(**over: Any) -> dict[str, Any]:
@@ -114,8 +110,8 @@ def test_shipped_examples_are_valid(tmp_path: Path) -> None:
 
 
 def test_unknown_service_in_a_wave_names_the_campaign_field(tmp_path: Path) -> None:
-    from orchestrator.campaign_model import resolve_waves
-    from orchestrator.config import load_config
+    from orchestrator.campaign.waves import resolve_waves
+    from orchestrator.config.loaded import load_config
 
     config = load_config(ROOT / "inventories/example/bluegreen.yml")
     known = sorted(config.services)

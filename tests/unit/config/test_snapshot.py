@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import config_snapshot
-from orchestrator.config import load_config
+from orchestrator.config import snapshot as config_snapshot
+from orchestrator.config.loaded import load_config
 from orchestrator.errors import BadInput
 from orchestrator.routers.settings import HAProxySettings, SSHTarget
-from tests.unit.test_config import haproxy_router, minimal, write
+from tests.unit.config.test_loaded import haproxy_router, minimal, write
 
 
 @pytest.fixture

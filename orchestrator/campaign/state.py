@@ -1,29 +1,19 @@
-"""Campaign state derived from the store: the journal's steps, each service's status,
-conflicts with other runs, and the standby's installed versions before patching."""
+"""Campaign state derived from the store: each service's status, conflicts with other
+runs, and the standby's installed versions before patching."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.campaign_model import Campaign, packages_for
-from orchestrator.config import LoadedConfig
+from orchestrator.campaign.journal import APPROVAL, Journal, Step
+from orchestrator.campaign.model import Campaign, packages_for
+from orchestrator.config.loaded import LoadedConfig
 from orchestrator.errors import BluegreenError, LockHeld, RolledBack
 from orchestrator.routers.base import Router
 from orchestrator.sides import other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, Run
-
-
-def begun_steps(store: StateStore, run_id: str) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for e in store.journal(run_id):
-        if e.phase == "begin" and e.step not in out:
-            out[e.step] = e.data
-    return out
-
-
-def ended_steps(store: StateStore, run_id: str) -> dict[str, dict[str, Any]]:
-    return {e.step: e.data for e in store.journal(run_id) if e.phase == "end"}
 
 
 def engine_result_from_run(child: Run) -> dict[str, Any]:
@@ -69,9 +59,9 @@ def check_conflicts(
                 hint=f"`bluegreen campaign resume {name}` continues it; "
                 f"`bluegreen campaign abort {name}` ends it",
             )
-        ends = ended_steps(store, other.run_id)
+        ends = Journal(store, other.run_id).ended()
         theirs = {s for w in other.params.get("waves", []) for s in w}
-        shared = sorted(s for s in set(services) & theirs if f"service:{s}" not in ends)
+        shared = sorted(s for s in set(services) & theirs if Step.of_service(s) not in ends)
         if shared:
             raise LockHeld(
                 f"{', '.join(shared)} belong(s) to unfinished campaign {other_name} "
@@ -81,41 +71,69 @@ def check_conflicts(
             )
 
 
+@dataclass(frozen=True)
+class ServiceProgress:
+    """Where one service of a campaign run stands.
+
+    status: done | failed | rolled_back (ended), deferred | aborted | in flight (begun),
+    deferred | skipped | pending (not begun)."""
+
+    wave: int
+    child_run: str | None
+    status: str
+    ended: bool = False
+    from_side: str | None = None
+    to_side: str | None = None
+    converged: bool | None = None
+    """None until a converge of its old side ended."""
+
+    def as_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "wave": self.wave, "child_run": self.child_run, "status": self.status
+        }
+        if self.ended:
+            doc["from"], doc["to"] = self.from_side, self.to_side
+        if self.converged is not None:
+            doc["converged"] = self.converged
+        return doc
+
+
 def service_states(
     store: StateStore, run_id: str, waves: list[list[str]]
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, ServiceProgress]:
     run = store.get_run(run_id)
-    begun, ends = begun_steps(store, run_id), ended_steps(store, run_id)
-    out: dict[str, dict[str, Any]] = {}
+    journal = Journal(store, run_id)
+    begun, ends = journal.begun(), journal.ended()
+    out: dict[str, ServiceProgress] = {}
     for wi, names in enumerate(waves):
         for svc in names:
-            step = f"service:{svc}"
-            info: dict[str, Any] = {
-                "wave": wi + 1,
-                "child_run": (begun.get(step) or {}).get("child_run"),
-            }
+            step = Step.of_service(svc)
+            child_run = (begun.get(step) or {}).get("child_run")
+            conv = ends.get(Step.converge(svc))
+            converged = None if conv is None else conv.get("ok")
             if step in ends:
-                info["status"] = ends[step].get("status")
-                info["from"], info["to"] = ends[step].get("from"), ends[step].get("to")
-            elif step in begun:
-                child = store.get_run(info["child_run"]) if info["child_run"] else None
-                info["status"] = (
+                end = ends[step]
+                out[svc] = ServiceProgress(
+                    wi + 1, child_run, str(end.get("status")), ended=True,
+                    from_side=end.get("from"), to_side=end.get("to"), converged=converged,
+                )
+                continue
+            if step in begun:
+                child = store.get_run(child_run) if child_run else None
+                status = (
                     "deferred"
                     if child and child.status == "deferred"
                     else "aborted"
                     if child and child.status == "aborted"
                     else "in flight"
                 )
-            elif run is not None and run.status in ("deferred",) and "approval" not in begun:
-                info["status"] = "deferred"
+            elif run is not None and run.status == "deferred" and APPROVAL not in begun:
+                status = "deferred"
             elif run is not None and run.status in ("failed", "aborted"):
-                info["status"] = "skipped"
+                status = "skipped"
             else:
-                info["status"] = "pending"
-            conv = ends.get(f"converge:{svc}")
-            if conv is not None:
-                info["converged"] = conv.get("ok")
-            out[svc] = info
+                status = "pending"
+            out[svc] = ServiceProgress(wi + 1, child_run, status, converged=converged)
     return out
 
 

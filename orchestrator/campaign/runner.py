@@ -4,10 +4,10 @@ maintenance window, with approvals, deferral, resume and converge.
 A campaign run is a run of kind "campaign" in the state store. Its journal holds one step
 per service (`service:NAME`, begun with the child rollout's run id before that rollout is
 created), the approval (`approval`, begun when the run reaches the approval point, ended by
-`campaign approve`), deferrals and converges (`converge:NAME`). Each service is patched by
-its own child run of kind "rollout" (`Rollout`, params `campaign_run`). `resume` continues
-from the journal: finished services are skipped, a child in flight is resumed with
-`Rollout.resume` (also after kill -9).
+`campaign approve`), deferrals and converges (`converge:NAME`), typed in `campaign.journal`.
+Each service is patched by its own child run of kind "rollout" (`Rollout`, params
+`campaign_run`). `resume` continues from the journal: finished services are skipped, a child
+in flight is resumed with `Rollout.resume` (also after kill -9).
 
 Rules kept here:
 - no flip outside the window: the child's `may_flip` hook checks the window (and manual
@@ -28,31 +28,42 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.campaign_model import (
+from orchestrator.campaign.journal import (
+    APPROVAL,
+    DEFERRED,
+    DEFERRED_OUTCOME,
+    DONE,
+    ROLLED_BACK,
+    Journal,
+    Outcome,
+    ServiceOutcome,
+    Step,
+    StepKind,
+)
+from orchestrator.campaign.model import (
     Campaign,
     advisories_for,
     campaign_from_dict,
     packages_for,
-    resolve_waves,
 )
-from orchestrator.campaign_state import (
-    begun_steps,
+from orchestrator.campaign.notify import Notifier
+from orchestrator.campaign.state import (
+    ServiceProgress,
     check_conflicts,
-    ended_steps,
     engine_result_from_run,
     service_states,
     standby_versions,
 )
-from orchestrator.config import LoadedConfig
+from orchestrator.campaign.waves import resolve_waves
+from orchestrator.config.loaded import LoadedConfig
 from orchestrator.errors import (
     BadInput,
     BluegreenError,
     OutsideWindow,
     RolledBack,
 )
-from orchestrator.notify import Notifier
 from orchestrator.routers.base import Router
-from orchestrator.schedule import window_state
+from orchestrator.schedule.window import window_state
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, Run
 
@@ -75,7 +86,7 @@ class CampaignResult:
     status: str  # done | failed | deferred | awaiting_approval | converge_pending | aborted
     message: str
     exit_code: int
-    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    services: dict[str, ServiceProgress] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,7 +95,7 @@ class CampaignResult:
             "status": self.status,
             "message": self.message,
             "exit_code": self.exit_code,
-            "services": self.services,
+            "services": {name: state.as_dict() for name, state in self.services.items()},
         }
 
 
@@ -195,7 +206,8 @@ class CampaignRunner:
                 result.status, result.exit_code = "done", 0
                 result.message = f"campaign {campaign.name}: {total} services patched"
                 self.store.finish_run(run.run_id, "done", result.message)
-                notifier.send("done", services=result.services)
+                states = service_states(self.store, run.run_id, waves)
+                notifier.send("done", services={n: st.as_dict() for n, st in states.items()})
         except _Aborted as exc:
             result.status, result.message, result.exit_code = "aborted", str(exc), 1
         except BaseException as exc:  # bugs, Ctrl-C: the journal allows `campaign resume`
@@ -214,11 +226,11 @@ class CampaignRunner:
     def _run_waves(
         self, run: Run, campaign: Campaign, waves: list[list[str]], result: CampaignResult
     ) -> None:
-        ends = ended_steps(self.store, run.run_id)
+        ends = Journal(self.store, run.run_id).ended()
         if campaign.approval.mode == "manual" and campaign.approval.at == "before_patch":
             if not self._approved(run, campaign):
                 return self._await_approval(run, campaign, result)
-        done = sum(1 for w in waves for s in w if f"service:{s}" in ends)
+        done = sum(1 for w in waves for s in w if Step.of_service(s) in ends)
         total = sum(len(w) for w in waves)
         first_failure: int | None = None
         for wi, names in enumerate(waves):
@@ -229,7 +241,7 @@ class CampaignRunner:
                 f"(max_parallel={wave.max_parallel}, on_failure={wave.on_failure})",
                 {"wave": wi + 1, "waves": len(waves), "services": names},
             )
-            todo = [(si, svc) for si, svc in enumerate(names) if f"service:{svc}" not in ends]
+            todo = [(si, svc) for si, svc in enumerate(names) if Step.of_service(svc) not in ends]
             for start in range(0, len(todo), wave.max_parallel):
                 batch = todo[start : start + wave.max_parallel]
                 later = [s for w in waves[wi:] for s in w][batch[-1][0] + 1 :]
@@ -241,11 +253,11 @@ class CampaignRunner:
                     self._emit("service", f"{svc}: start ({done + i + 1}/{total})",
                                {"service": svc})
                 outcomes = self._run_batch(run, campaign, [svc for _, svc in batch], wi)
-                deferred = [svc for _, svc in batch if outcomes[svc] == "deferred"]
+                deferred = [svc for _, svc in batch if outcomes[svc].outcome is Outcome.DEFERRED]
                 failed: list[str] = []
                 for si, svc in batch:
                     outcome = outcomes[svc]
-                    if outcome == "deferred":
+                    if outcome.outcome is Outcome.DEFERRED:
                         continue
                     done += 1
                     hosts_done = self._hosts_done(run.run_id)
@@ -263,8 +275,8 @@ class CampaignRunner:
                             "hosts": self._hosts_total,
                         },
                     )
-                    if outcome != "done":
-                        first_failure = first_failure or _exit_code_of(outcome)
+                    if outcome.is_failure:
+                        first_failure = first_failure or outcome.exit_code
                         failed.append(f"{svc} {outcome}")
                 # a failure outranks a deferral: the run must not end without reporting it
                 if failed and wave.on_failure == "stop" and first_failure is not None:
@@ -283,7 +295,7 @@ class CampaignRunner:
 
     def _run_batch(
         self, run: Run, campaign: Campaign, services: list[str], wave: int
-    ) -> dict[str, str]:
+    ) -> dict[str, ServiceOutcome]:
         """Outcomes of `services`, patched at the same time (one service: in this thread).
         Each worker has its own state store connection and router; all of them finish
         before this returns, also when one raises (the first error is raised then)."""
@@ -298,7 +310,9 @@ class CampaignRunner:
                        for svc in services}
         return {svc: f.result() for svc, f in futures.items()}
 
-    def _service_in_worker(self, run: Run, campaign: Campaign, svc: str, wave: int) -> str:
+    def _service_in_worker(
+        self, run: Run, campaign: Campaign, svc: str, wave: int
+    ) -> ServiceOutcome:
         from orchestrator.traffic import open_router, open_store
 
         self._local.store = open_store(self.config)
@@ -313,13 +327,13 @@ class CampaignRunner:
             self._local.store.close()
             del self._local.store
 
-    def _service(self, run: Run, campaign: Campaign, svc: str, wave: int) -> str:
-        """Patch one service through its child rollout. Returns its outcome:
-        done | failed | rolled_back | deferred."""
+    def _service(self, run: Run, campaign: Campaign, svc: str, wave: int) -> ServiceOutcome:
+        """Patch one service through its child rollout; what became of it."""
         from orchestrator.rollout import Rollout, new_run_id
 
-        step = f"service:{svc}"
-        begun = begun_steps(self.store, run.run_id).get(step)
+        step = Step.of_service(svc)
+        journal = Journal(self.store, run.run_id)
+        begun = journal.begun().get(step)
         engine = Rollout(
             self.config,
             self.store,
@@ -339,9 +353,7 @@ class CampaignRunner:
                 child_id = begun["child_run"] if begun else new_run_id(svc)
                 if not begun:
                     before = standby_versions(self.config, self.router, svc, campaign)
-                    self.store.journal_begin(
-                        run.run_id, step, {"child_run": child_id, "wave": wave, "before": before}
-                    )
+                    journal.begin(step, {"child_run": child_id, "wave": wave, "before": before})
                 out = engine.start(
                     svc,
                     packages_for(campaign, svc),
@@ -350,41 +362,42 @@ class CampaignRunner:
                     extra_params={"campaign_run": run.run_id, "campaign": campaign.name},
                 ).as_dict()
         except OutsideWindow:
-            return "deferred"
+            return DEFERRED_OUTCOME
         except RolledBack as exc:
             self._notifier.send("rolled_back", service=svc, error=exc.message)
-            self._end(run, step, "rolled_back", exc)
-            return "rolled_back"
+            self._end(journal, step, ROLLED_BACK, exc)
+            return ROLLED_BACK
         except BluegreenError as exc:
             self._check_not_aborted(run.run_id)
             self._notifier.send("failed", service=svc, error=exc.message)
-            self._end(run, step, "failed", exc)
-            return f"failed:{exc.exit_code}"
+            failed = ServiceOutcome.failed(exc.exit_code)
+            self._end(journal, step, failed, exc)
+            return failed
         status = str(out.get("status", "done"))
-        self.store.journal_end(
-            run.run_id,
-            step,
-            {"status": status, "from": out.get("from"), "to": out.get("to"), "at": _now()},
-        )
+        journal.end(step, {"status": status, "from": out.get("from"), "to": out.get("to"),
+                           "at": _now()})
         self._emit("service", f"{svc}: {out.get('message', status)}", {"service": svc})
-        return "done" if status == "done" else f"failed:{1}"
+        return DONE if status == "done" else ServiceOutcome.failed(1)
 
-    def _end(self, run: Run, step: str, status: str, exc: BluegreenError) -> None:
-        if step not in begun_steps(self.store, run.run_id):
-            self.store.journal_begin(run.run_id, step, {"child_run": None})
-        self.store.journal_end(
-            run.run_id,
+    def _end(self, journal: Journal, step: Step, outcome: ServiceOutcome,
+             exc: BluegreenError) -> None:
+        if step not in journal.begun():
+            journal.begin(step, {"child_run": None})
+        status = str(outcome.outcome)
+        journal.end(
             step,
             {"status": status, "error": exc.message, "exit_code": exc.exit_code, "at": _now()},
         )
-        self._emit("service", f"{step[8:]}: {status}: {exc.message}", {"service": step[8:]})
+        self._emit("service", f"{step.service}: {status}: {exc.message}",
+                   {"service": step.service})
 
     def _hosts_done(self, run_id: str) -> int:
-        begun, ends = begun_steps(self.store, run_id), ended_steps(self.store, run_id)
+        journal = Journal(self.store, run_id)
+        begun, ends = journal.begun(), journal.ended()
         return sum(
             len((begun.get(step) or {}).get("before") or {})
             for step in ends
-            if step.startswith("service:")
+            if step.kind is StepKind.SERVICE
         )
 
     # ---- hooks -------------------------------------------------------------------------
@@ -413,11 +426,12 @@ class CampaignRunner:
 
     # ---- approvals, windows, deferral ----------------------------------------------------
     def _approved(self, run: Run, campaign: Campaign) -> bool:
-        return "approval" in ended_steps(self.store, run.run_id)
+        return APPROVAL in Journal(self.store, run.run_id).ended()
 
     def _await_approval(self, run: Run, campaign: Campaign, result: CampaignResult) -> None:
-        if "approval" not in begun_steps(self.store, run.run_id):
-            self.store.journal_begin(run.run_id, "approval", {"at": campaign.approval.at})
+        journal = Journal(self.store, run.run_id)
+        if APPROVAL not in journal.begun():
+            journal.begin(APPROVAL, {"at": campaign.approval.at})
         msg = (
             f"campaign {campaign.name}: awaiting approval ({campaign.approval.at}); "
             f"`bluegreen campaign approve {campaign.name}` then `campaign resume {campaign.name}`"
@@ -438,8 +452,9 @@ class CampaignRunner:
             self._check_not_aborted(run.run_id)
 
     def _defer(self, run: Run, rest: list[str], why: str, result: CampaignResult) -> None:
-        self.store.journal_begin(run.run_id, "deferred", {"services": rest, "reason": why})
-        self.store.journal_end(run.run_id, "deferred", {"services": rest, "reason": why})
+        journal = Journal(self.store, run.run_id)
+        journal.begin(DEFERRED, {"services": rest, "reason": why})
+        journal.end(DEFERRED, {"services": rest, "reason": why})
         msg = f"deferred: {why}; not flipped: {', '.join(rest)}"
         self.store.finish_run(run.run_id, "deferred", msg)
         self._notifier.send("deferred", services=rest, reason=why)
@@ -467,13 +482,14 @@ class CampaignRunner:
     def _converge_all(
         self, run: Run, campaign: Campaign, waves: list[list[str]], result: CampaignResult
     ) -> None:
-        from orchestrator.campaign_converge import converge_service
+        from orchestrator.campaign.converge import converge_service
 
-        ends = ended_steps(self.store, run.run_id)
+        journal = Journal(self.store, run.run_id)
+        ends = journal.ended()
         pending: list[str] = []
         for svc in (s for w in waves for s in w):
-            step = f"converge:{svc}"
-            data = ends.get(f"service:{svc}", {})
+            step = Step.converge(svc)
+            data = ends.get(Step.of_service(svc), {})
             if step in ends or data.get("status") != "done":
                 continue
             flipped = datetime.fromisoformat(str(data["at"]))
@@ -483,8 +499,8 @@ class CampaignRunner:
                 continue
             self._check_not_aborted(run.run_id)
             self._emit("service", f"{svc}: converge the old side", {"service": svc})
-            if step not in begun_steps(self.store, run.run_id):
-                self.store.journal_begin(run.run_id, step, {"at": _now()})
+            if step not in journal.begun():
+                journal.begin(step, {"at": _now()})
             out = converge_service(
                 self.config,
                 self.store,
@@ -495,10 +511,10 @@ class CampaignRunner:
                 self.actor,
                 expected_live=str(data.get("to")),
             )
-            self.store.journal_end(run.run_id, step, out)
-            self._emit("service", f"{svc}: {out['message']}", {"service": svc})
-            if not out["ok"]:
-                return self._fail(run, f"{svc}: converge failed: {out['message']}", 3, result)
+            journal.end(step, out.as_dict())
+            self._emit("service", f"{svc}: {out.message}", {"service": svc})
+            if not out.ok:
+                return self._fail(run, f"{svc}: converge failed: {out.message}", 3, result)
         if pending:
             msg = "patched; converge pending: " + "; ".join(pending)
             self.store.finish_run(run.run_id, "deferred", msg)
@@ -515,11 +531,3 @@ class _Aborted(BluegreenError):
 
 def _now() -> str:
     return now_utc().isoformat()
-
-
-def _exit_code_of(outcome: str) -> int:
-    if outcome == "rolled_back":
-        return RolledBack.exit_code
-    if outcome.startswith("failed:"):
-        return int(outcome.split(":", 1)[1])
-    return 1

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.secrets import safe_url
+
 EVENTS = ("started", "service_flipped", "rolled_back", "failed", "deferred", "done")
 
 
@@ -74,7 +76,7 @@ class Notifier:
                     self._deliver(url, body)
                     self.delivered += 1
                 except Exception as exc:  # noqa: BLE001 - a receiver must never break a run
-                    self.failed.append(f"{doc['event']} -> {_safe_url(url)}: {exc}")
+                    self.failed.append(f"{doc['event']} -> {safe_url(url)}: {exc}")
 
     def _deliver(self, url: str, body: bytes) -> None:
         from tenacity import (
@@ -98,11 +100,3 @@ class Notifier:
                 resp.read(1024)
 
         post()
-
-
-def _safe_url(url: str) -> str:
-    """scheme://host/… without path or query (webhook URLs often embed tokens)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}/…"

@@ -6,17 +6,17 @@ import pytest
 
 from orchestrator.errors import BadInput
 from orchestrator.probes import CheckResult, ProbeReport, ProbeTarget, parse_checks
-from orchestrator.probes.checks import (
-    FileCheck,
-    PackageCheck,
-    SshdCheck,
-    SysctlCheck,
+from orchestrator.probes.checks.file import FileCheck
+from orchestrator.probes.checks.listening import parse_ss_listening
+from orchestrator.probes.checks.package import PackageCheck
+from orchestrator.probes.checks.registry import KINDS, check_class
+from orchestrator.probes.checks.sshd import SshdCheck, parse_sshd_t
+from orchestrator.probes.checks.stale_processes import (
     deleted_path_from_maps_line,
-    parse_ss_listening,
-    parse_sshd_t,
     parse_stale_scan,
     unit_from_cgroup,
 )
+from orchestrator.probes.checks.sysctl import SysctlCheck
 
 SS = """\
 LISTEN 0      128          0.0.0.0:22        0.0.0.0:*    users:(("sshd",pid=812,fd=3))
@@ -135,6 +135,39 @@ def test_parse_checks_rejects_bad_input(bad: list[dict[str, object]]) -> None:
     with pytest.raises(BadInput) as err:
         parse_checks(bad, source="bluegreen.yml probes")
     assert "bluegreen.yml probes[0" in str(err.value)
+
+
+def test_parse_checks_names_every_problem_of_every_item() -> None:
+    with pytest.raises(BadInput) as err:
+        parse_checks(
+            [{"kind": "nope"}, {"kind": "package", "name": "x", "fixd": "2"}, "text"],
+            source="web.checks",
+        )
+    msg = err.value.message
+    assert "web.checks[0.kind]: unknown kind 'nope' (known kinds: http, service" in msg
+    assert "web.checks[1.package.fixed]: Field required" in msg
+    assert "web.checks[1.package.fixd]: Extra inputs are not permitted" in msg
+    assert "web.checks[2]: expected a mapping with `kind:`" in msg
+
+
+def test_every_registered_kind_is_a_check_of_that_kind() -> None:
+    import subprocess
+    import sys
+
+    for kind in KINDS:
+        assert check_class(kind).model_fields["kind"].annotation.__args__ == (kind,)  # type: ignore[union-attr]
+    # lazily: parsing one kind imports only its own module
+    code = (
+        "import sys\nfrom orchestrator.probes.checks import parse_checks\n"
+        "parse_checks([{'kind': 'service', 'name': 'x'}])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('orchestrator.probes.checks.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [
+        "['orchestrator.probes.checks.base',",
+        "'orchestrator.probes.checks.registry',",
+        "'orchestrator.probes.checks.service']",
+    ]
 
 
 def test_package_advisory_text() -> None:

@@ -19,36 +19,39 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from orchestrator import __version__
+from orchestrator.config.location import MAX_CONFIG_BYTES, config_path
 from orchestrator.errors import unknown_service
 from orchestrator.routers.settings import AnyRouterSettings, router_settings_from_dict
 from orchestrator.state.audit_settings import AuditSettings
 
-if TYPE_CHECKING:
-    from orchestrator.config import LoadedConfig
-
-CONFIG_ENV = "BLUEGREEN_CONFIG"
-DEFAULT_CONFIG_NAME = "bluegreen.yml"
 CACHE_ENV = "BLUEGREEN_CACHE_DIR"
 FORMAT = 2
 """Bump when the snapshot's content changes shape; older snapshots are then ignored."""
-MAX_CONFIG_BYTES = 1024 * 1024  # 1 MiB; a real config is a few KiB
 _MAX_SNAPSHOT_BYTES = 256 * 1024
 
 
-def config_path(path: str | Path | None) -> tuple[Path, str]:
-    """The config path and where it came from: `path`, else `$BLUEGREEN_CONFIG`, else
-    ./bluegreen.yml (the second item is for error messages)."""
-    if path is not None and str(path) != "":
-        return Path(path).expanduser(), "given with -c/--config"
-    env = os.environ.get(CONFIG_ENV, "")
-    if env:
-        return Path(env).expanduser(), f"from ${CONFIG_ENV}"
-    return Path(DEFAULT_CONFIG_NAME), "the default in the current directory"
+class Validated(Protocol):
+    """What a snapshot is taken of: a config validated in full (`config.loaded.LoadedConfig`;
+    a Protocol, so this module never imports the loader, pydantic or PyYAML)."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def digest(self) -> str: ...
+    @property
+    def services(self) -> Mapping[str, Any]: ...
+    @property
+    def router(self) -> AnyRouterSettings: ...
+    @property
+    def state_path(self) -> Path: ...
+    @property
+    def audit(self) -> AuditSettings: ...
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def _stamp() -> str:
     return f"{FORMAT}:{__version__}"
 
 
-def save(loaded: LoadedConfig) -> Path | None:
+def save(loaded: Validated) -> Path | None:
     """Write (or refresh) the snapshot of a config that was just validated in full.
 
     Best effort: a cache that cannot be written only costs the next rollback its speed.

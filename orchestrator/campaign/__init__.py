@@ -1,0 +1,7 @@
+"""Patch campaigns: advisories applied to many services in waves, inside a maintenance
+window, with approvals, deferral, resume, converge, webhooks and evidence reports.
+
+Import-free. `model` (the campaign file), `waves`, `journal` (typed step keys and
+outcomes), `state` (each service's status, conflicts), `runner` (CampaignRunner), `plan`,
+`ops` (status, approve, abort), `converge`, `notify` (webhooks), `report` (evidence).
+"""

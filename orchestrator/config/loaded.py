@@ -1,0 +1,183 @@
+"""A validated bluegreen.yml and where it came from: `load_config()` and `LoadedConfig`.
+
+`load_config()` is the only way the rest of the code should read a config file. Every problem
+with the file (missing, too big, not UTF-8, bad YAML, wrong shape, unknown keys, bad values)
+comes back as one `BadInput` that names the file, the field path and how to fix it. Pydantic's
+own error dump never reaches the user.
+
+Kept light: imports pydantic and PyYAML only (the rollback path loads the config in full when
+its snapshot does not match the file, see `config.snapshot`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from orchestrator.config.errors import clean_message, validation_to_bad_input
+from orchestrator.config.files import FileKind, read_yaml_mapping
+from orchestrator.config.location import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_NAME,
+    MAX_CONFIG_BYTES,
+    config_path,
+)
+from orchestrator.config.models import BluegreenConfig, PackageSpec, ServiceConfig
+from orchestrator.errors import BadInput, unknown_service
+from orchestrator.routers.settings import CommandRouterSettings, HAProxySettings
+from orchestrator.state.audit_settings import AuditSettings
+
+#: The repository (or source tree) this package lives in; holds the shipped `playbooks/`.
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+CONFIG_EXAMPLE = "inventories/example/bluegreen.yml"
+
+CONFIG_FILE = FileKind(
+    what="config file",
+    max_bytes=MAX_CONFIG_BYTES,
+    missing_hint=f"pass -c PATH/TO/bluegreen.yml or set {CONFIG_ENV}; see {CONFIG_EXAMPLE} for an"
+    " example",
+    wrong_file_hint="check that -c (or $" + CONFIG_ENV + ") points at bluegreen.yml and not at"
+    " another file",
+    content_hint="write a config with at least version, inventory, ssh, router and services"
+    f" (start the file with `version: 1`); see {CONFIG_EXAMPLE}",
+    directory_hint="pass the file itself, e.g. -c {path}/" + DEFAULT_CONFIG_NAME,
+)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config plus where it came from; paths in it resolve against `base_dir`."""
+
+    model: BluegreenConfig
+    path: Path
+    base_dir: Path
+    digest: str = ""
+    """sha256 of the bytes that were validated."""
+
+    @property
+    def router(self) -> HAProxySettings | CommandRouterSettings:
+        return self.model.router
+
+    @property
+    def services(self) -> dict[str, ServiceConfig]:
+        return self.model.services
+
+    def resolve(self, p: str | Path) -> Path:
+        """`~` expanded; a relative path is taken relative to the config file's directory."""
+        path = Path(p).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def inventory_path(self) -> Path:
+        return self.resolve(self.model.inventory)
+
+    @property
+    def state_path(self) -> Path:
+        return self.resolve(self.model.state.path)
+
+    @property
+    def audit(self) -> AuditSettings:
+        """The audit key file and witnesses, paths resolved (stdlib data: see
+        `orchestrator.state.audit_settings`)."""
+        from orchestrator.state.audit_settings import AuditSettings, WitnessSettings
+        from orchestrator.state.sqlite import default_key_file
+
+        audit, w = self.model.audit, self.model.audit.witness
+        return AuditSettings(
+            key_file=self.resolve(audit.key_file) if audit.key_file
+            else default_key_file(self.state_path),
+            witness=WitnessSettings(
+                syslog=w.syslog,
+                syslog_copy=self.resolve(w.syslog_copy) if w.syslog_copy else None,
+                file=self.resolve(w.file) if w.file else None,
+                timeout_s=w.timeout_seconds,
+            ),
+        )
+
+    @property
+    def reports_path(self) -> Path:
+        return self.resolve(self.model.reports_dir)
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return self.resolve(self.model.ssh.known_hosts)
+
+    @property
+    def private_key_path(self) -> Path | None:
+        key = self.model.ssh.private_key_file
+        return None if key is None else self.resolve(key)
+
+    @property
+    def ssh_config_path(self) -> Path | None:
+        cfg = self.model.ssh.ssh_config
+        return None if cfg is None else self.resolve(cfg)
+
+    def service(self, name: str) -> ServiceConfig:
+        """The named service, or BadInput listing the services that exist."""
+        try:
+            return self.model.services[name]
+        except KeyError:
+            raise unknown_service(self.path, name, self.model.services) from None
+
+    def playbook_path(self, service: str) -> Path:
+        """The service's patch playbook: relative to the config dir first, else the shipped one."""
+        playbook = self.service(service).patch.playbook
+        return self.resolve_playbook(playbook, field=f"services.{service}.patch.playbook")
+
+    def resolve_playbook(self, playbook: str, *, field: str = "patch.playbook") -> Path:
+        path = Path(playbook).expanduser()
+        if path.is_absolute():
+            candidates = [path]
+        else:
+            candidates = [
+                self.base_dir / path,
+                PACKAGE_ROOT / path,
+                PACKAGE_ROOT / "playbooks" / path,
+            ]
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+        tried = ", ".join(str(c) for c in candidates)
+        raise BadInput(
+            f"{self.path}: {field}: playbook {playbook!r} not found (looked at: {tried})",
+            hint="point it at an existing playbook, relative to the config file's directory,"
+            " or remove the key to use the shipped playbooks/patch.yml",
+        )
+
+
+def load_config(path: str | Path | None = None) -> LoadedConfig:
+    """Read and validate bluegreen.yml.
+
+    Precedence: `path`, then `$BLUEGREEN_CONFIG`, then `./bluegreen.yml`. Raises `BadInput`
+    (one message: file, field path, fix) for every problem.
+    """
+    cfg_path, source = config_path(path)
+    data, digest = read_yaml_mapping(cfg_path, CONFIG_FILE, source)
+    try:
+        model = BluegreenConfig.model_validate(data)
+    except ValidationError as exc:
+        raise validation_to_bad_input(
+            exc, str(cfg_path), BluegreenConfig, example=CONFIG_EXAMPLE
+        ) from None
+    absolute = cfg_path.resolve()
+    return LoadedConfig(model=model, path=absolute, base_dir=absolute.parent, digest=digest)
+
+
+def parse_package_arg(arg: str) -> PackageSpec:
+    """`--package NAME[=VERSION]` from the CLI -> PackageSpec, or BadInput with the fix."""
+    hint = "use --package NAME or --package NAME=VERSION, e.g. --package demo-web=1.0.1"
+    text = arg.strip()
+    if not text:
+        raise BadInput("--package: empty package", hint=hint)
+    name, sep, version = text.partition("=")
+    if sep and not version:
+        raise BadInput(f"--package {arg!r}: '=' without a version", hint=hint)
+    try:
+        return PackageSpec(name=name, version=version if sep else None)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        msg = clean_message(str(first.get("msg", "invalid value")))
+        raise BadInput(f"--package {arg!r}: {msg}", hint=hint) from None

@@ -1,0 +1,245 @@
+"""bluegreen.yml: the pydantic models of the whole file.
+
+Read it with `orchestrator.config.loaded.load_config()`, never by validating these directly:
+the loader turns every problem into one `BadInput` naming file, field and fix.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from orchestrator.config.types import (
+    SAFE_USER_RE,
+    GroupName,
+    NonEmptyStr,
+    PackageName,
+    PackageVersion,
+    Serial,
+    ServiceName,
+    StrictModel,
+    UrlPath,
+    no_bool,
+)
+from orchestrator.routers.settings import CommandRouterSettings, HAProxySettings, SettingError
+
+
+class SSHSettings(StrictModel):
+    """How bluegreen (Ansible, testinfra) reaches the hosts. Host keys are always checked."""
+
+    user: str = Field(default="root", pattern=SAFE_USER_RE.pattern)
+    private_key_file: NonEmptyStr | None = None
+    known_hosts: NonEmptyStr = Field(description="known_hosts file; strict checking is always on")
+    ssh_config: NonEmptyStr | None = None
+    connect_timeout: float = Field(default=10.0, gt=0, le=300)
+
+
+class StateSettings(StrictModel):
+    """Where the state store lives (SQLite file, relative to the config file's directory)."""
+
+    path: NonEmptyStr = ".bluegreen/state.db"
+
+
+_SYSLOG_TARGET = r"^(local|off|tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5})$"
+
+
+class WitnessConfig(StrictModel):
+    """Where the audit head is written after every command that appended records."""
+
+    syslog: str = Field(default="local", pattern=_SYSLOG_TARGET,
+                        description="local (/dev/log), off, or tcp://HOST:PORT (RFC 5424)")
+    syslog_copy: NonEmptyStr | None = None
+    file: NonEmptyStr | None = None
+    timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+
+
+class AuditConfig(StrictModel):
+    """The audit key file (default: audit.key beside the state database) and witnesses."""
+
+    key_file: NonEmptyStr | None = None
+    witness: WitnessConfig = Field(default_factory=WitnessConfig)
+
+
+class SidesConfig(StrictModel):
+    """The Ansible inventory groups that hold each side of a service."""
+
+    blue: GroupName
+    green: GroupName
+
+    @model_validator(mode="after")
+    def _sides_differ(self) -> SidesConfig:
+        if self.blue == self.green:
+            raise ValueError(
+                f"blue and green are both the inventory group {self.blue!r}: the two sides must be"
+                " different groups (e.g. web_blue and web_green)"
+            )
+        return self
+
+
+class PackageSpec(StrictModel):
+    """One package to install or upgrade; `version=None` means the newest available."""
+
+    name: PackageName
+    version: PackageVersion | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.version is None else f"{self.name}={self.version}"
+
+
+class PatchSettings(StrictModel):
+    """What to change on the standby side, and how carefully."""
+
+    playbook: NonEmptyStr = "playbooks/patch.yml"
+    packages: list[PackageSpec] = Field(default_factory=list, max_length=1000)
+    security_updates: bool = False
+    serial: Serial = "100%"  # the standby takes no traffic: patch it all at once by default
+    max_fail_percentage: int = Field(default=0, ge=0, le=100)
+    timeout_seconds: int = Field(default=1800, ge=1, le=86400)
+
+    @model_validator(mode="after")
+    def _one_kind_of_patch(self) -> PatchSettings:
+        if self.packages and self.security_updates:
+            raise ValueError(
+                "set only one of `packages` (a list of packages) or `security_updates: true`,"
+                " not both"
+            )
+        if not self.packages and not self.security_updates:
+            raise ValueError(
+                "nothing to patch: set `packages` (a non-empty list of {name, version}) or"
+                " `security_updates: true`"
+            )
+        names = [p.name for p in self.packages]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"package listed more than once: {', '.join(dupes)}")
+        return self
+
+
+class HttpCheck(StrictModel):
+    """An HTTP health check run against each host of a side; `{host}` is the host address."""
+
+    url: str = Field(min_length=1, max_length=2048)
+    expect_status: int = Field(default=200, ge=100, le=599)
+    body_contains: str | None = None
+    max_latency_ms: int = Field(default=2000, ge=1, le=600_000)
+
+    @model_validator(mode="after")
+    def _url_template(self) -> HttpCheck:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+        if "{host}" not in self.url:
+            raise ValueError(
+                f"url must contain the placeholder {{host}}, e.g. 'http://{{host}}:8080/health',"
+                f" got {self.url!r}"
+            )
+        try:
+            self.url.format(host="h")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"url may use only the placeholder {{host}} (write '{{{{' for a literal brace),"
+                f" got {self.url!r}"
+            ) from exc
+        if any(c.isspace() for c in self.url):
+            raise ValueError(f"url must not contain spaces, got {self.url!r}")
+        return self
+
+    def url_for(self, address: str) -> str:
+        """The check's URL for one host (IPv6 addresses are bracketed)."""
+        host = f"[{address}]" if ":" in address and not address.startswith("[") else address
+        return self.url.format(host=host)
+
+
+class BakeSettings(StrictModel):
+    """Watching the new live side through the load balancer after a flip."""
+
+    seconds: float = Field(default=30.0, ge=0, le=86400)
+    interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+    url_path: UrlPath = "/"
+    max_failures: int = Field(default=3, ge=1, le=10000, description="consecutive failures")
+    max_error_ratio: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="share of 5xx among ALL responses of the new side at the load balancer"
+        " (real users' traffic too) above which bake rolls back",
+    )
+    min_responses: int = Field(
+        default=20, ge=1, le=10_000_000,
+        description="responses the load balancer must have counted before the ratio is judged",
+    )
+
+
+class DriftSettings(StrictModel):
+    """Drift detection: the two sides must be mirror images except for the patch."""
+
+    files: list[NonEmptyStr] = Field(
+        default_factory=lambda: ["/etc/ssh/sshd_config"],
+        max_length=500,
+        description="absolute paths whose sha256 must match across hosts",
+    )
+    mode: Literal["fail", "warn", "off"] = "fail"
+
+    @model_validator(mode="after")
+    def _absolute(self) -> DriftSettings:
+        bad = [f for f in self.files if not f.startswith("/") or any(c.isspace() for c in f)]
+        if bad:
+            raise ValueError(f"drift.files must be absolute paths without spaces, got {bad}")
+        return self
+
+
+class ServiceConfig(StrictModel):
+    """One service: its two sides, how to patch it, and how to tell it is healthy."""
+
+    sides: SidesConfig
+    patch: PatchSettings
+    health: list[HttpCheck] = Field(default_factory=list, max_length=100)
+    fixed_versions: dict[PackageName, PackageVersion] = Field(default_factory=dict)
+    checks: list[dict[str, Any]] = Field(
+        default_factory=list,
+        max_length=200,
+        description="built-in probe checks (kind: http|service|listening|package|...)",
+    )
+    suites: list[NonEmptyStr] = Field(
+        default_factory=list,
+        max_length=100,
+        description="pytest-testinfra files (relative to the config file) run by the gate",
+    )
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    bake: BakeSettings = Field(default_factory=BakeSettings)
+
+
+class BluegreenConfig(StrictModel):
+    """The whole of bluegreen.yml."""
+
+    version: Annotated[Literal[1], BeforeValidator(no_bool)]  # YAML `true` is not 1
+    inventory: NonEmptyStr
+    ssh: SSHSettings
+    state: StateSettings = Field(default_factory=StateSettings)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    router: Annotated[HAProxySettings | CommandRouterSettings, Field(discriminator="kind")]
+    services: dict[ServiceName, ServiceConfig] = Field(min_length=1)
+    reports_dir: NonEmptyStr = "reports"
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> BluegreenConfig:
+        frontends: dict[str, str] = getattr(self.router, "frontends", {}) or {}
+        unknown = sorted(set(frontends) - set(self.services))
+        if unknown:
+            raise ValueError(
+                f"router.frontends names services that are not under `services:`:"
+                f" {', '.join(unknown)} (services: {', '.join(sorted(self.services))})"
+            )
+        if isinstance(self.router, CommandRouterSettings):
+            blind = self.router.unobservable(list(self.services))
+            if blind:
+                raise SettingError(
+                    "router.frontends",
+                    f"no frontend URL for {', '.join(blind)}, and `counters` is off: bake could"
+                    " not see a new side fail, so no automatic rollback could ever happen",
+                    fix="add the URL of each service's frontend under `router.frontends:` (e.g. "
+                    + ", ".join(f"`{s}: http://lb.example.net/`" for s in blind[:2])
+                    + "; bake probes it), or set `router.counters: true` if the script answers"
+                    " `counters SERVICE SIDE`",
+                )
+        return self

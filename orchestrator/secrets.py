@@ -1,0 +1,138 @@
+"""One redaction policy: what counts as a secret, and how it is taken out.
+
+Every place that keeps or shows data calls this module: the state store (params, journal
+data, audit before/after), the inventory reader (secret variables never leave it), patch
+failure messages, reports and webhooks (URLs). Stdlib only: the state store, and with it
+the rollback path, imports it.
+
+- `is_secret_key(name)`: a variable or field name that holds a secret: it contains
+  password, passwd, secret, token, vault, private, authorization or apikey, or has the word
+  pass or key (db_password, ansible_ssh_pass, GITHUB_TOKEN, ssh_private_key, api-key,
+  tls_key; not passenger_count or keep).
+- `redact(obj)`: a copy of a JSON-like value with every value under a secret key -> "***".
+- `redact_text(text)`: free text (error messages, command output) with secrets ->
+  "<redacted>": `NAME=value` / `NAME: value` for secret names, `Authorization:` headers,
+  URL user-info, URL query values, PEM private keys, long random-looking tokens. `known`
+  adds values known to be secret (issue 15: the inventory's secret values).
+- `redact_url(url)`: user-info and query values -> "***"; `safe_url(url)`: scheme and host.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+REDACTED = "***"
+"""What replaces a value under a secret key (structured data)."""
+REDACTED_TEXT = "<redacted>"
+"""What replaces a secret found in free text."""
+
+# Substrings that make a name secret wherever they stand ("mypassword", "VAULT_ID") ...
+_SECRET_PARTS = ("password", "passwd", "secret", "token", "vault", "private", "authorization",
+                 "apikey")
+# ... and words that do only as a whole word of the name ("ansible_ssh_pass", "api-key"),
+# so that passenger_count, keep or keyboard stay readable.
+_SECRET_WORDS = ("pass", "key")
+
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+
+
+def is_secret_key(name: str) -> bool:
+    """True for names that obviously hold secrets (password, token, vault, api_key, ...)."""
+    lowered = _CAMEL.sub(r"\1_\2", name).lower()
+    if any(part in lowered for part in _SECRET_PARTS):
+        return True
+    return any(word in _SECRET_WORDS for word in _WORD_SPLIT.split(lowered))
+
+
+def redact(obj: Any) -> Any:
+    """A copy of `obj` where every value under a secret key is "***".
+
+    Recurses through dicts, lists and tuples (tuples become lists); the input is not
+    changed. Keys are names (`is_secret_key`), values are not inspected: use
+    `redact_text` for free text."""
+    if isinstance(obj, dict):
+        return {
+            key: REDACTED if is_secret_key(str(key)) else redact(value)
+            for key, value in obj.items()
+        }
+    if isinstance(obj, list | tuple):
+        return [redact(item) for item in obj]
+    return obj
+
+
+_NAME_CHARS = r"[\w.-]"
+_VALUE = r"(\"[^\"]*\"|'[^']*'|[^\s&]+)"  # a URL query's next pair is not the value
+# (authorization has its own pattern: its value is a scheme and then the credentials)
+_PARTS_RE = "|".join(
+    (*(p for p in _SECRET_PARTS if p != "authorization"), "api[_-]key", "credential")
+)
+# NAME=value or NAME: value for every secret name ...
+_ASSIGN_RE = re.compile(
+    rf"(?i)\b({_NAME_CHARS}*(?:{_PARTS_RE}){_NAME_CHARS}*)(\s*[:=]\s*){_VALUE}"
+)
+_WORD_ASSIGN_RE = re.compile(
+    rf"(?i)\b((?:{_NAME_CHARS}*[_.-])?(?:{'|'.join(_SECRET_WORDS)})(?:[_.-]{_NAME_CHARS}*)?)"
+    rf"(\s*[:=]\s*){_VALUE}"
+)
+# ... and "NAME value" only for names no sentence uses otherwise ("password hunter2"; not
+# "private network" or "vault file")
+_SPACED_RE = re.compile(
+    rf"(?i)\b({_NAME_CHARS}*(?:password|passwd|secret|token|api[_-]?key|private[_-]?key"
+    rf"|credential){_NAME_CHARS}*)(\s+){_VALUE}"
+)
+_AUTH_HEADER_RE = re.compile(
+    r"(?i)\b(authorization\s*[:=]\s*(?:(?:basic|bearer|digest|token|negotiate)\s+)?)\S+"
+)
+_URL_CRED_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
+_URL_QUERY_VALUE_RE = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s?#]*\?)([^\s#]*)")
+_QUERY_PAIR_RE = re.compile(r"([^&=;]+)=([^&;]*)")
+_PEM_RE = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
+)
+# long random-looking runs (keys, tokens); paths and words have separators or no digits
+_LONG_TOKEN_RE = re.compile(
+    r"\b(?=[A-Za-z0-9+_-]*\d)(?=[A-Za-z0-9+_-]*[A-Za-z])[A-Za-z0-9+_-]{40,}={0,2}"
+)
+_MIN_KNOWN = 4  # shorter "secrets" would blank out ordinary words
+
+
+def redact_text(text: str, *, known: Collection[str] = ()) -> str:
+    """`text` with anything that looks like a secret replaced by <redacted>.
+
+    `known`: values known to be secret (e.g. the inventory's secret variables), removed
+    wherever they stand; values shorter than 4 characters are ignored."""
+    for value in sorted((v for v in known if len(v) >= _MIN_KNOWN), key=len, reverse=True):
+        text = text.replace(value, REDACTED_TEXT)
+    text = _PEM_RE.sub("<redacted private key>", text)
+    text = _URL_CRED_RE.sub(rf"\1{REDACTED_TEXT}@", text)
+    text = _URL_QUERY_VALUE_RE.sub(
+        lambda m: m.group(1) + _QUERY_PAIR_RE.sub(rf"\1={REDACTED_TEXT}", m.group(2)), text
+    )
+    text = _AUTH_HEADER_RE.sub(rf"\1{REDACTED_TEXT}", text)
+    for pattern in (_ASSIGN_RE, _WORD_ASSIGN_RE, _SPACED_RE):
+        text = pattern.sub(rf"\1\2{REDACTED_TEXT}", text)
+    return _LONG_TOKEN_RE.sub(REDACTED_TEXT, text)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its user-info and every query value replaced by "***" (the names stay:
+    they say what was there)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
+    query = urlencode([(k, REDACTED) for k, _ in parse_qsl(parts.query, keep_blank_values=True)],
+                      safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def safe_url(url: str) -> str:
+    """scheme://host[:port]/… : nothing of path, query or user-info (for webhook URLs, which
+    often carry their token in the path)."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}/…"
