@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from orchestrator.errors import AuditBroken, BadInput, LockHeld, StateError
+from orchestrator.secrets import scrub, scrub_data
 from orchestrator.sides import Side
 from orchestrator.state.audit import (
     BOUNDARY_COMMAND,
@@ -45,7 +46,6 @@ from orchestrator.state.audit import (
     parse_ts,
     record_hash,
     record_mac,
-    redact,
 )
 from orchestrator.state.audit_key import AuditKey, load_key
 from orchestrator.state.audit_verify import ChainReport, Finding, WitnessHead, verify_chain
@@ -464,7 +464,7 @@ class SQLiteStateStore:
         ident = self._identity
         draft = AuditRecord(
             seq=head.count + 1, at=at, actor=actor, command=command, service=service,
-            reason=reason, before=before, after=after, result=result,
+            reason=_text(reason), before=before, after=after, result=scrub(result),
             prev_hash=head.head_hash, hash="", os_uid=ident.os_uid, os_user=ident.os_user,
             sudo_user=ident.sudo_user, hostname=ident.hostname, key_id=key.key_id,
         )
@@ -774,7 +774,7 @@ class SQLiteStateStore:
             to_side=to_side,
             command=command,
             actor=actor,
-            reason=reason,
+            reason=scrub(reason),
             at=now,
             rollback=rollback,
             run_id=run_id,
@@ -846,7 +846,7 @@ class SQLiteStateStore:
             conn.execute(
                 "UPDATE services SET live_side = ?, rollback_to = ?, flip_problem = ?,"
                 " pending_flip = NULL, updated_at = ? WHERE service = ?",
-                (to_side, rollback_to, problem, format_ts(now), service),
+                (to_side, rollback_to, _text(problem), format_ts(now), service),
             )
             extra: dict[str, Any] = {}
             if rollback and from_side != to_side:
@@ -896,7 +896,7 @@ class SQLiteStateStore:
                 raise StateError(f"{service}: no such service in {self.path}")
             conn.execute(
                 "UPDATE services SET flip_problem = ?, updated_at = ? WHERE service = ?",
-                (problem, format_ts(now), service),
+                (_text(problem), format_ts(now), service),
             )
             new = self._service_row(conn, service)
             assert new is not None
@@ -1082,6 +1082,7 @@ class SQLiteStateStore:
         now = self._now()
         with self._write() as conn:
             run = self._resumable_run(conn, run_id)
+            result = _text(result)
             conn.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, result = ? WHERE run_id = ?",
                 (status, format_ts(now), result, run_id),
@@ -1326,10 +1327,16 @@ def _traffic_lock_held(service: str, path: Path, timeout_s: float) -> LockHeld:
 
 
 def _clean(obj: dict[str, Any]) -> dict[str, Any]:
-    """Redacted, JSON-normalised copy: exactly what reading it back will return."""
+    """Redacted (secret keys, known secret values, URL credentials), JSON-normalised copy:
+    exactly what reading it back will return."""
     plain = json.loads(json.dumps(obj, default=jsonable))
-    cleaned: dict[str, Any] = json.loads(canonical_json(redact(plain)))
+    cleaned: dict[str, Any] = json.loads(canonical_json(scrub_data(plain)))
     return cleaned
+
+
+def _text(value: str | None) -> str | None:
+    """Free text as stored: exactly as given, minus known secret values (`secrets.scrub`)."""
+    return None if value is None else scrub(value)
 
 
 def _lock_held(lock: LockInfo) -> LockHeld:
@@ -1385,7 +1392,10 @@ def _side_from_row(row: sqlite3.Row) -> SideState:
 
 
 def _db_value(value: Any) -> Any:
-    """A Python value as its column value (timestamps as text, flags as 0/1, maps as JSON)."""
+    """A Python value as its column value (timestamps as text, flags as 0/1, maps as JSON;
+    text scrubbed of known secrets)."""
+    if isinstance(value, str):
+        return scrub(value)
     if isinstance(value, datetime):
         return format_ts(value)
     if isinstance(value, bool):
