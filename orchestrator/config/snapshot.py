@@ -28,6 +28,7 @@ from orchestrator import __version__
 from orchestrator.config.location import MAX_CONFIG_BYTES, config_path
 from orchestrator.errors import unknown_service
 from orchestrator.routers.settings import AnyRouterSettings, router_settings_from_dict
+from orchestrator.safe_write import UnsafePath, write_file
 from orchestrator.state.audit_settings import AuditSettings
 
 CACHE_ENV = "BLUEGREEN_CACHE_DIR"
@@ -107,13 +108,8 @@ def save(loaded: Validated) -> Path | None:
     try:
         if target.is_file() and target.read_text(encoding="utf-8") == text:
             return target
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except OSError:
+        write_file(target, text, make_parents=True)
+    except (OSError, UnsafePath):
         return None
     return target
 
