@@ -81,12 +81,14 @@ def temp_store(
         yield store
 
 
-RouterFault = Literal["refuse", "gone_before", "gone_after", "persist", "confirm"]
+RouterFault = Literal["refuse", "gone_before", "gone_after", "lost_reply", "persist", "confirm"]
 """What the next flip does wrong:
 - refuse: the router refuses; nothing changes (RouterError);
 - gone_before: the socket is gone before the change (RouterError; the router stays
   unreadable until `heal()`);
 - gone_after: the change is made, then the socket is gone (RouterError; unreadable);
+- lost_reply: the change is made, its reply is lost before anything is persisted
+  (RouterError; the router answers again at once);
 - persist: the change is made, persisting it fails (FlipIncomplete, persisted=False);
 - confirm: made and persisted, the confirming request fails (FlipIncomplete,
   confirmed=False)."""
@@ -153,6 +155,8 @@ class FakeRouter:
         if fault == "gone_after":
             self.unreachable = True
             raise RouterError("fake router: connection lost after `set map`")
+        if fault == "lost_reply":
+            raise RouterError("fake router: timed out waiting for the reply to `set map`")
         if fault == "persist":
             raise FlipIncomplete("fake router: disk full", persisted=False)
         self.persisted[service] = to_side

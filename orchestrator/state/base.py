@@ -104,6 +104,9 @@ class StateStore(Protocol):
     def set_flip_problem(
         self, service: str, problem: str | None, *, audit: AuditEntryInput
     ) -> ServiceState: ...
+    def keep_after_rollback(
+        self, service: str, why: str, *, audit: AuditEntryInput
+    ) -> ServiceState: ...
     def traffic_lock(
         self, service: str, timeout_s: float = 30.0, *, command: str = "traffic"
     ) -> AbstractContextManager[None]:

@@ -136,7 +136,9 @@ class ServiceState(_Record):
     `rollback_to`: the side that was live before the last *forward* flip (where `rollback`
     goes). `flip_problem`: set when a flip moved traffic but could not be persisted or
     confirmed ("not persisted: ..."), until a later flip or rollback repairs it.
-    `pending_flip`: a flip in progress, or one a crash interrupted."""
+    `pending_flip`: a flip in progress, or one a crash interrupted. `rollback_kept`: set
+    when a rollback was answered by aborting a run that had not flipped yet (traffic kept
+    where it was): a second rollback is then already done, until the next flip."""
 
     service: str
     live_side: Side | None
@@ -144,6 +146,7 @@ class ServiceState(_Record):
     rollback_to: Side | None = None
     flip_problem: str | None = None
     pending_flip: PendingFlip | None = None
+    rollback_kept: str | None = None
 
     def __post_init__(self) -> None:
         _one_of(self, "live_side", SIDES, optional=True)

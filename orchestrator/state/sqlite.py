@@ -147,6 +147,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # the boundary record after verifying the unkeyed records once)
         "ALTER TABLE audit_head ADD COLUMN key_id TEXT",
     ),
+    (  # version 4: a rollback answered by aborting a run before its flip (idempotence)
+        "ALTER TABLE services ADD COLUMN rollback_kept TEXT",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 """The newest schema this code knows; older files are migrated forward on open."""
@@ -575,8 +578,8 @@ class SQLiteStateStore:
             old = self._service_row(conn, service)
             self._ensure_service(conn, service, now)
             conn.execute(
-                "UPDATE services SET live_side = ?, pending_flip = NULL, updated_at = ?"
-                " WHERE service = ?",
+                "UPDATE services SET live_side = ?, pending_flip = NULL, rollback_kept = NULL,"
+                " updated_at = ? WHERE service = ?",
                 (side, format_ts(now), service),
             )
             new = self._service_row(conn, service)
@@ -725,7 +728,7 @@ class SQLiteStateStore:
             self._ensure_service(conn, service, now)
             conn.execute(
                 "UPDATE services SET live_side = ?, rollback_to = NULL, flip_problem = NULL,"
-                " pending_flip = NULL, updated_at = ? WHERE service = ?",
+                " pending_flip = NULL, rollback_kept = NULL, updated_at = ? WHERE service = ?",
                 (live_side, format_ts(now), service),
             )
             states: dict[str, Any] = {}
@@ -845,7 +848,7 @@ class SQLiteStateStore:
             rollback_to = (old.rollback_to if old else None) if rollback else from_side
             conn.execute(
                 "UPDATE services SET live_side = ?, rollback_to = ?, flip_problem = ?,"
-                " pending_flip = NULL, updated_at = ? WHERE service = ?",
+                " pending_flip = NULL, rollback_kept = NULL, updated_at = ? WHERE service = ?",
                 (to_side, rollback_to, _text(problem), format_ts(now), service),
             )
             extra: dict[str, Any] = {}
@@ -883,6 +886,27 @@ class SQLiteStateStore:
             assert new is not None
             self._audit(conn, audit, now, service=service, before=_service_dump(old),
                         after={**_service_dump(new), "why": why})
+        return new
+
+    def keep_after_rollback(
+        self, service: str, why: str, *, audit: AuditEntryInput
+    ) -> ServiceState:
+        """A rollback was answered without a flip (it aborted a run that had not flipped
+        yet, traffic stays): a second rollback finds it done (`rollback_kept`) until the
+        next flip, adopt or reset."""
+        now = self._now()
+        with self._write() as conn:
+            old = self._service_row(conn, service)
+            if old is None:
+                raise StateError(f"{service}: no such service in {self.path}")
+            conn.execute(
+                "UPDATE services SET rollback_kept = ?, updated_at = ? WHERE service = ?",
+                (why, format_ts(now), service),
+            )
+            new = self._service_row(conn, service)
+            assert new is not None
+            self._audit(conn, audit, now, service=service, before=_service_dump(old),
+                        after=_service_dump(new))
         return new
 
     def set_flip_problem(
@@ -1297,6 +1321,7 @@ def _service_dump(svc: ServiceState | None) -> dict[str, Any]:
         "rollback_to": svc.rollback_to,
         "flip_problem": svc.flip_problem,
         "pending_flip": svc.pending_flip.id if svc.pending_flip else None,
+        "rollback_kept": svc.rollback_kept,
     }
 
 
@@ -1369,6 +1394,7 @@ def _service_from_row(row: sqlite3.Row) -> ServiceState:
         rollback_to=row["rollback_to"],
         flip_problem=row["flip_problem"],
         pending_flip=PendingFlip.from_json(json.loads(pending)) if pending else None,
+        rollback_kept=row["rollback_kept"],
     )
 
 

@@ -11,7 +11,8 @@ campaign) move traffic with `move_traffic`, which, under the service's short tra
    under the lock, so a rollback that aborted a run first always wins, and a rollback that
    comes after the run's flip waits for it and then flips back;
 3. picks the target (rollback: `rollback_to`, the side live before the last forward flip;
-   none, or already live: nothing to do), gates it (`gate.refusal`, unless forced),
+   none, already live, or a rollback already answered by aborting a run before its flip:
+   nothing to do), gates it (`gate.refusal`, unless forced),
    re-checks its hosts (the caller's callable: this module stays import-light) and needs a
    server UP on it at the router;
 4. journals and audits the intent (`begin_flip`), flips at the router, records the flip in
@@ -137,9 +138,26 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
                                message, aborted, [], recovered, request.force, repaired)
 
         if request.to is None and aborted is not None and before_its_flip:
+            # the rollback is answered: a second one (another operator, a retry) is done
+            store.keep_after_rollback(
+                service, f"run {aborted} was aborted before its flip by {request.actor} "
+                f"({request.reason})",
+                audit=AuditEntryInput(
+                    actor=request.actor, command=request.command, service=service,
+                    reason=request.reason, result="kept",
+                    after={"live": live, "aborted_run": aborted},
+                ),
+            )
             return unchanged(
                 f"{service}: aborted run {aborted}, which had not flipped yet; traffic stays "
                 f"on {live}"
+            )
+        if request.to is None and request.command == "rollback" and svc.rollback_kept:
+            back = (f"; `bluegreen rollback {service} --to {svc.rollback_to}` goes back to "
+                    f"{svc.rollback_to}" if svc.rollback_to not in (None, live) else "")
+            return unchanged(
+                f"{service}: already rolled back ({svc.rollback_kept}); traffic stays on "
+                f"{live}{back}"
             )
         target = request.to or svc.rollback_to
         if target is None:
@@ -205,7 +223,6 @@ def _reconcile(
 ) -> tuple[Side, ServiceState, list[str]]:
     live = router.live(service)
     svc = store.get_service(service)
-    recovered: list[str] = []
     if svc is None or svc.live_side is None:
         svc = store.set_live_side(
             service,
@@ -215,34 +232,7 @@ def _reconcile(
                 reason="first contact: recorded the router's live side", after={"live": live},
             ),
         )
-    pending = svc.pending_flip
-    if pending is not None:
-        if live == pending.to_side:
-            problem = _repersist(router, service, live)
-            svc = store.record_flip(
-                service, pending.from_side, pending.to_side, rollback=pending.rollback,
-                problem=problem,
-                audit=AuditEntryInput(
-                    actor=pending.actor, command=pending.command, service=service,
-                    reason=pending.reason, result="recovered",
-                    after={"live": live, "flip_id": pending.id, "run_id": pending.run_id,
-                           "recovered_by": actor, "problem": problem,
-                           "how": "the router had flipped; the record was missing"},
-                ),
-            )
-            recovered.append(f"completed {pending.command} {pending.from_side} -> {live}")
-        else:
-            svc = store.cancel_flip(
-                service, "the router had not changed",
-                audit=AuditEntryInput(
-                    actor=actor, command=f"{pending.command}.failed", service=service,
-                    reason=pending.reason, result="cancelled",
-                    after={"live": live, "flip_id": pending.id, "run_id": pending.run_id,
-                           "how": "interrupted before the router changed"},
-                ),
-            )
-            recovered.append(f"cancelled {pending.command} {pending.from_side} -> "
-                             f"{pending.to_side}")
+    svc, recovered = resolve_pending(store, router, svc, live, actor)
     if svc.live_side != live:
         raise StateMismatch(
             f"{service}: the router says {live} is live, the state store says {svc.live_side}",
@@ -252,14 +242,52 @@ def _reconcile(
     return live, svc, recovered
 
 
+def resolve_pending(
+    store: StateStore, router: Router, svc: ServiceState, live: Side, actor: str
+) -> tuple[ServiceState, list[str]]:
+    """End the flip a crash interrupted (the caller holds the traffic lock and read `live`
+    from the router): the router had moved -> recorded with its own command and semantics
+    (a rollback's side left becomes failed_live), result "recovered"; it had not -> cancelled.
+    Returns the service afterwards and what was done."""
+    service = svc.service
+    pending = svc.pending_flip
+    if pending is None:
+        return svc, []
+    if live == pending.to_side:
+        problem = _repersist(router, service, live)
+        svc = store.record_flip(
+            service, pending.from_side, pending.to_side, rollback=pending.rollback,
+            problem=problem,
+            audit=AuditEntryInput(
+                actor=pending.actor, command=pending.command, service=service,
+                reason=pending.reason, result="recovered", before={"live": pending.from_side},
+                after={"live": live, "flip_id": pending.id, "run_id": pending.run_id,
+                       "recovered_by": actor, "problem": problem,
+                       "how": "the router had flipped; the record was missing"},
+            ),
+        )
+        return svc, [f"completed {pending.command} {pending.from_side} -> {live}"]
+    svc = store.cancel_flip(
+        service, "the router had not changed",
+        audit=AuditEntryInput(
+            actor=actor, command=f"{pending.command}.failed", service=service,
+            reason=pending.reason, result="cancelled",
+            after={"live": live, "flip_id": pending.id, "run_id": pending.run_id,
+                   "how": "interrupted before the router changed"},
+        ),
+    )
+    return svc, [f"cancelled {pending.command} {pending.from_side} -> {pending.to_side}"]
+
+
 def _repersist(router: Router, service: str, live: Side) -> str | None:
-    """Flip to the side that already takes traffic: persists and confirms it again."""
+    """Flip to the side that already takes traffic: persists and confirms it again. When
+    that fails, nothing says the map on disk holds `live`: recorded as not persisted."""
     try:
         router.flip(service, live)
     except FlipIncomplete as exc:
         return exc.problem
     except RouterError as exc:
-        return f"not confirmed: persisting it again failed: {exc.message}"
+        return f"not persisted: persisting it again failed: {exc.message}"
     return None
 
 
@@ -351,8 +379,8 @@ def _flip_router(
                 ),
             )
             raise
-        if now == target:
-            return None, FlipIncomplete(exc.message, persisted=True, confirmed=False)
+        if now == target:  # moved, and the reply was lost: nothing says it was persisted
+            return None, FlipIncomplete(exc.message, persisted=False)
         raise RouterError(
             f"{service}: the flip {live} -> {target} failed ({exc.message}) and the router "
             f"cannot be read now ({unreadable}): traffic may be on either side; the flip's "

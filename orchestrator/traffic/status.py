@@ -12,7 +12,7 @@ from orchestrator.sides import SIDES, Side, other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput, SideState
 from orchestrator.traffic.connect import TrafficConfig
-from orchestrator.traffic.kernel import settle
+from orchestrator.traffic.kernel import resolve_pending, settle
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class ServiceStatus:
     rollback_to: Side | None = None
     flip_problem: str | None = None
     pending_flip: dict[str, Any] | None = None
+    rollback_kept: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +40,7 @@ class ServiceStatus:
             "rollback_to": self.rollback_to,
             "flip_problem": self.flip_problem,
             "pending_flip": self.pending_flip,
+            "rollback_kept": self.rollback_kept,
             "sides": self.sides,
             "run_in_flight": self.run_in_flight,
             "lock": self.lock,
@@ -100,15 +102,19 @@ def service_status(
         rollback_to=svc.rollback_to if svc else None,
         flip_problem=svc.flip_problem if svc else None,
         pending_flip=pending.as_json() if pending else None,
+        rollback_kept=svc.rollback_kept if svc else None,
     )
 
 
 def adopt(store: StateStore, router: Router, service: str, actor: str, reason: str) -> Side:
-    """Accept the router's view of which side is live (explicit, audited); ends a pending
-    flip."""
+    """Accept the router's view of which side is live (explicit, audited). A flip a crash
+    interrupted is first ended by the kernel's rule (completed with its own command and
+    semantics, or cancelled), so adopting never erases a rollback's failed_live side."""
     with store.traffic_lock(service, command="adopt"):
         live = router.live(service)
         svc = store.get_service(service)
+        if svc is not None and svc.pending_flip is not None:
+            svc, _done = resolve_pending(store, router, svc, live, actor)
         store.set_live_side(
             service,
             live,
@@ -117,9 +123,7 @@ def adopt(store: StateStore, router: Router, service: str, actor: str, reason: s
                 command="adopt",
                 service=service,
                 reason=reason,
-                before={"state_live": svc.live_side if svc else None,
-                        "pending_flip": svc.pending_flip.as_json()
-                        if svc and svc.pending_flip else None},
+                before={"state_live": svc.live_side if svc else None},
                 after={"live": live},
             ),
         )

@@ -1,0 +1,629 @@
+"""Model-based test of the safety kernel (issue 10): hypothesis drives random sequences of
+operator commands (flip, rollback, verify, status/settle, adopt), a rollout's steps (made
+with the same store and kernel calls as orchestrator/rollout.py, one step per rule, so
+anything can happen between two steps or while "Ansible runs"), crashes at every failpoint
+(the process's in-memory objects are dropped; the next process starts from the store),
+and faults of the load balancer (`set map` ok then persisting fails, the confirming
+request fails, the socket is gone, a reload, no server UP) and of the hosts (re-imaged
+behind bluegreen's back). After every rule, `World.check` (tests/support/model.py) checks
+the invariants of ARCHITECTURE.md and issue 10 against a fake router and the real SQLite
+store in a temporary directory.
+
+CI runs a fixed, derandomized set of examples; `BLUEGREEN_MODEL_EXAMPLES=N` runs N random
+ones (and `BLUEGREEN_MODEL_STEPS=M` steps each), see README "Model-based tests".
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from orchestrator.errors import (
+    Aborted,
+    BadInput,
+    BluegreenError,
+    FlipIncomplete,
+    LockHeld,
+    PatchFailed,
+    RolledBack,
+    RouterError,
+    StateMismatch,
+    VerificationFailed,
+)
+from orchestrator.sides import SIDES, Side, other_side
+from orchestrator.state import AuditEntryInput, SQLiteStateStore
+from orchestrator.state.models import RESUMABLE_STATUSES
+from orchestrator.testing import RouterFault, SimulatedCrash, crash_at
+from orchestrator.traffic import FlipOutcome, FlipRequest, failpoints, move_traffic, settle
+from orchestrator.traffic.status import adopt
+from tests.support.model import SERVICE, Host, World, at_failpoints, env_int
+
+KERNEL_POINTS = ("traffic:intent", "traffic:router", "traffic:recorded")
+STEPS = ("precheck", "patch", "verify", "flip", "bake")
+RUN_POINTS = (*KERNEL_POINTS, *(f"{s}:{p}" for s in STEPS for p in ("begin", "end")))
+FAULTS: tuple[RouterFault, ...] = (
+    "refuse", "gone_before", "gone_after", "lost_reply", "persist", "confirm")
+LEVELS = ("L1", "L2")
+
+crash_points = st.one_of(st.none(), st.sampled_from(KERNEL_POINTS))
+run_crash_points = st.one_of(st.none(), st.sampled_from(RUN_POINTS))
+meanwhile = st.one_of(st.none(), st.tuples(
+    st.sampled_from(RUN_POINTS), st.sampled_from(("rollback", "flip_blue", "flip_green",
+                                                  "status"))))
+
+
+class RunProcess:
+    """A rollout's process, one step per call, with the store and kernel calls of
+    orchestrator/rollout.py (precheck -> patch -> verify -> flip -> bake). The patch step
+    takes two calls: between them Ansible runs on the standby."""
+
+    def __init__(self, world: World, run_id: str) -> None:
+        self.world = world
+        self.run_id = run_id
+        self.store: SQLiteStateStore = world.open_store()
+        self.holder = world.spawn_holder()
+        self.in_patch = False
+        self.ended = False
+        self.plan: dict[str, Any] = {}
+        self.level = "L0"
+
+    # -- entry points -------------------------------------------------------------------
+    def start(self, level: str) -> None:
+        self.level = level
+
+        def begin() -> None:
+            self.store.acquire_lock(SERVICE, self.run_id, self.holder)
+            self.store.create_run(self.run_id, "rollout", SERVICE, {"level": level}, "ci")
+
+        self._guarded(begin)
+
+    def resume(self) -> None:
+        run = self.store.get_run(self.run_id)
+        assert run is not None
+        self.level = str(run.params["level"])
+        self._guarded(self._resume)
+
+    def advance(self, ok: bool) -> None:
+        self._guarded(lambda: self._advance(ok))
+
+    def crash(self) -> None:
+        """kill -9: no cleanup, the lock stays with a dead holder."""
+        self.store.close()
+        self.world.kill_holder(self.holder.pid)
+        self.ended = True
+
+    # -- the state machine (rollout._drive) -----------------------------------------------
+    def _guarded(self, body: Any) -> None:
+        try:
+            body()
+        except RolledBack as exc:
+            self._exit("rolled_back", exc.message)
+        except Aborted:
+            self._exit(None, None)
+        except BluegreenError as exc:
+            self._exit(None if self._aborted() else "failed", exc.message)
+
+    def _resume(self) -> None:
+        self.store.acquire_lock(SERVICE, self.run_id, self.holder)  # takes over a dead one
+        ends = {e.step: e.data for e in self.store.journal(self.run_id) if e.phase == "end"}
+        begun = {e.step for e in self.store.journal(self.run_id) if e.phase == "begin"}
+        self.plan = dict(ends.get("precheck", {}))
+        if not self.plan:
+            return
+        live = settle(self.store, self.world.router, SERVICE, "ci")
+        if "flip" in ends and "bake" in begun and live == self.plan["live"]:
+            raise RolledBack("the bake's automatic rollback had moved traffic back")
+        if "flip" in ends:
+            expected = [self.plan["standby"]]
+        elif "flip" in begun:
+            expected = [self.plan["live"], self.plan["standby"]]
+        else:
+            expected = [self.plan["live"]]
+        if live not in expected:
+            raise StateMismatch(f"cannot resume: {live} is live, expected {expected}")
+
+    def next_step(self) -> str | None:
+        """The step the next advance() runs ("patch" also while Ansible runs)."""
+        if self.ended:
+            return None
+        done = {e.step for e in self.store.journal(self.run_id) if e.phase == "end"}
+        return next((s for s in STEPS if s not in done), "finish")
+
+    def _advance(self, ok: bool) -> None:
+        if self.in_patch:
+            self._finish_patch(ok)
+            return
+        step = self.next_step()
+        if step == "finish":
+            self.store.finish_run(self.run_id, "done", "done")
+            self._exit(None, None)
+            return
+        if self._aborted():
+            raise Aborted("aborted")
+        self.store.journal_begin(self.run_id, step)
+        failpoints.hit(f"{step}:begin")
+        data = getattr(self, f"_{step}")(ok)
+        if step != "patch":
+            self._end(step, data)
+
+    def _end(self, step: str, data: dict[str, Any]) -> None:
+        self.store.journal_end(self.run_id, step, data)
+        failpoints.hit(f"{step}:end")
+
+    def _precheck(self, ok: bool) -> dict[str, Any]:
+        live = settle(self.store, self.world.router, SERVICE, "ci")
+        self.plan = {"live": live, "standby": other_side(live)}
+        return self.plan
+
+    def _patch(self, ok: bool) -> dict[str, Any]:
+        standby: Side = self.plan["standby"]
+        self.store.begin_patch(SERVICE, standby, self.level, audit=AuditEntryInput(
+            actor="ci", command="rollout.patch.begin", service=SERVICE,
+            reason=f"run {self.run_id}"))
+        truth = self.world.hosts[standby]
+        self.world.hosts_changed(standby, Host(self.level, True, truth.fingerprint),
+                                 patched=True)
+        self.in_patch = True  # Ansible runs now; the next advance() sees how it ended
+        return {}
+
+    def _finish_patch(self, ok: bool) -> None:
+        self.in_patch = False
+        standby: Side = self.plan["standby"]
+        if self._aborted():  # the cancel callback: Ansible stops mid-run
+            raise Aborted("aborted while patching")
+        if not ok:
+            raise PatchFailed("apt failed")
+        truth = self.world.hosts[standby]
+        self.world.hosts_changed(standby, Host(self.level, False, truth.fingerprint))
+        self.store.record_patch(SERVICE, standby, self.level, audit=AuditEntryInput(
+            actor="ci", command="rollout.patch", service=SERVICE, reason=f"run {self.run_id}"))
+        self._end("patch", {"side": standby})
+
+    def _verify(self, ok: bool) -> dict[str, Any]:
+        standby: Side = self.plan["standby"]
+        began = self.store.get_side(SERVICE, standby)
+        truth = self.world.hosts[standby]
+        passed = ok and not truth.partial and truth.level == self.level
+        self.store.record_verification(
+            SERVICE, standby, passed, self.level, "model", hosts=truth.fingerprints(standby),
+            expected_generation=began.generation if began else 0,
+            audit=AuditEntryInput(actor="ci", command="verify", service=SERVICE))
+        if not passed:
+            raise VerificationFailed("verification failed")
+        return {"side": standby}
+
+    def _flip(self, ok: bool) -> dict[str, Any]:
+        settle(self.store, self.world.router, SERVICE, "ci")
+        outcome = move_traffic(self.store, self.world.router, FlipRequest(
+            service=SERVICE, command="rollout.flip", reason=f"run {self.run_id}", actor="ci",
+            to=self.plan["standby"], run_id=self.run_id, recheck_hosts=self.world.recheck))
+        return {"changed": outcome.changed}
+
+    def _bake(self, ok: bool) -> dict[str, Any]:
+        if self._aborted():
+            raise Aborted("aborted during bake")
+        if ok:
+            return {}
+        try:
+            move_traffic(self.store, self.world.router, FlipRequest(
+                service=SERVICE, command="rollout.auto-rollback", actor="ci", to=None,
+                reason=f"run {self.run_id}: bake failed", run_id=self.run_id))
+        except FlipIncomplete as exc:
+            raise RolledBack(f"back, but {exc.message}") from exc
+        except (Aborted, StateMismatch):
+            raise
+        except BluegreenError as exc:
+            raise BluegreenError(f"the automatic rollback failed: {exc.message}") from exc
+        raise RolledBack("rolled back")
+
+    # -- helpers --------------------------------------------------------------------------
+    def _aborted(self) -> bool:
+        run = self.store.get_run(self.run_id)
+        return run is not None and run.status == "aborted"
+
+    def _exit(self, status: Any, message: str | None) -> None:
+        """The run's process ends: its status (unless aborted already), its lock."""
+        run = self.store.get_run(self.run_id)
+        if status is not None and run is not None and run.status in RESUMABLE_STATUSES:
+            self.store.finish_run(self.run_id, status, message)
+        lock = self.store.get_lock(SERVICE)
+        if lock is not None and lock.run_id == self.run_id:
+            self.store.release_lock(SERVICE, self.run_id)
+        self.store.close()
+        self.world.kill_holder(self.holder.pid)
+        self.ended = True
+
+
+class KernelModel(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        # on tmpfs when there is one: the store fsyncs every transaction
+        shm = Path("/dev/shm")
+        self.tmp = Path(tempfile.mkdtemp(prefix="bluegreen-model-",
+                                         dir=shm if shm.is_dir() else None))
+        self.world = World(self.tmp)
+        self.run: RunProcess | None = None
+        self.count = 0
+
+    def teardown(self) -> None:
+        if self.run is not None and not self.run.ended:
+            self.run.crash()
+        self.world.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- helpers --------------------------------------------------------------------------
+    def _op(self, crash: str | None, body: Any) -> Any:
+        """One operator command in its own process; a crash at `crash` kills it there."""
+        self.world.clock.advance(1)
+        with self.world.process() as store:
+            with crash_at(*(crash,) if crash else ()):
+                try:
+                    return body(store)
+                except SimulatedCrash:
+                    return None
+                except BluegreenError as exc:
+                    return exc
+
+    def _step(self, crash: str | None, body: Any, meanwhile: tuple[str, str] | None = None
+              ) -> None:
+        """One step of the run's process; a crash there kills the process (no cleanup);
+        `meanwhile` (failpoint, command): an operator's command runs when the run is there."""
+        assert self.run is not None
+        self.world.clock.advance(1)
+        action = None
+        if meanwhile is not None:
+            point, command = meanwhile
+            action = (point, lambda: self._operator(command))
+        with at_failpoints(crash, action):
+            try:
+                body()
+            except SimulatedCrash:
+                self.run.crash()
+
+    def _operator(self, command: str) -> None:
+        if command == "rollback":
+            self._rollback(None, None)
+        elif command in ("flip_blue", "flip_green"):
+            self._flip("blue" if command == "flip_blue" else "green", False, None)
+        else:
+            self.status(None)
+
+    def _resumable_run(self) -> str | None:
+        runs = [r for r in self.world.observer.list_runs(service=SERVICE)
+                if r.status in RESUMABLE_STATUSES]
+        return runs[-1].run_id if runs else None
+
+    def _run_alive(self) -> bool:
+        return self.run is not None and not self.run.ended
+
+    # -- operators --------------------------------------------------------------------------
+    def _runs_in_flight(self) -> list[str]:
+        return [r.run_id for r in self.world.observer.list_runs(service=SERVICE)
+                if r.status in RESUMABLE_STATUSES]
+
+    def _aborted_all(self, before: list[str], outcome: Any) -> None:
+        """A rollback or flip that got past its checks aborted every run in flight."""
+        if outcome is None or isinstance(outcome, StateMismatch | LockHeld | BadInput):
+            return
+        if isinstance(outcome, RouterError) and not isinstance(outcome, FlipIncomplete):
+            return  # e.g. the router could not be read: nothing was decided
+        left = [r for r in before if r in self._runs_in_flight()]
+        assert not left, f"{outcome!r} left runs in flight: {left}"
+
+    @rule(to=st.sampled_from(SIDES), force=st.booleans(), crash=crash_points)
+    def flip(self, to: Side, force: bool, crash: str | None) -> None:
+        self._flip(to, force, crash)
+
+    def _flip(self, to: Side, force: bool, crash: str | None) -> None:
+        def body(store: SQLiteStateStore) -> Any:
+            return move_traffic(store, self.world.router, FlipRequest(
+                service=SERVICE, command="flip", reason="model", actor="op", to=to,
+                force=force, abort_in_flight=True, recheck_hosts=self.world.recheck,
+                lock_timeout_s=0))
+
+        in_flight = self._runs_in_flight()
+        outcome = self._op(crash, body)
+        self._aborted_all(in_flight, outcome)
+        if outcome is not None and not isinstance(outcome, BaseException):
+            self._succeeded(outcome)
+
+    @rule(to=st.one_of(st.none(), st.sampled_from(SIDES)), crash=crash_points)
+    def rollback(self, to: Side | None, crash: str | None) -> None:
+        self._rollback(to, crash)
+
+    def _rollback(self, to: Side | None, crash: str | None) -> None:
+        def body(store: SQLiteStateStore) -> Any:
+            return move_traffic(store, self.world.router, FlipRequest(
+                service=SERVICE, command="rollback", reason="INC-1", actor="op", to=to,
+                abort_in_flight=True, lock_timeout_s=0))
+
+        in_flight = self._runs_in_flight()
+        outcome = self._op(crash, body)
+        self._aborted_all(in_flight, outcome)
+        if outcome is not None and not isinstance(outcome, BaseException):
+            self._succeeded(outcome)
+        if crash is None and (outcome is None or not isinstance(outcome, BaseException)
+                              or isinstance(outcome, FlipIncomplete)):
+            self._second_rollback_changes_nothing(to)
+
+    def _second_rollback_changes_nothing(self, to: Side | None) -> None:
+        """The same rollback again (a second operator, a second later) changes nothing."""
+        router, observer = self.world.router, self.world.observer
+        memory = dict(router.memory)
+        svc = observer.get_service(SERVICE)
+        records = len(observer.audit_records(SERVICE))
+        again = self._op(None, lambda store: move_traffic(store, router, FlipRequest(
+            service=SERVICE, command="rollback", reason="INC-1 (second operator)", actor="op2",
+            to=to, abort_in_flight=True, lock_timeout_s=0)))
+        after = observer.get_service(SERVICE)
+        assert router.memory == memory, f"a second rollback moved traffic: {again}"
+        assert (after.live_side if after else None) == (svc.live_side if svc else None)
+        if not isinstance(again, BaseException):
+            assert not again.changed, again
+        new = [r for r in observer.audit_records(SERVICE)[records:]
+               if r.command == "rollback" and r.result != "started"]
+        assert not new, f"a second rollback recorded a flip: {new}"
+
+    def _succeeded(self, outcome: FlipOutcome) -> None:
+        """A flip (or repair) that reported success: traffic is there, persisted, recorded."""
+        if not (outcome.changed or outcome.repaired):
+            return
+        to = outcome.to_side
+        router, svc = self.world.router, self.world.observer.get_service(SERVICE)
+        assert router.memory[SERVICE] == router.persisted[SERVICE] == to
+        assert svc is not None and svc.live_side == to and svc.pending_flip is None
+        assert svc.flip_problem is None
+
+    @rule(side=st.sampled_from(SIDES), ok=st.booleans())
+    def verify(self, side: Side, ok: bool) -> None:
+        """`bluegreen verify --side`: holds the run lock, records what it read at the start."""
+        lock = self.world.observer.get_lock(SERVICE)
+        if lock is not None and not lock.holder_is_gone():
+            return  # LockHeld: a rollout is running
+        truth = self.world.hosts[side]
+
+        def body(store: SQLiteStateStore) -> Any:
+            began = store.get_side(SERVICE, side)
+            level = began.patch_level if began else None
+            passed = ok and not truth.partial and truth.level == (level or "L0")
+            return store.record_verification(
+                SERVICE, side, passed, level, "model", hosts=truth.fingerprints(side),
+                expected_generation=began.generation if began else 0,
+                audit=AuditEntryInput(actor="op", command="verify", service=SERVICE))
+
+        self._op(None, body)
+
+    @rule(crash=crash_points)
+    def status(self, crash: str | None) -> None:
+        """Any traffic command's first act: settle a crashed flip, or say the store differs."""
+        self._op(crash, lambda store: settle(store, self.world.router, SERVICE, "op",
+                                             lock_timeout_s=0))
+
+    @rule()
+    def adopt(self) -> None:
+        self._op(None, lambda store: adopt(store, self.world.router, SERVICE, "op", "model"))
+
+    # -- the load balancer and the hosts -------------------------------------------------
+    @rule(fault=st.sampled_from(FAULTS))
+    def router_fault(self, fault: RouterFault) -> None:
+        self.world.router.fail_next(fault)
+
+    @rule()
+    def router_heal(self) -> None:
+        self.world.router.heal()
+
+    @precondition(lambda self: not self.world.router.unreachable)
+    @rule()
+    def router_reload(self) -> None:
+        self.world.router.reload()
+
+    @rule(side=st.sampled_from(SIDES))
+    def side_down_or_up(self, side: Side) -> None:
+        self.world.router.down ^= {(SERVICE, side)}
+
+    @rule(side=st.sampled_from(SIDES))
+    def reimage(self, side: Side) -> None:
+        """Someone rebuilds a standby host behind bluegreen's back."""
+        if self.world.router.memory[SERVICE] == side:
+            return
+        if self.run is not None and self.run.in_patch and self.run.plan["standby"] == side:
+            return
+        old = self.world.hosts[side]
+        self.world.hosts_changed(side, Host("L0", False, old.fingerprint + 1))
+
+    # -- the rollout's process ------------------------------------------------------------
+    @precondition(lambda self: not self._run_alive())
+    @rule(level=st.sampled_from(LEVELS))
+    def rollout_start(self, level: str) -> None:
+        if self._run_alive() or self._resumable_run() is not None:
+            return  # the CLI says: resume it (or abort it) first
+        self.count += 1
+        self.run = RunProcess(self.world, f"r{self.count}")
+        self.run.start(level)
+
+    @precondition(lambda self: self._run_alive())
+    @rule(ok=st.booleans(), crash=run_crash_points, meanwhile=meanwhile)
+    def rollout_step(self, ok: bool, crash: str | None,
+                     meanwhile: tuple[str, str] | None) -> None:
+        if self.run is None or self.run.ended:
+            return
+        run = self.run
+        self._step(crash, lambda: run.advance(ok), meanwhile)
+
+    @precondition(lambda self: self._run_alive())
+    @rule(step=st.sampled_from(STEPS), ok=st.booleans(), crash=run_crash_points,
+          meanwhile=meanwhile)
+    def rollout_until(self, step: str, ok: bool, crash: str | None,
+                      meanwhile: tuple[str, str] | None) -> None:
+        """The run goes well until `step`, which then runs as told (a shortcut to the
+        deep states)."""
+        if self.run is None or self.run.ended:
+            return
+        run = self.run
+        for _ in range(len(STEPS) + 1):
+            if run.ended or run.next_step() in (step, "finish"):
+                break
+            self._step(None, lambda: run.advance(True))
+        if not run.ended:
+            self._step(crash, lambda: run.advance(ok), meanwhile)
+
+    @precondition(lambda self: self._run_alive())
+    @rule()
+    def rollout_crash(self) -> None:
+        if self.run is not None and not self.run.ended:
+            self.run.crash()
+
+    @precondition(lambda self: not self._run_alive())
+    @rule(crash=run_crash_points)
+    def rollout_resume(self, crash: str | None) -> None:
+        run_id = self._resumable_run()
+        if run_id is None or self._run_alive():
+            return
+        self.run = RunProcess(self.world, run_id)
+        run = self.run
+        self._step(crash, run.resume)
+
+    # -- invariants -------------------------------------------------------------------------
+    @invariant()
+    def check_world(self) -> None:
+        alive = self._run_alive()
+        self.world.check(run_alive=alive, aborted_run_alive=alive)
+
+
+TestKernelModel = KernelModel.TestCase
+TestKernelModel.settings = settings(
+    max_examples=env_int("BLUEGREEN_MODEL_EXAMPLES", 150),
+    stateful_step_count=env_int("BLUEGREEN_MODEL_STEPS", 40),
+    derandomize=not env_int("BLUEGREEN_MODEL_EXAMPLES", 0),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+# -- the interleavings of issue 10, as fixed examples of the same machine ------------------
+
+R = "rollout_until"
+SCENARIOS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    # 1: green verified by an earlier run; a new rollout patches green; rollback
+    "rollback_while_patching": [
+        ("rollout_start", {"level": "L1"}),
+        (R, {"step": "bake", "ok": True, "crash": None, "meanwhile": None}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),  # done: green live
+        ("rollout_start", {"level": "L2"}),
+        (R, {"step": "bake", "ok": True, "crash": None, "meanwhile": None}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),  # blue live, L2
+        ("rollout_start", {"level": "L1"}),
+        (R, {"step": "patch", "ok": True, "crash": None, "meanwhile": None}),  # Ansible on green
+        ("rollback", {"to": None, "crash": None}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),
+        ("flip", {"to": "green", "force": False, "crash": None}),
+    ],
+    # 2: the bake's automatic rollback, then rollback and flip to the side that failed
+    "rollback_after_auto_rollback": [
+        ("rollout_start", {"level": "L1"}),
+        (R, {"step": "bake", "ok": False, "crash": None, "meanwhile": None}),
+        ("rollback", {"to": None, "crash": None}),
+        ("flip", {"to": "green", "force": False, "crash": None}),
+    ],
+    # 3: set map ok, then persisting fails / the confirming request fails; a reload
+    "half_done_flips": [
+        ("router_fault", {"fault": "persist"}),
+        ("rollout_start", {"level": "L1"}),
+        (R, {"step": "flip", "ok": True, "crash": None, "meanwhile": None}),  # not persisted
+        ("flip", {"to": "green", "force": False, "crash": None}),  # the hint: repairs it
+        ("router_fault", {"fault": "confirm"}),
+        ("rollback", {"to": None, "crash": None}),  # not confirmed; the second one repairs
+        ("router_fault", {"fault": "lost_reply"}),
+        ("flip", {"to": "green", "force": True, "crash": None}),
+        ("router_reload", {}),  # the flip was not persisted: traffic back on blue
+        ("status", {"crash": None}),
+        ("adopt", {}),
+    ],
+    # 6: kill -9 inside the automatic rollback (router flipped back, store not yet)
+    "crash_inside_auto_rollback": [
+        ("rollout_start", {"level": "L1"}),
+        (R, {"step": "bake", "ok": False, "crash": "traffic:router", "meanwhile": None}),
+        ("rollout_resume", {"crash": None}),
+        ("flip", {"to": "green", "force": False, "crash": None}),
+    ],
+    # 8: rollback --to LIVE during a rollout; a rollback while the run's flip is between
+    # its abort check and the kernel, and while the kernel holds the lock
+    "rollback_to_live_and_racing_the_runs_flip": [
+        ("rollout_start", {"level": "L1"}),
+        (R, {"step": "verify", "ok": True, "crash": None, "meanwhile": None}),
+        ("rollback", {"to": "blue", "crash": None}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),
+        ("rollout_start", {"level": "L1"}),
+        (R, {"step": "flip", "ok": True, "crash": None,
+             "meanwhile": ("flip:begin", "rollback")}),
+        ("rollout_start", {"level": "L2"}),
+        (R, {"step": "flip", "ok": True, "crash": None,
+             "meanwhile": ("traffic:router", "rollback")}),
+        ("rollback", {"to": None, "crash": None}),
+    ],
+    # 11, 12: a store that disagrees; hosts re-imaged after their verification
+    "disagreeing_store_and_reimaged_hosts": [
+        ("rollout_start", {"level": "L1"}),
+        (R, {"step": "bake", "ok": True, "crash": None, "meanwhile": None}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),
+        ("rollout_start", {"level": "L2"}),
+        (R, {"step": "bake", "ok": True, "crash": None, "meanwhile": None}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),
+        ("reimage", {"side": "green"}),
+        ("flip", {"to": "green", "force": False, "crash": None}),
+        ("router_fault", {"fault": "persist"}),
+        ("rollback", {"to": None, "crash": None}),
+        ("router_reload", {}),
+        ("flip", {"to": "green", "force": False, "crash": None}),
+        ("rollout_start", {"level": "L1"}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),
+    ],
+    # a crash at every kernel failpoint of an operator's flip, then the next command
+    "crashes_at_each_kernel_failpoint": [
+        ("verify", {"side": "green", "ok": True}),
+        ("flip", {"to": "green", "force": False, "crash": "traffic:intent"}),
+        ("status", {"crash": None}),
+        ("flip", {"to": "green", "force": False, "crash": "traffic:router"}),
+        ("rollback", {"to": None, "crash": "traffic:router"}),
+        ("status", {"crash": None}),
+        ("flip", {"to": "blue", "force": True, "crash": "traffic:recorded"}),
+        ("rollback", {"to": None, "crash": None}),
+    ],
+}
+
+
+ENDS: dict[str, tuple[Side, dict[Side, str]]] = {
+    "rollback_while_patching": ("blue", {"green": "patching"}),
+    "rollback_after_auto_rollback": ("blue", {"green": "failed_live"}),
+    "half_done_flips": ("blue", {"green": "failed_live"}),
+    "crash_inside_auto_rollback": ("blue", {"green": "failed_live"}),
+    "rollback_to_live_and_racing_the_runs_flip": ("blue", {"green": "failed_live"}),
+    "disagreeing_store_and_reimaged_hosts": ("green", {"green": "verified"}),
+    "crashes_at_each_kernel_failpoint": ("blue", {"green": "failed_live"}),
+}
+"""Where each scenario leaves traffic (router memory) and side states."""
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_issue_10_interleavings(name: str) -> None:
+    machine = KernelModel()
+    try:
+        machine.check_world()
+        for rule_name, arguments in SCENARIOS[name]:
+            getattr(machine, rule_name)(**arguments)
+            machine.check_world()
+        live, states = ENDS[name]
+        assert machine.world.router.memory[SERVICE] == live
+        for side, state in states.items():
+            record = machine.world.observer.get_side(SERVICE, side)
+            assert (record.state if record else "untouched") == state, side
+    finally:
+        machine.teardown()

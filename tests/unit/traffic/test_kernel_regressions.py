@@ -1,0 +1,111 @@
+"""Bugs the model-based test (test_kernel_model.py) found in the safety kernel, pinned as
+plain examples: each failed before its fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import FlipIncomplete, VerificationFailed
+from orchestrator.sides import Side
+from orchestrator.state import AuditEntryInput, SQLiteStateStore
+from orchestrator.testing import FakeRouter, SimulatedCrash, crash_at, temp_store
+from orchestrator.traffic import FlipRequest, move_traffic, settle
+from orchestrator.traffic.status import adopt
+
+SERVICE = "web"
+
+
+def _verified(store: SQLiteStateStore, side: Side, level: str = "L1") -> None:
+    setup = AuditEntryInput(actor="test", command="setup")
+    store.record_patch(SERVICE, side, level, audit=setup)
+    store.record_verification(SERVICE, side, True, level, "ok", audit=setup)
+
+
+def test_adopt_ends_a_crashed_rollback_with_its_semantics(tmp_path: Path) -> None:
+    """`status --adopt` after a rollback died between the router and the record used to
+    erase the pending flip: the side that failed under traffic stayed `verified`, and
+    `flip --to` it passed the gate."""
+    router = FakeRouter({SERVICE: "blue"})
+    with temp_store(tmp_path) as store:
+        _verified(store, "green")
+        move_traffic(store, router, FlipRequest(service=SERVICE, command="flip", reason="x",
+                                                actor="op", to="green"))
+        with crash_at("traffic:router"), pytest.raises(SimulatedCrash):
+            move_traffic(store, router, FlipRequest(service=SERVICE, command="rollback",
+                                                    reason="INC-1", actor="op"))
+    with temp_store(tmp_path) as store:
+        assert adopt(store, router, SERVICE, "op", "LB looked wrong") == "blue"
+        green = store.get_side(SERVICE, "green")
+        assert green is not None and green.state == "failed_live"
+        records = [(r.command, r.result) for r in store.audit_records(SERVICE)]
+        assert ("rollback", "recovered") in records and records[-1] == ("adopt", "ok")
+        with pytest.raises(VerificationFailed, match="failed_live"):
+            move_traffic(store, router, FlipRequest(service=SERVICE, command="flip",
+                                                    reason="x", actor="op", to="green"))
+        assert router.memory[SERVICE] == "blue"
+
+
+@pytest.mark.parametrize("how", ["lost_reply", "repersist_refused"])
+def test_a_move_not_known_to_be_persisted_is_recorded_as_not_persisted(
+    tmp_path: Path, how: str
+) -> None:
+    """A flip whose reply was lost after `set map`, or a crashed flip whose re-persisting
+    failed, used to be recorded as "not confirmed" (i.e. persisted): a reload then sent
+    traffic back while the store said nothing about it."""
+    router = FakeRouter({SERVICE: "blue"})
+    with temp_store(tmp_path) as store:
+        _verified(store, "green")
+        request = FlipRequest(service=SERVICE, command="flip", reason="x", actor="op",
+                              to="green")
+        if how == "lost_reply":
+            router.fail_next("lost_reply")
+            with pytest.raises(FlipIncomplete):
+                move_traffic(store, router, request)
+        else:
+            router.fail_next("persist", "refuse")
+            with crash_at("traffic:router"), pytest.raises(SimulatedCrash):
+                move_traffic(store, router, request)
+            settle(store, router, SERVICE, "op")  # completes it; re-persisting is refused
+        svc = store.get_service(SERVICE)
+        assert svc is not None and svc.live_side == "green"
+        assert str(svc.flip_problem).startswith("not persisted"), svc.flip_problem
+        assert router.persisted[SERVICE] == "blue"  # a reload would go back: said so
+
+
+def test_a_second_rollback_after_one_that_aborted_a_run_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """Two operators roll back during a rollout that has not flipped yet: the first aborts
+    the run and keeps traffic where it is; the second used to roll back the flip before
+    the run (green -> blue)."""
+    router = FakeRouter({SERVICE: "blue"})
+    with temp_store(tmp_path) as store:
+        _verified(store, "green")
+        move_traffic(store, router, FlipRequest(service=SERVICE, command="flip", reason="x",
+                                                actor="op", to="green"))
+        store.create_run("r1", "rollout", SERVICE, {}, "ci")
+        store.journal_begin("r1", "precheck")
+        store.journal_end("r1", "precheck", {"live": "green", "standby": "blue"})
+        outcomes = [
+            move_traffic(store, router, FlipRequest(service=SERVICE, command="rollback",
+                                                    reason="INC-1", actor=who,
+                                                    abort_in_flight=True))
+            for who in ("alice", "bob")
+        ]
+        assert [o.changed for o in outcomes] == [False, False]
+        assert "already rolled back" in outcomes[1].message
+        assert "--to blue" in outcomes[1].message
+        assert router.memory[SERVICE] == "green" and router.flips == [(SERVICE, "green")]
+        assert [(r.command, r.result) for r in store.audit_records(SERVICE)][-1] == (
+            "rollback", "kept")
+        # an explicit rollback still goes back, with rollback semantics
+        back = move_traffic(store, router, FlipRequest(service=SERVICE, command="rollback",
+                                                       reason="INC-1", actor="carol",
+                                                       to="blue", abort_in_flight=True))
+        assert back.changed and router.memory[SERVICE] == "blue"
+        svc = store.get_service(SERVICE)
+        assert svc is not None and svc.rollback_kept is None
+        green = store.get_side(SERVICE, "green")
+        assert green is not None and green.state == "failed_live"
