@@ -73,6 +73,34 @@ def variant(base: dict[str, object], work: Path, name: str, witness: dict[str, o
     return path
 
 
+def in_process(work: Path, port: int, config: Path) -> dict[str, float]:
+    """The witness's own steps, timed in this process (no interpreter start-up in them):
+    reading the head (done at a command's start and end) and one publish per witness."""
+    from orchestrator.state.audit import AuditHead
+    from orchestrator.state.audit_settings import WitnessSettings
+    from orchestrator.state.sqlite import read_head
+    from orchestrator.state.witness import publish
+
+    state = Path(yaml.safe_load(config.read_text())["state"]["path"])
+    head = read_head(state) or AuditHead(count=1, head_hash="0" * 64, key_id="0" * 16)
+    steps = {
+        "read the head": lambda: read_head(state),
+        "publish to the file": lambda: publish(
+            head, work / "micro.db", WitnessSettings(syslog="off", file=work / "micro.log")),
+        "publish to syslog over TCP": lambda: publish(
+            head, work / "micro.db", WitnessSettings(syslog=f"tcp://127.0.0.1:{port}")),
+    }
+    out = {}
+    for name, step in steps.items():
+        samples = []
+        for _ in range(200):
+            started = time.perf_counter()
+            step()
+            samples.append(time.perf_counter() - started)
+        out[name] = statistics.median(samples) * 1000
+    return out
+
+
 def main() -> None:
     from orchestrator.lab.paths import LabPaths
 
@@ -106,6 +134,7 @@ def main() -> None:
                     for leg in ("there", "back"):
                         samples[name].append(timed([*bg, "-c", str(config), "rollback", "api",
                                                     "--reason", f"witness benchmark {i} {leg}"]))
+            micro = in_process(work, port, configs["file"])
             heads = (work / "heads.log").read_text().count("\n")
             received = (work / "collector.log").read_text().count("audit head")
         finally:
@@ -119,6 +148,8 @@ def main() -> None:
         ms = statistics.median(values) * 1000
         print(f"rollback api, {name:<18} median {ms:7.1f} ms   ({ms - base_ms:+6.1f} ms)")
     print(f"heads in the file: {heads}; at the collector: {received}")
+    for name, ms in micro.items():
+        print(f"in process, {name:<28} median {ms:7.3f} ms")
 
 
 if __name__ == "__main__":

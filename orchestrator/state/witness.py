@@ -140,8 +140,9 @@ def _to_file(line: str, path: Path) -> WitnessResult:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
         try:
+            # one write of one line, no fsync: the incident path must not wait for the disk;
+            # a line lost in a crash only leaves the witness behind the store, never ahead
             os.write(fd, (line + "\n").encode("utf-8", "replace"))
-            os.fsync(fd)
         finally:
             os.close(fd)
     except OSError as exc:
