@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from orchestrator.config.types import (
     SAFE_USER_RE,
@@ -41,14 +41,23 @@ class StateSettings(StrictModel):
     path: NonEmptyStr = ".bluegreen/state.db"
 
 
-_SYSLOG_TARGET = r"^(local|off|tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5})$"
+def _syslog_target(value: str) -> str:
+    if value in ("local", "off"):
+        return value
+    from orchestrator.state.witness import parse_tcp_address
+
+    parse_tcp_address(value)  # ValueError: says which forms are allowed
+    return value
+
+
+SyslogTarget = Annotated[str, AfterValidator(_syslog_target)]
 
 
 class WitnessConfig(StrictModel):
     """Where the audit head is written after every command that appended records."""
 
-    syslog: str = Field(default="local", pattern=_SYSLOG_TARGET,
-                        description="local (/dev/log), off, or tcp://HOST:PORT (RFC 5424)")
+    syslog: SyslogTarget = Field(default="local",
+                                 description="local (/dev/log), off, or tcp://HOST:PORT (RFC 5424)")
     syslog_copy: NonEmptyStr | None = None
     file: NonEmptyStr | None = None
     timeout_seconds: float = Field(default=1.0, gt=0, le=10)
