@@ -63,7 +63,7 @@ def converge_service(
     expected_live: str,
 ) -> ConvergeResult:
     """Patch + verify the standby of `service`."""
-    from orchestrator.patching import patch_hosts
+    from orchestrator.patching import patch_side, step_record
     from orchestrator.rollout import patch_level
     from orchestrator.verification import verify_side
 
@@ -79,9 +79,13 @@ def converge_service(
     level = patch_level(packages, False)
     store.acquire_lock(service, run_id)
     try:
-        result = patch_hosts(config, service, side, packages)
-        if not result.ok:
-            return ConvergeResult(ok=False, side=side, message="; ".join(result.failures()))
+        patched = patch_side(config, service, side, packages)
+        if not patched.ok:
+            failures = patched.result.failures()
+            return ConvergeResult(ok=False, side=side, message="; ".join(failures))
+        step = step_record(patched, side, level)
+        level = step["patch_level"]  # what is installed, not what was asked
+        versions = {h: d["versions"] for h, d in step["hosts"].items()}
         store.record_patch(
             service,
             side,
@@ -91,7 +95,7 @@ def converge_service(
                 command="campaign.converge.patch",
                 service=service,
                 reason=f"campaign run {run_id}",
-                after={"side": side, "versions": {h: r.versions for h, r in result.hosts.items()}},
+                after={"side": side, "versions": versions, "changes": step["changes"]},
             ),
         )
         outcome = verify_side(
@@ -104,7 +108,6 @@ def converge_service(
             advisories=[a.model_dump(mode="json") for a in advisories_for(campaign, service)],
             patch_level=level,
         )
-        versions = {h: r.versions for h, r in result.hosts.items()}
         wanted = {p.name: p.version for p in packages}
         drift = sorted(
             f"{h} {pkg}={have.get(pkg)}"

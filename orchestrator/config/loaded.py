@@ -102,6 +102,12 @@ class LoadedConfig:
         return self.resolve(self.model.reports_dir)
 
     @property
+    def advisories_cache_path(self) -> Path:
+        """Where feeds and parsed changelogs are cached (default: next to the state db)."""
+        configured = self.model.advisories.cache_dir
+        return self.resolve(configured) if configured else self.state_path.parent / "advisories"
+
+    @property
     def known_hosts_path(self) -> Path:
         return self.resolve(self.model.ssh.known_hosts)
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
+from orchestrator.advisories.settings import AdvisorySettings
 from orchestrator.config.types import (
     SAFE_USER_RE,
     GroupName,
@@ -229,6 +230,9 @@ class BluegreenConfig(StrictModel):
     router: Annotated[HAProxySettings | CommandRouterSettings, Field(discriminator="kind")]
     services: dict[ServiceName, ServiceConfig] = Field(min_length=1)
     reports_dir: NonEmptyStr = "reports"
+    advisories: AdvisorySettings = Field(default_factory=AdvisorySettings)
+    """CVE feeds and the apt repositories the hosts use (`exposure`, `campaign new`, the
+    `cves` check); see orchestrator/advisories/settings.py."""
 
     @model_validator(mode="after")
     def _cross_checks(self) -> BluegreenConfig:

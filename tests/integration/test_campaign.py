@@ -44,6 +44,22 @@ ADVISORY = {
 }
 
 
+def slow_patch_config(config: Path, tmp_path: Path, *, seconds: int) -> Path:
+    """A copy of `config` whose web patch step takes `seconds` longer: our playbook, then a
+    pause (for tests that must act while a patch step is still running)."""
+    slow = tmp_path / "slow-patch.yml"
+    slow.write_text(
+        f"- import_playbook: {ROOT / 'playbooks' / 'patch.yml'}\n"
+        '- hosts: "{{ target }}"\n  gather_facts: false\n'
+        f"  tasks: [{{ansible.builtin.pause: {{seconds: {seconds}}}, run_once: true}}]\n"
+    )
+    doc = yaml.safe_load(config.read_text())
+    doc["services"]["web"]["patch"]["playbook"] = str(slow)
+    path = tmp_path / "bluegreen-slow-patch.yml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
 def write_campaign(tmp_path: Path, name: str, **over: Any) -> Path:
     doc: dict[str, Any] = {
         "name": name,
@@ -202,18 +218,9 @@ def test_window_closed_and_closing_mid_campaign_defers(fresh_lab: Lab, tmp_path:
     assert code == 0, doc
 
     # the window closes while web is being patched: web is patched+verified but not flipped.
-    # The patch step is made to outlast the window on purpose (our playbook, then a pause):
-    # it is fast enough now to patch, verify and flip inside a few seconds.
-    slow = tmp_path / "slow-patch.yml"
-    slow.write_text(
-        f"- import_playbook: {ROOT / 'playbooks' / 'patch.yml'}\n"
-        '- hosts: "{{ target }}"\n  gather_facts: false\n'
-        "  tasks: [{ansible.builtin.pause: {seconds: 12}, run_once: true}]\n"
-    )
-    doc = yaml.safe_load(config.read_text())
-    doc["services"]["web"]["patch"]["playbook"] = str(slow)
-    config = tmp_path / "bluegreen-slow-patch.yml"
-    config.write_text(yaml.safe_dump(doc))
+    # The patch step is made to outlast the window on purpose: it is fast enough now to
+    # patch, verify and flip inside a few seconds.
+    config = slow_patch_config(config, tmp_path, seconds=12)
     soon = {
         "start": (now - timedelta(minutes=1)).isoformat(),
         "end": (datetime.now(UTC) + timedelta(seconds=8)).isoformat(),
@@ -322,7 +329,9 @@ def test_failing_service_wave_policy_continue_then_stop(fresh_lab: Lab, tmp_path
 
 
 def test_abort_mid_campaign_leaves_services_consistent(fresh_lab: Lab, tmp_path: Path) -> None:
-    lab, config = fresh_lab, fresh_lab.paths.config
+    lab = fresh_lab
+    # the abort must land inside the patch step, which alone takes ~2 s now
+    config = slow_patch_config(fresh_lab.paths.config, tmp_path, seconds=10)
     camp = write_campaign(tmp_path, "abort-me")
     proc = subprocess.Popen(
         [*BLUEGREEN, "-c", str(config), "campaign", "run", str(camp), "--yes", "--json"],
