@@ -572,15 +572,17 @@ class SQLiteStateStore:
     ) -> ServiceState:
         """Record which side the router now sends traffic to (first contact, `adopt`).
         Records, never decides: the caller checks the router first. Accepting the router's
-        view ends a pending flip."""
+        view ends a pending flip, and a flip problem when the live side changes."""
         now = self._now()
         with self._write() as conn:
             old = self._service_row(conn, service)
             self._ensure_service(conn, service, now)
+            # a flip problem described the flip to the side that was live: gone with it
             conn.execute(
-                "UPDATE services SET live_side = ?, pending_flip = NULL, rollback_kept = NULL,"
+                "UPDATE services SET flip_problem = CASE WHEN live_side IS ? THEN flip_problem"
+                " END, live_side = ?, pending_flip = NULL, rollback_kept = NULL,"
                 " updated_at = ? WHERE service = ?",
-                (side, format_ts(now), service),
+                (side, side, format_ts(now), service),
             )
             new = self._service_row(conn, service)
             assert new is not None
