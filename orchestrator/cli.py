@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from orchestrator.errors import BadInput, BluegreenError
+from orchestrator.text import one_line
 
 EXIT_CODES = """\b
 Exit codes:
@@ -32,7 +33,39 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _emit_json(doc: Any) -> None:
+    witnessed = _witness_now()
+    if witnessed is not None and isinstance(doc, dict):
+        doc = {**doc, "audit_witness": witnessed}
     click.echo(json.dumps(doc, indent=2, sort_keys=False, default=str))
+
+
+def _witness_now() -> dict[str, Any] | None:
+    """Write the audit head to the witnesses if this command appended records; what they
+    said, for `--json` (None: nothing appended, or no config loaded)."""
+    ctx = click.get_current_context(silent=True)
+    witness = getattr(ctx.find_root().obj, "witness", None) if ctx else None
+    if witness is None:
+        return None
+    results = witness.publish_if_changed()
+    if not results:
+        return None
+    return {"head": f"{witness.last.count}:{witness.last.head_hash}",
+            "results": [r.as_json() for r in results]}
+
+
+def _witness_at_exit(obj: Ctx) -> None:
+    """At the end of every command: publish a new head, and say loudly if no witness
+    took it (stderr; the command's own outcome and exit code stay as they are)."""
+    if obj.witness is None:
+        return
+    from orchestrator.state.witness import summary
+
+    try:
+        problem = summary(obj.witness.publish_if_changed())
+    except Exception as exc:  # noqa: BLE001 - a witness must never fail the command
+        problem = f"audit head not witnessed: {exc}"
+    if problem:
+        click.secho(f"warning: {problem}", fg="yellow", err=True)
 
 
 def _fail(exc: BluegreenError, as_json: bool) -> None:
@@ -71,6 +104,16 @@ class Ctx:
     def __init__(self, config: str | None, actor: str | None) -> None:
         self.config_path = config
         self.actor = actor
+        self.witness: Any = None
+        """`CommandWitness` once a config is loaded: the audit head is published when the
+        command ends (see `_witness_at_exit`)."""
+
+    def loaded(self, config: Any) -> Any:
+        if self.witness is None:
+            from orchestrator.state.witness import CommandWitness
+
+            self.witness = CommandWitness(config.state_path, config.audit.witness)
+        return config
 
 
 @click.group(
@@ -103,6 +146,7 @@ def main(ctx: click.Context, config: str | None, actor: str | None) -> None:
       bluegreen rollback web --reason INC-4711
     """
     ctx.obj = Ctx(config, actor)
+    ctx.call_on_close(lambda: _witness_at_exit(ctx.obj))
 
 
 # ---- lab -------------------------------------------------------------------------------
@@ -241,7 +285,7 @@ def _load(ctx: click.Context) -> Any:
 
     config = load_config(ctx.obj.config_path)
     config_snapshot.save(config)
-    return config
+    return ctx.find_root().obj.loaded(config)
 
 
 def _load_for_traffic(ctx: click.Context) -> Any:
@@ -249,7 +293,8 @@ def _load_for_traffic(ctx: click.Context) -> Any:
     else the full load (which refreshes the snapshot)."""
     from orchestrator.config import snapshot as config_snapshot
 
-    return config_snapshot.load(ctx.obj.config_path) or _load(ctx)
+    snapshot = config_snapshot.load(ctx.obj.config_path)
+    return ctx.find_root().obj.loaded(snapshot) if snapshot else _load(ctx)
 
 
 def _actor(ctx: click.Context) -> str:
@@ -851,7 +896,12 @@ def baseline_check(
 @click.pass_context
 @handles_errors
 def history(ctx: click.Context, service: str | None, limit: int, as_json: bool) -> None:
-    """The audit trail: who changed what, when, why, and the result."""
+    """The audit trail: who changed what, when, why, and the result.
+
+    One record, one line: free text is shown escaped (a newline as \\n, control
+    characters as \\xNN); `--json` gives it exactly as stored. `by` is the OS user that
+    ran the command (with the sudo user), next to the --actor it claimed."""
+    from orchestrator.text import one_line
     from orchestrator.traffic import open_store
 
     config = _load(ctx)
@@ -860,9 +910,13 @@ def history(ctx: click.Context, service: str | None, limit: int, as_json: bool) 
         _emit_json([r.as_json() for r in records])
         return
     for r in records:
+        who = r.os_user or "?"
+        if r.sudo_user:
+            who = f"{r.sudo_user}>{who}"
         click.echo(
-            f"{r.seq:>5} {r.at:%Y-%m-%d %H:%M:%S} {r.actor:<10} {r.command:<24} "
-            f"{r.service or '-':<8} {r.result:<10} {r.reason or ''}"
+            f"{r.seq:>5} {r.at:%Y-%m-%d %H:%M:%S} {one_line(r.actor):<10} "
+            f"by {one_line(who):<12} {one_line(r.command):<24} "
+            f"{one_line(r.service) or '-':<8} {one_line(r.result):<10} {one_line(r.reason)}"
         )
 
 
@@ -872,34 +926,61 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@click.option("--expect-head", "expect", metavar="SEQ:HASH", multiple=True,
+              help="A head you kept (from a report, a ticket, a witness): record SEQ must "
+              "have HASH. Repeatable.")
+@click.option("--report", "report_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="A campaign report (json, md or html): its audit head must be a prefix "
+              "of today's chain.")
+@click.option("--require-witness", is_flag=True,
+              help="Fail (exit 1) when no witnessed head can be read, instead of warning.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handles_errors
-def audit_verify(ctx: click.Context, as_json: bool) -> None:
-    """Check every record's hash and link; exit 1 if the chain is broken."""
-    from orchestrator.errors import AuditBroken
+def audit_verify(ctx: click.Context, expect: tuple[str, ...], report_file: str | None,
+                 require_witness: bool, as_json: bool) -> None:
+    """Check every record's HMAC, hash and link with the audit key, the stored head, and
+    the newest heads the witnesses saw (append-only file, collector copy) or you give.
+    Exit 1 naming what was done (edited, deleted, inserted, reordered, truncated, ...)."""
+    from orchestrator.state.audit_check import check_chain
     from orchestrator.traffic import open_store
 
-    report = open_store(_load(ctx)).verify_audit()
+    config = _load(ctx)
+    result = check_chain(open_store(config), config.state_path, config.audit.witness,
+                         expected=expect, report_file=report_file,
+                         require_witness=require_witness)
+    report = result.report
     if as_json:
-        _emit_json(
-            {
-                "ok": report.ok,
-                "count": report.count,
-                "head_hash": report.head_hash,
-                "problem": report.problem,
-                "bad_seq": report.bad_seq,
-            }
-        )
-        if not report.ok:
-            sys.exit(AuditBroken.exit_code)
+        _emit_json(result.as_json())
+        if not result.ok:
+            sys.exit(1)
         return
-    if not report.ok:
+    for warning in result.warnings:
+        click.secho(f"warning: {one_line(warning)}", fg="yellow", err=True)
+    if not result.ok:
+        from orchestrator.errors import AuditBroken
+
+        for finding in result.findings[1:]:
+            click.echo(f"  also: {finding.kind}: {one_line(finding.message)}", err=True)
+        first = result.findings[0]
         raise AuditBroken(
-            f"audit chain broken at record {report.bad_seq}: {report.problem}",
-            hint="restore the state file from a backup; investigate who edited it",
+            f"audit chain broken ({first.kind})"
+            + (f" at record {first.seq}" if first.seq else "") + f": {one_line(first.message)}",
+            hint="keep the file and the witnesses as evidence; restore the state file from a "
+            "backup; investigate who wrote it",
         )
-    click.echo(f"audit chain ok: {report.count} records, head {report.head_hash}")
+    parts = f"{report.count} records"
+    if report.unkeyed:
+        parts += f" ({report.unkeyed} unkeyed before the keyed boundary at {report.keyed_from})"
+    click.echo(f"audit chain ok: {parts}, head {report.count}:{report.head_hash}")
+    if report.key_id:
+        click.echo(f"  key: {config.audit.key_file} (id {report.key_id}): every MAC verifies")
+    if report.witness:
+        click.echo(f"  witness: {report.witness.source} saw record {report.witness.seq}"
+                   f"{' at ' + report.witness.at if report.witness.at else ''}: agrees")
+    for given in result.given:
+        click.echo(f"  {given.source}: head {given.seq}:{given.hash} is record {given.seq} "
+                   "of today's chain")
 
 
 @main.command()

@@ -306,6 +306,7 @@ class Lab:
         p.inventory.write_text(files.inventory(p, shape.services, specs))
         p.config.write_text(files.bluegreen_config(p, shape.services))
         (p.root / "state").mkdir(mode=0o700, exist_ok=True)
+        p.audit_key.parent.mkdir(mode=0o700, exist_ok=True)
         self._wait_hosts(state, specs)
         self.say("starting HAProxy")
         state.haproxy_pid = balancer.start(p)

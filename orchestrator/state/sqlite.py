@@ -29,9 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from orchestrator import flock
 from orchestrator.errors import AuditBroken, BadInput, LockHeld, StateError
+from orchestrator.secrets import scrub, scrub_data
 from orchestrator.sides import Side
 from orchestrator.state.audit import (
     BOUNDARY_COMMAND,
@@ -43,7 +45,6 @@ from orchestrator.state.audit import (
     parse_ts,
     record_hash,
     record_mac,
-    redact,
 )
 from orchestrator.state.audit_key import AuditKey, load_key
 from orchestrator.state.audit_verify import ChainReport, Finding, WitnessHead, verify_chain
@@ -465,7 +466,7 @@ class SQLiteStateStore:
         ident = self._identity
         draft = AuditRecord(
             seq=head.count + 1, at=at, actor=actor, command=command, service=service,
-            reason=reason, before=before, after=after, result=result,
+            reason=_text(reason), before=before, after=after, result=scrub(result),
             prev_hash=head.head_hash, hash="", os_uid=ident.os_uid, os_user=ident.os_user,
             sudo_user=ident.sudo_user, hostname=ident.hostname, key_id=key.key_id,
         )
@@ -570,15 +571,17 @@ class SQLiteStateStore:
     ) -> ServiceState:
         """Record which side the router now sends traffic to (first contact, `adopt`).
         Records, never decides: the caller checks the router first. Accepting the router's
-        view ends a pending flip."""
+        view ends a pending flip, and a flip problem when the live side changes."""
         now = self._now()
         with self._write() as conn:
             old = self._service_row(conn, service)
             self._ensure_service(conn, service, now)
+            # a flip problem described the flip to the side that was live: gone with it
             conn.execute(
-                "UPDATE services SET live_side = ?, pending_flip = NULL, rollback_kept = NULL,"
+                "UPDATE services SET flip_problem = CASE WHEN live_side IS ? THEN flip_problem"
+                " END, live_side = ?, pending_flip = NULL, rollback_kept = NULL,"
                 " updated_at = ? WHERE service = ?",
-                (side, format_ts(now), service),
+                (side, side, format_ts(now), service),
             )
             new = self._service_row(conn, service)
             assert new is not None
@@ -601,7 +604,8 @@ class SQLiteStateStore:
     ) -> SideState:
         """`side` -> patching(patch_level), before Ansible touches it. A failed or
         interrupted patch leaves it there: not a flip target until patched and verified.
-        Refused (StateError) for the live side and for a side a pending flip moves to."""
+        Refused (StateError) for the live side, for a side a pending flip moves to, and
+        while the live side's flip is not persisted (a reload would send traffic back)."""
         now = self._now()
         with self._write() as conn:
             svc = self._service_row(conn, service)
@@ -617,6 +621,16 @@ class SQLiteStateStore:
                     f"{service}: refusing to patch {side}: a flip {pending.from_side} -> "
                     f"{pending.to_side} ({pending.command}) is in progress",
                     hint="retry when it is done; `bluegreen status` shows it",
+                )
+            if svc is not None and (svc.flip_problem or "").startswith("not persisted"):
+                # the map on disk still sends traffic to the other side: a reload of the
+                # load balancer during the patch would put traffic on the hosts Ansible changes
+                raise StateError(
+                    f"{service}: refusing to patch {side}: the flip to {svc.live_side} is not "
+                    f"persisted at the load balancer ({svc.flip_problem}); a reload would send "
+                    f"traffic back to {side}",
+                    hint=f"persist it first: `bluegreen flip {service} --to {svc.live_side} "
+                    "--reason ...`",
                 )
             changes = {
                 "state": "patching",
@@ -764,7 +778,7 @@ class SQLiteStateStore:
             to_side=to_side,
             command=command,
             actor=actor,
-            reason=reason,
+            reason=scrub(reason),
             at=now,
             rollback=rollback,
             run_id=run_id,
@@ -1073,6 +1087,7 @@ class SQLiteStateStore:
         now = self._now()
         with self._write() as conn:
             run = self._resumable_run(conn, run_id)
+            result = _text(result)
             conn.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, result = ? WHERE run_id = ?",
                 (status, format_ts(now), result, run_id),
@@ -1316,10 +1331,16 @@ def _traffic_lock_held(service: str, path: Path, timeout_s: float) -> LockHeld:
 
 
 def _clean(obj: dict[str, Any]) -> dict[str, Any]:
-    """Redacted, JSON-normalised copy: exactly what reading it back will return."""
+    """Redacted (secret keys, known secret values, URL credentials), JSON-normalised copy:
+    exactly what reading it back will return."""
     plain = json.loads(json.dumps(obj, default=jsonable))
-    cleaned: dict[str, Any] = json.loads(canonical_json(redact(plain)))
+    cleaned: dict[str, Any] = json.loads(canonical_json(scrub_data(plain)))
     return cleaned
+
+
+def _text(value: str | None) -> str | None:
+    """Free text as stored: exactly as given, minus known secret values (`secrets.scrub`)."""
+    return None if value is None else scrub(value)
 
 
 def _lock_held(lock: LockInfo) -> LockHeld:
@@ -1376,7 +1397,10 @@ def _side_from_row(row: sqlite3.Row) -> SideState:
 
 
 def _db_value(value: Any) -> Any:
-    """A Python value as its column value (timestamps as text, flags as 0/1, maps as JSON)."""
+    """A Python value as its column value (timestamps as text, flags as 0/1, maps as JSON;
+    text scrubbed of known secrets)."""
+    if isinstance(value, str):
+        return scrub(value)
     if isinstance(value, datetime):
         return format_ts(value)
     if isinstance(value, bool):
@@ -1420,6 +1444,26 @@ def _lock_from_row(row: sqlite3.Row) -> LockInfo:
         hostname=row["hostname"],
         acquired_at=parse_ts(row["acquired_at"]),
     )
+
+
+def read_head(path: Path) -> AuditHead | None:
+    """The stored audit head of the database at `path`, read only (the file is never
+    created: mode=rw opens an existing one, whose -wal/-shm it cleans up on close);
+    None when there is no readable database there."""
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True, timeout=5.0)
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute("SELECT count, head_hash, key_id FROM audit_head WHERE id = 1"
+                           ).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    if row is None:
+        return None
+    return AuditHead(count=int(row[0]), head_hash=str(row[1]), key_id=row[2])
 
 
 def default_key_file(state_path: Path) -> Path:

@@ -110,6 +110,8 @@ class World:
     call, not a violation (`hosts_changed` forgets it)."""
     failed_under_traffic: set[Side] = field(default_factory=set)
     """Sides a rollback took traffic away from: no target until patched again."""
+    window_open: bool = True
+    """A campaign's maintenance window: no rollout flips outside it."""
     holders: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -155,6 +157,13 @@ class World:
 
     # -- the truth ----------------------------------------------------------------------
 
+    def ansible_starts(self, side: Side, level: str) -> None:
+        """Ansible begins on `side`: never on the side that takes traffic."""
+        if self.router.memory.get(SERVICE) == side and side not in self.forced_onto:
+            self.violations.append(f"Ansible started on {side}, which takes traffic")
+        old = self.hosts[side]
+        self.hosts_changed(side, Host(level, True, old.fingerprint), patched=True)
+
     def hosts_changed(self, side: Side, host: Host, *, patched: bool = False) -> None:
         self.hosts[side] = host
         self.forced_onto.discard(side)
@@ -184,6 +193,8 @@ class World:
             self.violations.append(f"the router moved to {after}, the journal says "
                                    f"{pending.to_side}")
             return
+        if pending.command == "rollout.flip" and not self.window_open:
+            self.violations.append("a rollout flipped outside its maintenance window")
         if pending.run_id is not None:
             run = self.observer.get_run(pending.run_id)
             if run is None or run.status not in RESUMABLE_STATUSES:

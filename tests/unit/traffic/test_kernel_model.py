@@ -15,48 +15,37 @@ ones (and `BLUEGREEN_MODEL_STEPS=M` steps each), see README "Model-based tests".
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import invariant, precondition, rule
 
 from orchestrator.errors import (
     Aborted,
-    BadInput,
     BluegreenError,
     FlipIncomplete,
-    LockHeld,
     PatchFailed,
     RolledBack,
-    RouterError,
     StateMismatch,
     VerificationFailed,
 )
-from orchestrator.sides import SIDES, Side, other_side
+from orchestrator.sides import Side, other_side
 from orchestrator.state import AuditEntryInput, SQLiteStateStore
 from orchestrator.state.models import RESUMABLE_STATUSES
-from orchestrator.testing import RouterFault, SimulatedCrash, crash_at
-from orchestrator.traffic import FlipOutcome, FlipRequest, failpoints, move_traffic, settle
-from orchestrator.traffic.status import adopt
+from orchestrator.testing import SimulatedCrash
+from orchestrator.traffic import FlipRequest, failpoints, move_traffic, settle
 from tests.support.model import SERVICE, Host, World, at_failpoints, env_int
+from tests.support.model_rules import KERNEL_POINTS, OPERATOR_COMMANDS, TrafficMachine
 
-KERNEL_POINTS = ("traffic:intent", "traffic:router", "traffic:recorded")
 STEPS = ("precheck", "patch", "verify", "flip", "bake")
 RUN_POINTS = (*KERNEL_POINTS, *(f"{s}:{p}" for s in STEPS for p in ("begin", "end")))
-FAULTS: tuple[RouterFault, ...] = (
-    "refuse", "gone_before", "gone_after", "lost_reply", "persist", "confirm")
 LEVELS = ("L1", "L2")
 
-crash_points = st.one_of(st.none(), st.sampled_from(KERNEL_POINTS))
 run_crash_points = st.one_of(st.none(), st.sampled_from(RUN_POINTS))
 meanwhile = st.one_of(st.none(), st.tuples(
-    st.sampled_from(RUN_POINTS), st.sampled_from(("rollback", "flip_blue", "flip_green",
-                                                  "status"))))
+    st.sampled_from(RUN_POINTS), st.sampled_from(OPERATOR_COMMANDS)))
 
 
 class RunProcess:
@@ -167,9 +156,7 @@ class RunProcess:
         self.store.begin_patch(SERVICE, standby, self.level, audit=AuditEntryInput(
             actor="ci", command="rollout.patch.begin", service=SERVICE,
             reason=f"run {self.run_id}"))
-        truth = self.world.hosts[standby]
-        self.world.hosts_changed(standby, Host(self.level, True, truth.fingerprint),
-                                 patched=True)
+        self.world.ansible_starts(standby, self.level)
         self.in_patch = True  # Ansible runs now; the next advance() sees how it ended
         return {}
 
@@ -241,35 +228,21 @@ class RunProcess:
         self.ended = True
 
 
-class KernelModel(RuleBasedStateMachine):
+class KernelModel(TrafficMachine):
     def __init__(self) -> None:
         super().__init__()
-        # on tmpfs when there is one: the store fsyncs every transaction
-        shm = Path("/dev/shm")
-        self.tmp = Path(tempfile.mkdtemp(prefix="bluegreen-model-",
-                                         dir=shm if shm.is_dir() else None))
-        self.world = World(self.tmp)
         self.run: RunProcess | None = None
-        self.count = 0
 
     def teardown(self) -> None:
         if self.run is not None and not self.run.ended:
             self.run.crash()
-        self.world.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        super().teardown()
 
-    # -- helpers --------------------------------------------------------------------------
-    def _op(self, crash: str | None, body: Any) -> Any:
-        """One operator command in its own process; a crash at `crash` kills it there."""
-        self.world.clock.advance(1)
-        with self.world.process() as store:
-            with crash_at(*(crash,) if crash else ()):
-                try:
-                    return body(store)
-                except SimulatedCrash:
-                    return None
-                except BluegreenError as exc:
-                    return exc
+    def _patching_side(self) -> Side | None:
+        if self.run is not None and self.run.in_patch:
+            side: Side = self.run.plan["standby"]
+            return side
+        return None
 
     def _step(self, crash: str | None, body: Any, meanwhile: tuple[str, str] | None = None
               ) -> None:
@@ -287,157 +260,10 @@ class KernelModel(RuleBasedStateMachine):
             except SimulatedCrash:
                 self.run.crash()
 
-    def _operator(self, command: str) -> None:
-        if command == "rollback":
-            self._rollback(None, None)
-        elif command in ("flip_blue", "flip_green"):
-            self._flip("blue" if command == "flip_blue" else "green", False, None)
-        else:
-            self.status(None)
-
-    def _resumable_run(self) -> str | None:
-        runs = [r for r in self.world.observer.list_runs(service=SERVICE)
-                if r.status in RESUMABLE_STATUSES]
-        return runs[-1].run_id if runs else None
-
     def _run_alive(self) -> bool:
         return self.run is not None and not self.run.ended
 
     # -- operators --------------------------------------------------------------------------
-    def _runs_in_flight(self) -> list[str]:
-        return [r.run_id for r in self.world.observer.list_runs(service=SERVICE)
-                if r.status in RESUMABLE_STATUSES]
-
-    def _aborted_all(self, before: list[str], outcome: Any) -> None:
-        """A rollback or flip that got past its checks aborted every run in flight."""
-        if outcome is None or isinstance(outcome, StateMismatch | LockHeld | BadInput):
-            return
-        if isinstance(outcome, RouterError) and not isinstance(outcome, FlipIncomplete):
-            return  # e.g. the router could not be read: nothing was decided
-        left = [r for r in before if r in self._runs_in_flight()]
-        assert not left, f"{outcome!r} left runs in flight: {left}"
-
-    @rule(to=st.sampled_from(SIDES), force=st.booleans(), crash=crash_points)
-    def flip(self, to: Side, force: bool, crash: str | None) -> None:
-        self._flip(to, force, crash)
-
-    def _flip(self, to: Side, force: bool, crash: str | None) -> None:
-        def body(store: SQLiteStateStore) -> Any:
-            return move_traffic(store, self.world.router, FlipRequest(
-                service=SERVICE, command="flip", reason="model", actor="op", to=to,
-                force=force, abort_in_flight=True, recheck_hosts=self.world.recheck,
-                lock_timeout_s=0))
-
-        in_flight = self._runs_in_flight()
-        outcome = self._op(crash, body)
-        self._aborted_all(in_flight, outcome)
-        if outcome is not None and not isinstance(outcome, BaseException):
-            self._succeeded(outcome)
-
-    @rule(to=st.one_of(st.none(), st.sampled_from(SIDES)), crash=crash_points)
-    def rollback(self, to: Side | None, crash: str | None) -> None:
-        self._rollback(to, crash)
-
-    def _rollback(self, to: Side | None, crash: str | None) -> None:
-        def body(store: SQLiteStateStore) -> Any:
-            return move_traffic(store, self.world.router, FlipRequest(
-                service=SERVICE, command="rollback", reason="INC-1", actor="op", to=to,
-                abort_in_flight=True, lock_timeout_s=0))
-
-        in_flight = self._runs_in_flight()
-        outcome = self._op(crash, body)
-        self._aborted_all(in_flight, outcome)
-        if outcome is not None and not isinstance(outcome, BaseException):
-            self._succeeded(outcome)
-        if crash is None and (outcome is None or not isinstance(outcome, BaseException)
-                              or isinstance(outcome, FlipIncomplete)):
-            self._second_rollback_changes_nothing(to)
-
-    def _second_rollback_changes_nothing(self, to: Side | None) -> None:
-        """The same rollback again (a second operator, a second later) changes nothing."""
-        router, observer = self.world.router, self.world.observer
-        memory = dict(router.memory)
-        svc = observer.get_service(SERVICE)
-        records = len(observer.audit_records(SERVICE))
-        again = self._op(None, lambda store: move_traffic(store, router, FlipRequest(
-            service=SERVICE, command="rollback", reason="INC-1 (second operator)", actor="op2",
-            to=to, abort_in_flight=True, lock_timeout_s=0)))
-        after = observer.get_service(SERVICE)
-        assert router.memory == memory, f"a second rollback moved traffic: {again}"
-        assert (after.live_side if after else None) == (svc.live_side if svc else None)
-        if not isinstance(again, BaseException):
-            assert not again.changed, again
-        new = [r for r in observer.audit_records(SERVICE)[records:]
-               if r.command == "rollback" and r.result != "started"]
-        assert not new, f"a second rollback recorded a flip: {new}"
-
-    def _succeeded(self, outcome: FlipOutcome) -> None:
-        """A flip (or repair) that reported success: traffic is there, persisted, recorded."""
-        if not (outcome.changed or outcome.repaired):
-            return
-        to = outcome.to_side
-        router, svc = self.world.router, self.world.observer.get_service(SERVICE)
-        assert router.memory[SERVICE] == router.persisted[SERVICE] == to
-        assert svc is not None and svc.live_side == to and svc.pending_flip is None
-        assert svc.flip_problem is None
-
-    @rule(side=st.sampled_from(SIDES), ok=st.booleans())
-    def verify(self, side: Side, ok: bool) -> None:
-        """`bluegreen verify --side`: holds the run lock, records what it read at the start."""
-        lock = self.world.observer.get_lock(SERVICE)
-        if lock is not None and not lock.holder_is_gone():
-            return  # LockHeld: a rollout is running
-        truth = self.world.hosts[side]
-
-        def body(store: SQLiteStateStore) -> Any:
-            began = store.get_side(SERVICE, side)
-            level = began.patch_level if began else None
-            passed = ok and not truth.partial and truth.level == (level or "L0")
-            return store.record_verification(
-                SERVICE, side, passed, level, "model", hosts=truth.fingerprints(side),
-                expected_generation=began.generation if began else 0,
-                audit=AuditEntryInput(actor="op", command="verify", service=SERVICE))
-
-        self._op(None, body)
-
-    @rule(crash=crash_points)
-    def status(self, crash: str | None) -> None:
-        """Any traffic command's first act: settle a crashed flip, or say the store differs."""
-        self._op(crash, lambda store: settle(store, self.world.router, SERVICE, "op",
-                                             lock_timeout_s=0))
-
-    @rule()
-    def adopt(self) -> None:
-        self._op(None, lambda store: adopt(store, self.world.router, SERVICE, "op", "model"))
-
-    # -- the load balancer and the hosts -------------------------------------------------
-    @rule(fault=st.sampled_from(FAULTS))
-    def router_fault(self, fault: RouterFault) -> None:
-        self.world.router.fail_next(fault)
-
-    @rule()
-    def router_heal(self) -> None:
-        self.world.router.heal()
-
-    @precondition(lambda self: not self.world.router.unreachable)
-    @rule()
-    def router_reload(self) -> None:
-        self.world.router.reload()
-
-    @rule(side=st.sampled_from(SIDES))
-    def side_down_or_up(self, side: Side) -> None:
-        self.world.router.down ^= {(SERVICE, side)}
-
-    @rule(side=st.sampled_from(SIDES))
-    def reimage(self, side: Side) -> None:
-        """Someone rebuilds a standby host behind bluegreen's back."""
-        if self.world.router.memory[SERVICE] == side:
-            return
-        if self.run is not None and self.run.in_patch and self.run.plan["standby"] == side:
-            return
-        old = self.world.hosts[side]
-        self.world.hosts_changed(side, Host("L0", False, old.fingerprint + 1))
-
     # -- the rollout's process ------------------------------------------------------------
     @precondition(lambda self: not self._run_alive())
     @rule(level=st.sampled_from(LEVELS))
@@ -586,6 +412,17 @@ SCENARIOS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("rollout_start", {"level": "L1"}),
         ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),
     ],
+    # a flip not persisted, a rollout's precheck, then a reload: no patch of the side that
+    # takes traffic again
+    "no_patch_after_a_reload_of_an_unpersisted_flip": [
+        ("verify", {"side": "green", "ok": True}),
+        ("router_fault", {"fault": "persist"}),
+        ("flip", {"to": "green", "force": False, "crash": None}),
+        ("rollout_start", {"level": "L1"}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),  # precheck
+        ("router_reload", {}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),  # patch: refused
+    ],
     # a crash at every kernel failpoint of an operator's flip, then the next command
     "crashes_at_each_kernel_failpoint": [
         ("verify", {"side": "green", "ok": True}),
@@ -608,6 +445,7 @@ ENDS: dict[str, tuple[Side, dict[Side, str]]] = {
     "rollback_to_live_and_racing_the_runs_flip": ("blue", {"green": "failed_live"}),
     "disagreeing_store_and_reimaged_hosts": ("green", {"green": "verified"}),
     "crashes_at_each_kernel_failpoint": ("blue", {"green": "failed_live"}),
+    "no_patch_after_a_reload_of_an_unpersisted_flip": ("blue", {"blue": "untouched"}),
 }
 """Where each scenario leaves traffic (router memory) and side states."""
 
