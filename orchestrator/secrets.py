@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -59,14 +59,19 @@ def redact(obj: Any) -> Any:
     Recurses through dicts, lists and tuples (tuples become lists); the input is not
     changed. Keys are names (`is_secret_key`), values are not inspected: use
     `redact_text` for free text."""
+    return _walk(obj, lambda leaf: leaf)
+
+
+def _walk(obj: Any, leaf: Callable[[Any], Any]) -> Any:
+    """`obj` copied with values under secret keys -> "***" and every other leaf -> leaf()."""
     if isinstance(obj, dict):
         return {
-            key: REDACTED if is_secret_key(str(key)) else redact(value)
+            key: REDACTED if is_secret_key(str(key)) else _walk(value, leaf)
             for key, value in obj.items()
         }
     if isinstance(obj, list | tuple):
-        return [redact(item) for item in obj]
-    return obj
+        return [_walk(item, leaf) for item in obj]
+    return leaf(obj)
 
 
 _NAME_CHARS = r"[\w.-]"
@@ -147,16 +152,7 @@ def scrub(text: str) -> str:
 
 def scrub_data(obj: Any) -> Any:
     """`redact` (secret keys) and `scrub` (every string value) over JSON-like data."""
-    if isinstance(obj, dict):
-        return {
-            key: REDACTED if is_secret_key(str(key)) else scrub_data(value)
-            for key, value in obj.items()
-        }
-    if isinstance(obj, list | tuple):
-        return [scrub_data(item) for item in obj]
-    if isinstance(obj, str):
-        return scrub(obj)
-    return obj
+    return _walk(obj, lambda leaf: scrub(leaf) if isinstance(leaf, str) else leaf)
 
 
 def _strings(value: Any) -> Iterator[str]:

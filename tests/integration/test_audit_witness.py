@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.state import AuditEntryInput, ChainReport, SQLiteStateStore
+from orchestrator.state.audit import AuditHead
 from orchestrator.state.audit_settings import WitnessSettings
 from orchestrator.state.witness import (
     parse_expected_head,
@@ -142,13 +143,17 @@ def test_expected_head_from_an_auditor(chain: tuple[Path, WitnessSettings]) -> N
         parse_expected_head("3:xyz")
 
 
+def one_rollback(path: Path) -> AuditHead:
+    with SQLiteStateStore(path) as store:
+        store.audit_append(AuditEntryInput(actor="alice", command="rollback"))
+        assert store.appended is not None
+        return store.appended
+
+
 def test_unreachable_collector_is_reported_fast_never_raised(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     path = tmp_path / "state.db"
-    with SQLiteStateStore(path) as store:
-        store.audit_append(AuditEntryInput(actor="alice", command="rollback"))
-        head = store.appended
-    assert head is not None
+    head = one_rollback(path)
     started = time.monotonic()
     results = publish(head, path, WitnessSettings(syslog=f"tcp://127.0.0.1:{port}"))
     assert time.monotonic() - started < 1.0
@@ -175,10 +180,7 @@ def test_blackholed_collector_waits_at_most_the_timeout(tmp_path: Path) -> None:
             filler.connect_ex(("127.0.0.1", port))
             fillers.append(filler)
         path = tmp_path / "state.db"
-        with SQLiteStateStore(path) as store:
-            store.audit_append(AuditEntryInput(actor="alice", command="rollback"))
-            head = store.appended
-        assert head is not None
+        head = one_rollback(path)
         started = time.monotonic()
         publish(head, path, WitnessSettings(syslog=f"tcp://127.0.0.1:{port}", timeout_s=0.3))
         assert time.monotonic() - started < 1.5

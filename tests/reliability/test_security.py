@@ -272,6 +272,9 @@ def test_audit_chain_detects_tampering(lab: Lab, tmp_path: Path, how: str) -> No
     _tamper(db, how)
     code, doc = bluegreen_json(config, "audit", "verify")
     assert code == 1 and doc["ok"] is False, (how, doc)
+    expected = {"edited": "edited", "deleted-middle": "deleted", "deleted-last": "truncated",
+                "inserted": "inserted", "reordered": "reordered"}[how]
+    assert doc["kind"] == expected, (how, doc)  # named, not just "broken"
     proc = bluegreen(config, "audit", "verify")
     assert proc.returncode == 1 and "audit chain broken" in proc.stderr, proc.stderr
     shutil.rmtree(state)
@@ -389,4 +392,46 @@ def test_router_stderr_webhook_tokens_and_env_secrets_appear_nowhere(
         hook.server.server_close()
     found = _files_with_secret([tmp_path, lab.paths.root],
                                {script, campaign, config, lab.paths.hosts}, started)
+    assert not found, f"secrets written to: {found}"
+
+
+FAILING_PLAYBOOK = """- hosts: all
+  gather_facts: false
+  tasks:
+    - name: refuse, saying too much
+      ansible.builtin.fail:
+        msg: "cannot patch {{ inventory_hostname }}: token={{ db_token | default('-') }}
+          become {{ ansible_become_password | default('-') }} vault {{ vault_api_key }}"
+"""
+
+
+def test_ansible_failure_echoing_inventory_secrets_appears_nowhere(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The play fails with a message holding the inventory's secret values (host and group
+    vars): the failure is reported (exit 1, host named), the values nowhere."""
+    import yaml
+
+    started = time.time() - 1
+    secret_dir = tmp_path / "secret-inputs"
+    secret_dir.mkdir()
+    config = _secret_config(lab, secret_dir)
+    playbook = secret_dir / "fail.yml"
+    playbook.write_text(FAILING_PLAYBOOK)
+    doc = yaml.safe_load(config.read_text())
+    doc["state"]["path"] = str(tmp_path / "state" / "state.db")  # the lab's store stays as is
+    doc["audit"]["witness"]["file"] = str(tmp_path / "witness.log")
+    doc["services"][WEB]["patch"]["playbook"] = str(playbook)
+    config.write_text(yaml.safe_dump(doc))
+    proc = bluegreen(config, "rollout", WEB, "--yes", "--json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "web-green-1" in proc.stdout + proc.stderr and "<redacted>" in proc.stdout + proc.stderr
+    outputs = [proc.stdout + proc.stderr]
+    for args in (("history", "--json", "--limit", "1000"), ("status", WEB, "--json")):
+        shown = bluegreen(config, *args)
+        outputs.append(shown.stdout + shown.stderr)
+    for text in outputs:
+        assert MARKER.decode() not in text, text
+    found = _files_with_secret([lab.paths.root, Path("/tmp")],
+                               {secret_dir, lab.paths.hosts}, started)
     assert not found, f"secrets written to: {found}"
