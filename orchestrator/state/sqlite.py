@@ -602,7 +602,8 @@ class SQLiteStateStore:
     ) -> SideState:
         """`side` -> patching(patch_level), before Ansible touches it. A failed or
         interrupted patch leaves it there: not a flip target until patched and verified.
-        Refused (StateError) for the live side and for a side a pending flip moves to."""
+        Refused (StateError) for the live side, for a side a pending flip moves to, and
+        while the live side's flip is not persisted (a reload would send traffic back)."""
         now = self._now()
         with self._write() as conn:
             svc = self._service_row(conn, service)
@@ -618,6 +619,16 @@ class SQLiteStateStore:
                     f"{service}: refusing to patch {side}: a flip {pending.from_side} -> "
                     f"{pending.to_side} ({pending.command}) is in progress",
                     hint="retry when it is done; `bluegreen status` shows it",
+                )
+            if svc is not None and (svc.flip_problem or "").startswith("not persisted"):
+                # the map on disk still sends traffic to the other side: a reload of the
+                # load balancer during the patch would put traffic on the hosts Ansible changes
+                raise StateError(
+                    f"{service}: refusing to patch {side}: the flip to {svc.live_side} is not "
+                    f"persisted at the load balancer ({svc.flip_problem}); a reload would send "
+                    f"traffic back to {side}",
+                    hint=f"persist it first: `bluegreen flip {service} --to {svc.live_side} "
+                    "--reason ...`",
                 )
             changes = {
                 "state": "patching",

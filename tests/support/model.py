@@ -157,6 +157,13 @@ class World:
 
     # -- the truth ----------------------------------------------------------------------
 
+    def ansible_starts(self, side: Side, level: str) -> None:
+        """Ansible begins on `side`: never on the side that takes traffic."""
+        if self.router.memory.get(SERVICE) == side and side not in self.forced_onto:
+            self.violations.append(f"Ansible started on {side}, which takes traffic")
+        old = self.hosts[side]
+        self.hosts_changed(side, Host(level, True, old.fingerprint), patched=True)
+
     def hosts_changed(self, side: Side, host: Host, *, patched: bool = False) -> None:
         self.hosts[side] = host
         self.forced_onto.discard(side)

@@ -32,7 +32,9 @@ from tests.support.model import SERVICE, Host, World
 KERNEL_POINTS = ("traffic:intent", "traffic:router", "traffic:recorded")
 FAULTS: tuple[RouterFault, ...] = (
     "refuse", "gone_before", "gone_after", "lost_reply", "persist", "confirm")
-OPERATOR_COMMANDS = ("rollback", "flip_blue", "flip_green", "status")
+OPERATOR_COMMANDS = ("rollback", "flip_blue", "flip_green", "status", "reload")
+"""What can happen while another process is somewhere (a failpoint, inside the patch step):
+an operator's command, or the load balancer reloading its configuration."""
 
 crash_points = st.one_of(st.none(), st.sampled_from(KERNEL_POINTS))
 
@@ -77,6 +79,9 @@ class TrafficMachine(RuleBasedStateMachine):
             self._rollback(None, None)
         elif command in ("flip_blue", "flip_green"):
             self._flip("blue" if command == "flip_blue" else "green", False, None)
+        elif command == "reload":
+            if not self.world.router.unreachable:
+                self.world.router.reload()
         else:
             self.status(None)
 

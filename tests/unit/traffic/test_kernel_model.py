@@ -156,9 +156,7 @@ class RunProcess:
         self.store.begin_patch(SERVICE, standby, self.level, audit=AuditEntryInput(
             actor="ci", command="rollout.patch.begin", service=SERVICE,
             reason=f"run {self.run_id}"))
-        truth = self.world.hosts[standby]
-        self.world.hosts_changed(standby, Host(self.level, True, truth.fingerprint),
-                                 patched=True)
+        self.world.ansible_starts(standby, self.level)
         self.in_patch = True  # Ansible runs now; the next advance() sees how it ended
         return {}
 
@@ -414,6 +412,17 @@ SCENARIOS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("rollout_start", {"level": "L1"}),
         ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),
     ],
+    # a flip not persisted, a rollout's precheck, then a reload: no patch of the side that
+    # takes traffic again
+    "no_patch_after_a_reload_of_an_unpersisted_flip": [
+        ("verify", {"side": "green", "ok": True}),
+        ("router_fault", {"fault": "persist"}),
+        ("flip", {"to": "green", "force": False, "crash": None}),
+        ("rollout_start", {"level": "L1"}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),  # precheck
+        ("router_reload", {}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),  # patch: refused
+    ],
     # a crash at every kernel failpoint of an operator's flip, then the next command
     "crashes_at_each_kernel_failpoint": [
         ("verify", {"side": "green", "ok": True}),
@@ -436,6 +445,7 @@ ENDS: dict[str, tuple[Side, dict[Side, str]]] = {
     "rollback_to_live_and_racing_the_runs_flip": ("blue", {"green": "failed_live"}),
     "disagreeing_store_and_reimaged_hosts": ("green", {"green": "verified"}),
     "crashes_at_each_kernel_failpoint": ("blue", {"green": "failed_live"}),
+    "no_patch_after_a_reload_of_an_unpersisted_flip": ("blue", {"blue": "untouched"}),
 }
 """Where each scenario leaves traffic (router memory) and side states."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import FlipIncomplete, VerificationFailed
+from orchestrator.errors import FlipIncomplete, StateError, VerificationFailed
 from orchestrator.sides import Side
 from orchestrator.state import AuditEntryInput, SQLiteStateStore
 from orchestrator.testing import FakeRouter, SimulatedCrash, crash_at, temp_store
@@ -109,3 +109,30 @@ def test_a_second_rollback_after_one_that_aborted_a_run_changes_nothing(
         assert svc is not None and svc.rollback_kept is None
         green = store.get_side(SERVICE, "green")
         assert green is not None and green.state == "failed_live"
+
+
+def test_no_patch_while_the_live_sides_flip_is_not_persisted(tmp_path: Path) -> None:
+    """A flip recorded as not persisted, then a rollout: a reload of the load balancer
+    between its precheck and its patch step sent traffic back to the standby, and Ansible
+    patched the side taking traffic. The store now refuses to begin that patch."""
+    router = FakeRouter({SERVICE: "blue"})
+    with temp_store(tmp_path) as store:
+        _verified(store, "green")
+        router.fail_next("persist")
+        with pytest.raises(FlipIncomplete):
+            move_traffic(store, router, FlipRequest(service=SERVICE, command="flip",
+                                                    reason="x", actor="op", to="green"))
+        assert settle(store, router, SERVICE, "ci") == "green"  # the rollout's precheck
+        router.reload()  # traffic is back on blue
+        with pytest.raises(StateError, match="not persisted") as caught:
+            store.begin_patch(SERVICE, "blue", "L2", audit=AuditEntryInput(
+                actor="ci", command="rollout.patch.begin"))
+        assert caught.value.hint is not None and "flip web --to green" in caught.value.hint
+        blue = store.get_side(SERVICE, "blue")
+        assert blue is None or blue.state == "untouched"
+        # once persisted (the hint), patching the standby is fine again
+        router.memory[SERVICE] = "green"
+        move_traffic(store, router, FlipRequest(service=SERVICE, command="flip", reason="x",
+                                                actor="op", to="green"))
+        store.begin_patch(SERVICE, "blue", "L2", audit=AuditEntryInput(
+            actor="ci", command="rollout.patch.begin"))
