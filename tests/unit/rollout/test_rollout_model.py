@@ -28,8 +28,15 @@ from orchestrator.rollout import Rollout, patch_level
 from orchestrator.routers.base import TrafficCounters
 from orchestrator.sides import Side
 from orchestrator.state import LockHolder, SQLiteStateStore
-from orchestrator.testing import FakeGate, FakePatcher, SimulatedCrash, fake_config, fake_tools
-from tests.support.model import SERVICE, Host, World, at_failpoints, env_int
+from orchestrator.testing import (
+    FakeGate,
+    FakePatcher,
+    SimulatedCrash,
+    at_failpoints,
+    fake_config,
+    fake_tools,
+)
+from tests.support.model import SERVICE, Host, World, env_int
 from tests.support.model_rules import KERNEL_POINTS, OPERATOR_COMMANDS, TrafficMachine
 
 LEVELS = ("demo-web=1.0.1", "demo-web=1.0.2")

@@ -34,9 +34,9 @@ from orchestrator.errors import (
 from orchestrator.sides import Side, other_side
 from orchestrator.state import AuditEntryInput, SQLiteStateStore
 from orchestrator.state.models import RESUMABLE_STATUSES
-from orchestrator.testing import SimulatedCrash
+from orchestrator.testing import SimulatedCrash, at_failpoints
 from orchestrator.traffic import FlipRequest, failpoints, move_traffic, settle
-from tests.support.model import SERVICE, Host, World, at_failpoints, env_int
+from tests.support.model import SERVICE, Host, World, env_int
 from tests.support.model_rules import KERNEL_POINTS, OPERATOR_COMMANDS, TrafficMachine
 
 STEPS = ("precheck", "patch", "verify", "flip", "bake")
