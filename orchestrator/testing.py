@@ -1,6 +1,7 @@
 """Fakes the tests share: a router that fails on cue, a patcher and a verification gate
 for the rollout (`RolloutTools`), a frozen clock, a temporary real SQLite store, a small
-config, and a simulated crash for the failpoints.
+config, and for the failpoints a simulated crash (`crash_at`) or another process's command
+interleaved there (`at_failpoints`).
 
 Small, honest stand-ins for unit and model-based tests of the traffic kernel and the
 rollout; integration tests use the real lab instead. Never imported by the product code.
@@ -53,6 +54,35 @@ def crash_at(*names: str) -> Iterator[list[str]]:
     failpoints.hook = hook
     try:
         yield passed
+    finally:
+        failpoints.hook = old
+
+
+@contextmanager
+def at_failpoints(
+    crash: str | None = None, meanwhile: tuple[str, Callable[[], None]] | None = None
+) -> Iterator[None]:
+    """Within the block: at failpoint `meanwhile[0]` (once) run `meanwhile[1]`, e.g.
+    another process's command interleaved right there (its own failpoints pass unhooked);
+    at failpoint `crash` this process dies (SimulatedCrash)."""
+    fired = False
+
+    def hook(name: str) -> None:
+        nonlocal fired
+        if meanwhile is not None and not fired and name == meanwhile[0]:
+            fired = True
+            failpoints.hook = None
+            try:
+                meanwhile[1]()
+            finally:
+                failpoints.hook = hook
+        if crash is not None and name == crash:
+            raise SimulatedCrash(name)
+
+    old = failpoints.hook
+    failpoints.hook = hook
+    try:
+        yield
     finally:
         failpoints.hook = old
 
