@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from orchestrator.cli import main
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example" / "bluegreen.yml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "inventories" / "example" / "bluegreen.yml"
 
 
 def test_help_lists_commands_and_exit_codes() -> None:
