@@ -82,18 +82,11 @@ def audit_verify(ctx: click.Context, expect: tuple[str, ...], report_file: str |
         return
     for warning in result.warnings:
         click.secho(f"warning: {one_line(warning)}", fg="yellow", err=True)
-    if not result.ok:
-        from orchestrator.errors import AuditBroken
-
+    broken = result.error()
+    if broken is not None:
         for finding in result.findings[1:]:
             click.echo(f"  also: {finding.kind}: {one_line(finding.message)}", err=True)
-        first = result.findings[0]
-        raise AuditBroken(
-            f"audit chain broken ({first.kind})"
-            + (f" at record {first.seq}" if first.seq else "") + f": {one_line(first.message)}",
-            hint="keep the file and the witnesses as evidence; restore the state file from a "
-            "backup; investigate who wrote it",
-        )
+        raise broken
     parts = f"{report.count} records"
     if report.unkeyed:
         parts += f" ({report.unkeyed} unkeyed before the keyed boundary at {report.keyed_from})"

@@ -110,8 +110,10 @@ def campaign_run(
 ) -> None:
     """Run a campaign: waves in order, each service patched, verified, flipped and baked
     inside the window."""
+    from pathlib import Path
+
     from orchestrator.campaign.model import load_campaign
-    from orchestrator.campaign.ops import campaign_runs
+    from orchestrator.campaign.runs import NothingToContinue, run_to_continue
 
     config = load(ctx)
     camp = load_campaign(file)
@@ -121,29 +123,14 @@ def campaign_run(
         click.confirm(f"Run campaign {camp.name}?", abort=True)
     engine, router = _campaign_engine(ctx, config, as_json, wait_for_window)
     try:
-        runs = campaign_runs(engine.store, camp.name)
-        unfinished = [r for r in runs if r.status in ("running", "deferred")]
-        if cont and unfinished:
-            result = engine.resume(unfinished[-1])
-        elif cont and runs:
-            # What the timer runs: it continues a run, and never starts one again after the
-            # last run ended (done, failed, rolled back, aborted).
-            last = runs[-1]
-            when = last.finished_at.isoformat() if last.finished_at else "?"
-            message = (f"campaign {camp.name}: nothing to continue: the last run {last.run_id}"
-                       f" ended {last.status} at {when}; a new run needs `bluegreen campaign "
-                       f"run {file}` without --continue")
+        earlier = run_to_continue(engine.store, camp.name, file) if cont else None
+        if isinstance(earlier, NothingToContinue):
             if as_json:
-                emit_json({"campaign": camp.name, "status": "nothing_to_continue",
-                            "last_run": last.run_id, "last_status": last.status,
-                            "message": message, "exit_code": 0})
+                emit_json(earlier.as_dict())
             else:
-                click.echo(message)
+                click.echo(earlier.message)
             return
-        else:
-            from pathlib import Path
-
-            result = engine.start(camp, Path(file))
+        result = engine.resume(earlier) if earlier else engine.start(camp, Path(file))
     finally:
         router.close()
     _finish_campaign(result, as_json)
@@ -157,7 +144,7 @@ def campaign_run(
 @handles_errors
 def campaign_resume(ctx: click.Context, name: str, wait_for_window: bool, as_json: bool) -> None:
     """Continue an unfinished campaign (deferred, approved, or killed) from its journal."""
-    from orchestrator.campaign.ops import find_run
+    from orchestrator.campaign.runs import find_run
 
     config = load(ctx)
     engine, router = _campaign_engine(ctx, config, as_json, wait_for_window)
@@ -175,17 +162,12 @@ def campaign_resume(ctx: click.Context, name: str, wait_for_window: bool, as_jso
 @handles_errors
 def campaign_status_cmd(ctx: click.Context, name: str | None, as_json: bool) -> None:
     """The newest run of each campaign (or of NAME): status, approval, per-service progress."""
-    from orchestrator.campaign.ops import campaign_runs, campaign_status, find_run
+    from orchestrator.campaign.ops import campaign_status
+    from orchestrator.campaign.runs import find_run, latest_runs
     from orchestrator.traffic import open_store
 
     store = open_store(load(ctx))
-    if name:
-        runs = [find_run(store, name)]
-    else:
-        latest: dict[str, Any] = {}
-        for r in campaign_runs(store):
-            latest[str(r.params.get("name"))] = r
-        runs = list(latest.values())
+    runs = [find_run(store, name)] if name else latest_runs(store)
     docs = [campaign_status(store, r).as_dict() for r in runs]
     if as_json:
         emit_json(docs[0] if name else docs)
@@ -216,11 +198,11 @@ def campaign_approve(ctx: click.Context, name: str, reason: str | None, as_json:
     from orchestrator.campaign.ops import approve
     from orchestrator.traffic import open_store
 
-    doc = approve(open_store(load(ctx)), name, actor(ctx), reason)
+    approved = approve(open_store(load(ctx)), name, actor(ctx), reason)
     if as_json:
-        emit_json(doc)
+        emit_json(approved.as_dict())
     else:
-        click.echo(f"{name}: approved by {doc['actor']} at {doc['at']}; "
+        click.echo(f"{name}: approved by {approved.actor} at {approved.at}; "
                    f"continue with `bluegreen campaign resume {name}`")
 
 
@@ -236,12 +218,13 @@ def campaign_abort(ctx: click.Context, name: str, reason: str, as_json: bool) ->
     from orchestrator.campaign.ops import abort
     from orchestrator.traffic import open_store
 
-    doc = abort(open_store(load(ctx)), name, actor(ctx), reason)
+    aborted = abort(open_store(load(ctx)), name, actor(ctx), reason)
     if as_json:
-        emit_json(doc)
+        emit_json(aborted.as_dict())
     else:
-        click.echo(f"{name}: aborted run {doc['run_id']}"
-                   + (f" (and {', '.join(doc['aborted_children'])})" if doc["aborted_children"] else ""))
+        children = aborted.aborted_children
+        click.echo(f"{name}: aborted run {aborted.run_id}"
+                   + (f" (and {', '.join(children)})" if children else ""))
 
 
 @click.command("report")
@@ -260,8 +243,8 @@ def report_cmd(
     before/after per host, probe results, approvals, flips, rollbacks, audit head hash."""
     from pathlib import Path
 
-    from orchestrator.campaign.ops import find_run
     from orchestrator.campaign.report import build_report, default_report_path, write_report
+    from orchestrator.campaign.runs import find_run
     from orchestrator.traffic import open_store
 
     config = load(ctx)

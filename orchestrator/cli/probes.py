@@ -13,22 +13,6 @@ from orchestrator.cli.exit import handles_errors
 from orchestrator.cli.render import emit_json, render_drift, render_results
 
 
-def _standby_or(config: Any, service: str, side: str | None) -> Any:
-    """The side asked for, or the standby side (the one the router does not send traffic to)."""
-    from orchestrator.sides import other_side
-    from orchestrator.traffic import open_router, parse_side
-
-    config.service(service)
-    target = parse_side(side)
-    if target is None:
-        router = open_router(config)
-        try:
-            target = other_side(router.live(service))
-        finally:
-            router.close()
-    return target
-
-
 @click.command("verify")
 @click.argument("service")
 @click.option("--side", type=click.Choice(["blue", "green"]), help="Default: the standby side.")
@@ -39,11 +23,11 @@ def verify(ctx: click.Context, service: str, side: str | None, as_json: bool) ->
     """Run the verification gate on a side: checks, suites and drift, a table host x check;
     exit 3 on any failure. The result is recorded for the side (the flip gate reads it)."""
     from orchestrator.errors import VerificationFailed
-    from orchestrator.traffic import open_store
+    from orchestrator.traffic import open_store, side_or_default
     from orchestrator.verification import verify_side
 
     config = load(ctx)
-    target = _standby_or(config, service, side)
+    target = side_or_default(config, service, side, default="standby")
     store = open_store(config)
     # The service's run lock: no rollout patches the side while it is judged (LockHeld,
     # exit 5), and the verdict is recorded for the generation read at the start.
@@ -108,10 +92,11 @@ def drift(ctx: click.Context, service: str, side: str | None, as_json: bool) -> 
     """Compare SERVICE's sides: packages, enabled and running units, listening ports, file
     hashes. The standby may differ from the live side only in the patched packages; hosts
     within a side must match. Exit 3 on drift."""
+    from orchestrator.traffic import side_or_default
     from orchestrator.verification import side_drift
 
     config = load(ctx)
-    target = _standby_or(config, service, side)
+    target = side_or_default(config, service, side, default="standby")
     report = side_drift(config, service, target)
     _finish_drift(report, {"service": service, "side": target},
                   f"{service} {target} vs the other side",
@@ -121,22 +106,6 @@ def drift(ctx: click.Context, service: str, side: str | None, as_json: bool) -> 
 @click.group("baseline")
 def baseline() -> None:
     """An approved fingerprint of a service's hosts, kept next to the config."""
-
-
-def _baseline_path(config: Any, service: str, path: str | None) -> Any:
-    return config.resolve(path) if path else config.base_dir / "baselines" / f"{service}.json"
-
-
-def _side_fingerprints(config: Any, service: str, sides: list[Any]) -> Any:
-    from orchestrator.inventory import load_fleet
-    from orchestrator.probes.drift import read_fingerprints
-    from orchestrator.probes.gate import targets_for
-
-    fleet = load_fleet(config).service(service)
-    targets = targets_for(config, [h for s in sides for h in fleet.side(s)])
-    files = config.service(service).drift.files
-    fps, errors = read_fingerprints(targets, files)
-    return [t.name for t in targets], files, fps, errors
 
 
 @baseline.command("save")
@@ -150,34 +119,17 @@ def baseline_save(
     ctx: click.Context, service: str, side: str | None, path: str | None, as_json: bool
 ) -> None:
     """Write what all hosts of a side agree on as the approved baseline (sorted JSON)."""
-    from orchestrator.probes.baseline import (
-        BaselineUnavailable,
-        baseline_document,
-        write_baseline,
-    )
-    from orchestrator.traffic import open_router, parse_side
+    from orchestrator.probes.baseline import save_baseline
+    from orchestrator.traffic import side_or_default
 
     config = load(ctx)
-    config.service(service)
-    target = parse_side(side)
-    if target is None:
-        router = open_router(config)
-        try:
-            target = router.live(service)
-        finally:
-            router.close()
-    hosts, files, fps, errors = _side_fingerprints(config, service, [target])
-    if errors or not fps:
-        why = "; ".join(f"{h}: {e}" for h, e in sorted(errors.items())) or "no hosts"
-        raise BaselineUnavailable(f"{service} {target}: cannot read every host: {why}")
-    out = _baseline_path(config, service, path)
-    doc = baseline_document(service, target, hosts, files, [fps[h] for h in hosts])
-    write_baseline(out, doc)
-    counts = {k: len(v) for k, v in doc["fingerprint"].items()}
+    saved = save_baseline(config, service, side_or_default(config, service, side, default="live"),
+                          path)
     if as_json:
-        emit_json({"path": str(out), "service": service, "side": target, "counts": counts})
+        emit_json(saved.as_dict())
     else:
-        click.echo(f"saved {service} {target} baseline ({len(hosts)} hosts) to {out}: {counts}")
+        click.echo(f"saved {service} {saved.side} baseline ({len(saved.hosts)} hosts) to "
+                   f"{saved.path}: {saved.counts}")
 
 
 @baseline.command("check")
@@ -191,18 +143,10 @@ def baseline_check(
     ctx: click.Context, service: str, side: str | None, path: str | None, as_json: bool
 ) -> None:
     """Compare hosts against the approved baseline; exit 3 on any difference."""
-    import time
+    from orchestrator.probes.baseline import check_baseline
+    from orchestrator.traffic import parse_side
 
-    from orchestrator.probes.baseline import check_against, read_baseline
-
-    config = load(ctx)
-    config.service(service)
-    source = _baseline_path(config, service, path)
-    approved = read_baseline(source)
-    started = time.monotonic()
-    sides: list[Any] = [side] if side else ["blue", "green"]
-    hosts, _, fps, errors = _side_fingerprints(config, service, sides)
-    report = check_against(hosts, fps, errors, approved, time.monotonic() - started)
+    source, report = check_baseline(load(ctx), service, parse_side(side), path)
     _finish_drift(report, {"service": service, "baseline": str(source)},
                   f"{service} vs {source}", f"{service}: hosts differ from the baseline {source}",
                   as_json)

@@ -97,31 +97,14 @@ def plan(ctx: click.Context, service: str, packages: tuple[str, ...], as_json: b
 @handles_errors
 def resume(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
     """Continue a run that was interrupted (even by kill -9) from its last finished step."""
+    from orchestrator.campaign.runs import rollout_to_resume
     from orchestrator.traffic import open_store
 
     config = load(ctx)
-    store = open_store(config)
-    if run_id:
-        run = store.get_run(run_id)
-        if run is None:
-            raise BadInput(f"no run {run_id!r}", hint="see `bluegreen history`")
-    else:
-        # a campaign's own rollouts are resumed by `campaign resume`, which knows the waves
-        pending = [r for r in store.list_runs(status="running")
-                   if r.kind == "rollout" and "campaign_run" not in r.params]
-        if not pending:
-            click.echo("nothing to resume")
-            return
-        run = pending[-1]
-    if run.status not in ("running", "deferred"):
-        raise BadInput(f"run {run.run_id} already ended ({run.status})", hint="start a new rollout")
-    if "campaign_run" in run.params:  # window and approval belong to the campaign
-        name = run.params.get("campaign") or run.params["campaign_run"]
-        raise BadInput(
-            f"run {run.run_id} is part of campaign {name}: it resumes only with its campaign, "
-            "so that the maintenance window and the approval apply",
-            hint=f"bluegreen campaign resume {name}",
-        )
+    run = rollout_to_resume(open_store(config), run_id)
+    if run is None:
+        click.echo("nothing to resume")
+        return
     _run_rollout(ctx, config, as_json, lambda r: r.resume(run))
 
 

@@ -27,18 +27,15 @@ def schedule_install(ctx: click.Context, file: str, directory: str | None, as_js
     from pathlib import Path
 
     from orchestrator.campaign.model import load_campaign
-    from orchestrator.schedule.systemd import install_units, verify_units
+    from orchestrator.schedule.systemd import install_schedule
 
     config = load(ctx)
     camp = load_campaign(file)
-    units = install_units(camp.name, Path(file), camp.window, config.path,
-                          Path(directory) if directory else None)
-    ok, output = verify_units([units.service, units.timer])
-    doc = {"timer": str(units.timer), "service": str(units.service),
-           "on_calendar": units.on_calendar, "command": units.command, "cron": units.cron,
-           "verified": ok, "verify_output": output}
+    units = install_schedule(camp.name, Path(file), camp.window, config.path,
+                             Path(directory) if directory else None)
+    ok, output = units.verified, units.verify_output
     if as_json:
-        emit_json(doc)
+        emit_json(units.as_dict())
     else:
         click.echo(f"wrote {units.timer}\nwrote {units.service}")
         click.echo("OnCalendar: " + "; ".join(units.on_calendar))
@@ -50,10 +47,9 @@ def schedule_install(ctx: click.Context, file: str, directory: str | None, as_js
             click.echo("  " + line)
         if directory is None:
             click.echo(f"enable: systemctl daemon-reload && systemctl enable --now {units.timer.name}")
-    if ok is False:
-        from orchestrator.errors import BluegreenError as BGE
-
-        raise BGE("systemd-analyze verify failed on the written units", hint=output[:500])
+    failed = units.error()
+    if failed is not None:
+        raise failed
 
 
 @schedule.command("list")

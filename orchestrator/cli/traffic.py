@@ -11,31 +11,21 @@ import click
 from orchestrator.cli.context import actor, load, load_for_traffic
 from orchestrator.cli.exit import handles_errors
 from orchestrator.cli.render import emit_json
-from orchestrator.errors import BadInput
 
 
 def _move(ctx: click.Context, config: Any, service: str, to_side: str | None, reason: str, *,
           command: str, force: bool = False, recheck: bool = False) -> Any:
-    """Open the state store and the router, move traffic through the kernel, close: shared
-    by `rollback` and `flip`."""
-    from orchestrator.traffic import FlipRequest, move_traffic, open_router, open_store, parse_side
+    """`rollback` and `flip` through the kernel; `flip` (unless forced) first checks that
+    the side's hosts are still the ones that were verified (one SSH round trip)."""
+    from orchestrator.traffic import operator_move
 
-    config.service(service)
-    store, router = open_store(config), open_router(config)
     recheck_hosts = None
     if recheck:
         from orchestrator.rollout import host_recheck
 
         recheck_hosts = host_recheck(config, service)
-    try:
-        return move_traffic(store, router, FlipRequest(
-            service=service, command=command, reason=reason, actor=actor(ctx),
-            to=parse_side(to_side), force=force, abort_in_flight=True,
-            recheck_hosts=recheck_hosts,
-        ))
-    finally:
-        router.close()
-        store.close()
+    return operator_move(config, service, to_side, reason, actor(ctx), command=command,
+                         force=force, recheck_hosts=recheck_hosts)
 
 
 @click.command("rollback")
@@ -127,31 +117,15 @@ def status(
 ) -> None:
     """Live side (from the router), standby, patch level and verification of each side,
     and what the load balancer counted for each side since it started (responses, 5xx)."""
-    from orchestrator.traffic import adopt as do_adopt
-    from orchestrator.traffic import open_router, open_store, service_status
+    from orchestrator.traffic import fleet_status
 
-    config = load(ctx)
-    names = [service] if service else list(config.services)
-    for name in names:
-        config.service(name)
-    store, router = open_store(config), open_router(config)
-    try:
-        if adopt:
-            if not service or not reason:
-                raise BadInput(
-                    "--adopt needs a SERVICE and --reason",
-                    hint="bluegreen status web --adopt --reason 'LB changed by hand, INC-1'",
-                )
-            do_adopt(store, router, service, actor(ctx), reason)
-        rows = [service_status(config, store, router, n) for n in names]
-    finally:
-        router.close()
+    fleet = fleet_status(load(ctx), service, actor(ctx), adopt_reason=reason, adopt_live=adopt)
     if as_json:
-        docs = [r.as_dict() for r in rows]
-        emit_json(docs[0] if service else docs)
-        if any(not r.agrees for r in rows):
+        emit_json(fleet.as_json())
+        if not fleet.agrees:
             sys.exit(1)
         return
+    rows = fleet.rows
     for r in rows:
         warn = (
             "" if r.agrees else f"  (STATE SAYS {r.state_live}: run `status {r.service} --adopt`)"
@@ -178,7 +152,7 @@ def status(
             click.echo(
                 f"  run in flight: {r.run_in_flight['run_id']} ({r.run_in_flight['status']})"
             )
-    if any(not r.agrees for r in rows):
+    if not fleet.agrees:
         sys.exit(1)
 
 
