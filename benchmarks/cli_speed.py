@@ -4,7 +4,9 @@ Usage (lab up, as root):  .venv/bin/python benchmarks/cli_speed.py [--runs 15]
 
 Prints the median and p90 of each command over N runs, next to the floor measured in the
 same run: the same interpreter starting and importing click (`python -c "import click"`),
-and one HAProxy map change over the admin socket. Rollbacks alternate directions on the
+and one HAProxy map change over the admin socket. Next to each wall-clock median, the
+median CPU time (user + system) of the process: on a machine shared with other work the
+wall clock waits for the CPU, the CPU time much less so. Rollbacks alternate directions on the
 lab's `api` service (both sides untouched by patches, so both are trusted).
 
 "rollback" is the normal incident case: some earlier command (here a `status`) validated
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -30,19 +33,46 @@ from orchestrator.lab.paths import LabPaths
 LAB_CONFIG = LabPaths.default().config  # this lab instance's (BLUEGREEN_LAB_INSTANCE)
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Samples(list[float]):
+    """Wall-clock seconds of each run; `cpu`: the CPU seconds of the same runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cpu: list[float] = []
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None,
+          into: Samples | None = None) -> float:
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(argv)}: {proc.stderr.strip()}")
+    if into is not None:
+        into.append(elapsed)
+        into.cpu.append(_children_cpu() - cpu_before)
     return elapsed
 
 
 def stats(samples: list[float]) -> str:
     s = sorted(samples)
     p90 = s[min(len(s) - 1, int(len(s) * 0.9))]
-    return f"median {statistics.median(s) * 1000:7.1f} ms   p90 {p90 * 1000:7.1f} ms"
+    cpu = getattr(samples, "cpu", None)
+    cpu_text = f"   cpu {statistics.median(cpu) * 1000:6.1f} ms" if cpu else ""
+    return f"median {statistics.median(s) * 1000:7.1f} ms   p90 {p90 * 1000:7.1f} ms{cpu_text}"
+
+
+def sampled(runs: int, argv: list[str]) -> Samples:
+    out = Samples()
+    for _ in range(runs):
+        timed(argv, into=out)
+    return out
 
 
 def socket_flip_ms(sock_path: str, map_file: str, runs: int) -> float:
@@ -71,8 +101,9 @@ def main() -> None:
     args = ap.parse_args()
     py = sys.executable
     bg = [py, "-m", "orchestrator"]
-    floor = [timed([py, "-c", "import click"]) for _ in range(args.runs)]
-    helps = [timed([*bg, "--help"]) for _ in range(args.runs)]
+    load_before = os.getloadavg()[0]
+    floor = sampled(args.runs, [py, "-c", "import click"])
+    helps = sampled(args.runs, [*bg, "--help"])
     subprocess.run([*bg, "-c", str(args.config), "status", "api"], check=True,
                    capture_output=True)  # a full load leaves the snapshot
     def away(i: int) -> None:
@@ -85,18 +116,18 @@ def main() -> None:
                         "green" if live == "blue" else "blue", "--force", "--reason",
                         f"benchmark setup {i}"], check=True, capture_output=True)
 
-    rollbacks = []
+    rollbacks = Samples()
     for i in range(args.runs):
         away(i)
-        rollbacks.append(timed([*bg, "-c", str(args.config), "rollback", "api",
-                                "--reason", f"benchmark {i}"]))
-    cold = []
+        timed([*bg, "-c", str(args.config), "rollback", "api", "--reason", f"benchmark {i}"],
+              into=rollbacks)
+    cold = Samples()
     for i in range(args.runs):
         away(i)
         with tempfile.TemporaryDirectory() as cache:
             env = {**os.environ, "BLUEGREEN_CACHE_DIR": cache}
-            cold.append(timed([*bg, "-c", str(args.config), "rollback", "api",
-                               "--reason", f"benchmark, no snapshot {i}"], env))
+            timed([*bg, "-c", str(args.config), "rollback", "api",
+                   "--reason", f"benchmark, no snapshot {i}"], env, into=cold)
     live = json.loads(subprocess.run([*bg, "-c", str(args.config), "status", "api", "--json"],
                                      capture_output=True, text=True, check=True).stdout)["live"]
     if live != "blue":
@@ -105,7 +136,8 @@ def main() -> None:
     cfg = __import__("yaml").safe_load(args.config.read_text())
     sock = cfg["router"]["socket"].removeprefix("unix://")
     flip_ms = socket_flip_ms(sock, cfg["router"]["map_file"], args.runs)
-    print(f"runs per command: {args.runs}")
+    print(f"runs per command: {args.runs}; load average (1 min) {load_before:.1f} at the "
+          f"start, {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} CPUs")
     print(f"floor: python + import click       {stats(floor)}")
     print(f"floor: one HAProxy map change        median {flip_ms:7.3f} ms")
     print(f"bluegreen --help                     {stats(helps)}   "

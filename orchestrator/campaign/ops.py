@@ -1,5 +1,5 @@
-"""Campaign operations around a run: find it, its status, approve, abort.
-(`campaign.plan` says what a run would do.)"""
+"""Campaign operations around a run: its status, approve, abort. (`campaign.runs` finds
+the run, `campaign.plan` says what a run would do.)"""
 
 from __future__ import annotations
 
@@ -9,36 +9,12 @@ from typing import Any
 
 from orchestrator.campaign.journal import APPROVAL, Journal, StepKind
 from orchestrator.campaign.runner import AWAITING, campaign_lock
+from orchestrator.campaign.runs import find_run
 from orchestrator.campaign.state import ServiceProgress, service_states
 from orchestrator.errors import BadInput
 from orchestrator.processes import alive
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, AuditEntryInput, OsIdentity, Run
-
-
-def campaign_runs(store: StateStore, name: str | None = None) -> list[Run]:
-    return [
-        r
-        for r in store.list_runs()
-        if r.kind == "campaign" and (name is None or r.params.get("name") == name)
-    ]
-
-
-def find_run(store: StateStore, name_or_id: str, *, unfinished: bool = False) -> Run:
-    """The newest campaign run named `name_or_id` (or with that run id)."""
-    run = store.get_run(name_or_id)
-    if run is not None and run.kind == "campaign":
-        return run
-    runs = campaign_runs(store, name_or_id)
-    if unfinished:
-        runs = [r for r in runs if r.status in RESUMABLE_STATUSES]
-    if not runs:
-        what = "unfinished campaign run" if unfinished else "campaign run"
-        raise BadInput(
-            f"no {what} named {name_or_id!r}",
-            hint="see `bluegreen campaign status`",
-        )
-    return runs[-1]
 
 
 def display_status(store: StateStore, run: Run) -> str:
@@ -108,7 +84,31 @@ def campaign_status(store: StateStore, run: Run) -> CampaignStatus:
     )
 
 
-def approve(store: StateStore, name: str, actor: str, reason: str | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Approved:
+    """A campaign's approval, as recorded in its journal and the audit chain."""
+
+    campaign: str
+    run_id: str
+    actor: str
+    """Who the command said is acting (--actor)."""
+    at: str
+    point: str | None
+    """Where the run waits for it (before_flip, ...)."""
+    reason: str | None
+    os_user: str | None
+    """Who approved, by the OS: the account, and the person behind sudo."""
+    sudo_user: str | None
+
+    def journal_data(self) -> dict[str, Any]:
+        return {"actor": self.actor, "at": self.at, "point": self.point, "reason": self.reason,
+                "os_user": self.os_user, "sudo_user": self.sudo_user}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"campaign": self.campaign, "run_id": self.run_id, **self.journal_data()}
+
+
+def approve(store: StateStore, name: str, actor: str, reason: str | None = None) -> Approved:
     run = find_run(store, name, unfinished=True)
     journal = Journal(store, run.run_id)
     begun = journal.begun()
@@ -122,19 +122,19 @@ def approve(store: StateStore, name: str, actor: str, reason: str | None = None)
     policy = (run.params.get("campaign") or {}).get("approval") or {}
     if policy.get("distinct_approver"):
         _check_distinct_approver(store, name, run, approver)
-    at = datetime.now(UTC).isoformat()
-    data = {"actor": actor, "at": at, "point": begun[APPROVAL].get("at"), "reason": reason,
-            "os_user": approver.os_user, "sudo_user": approver.sudo_user}
+    approved = Approved(campaign=name, run_id=run.run_id, actor=actor,
+                        at=datetime.now(UTC).isoformat(), point=begun[APPROVAL].get("at"),
+                        reason=reason, os_user=approver.os_user, sudo_user=approver.sudo_user)
     store.audit_append(
         AuditEntryInput(
             actor=actor,
             command="campaign.approve",
             reason=reason or f"campaign {name}",
-            after={"campaign": name, "run_id": run.run_id, "point": data["point"]},
+            after={"campaign": name, "run_id": run.run_id, "point": approved.point},
         )
     )
-    journal.end(APPROVAL, data)
-    return {"campaign": name, "run_id": run.run_id, **data}
+    journal.end(APPROVAL, approved.journal_data())
+    return approved
 
 
 def _check_distinct_approver(store: StateStore, name: str, run: Run,
@@ -160,7 +160,20 @@ def _check_distinct_approver(store: StateStore, name: str, run: Run,
                        f"{approver.describe()}", hint=fix)
 
 
-def abort(store: StateStore, name: str, actor: str, reason: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AbortedCampaign:
+    """What `campaign abort` ended: the campaign's run and its children in flight."""
+
+    campaign: str
+    run_id: str
+    aborted_children: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"campaign": self.campaign, "run_id": self.run_id,
+                "aborted_children": self.aborted_children}
+
+
+def abort(store: StateStore, name: str, actor: str, reason: str) -> AbortedCampaign:
     """End an unfinished campaign: children in flight are marked aborted (a running rollout
     stops at its next step boundary, never between flip and record), their locks released.
     Each service stays live on its old side, or on a new side that passed verification."""
@@ -183,4 +196,4 @@ def abort(store: StateStore, name: str, actor: str, reason: str) -> dict[str, An
     lock = store.get_lock(campaign_lock(str(run.params.get("name"))))
     if lock is not None and lock.run_id == run.run_id:
         store.force_release_lock(campaign_lock(str(run.params.get("name"))), why, actor)
-    return {"campaign": name, "run_id": run.run_id, "aborted_children": aborted}
+    return AbortedCampaign(name, run.run_id, aborted)

@@ -9,9 +9,11 @@ stable JSON, no timestamps: a diff in the user's repository shows exactly what c
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.config.files import FileKind, read_json_mapping
 from orchestrator.errors import BadInput, BluegreenError
@@ -21,6 +23,10 @@ from orchestrator.probes.drift import (
     Fingerprint,
     compare_to_baseline,
 )
+
+if TYPE_CHECKING:
+    from orchestrator.config.loaded import LoadedConfig
+    from orchestrator.sides import Side
 
 FORMAT = 1
 BASELINE_FILE = FileKind(
@@ -99,3 +105,78 @@ def check_against(
 
 class BaselineUnavailable(BluegreenError):
     """A baseline cannot be saved: some host of the side could not be read."""
+
+
+def baseline_path(config: LoadedConfig, service: str, path: str | None) -> Path:
+    """The file given (relative to the config), else baselines/SERVICE.json beside it."""
+    return config.resolve(path) if path else config.base_dir / "baselines" / f"{service}.json"
+
+
+@dataclass(frozen=True)
+class SideFingerprints:
+    """What the hosts of some sides of a service said (`errors`: hosts that could not be
+    read, and why)."""
+
+    hosts: list[str]
+    files: list[str]
+    fingerprints: dict[str, Fingerprint]
+    errors: dict[str, str]
+
+
+def side_fingerprints(config: LoadedConfig, service: str,
+                      sides: Sequence[Side]) -> SideFingerprints:
+    from orchestrator.inventory import load_fleet
+    from orchestrator.probes.drift import read_fingerprints
+    from orchestrator.probes.gate import targets_for
+
+    fleet = load_fleet(config).service(service)
+    targets = targets_for(config, [h for s in sides for h in fleet.side(s)])
+    files = list(config.service(service).drift.files)
+    fps, errors = read_fingerprints(targets, files)
+    return SideFingerprints([t.name for t in targets], files, dict(fps), dict(errors))
+
+
+@dataclass(frozen=True)
+class SavedBaseline:
+    path: Path
+    service: str
+    side: Side
+    hosts: list[str]
+    counts: dict[str, int]
+    """Entries per kind (packages, units, ports, files) in the saved fingerprint."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "service": self.service, "side": self.side,
+                "counts": self.counts}
+
+
+def save_baseline(config: LoadedConfig, service: str, side: Side,
+                  path: str | None = None) -> SavedBaseline:
+    """Write what every host of SERVICE's `side` agrees on as its approved baseline.
+    BaselineUnavailable (nothing written) when any host cannot be read."""
+    seen = side_fingerprints(config, service, [side])
+    if seen.errors or not seen.fingerprints:
+        why = "; ".join(f"{h}: {e}" for h, e in sorted(seen.errors.items())) or "no hosts"
+        raise BaselineUnavailable(f"{service} {side}: cannot read every host: {why}")
+    out = baseline_path(config, service, path)
+    doc = baseline_document(service, side, seen.hosts, seen.files,
+                            [seen.fingerprints[h] for h in seen.hosts])
+    write_baseline(out, doc)
+    return SavedBaseline(out, service, side, seen.hosts,
+                         {k: len(v) for k, v in doc["fingerprint"].items()})
+
+
+def check_baseline(config: LoadedConfig, service: str, side: Side | None = None,
+                   path: str | None = None) -> tuple[Path, DriftReport]:
+    """Compare the hosts of SERVICE's `side` (default: both sides) against its approved
+    baseline: the file read, and what differs (a host that cannot be read is an error,
+    never a pass)."""
+    from orchestrator.sides import SIDES
+
+    config.service(service)
+    source = baseline_path(config, service, path)
+    approved = read_baseline(source)
+    started = time.monotonic()
+    seen = side_fingerprints(config, service, [side] if side else SIDES)
+    return source, check_against(seen.hosts, seen.fingerprints, seen.errors, approved,
+                                 time.monotonic() - started)

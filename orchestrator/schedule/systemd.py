@@ -11,11 +11,12 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from orchestrator.errors import BadInput
+from orchestrator.errors import BadInput, BluegreenError
 from orchestrator.processes import run
 from orchestrator.safe_write import write_file
 from orchestrator.schedule.window import CronSpec, Window
@@ -97,6 +98,21 @@ class InstalledUnits:
     on_calendar: list[str]
     command: list[str]
     cron: list[str]
+    verified: bool | None = None
+    """`systemd-analyze verify` on the written units: passed, failed, None = not run."""
+    verify_output: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"timer": str(self.timer), "service": str(self.service),
+                "on_calendar": self.on_calendar, "command": self.command, "cron": self.cron,
+                "verified": self.verified, "verify_output": self.verify_output}
+
+    def error(self) -> BluegreenError | None:
+        """Units systemd would refuse are an error (exit 1), even though they are written."""
+        if self.verified is False:
+            return BluegreenError("systemd-analyze verify failed on the written units",
+                                  hint=self.verify_output[:500])
+        return None
 
 
 def _systemd_quote(arg: str) -> str:
@@ -162,6 +178,15 @@ def install_units(
     return InstalledUnits(
         name, timer, service, on_calendar(window), command, cron_lines(window, command)
     )
+
+
+def install_schedule(
+    name: str, campaign_path: Path, window: Window, config_path: Path, directory: Path | None
+) -> InstalledUnits:
+    """Write the campaign's timer and service units, then `systemd-analyze verify` them."""
+    units = install_units(name, campaign_path, window, config_path, directory)
+    ok, output = verify_units([units.service, units.timer])
+    return replace(units, verified=ok, verify_output=output)
 
 
 def verify_units(paths: list[Path]) -> tuple[bool | None, str]:

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import BadInput
+from orchestrator.errors import AuditBroken, BadInput
 from orchestrator.state.audit_settings import WitnessSettings
 from orchestrator.state.audit_verify import ChainReport, Finding, WitnessHead
 from orchestrator.state.base import StateStore
 from orchestrator.state.witness import parse_expected_head, read_witnessed
+from orchestrator.text import one_line
 
 _MAX_REPORT_BYTES = 64 * 1024 * 1024
 # "head": "42:<hash>" (JSON), head `42:<hash>` (Markdown/HTML), and reports written before
@@ -36,6 +37,19 @@ class ChainCheck:
     @property
     def ok(self) -> bool:
         return not self.findings
+
+    def error(self) -> AuditBroken | None:
+        """What `audit verify` ends with when the chain does not verify (its first finding;
+        the others are in `findings`)."""
+        if self.ok:
+            return None
+        first = self.findings[0]
+        return AuditBroken(
+            f"audit chain broken ({first.kind})"
+            + (f" at record {first.seq}" if first.seq else "") + f": {one_line(first.message)}",
+            hint="keep the file and the witnesses as evidence; restore the state file from a "
+            "backup; investigate who wrote it",
+        )
 
     def as_json(self) -> dict[str, Any]:
         doc = self.report.as_json()

@@ -5,28 +5,41 @@ Import-light on purpose (standard library, errors, sides, routers.base, state): 
 the incident path of `bluegreen rollback`, and a test checks what it imports.
 """
 
+from orchestrator.traffic.commands import operator_move
 from orchestrator.traffic.connect import (
     TrafficConfig,
     default_actor,
     open_router,
     open_store,
     parse_side,
+    side_or_default,
 )
 from orchestrator.traffic.kernel import FlipOutcome, FlipRequest, move_traffic, settle
-from orchestrator.traffic.status import ServiceStatus, adopt, check_agreement, service_status
+from orchestrator.traffic.status import (
+    FleetStatus,
+    ServiceStatus,
+    adopt,
+    check_agreement,
+    fleet_status,
+    service_status,
+)
 
 __all__ = [
     "FlipOutcome",
+    "FleetStatus",
     "FlipRequest",
     "ServiceStatus",
     "TrafficConfig",
     "adopt",
     "check_agreement",
     "default_actor",
+    "fleet_status",
     "move_traffic",
     "open_router",
+    "operator_move",
     "open_store",
     "parse_side",
     "service_status",
     "settle",
+    "side_or_default",
 ]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from orchestrator.errors import BadInput
 from orchestrator.routers.base import Router
 from orchestrator.routers.settings import AnyRouterSettings
-from orchestrator.sides import SIDES, Side
+from orchestrator.sides import SIDES, Side, other_side
 from orchestrator.state.audit_settings import AuditSettings
 from orchestrator.state.base import StateStore
 
@@ -55,3 +55,19 @@ def parse_side(value: str | None) -> Side | None:
     if value not in SIDES:
         raise BadInput(f"--to: unknown side {value!r}", hint="use blue or green")
     return "blue" if value == "blue" else "green"
+
+
+def side_or_default(config: TrafficConfig, service: str, side: str | None, *,
+                    default: Literal["standby", "live"]) -> Side:
+    """The side named on the command line (--side), else SERVICE's standby or live side
+    as the router says (the router is the truth about which side is live)."""
+    config.service(service)
+    target = parse_side(side)
+    if target is not None:
+        return target
+    router = open_router(config)
+    try:
+        live = router.live(service)
+    finally:
+        router.close()
+    return live if default == "live" else other_side(live)

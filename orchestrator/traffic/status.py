@@ -4,14 +4,16 @@ load balancer counted), the rollback side, a flip problem or a pending flip."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from orchestrator.errors import BadInput
 from orchestrator.routers.base import Router
 from orchestrator.sides import SIDES, Side, other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput, SideState
-from orchestrator.traffic.connect import TrafficConfig
+from orchestrator.traffic.connect import TrafficConfig, open_router, open_store
 from orchestrator.traffic.kernel import resolve_pending, settle
 
 
@@ -104,6 +106,56 @@ def service_status(
         pending_flip=pending.as_json() if pending else None,
         rollback_kept=svc.rollback_kept if svc else None,
     )
+
+
+class StatusConfig(TrafficConfig, Protocol):
+    """`status` also lists every service (the full config)."""
+
+    @property
+    def services(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class FleetStatus:
+    """`status [SERVICE]`: one ServiceStatus per service asked for."""
+
+    rows: list[ServiceStatus]
+    one: bool
+    """One service was named: its document is the JSON, not a list."""
+
+    @property
+    def agrees(self) -> bool:
+        """The router and the store agree on every service's live side (else exit 1)."""
+        return all(r.agrees for r in self.rows)
+
+    def as_json(self) -> Any:
+        docs = [r.as_dict() for r in self.rows]
+        return docs[0] if self.one else docs
+
+
+def fleet_status(config: StatusConfig, service: str | None, actor: str, *,
+                 adopt_reason: str | None = None, adopt_live: bool = False) -> FleetStatus:
+    """`status [SERVICE] [--adopt --reason R]`: the status of SERVICE (else of every
+    service), after accepting the router's live side of SERVICE into the store when asked
+    (`adopt`). Names and arguments are checked before the store is opened: bad input
+    changes nothing."""
+    names = [service] if service else list(config.services)
+    for name in names:
+        config.service(name)
+    if adopt_live and (not service or not adopt_reason):
+        raise BadInput(
+            "--adopt needs a SERVICE and --reason",
+            hint="bluegreen status web --adopt --reason 'LB changed by hand, INC-1'",
+        )
+    store, router = open_store(config), open_router(config)
+    try:
+        if adopt_live and service and adopt_reason:
+            adopt(store, router, service, actor, adopt_reason)
+        return FleetStatus([service_status(config, store, router, n) for n in names],
+                           one=service is not None)
+    finally:
+        router.close()
+        store.close()
 
 
 def adopt(store: StateStore, router: Router, service: str, actor: str, reason: str) -> Side:

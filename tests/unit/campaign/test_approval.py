@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.campaign.journal import APPROVAL, Journal
 from orchestrator.campaign.model import Approval
-from orchestrator.campaign.ops import approve
+from orchestrator.campaign.ops import Approved, approve
 from orchestrator.errors import BadInput
 from orchestrator.state import SQLiteStateStore
 
@@ -38,7 +38,7 @@ def awaiting(store: SQLiteStateStore, distinct: bool, monkeypatch: pytest.Monkey
 
 
 def approve_as(store: SQLiteStateStore, monkeypatch: pytest.MonkeyPatch,
-               sudo_user: str | None, actor: str = "claims-anything") -> dict[str, object]:
+               sudo_user: str | None, actor: str = "claims-anything") -> Approved:
     if sudo_user:
         monkeypatch.setenv("SUDO_USER", sudo_user)
     else:
@@ -72,8 +72,8 @@ def test_another_person_approves_and_is_on_record(
     store: SQLiteStateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     awaiting(store, True, monkeypatch, started_by="alice")
-    doc = approve_as(store, monkeypatch, "bob", actor="bob")
-    assert doc["sudo_user"] == "bob"
+    approved = approve_as(store, monkeypatch, "bob", actor="bob")
+    assert approved.sudo_user == "bob"
     record = store.audit_records()[-2]  # the approval, then the journal's end
     assert record.command == "campaign.approve" and record.sudo_user == "bob"
     assert store.verify_audit().ok
@@ -83,7 +83,7 @@ def test_without_the_policy_anyone_approves(
     store: SQLiteStateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     awaiting(store, False, monkeypatch, started_by="alice")
-    assert approve_as(store, monkeypatch, "alice")["sudo_user"] == "alice"
+    assert approve_as(store, monkeypatch, "alice").sudo_user == "alice"
 
 
 def test_distinct_approver_needs_manual_mode() -> None:

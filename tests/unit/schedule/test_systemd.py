@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from orchestrator.safe_write import UnsafePath
 from orchestrator.schedule.systemd import (
     cron_lines,
+    install_schedule,
     install_units,
     list_units,
     on_calendar,
@@ -83,3 +85,17 @@ def test_units_are_never_written_through_a_planted_symlink(tmp_path: Path) -> No
     with pytest.raises(UnsafePath, match="symbolic link"):
         install_units("d", tmp_path / "c.yml", w, tmp_path / "bluegreen.yml", units_dir)
     assert victim.read_text() == "root:*:19000:0:99999:7:::\n"
+
+
+def test_install_schedule_verifies_what_it_wrote_and_says_so(tmp_path: Path) -> None:
+    campaign_file = tmp_path / "c.yml"
+    campaign_file.write_text("name: c\n")
+    w = win(timezone="Europe/Berlin", start="0 22 * * 6", duration="4h")
+    units = install_schedule("c", campaign_file, w, tmp_path / "bluegreen.yml", tmp_path)
+    assert units.verified is True and units.error() is None  # systemd-analyze is installed
+    doc = units.as_dict()
+    assert doc["timer"] == str(tmp_path / "bluegreen-campaign-c.timer")
+    assert doc["verified"] is True and doc["on_calendar"] == on_calendar(w)
+    refused = replace(units, verified=False, verify_output="bad OnCalendar")
+    failed = refused.error()
+    assert failed is not None and failed.exit_code == 1 and failed.hint == "bad OnCalendar"

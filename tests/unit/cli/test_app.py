@@ -6,11 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 from click.testing import CliRunner
 
 from orchestrator.cli import main
+from orchestrator.cli.app import VERBS
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example" / "bluegreen.yml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "inventories" / "example" / "bluegreen.yml"
 
 
 def test_help_lists_commands_and_exit_codes() -> None:
@@ -30,6 +32,54 @@ def test_help_does_not_import_heavy_modules() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+VERB_MODULES = ("audit", "campaign", "lab", "probes", "rollout", "schedule", "traffic")
+
+
+def _imported_after(argv: list[str]) -> set[str]:
+    """The modules of orchestrator.cli a fresh interpreter imported to run `argv`."""
+    code = (
+        "import sys; from orchestrator.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write(' '.join(m for m in sys.modules if m.startswith('orchestrator.cli.')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    return {m.removeprefix("orchestrator.cli.") for m in proc.stderr.split()}
+
+
+def test_help_imports_no_verb_module_and_rollback_only_its_own() -> None:
+    assert _imported_after(["--help"]).isdisjoint(VERB_MODULES)
+    assert _imported_after(["rollback", "--help"]) & set(VERB_MODULES) == {"traffic"}
+    assert _imported_after(["campaign", "--help"]) & set(VERB_MODULES) == {"campaign"}
+
+
+def test_the_verb_table_says_what_each_command_says() -> None:
+    """`--help` lists the verbs from the table without importing them: each entry must
+    name its command and carry the first sentence of the command's own help."""
+    ctx = click.Context(main)
+    for name, verb in VERBS.items():
+        command = main.get_command(ctx, name)
+        assert command is not None and command.name == name, verb
+        assert verb.summary == command.get_short_help_str(10**6), name
+
+
+def test_every_command_of_a_verb_module_is_in_the_table() -> None:
+    """A verb added to a cli module but not to `VERBS` would never run."""
+    import importlib
+
+    listed = {(v.module, v.attribute) for v in VERBS.values()}
+    for module_name in VERB_MODULES:
+        module = importlib.import_module(f"orchestrator.cli.{module_name}")
+        commands = {n: c for n, c in vars(module).items() if isinstance(c, click.Command)
+                    and getattr(c.callback, "__module__", None) == module.__name__}
+        nested = {id(sub) for c in commands.values() if isinstance(c, click.Group)
+                  for sub in c.commands.values()}
+        for attr, command in commands.items():
+            if id(command) not in nested:
+                assert (module_name, attr) in listed, f"orchestrator.cli.{module_name}.{attr}"
 
 
 def test_missing_config_is_bad_input(tmp_path: Path) -> None:

@@ -1,0 +1,277 @@
+"""Campaign verbs: plan, run, resume, status, approve, abort, and `report` (a run's
+evidence)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from orchestrator.cli.context import actor, load
+from orchestrator.cli.exit import handles_errors
+from orchestrator.cli.render import emit_json
+from orchestrator.errors import BadInput
+
+
+@click.group("campaign")
+def campaign() -> None:
+    """Patch campaigns: advisories applied to many services in waves, inside a maintenance
+    window, with approvals; resumable (also after kill -9) and abortable.
+
+    \b
+    Exit codes of run/resume: 0 done, awaiting approval or converge pending (see status);
+    3/4 a service failed verification / rolled back; 5 a service is locked by another run or
+    campaign; 6 outside the window: nothing more flipped, the rest deferred."""
+
+
+def _show_campaign_event(ev: Any) -> None:
+    if ev.kind == "wave":
+        click.secho(f"== {ev.message}", fg="magenta", err=True)
+    elif ev.kind == "progress":
+        click.secho(f"   progress: {ev.message}", fg="cyan", err=True)
+    elif ev.kind == "service":
+        click.secho(f"-- {ev.message}", fg="green", err=True)
+    else:
+        click.echo(f"     {ev.message}", err=True)
+
+
+def _campaign_engine(ctx: click.Context, config: Any, as_json: bool, wait: bool) -> Any:
+    from orchestrator.campaign.runner import CampaignRunner
+    from orchestrator.traffic import open_router, open_store
+
+    store, router = open_store(config), open_router(config)
+    on_event = None if as_json else _show_campaign_event
+    return CampaignRunner(
+        config, store, router, actor=actor(ctx), on_event=on_event, wait_for_window=wait
+    ), router
+
+
+def _finish_campaign(result: Any, as_json: bool) -> None:
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        color = "green" if result.exit_code == 0 else "yellow" if result.exit_code == 6 else "red"
+        click.secho(f"{result.status}: {result.message}", fg=color)
+        for svc, info in result.services.items():
+            click.echo(f"  {svc:<12} wave {info.wave}  {info.status}")
+    sys.exit(result.exit_code)
+
+
+@campaign.command("plan")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--check", is_flag=True, help="Ask Ansible (check mode) what would change per host.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def campaign_plan(ctx: click.Context, file: str, check: bool, as_json: bool) -> None:
+    """Per service: hosts, package changes, wave; whether the window is open and when it
+    opens next. Changes nothing."""
+    from orchestrator.campaign.model import load_campaign
+    from orchestrator.campaign.plan import plan_campaign
+    from orchestrator.traffic import open_router
+
+    config = load(ctx)
+    camp = load_campaign(file)
+    router = open_router(config)
+    try:
+        doc = plan_campaign(config, router, camp, check=check).as_dict()
+    finally:
+        router.close()
+    if as_json:
+        emit_json(doc)
+        return
+    w = doc["window"]
+    click.echo(f"campaign {doc['campaign']}: window {'OPEN' if w['open'] else 'closed'}"
+               f" ({w['reason']}); next open: {w['next_open'] or '-'}; closes: {w['closes_at'] or '-'}")
+    for a in doc["advisories"]:
+        click.echo(f"  advisory {a['id']} ({a['severity']}) {', '.join(a['cves'])}")
+    for s in doc["services"]:
+        click.echo(f"  wave {s['wave']} {s['service']:<10} live={s['live']} patch {s['standby']}"
+                   f" ({', '.join(s['hosts'])}): {', '.join(s['packages'])}")
+        for host, ch in (s.get("changes") or {}).items():
+            click.echo(f"      {host}: {', '.join(f'{k} {v}' for k, v in ch.items()) or 'no change'}")
+    click.echo(f"  approval: {doc['approval']['mode']}"
+               + (f" ({doc['approval']['at']})" if doc["approval"]["mode"] == "manual" else ""))
+
+
+@campaign.command("run")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--wait-for-window", is_flag=True, help="Wait for the window instead of exit 6.")
+@click.option("--continue", "cont", is_flag=True,
+              help="Resume this campaign's unfinished run; if its last run ended, do "
+                   "nothing (exit 0). What timers run.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def campaign_run(
+    ctx: click.Context, file: str, wait_for_window: bool, cont: bool, yes: bool, as_json: bool
+) -> None:
+    """Run a campaign: waves in order, each service patched, verified, flipped and baked
+    inside the window."""
+    from pathlib import Path
+
+    from orchestrator.campaign.model import load_campaign
+    from orchestrator.campaign.runs import NothingToContinue, run_to_continue
+
+    config = load(ctx)
+    camp = load_campaign(file)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise BadInput("campaign run needs confirmation", hint="pass --yes")
+        click.confirm(f"Run campaign {camp.name}?", abort=True)
+    engine, router = _campaign_engine(ctx, config, as_json, wait_for_window)
+    try:
+        earlier = run_to_continue(engine.store, camp.name, file) if cont else None
+        if isinstance(earlier, NothingToContinue):
+            if as_json:
+                emit_json(earlier.as_dict())
+            else:
+                click.echo(earlier.message)
+            return
+        result = engine.resume(earlier) if earlier else engine.start(camp, Path(file))
+    finally:
+        router.close()
+    _finish_campaign(result, as_json)
+
+
+@campaign.command("resume")
+@click.argument("name")
+@click.option("--wait-for-window", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def campaign_resume(ctx: click.Context, name: str, wait_for_window: bool, as_json: bool) -> None:
+    """Continue an unfinished campaign (deferred, approved, or killed) from its journal."""
+    from orchestrator.campaign.runs import find_run
+
+    config = load(ctx)
+    engine, router = _campaign_engine(ctx, config, as_json, wait_for_window)
+    try:
+        result = engine.resume(find_run(engine.store, name, unfinished=True))
+    finally:
+        router.close()
+    _finish_campaign(result, as_json)
+
+
+@campaign.command("status")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def campaign_status_cmd(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """The newest run of each campaign (or of NAME): status, approval, per-service progress."""
+    from orchestrator.campaign.ops import campaign_status
+    from orchestrator.campaign.runs import find_run, latest_runs
+    from orchestrator.traffic import open_store
+
+    store = open_store(load(ctx))
+    runs = [find_run(store, name)] if name else latest_runs(store)
+    docs = [campaign_status(store, r).as_dict() for r in runs]
+    if as_json:
+        emit_json(docs[0] if name else docs)
+        return
+    if not docs:
+        click.echo("no campaign runs")
+    for d in docs:
+        p = d["progress"]
+        click.echo(f"{d['campaign']}: {d['status']} (run {d['run_id']}) services "
+                   f"{p['services_done']}/{p['services']}, waves {p['waves_done']}/{p['waves']}")
+        if d["result"]:
+            click.echo(f"  {d['result']}")
+        if d["approval"]:
+            click.echo(f"  approved by {d['approval']['actor']} at {d['approval']['at']}")
+        for svc, info in d["services"].items():
+            click.echo(f"  {svc:<12} wave {info['wave']}  {info['status']}")
+
+
+@campaign.command("approve")
+@click.argument("name")
+@click.option("--reason", help="Change ticket or note; goes to the audit chain.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def campaign_approve(ctx: click.Context, name: str, reason: str | None, as_json: bool) -> None:
+    """Approve a campaign that awaits approval (the approver is --actor; audited).
+    Then `campaign resume NAME` continues it."""
+    from orchestrator.campaign.ops import approve
+    from orchestrator.traffic import open_store
+
+    approved = approve(open_store(load(ctx)), name, actor(ctx), reason)
+    if as_json:
+        emit_json(approved.as_dict())
+    else:
+        click.echo(f"{name}: approved by {approved.actor} at {approved.at}; "
+                   f"continue with `bluegreen campaign resume {name}`")
+
+
+@campaign.command("abort")
+@click.argument("name")
+@click.option("--reason", default="aborted by operator", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def campaign_abort(ctx: click.Context, name: str, reason: str, as_json: bool) -> None:
+    """End an unfinished campaign. Each service stays live on its old side or on a fully
+    verified new side; runs are marked aborted, locks released."""
+    from orchestrator.campaign.ops import abort
+    from orchestrator.traffic import open_store
+
+    aborted = abort(open_store(load(ctx)), name, actor(ctx), reason)
+    if as_json:
+        emit_json(aborted.as_dict())
+    else:
+        children = aborted.aborted_children
+        click.echo(f"{name}: aborted run {aborted.run_id}"
+                   + (f" (and {', '.join(children)})" if children else ""))
+
+
+@click.command("report")
+@click.argument("campaign_name", metavar="CAMPAIGN")
+@click.option("--format", "fmt", type=click.Choice(["json", "md", "html"]), default="md",
+              show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="File to write (mode 0600); default: reports_dir/RUN_ID.FORMAT.")
+@click.option("--json", "as_json", is_flag=True, help="Print where it was written, as JSON.")
+@click.pass_context
+@handles_errors
+def report_cmd(
+    ctx: click.Context, campaign_name: str, fmt: str, output: str | None, as_json: bool
+) -> None:
+    """Write the evidence of a campaign's newest run (or of a run id): advisories, versions
+    before/after per host, probe results, approvals, flips, rollbacks, audit head hash."""
+    from pathlib import Path
+
+    from orchestrator.campaign.report import build_report, default_report_path, write_report
+    from orchestrator.campaign.runs import find_run
+    from orchestrator.traffic import open_store
+
+    config = load(ctx)
+    store = open_store(config)
+    doc = build_report(store, find_run(store, campaign_name))
+    path = write_report(
+        doc, fmt, Path(output) if output else default_report_path(config.reports_path, doc, fmt)
+    )
+    if as_json:
+        emit_json({"path": str(path), "format": fmt, "run_id": doc["run_id"],
+                    "status": doc["status"], "head_hash": doc["audit"]["head_hash"]})
+    else:
+        click.echo(str(path))
+
+
+
+
+def demo_campaign(ctx: click.Context, demo_file: Any) -> None:
+    """`campaign run FILE --yes` without ending the process on success (for the demo)."""
+    from orchestrator.campaign.model import load_campaign
+
+    config = load(ctx)
+    engine, router = _campaign_engine(ctx, config, False, False)
+    try:
+        result = engine.start(load_campaign(demo_file), demo_file)
+    finally:
+        router.close()
+    if result.exit_code != 0:
+        _finish_campaign(result, False)
+    click.secho(f"{result.status}: {result.message}", fg="green")

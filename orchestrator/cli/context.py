@@ -1,0 +1,80 @@
+"""What every command shares: the global options, the config it loads, who is acting, and
+the audit witness that publishes the chain's head when the command ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+
+class Ctx:
+    """Options shared by every command (passed explicitly, no globals)."""
+
+    def __init__(self, config: str | None, actor: str | None) -> None:
+        self.config_path = config
+        self.actor = actor
+        self.witness: Any = None
+        """`CommandWitness` once a config is loaded: the audit head is published when the
+        command ends (see `witness_at_exit`)."""
+
+    def loaded(self, config: Any) -> Any:
+        if self.witness is None:
+            from orchestrator.state.witness import CommandWitness
+
+            self.witness = CommandWitness(config.state_path, config.audit.witness)
+        return config
+
+
+def load(ctx: click.Context) -> Any:
+    """Load and validate bluegreen.yml in full; leave the incident snapshot behind."""
+    from orchestrator.config import snapshot as config_snapshot
+    from orchestrator.config.loaded import load_config
+
+    config = load_config(ctx.obj.config_path)
+    config_snapshot.save(config)
+    return ctx.find_root().obj.loaded(config)
+
+
+def load_for_traffic(ctx: click.Context) -> Any:
+    """The validated snapshot when it matches the file's bytes (no YAML, no pydantic),
+    else the full load (which refreshes the snapshot)."""
+    from orchestrator.config import snapshot as config_snapshot
+
+    snapshot = config_snapshot.load(ctx.obj.config_path)
+    return ctx.find_root().obj.loaded(snapshot) if snapshot else load(ctx)
+
+
+def actor(ctx: click.Context) -> str:
+    from orchestrator.traffic import default_actor
+
+    return default_actor(ctx.obj.actor)
+
+
+def witness_now() -> dict[str, Any] | None:
+    """Write the audit head to the witnesses if this command appended records; what they
+    said, for `--json` (None: nothing appended, or no config loaded)."""
+    ctx = click.get_current_context(silent=True)
+    witness = getattr(ctx.find_root().obj, "witness", None) if ctx else None
+    if witness is None:
+        return None
+    results = witness.publish_if_changed()
+    if not results:
+        return None
+    return {"head": f"{witness.last.count}:{witness.last.head_hash}",
+            "results": [r.as_json() for r in results]}
+
+
+def witness_at_exit(obj: Ctx) -> None:
+    """At the end of every command: publish a new head, and say loudly if no witness
+    took it (stderr; the command's own outcome and exit code stay as they are)."""
+    if obj.witness is None:
+        return
+    from orchestrator.state.witness import summary
+
+    try:
+        problem = summary(obj.witness.publish_if_changed())
+    except Exception as exc:  # noqa: BLE001 - a witness must never fail the command
+        problem = f"audit head not witnessed: {exc}"
+    if problem:
+        click.secho(f"warning: {problem}", fg="yellow", err=True)

@@ -1,0 +1,193 @@
+"""Lab verbs: the local fleet (up, status, down, fault, heal, reset) and the demo."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from orchestrator.cli.exit import handles_errors
+from orchestrator.cli.render import emit_json, say
+
+
+@click.group("lab")
+def lab() -> None:
+    """The local lab: real Debian hosts (systemd-nspawn + sshd), HAProxy and an apt
+    repository on this machine, for the demo and the integration tests. Needs root."""
+
+
+@lab.command("up")
+@click.option(
+    "--services",
+    default="web,api",
+    show_default=True,
+    help="Comma-separated service names (lowercase letters/digits).",
+)
+@click.option("--hosts-per-side", default=2, show_default=True, type=click.IntRange(1, 50))
+@click.option("--json", "as_json", is_flag=True, help="Print the lab status as JSON.")
+@handles_errors
+def lab_up(services: str, hosts_per_side: int, as_json: bool) -> None:
+    """Build (once) and boot the lab. Idempotent: a second `up` changes nothing."""
+    from orchestrator.lab.lab import Lab, LabShape
+
+    shape = LabShape(tuple(s.strip() for s in services.split(",") if s.strip()), hosts_per_side)
+    result = Lab(say=say).up(shape)
+    if as_json:
+        emit_json(
+            {"changed": result.changed, "seconds": round(result.seconds, 2), **result.status}
+        )
+        return
+    verb = "up" if result.changed else "already up (nothing changed)"
+    click.echo(f"lab {verb} in {result.seconds:.1f}s")
+    _print_lab_status(result.status)
+
+
+def _print_lab_status(status: dict[str, Any]) -> None:
+    click.echo(f"  config:       {status['config']}")
+    click.echo(f"  inventory:    {status['inventory']}")
+    click.echo(f"  ssh:          ssh -F {status['ssh_config']} HOST")
+    click.echo(f"  haproxy:      {status['haproxy_socket']}")
+    for service, url in status["frontends"].items():
+        click.echo(f"  frontend {service}: {url}")
+    click.echo(f"  {'HOST':<16} {'SERVICE':<8} {'SIDE':<6} {'ADDRESS':<14} STATE")
+    for h in status["hosts"]:
+        state = "running" if h["running"] else "STOPPED"
+        if h["faults"]:
+            state += " faults=" + ",".join(h["faults"])
+        click.echo(f"  {h['name']:<16} {h['service']:<8} {h['side']:<6} {h['address']:<14} {state}")
+    for problem in status.get("problems", []):
+        click.secho(f"  problem: {problem}", fg="yellow")
+
+
+@lab.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@handles_errors
+def lab_status(as_json: bool) -> None:
+    """Show the lab: files to use, hosts, frontends."""
+    from orchestrator.lab.lab import Lab
+
+    status = Lab().status()
+    if as_json:
+        emit_json(status)
+    else:
+        _print_lab_status(status)
+
+
+@lab.command("down")
+@click.option("--json", "as_json", is_flag=True)
+@handles_errors
+def lab_down(as_json: bool) -> None:
+    """Remove everything the lab made (also after a crashed or half-finished `up`)."""
+    from orchestrator.errors import LabError
+    from orchestrator.lab.lab import Lab
+
+    result = Lab(say=say).down()
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"lab down in {result['seconds']}s ({result['killed']} processes stopped)")
+    if result["leftovers"]:
+        raise LabError(
+            "left behind: " + ", ".join(result["leftovers"]),
+            hint="run `bluegreen lab down` again; report it if it stays",
+        )
+
+
+@lab.command("fault")
+@click.argument("host")
+@click.argument(
+    "kind", type=click.Choice(["unreachable", "sshd-down", "service-down", "slow", "disk-full"])
+)
+@handles_errors
+def lab_fault(host: str, kind: str) -> None:
+    """Inject a fault into a lab host (undo with `lab heal HOST`).
+
+    \b
+    unreachable   the host's link is down
+    sshd-down     sshd is stopped
+    service-down  demo-web is stopped
+    slow          the host's link is limited to 64 kbit/s
+    disk-full     the host's root filesystem is full
+    """
+    from orchestrator.lab.lab import Lab
+
+    Lab().fault(host, kind)
+    click.echo(f"{host}: {kind}")
+
+
+@lab.command("heal")
+@click.argument("host")
+@handles_errors
+def lab_heal(host: str) -> None:
+    """Undo every fault of a lab host."""
+    from orchestrator.lab.lab import Lab
+
+    undone = Lab().heal(host)
+    click.echo(f"{host}: healed ({', '.join(undone) or 'no fault was active'})")
+
+
+@lab.command("reset")
+@click.argument("hosts", nargs=-1)
+@handles_errors
+def lab_reset(hosts: tuple[str, ...]) -> None:
+    """Give lab hosts a fresh root (all hosts when none is named) and route to blue."""
+    from orchestrator.lab.lab import Lab
+
+    Lab(say=say).reset(list(hosts) or None)
+    click.echo("reset: " + (", ".join(hosts) or "all hosts"))
+
+
+
+@lab.command("demo")
+@click.option("--service", default="web", show_default=True)
+@click.pass_context
+@handles_errors
+def lab_demo(ctx: click.Context, service: str) -> None:
+    """The whole job on the lab: lab up, a patch campaign over both services (patch the
+    standby, verify, flip, bake), roll back on command, audit check and the campaign's
+    evidence report. Safe to run again."""
+    from orchestrator.cli.audit import audit_verify, history
+    from orchestrator.cli.campaign import demo_campaign, report_cmd
+    from orchestrator.cli.traffic import rollback, status
+    from orchestrator.lab.lab import Lab
+
+    def banner(text: str) -> None:
+        click.secho(f"\n=== {text}", fg="magenta", bold=True)
+
+    the_lab = Lab(say=say)
+    banner("1. the lab: real Debian hosts (nspawn + sshd), HAProxy, a lab apt repository")
+    was_up = the_lab.load() is not None
+    ctx.invoke(lab_up, services="web,api", hosts_per_side=2, as_json=False)
+    if was_up:
+        banner("   (lab was already up: resetting hosts, traffic and state for a clean demo)")
+        the_lab.reset()
+        import shutil
+
+        shutil.rmtree(the_lab.paths.root / "state", ignore_errors=True)
+    ctx.obj.config_path = str(the_lab.paths.config)
+    banner("2. before: who is live, what is installed")
+    ctx.invoke(status, service=None, adopt=False, reason=None, as_json=False)
+    from orchestrator.config.loaded import PACKAGE_ROOT
+
+    demo_file = PACKAGE_ROOT / "inventories" / "lab" / "campaigns" / "lab-demo.yml"
+    banner(
+        f"3. campaign {demo_file.name}: the demo advisory (CVE-2026-0001 in demo-openssl) on "
+        "web, then api: patch each standby, verify, flip, bake under traffic"
+    )
+    demo_campaign(ctx, demo_file)
+    ctx.invoke(status, service=None, adopt=False, reason=None, as_json=False)
+    banner(f"4. incident! roll {service} back in one flip")
+    ctx.invoke(
+        rollback, service=service, reason="INC-4711 demo incident", to_side=None, as_json=False
+    )
+    ctx.invoke(status, service=service, adopt=False, reason=None, as_json=False)
+    banner("5. the audit trail, and its hash chain verified")
+    ctx.invoke(history, service=None, limit=20, as_json=False)
+    ctx.invoke(audit_verify, as_json=False)
+    banner("6. the evidence: versions before/after per host, probe results, flips, rollbacks")
+    ctx.invoke(report_cmd, campaign_name="lab-demo", fmt="md", output=None, as_json=False)
+    click.secho(
+        "\ndemo done. Try: bluegreen -c " + str(the_lab.paths.config) + " status; "
+        "bluegreen lab down removes the lab.",
+        fg="green",
+    )

@@ -1,0 +1,40 @@
+"""What the traffic commands check before they open anything: bad input changes nothing
+(no state file), and a side named on the command line needs no router."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import BadInput
+from orchestrator.testing import fake_config
+from orchestrator.traffic import fleet_status, operator_move, side_or_default
+
+
+def test_status_checks_names_and_adopt_arguments_before_opening_the_store(
+    tmp_path: Path,
+) -> None:
+    config = fake_config(tmp_path, ("web", "api"))
+    with pytest.raises(BadInput, match="nope"):
+        fleet_status(config, "nope", "alice")
+    for service, reason in ((None, "INC-1"), ("web", None)):
+        with pytest.raises(BadInput, match="--adopt needs a SERVICE and --reason") as err:
+            fleet_status(config, service, "alice", adopt_reason=reason, adopt_live=True)
+        assert "--adopt --reason" in (err.value.hint or "")
+    assert not config.state_path.exists()
+
+
+def test_a_move_of_an_unknown_service_changes_nothing(tmp_path: Path) -> None:
+    config = fake_config(tmp_path)
+    with pytest.raises(BadInput, match="wbe"):
+        operator_move(config, "wbe", None, "INC-1", "alice", command="rollback")
+    assert not config.state_path.exists()
+
+
+def test_a_side_named_on_the_command_line_needs_no_router(tmp_path: Path) -> None:
+    config = fake_config(tmp_path)  # its command router (/bin/false) would fail if asked
+    assert side_or_default(config, "web", "green", default="standby") == "green"
+    assert side_or_default(config, "web", "blue", default="live") == "blue"
+    with pytest.raises(BadInput):
+        side_or_default(config, "nope", "blue", default="live")
