@@ -26,7 +26,7 @@ from orchestrator.config.location import (
 )
 from orchestrator.config.models import BluegreenConfig, PackageSpec, ServiceConfig
 from orchestrator.errors import BadInput, unknown_service
-from orchestrator.routers.settings import CommandRouterSettings, HAProxySettings
+from orchestrator.routers.base import RouterSettings
 from orchestrator.state.audit_settings import AuditSettings
 
 #: The repository (or source tree) this package lives in; holds the shipped `playbooks/`.
@@ -58,7 +58,7 @@ class LoadedConfig:
     """sha256 of the bytes that were validated."""
 
     @property
-    def router(self) -> HAProxySettings | CommandRouterSettings:
+    def router(self) -> RouterSettings:
         return self.model.router
 
     @property

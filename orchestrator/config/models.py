@@ -6,7 +6,9 @@ the loader turns every problem into one `BadInput` naming file, field and fix.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import functools
+import operator
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
@@ -23,7 +25,23 @@ from orchestrator.config.types import (
     UrlPath,
     no_bool,
 )
-from orchestrator.routers.settings import CommandRouterSettings, HAProxySettings, SettingError
+from orchestrator.routers.base import RouterSettings
+from orchestrator.routers.registry import settings_classes
+
+
+def _router_union() -> Any:
+    """The type of `router:`: every driver's settings class (`routers.registry`, built-in
+    and installed), discriminated by `kind`."""
+    classes = list(settings_classes().values())
+    if len(classes) == 1:
+        return classes[0]
+    return Annotated[functools.reduce(operator.or_, classes), Field(discriminator="kind")]
+
+
+if TYPE_CHECKING:  # mypy checks the code against the contract every driver keeps
+    RouterField = RouterSettings
+else:
+    RouterField = _router_union()
 
 
 class SSHSettings(StrictModel):
@@ -227,7 +245,7 @@ class BluegreenConfig(StrictModel):
     ssh: SSHSettings
     state: StateSettings = Field(default_factory=StateSettings)
     audit: AuditConfig = Field(default_factory=AuditConfig)
-    router: Annotated[HAProxySettings | CommandRouterSettings, Field(discriminator="kind")]
+    router: RouterField
     services: dict[ServiceName, ServiceConfig] = Field(min_length=1)
     reports_dir: NonEmptyStr = "reports"
     advisories: AdvisorySettings = Field(default_factory=AdvisorySettings)
@@ -236,23 +254,11 @@ class BluegreenConfig(StrictModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> BluegreenConfig:
-        frontends: dict[str, str] = getattr(self.router, "frontends", {}) or {}
-        unknown = sorted(set(frontends) - set(self.services))
+        unknown = sorted(set(self.router.frontends) - set(self.services))
         if unknown:
             raise ValueError(
                 f"router.frontends names services that are not under `services:`:"
                 f" {', '.join(unknown)} (services: {', '.join(sorted(self.services))})"
             )
-        if isinstance(self.router, CommandRouterSettings):
-            blind = self.router.unobservable(list(self.services))
-            if blind:
-                raise SettingError(
-                    "router.frontends",
-                    f"no frontend URL for {', '.join(blind)}, and `counters` is off: bake could"
-                    " not see a new side fail, so no automatic rollback could ever happen",
-                    fix="add the URL of each service's frontend under `router.frontends:` (e.g. "
-                    + ", ".join(f"`{s}: http://lb.example.net/`" for s in blind[:2])
-                    + "; bake probes it), or set `router.counters: true` if the script answers"
-                    " `counters SERVICE SIDE`",
-                )
+        self.router.check_services(sorted(self.services))
         return self

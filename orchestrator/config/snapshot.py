@@ -20,14 +20,15 @@ import json
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator import __version__
 from orchestrator.config.location import MAX_CONFIG_BYTES, config_path
-from orchestrator.errors import unknown_service
-from orchestrator.routers.settings import AnyRouterSettings, router_settings_from_dict
+from orchestrator.errors import RouterError, unknown_service
+from orchestrator.routers.base import RouterSettings
+from orchestrator.routers.registry import settings_from_dict
 from orchestrator.safe_write import UnsafePath, write_file
 from orchestrator.state.audit_settings import AuditSettings
 
@@ -48,7 +49,7 @@ class Validated(Protocol):
     @property
     def services(self) -> Mapping[str, Any]: ...
     @property
-    def router(self) -> AnyRouterSettings: ...
+    def router(self) -> RouterSettings: ...
     @property
     def state_path(self) -> Path: ...
     @property
@@ -61,7 +62,7 @@ class IncidentConfig:
 
     path: Path
     service_names: tuple[str, ...]
-    router: AnyRouterSettings
+    router: RouterSettings
     state_path: Path
     audit: AuditSettings
 
@@ -100,7 +101,7 @@ def save(loaded: Validated) -> Path | None:
         "config": str(loaded.path),
         "sha256": loaded.digest,
         "services": sorted(loaded.services),
-        "router": asdict(loaded.router),
+        "router": loaded.router.as_dict(),
         "state_path": str(loaded.state_path),
         "audit": loaded.audit.as_dict(),
     }
@@ -136,11 +137,11 @@ def load(path: str | Path | None) -> IncidentConfig | None:
         return IncidentConfig(
             path=absolute,
             service_names=tuple(str(s) for s in doc["services"]),
-            router=router_settings_from_dict(doc["router"]),
+            router=settings_from_dict(doc["router"]),
             state_path=Path(doc["state_path"]),
             audit=AuditSettings.from_dict(doc["audit"]),
         )
-    except (KeyError, TypeError, ValueError):  # a damaged snapshot: use the full load
+    except (KeyError, TypeError, ValueError, RouterError):  # damaged: use the full load
         return None
 
 

@@ -563,6 +563,8 @@ class Lab:
         touched: dict[str, set[str]] = {}
         for spec in targets:
             touched.setdefault(spec.service, set()).add(spec.side)
+        # the lab's audit key lives in <lab>/audit/ (its bluegreen.yml says so), not beside
+        # the database: with the default key the keyed chain would be refused as re-keyed
         with SQLiteStateStore(db, audit_key_file=self.paths.audit_key) as store:
             for service, sides in sorted(touched.items()):
                 reimaged = list(SIDES) if reset_all else [s for s in SIDES if s in sides]

@@ -1,14 +1,18 @@
-"""The router contract: what the engine may ask of any traffic switch.
+"""The router contract: what the engine may ask of any traffic switch (`Router`) and of
+its settings (`RouterSettings`).
 
-Kept free of heavy imports: the rollback fast path imports this module. Every driver
-raises `orchestrator.errors.RouterError` when the load balancer refuses, cannot be
-reached or gives an answer it cannot interpret; it never guesses.
+A driver is a folder (`haproxy/`, `command/`) holding its router, its settings and what
+else it needs; `registry.py` finds it by `kind`. Kept free of heavy imports: the rollback
+fast path imports this module. Every driver raises `orchestrator.errors.RouterError` when
+the load balancer refuses, cannot be reached or gives an answer it cannot interpret; it
+never guesses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, Self
 
 from orchestrator.sides import Side
 
@@ -127,3 +131,52 @@ class Router(Protocol):
     def close(self) -> None:
         """Release connections; the router may not be used afterwards."""
         ...
+
+
+class RouterSettings(Protocol):
+    """A driver's settings under `router:` in bluegreen.yml: a frozen dataclass that checks
+    itself on construction (raising `settings.SettingError`), with `__pydantic_config__ =
+    settings.STRICT` and `kind: Literal["NAME"]` (the discriminator of the config's router
+    union, which `registry.py` assembles from every driver's settings class)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def frontends(self) -> Mapping[str, str]:
+        """service -> URL of its frontend (bake probes it; flips are confirmed there)."""
+        ...
+
+    @property
+    def confirm_header(self) -> str | None:
+        """Response header naming what served a request through a frontend; None: none."""
+        ...
+
+    @property
+    def drain_seconds(self) -> float:
+        """How long a rollout waits, after its flip, for the old side's sessions to end."""
+        ...
+
+    def backend_name(self, service: str, side: Side) -> str | None:
+        """What `confirm_header` says when `side` serves `service`; None: not checked."""
+        ...
+
+    def flip_commands(self, service: str, to_side: Side) -> list[str]:
+        """What a flip does at the load balancer, as `bluegreen plan` shows it."""
+        ...
+
+    def check_services(self, services: Sequence[str]) -> None:
+        """SettingError (its field a dotted path under `router`) when these settings cannot
+        serve `services` (e.g. bake could not observe a new side)."""
+        ...
+
+    def make_router(self) -> Router:
+        """The driver for these settings (its modules imported only now)."""
+        ...
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data that `from_dict` rebuilds (the validated-config snapshot)."""
+        ...
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self: ...

@@ -1,7 +1,16 @@
-"""Router drivers by name, imported only when chosen (the rollback path starts fast).
+"""Router drivers by `kind`, imported only when chosen (the rollback path starts fast).
 
-A new driver is a new module with a class taking its settings model, plus one line in
-`DRIVERS`.
+bluegreen's own drivers are a table of settings classes (`BUILTIN`, "module:Class"): a
+kind found there costs one import. A third-party driver is a package that registers its
+settings class (see `base.RouterSettings`) under the entry-point group `bluegreen.routers`,
+named by its kind, e.g. in its pyproject.toml::
+
+    [project.entry-points."bluegreen.routers"]
+    f5 = "bluegreen_f5.settings:F5Settings"
+
+The installed entry points are read only for a kind that is not built in, and when the
+whole list is needed (the config's router union, `settings_classes`). A built-in kind is
+never replaced by an entry point of the same name.
 """
 
 from __future__ import annotations
@@ -10,26 +19,67 @@ import importlib
 from typing import Any
 
 from orchestrator.errors import RouterError
-from orchestrator.routers.base import Router
-from orchestrator.routers.settings import CommandRouterSettings, HAProxySettings
+from orchestrator.routers.base import Router, RouterSettings
 
-# kind -> (module, class)
-DRIVERS: dict[str, tuple[str, str]] = {
-    "haproxy": ("orchestrator.routers.haproxy", "HAProxyRouter"),
-    "command": ("orchestrator.routers.command", "CommandRouter"),
+GROUP = "bluegreen.routers"
+
+BUILTIN: dict[str, str] = {
+    "haproxy": "orchestrator.routers.haproxy.settings:HAProxySettings",
+    "command": "orchestrator.routers.command.settings:CommandRouterSettings",
 }
 
 
-def make_router(settings: HAProxySettings | CommandRouterSettings) -> Router:
-    """The router for `settings.kind`; RouterError for an unknown kind."""
+def _load(target: str) -> type[RouterSettings]:
+    module_name, _, class_name = target.partition(":")
+    settings: type[RouterSettings] = getattr(importlib.import_module(module_name), class_name)
+    return settings
+
+
+def _entry_points() -> dict[str, Any]:
+    """The installed drivers' entry points by kind (built-in kinds left out)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=GROUP) if ep.name not in BUILTIN}
+
+
+def _load_entry_point(kind: str, entry_point: Any) -> type[RouterSettings]:
     try:
-        module_name, class_name = DRIVERS[settings.kind]
-    except KeyError:
+        settings: type[RouterSettings] = entry_point.load()
+    except Exception as exc:  # noqa: BLE001 - a broken plugin is named, never half-used
         raise RouterError(
-            f"unknown router kind {settings.kind!r}",
-            hint=f"use one of: {', '.join(sorted(DRIVERS))}",
-        ) from None
-    module = importlib.import_module(module_name)
-    driver: Any = getattr(module, class_name)
-    router: Router = driver(settings)
-    return router
+            f"router driver {kind!r} ({entry_point.value}, entry point group {GROUP}) cannot "
+            f"be loaded: {type(exc).__name__}: {exc}",
+            hint="fix or uninstall the package that provides it",
+        ) from exc
+    return settings
+
+
+def settings_class(kind: str) -> type[RouterSettings]:
+    """The settings class of `kind`; RouterError for an unknown kind."""
+    if kind in BUILTIN:
+        return _load(BUILTIN[kind])
+    found = _entry_points()
+    if kind not in found:
+        raise RouterError(
+            f"unknown router kind {kind!r}",
+            hint=f"use one of: {', '.join(sorted([*BUILTIN, *found]))}",
+        )
+    return _load_entry_point(kind, found[kind])
+
+
+def settings_classes() -> dict[str, type[RouterSettings]]:
+    """Every driver's settings class by kind: built-in ones first, then installed ones."""
+    classes = {kind: _load(target) for kind, target in BUILTIN.items()}
+    for kind, entry_point in sorted(_entry_points().items()):
+        classes[kind] = _load_entry_point(kind, entry_point)
+    return classes
+
+
+def settings_from_dict(data: dict[str, Any]) -> RouterSettings:
+    """Rebuild validated router settings from `as_dict()` data (the config snapshot)."""
+    return settings_class(str(data.get("kind"))).from_dict(data)
+
+
+def make_router(settings: RouterSettings) -> Router:
+    """The router for `settings` (its driver's modules imported only now)."""
+    return settings.make_router()

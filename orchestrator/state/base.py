@@ -1,7 +1,9 @@
 """The state store contract: what the engine, rollback and the CLI may ask of any backend.
 
-A backend (SQLite today, a server database later) is a new module implementing this
-Protocol; nothing in the engine changes. Rules every backend must keep:
+Four small Protocols (`SideStore`, `RunStore`, `LockStore`, `AuditStore`) composed into
+`StateStore`. A backend (SQLite today, a server database later) is a new package
+implementing them (the SQL they share is in `orchestrator.state.sql`); nothing in the
+engine changes. Rules every backend must keep:
 
 - Every method that changes state appends its audit record in the same transaction as
   the change: when the method returns, both are durable; when it raises, neither is.
@@ -38,10 +40,9 @@ from orchestrator.state.models import (
 )
 
 
-class StateStore(Protocol):
-    """Services, sides, runs with their journal, service locks, and the audit chain."""
+class SideStore(Protocol):
+    """Services and their sides (the side state machine), and the flips between them."""
 
-    # services and sides
     def get_service(self, service: str) -> ServiceState | None: ...
     def list_services(self) -> list[ServiceState]: ...
     def set_live_side(
@@ -107,6 +108,17 @@ class StateStore(Protocol):
     def keep_after_rollback(
         self, service: str, why: str, *, audit: AuditEntryInput
     ) -> ServiceState: ...
+
+
+class LockStore(Protocol):
+    """The run lock (one run per service) and the short traffic lock per service."""
+
+    def acquire_lock(
+        self, service: str, run_id: str, holder: LockHolder | None = None
+    ) -> LockInfo: ...
+    def release_lock(self, service: str, run_id: str) -> bool: ...
+    def force_release_lock(self, service: str, reason: str, actor: str) -> LockInfo | None: ...
+    def get_lock(self, service: str) -> LockInfo | None: ...
     def traffic_lock(
         self, service: str, timeout_s: float = 30.0, *, command: str = "traffic"
     ) -> AbstractContextManager[None]:
@@ -114,7 +126,10 @@ class StateStore(Protocol):
         released when the holder ends, also when it is killed. LockHeld after `timeout_s`."""
         ...
 
-    # runs and their journal
+
+class RunStore(Protocol):
+    """Runs and their journal (what a killed run resumes from)."""
+
     def create_run(
         self,
         run_id: str,
@@ -140,15 +155,10 @@ class StateStore(Protocol):
     def journal(self, run_id: str) -> list[JournalEntry]: ...
     def last_finished_step(self, run_id: str) -> str | None: ...
 
-    # locks
-    def acquire_lock(
-        self, service: str, run_id: str, holder: LockHolder | None = None
-    ) -> LockInfo: ...
-    def release_lock(self, service: str, run_id: str) -> bool: ...
-    def force_release_lock(self, service: str, reason: str, actor: str) -> LockInfo | None: ...
-    def get_lock(self, service: str) -> LockInfo | None: ...
 
-    # audit
+class AuditStore(Protocol):
+    """The tamper-evident audit chain."""
+
     def audit_append(self, entry: AuditEntryInput) -> AuditRecord: ...
     def audit_records(
         self, service: str | None = None, limit: int | None = None
@@ -164,5 +174,9 @@ class StateStore(Protocol):
     def appended(self) -> AuditHead | None:
         """The head after the newest record this store object appended, or None."""
         ...
+
+
+class StateStore(SideStore, RunStore, LockStore, AuditStore, Protocol):
+    """Services, sides, runs with their journal, service locks, and the audit chain."""
 
     def close(self) -> None: ...

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from orchestrator.errors import BadInput
-from orchestrator.routers.base import Router
-from orchestrator.routers.settings import AnyRouterSettings
+from orchestrator.routers.base import Router, RouterSettings
 from orchestrator.sides import SIDES, Side, other_side
 from orchestrator.state.audit_settings import AuditSettings
 from orchestrator.state.base import StateStore
@@ -26,10 +25,10 @@ def default_actor(actor: str | None) -> str:
 
 class TrafficConfig(Protocol):
     """What the traffic commands need of a config: `LoadedConfig` (full) or
-    `IncidentConfig` (the validated snapshot, see `config_snapshot`)."""
+    `IncidentConfig` (the validated snapshot, see `orchestrator.config.snapshot`)."""
 
     @property
-    def router(self) -> AnyRouterSettings: ...
+    def router(self) -> RouterSettings: ...
     @property
     def state_path(self) -> Path: ...
     @property

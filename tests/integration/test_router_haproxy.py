@@ -20,9 +20,9 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from orchestrator.errors import FlipIncomplete, RouterError  # noqa: E402
-from orchestrator.routers.haproxy import HAProxyRouter  # noqa: E402
+from orchestrator.routers.haproxy.router import HAProxyRouter  # noqa: E402
+from orchestrator.routers.haproxy.settings import SSHTarget  # noqa: E402
 from orchestrator.routers.registry import make_router  # noqa: E402
-from orchestrator.routers.settings import SSHTarget  # noqa: E402
 from tests.support.haproxy_fixture import SERVICE, HAProxyLab, running_haproxy  # noqa: E402
 
 

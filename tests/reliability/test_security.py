@@ -213,7 +213,7 @@ def test_no_shell_anywhere_in_the_package() -> None:
 # ---- audit chain -------------------------------------------------------------------------
 def _tamper(db: Path, how: str) -> None:
     from orchestrator.state.audit import record_hash
-    from orchestrator.state.sqlite import _audit_from_row
+    from orchestrator.state.sql.rows import audit_from_row
 
     conn = sqlite3.connect(db)
     conn.row_factory = sqlite3.Row
@@ -227,7 +227,7 @@ def _tamper(db: Path, how: str) -> None:
         elif how == "inserted":
             # a well-formed record, correctly linked and hashed: only the head catches it
             last = conn.execute("SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-            forged = dataclasses.replace(_audit_from_row(last), seq=last["seq"] + 1, reason="forged", prev_hash=last["hash"])
+            forged = dataclasses.replace(audit_from_row(last), seq=last["seq"] + 1, reason="forged", prev_hash=last["hash"])
             forged = dataclasses.replace(forged, hash=record_hash(forged))
             cols = [k for k in last.keys()]  # noqa: SIM118 - sqlite3.Row
             values = dict(last)

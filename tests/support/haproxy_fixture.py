@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from orchestrator.routers.settings import HAProxySettings
+from orchestrator.routers.haproxy.settings import HAProxySettings
 from orchestrator.sides import SIDES, Side
 
 HAPROXY = "/usr/sbin/haproxy"

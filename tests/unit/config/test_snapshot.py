@@ -13,7 +13,7 @@ import yaml
 from orchestrator.config import snapshot as config_snapshot
 from orchestrator.config.loaded import load_config
 from orchestrator.errors import BadInput
-from orchestrator.routers.settings import HAProxySettings, SSHTarget
+from orchestrator.routers.haproxy.settings import HAProxySettings, SSHTarget
 from tests.unit.config.test_loaded import haproxy_router, minimal, write
 
 

@@ -436,7 +436,7 @@ class Rollout:
         if not outcome.changed:  # resumed after the router had flipped
             return {"from": live, "to": standby, "recovered": True}
         # the old side keeps serving requests already in flight: wait for them, bounded
-        drain_s = float(getattr(self.config.router, "drain_seconds", 10.0))
+        drain_s = self.config.router.drain_seconds
         try:
             drained = self.router.drain(service, live, drain_s)
             sessions_left: int | None = drained.sessions_left
@@ -454,12 +454,8 @@ class Rollout:
     def _bake(self, run: Run, service: str, old: Side, new: Side) -> dict[str, Any]:
         bake = self.config.service(service).bake
         url = _bake_url(self.config, service)
-        backend = (
-            self.config.router.backend_template.format(service=service, side=new)
-            if self.config.router.kind == "haproxy"
-            else None
-        )
-        header = getattr(self.config.router, "confirm_header", None)
+        backend = self.config.router.backend_name(service, new)
+        header = self.config.router.confirm_header
         deadline = time.monotonic() + bake.seconds
         sent = failed = streak = 0
         last_error = ""
@@ -641,8 +637,7 @@ class _TrafficWatch:
 
 
 def _bake_url(config: LoadedConfig, service: str) -> str | None:
-    frontends = getattr(config.router, "frontends", {}) or {}
-    base = frontends.get(service)
+    base = config.router.frontends.get(service)
     if not base:
         return None
     return str(base).rstrip("/") + config.service(service).bake.url_path

@@ -37,8 +37,8 @@ from orchestrator.routers.base import (
     TrafficCounters,
 )
 from orchestrator.routers.confirm import confirm_by_request
-from orchestrator.routers.settings import HAProxySettings
-from orchestrator.routers.transport import Transport, make_transport
+from orchestrator.routers.haproxy.settings import HAProxySettings
+from orchestrator.routers.haproxy.transport import Transport, make_transport
 from orchestrator.sides import SIDES, Side
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")

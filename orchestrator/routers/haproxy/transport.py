@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import paramiko
     from tenacity import wait_exponential_jitter
 
-    from orchestrator.routers.settings import HAProxySettings, SSHTarget
+    from orchestrator.routers.haproxy.settings import HAProxySettings, SSHTarget
 
 log = logging.getLogger(__name__)
 

@@ -49,8 +49,8 @@ from orchestrator.routers.base import (
     SideHealth,
     TrafficCounters,
 )
+from orchestrator.routers.command.settings import CommandRouterSettings
 from orchestrator.routers.confirm import confirm_by_request
-from orchestrator.routers.settings import CommandRouterSettings
 from orchestrator.secrets import redact_text
 from orchestrator.sides import SIDES, Side
 

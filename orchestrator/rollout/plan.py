@@ -49,14 +49,7 @@ def plan_rollout(config: LoadedConfig, router: Router, service: str,
                            for c in r.would_change.values()}}
         for name, r in result.hosts.items()
     }
-    settings = config.router
-    if settings.kind == "haproxy":
-        backend = settings.backend_template.format(service=service, side=standby)
-        commands = [f"show map {settings.map_file}",
-                    f"set map {settings.map_file} {service} {backend}",
-                    f"write {settings.map_file} and {settings.server_state_file}"]
-    else:
-        commands = [f"{settings.script} flip {service} {standby}"]
+    commands = config.router.flip_commands(service, standby)
     return RolloutPlan(service, live, standby,
                        [str(p) for p in chosen] or ["security updates"], hosts, commands,
                        result.ok, None if result.ok else "; ".join(result.failures()))

@@ -16,7 +16,7 @@ import pytest
 
 from orchestrator.errors import LockHeld, StateError
 from orchestrator.state import AuditEntryInput, SQLiteStateStore
-from orchestrator.state.sqlite import _MIGRATIONS
+from orchestrator.state.sqlite.schema import MIGRATIONS
 
 ENTRY = AuditEntryInput(actor="alice", command="test", reason="unit test")
 
@@ -38,7 +38,7 @@ def test_a_version_1_file_gets_states_derived_from_what_it_knew(tmp_path: Path) 
     path = tmp_path / "v1.db"
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
-    for statement in _MIGRATIONS[0]:
+    for statement in MIGRATIONS[0]:
         conn.execute(statement)
     conn.execute("INSERT INTO schema_version VALUES (1, '2026-01-01T00:00:00.000000Z')")
     conn.execute("INSERT INTO services VALUES ('web', 'blue', '2026-01-01T00:00:00.000000Z')")

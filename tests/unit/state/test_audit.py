@@ -30,7 +30,7 @@ from orchestrator.state.audit import (
     record_mac,
 )
 from orchestrator.state.audit_key import load_key
-from orchestrator.state.sqlite import _MIGRATIONS
+from orchestrator.state.sqlite.schema import MIGRATIONS
 
 
 @pytest.fixture
@@ -359,7 +359,7 @@ def make_unkeyed_v2_file(path: Path, count: int) -> list[AuditRecord]:
     """A real schema-2 file (as the previous release wrote it) with `count` unkeyed records."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
-    for version, statements in enumerate(_MIGRATIONS[:2], start=1):
+    for version, statements in enumerate(MIGRATIONS[:2], start=1):
         for statement in statements:
             conn.execute(statement)
         conn.execute("INSERT INTO schema_version VALUES (?, '2026-01-01T00:00:00.000000Z')",

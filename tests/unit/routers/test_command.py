@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import FlipIncomplete, RouterError
-from orchestrator.routers.command import CommandRouter
+from orchestrator.routers.command.router import CommandRouter
+from orchestrator.routers.command.settings import CommandRouterSettings
 from orchestrator.routers.registry import make_router
-from orchestrator.routers.settings import CommandRouterSettings
 
 # The script keeps the live side in a file next to itself; MODE (a file too) makes it
 # misbehave in the ways the router must catch.

@@ -1,0 +1,49 @@
+"""Each driver's settings answer what the engine asks of any driver (`RouterSettings`):
+no router kind is tested by name outside its folder."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.routers.command.settings import CommandRouterSettings
+from orchestrator.routers.haproxy.settings import HAProxySettings
+from orchestrator.routers.settings import SettingError
+
+HAPROXY = HAProxySettings(kind="haproxy", socket="unix:///run/haproxy/admin.sock",
+                          map_file="/etc/haproxy/bg.map", server_state_file="/var/lib/haproxy/st",
+                          frontends={"web": "http://lb/"}, drain_seconds=3.0)
+COMMAND = CommandRouterSettings(kind="command", script="/usr/local/bin/lb",
+                                frontends={"web": "http://lb/"})
+
+
+def test_haproxy_names_its_backends_and_shows_its_map_change() -> None:
+    assert HAPROXY.backend_name("web", "green") == "web_green"
+    assert HAPROXY.flip_commands("web", "green") == [
+        "show map /etc/haproxy/bg.map",
+        "set map /etc/haproxy/bg.map web web_green",
+        "write /etc/haproxy/bg.map and /var/lib/haproxy/st",
+    ]
+    assert HAPROXY.drain_seconds == 3.0 and HAPROXY.confirm_header == "X-Bluegreen-Backend"
+    HAPROXY.check_services(["web", "api"])  # counters always: observable without frontends
+
+
+def test_command_shows_its_script_call_and_drains_by_its_script() -> None:
+    assert COMMAND.backend_name("web", "green") is None
+    assert COMMAND.flip_commands("web", "green") == ["/usr/local/bin/lb flip web green"]
+    assert COMMAND.drain_seconds == 10.0
+
+
+def test_command_needs_a_way_to_observe_every_service() -> None:
+    COMMAND.check_services(["web"])
+    with pytest.raises(SettingError) as caught:
+        COMMAND.check_services(["web", "api"])
+    assert caught.value.field == "router.frontends" and "api" in str(caught.value)
+    assert "counters: true" in (caught.value.fix or "")
+    counting = CommandRouterSettings(kind="command", script="/bin/lb", counters=True)
+    counting.check_services(["web", "api"])
+
+
+@pytest.mark.parametrize("settings", [HAPROXY, COMMAND])
+def test_settings_round_trip_through_as_dict(settings: HAProxySettings | CommandRouterSettings
+                                             ) -> None:
+    assert type(settings).from_dict(settings.as_dict()) == settings
