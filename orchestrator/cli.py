@@ -1192,15 +1192,56 @@ def report_cmd(
 
     config = _load(ctx)
     store = open_store(config)
-    doc = build_report(store, find_run(store, campaign_name))
+    report = build_report(store, find_run(store, campaign_name))
     path = write_report(
-        doc, fmt, Path(output) if output else default_report_path(config.reports_path, doc, fmt)
+        report, fmt,
+        Path(output) if output else default_report_path(config.reports_path, report, fmt),
     )
     if as_json:
-        _emit_json({"path": str(path), "format": fmt, "run_id": doc["run_id"],
-                    "status": doc["status"], "head_hash": doc["audit"]["head_hash"]})
+        _emit_json({"path": str(path), "format": fmt, "run_id": report.run_id,
+                    "status": report.status, "head_hash": report.audit.head_hash})
     else:
         click.echo(str(path))
+
+
+@main.command("serve")
+@click.option("--listen", default="127.0.0.1:8088", show_default=True, metavar="HOST:PORT",
+              help="Address to serve on; anything but loopback needs a token.")
+@click.option("--token-file", type=click.Path(dir_okay=False),
+              help="File (mode 0600) holding the token; or set BLUEGREEN_SERVE_TOKEN.")
+@click.option("--interval", type=click.FloatRange(0.5, 60), default=2.0, show_default=True,
+              help="Seconds between two reads of the state store and the router.")
+@click.pass_context
+@handles_errors
+def serve_cmd(ctx: click.Context, listen: str, token_file: str | None, interval: float) -> None:
+    """A read-only dashboard, JSON API (/api/v1/...) and /metrics; changes nothing."""
+    from orchestrator.web.server import parse_listen, resolve_token, run_server
+
+    where = parse_listen(listen)
+    token = resolve_token(where, token_file)
+    run_server(_load(ctx), where, token, interval, click.echo)
+
+
+@main.command("metrics")
+@click.option("--textfile", type=click.Path(dir_okay=False),
+              help="Write here (for node_exporter's textfile collector, *.prom); "
+                   "default: print.")
+@click.pass_context
+@handles_errors
+def metrics_cmd(ctx: click.Context, textfile: str | None) -> None:
+    """The /metrics of `serve`, read once: live side, flips, rollbacks, verifications,
+    campaigns, audit chain."""
+    from orchestrator.web.server import metrics_text
+
+    text = metrics_text(_load(ctx))
+    if textfile is None:
+        click.echo(text.decode(), nl=False)
+        return
+    from pathlib import Path
+
+    from orchestrator.safe_write import write_file
+
+    click.echo(str(write_file(Path(textfile), text, mode=0o644)))
 
 
 @main.group()
