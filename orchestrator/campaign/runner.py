@@ -71,6 +71,7 @@ from orchestrator.schedule.window import window_state
 from orchestrator.secrets import safe_url
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, Run
+from orchestrator.traffic.failpoints import Crash
 
 AWAITING = "awaiting_approval"
 
@@ -221,6 +222,7 @@ class CampaignRunner:
             audit_head=partial(audit_head_text, self.config.state_path),
         )
         self._notifier = notifier
+        crashed = False
         notifier.send("started", resumed=resumed, services=total, waves=len(waves))
         try:
             self._run_waves(run, campaign, waves, result)
@@ -234,6 +236,9 @@ class CampaignRunner:
                 notifier.send("done", services={n: st.as_dict() for n, st in states.items()})
         except _Aborted as exc:
             result.status, result.message, result.exit_code = "aborted", str(exc), 1
+        except Crash:  # a simulated kill -9 (tests): no cleanup at all
+            crashed = True
+            raise
         except BaseException as exc:  # bugs, Ctrl-C: the journal allows `campaign resume`
             if isinstance(exc, BluegreenError):
                 result.exit_code = exc.exit_code
@@ -241,7 +246,7 @@ class CampaignRunner:
             raise
         finally:
             notifier.close()
-            lock = self.store.get_lock(campaign_lock(campaign.name))
+            lock = None if crashed else self.store.get_lock(campaign_lock(campaign.name))
             if lock is not None and lock.run_id == run.run_id:
                 self.store.release_lock(campaign_lock(campaign.name), run.run_id)
         result.services = service_states(self.store, run.run_id, waves)

@@ -9,7 +9,7 @@ import yaml
 from orchestrator.lab.balancer import frontend_port
 from orchestrator.lab.hosts import HostSpec
 from orchestrator.lab.packages import FIXED_OPENSSL
-from orchestrator.lab.paths import LabPaths
+from orchestrator.lab.paths import REPO_PORT, LabPaths
 
 
 def ssh_config(paths: LabPaths, hosts: Sequence[HostSpec]) -> str:
@@ -116,6 +116,17 @@ def bluegreen_config(paths: LabPaths, services: Sequence[str]) -> str:
                 },
             }
             for s in services
+        },
+        # `exposure`, `campaign new`: the CVEs named by the changelogs of what the lab
+        # repository offers (real Debian security updates + the demo advisory)
+        "advisories": {
+            "repositories": [
+                f"http://{paths.gateway}:{REPO_PORT}/bookworm-security ./",
+                f"http://{paths.gateway}:{REPO_PORT}/stable ./",
+            ],
+            "feeds": [{"kind": "changelog"}],
+            "release": "bookworm",
+            "min_urgency": "low",
         },
     }
     return "# written by `bluegreen lab up`\n" + yaml.safe_dump(doc, sort_keys=False)

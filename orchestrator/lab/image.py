@@ -98,6 +98,9 @@ def ensure_base(paths: LabPaths, say: Progress) -> Path:
 SOURCES = (
     f"deb [trusted=yes] http://{REPO_HOSTNAME}:{REPO_PORT}/stable ./\n"
     f"deb [trusted=yes] http://{REPO_HOSTNAME}:{REPO_PORT}/unsafe ./\n"
+    # the real security updates pending for the image (lab/security.py): the hosts' only
+    # security source, like deb.debian.org/debian-security on a real host
+    f"deb [trusted=yes] http://{REPO_HOSTNAME}:{REPO_PORT}/bookworm-security ./\n"
 )
 # The unsafe suite holds the broken demo versions: priority 1 means apt never upgrades to
 # them by itself; only an explicit `apt-get install demo-web=1.1.0` picks one.

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import BadInput, LabError
-from orchestrator.lab import balancer, faults, files, hosts, image, net, packages
+from orchestrator.lab import balancer, faults, files, hosts, image, net, packages, security
 from orchestrator.lab.hosts import HostSpec
 from orchestrator.lab.paths import REPO_PORT, LabPaths
 from orchestrator.lab.proc import alive, kill_and_wait, run
@@ -176,6 +176,7 @@ class Lab:
             "haproxy_socket": str(p.haproxy_socket),
             "map_file": str(p.map_file),
             "repo_url": f"http://{self.paths.gateway}:{REPO_PORT}/",
+            "security_updates": self._security_count(),
             "services": list(state.shape.services),
             "hosts_per_side": state.shape.hosts_per_side,
             "hosts": [
@@ -285,7 +286,7 @@ class Lab:
         specs = shape.host_specs(p.subnet_prefix)
         lower = self._lower()
         self.say("publishing the lab apt repository")
-        packages.publish_repo(packages.ensure_debs(p), p.repo)
+        packages.publish_repo(packages.ensure_debs(p), p.repo, self._security())
         net.ensure_bridge(p)
         state = LabState(shape=shape, hosts=specs)
         state.repo_pid = self._start_repo()
@@ -321,6 +322,21 @@ class Lab:
             self.paths, base, packages.initial_debs(debs), packages.debs_key(), self.say
         )
         return f"{layer}:{base}"
+
+    def _security(self) -> Path:
+        """The cached real security updates of the base image (fetched once with apt)."""
+        return security.ensure_security_debs(
+            self.paths, image.ensure_base(self.paths, self.say), self.say
+        )
+
+    def security_updates(self) -> list[security.PendingUpdate]:
+        """What the lab's bookworm-security suite offers over the image (name, installed,
+        candidate), as fetched from Debian."""
+        return security.pending(self._security())
+
+    def _security_count(self) -> int | None:
+        folder = self.paths.cache / f"security-{security.security_key(Path(f'base-{image.base_key()}'))}"
+        return len(security.pending(folder)) if (folder / ".complete").exists() else None
 
     def _keys(self, specs: Sequence[HostSpec]) -> None:
         keydir = self.paths.ssh / "hostkeys"
@@ -530,6 +546,32 @@ class Lab:
             )
         self.paths.map_file.write_text("".join(f"{s} {s}_blue\n" for s in state.shape.services))
         self._wait_haproxy(state.shape)
+        self._forget_reimaged(targets, reset_all=names is None)
+
+    def _forget_reimaged(self, targets: Sequence[HostSpec], *, reset_all: bool) -> None:
+        """The lab's state store must not keep believing anything about re-imaged hosts:
+        their sides become untouched (nothing verified survives a re-image) and traffic is
+        recorded back on blue, with no earlier flip to roll back to (audited "lab.reset")."""
+        db = self.paths.root / "state" / "state.db"
+        if not db.exists():
+            return
+        from orchestrator.sides import SIDES
+        from orchestrator.state.models import AuditEntryInput
+        from orchestrator.state.sqlite import SQLiteStateStore
+        from orchestrator.traffic.connect import default_actor
+
+        touched: dict[str, set[str]] = {}
+        for spec in targets:
+            touched.setdefault(spec.service, set()).add(spec.side)
+        with SQLiteStateStore(db) as store:
+            for service, sides in sorted(touched.items()):
+                reimaged = list(SIDES) if reset_all else [s for s in SIDES if s in sides]
+                reason = f"lab reset: re-imaged {', '.join(reimaged)}; traffic back on blue"
+                store.reset_service(
+                    service, "blue", reimaged, reason,
+                    audit=AuditEntryInput(actor=default_actor(None), command="lab.reset",
+                                          service=service, reason=reason),
+                )
 
 
 def haproxy_command(sock_path: Path, command: str, timeout: float = 2.0) -> str:

@@ -141,20 +141,27 @@ def initial_debs(debs: Path) -> list[Path]:
     return [by_key[k] for k in INITIAL]
 
 
-def publish_repo(debs: Path, repo: Path) -> None:
-    """Write the served repository: each suite's .debs, Packages(.gz) and a Release file."""
+def publish_repo(debs: Path, repo: Path, security: Path | None = None) -> None:
+    """Write the served repository: each suite's .debs, Packages(.gz) and a Release file.
+
+    `security`: the cached real security updates (`lab.security`), served as the
+    `bookworm-security` suite."""
     shutil.rmtree(repo, ignore_errors=True)
-    for suite in ("stable", "unsafe"):
+    suites = {"stable": debs / "stable", "unsafe": debs / "unsafe"}
+    if security is not None:
+        suites["bookworm-security"] = security / "debs"
+    for suite, source in suites.items():
         folder = repo / suite
         folder.mkdir(parents=True)
-        for deb in sorted((debs / suite).glob("*.deb")):
-            shutil.copy2(deb, folder / deb.name)
+        for deb in sorted(source.glob("*.deb")):
+            _link_or_copy(deb, folder / deb.name)
         packages = run(["dpkg-scanpackages", "--multiversion", ".", "/dev/null"], cwd=folder).stdout
         (folder / "Packages").write_text(packages)
         (folder / "Packages.gz").write_bytes(gzip.compress(packages.encode(), mtime=0))
+        label = "security" if suite == "bookworm-security" else suite
         lines = [
             "Origin: bluegreen-lab",
-            f"Label: bluegreen-lab-{suite}",
+            f"Label: bluegreen-lab-{label}",
             f"Suite: {suite}",
             f"Codename: {suite}",
             f"Date: {datetime.now(UTC).strftime('%a, %d %b %Y %H:%M:%S UTC')}",
@@ -165,3 +172,14 @@ def publish_repo(debs: Path, repo: Path) -> None:
             data = (folder / name).read_bytes()
             lines.append(f" {hashlib.sha256(data).hexdigest()} {len(data)} {name}")
         (folder / "Release").write_text("\n".join(lines) + "\n")
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    """A hard link where the cache and the lab share a filesystem (the security suite is
+    ~15 MB: no copy on every `lab up`), else a copy."""
+    import os
+
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)

@@ -38,7 +38,8 @@ def api_where_it_was(lab: Lab, tmp_path: Path) -> Iterator[None]:
     yield
     if served_by(lab, "api") != before:
         config = config_with(lab, tmp_path / "restore")
-        proc = bluegreen(config, "rollback", "api", "--to", before, "--reason", "test cleanup")
+        proc = bluegreen(config, "flip", "api", "--to", before, "--force", "--reason",
+                         "test cleanup")
         assert proc.returncode == 0, proc.stderr
 
 
@@ -54,8 +55,17 @@ def config_with(lab: Lab, tmp: Path, **witness: object) -> Path:
 
 
 def rollback(config: Path, reason: str) -> dict[str, object]:
+    """A rollback of api that moves traffic (so it appends audit records): first a forced
+    flip to the standby, then `rollback` back to the side live before it. (On a fresh store
+    a rollback alone has no earlier flip to go back to and changes nothing.)"""
+    code, st = bluegreen_json(config, "status", "api")
+    assert code == 0, st
+    standby = "green" if st["live"] == "blue" else "blue"
+    code, doc = bluegreen_json(config, "flip", "api", "--to", standby, "--force", "--reason",
+                               f"{reason} (setup)")
+    assert code == 0 and doc["changed"], doc
     code, doc = bluegreen_json(config, "rollback", "api", "--reason", reason)
-    assert code == 0, doc
+    assert code == 0 and doc["changed"], doc
     return dict(doc)
 
 
@@ -88,12 +98,11 @@ def test_unreachable_witness_warns_and_the_rollback_still_happens(lab: Lab,
                                                                  tmp_path: Path) -> None:
     port = free_port()  # nobody listens
     config = config_with(lab, tmp_path, syslog=f"tcp://127.0.0.1:{port}", file=None)
-    code, doc = bluegreen_json(config, "rollback", "api", "--reason", "INC-2 no collector")
-    assert code == 0, doc
-    assert doc["changed"] is True
-    results = doc["audit_witness"]["results"]
+    doc = rollback(config, "INC-2 no collector")
+    results = doc["audit_witness"]["results"]  # type: ignore[index]
     assert [r["ok"] for r in results] == [False] and f"127.0.0.1:{port}" in results[0]["detail"]
-    proc = bluegreen(config, "rollback", "api", "--reason", "INC-2 back")
+    proc = bluegreen(config, "flip", "api", "--to", "green" if doc["to"] == "blue" else "blue",
+                     "--force", "--reason", "INC-2 back")
     assert proc.returncode == 0, proc.stderr
     assert "warning: audit head not witnessed" in proc.stderr and str(port) in proc.stderr
     # no witness readable: verify says so loudly, and --require-witness fails
@@ -167,6 +176,10 @@ def test_expected_head_kept_by_an_auditor(lab: Lab, tmp_path: Path) -> None:
 
 def test_records_carry_the_os_identity_next_to_the_actor(lab: Lab, tmp_path: Path) -> None:
     config = config_with(lab, tmp_path)
+    doc = rollback(config, "INC-6 setup")
+    standby = "green" if doc["to"] == "blue" else "blue"
+    proc = bluegreen(config, "flip", "api", "--to", standby, "--force", "--reason", "INC-6 to")
+    assert proc.returncode == 0, proc.stderr  # api now has an earlier flip to roll back
     proc = bluegreen(config, "--actor", "alice", "rollback", "api", "--reason", "INC-6",
                      env={"SUDO_USER": "carol"})
     assert proc.returncode == 0, proc.stderr

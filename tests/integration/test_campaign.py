@@ -131,7 +131,7 @@ def test_campaign_two_waves_kill9_resume_converge_webhooks_report(
 
     # kill -9 right after web's flip reached the router, before anything recorded it
     proc = bluegreen(
-        config, "campaign", "run", str(camp), "--yes", env={"BLUEGREEN_FAILPOINT": "flip:router"}
+        config, "campaign", "run", str(camp), "--yes", env={"BLUEGREEN_FAILPOINT": "traffic:router:rollout.flip"}
     )
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert served_by(lab, "web") == "green" and served_by(lab, "api") == "blue"
