@@ -65,10 +65,7 @@ class ServiceView:
     """Open CVEs per side and urgency, from the advisories module; None: not measured."""
 
     def as_json(self, now: datetime) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["last_flip_at"] = self.last_flip_at.isoformat() if self.last_flip_at else None
-        doc["seconds_since_last_flip"] = seconds_since(self.last_flip_at, now)
-        return doc
+        return {**_plain(self), "seconds_since_last_flip": seconds_since(self.last_flip_at, now)}
 
 
 @dataclass(frozen=True)
@@ -95,10 +92,7 @@ class RunView:
     hosts: list[HostProgress]
 
     def as_json(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["started_at"] = self.started_at.isoformat()
-        doc["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
-        return doc
+        return _plain(self)
 
 
 @dataclass(frozen=True)
@@ -116,10 +110,7 @@ class CampaignView:
     """open, reason, closes_at, next_open; None when the run has no window."""
 
     def as_json(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["started_at"] = self.started_at.isoformat()
-        doc["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
-        return doc
+        return _plain(self)
 
 
 @dataclass(frozen=True)
@@ -150,6 +141,12 @@ class Snapshot:
 
     def runs_in_flight(self) -> list[RunView]:
         return [r for r in self.runs if r.finished_at is None]
+
+
+def _plain(view: Any) -> dict[str, Any]:
+    """A view as JSON-ready data: its top-level timestamps as ISO 8601 text."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v
+            for k, v in asdict(view).items()}
 
 
 def seconds_since(at: datetime | None, now: datetime) -> float | None:
