@@ -29,6 +29,7 @@ from tests.support.lab import (
     audit_ok,
     hosts_of,
     served_by,
+    slow_patch_config,
     versions,
 )
 
@@ -42,22 +43,6 @@ ADVISORY = {
     "severity": "high",
     "packages": dict(FIXED),
 }
-
-
-def slow_patch_config(config: Path, tmp_path: Path, *, seconds: int) -> Path:
-    """A copy of `config` whose web patch step takes `seconds` longer: our playbook, then a
-    pause (for tests that must act while a patch step is still running)."""
-    slow = tmp_path / "slow-patch.yml"
-    slow.write_text(
-        f"- import_playbook: {ROOT / 'playbooks' / 'patch.yml'}\n"
-        '- hosts: "{{ target }}"\n  gather_facts: false\n'
-        f"  tasks: [{{ansible.builtin.pause: {{seconds: {seconds}}}, run_once: true}}]\n"
-    )
-    doc = yaml.safe_load(config.read_text())
-    doc["services"]["web"]["patch"]["playbook"] = str(slow)
-    path = tmp_path / "bluegreen-slow-patch.yml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
 
 
 def write_campaign(tmp_path: Path, name: str, **over: Any) -> Path:

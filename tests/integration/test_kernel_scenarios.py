@@ -17,7 +17,14 @@ import yaml
 from orchestrator.lab.lab import Lab, haproxy_command
 from tests.reliability.helpers import fresh_web, journal_phases, start_cli, state_db, stop, wait_for
 from tests.support.cli import bluegreen, bluegreen_json
-from tests.support.lab import audit_ok, fingerprints, hosts_of, router_live, served_by
+from tests.support.lab import (
+    audit_ok,
+    fingerprints,
+    hosts_of,
+    router_live,
+    served_by,
+    slow_patch_config,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
@@ -58,9 +65,12 @@ def rollout_to_green(config: Path) -> None:
     assert code == 0 and doc["to"] == "green", doc
 
 
-def during_patch(lab: Lab, config: Path, *args: str) -> Any:
-    """Start a rollout of web and return it once its patch step (Ansible) runs."""
-    proc = start_cli(config, "rollout", WEB, "--yes", "--json", *args)
+def during_patch(lab: Lab, config: Path, tmp_path: Path) -> Any:
+    """Start a rollout of web and return it while its patch step runs: the patch step is
+    made 30 s longer (our playbook, then a pause), so what the test does next lands inside
+    it for sure (the real patch step takes about 2 s)."""
+    slow = slow_patch_config(config, tmp_path, seconds=30)
+    proc = start_cli(slow, "rollout", WEB, "--yes", "--json")
     wait_for(lambda: ("patch", "begin") in journal_phases(state_db(lab)) or proc.poll() is not None,
              120, "the patch step")
     assert proc.poll() is None, proc.communicate()
@@ -71,13 +81,15 @@ def during_patch(lab: Lab, config: Path, *args: str) -> Any:
 # -- 1. rollback during patching ---------------------------------------------------------------
 
 
-def test_1_rollback_during_patching_aborts_the_run_and_traffic_stays(lab: Lab) -> None:
+def test_1_rollback_during_patching_aborts_the_run_and_traffic_stays(
+    lab: Lab, tmp_path: Path
+) -> None:
     fresh_web(lab)
     config = lab.paths.config
     rollout_to_green(config)  # green verified by an earlier run, live; blue is rollback_to
     green = hosts_of(lab, WEB, "green")
     before = fingerprints(lab, green)
-    proc = during_patch(lab, config)  # the next rollout patches blue
+    proc = during_patch(lab, config, tmp_path)  # the next rollout patches blue
     try:
         code, out = bluegreen_json(config, "rollback", WEB, "--reason", "INC-1 during patch")
         assert code == 0 and not out["changed"] and out["aborted_run"], out
@@ -304,10 +316,10 @@ def test_7_resume_of_a_campaign_child_is_refused_with_the_campaign_command(
 # -- 8. rollback --to LIVE during a rollout aborts it ---------------------------------------------
 
 
-def test_8_rollback_to_the_live_side_aborts_the_rollout(lab: Lab) -> None:
+def test_8_rollback_to_the_live_side_aborts_the_rollout(lab: Lab, tmp_path: Path) -> None:
     fresh_web(lab)
     config = lab.paths.config
-    proc = during_patch(lab, config)
+    proc = during_patch(lab, config, tmp_path)
     try:
         code, out = bluegreen_json(config, "rollback", WEB, "--to", "blue", "--reason", "INC-8")
         assert code == 0 and not out["changed"] and out["aborted_run"], out
@@ -353,10 +365,10 @@ def test_9_campaign_run_continue_does_nothing_after_the_last_run_ended(
 # -- 10. verify holds the service lock ------------------------------------------------------------
 
 
-def test_10_verify_is_refused_while_a_rollout_patches(lab: Lab) -> None:
+def test_10_verify_is_refused_while_a_rollout_patches(lab: Lab, tmp_path: Path) -> None:
     fresh_web(lab)
     config = lab.paths.config
-    proc = during_patch(lab, config)
+    proc = during_patch(lab, config, tmp_path)
     try:
         code, doc = bluegreen_json(config, "verify", WEB, "--side", "green")
         assert code == 5 and "locked by run" in doc["error"], doc

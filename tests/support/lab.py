@@ -11,8 +11,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from orchestrator.lab.lab import Lab, haproxy_command
 from tests.support.cli import bluegreen_json
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FIXED = {"demo-openssl": "3.0.15-1", "demo-web": "1.0.1"}
 VULNERABLE = {"demo-openssl": "3.0.11-1", "demo-web": "1.0.0"}
@@ -96,3 +100,20 @@ def assert_consistent(lab: Lab, config: Path, service: str = "web") -> dict[str,
         assert live_side["verified_after_patch"], f"traffic on an unverified side: {st}"
     audit_ok(config)
     return dict(st)
+
+
+def slow_patch_config(config: Path, tmp_path: Path, *, seconds: int) -> Path:
+    """A copy of `config` whose web patch step takes `seconds` longer: our playbook, then a
+    pause (for tests that must act while a patch step is still running: the real patch
+    step takes about 2 s on the lab)."""
+    slow = tmp_path / "slow-patch.yml"
+    slow.write_text(
+        f"- import_playbook: {ROOT / 'playbooks' / 'patch.yml'}\n"
+        '- hosts: "{{ target }}"\n  gather_facts: false\n'
+        f"  tasks: [{{ansible.builtin.pause: {{seconds: {seconds}}}, run_once: true}}]\n"
+    )
+    doc = yaml.safe_load(config.read_text())
+    doc["services"]["web"]["patch"]["playbook"] = str(slow)
+    path = tmp_path / "bluegreen-slow-patch.yml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
