@@ -26,10 +26,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from selenium.webdriver.common.by import By
 
 from orchestrator.lab.lab import Lab
-from tests.integration.test_campaign import slow_patch_config, write_campaign
+from tests.integration.test_campaign import write_campaign
 from tests.support.browser import chromium, full_page_screenshot
 from tests.support.cli import BLUEGREEN, bluegreen, bluegreen_json
-from tests.support.lab import FIXED, VULNERABLE, hosts_of, served_by
+from tests.support.lab import FIXED, VULNERABLE, hosts_of, served_by, slow_patch_config
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
