@@ -1,137 +1,35 @@
-"""Campaign evidence: what an auditor asks for, from the state store only.
+"""Campaign evidence rendered: JSON, Markdown or HTML, all from one typed model.
 
-`build_report()` collects, for one campaign run: the advisories, per service and host the
-versions before and after, every probe result of the verification gate, approvals (who,
-as claimed and as the OS saw them, when), flips and rollbacks with their times, durations,
-and the audit chain's head as SEQ:HASH (`bluegreen audit verify --report FILE` later checks
-that it is a prefix of the chain). `render()` gives JSON, Markdown or HTML, free text
-escaped to one visible line; `write_report()` writes it with mode 0600 through
-`safe_write`. Webhook URLs are reduced to scheme and host (they often embed tokens); the
-store already redacts secrets.
+The model (`report_model.CampaignReport`, built by `build_report()` from the state store)
+holds what an auditor asks for; `render()` gives JSON (`CampaignReport.as_json()`),
+Markdown (free text escaped to one visible line) or HTML (`report_html`: Jinja2 templates,
+autoescaped, one self-contained file). `write_report()` writes it with mode 0600 through
+`safe_write`.
 """
 
 from __future__ import annotations
 
-import html
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.campaign.journal import Journal, Step
-from orchestrator.campaign.ops import campaign_status
+from orchestrator.campaign.report_model import CampaignReport, build_report
 from orchestrator.safe_write import write_file
-from orchestrator.secrets import safe_url
-from orchestrator.state.base import StateStore
-from orchestrator.state.models import Run
 from orchestrator.text import one_line, table_cell
 
-ROLLBACK_COMMANDS = ("rollback", "rollout.auto-rollback", "flip", "flip --force")
+__all__ = ["FORMATS", "build_report", "default_report_path", "render", "write_report"]
+
+FORMATS = ("json", "md", "html")
 
 
-def build_report(store: StateStore, run: Run) -> dict[str, Any]:
-    params = run.params
-    campaign = params.get("campaign", {})
-    status = campaign_status(store, run)
-    journal = Journal(store, run.run_id)
-    begun, ends = journal.begun(), journal.ended()
-    names = [s for w in params.get("waves", []) for s in w]
-    services: dict[str, Any] = {}
-    for svc in names:
-        step = begun.get(Step.of_service(svc)) or {}
-        child_id = step.get("child_run")
-        child = store.get_run(child_id) if child_id else None
-        entries = {e.step + ":" + e.phase: e for e in store.journal(child.run_id)} if child else {}
-        patch = entries.get("patch:end")
-        verify = entries.get("verify:end")
-        flip = entries.get("flip:end")
-        before = step.get("before") or {}
-        after = {
-            h: d.get("versions", {})
-            for h, d in ((patch.data if patch else {}).get("hosts") or {}).items()
-        }
-        hosts = {
-            h: {"before": before.get(h, {}), "after": after.get(h, {})}
-            for h in sorted(set(before) | set(after))
-        }
-        converge = ends.get(Step.converge(svc))
-        services[svc] = {
-            **status.services[svc].as_dict(),
-            "child_status": child.status if child else None,
-            "child_result": child.result if child else None,
-            "started_at": child.started_at.isoformat() if child else None,
-            "finished_at": child.finished_at.isoformat() if child and child.finished_at else None,
-            "seconds": _seconds(child),
-            "hosts": hosts,
-            "patch_level": (patch.data.get("patch_level") if patch else None),
-            "verification": {
-                "summary": verify.data.get("summary") if verify else None,
-                "results": verify.data.get("results", []) if verify else [],
-            },
-            "flip": {"at": flip.at.isoformat(), **flip.data} if flip else None,
-            "converge": converge,
-        }
-    started = run.started_at
-    rollbacks = [
-        {
-            "at": r.at.isoformat(),
-            "service": r.service,
-            "command": r.command,
-            "actor": r.actor,
-            "os_user": r.os_user,
-            "sudo_user": r.sudo_user,
-            "reason": r.reason,
-            "from": r.before.get("live"),
-            "to": r.after.get("live"),
-        }
-        for r in store.audit_records()
-        if r.command in ROLLBACK_COMMANDS and r.service in names and r.at >= started
-    ]
-    approvals = [
-        {"actor": r.actor, "os_user": r.os_user, "sudo_user": r.sudo_user,
-         "hostname": r.hostname, "at": r.at.isoformat(), "reason": r.reason, **r.after}
-        for r in store.audit_records()
-        if r.command == "campaign.approve" and r.after.get("run_id") == run.run_id
-    ]
-    chain = store.verify_audit()
-    return {
-        "report": "bluegreen campaign evidence",
-        "generated_at": datetime.now(UTC).isoformat(),
-        "campaign": params.get("name"),
-        "file": params.get("file"),
-        "run_id": run.run_id,
-        "status": status.status,
-        "result": run.result,
-        "actor": run.actor,
-        "started_at": started.isoformat(),
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "seconds": _seconds(run),
-        "advisories": campaign.get("advisories", []),
-        "window": campaign.get("window"),
-        "approval_policy": campaign.get("approval"),
-        "approvals": approvals,
-        "waves": params.get("waves", []),
-        "services": services,
-        "rollbacks": rollbacks,
-        "webhooks": [safe_url(u) for u in (campaign.get("notify") or {}).get("webhooks", [])],
-        "audit": {"ok": chain.ok, "records": chain.count, "head_hash": chain.head_hash,
-                  "head": f"{chain.count}:{chain.head_hash}", "problem": chain.problem},
-    }
-
-
-def _seconds(run: Run | None) -> float | None:
-    if run is None or run.finished_at is None:
-        return None
-    return round((run.finished_at - run.started_at).total_seconds(), 1)
-
-
-def render(doc: dict[str, Any], fmt: str) -> str:
+def render(report: CampaignReport, fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(doc, indent=2, default=str) + "\n"
-    md = _markdown(doc)
+        return json.dumps(report.as_json(), indent=2, default=str) + "\n"
     if fmt == "md":
-        return md
-    return _html(doc)
+        return _markdown(report.as_json())
+    from orchestrator.campaign.report_html import render_html
+
+    return render_html(report)
 
 
 def _markdown(doc: dict[str, Any]) -> str:
@@ -194,19 +92,9 @@ def _markdown(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _html(doc: dict[str, Any]) -> str:
-    body = html.escape(_markdown(doc))
-    title = html.escape(f"Campaign {doc['campaign']}")
-    return (
-        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{title}</title></head>"
-        f"<body><pre>{body}</pre>\n<script type='application/json' id='evidence'>"
-        f"{html.escape(json.dumps(doc, default=str))}</script></body></html>\n"
-    )
-
-
-def write_report(doc: dict[str, Any], fmt: str, output: Path) -> Path:
+def write_report(report: CampaignReport, fmt: str, output: Path) -> Path:
     """Write with mode 0600, atomically, never through a symlink (`safe_write`)."""
-    return write_file(output, render(doc, fmt), make_parents=True)
+    return write_file(output, render(report, fmt), make_parents=True)
 
 
 def _t(value: Any) -> str:
@@ -232,5 +120,5 @@ def _audit_head(doc: dict[str, Any]) -> str:
     return str(audit.get("head") or f"{audit['records']}:{audit['head_hash']}")
 
 
-def default_report_path(reports_dir: Path, doc: dict[str, Any], fmt: str) -> Path:
-    return reports_dir / f"{doc['run_id']}.{fmt}"
+def default_report_path(reports_dir: Path, report: CampaignReport, fmt: str) -> Path:
+    return reports_dir / f"{report.run_id}.{fmt}"

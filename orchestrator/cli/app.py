@@ -48,6 +48,8 @@ VERBS: dict[str, Verb] = {
     "lab": Verb("lab", "lab",
                 "The local lab: real Debian hosts (systemd-nspawn + sshd), HAProxy and an apt "
                 "repository on this machine, for the demo and the integration tests."),
+    "metrics": Verb("web", "metrics_cmd", "The /metrics of `serve`, read once: live side, "
+                    "flips, rollbacks, verifications, campaigns, audit chain."),
     "plan": Verb("rollout", "plan", "What `rollout SERVICE` would do: hosts, package changes "
                  "(Ansible check mode) and router commands."),
     "report": Verb("campaign", "report_cmd",
@@ -62,6 +64,8 @@ VERBS: dict[str, Verb] = {
                     "Patch SERVICE's standby side, verify it, flip traffic to it, bake, done."),
     "schedule": Verb("schedule", "schedule", "Start campaigns at their maintenance window with "
                      "systemd timers (or cron)."),
+    "serve": Verb("web", "serve_cmd", "A read-only dashboard, JSON API (/api/v1/...) and "
+                  "/metrics; changes nothing."),
     "status": Verb("traffic", "status",
                    "Live side (from the router), standby, patch level and verification of each "
                    "side, and what the load balancer counted for each side since it started "

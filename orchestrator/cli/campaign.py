@@ -249,13 +249,14 @@ def report_cmd(
 
     config = load(ctx)
     store = open_store(config)
-    doc = build_report(store, find_run(store, campaign_name))
+    report = build_report(store, find_run(store, campaign_name))
     path = write_report(
-        doc, fmt, Path(output) if output else default_report_path(config.reports_path, doc, fmt)
+        report, fmt,
+        Path(output) if output else default_report_path(config.reports_path, report, fmt),
     )
     if as_json:
-        emit_json({"path": str(path), "format": fmt, "run_id": doc["run_id"],
-                    "status": doc["status"], "head_hash": doc["audit"]["head_hash"]})
+        emit_json({"path": str(path), "format": fmt, "run_id": report.run_id,
+                   "status": report.status, "head_hash": report.audit.head_hash})
     else:
         click.echo(str(path))
 

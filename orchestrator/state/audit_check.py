@@ -20,9 +20,10 @@ from orchestrator.state.witness import parse_expected_head, read_witnessed
 from orchestrator.text import one_line
 
 _MAX_REPORT_BYTES = 64 * 1024 * 1024
-# "head": "42:<hash>" (JSON), head `42:<hash>` (Markdown/HTML), and reports written before
+# "head": "42:<hash>" (JSON), head `42:<hash>` (Markdown), id="audit-head">42:<hash> (HTML),
+# and reports written before
 # heads carried their seq: "42 records, head `<hash>`" / "records": 42, "head_hash": "<hash>"
-_HEAD_RE = re.compile(r"head(?:&quot;|[\"`:\s])+(\d+):([0-9a-f]{64})")
+_HEAD_RE = re.compile(r"head(?:&quot;|[\"`:\s>])+(\d+):([0-9a-f]{64})")
 _OLD_MD_RE = re.compile(r"(\d+) records, head `([0-9a-f]{64})`")
 
 

@@ -252,7 +252,9 @@ def test_rollback_imports_neither_ansible_nor_pytest(fresh_lab: Lab) -> None:
         "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
         "{'ansible', 'ansible_runner', 'pytest', '_pytest', 'testinfra', 'pydantic', "
-        "'pydantic_core', 'yaml', 'tenacity', 'paramiko', 'rich', 'http'})\n"
+        "'pydantic_core', 'yaml', 'tenacity', 'paramiko', 'rich', 'http', 'starlette', "
+        "'uvicorn', 'jinja2', 'prometheus_client'})\n"
+        "assert 'orchestrator.web' not in sys.modules\n"
         "assert not heavy, heavy\n"
         f"main(['-c', {str(lab.paths.config)!r}, 'rollback', 'api', '--reason', 'back'])\n"
     )

@@ -171,6 +171,18 @@ def run_gate(
     return report, drift, warnings
 
 
+MAX_RECORDED_FAILURES = 50
+
+
+def _failures(report: ProbeReport) -> list[dict[str, str]]:
+    """The failed results with their evidence, for the audit record: a gate that failed
+    ends its rollout before the journal could keep them, and reports show them."""
+    return [
+        {"host": r.host, "check": r.check, "status": r.status, "evidence": r.evidence[:300]}
+        for r in report.failures[:MAX_RECORDED_FAILURES]
+    ]
+
+
 def _clean(drift: DriftReport, host: str) -> bool:
     return host not in drift.errors and not any(d.host == host for d in drift.differences)
 
@@ -219,7 +231,8 @@ def verify_side(
                 actor=actor,
                 command="verify",
                 service=service,
-                after={"side": side, "ok": report.ok, "summary": summary},
+                after={"side": side, "ok": report.ok, "summary": summary,
+                       "failures": _failures(report)},
             ),
             hosts=fingerprints if report.ok else None,
             expected_generation=generation,

@@ -1,0 +1,196 @@
+"""The read-only dashboard: a Starlette app over a `Snapshots` refresher.
+
+Pages (`/`, `/audit`), the JSON API (`/api/v1/services|runs|campaigns|audit`), `/metrics`
+(Prometheus text format) and its own static files. Nothing here changes anything: every
+method but GET and HEAD is refused with 405 before anything else runs. With a token every
+request needs it (`Authorization: Bearer TOKEN`, or HTTP basic auth with the token as the
+password, which browsers ask for by themselves). Every response carries a CSP without
+inline script (the pages update through /static/live.js; with scripts off a
+<noscript> meta refresh does it), no framing, nosniff, no referrer, no caching.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from orchestrator.text import one_line
+from orchestrator.web.metrics import SnapshotCollector, exposition
+from orchestrator.web.refresher import Snapshots, utc_now
+from orchestrator.web.snapshot import Snapshot, seconds_since
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+HERE = Path(__file__).parent
+READ_METHODS = ("GET", "HEAD")
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+    "cross-origin-resource-policy": "same-origin",
+}
+API_VERSION = "v1"
+
+
+class Guard:
+    """Outermost ASGI layer: read-only methods, the token, the security headers."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.decode().lower() not in SECURITY_HEADERS]
+                headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        if scope["method"] not in READ_METHODS:
+            response: Response = PlainTextResponse(
+                "405 read-only: only GET and HEAD\n", status_code=405,
+                headers={"allow": ", ".join(READ_METHODS)})
+        elif self.token is not None and not self._authorized(scope):
+            response = PlainTextResponse(
+                "401 a token is required\n", status_code=401,
+                headers={"www-authenticate": 'Basic realm="bluegreen", charset="UTF-8"'})
+        else:
+            await self.app(scope, receive, send_with_headers)
+            return
+        await response(scope, receive, send_with_headers)
+
+    def _authorized(self, scope: Scope) -> bool:
+        assert self.token is not None
+        given = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() == "bearer":
+            offered = value.strip()
+        elif scheme.lower() == "basic":
+            try:
+                offered = base64.b64decode(value.strip(), validate=True).decode(
+                    "utf-8").partition(":")[2]
+            except (binascii.Error, UnicodeDecodeError):
+                return False
+        else:
+            return False
+        return hmac.compare_digest(offered.encode(), self.token.encode())
+
+
+@cache
+def environment() -> Environment:
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["t"] = lambda v: one_line(None if v is None else str(v))
+    env.filters["when"] = lambda d: "-" if d is None else (
+        d if isinstance(d, str) else d.strftime("%Y-%m-%d %H:%M:%S UTC"))
+    env.filters["ago"] = _ago
+    env.filters["tone"] = _tone
+    return env
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+GOOD = frozenset({"done", "verified", "ok", "live", "pass", "patched"})
+BAD = frozenset({"failed", "verify_failed", "failed_live", "quarantined", "rolled_back",
+                 "aborted", "broken", "interrupted"})
+
+
+def _tone(word: object) -> str:
+    return "good" if word in GOOD else "bad" if word in BAD else "neutral"
+
+
+def create_app(snapshots: Snapshots, *, token: str | None = None,
+               clock: Callable[[], datetime] = utc_now) -> ASGIApp:
+    collector = SnapshotCollector(snapshots.current, clock)
+
+    def state() -> tuple[Snapshot | None, datetime | None]:
+        return snapshots.current()
+
+    def page(name: str) -> Callable[[Request], Awaitable[Response]]:
+        async def render(request: Request) -> Response:
+            snap, stale_since = state()
+            if snap is None:
+                return _starting(snapshots)
+            now = clock()
+            html = environment().get_template(name).render(
+                s=snap, now=now, stale_since=stale_since, problem=snapshots.problem,
+                since=lambda at: seconds_since(at, now), path=request.url.path,
+                interval=snapshots.interval_s)
+            return HTMLResponse(html)
+        return render
+
+    def api(part: str) -> Callable[[Request], Awaitable[Response]]:
+        async def answer(request: Request) -> Response:
+            snap, stale_since = state()
+            if snap is None:
+                return _starting(snapshots)
+            now = clock()
+            body: Any
+            if part == "services":
+                body = [s.as_json(now) for s in snap.services]
+            elif part == "runs":
+                body = [r.as_json() for r in snap.runs]
+            elif part == "campaigns":
+                body = [c.as_json() for c in snap.campaigns]
+            else:
+                body = snap.audit.as_json()
+            return JSONResponse({
+                "api": API_VERSION, "read_at": snap.read_at.isoformat(),
+                "stale_since": stale_since.isoformat() if stale_since else None,
+                "problem": snapshots.problem, "notes": snap.notes, part: body,
+            })
+        return answer
+
+    async def metrics(request: Request) -> Response:
+        return Response(exposition(collector),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    routes = [
+        Route("/", page("overview.html.j2"), methods=list(READ_METHODS)),
+        Route("/audit", page("audit.html.j2"), methods=list(READ_METHODS)),
+        *(Route(f"/api/{API_VERSION}/{part}", api(part), methods=list(READ_METHODS))
+          for part in ("services", "runs", "campaigns", "audit")),
+        Route("/metrics", metrics, methods=list(READ_METHODS)),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    return Guard(Starlette(routes=routes), token)
+
+
+def _starting(snapshots: Snapshots) -> Response:
+    why = f": {snapshots.problem}" if snapshots.problem else ""
+    return PlainTextResponse(f"503 no snapshot of the state store yet{why}\n",
+                             status_code=503, headers={"retry-after": "2"})

@@ -1,0 +1,144 @@
+"""The campaign report: one typed model, rendered as JSON, Markdown and HTML (Jinja2,
+autoescaped, self-contained). The HTML is also opened in a real Chromium in
+tests/integration/test_views_browser.py; here it is parsed with the standard library."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.campaign.report import build_report, render, write_report
+from orchestrator.campaign.report_html import timeline
+from orchestrator.campaign.report_model import CampaignReport, StepSpan
+from orchestrator.state.audit_check import report_head
+from orchestrator.state.sqlite import SQLiteStateStore
+from orchestrator.testing import FrozenClock
+from tests.support.evidence import FIXED, MARKUP, VULNERABLE, write_campaign
+
+
+def _report(tmp_path: Path, *, hostile: bool) -> tuple[CampaignReport, dict[str, Any]]:
+    clock = FrozenClock()
+    with SQLiteStateStore(tmp_path / "state.db", clock=clock,
+                          audit_key_file=tmp_path / "audit.key") as store:
+        names = write_campaign(store, clock, hostile=hostile)
+        run = store.get_run("c1")
+        assert run is not None
+        return build_report(store, run), names
+
+
+@pytest.fixture
+def plain(tmp_path: Path) -> Iterator[tuple[CampaignReport, dict[str, Any]]]:
+    yield _report(tmp_path, hostile=False)
+
+
+class Elements(HTMLParser):
+    """Every start tag with its attributes, and the text (for "shown as text")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(html: str) -> Elements:
+    p = Elements()
+    p.feed(html)
+    p.close()
+    return p
+
+
+def test_model_holds_outcomes_steps_probes_and_rollbacks(plain: Any) -> None:
+    report, names = plain
+    assert report.status == "failed" and report.counts["done"] == 1
+    assert report.counts["failed"] == 1
+    web, api = report.services["web"], report.services["api"]
+    # the rollback came after the run: in the rollbacks, not on the run's time axis
+    assert [s.name for s in web.steps] == ["precheck", "patch", "verify", "flip", "bake"]
+    patch = next(s for s in web.steps if s.name == "patch")
+    assert patch.seconds == pytest.approx(2.3) and patch.outcome == "ok"
+    assert next(s for s in api.steps if s.name == "verify").outcome == "failed"
+    assert {(v.host, v.package, v.before, v.after) for v in web.versions} == {
+        (h, p, VULNERABLE[p], FIXED[p]) for h in names["web_hosts"] for p in FIXED}
+    # a failed gate: its failures come from the audit record, first
+    assert api.probes[0].check == names["bad_check"] and api.probes[0].failed
+    assert api.verification_summary == "1 of 3 checks failed"
+    assert report.rollbacks[0].reason == names["reason"] and not report.rollbacks[0].automatic
+    assert report.approvals[0].point == "before_flip"
+    assert report.webhooks == ["https://hooks.example.net/…"]  # no path, no token
+
+
+def test_json_keeps_its_keys_and_adds_summary_and_timeline(plain: Any) -> None:
+    report, names = plain
+    doc = json.loads(render(report, "json"))
+    web = doc["services"]["web"]
+    assert web["hosts"][names["web_hosts"][0]] == {"before": VULNERABLE, "after": FIXED}
+    assert web["flip"]["from"] == "blue" and web["flip"]["to"] == "green"
+    assert web["status"] == "done" and web["wave"] == 1
+    assert [t["step"] for t in web["timeline"]][:2] == ["precheck", "patch"]
+    assert doc["summary"]["failed"] == 1 and doc["summary"]["exposure"] is None
+    assert doc["audit"]["head"] == f"{doc['audit']['records']}:{doc['audit']['head_hash']}"
+    assert "s3cret" not in json.dumps(doc)
+
+
+def test_html_is_self_contained_without_script(plain: Any, tmp_path: Path) -> None:
+    report, _ = plain
+    html = render(report, "html")
+    tags = parse(html).tags
+    names = [t for t, _ in tags]
+    assert "script" not in names and names.count("style") == 1
+    assert not [a for _, attrs in tags for k, a in attrs.items()
+                if k in ("src", "href", "action") or (a or "").startswith("http")
+                and k != "xmlns"], "no external fetch"
+    assert names.count("svg") == 2  # a timeline per service
+    # the audit head can be checked later from the HTML file itself
+    path = write_report(report, "html", tmp_path / "r.html")
+    head = report_head(path)
+    assert (head.seq, head.hash) == (report.audit.records, report.audit.head_hash)
+
+
+def test_html_tables_hold_the_rows_failures_first(plain: Any) -> None:
+    report, names = plain
+    html = render(report, "html")
+    api_section = html[html.index('id="service-2"'):]
+    probes = api_section[api_section.index('class="probes"'):]
+    first_row = probes[probes.index("<tbody>"):].split("</tr>")[0]
+    assert "failed" in first_row and names["bad_check"] in first_row
+    versions = html[html.index('class="versions"'):]
+    assert versions.split("</table>")[0].count('<tr class="changed">') == 4  # 2 hosts x 2
+
+
+def test_hostile_text_is_escaped_everywhere(tmp_path: Path) -> None:
+    report, names = _report(tmp_path, hostile=True)
+    assert MARKUP not in render(report, "html")
+    for fmt in ("html", "md"):
+        assert "\u202e" not in render(report, fmt), fmt  # bidi override shown as an escape
+    parsed = parse(render(report, "html"))
+    assert {t for t, _ in parsed.tags}.isdisjoint({"script", "img", "iframe", "object"})
+    text = "".join(parsed.text)
+    assert names["bad_check"].replace("\u202e", "\\u202e") in text  # the markup, as text
+
+
+def test_timeline_bars_are_proportional_to_durations() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    steps = [StepSpan("patch", t0, t0 + timedelta(seconds=3), "ok"),
+             StepSpan("verify", t0 + timedelta(seconds=3), t0 + timedelta(seconds=4), "ok"),
+             StepSpan("bake", t0 + timedelta(seconds=4), None, "running")]
+    tl = timeline(steps)
+    assert tl is not None
+    patch, verify, bake = tl.bars
+    assert patch.width == pytest.approx(3 * verify.width)
+    assert verify.x == pytest.approx(patch.x + patch.width)
+    assert bake.words == "not ended running" and patch.tone == "good"
