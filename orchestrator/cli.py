@@ -23,7 +23,7 @@ Exit codes:
   0  done
   1  error (router, state store, Ansible, lab)
   2  bad usage or bad input (config, inventory, campaign file, arguments); nothing changed
-  3  verification failed; traffic not moved
+  3  verification failed; traffic not moved (exposure: a CVE is open at the threshold)
   4  rolled back automatically during bake
   5  lock held by another run
   6  outside the maintenance window / deferred"""
@@ -874,6 +874,106 @@ def unlock(ctx: click.Context, service: str, reason: str) -> None:
     )
 
 
+# ---- security advisories ----------------------------------------------------------------
+_FEED_HELP = ("[KIND:]FILE|URL of a CVE feed (KIND: debian-tracker, osv, changelog); repeat for "
+              "several; default: advisories.feeds of bluegreen.yml")
+_URGENCY = click.Choice(["unimportant", "low", "medium", "high", "critical"])
+
+
+def _live_sides(config: Any, names: list[str]) -> dict[str, str | None]:
+    from orchestrator.errors import RouterError
+    from orchestrator.traffic import open_router
+
+    router = open_router(config)
+    try:
+        live: dict[str, str | None] = {}
+        for name in names:
+            try:
+                live[name] = router.live(name)
+            except RouterError:
+                live[name] = None
+        return live
+    finally:
+        router.close()
+
+
+@main.command()
+@click.argument("service", required=False)
+@click.option("--side", type=click.Choice(["blue", "green"]), help="Default: both sides.")
+@click.option("--feed", "feeds", multiple=True, metavar="[KIND:]FILE|URL", help=_FEED_HELP)
+@click.option("--min-urgency", type=_URGENCY, help="Default: advisories.min_urgency (low).")
+@click.option("--offline", is_flag=True, help="Use cached feeds only.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def exposure(ctx: click.Context, service: str | None, side: str | None, feeds: tuple[str, ...],
+             min_urgency: str | None, offline: bool, as_json: bool) -> None:
+    """Open CVEs per service, side and host: package, installed and fixed version, urgency,
+    whether the configured repositories offer the fix. Exit 0: nothing open at or above
+    the threshold; 3: something is; 1: a host could not be read (and nothing open)."""
+    sys.exit(_exposure(ctx, service, side, feeds, min_urgency, offline, as_json))
+
+
+def _exposure(ctx: click.Context, service: str | None, side: str | None, feeds: tuple[str, ...],
+              min_urgency: str | None, offline: bool, as_json: bool, brief: bool = False) -> int:
+    from orchestrator.probes.exposure import fleet_exposure
+    from orchestrator.traffic import parse_side
+
+    config = _load(ctx)
+    names = [service] if service else list(config.services)
+    for name in names:
+        config.service(name)
+    chosen = parse_side(side)
+    found = fleet_exposure(config, names, [chosen] if chosen else ("blue", "green"),
+                           threshold=min_urgency, feed_args=feeds, offline=offline or None)
+    live = _live_sides(config, names)
+    code = 3 if found.exposed else 1 if found.unread else 0
+    if as_json:
+        _emit_json({**found.as_dict(live), "exit_code": code})
+        return code
+    for note in found.catalog.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"feeds: {'; '.join(found.catalog.feeds)} ({len(found.catalog)} CVE records)")
+    for s in found.sides:
+        sm = s.summary(found.threshold)
+        role = "live" if live.get(s.service) == s.side else "standby"
+        counts = ", ".join(f"{n} {u}" for u, n in sm["by_urgency"].items()) or "none"
+        color = "red" if sm["hosts_exposed"] else "green"
+        click.secho(f"{s.service} {s.side} ({role}): {sm['hosts_exposed']} of {sm['hosts']} hosts "
+                    f"exposed, {sm['cves']} CVEs open at or above {found.threshold} ({counts}), "
+                    f"{sm['fix_available']} with a fix in the repositories", fg=color)
+        groups: dict[str, list[str]] = {}
+        for h in s.hosts:
+            key = h.error or "\n".join(_exposure_lines(h.at_or_above(found.threshold)))
+            groups.setdefault(key, []).append(h.host)
+        for key, hosts in groups.items():
+            if any(h.error for h in s.hosts if h.host in hosts):
+                click.secho(f"  {', '.join(hosts)}: NOT READ: {key}", fg="yellow")
+            elif not brief or not key:
+                click.echo(f"  {', '.join(hosts)}: {'clean' if not key else ''}")
+                for line in key.splitlines():
+                    click.echo(f"    {line}")
+    return code
+
+
+def _exposure_lines(open_cves: list[Any]) -> list[str]:
+    """One line per (source, installed, fixed): the CVEs it closes, most urgent first."""
+    rows: dict[tuple[str, str, str], list[Any]] = {}
+    for c in open_cves:
+        rows.setdefault((c.source, c.installed, c.fixed_version or "-"), []).append(c)
+    out = []
+    for (source, installed, fixed), cves in rows.items():
+        fix = ("fix available" + (f" {cves[0].available_version}" if cves[0].available_version
+                                  else "") if cves[0].fix_available
+               else "no fix yet" if fixed == "-" else "fix not in the repositories"
+               if cves[0].fix_available is False else "fix availability unknown")
+        names = ", ".join(f"{c.cve} ({c.urgency})" for c in cves[:6])
+        more = f" +{len(cves) - 6} more" if len(cves) > 6 else ""
+        out.append(f"{source} {installed} -> {fixed} [{', '.join(cves[0].packages)}; {fix}]: "
+                   f"{names}{more}")
+    return out
+
+
 # ---- campaigns, reports, schedules ----------------------------------------------------
 @main.group()
 def campaign() -> None:
@@ -954,6 +1054,56 @@ def campaign_plan(ctx: click.Context, file: str, check: bool, as_json: bool) -> 
             click.echo(f"      {host}: {', '.join(f'{k} {v}' for k, v in ch.items()) or 'no change'}")
     click.echo(f"  approval: {doc['approval']['mode']}"
                + (f" ({doc['approval']['at']})" if doc["approval"]["mode"] == "manual" else ""))
+
+
+@campaign.command("new")
+@click.option("--feed", "feeds", multiple=True, metavar="[KIND:]FILE|URL", help=_FEED_HELP)
+@click.option("--min-urgency", type=_URGENCY, help="Default: advisories.min_urgency (low).")
+@click.option("--services", help="Comma-separated services (default: all), one wave each.")
+@click.option("--name", help="Campaign name (default: security-YYYYMMDD).")
+@click.option("--offline", is_flag=True, help="Use cached feeds only.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The campaign file to write (must not exist).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def campaign_new(ctx: click.Context, feeds: tuple[str, ...], min_urgency: str | None,
+                 services: str | None, name: str | None, offline: bool, output: str,
+                 as_json: bool) -> None:
+    """Write a campaign file for review: the CVEs open on the services (either side) at or
+    above the threshold, grouped by fixed package version, with the fixed versions the
+    configured repositories offer. Run it with `campaign run FILE`."""
+    _campaign_new(ctx, feeds, min_urgency, services, name, offline, output, as_json)
+
+
+def _campaign_new(ctx: click.Context, feeds: tuple[str, ...], min_urgency: str | None,
+                  services: str | None, name: str | None, offline: bool, output: str,
+                  as_json: bool) -> Any:
+    from pathlib import Path
+
+    from orchestrator.campaign.new import write_new_campaign
+    from orchestrator.probes.exposure import fleet_exposure
+
+    config = _load(ctx)
+    names = [s.strip() for s in services.split(",") if s.strip()] if services else list(
+        config.services)
+    for n in names:
+        config.service(n)
+    found = fleet_exposure(config, names, threshold=min_urgency, feed_args=feeds,
+                           offline=offline or None)
+    made = write_new_campaign(found, names, Path(output), name=name)
+    if as_json:
+        _emit_json(made.as_dict())
+        return made.path
+    for note in made.notes:
+        click.echo(f"note: {note}", err=True)
+    if made.path is None:
+        click.echo(f"nothing open at or above {found.threshold} on {', '.join(names)}: "
+                   "no campaign written")
+        return None
+    click.echo(f"wrote {made.path}: {made.advisories} advisories, {made.cves} CVEs, "
+               f"{made.packages} packages; review it, then `bluegreen campaign run {made.path}`")
+    return made.path
 
 
 @campaign.command("run")
@@ -1091,8 +1241,8 @@ def campaign_abort(ctx: click.Context, name: str, reason: str, as_json: bool) ->
 
 @main.command("report")
 @click.argument("campaign_name", metavar="CAMPAIGN")
-@click.option("--format", "fmt", type=click.Choice(["json", "md", "html"]), default="md",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["json", "md", "html", "openvex"]),
+              default="md", show_default=True, help="openvex: one OpenVEX statement per CVE and host.")
 @click.option("--output", type=click.Path(dir_okay=False),
               help="File to write (mode 0600); default: reports_dir/RUN_ID.FORMAT.")
 @click.option("--json", "as_json", is_flag=True, help="Print where it was written, as JSON.")
@@ -1102,16 +1252,27 @@ def report_cmd(
     ctx: click.Context, campaign_name: str, fmt: str, output: str | None, as_json: bool
 ) -> None:
     """Write the evidence of a campaign's newest run (or of a run id): advisories, versions
-    before/after per host, probe results, approvals, flips, rollbacks, audit head hash."""
+    before/after per host, probe results, approvals, flips, rollbacks, audit head hash, and
+    each advisory's CVEs per host before, after and NOW (the hosts are read, both sides)."""
     from pathlib import Path
 
+    from orchestrator.campaign.evidence import read_now
     from orchestrator.campaign.ops import find_run
     from orchestrator.campaign.report import build_report, default_report_path, write_report
-    from orchestrator.traffic import open_store
+    from orchestrator.traffic import open_router, open_store
 
     config = _load(ctx)
     store = open_store(config)
-    doc = build_report(store, find_run(store, campaign_name))
+    run = find_run(store, campaign_name)
+    packages = {svc: sorted({p for a in run.params.get("campaign", {}).get("advisories", [])
+                             for p in a.get("packages", {})})
+                for w in run.params.get("waves", []) for svc in w}
+    router = open_router(config)
+    try:
+        now = read_now(config, router, list(packages), packages)
+    finally:
+        router.close()
+    doc = build_report(store, run, now)
     path = write_report(
         doc, fmt, Path(output) if output else default_report_path(config.reports_path, doc, fmt)
     )
@@ -1208,16 +1369,18 @@ def schedule_remove(name: str, directory: str | None) -> None:
 @click.pass_context
 @handles_errors
 def lab_demo(ctx: click.Context, service: str) -> None:
-    """The whole job on the lab: lab up, a patch campaign over both services (patch the
-    standby, verify, flip, bake), roll back on command, audit check and the campaign's
-    evidence report. Safe to run again."""
+    """The whole job on the lab: lab up, the real CVEs open on it, a campaign made from them
+    (`campaign new`) run over both services (patch the standby, verify, flip, bake), the
+    CVEs closed on the live sides, a rollback on command (exposed again), audit check, the
+    evidence report and its OpenVEX form. Safe to run again."""
     from orchestrator.lab.lab import Lab
 
     def banner(text: str) -> None:
         click.secho(f"\n=== {text}", fg="magenta", bold=True)
 
     the_lab = Lab(say=_say)
-    banner("1. the lab: real Debian hosts (nspawn + sshd), HAProxy, a lab apt repository")
+    banner("1. the lab: real Debian hosts (nspawn + sshd), HAProxy, a lab apt repository with "
+           "the real security updates Debian has for the image (bookworm-security)")
     was_up = the_lab.load() is not None
     ctx.invoke(lab_up, services="web,api", hosts_per_side=2, as_json=False)
     if was_up:
@@ -1227,29 +1390,42 @@ def lab_demo(ctx: click.Context, service: str) -> None:
 
         shutil.rmtree(the_lab.paths.root / "state", ignore_errors=True)
     ctx.obj.config_path = str(the_lab.paths.config)
-    banner("2. before: who is live, what is installed")
+    banner("2. before: who is live, and the CVEs open on every host (from the real changelogs "
+           "of the packages the lab repository offers)")
     ctx.invoke(status, service=None, adopt=False, reason=None, as_json=False)
-    from orchestrator.config.loaded import PACKAGE_ROOT
+    _exposure(ctx, None, None, (), "high", False, False)
+    banner("3. a campaign from what is open at or above high (`campaign new`): one advisory per "
+           "package and fixed version")
+    import time
 
-    demo_file = PACKAGE_ROOT / "inventories" / "lab" / "campaigns" / "lab-demo.yml"
-    banner(
-        f"3. campaign {demo_file.name}: the demo advisory (CVE-2026-0001 in demo-openssl) on "
-        "web, then api: patch each standby, verify, flip, bake under traffic"
-    )
+    demo_file = the_lab.paths.root / "campaigns" / f"security-demo-{int(time.time())}.yml"
+    made = _campaign_new(ctx, (), "high", "web,api", "security-demo", False, str(demo_file),
+                         False)
+    if made is None:
+        raise BadInput("nothing is open on the lab: no campaign to run",
+                       hint="`bluegreen lab down`, then run the demo again for fresh hosts")
+    banner(f"4. campaign {demo_file.name}: web, then api: patch each standby, verify "
+           "(versions, nothing runs replaced libraries), flip, bake under traffic")
     _demo_campaign(ctx, demo_file)
     ctx.invoke(status, service=None, adopt=False, reason=None, as_json=False)
-    banner(f"4. incident! roll {service} back in one flip")
+    banner("5. after: the live sides are clean; the old sides (standby, no traffic) still "
+           "exposed")
+    _exposure(ctx, None, None, (), "high", False, False, brief=True)
+    banner(f"6. incident! roll {service} back in one flip: {service} is exposed again")
     ctx.invoke(
         rollback, service=service, reason="INC-4711 demo incident", to_side=None, as_json=False
     )
-    ctx.invoke(status, service=service, adopt=False, reason=None, as_json=False)
-    banner("5. the audit trail, and its hash chain verified")
+    _exposure(ctx, service, None, (), "high", False, False, brief=True)
+    banner("7. the audit trail, and its hash chain verified")
     ctx.invoke(history, service=None, limit=20, as_json=False)
     ctx.invoke(audit_verify, as_json=False)
-    banner("6. the evidence: versions before/after per host, probe results, flips, rollbacks")
-    ctx.invoke(report_cmd, campaign_name="lab-demo", fmt="md", output=None, as_json=False)
+    banner("8. the evidence: per host each advisory's CVEs before / after / now, probe results, "
+           "flips, rollbacks; and the same as OpenVEX")
+    ctx.invoke(report_cmd, campaign_name="security-demo", fmt="md", output=None, as_json=False)
+    ctx.invoke(report_cmd, campaign_name="security-demo", fmt="openvex", output=None,
+               as_json=False)
     click.secho(
-        "\ndemo done. Try: bluegreen -c " + str(the_lab.paths.config) + " status; "
+        "\ndemo done. Try: bluegreen -c " + str(the_lab.paths.config) + " exposure; "
         "bluegreen lab down removes the lab.",
         fg="green",
     )

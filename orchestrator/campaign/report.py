@@ -26,7 +26,13 @@ from orchestrator.state.models import Run
 ROLLBACK_COMMANDS = ("rollback", "rollout.auto-rollback", "flip", "flip --force")
 
 
-def build_report(store: StateStore, run: Run) -> dict[str, Any]:
+def build_report(
+    store: StateStore, run: Run, now: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`now`: what `evidence.read_now` read from the hosts at report time (None: not read;
+    the report then says exposure now is unknown)."""
+    from orchestrator.campaign.evidence import cve_evidence
+
     params = run.params
     campaign = params.get("campaign", {})
     status = campaign_status(store, run)
@@ -52,6 +58,13 @@ def build_report(store: StateStore, run: Run) -> dict[str, Any]:
             for h in sorted(set(before) | set(after))
         }
         converge = ends.get(Step.converge(svc))
+        rolled_back = any(
+            r.service == svc and r.command in ROLLBACK_COMMANDS and r.at >= run.started_at
+            for r in store.audit_records()
+        )
+        cves = cve_evidence(
+            campaign.get("advisories", []), hosts, (now or {}).get(svc), svc, rolled_back
+        )
         services[svc] = {
             **status.services[svc].as_dict(),
             "child_status": child.status if child else None,
@@ -67,6 +80,7 @@ def build_report(store: StateStore, run: Run) -> dict[str, Any]:
             },
             "flip": {"at": flip.at.isoformat(), **flip.data} if flip else None,
             "converge": converge,
+            "cves": cves,
         }
     started = run.started_at
     rollbacks = [
@@ -109,6 +123,7 @@ def build_report(store: StateStore, run: Run) -> dict[str, Any]:
         "rollbacks": rollbacks,
         "webhooks": [safe_url(u) for u in (campaign.get("notify") or {}).get("webhooks", [])],
         "audit": {"ok": chain.ok, "records": chain.count, "head_hash": chain.head_hash},
+        "exposure_now": [s["cves"]["now"]["words"] for s in services.values()],
     }
 
 
@@ -121,6 +136,10 @@ def _seconds(run: Run | None) -> float | None:
 def render(doc: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(doc, indent=2, default=str) + "\n"
+    if fmt == "openvex":
+        from orchestrator.campaign.openvex import openvex
+
+        return json.dumps(openvex(doc), indent=2) + "\n"
     md = _markdown(doc)
     if fmt == "md":
         return md
@@ -136,6 +155,10 @@ def _markdown(doc: dict[str, Any]) -> str:
         f"- result: {doc['result'] or '-'}",
         f"- audit chain: {'ok' if doc['audit']['ok'] else 'BROKEN'}, "
         f"{doc['audit']['records']} records, head `{doc['audit']['head_hash']}`",
+        "",
+        "## Exposure now",
+        "",
+        *[f"- {w}" for w in doc.get("exposure_now", [])],
         "",
         "## Advisories",
         "",
@@ -171,6 +194,16 @@ def _markdown(doc: dict[str, Any]) -> str:
         out += ["", "| host | check | result |", "|---|---|---|"]
         for r in s["verification"]["results"]:
             out.append(f"| {r['host']} | {r['check']} | {r['status']} |")
+        cves = s.get("cves") or {}
+        if cves.get("hosts"):
+            out += ["", f"CVEs: {cves['now']['words']} (read {cves['now']['at'] or '-'})", "",
+                    "| host | side | advisory | CVEs | before | after | now |",
+                    "|---|---|---|---|---|---|---|"]
+            for host, h in cves["hosts"].items():
+                for a in h["advisories"]:
+                    out.append(f"| {host} | {h['side'] or '-'} | {a['id']} | "
+                               f"{', '.join(a['cves']) or '-'} | {a['before'] or '-'} | "
+                               f"{a['after'] or '-'} | {a['now']} |")
         if s.get("converge"):
             out += ["", f"- converge: {s['converge'].get('message')}"]
         out.append("")
@@ -205,4 +238,5 @@ def write_report(doc: dict[str, Any], fmt: str, output: Path) -> Path:
 
 
 def default_report_path(reports_dir: Path, doc: dict[str, Any], fmt: str) -> Path:
-    return reports_dir / f"{doc['run_id']}.{fmt}"
+    suffix = "openvex.json" if fmt == "openvex" else fmt
+    return reports_dir / f"{doc['run_id']}.{suffix}"
