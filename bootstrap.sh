@@ -17,6 +17,7 @@ APT_PACKAGES=(
   python3 python3-venv python3-pip
   debootstrap systemd-container haproxy iproute2 util-linux
   openssh-client openssh-server dpkg-dev socat curl wrk ca-certificates
+  rsyslog
 )
 
 setup() {

@@ -75,12 +75,24 @@ def main() -> None:
     helps = [timed([*bg, "--help"]) for _ in range(args.runs)]
     subprocess.run([*bg, "-c", str(args.config), "status", "api"], check=True,
                    capture_output=True)  # a full load leaves the snapshot
+    def away(i: int) -> None:
+        """Untimed: traffic to the other side, so that the timed rollback really flips
+        back (a rollback with nothing to roll back to changes nothing)."""
+        live = json.loads(subprocess.run(
+            [*bg, "-c", str(args.config), "status", "api", "--json"],
+            capture_output=True, text=True, check=True).stdout)["live"]
+        subprocess.run([*bg, "-c", str(args.config), "flip", "api", "--to",
+                        "green" if live == "blue" else "blue", "--force", "--reason",
+                        f"benchmark setup {i}"], check=True, capture_output=True)
+
     rollbacks = []
     for i in range(args.runs):
+        away(i)
         rollbacks.append(timed([*bg, "-c", str(args.config), "rollback", "api",
                                 "--reason", f"benchmark {i}"]))
     cold = []
     for i in range(args.runs):
+        away(i)
         with tempfile.TemporaryDirectory() as cache:
             env = {**os.environ, "BLUEGREEN_CACHE_DIR": cache}
             cold.append(timed([*bg, "-c", str(args.config), "rollback", "api",
@@ -88,8 +100,8 @@ def main() -> None:
     live = json.loads(subprocess.run([*bg, "-c", str(args.config), "status", "api", "--json"],
                                      capture_output=True, text=True, check=True).stdout)["live"]
     if live != "blue":
-        subprocess.run([*bg, "-c", str(args.config), "rollback", "api", "--reason",
-                        "benchmark: back to blue"], check=True, capture_output=True)
+        subprocess.run([*bg, "-c", str(args.config), "flip", "api", "--to", "blue", "--force",
+                        "--reason", "benchmark: back to blue"], check=True, capture_output=True)
     cfg = __import__("yaml").safe_load(args.config.read_text())
     sock = cfg["router"]["socket"].removeprefix("unix://")
     flip_ms = socket_flip_ms(sock, cfg["router"]["map_file"], args.runs)

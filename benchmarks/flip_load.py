@@ -1,13 +1,12 @@
 """Zero-drop flips under load: continuous HTTP traffic through HAProxy while bluegreen flips
-the service back and forth with the real CLI (`rollback --to OTHER`, then `rollback`).
+the service back and forth with the real CLI (`flip --to OTHER --force`, then `rollback`).
 
 Usage (lab up, as root):
   .venv/bin/python benchmarks/flip_load.py [--config FILE] [--service web] [--cycles 20]
       [--workers 4] [--json]
 
-Each cycle is two real `bluegreen rollback` commands (`--to OTHER`, then back), so both
-sides must be trusted: verified after their last patch, or never touched (the lab's
-pristine state; the test starts from it). The load generator is ours: W threads, one new connection per request (loopback only), bounded in
+Each cycle is two real commands: `flip --to OTHER --force` (an audited override: after the
+first rollback the other side is failed_live, which the gate refuses) and `rollback`. The load generator is ours: W threads, one new connection per request (loopback only), bounded in
 request count and time. Prints requests sent and failed, p50/p99 latency, flips done.
 """
 
@@ -136,7 +135,10 @@ def flip_under_load(
         live = cli(config, "status", service)["live"]
         for i in range(cycles):
             other = "green" if live == "blue" else "blue"
-            doc = cli(config, "rollback", service, "--to", other, "--reason", f"load flip {i}")
+            # a forced flip: the other side is untouched (cycle 1) or failed_live (after a
+            # rollback), which the gate refuses without the audited override
+            doc = cli(config, "flip", service, "--to", other, "--force", "--reason",
+                      f"load flip {i}")
             assert doc["changed"], doc
             flips += 1
             time.sleep(0.2)

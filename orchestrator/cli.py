@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from orchestrator.errors import BadInput, BluegreenError
+from orchestrator.text import one_line
 
 EXIT_CODES = """\b
 Exit codes:
@@ -32,7 +33,39 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _emit_json(doc: Any) -> None:
+    witnessed = _witness_now()
+    if witnessed is not None and isinstance(doc, dict):
+        doc = {**doc, "audit_witness": witnessed}
     click.echo(json.dumps(doc, indent=2, sort_keys=False, default=str))
+
+
+def _witness_now() -> dict[str, Any] | None:
+    """Write the audit head to the witnesses if this command appended records; what they
+    said, for `--json` (None: nothing appended, or no config loaded)."""
+    ctx = click.get_current_context(silent=True)
+    witness = getattr(ctx.find_root().obj, "witness", None) if ctx else None
+    if witness is None:
+        return None
+    results = witness.publish_if_changed()
+    if not results:
+        return None
+    return {"head": f"{witness.last.count}:{witness.last.head_hash}",
+            "results": [r.as_json() for r in results]}
+
+
+def _witness_at_exit(obj: Ctx) -> None:
+    """At the end of every command: publish a new head, and say loudly if no witness
+    took it (stderr; the command's own outcome and exit code stay as they are)."""
+    if obj.witness is None:
+        return
+    from orchestrator.state.witness import summary
+
+    try:
+        problem = summary(obj.witness.publish_if_changed())
+    except Exception as exc:  # noqa: BLE001 - a witness must never fail the command
+        problem = f"audit head not witnessed: {exc}"
+    if problem:
+        click.secho(f"warning: {problem}", fg="yellow", err=True)
 
 
 def _fail(exc: BluegreenError, as_json: bool) -> None:
@@ -71,6 +104,16 @@ class Ctx:
     def __init__(self, config: str | None, actor: str | None) -> None:
         self.config_path = config
         self.actor = actor
+        self.witness: Any = None
+        """`CommandWitness` once a config is loaded: the audit head is published when the
+        command ends (see `_witness_at_exit`)."""
+
+    def loaded(self, config: Any) -> Any:
+        if self.witness is None:
+            from orchestrator.state.witness import CommandWitness
+
+            self.witness = CommandWitness(config.state_path, config.audit.witness)
+        return config
 
 
 @click.group(
@@ -103,6 +146,7 @@ def main(ctx: click.Context, config: str | None, actor: str | None) -> None:
       bluegreen rollback web --reason INC-4711
     """
     ctx.obj = Ctx(config, actor)
+    ctx.call_on_close(lambda: _witness_at_exit(ctx.obj))
 
 
 # ---- lab -------------------------------------------------------------------------------
@@ -241,7 +285,7 @@ def _load(ctx: click.Context) -> Any:
 
     config = load_config(ctx.obj.config_path)
     config_snapshot.save(config)
-    return config
+    return ctx.find_root().obj.loaded(config)
 
 
 def _load_for_traffic(ctx: click.Context) -> Any:
@@ -249,7 +293,8 @@ def _load_for_traffic(ctx: click.Context) -> Any:
     else the full load (which refreshes the snapshot)."""
     from orchestrator.config import snapshot as config_snapshot
 
-    return config_snapshot.load(ctx.obj.config_path) or _load(ctx)
+    snapshot = config_snapshot.load(ctx.obj.config_path)
+    return ctx.find_root().obj.loaded(snapshot) if snapshot else _load(ctx)
 
 
 def _actor(ctx: click.Context) -> str:
@@ -258,20 +303,28 @@ def _actor(ctx: click.Context) -> str:
     return default_actor(ctx.obj.actor)
 
 
-def _traffic_flip(ctx: click.Context, service: str, to_side: str | None, reason: str, *,
-                  command: str, require_verified: bool, force: bool = False) -> Any:
-    """Open the state store and the router, flip, close: shared by `rollback` and `flip`."""
-    from orchestrator.traffic import flip, open_router, open_store, parse_side
+def _move(ctx: click.Context, config: Any, service: str, to_side: str | None, reason: str, *,
+          command: str, force: bool = False, recheck: bool = False) -> Any:
+    """Open the state store and the router, move traffic through the kernel, close: shared
+    by `rollback` and `flip`."""
+    from orchestrator.traffic import FlipRequest, move_traffic, open_router, open_store, parse_side
 
-    config = _load_for_traffic(ctx)
     config.service(service)
     store, router = open_store(config), open_router(config)
+    recheck_hosts = None
+    if recheck:
+        from orchestrator.rollout import host_recheck
+
+        recheck_hosts = host_recheck(config, service)
     try:
-        return flip(config, store, router, service, to=parse_side(to_side), reason=reason,
-                    actor=_actor(ctx), command=command, require_verified=require_verified,
-                    force=force)
+        return move_traffic(store, router, FlipRequest(
+            service=service, command=command, reason=reason, actor=_actor(ctx),
+            to=parse_side(to_side), force=force, abort_in_flight=True,
+            recheck_hosts=recheck_hosts,
+        ))
     finally:
         router.close()
+        store.close()
 
 
 @main.command()
@@ -281,7 +334,7 @@ def _traffic_flip(ctx: click.Context, service: str, to_side: str | None, reason:
     "--to",
     "to_side",
     type=click.Choice(["blue", "green"]),
-    help="Side to send traffic to (default: the side that is not live).",
+    help="Side to send traffic to (default: the side that was live before the last flip).",
 )
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -289,13 +342,16 @@ def _traffic_flip(ctx: click.Context, service: str, to_side: str | None, reason:
 def rollback(
     ctx: click.Context, service: str, reason: str, to_side: str | None, as_json: bool
 ) -> None:
-    """Send SERVICE's traffic back to its other side, now.
+    """Send SERVICE's traffic back to the side that was live before its last flip, now.
 
-    No Ansible, no probes: checks the target side has a server UP at the load balancer,
-    flips, persists, audits. Works while a rollout holds the lock (that run is aborted).
+    \b
+    Idempotent: when that side is already live, nothing changes (a second operator's
+    rollback says so). No Ansible, no probes, no SSH: the target must be verified or
+    untouched since, and have a server UP at the load balancer; then flip, persist,
+    record, audit. A rollout of SERVICE is aborted; if it had not flipped yet, traffic
+    stays where it is. The side traffic leaves becomes failed_live.
     """
-    out = _traffic_flip(ctx, service, to_side, reason, command="rollback",
-                        require_verified=False)
+    out = _move(ctx, _load_for_traffic(ctx), service, to_side, reason, command="rollback")
     if as_json:
         _emit_json(out.as_dict())
     elif out.changed:
@@ -306,7 +362,9 @@ def rollback(
         if out.aborted_run:
             click.echo(f"  aborted run {out.aborted_run}")
     else:
-        click.echo(f"{service}: {out.to_side} is already live; nothing changed")
+        click.echo(out.message)
+    for note in out.recovered:
+        click.echo(f"  (first {note}: it had been interrupted)", err=True)
 
 
 @main.command()
@@ -314,7 +372,9 @@ def rollback(
 @click.option("--to", "to_side", type=click.Choice(["blue", "green"]), required=True)
 @click.option("--reason", required=True, help="Why; goes to the audit chain.")
 @click.option(
-    "--force", is_flag=True, help="Flip even if the side is not verified after its patch."
+    "--force", is_flag=True,
+    help="Flip even if the side may not take traffic (not verified at its level, patching, "
+    "failed_live...); audited, with --reason.",
 )
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -322,17 +382,24 @@ def rollback(
 def flip(
     ctx: click.Context, service: str, to_side: str, reason: str, force: bool, as_json: bool
 ) -> None:
-    """Manually move SERVICE's traffic to a side (gated on its verification)."""
-    out = _traffic_flip(ctx, service, to_side, reason, command="flip" + (" --force" if force else ""),
-                        require_verified=not force, force=force)
+    """Manually move SERVICE's traffic to a side: it must be verified at its current
+    patch level (or be the side that was live before the last flip), its hosts must still
+    be the ones that were verified (one SSH round trip), and router and state must agree.
+    A rollout of SERVICE is aborted."""
+    if force:
+        click.secho(
+            f"WARNING: --force: sending {service}'s traffic to {to_side} without the "
+            f"verification gate; audited as forced ({reason})",
+            fg="red", bold=True, err=True,
+        )
+    out = _move(ctx, _load(ctx), service, to_side, reason, command="flip", force=force,
+                recheck=not force)
     if as_json:
         _emit_json(out.as_dict())
     else:
-        click.echo(
-            f"{service}: {out.from_side} -> {out.to_side}"
-            if out.changed
-            else f"{service}: {out.to_side} is already live; nothing changed"
-        )
+        click.echo(f"{service}: {out.from_side} -> {out.to_side}" if out.changed else out.message)
+        if out.aborted_run and out.changed:
+            click.echo(f"  aborted run {out.aborted_run}")
 
 
 @main.command()
@@ -378,19 +445,24 @@ def status(
         warn = (
             "" if r.agrees else f"  (STATE SAYS {r.state_live}: run `status {r.service} --adopt`)"
         )
-        click.echo(f"{r.service}: live={r.live} standby={r.standby}{warn}")
+        back = f"  rollback -> {r.rollback_to}" if r.rollback_to else "  (no rollback side yet)"
+        click.echo(f"{r.service}: live={r.live} standby={r.standby}{back}{warn}")
         for side, info in r.sides.items():
-            verified = (
-                "verified"
-                if info["verified_after_patch"]
-                else "NOT verified"
-                if info["verified_at"]
-                else "never verified"
-            )
             counted = info["traffic"]
             traffic = (f"  lb: {counted['responses']} responses, {counted['errors_5xx']} 5xx"
                        if counted else "")
-            click.echo(f"  {side:<6} patch={info['patch_level'] or '-'}  {verified}{traffic}")
+            since = f" since {info['since'][:19].replace('T', ' ')}" if info["since"] else ""
+            click.echo(f"  {side:<6} {info['state']:<13} patch={info['patch_level'] or '-'}"
+                       f"{since}{traffic}")
+            if info["reason"] and info["state"] not in ("untouched", "verified"):
+                click.echo(f"         {info['reason']}")
+        if r.flip_problem:
+            click.secho(f"  FLIP PROBLEM: {r.flip_problem}", fg="red")
+        if r.pending_flip:
+            p = r.pending_flip
+            click.secho(f"  pending flip: {p['command']} {p['from_side']} -> {p['to_side']} "
+                        f"since {p['at']} (the next traffic command completes or cancels it)",
+                        fg="yellow")
         if r.run_in_flight:
             click.echo(
                 f"  run in flight: {r.run_in_flight['run_id']} ({r.run_in_flight['status']})"
@@ -500,6 +572,13 @@ def resume(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
         run = pending[-1]
     if run.status not in ("running", "deferred"):
         raise BadInput(f"run {run.run_id} already ended ({run.status})", hint="start a new rollout")
+    if "campaign_run" in run.params:  # window and approval belong to the campaign
+        name = run.params.get("campaign") or run.params["campaign_run"]
+        raise BadInput(
+            f"run {run.run_id} is part of campaign {name}: it resumes only with its campaign, "
+            "so that the maintenance window and the approval apply",
+            hint=f"bluegreen campaign resume {name}",
+        )
     _run_rollout(ctx, config, as_json, lambda r: r.resume(run))
 
 
@@ -633,7 +712,16 @@ def verify(ctx: click.Context, service: str, side: str | None, as_json: bool) ->
     config = _load(ctx)
     target = _standby_or(config, service, side)
     store = open_store(config)
-    out = verify_side(config, store, service, target, actor=_actor(ctx))
+    # The service's run lock: no rollout patches the side while it is judged (LockHeld,
+    # exit 5), and the verdict is recorded for the generation read at the start.
+    from orchestrator.rollout import new_run_id
+
+    lock_id = "verify-" + new_run_id(service)
+    store.acquire_lock(service, lock_id)
+    try:
+        out = verify_side(config, store, service, target, actor=_actor(ctx))
+    finally:
+        store.release_lock(service, lock_id)
     if as_json:
         _emit_json(
             {
@@ -808,7 +896,12 @@ def baseline_check(
 @click.pass_context
 @handles_errors
 def history(ctx: click.Context, service: str | None, limit: int, as_json: bool) -> None:
-    """The audit trail: who changed what, when, why, and the result."""
+    """The audit trail: who changed what, when, why, and the result.
+
+    One record, one line: free text is shown escaped (a newline as \\n, control
+    characters as \\xNN); `--json` gives it exactly as stored. `by` is the OS user that
+    ran the command (with the sudo user), next to the --actor it claimed."""
+    from orchestrator.text import one_line
     from orchestrator.traffic import open_store
 
     config = _load(ctx)
@@ -817,9 +910,13 @@ def history(ctx: click.Context, service: str | None, limit: int, as_json: bool) 
         _emit_json([r.as_json() for r in records])
         return
     for r in records:
+        who = r.os_user or "?"
+        if r.sudo_user:
+            who = f"{r.sudo_user}>{who}"
         click.echo(
-            f"{r.seq:>5} {r.at:%Y-%m-%d %H:%M:%S} {r.actor:<10} {r.command:<24} "
-            f"{r.service or '-':<8} {r.result:<10} {r.reason or ''}"
+            f"{r.seq:>5} {r.at:%Y-%m-%d %H:%M:%S} {one_line(r.actor):<10} "
+            f"by {one_line(who):<12} {one_line(r.command):<24} "
+            f"{one_line(r.service) or '-':<8} {one_line(r.result):<10} {one_line(r.reason)}"
         )
 
 
@@ -829,34 +926,61 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@click.option("--expect-head", "expect", metavar="SEQ:HASH", multiple=True,
+              help="A head you kept (from a report, a ticket, a witness): record SEQ must "
+              "have HASH. Repeatable.")
+@click.option("--report", "report_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="A campaign report (json, md or html): its audit head must be a prefix "
+              "of today's chain.")
+@click.option("--require-witness", is_flag=True,
+              help="Fail (exit 1) when no witnessed head can be read, instead of warning.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handles_errors
-def audit_verify(ctx: click.Context, as_json: bool) -> None:
-    """Check every record's hash and link; exit 1 if the chain is broken."""
-    from orchestrator.errors import AuditBroken
+def audit_verify(ctx: click.Context, expect: tuple[str, ...], report_file: str | None,
+                 require_witness: bool, as_json: bool) -> None:
+    """Check every record's HMAC, hash and link with the audit key, the stored head, and
+    the newest heads the witnesses saw (append-only file, collector copy) or you give.
+    Exit 1 naming what was done (edited, deleted, inserted, reordered, truncated, ...)."""
+    from orchestrator.state.audit_check import check_chain
     from orchestrator.traffic import open_store
 
-    report = open_store(_load(ctx)).verify_audit()
+    config = _load(ctx)
+    result = check_chain(open_store(config), config.state_path, config.audit.witness,
+                         expected=expect, report_file=report_file,
+                         require_witness=require_witness)
+    report = result.report
     if as_json:
-        _emit_json(
-            {
-                "ok": report.ok,
-                "count": report.count,
-                "head_hash": report.head_hash,
-                "problem": report.problem,
-                "bad_seq": report.bad_seq,
-            }
-        )
-        if not report.ok:
-            sys.exit(AuditBroken.exit_code)
+        _emit_json(result.as_json())
+        if not result.ok:
+            sys.exit(1)
         return
-    if not report.ok:
+    for warning in result.warnings:
+        click.secho(f"warning: {one_line(warning)}", fg="yellow", err=True)
+    if not result.ok:
+        from orchestrator.errors import AuditBroken
+
+        for finding in result.findings[1:]:
+            click.echo(f"  also: {finding.kind}: {one_line(finding.message)}", err=True)
+        first = result.findings[0]
         raise AuditBroken(
-            f"audit chain broken at record {report.bad_seq}: {report.problem}",
-            hint="restore the state file from a backup; investigate who edited it",
+            f"audit chain broken ({first.kind})"
+            + (f" at record {first.seq}" if first.seq else "") + f": {one_line(first.message)}",
+            hint="keep the file and the witnesses as evidence; restore the state file from a "
+            "backup; investigate who wrote it",
         )
-    click.echo(f"audit chain ok: {report.count} records, head {report.head_hash}")
+    parts = f"{report.count} records"
+    if report.unkeyed:
+        parts += f" ({report.unkeyed} unkeyed before the keyed boundary at {report.keyed_from})"
+    click.echo(f"audit chain ok: {parts}, head {report.count}:{report.head_hash}")
+    if report.key_id:
+        click.echo(f"  key: {config.audit.key_file} (id {report.key_id}): every MAC verifies")
+    if report.witness:
+        click.echo(f"  witness: {report.witness.source} saw record {report.witness.seq}"
+                   f"{' at ' + report.witness.at if report.witness.at else ''}: agrees")
+    for given in result.given:
+        click.echo(f"  {given.source}: head {given.seq}:{given.hash} is record {given.seq} "
+                   "of today's chain")
 
 
 @main.command()
@@ -1110,7 +1234,8 @@ def _campaign_new(ctx: click.Context, feeds: tuple[str, ...], min_urgency: str |
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--wait-for-window", is_flag=True, help="Wait for the window instead of exit 6.")
 @click.option("--continue", "cont", is_flag=True,
-              help="If this campaign has an unfinished run, resume it (for timers).")
+              help="Resume this campaign's unfinished run; if its last run ended, do "
+                   "nothing (exit 0). What timers run.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -1131,10 +1256,25 @@ def campaign_run(
         click.confirm(f"Run campaign {camp.name}?", abort=True)
     engine, router = _campaign_engine(ctx, config, as_json, wait_for_window)
     try:
-        unfinished = [r for r in campaign_runs(engine.store, camp.name)
-                      if r.status in ("running", "deferred")]
+        runs = campaign_runs(engine.store, camp.name)
+        unfinished = [r for r in runs if r.status in ("running", "deferred")]
         if cont and unfinished:
             result = engine.resume(unfinished[-1])
+        elif cont and runs:
+            # What the timer runs: it continues a run, and never starts one again after the
+            # last run ended (done, failed, rolled back, aborted).
+            last = runs[-1]
+            when = last.finished_at.isoformat() if last.finished_at else "?"
+            message = (f"campaign {camp.name}: nothing to continue: the last run {last.run_id}"
+                       f" ended {last.status} at {when}; a new run needs `bluegreen campaign "
+                       f"run {file}` without --continue")
+            if as_json:
+                _emit_json({"campaign": camp.name, "status": "nothing_to_continue",
+                            "last_run": last.run_id, "last_status": last.status,
+                            "message": message, "exit_code": 0})
+            else:
+                click.echo(message)
+            return
         else:
             from pathlib import Path
 

@@ -26,6 +26,7 @@ from typing import Any
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.errors import BadInput
 from orchestrator.secrets import is_secret_key as is_secret_key  # the one redaction policy
+from orchestrator.secrets import remember_secret_values
 from orchestrator.sides import SIDES, Side
 
 #: Ansible prints warnings straight to sys.stdout/sys.stderr, so parsing swaps both for a
@@ -360,6 +361,11 @@ def _make_host(
         for k, v in all_vars.items()
         if str(k) not in _MAGIC_VARS and not is_secret_key(str(k)) and not _is_vaulted(v)
     }
+    # the values left out are remembered, so that they are scrubbed wherever they turn up
+    # (an Ansible message, a script's stderr): see orchestrator.secrets
+    remember_secret_values(
+        _plain_secret(v) for k, v in all_vars.items() if is_secret_key(str(k)) and not _is_vaulted(v)
+    )
     return Host(name=name, address=address, port=port, user=user, vars=clean)
 
 
@@ -387,6 +393,17 @@ def _is_vaulted(value: Any) -> bool:
     return type(value).__name__ in ("AnsibleVaultEncryptedUnicode", "EncryptedString")
 
 
+def _plain_secret(value: Any) -> Any:
+    """A secret's value as plain data (strings, numbers, lists, maps) to remember."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain_secret(v) for k, v in value.items() if not _is_vaulted(v)}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain_secret(v) for v in value if not _is_vaulted(v)]
+    if isinstance(value, bool) or value is None:
+        return None
+    return str(value)
+
+
 def _plain(value: Any) -> Any:
     """Ansible's YAML/unsafe wrapper types -> plain Python; nested secrets dropped."""
     if isinstance(value, bool) or value is None:
@@ -398,6 +415,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float):
         return float(value)
     if isinstance(value, Mapping):
+        remember_secret_values(
+            _plain_secret(v) for k, v in value.items()
+            if is_secret_key(str(k)) and not _is_vaulted(v)
+        )
         return {
             str(k): _plain(v)
             for k, v in value.items()

@@ -24,17 +24,20 @@ from orchestrator.config.models import PackageSpec
 from orchestrator.errors import (
     Aborted,
     BluegreenError,
+    FlipIncomplete,
     OutsideWindow,
     PatchFailed,
     RolledBack,
     RouterError,
+    StateMismatch,
     VerificationFailed,
 )
 from orchestrator.routers.base import Router, TrafficCounters
 from orchestrator.sides import Side, other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput, Run
-from orchestrator.traffic import check_agreement
+from orchestrator.traffic import FlipRequest, failpoints, move_traffic, settle
+from orchestrator.traffic.kernel import HostRecheck
 
 STEPS = ("precheck", "patch", "verify", "flip", "bake")
 
@@ -84,6 +87,67 @@ def new_run_id(service: str) -> str:
     return f"{service}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
 
 
+def _patch_side(config: LoadedConfig, service: str, side: Side,
+                packages: list[PackageSpec] | None, *, on_event: Callable[[Any], None],
+                cancel: Callable[[], bool]) -> Any:
+    from orchestrator.patching import patch_side
+
+    return patch_side(config, service, side, packages, on_event=on_event, cancel=cancel)
+
+
+def _verify_side(config: LoadedConfig, store: StateStore, service: str, side: Side, *,
+                 actor: str, packages: Sequence[PackageSpec],
+                 advisories: Sequence[dict[str, Any]], patch_level: str,
+                 expected_generation: int) -> Any:
+    from orchestrator.verification import verify_side
+
+    return verify_side(config, store, service, side, actor=actor, packages=packages,
+                       advisories=advisories, patch_level=patch_level,
+                       expected_generation=expected_generation)
+
+
+def _unreachable_hosts(config: LoadedConfig, service: str) -> list[str]:
+    """Hosts of either side that do not answer with an SSH banner."""
+    from orchestrator.inventory import load_fleet
+
+    fleet = load_fleet(config).service(service)
+    return _unreachable([*fleet.blue, *fleet.green])
+
+
+def host_recheck(config: LoadedConfig, service: str) -> HostRecheck:
+    """The flip's host recheck: the side's hosts must be the ones that were verified."""
+
+    def recheck(side: Side, recorded: Any) -> None:
+        from orchestrator.inventory import load_fleet
+        from orchestrator.probes.gate import targets_for
+        from orchestrator.probes.identity import recheck as recheck_hosts
+
+        targets = targets_for(config, load_fleet(config).service(service).side(side))
+        recheck_hosts(service, side, targets, recorded)
+
+    return recheck
+
+
+@dataclass
+class RolloutTools:
+    """What a rollout does besides the store and the router: Ansible, the probes, SSH
+    reachability, the flip's host recheck and bake's requests. Tests swap them for fakes
+    (`orchestrator.testing`); the defaults are the real ones."""
+
+    patch: Callable[..., Any] = _patch_side
+    """(config, service, side, packages, *, on_event, cancel) -> a `patching.SidePatch`."""
+    verify: Callable[..., Any] = _verify_side
+    """(config, store, service, side, *, actor, packages, advisories, patch_level,
+    expected_generation) -> a VerifyOutcome; records the verdict in the store."""
+    unreachable: Callable[[LoadedConfig, str], list[str]] = _unreachable_hosts
+    recheck: Callable[[LoadedConfig, str], HostRecheck | None] = host_recheck
+    probe: Callable[[str, str | None, str | None], tuple[bool, str]] = field(
+        default_factory=lambda: _probe_once
+    )
+    check_inputs: bool = True
+    """Read the inventory and find the playbook before anything is written."""
+
+
 class Rollout:
     """One service's rollout. Build it, then call `start()` or `resume(run)`."""
 
@@ -97,7 +161,9 @@ class Rollout:
         on_event: Callable[[Event], None] | None = None,
         advisories: Sequence[dict[str, Any]] = (),
         may_flip: Callable[[str], str | None] | None = None,
+        tools: RolloutTools | None = None,
     ) -> None:
+        self.tools = tools or RolloutTools()
         self.config = config
         self.store = store
         self.router = router
@@ -138,6 +204,8 @@ class Rollout:
     def _check_inputs(self, service: str) -> None:
         """Bad input (inventory, playbook path) fails here, before the lock or the run is
         written: bad input changes nothing, not even the audit chain."""
+        if not self.tools.check_inputs:
+            return
         from orchestrator.inventory import load_fleet
 
         load_fleet(self.config).service(service)
@@ -155,6 +223,7 @@ class Rollout:
         started = time.monotonic()
         service = run.service or ""
         result = RolloutResult(run.run_id, service, "running", None, None, "", 0.0)
+        crashed = False
         done = self._finished_steps(run.run_id)
         try:
             plan = self._recover(run, done)
@@ -167,7 +236,7 @@ class Rollout:
                     continue
                 self._check_not_aborted(run.run_id)
                 self.store.journal_begin(run.run_id, step, {"at": _now()})
-                _failpoint(f"{step}:begin")
+                failpoints.hit(f"{step}:begin")
                 self._emit(run.run_id, step, "begin", step)
                 data = self._step(step, run, plan, packages, level)
                 if step == "patch":
@@ -176,7 +245,7 @@ class Rollout:
                     plan = data
                     result.from_side, result.to_side = plan["live"], plan["standby"]
                 self.store.journal_end(run.run_id, step, data)
-                _failpoint(f"{step}:end")
+                failpoints.hit(f"{step}:end")
                 result.steps[step] = data
                 self._emit(run.run_id, step, "end", _describe(step, data), data)
             result.status, result.message = (
@@ -199,15 +268,23 @@ class Rollout:
             self._finish(run.run_id, "deferred", exc.message)
             raise
         except BluegreenError as exc:
+            if self._is_aborted(run.run_id):  # aborted meanwhile: that is what stopped it
+                result.status = "aborted"
+                result.message = self._aborted_message(run.run_id)
+                raise Aborted(result.message, hint=exc.message) from exc
             result.status, result.message = "failed", exc.message
             self._finish(run.run_id, "failed", exc.message)
+            raise
+        except failpoints.Crash:  # a simulated kill -9: nothing more happens in this "process"
+            crashed = True
             raise
         except BaseException as exc:  # Ctrl-C, bugs: leave the run consistent and resumable
             self._finish(run.run_id, "failed", f"interrupted: {type(exc).__name__}: {exc}")
             raise
         finally:
             result.seconds = time.monotonic() - started
-            self._release(service, run.run_id)
+            if not crashed:
+                self._release(service, run.run_id)
         return result
 
     def _step(
@@ -227,27 +304,42 @@ class Rollout:
         return self._bake(run, service, live, standby)
 
     def _precheck(self, service: str) -> dict[str, Any]:
-        live = check_agreement(self.store, self.router, service, self.actor)
+        live = settle(self.store, self.router, service, self.actor)
         standby = other_side(live)
-        from orchestrator.inventory import load_fleet
-
-        fleet = load_fleet(self.config).service(service)
-        unreachable = _unreachable([*fleet.blue, *fleet.green])
+        unreachable = self.tools.unreachable(self.config, service)
         if unreachable:
             raise BluegreenError(
                 f"{service}: unreachable over SSH: {', '.join(unreachable)}",
                 hint="both sides must be reachable before a rollout; check the hosts or the network",
             )
-        return {
-            "live": live,
-            "standby": standby,
-            "standby_hosts": [h.name for h in fleet.side(standby)],
-        }
+        return {"live": live, "standby": standby, "standby_hosts": self._hosts_of(service, standby)}
+
+    def _hosts_of(self, service: str, side: Side) -> list[str]:
+        if not self.tools.check_inputs:
+            return []
+        from orchestrator.inventory import load_fleet
+
+        return [h.name for h in load_fleet(self.config).service(service).side(side)]
 
     def _patch(
         self, run: Run, service: str, standby: Side, packages: list[PackageSpec], level: str
     ) -> dict[str, Any]:
-        from orchestrator.patching import patch_side, step_record
+        from orchestrator.patching import step_record
+
+        # Recorded before Ansible touches the side: a failed or killed patch leaves it
+        # `patching`, which no flip (nor rollback) may target until patched and verified.
+        self.store.begin_patch(
+            service,
+            standby,
+            level,
+            audit=AuditEntryInput(
+                actor=self.actor,
+                command="rollout.patch.begin",
+                service=service,
+                reason=f"run {run.run_id}",
+                after={"side": standby, "patch_level": level},
+            ),
+        )
 
         def progress(p: Any) -> None:
             self._emit(
@@ -258,7 +350,7 @@ class Rollout:
                 {"host": p.host, "task": p.task, "status": p.status},
             )
 
-        patched = patch_side(
+        patched = self.tools.patch(
             self.config,
             service,
             standby,
@@ -300,9 +392,8 @@ class Rollout:
     def _verify(
         self, service: str, standby: Side, packages: list[PackageSpec], level: str
     ) -> dict[str, Any]:
-        from orchestrator.verification import verify_side
-
-        outcome = verify_side(
+        began = self.store.get_side(service, standby)  # the generation the verdict is for
+        outcome = self.tools.verify(
             self.config,
             self.store,
             service,
@@ -311,6 +402,7 @@ class Rollout:
             packages=packages,
             advisories=self.advisories,
             patch_level=level,
+            expected_generation=began.generation if began else 0,
         )
         if not outcome.ok:
             raise VerificationFailed(
@@ -329,27 +421,20 @@ class Rollout:
         }
 
     def _flip(self, run: Run, service: str, live: Side, standby: Side) -> dict[str, Any]:
-        current = self.router.live(service)
+        # A flip a crash interrupted is completed (or cancelled) first: then the window and
+        # approval are asked only when traffic still has to move.
+        current = settle(self.store, self.router, service, self.actor)
         if current != standby and self.may_flip is not None:
             why = self.may_flip(service)
             if why:
                 raise OutsideWindow(f"{service}: not flipping: {why}")
-        if current == standby:  # resumed after the router flipped but before we recorded it
-            self._record_live(service, standby, "rollout.flip",
-                              f"run {run.run_id} (resumed: router had already flipped)",
-                              before={"live": live}, after={"live": standby})
+        outcome = move_traffic(self.store, self.router, FlipRequest(
+            service=service, command="rollout.flip", reason=f"run {run.run_id}",
+            actor=self.actor, to=standby, run_id=run.run_id,
+            recheck_hosts=self.tools.recheck(self.config, service),
+        ))
+        if not outcome.changed:  # resumed after the router had flipped
             return {"from": live, "to": standby, "recovered": True}
-        side = self.store.get_side(service, standby)
-        if side is None or not side.verified_after_patch:
-            raise VerificationFailed(
-                f"{service}: refusing to flip: {standby} has no passing verification after its "
-                "last patch",
-                hint=f"run `bluegreen verify {service} --side {standby}`",
-            )
-        result = self.router.flip(service, standby)
-        _failpoint("flip:router")
-        self._record_live(service, standby, "rollout.flip", f"run {run.run_id}",
-                          before={"live": live}, after={"live": standby, "confirmed_by": result.confirmed_by})
         # the old side keeps serving requests already in flight: wait for them, bounded
         drain_s = float(getattr(self.config.router, "drain_seconds", 10.0))
         try:
@@ -361,8 +446,8 @@ class Rollout:
         return {
             "from": live,
             "to": standby,
-            "seconds": round(result.seconds, 4),
-            "confirmed_by": result.confirmed_by,
+            "seconds": round(outcome.seconds, 4),
+            "confirmed_by": outcome.confirmed_by,
             "old_side_sessions_left": sessions_left,
         }
 
@@ -382,7 +467,7 @@ class Rollout:
                               bake.min_responses)
         while time.monotonic() < deadline:
             self._check_not_aborted(run.run_id)
-            ok, last = _probe_once(url, header, backend) if url else (True, "")
+            ok, last = self.tools.probe(url, header, backend) if url else (True, "")
             sent += 1
             if ok:
                 streak = 0
@@ -401,58 +486,69 @@ class Rollout:
                 **watch.as_dict()}
 
     def _auto_rollback(self, run: Run, service: str, old: Side, new: Side, why: str) -> None:
+        """Back to the side that was live before the flip (rollback semantics: `new`
+        becomes failed_live), through the kernel like every other flip."""
         self._emit(run.run_id, "bake", "info", f"degraded under traffic ({why}): rolling back")
         try:
-            result = self.router.flip(service, old)
-        except RouterError as exc:
+            move_traffic(self.store, self.router, FlipRequest(
+                service=service, command="rollout.auto-rollback",
+                reason=f"run {run.run_id}: bake failed: {why}", actor=self.actor, to=None,
+                run_id=run.run_id,
+            ))
+        except FlipIncomplete as exc:  # back on `old`, recorded, but not persisted/confirmed
+            raise RolledBack(
+                f"{service}: {new} degraded during bake ({why}); traffic is back on {old}, "
+                f"but: {exc.message}",
+                hint=exc.hint,
+            ) from exc
+        except (Aborted, StateMismatch):
+            raise
+        except BluegreenError as exc:
             raise BluegreenError(
                 f"{service}: {new} degraded during bake ({why}) AND the automatic rollback "
-                f"to {old} failed: {exc.message}",
-                hint=f"run `bluegreen rollback {service} --reason ...` now",
+                f"to {old} failed: {exc.message}; traffic is still on {new}",
+                hint=f"run `bluegreen rollback {service} --reason ...` now (it goes back to "
+                f"{old}); {exc.hint or ''}".rstrip("; "),
             ) from exc
-        self._record_live(service, old, "rollout.auto-rollback", f"run {run.run_id}: bake failed: {why}",
-                          before={"live": new}, after={"live": old, "confirmed_by": result.confirmed_by}, result="rolled_back")
         raise RolledBack(
             f"{service}: {new} degraded during bake ({why}); traffic is back on {old}",
-            hint=f"{new} keeps the patch; investigate it before the next rollout",
+            hint=f"{new} keeps the patch and is failed_live: a new rollout must patch and "
+            "verify it again",
         )
-
-    def _record_live(self, service: str, side: Side, command: str, reason: str, *,
-                     before: dict[str, Any], after: dict[str, Any], result: str = "ok") -> None:
-        """Record the router's live side in the store, with its audit record."""
-        self.store.set_live_side(service, side, audit=AuditEntryInput(
-            actor=self.actor, command=command, service=service, reason=reason,
-            before=before, after=after, result=result))
 
     # ---- resume support ------------------------------------------------------------------
     def _finished_steps(self, run_id: str) -> set[str]:
         return {e.step for e in self.store.journal(run_id) if e.phase == "end"}
 
     def _recover(self, run: Run, done: set[str]) -> dict[str, Any]:
-        """The plan of a run: from its precheck, or empty before it. On resume, re-check the
-        router and store agree, allowing for a flip that happened before the kill."""
+        """The plan of a run: from its precheck, or empty before it. On resume, the kernel
+        first completes or cancels a flip the crash interrupted (also the bake's automatic
+        rollback); then router and store must agree with where the run left traffic."""
         ends = {e.step: e.data for e in self.store.journal(run.run_id) if e.phase == "end"}
         plan = dict(ends.get("precheck", {}))
         if not plan:
             return {"live": None, "standby": None}
         service = run.service or ""
-        live = self.router.live(service)
+        live = settle(self.store, self.router, service, self.actor)
         begun = {e.step for e in self.store.journal(run.run_id) if e.phase == "begin"}
-        if "flip" in begun and "flip" not in done and live == plan["standby"]:
-            return plan  # the flip step will record what the router already did
+        if "flip" in done and "bake" in begun and live == plan["live"]:
+            # the bake's automatic rollback had moved traffic back before the crash
+            raise RolledBack(
+                f"{service}: {plan['standby']} degraded during bake (before the interruption);"
+                f" traffic is back on {plan['live']}",
+                hint=f"{plan['standby']} keeps the patch and is failed_live",
+            )
         if "flip" in done:
-            # after the flip, the new side is live (or the bake rolled back, ending the run)
-            expected = plan["standby"]
+            expected = [plan["standby"]]
+        elif "flip" in begun:
+            expected = [plan["live"], plan["standby"]]  # the flip step finds out which
         else:
-            expected = plan["live"]
-        svc = self.store.get_service(service)
-        if live != expected or (svc is not None and svc.live_side != live):
-            from orchestrator.errors import StateMismatch
-
+            expected = [plan["live"]]
+        if live not in expected:
             raise StateMismatch(
-                f"{service}: cannot resume {run.run_id}: the router says {live} is live, "
-                f"the run expected {expected}, the store says {svc.live_side if svc else None}",
-                hint="someone flipped by hand since the run stopped; check, then start a new rollout",
+                f"{service}: cannot resume {run.run_id}: the router (and the store) say {live} "
+                f"is live, the run expected {' or '.join(expected)}",
+                hint="someone flipped since the run stopped; check, then start a new rollout",
             )
         return plan
 
@@ -460,10 +556,13 @@ class Rollout:
         run = self.store.get_run(run_id)
         return run is not None and run.status == "aborted"
 
+    def _aborted_message(self, run_id: str) -> str:
+        run = self.store.get_run(run_id)
+        return f"run {run_id} was aborted: {run.result if run else ''}"
+
     def _check_not_aborted(self, run_id: str) -> None:
         if self._is_aborted(run_id):
-            run = self.store.get_run(run_id)
-            raise Aborted(f"run {run_id} was aborted: {run.result if run else ''}")
+            raise Aborted(self._aborted_message(run_id))
 
     def _finish(self, run_id: str, status: Any, message: str) -> None:
         run = self.store.get_run(run_id)
@@ -479,17 +578,6 @@ class Rollout:
         self, run_id: str, step: str, phase: str, message: str, data: dict[str, Any] | None = None
     ) -> None:
         self.on_event(Event(run_id, step, phase, message, data or {}))
-
-
-def _failpoint(name: str) -> None:
-    """Crash-test hook: `BLUEGREEN_FAILPOINT=flip:router` makes the process kill -9 itself
-    right there. Used by the crash/resume tests to hit exact step boundaries."""
-    import os
-
-    if os.environ.get("BLUEGREEN_FAILPOINT") == name:
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _spec(text: str) -> PackageSpec:

@@ -11,16 +11,21 @@ the rollback path, imports it.
   tls_key; not passenger_count or keep).
 - `redact(obj)`: a copy of a JSON-like value with every value under a secret key -> "***".
 - `redact_text(text)`: free text (error messages, command output) with secrets ->
-  "<redacted>": `NAME=value` / `NAME: value` for secret names, `Authorization:` headers,
-  URL user-info, URL query values, PEM private keys, long random-looking tokens. `known`
-  adds values known to be secret (issue 15: the inventory's secret values).
+  "<redacted>": the known secret values, `NAME=value` / `NAME: value` for secret names,
+  `Authorization:` headers, URL user-info, URL query values, PEM private keys, long
+  random-looking tokens.
+- known secret values: `remember_secret_values(values)` (the inventory reader gives the
+  values of every variable it treats as secret) and the values of environment variables
+  with secret names (`BLUEGREEN_DB_PASSWORD`, ...). `scrub(text)` / `scrub_data(obj)` take
+  out only those and URL credentials: what the state store applies to all it keeps.
 - `redact_url(url)`: user-info and query values -> "***"; `safe_url(url)`: scheme and host.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -54,14 +59,19 @@ def redact(obj: Any) -> Any:
     Recurses through dicts, lists and tuples (tuples become lists); the input is not
     changed. Keys are names (`is_secret_key`), values are not inspected: use
     `redact_text` for free text."""
+    return _walk(obj, lambda leaf: leaf)
+
+
+def _walk(obj: Any, leaf: Callable[[Any], Any]) -> Any:
+    """`obj` copied with values under secret keys -> "***" and every other leaf -> leaf()."""
     if isinstance(obj, dict):
         return {
-            key: REDACTED if is_secret_key(str(key)) else redact(value)
+            key: REDACTED if is_secret_key(str(key)) else _walk(value, leaf)
             for key, value in obj.items()
         }
     if isinstance(obj, list | tuple):
-        return [redact(item) for item in obj]
-    return obj
+        return [_walk(item, leaf) for item in obj]
+    return leaf(obj)
 
 
 _NAME_CHARS = r"[\w.-]"
@@ -100,11 +110,71 @@ _LONG_TOKEN_RE = re.compile(
 _MIN_KNOWN = 4  # shorter "secrets" would blank out ordinary words
 
 
-def redact_text(text: str, *, known: Collection[str] = ()) -> str:
+# -- values known to be secret (issue 15) ---------------------------------------------------
+# The values themselves, wherever they turn up in free text: a script's stderr, an Ansible
+# message, a reason. Kept for the life of the process, never written anywhere.
+_remembered: set[str] = set()
+_from_env: frozenset[str] | None = None
+
+
+def remember_secret_values(values: Iterable[Any]) -> None:
+    """Values this process must never store or show: the inventory reader passes the values
+    of every variable it treats as secret (strings inside lists and maps too)."""
+    for value in values:
+        _remembered.update(v for v in _strings(value) if len(v) >= _MIN_KNOWN)
+
+
+def known_secret_values() -> frozenset[str]:
+    """The remembered values, and those of environment variables with a secret name
+    (`BLUEGREEN_DB_PASSWORD`, `DB_TOKEN`, ...; read once)."""
+    global _from_env
+    if _from_env is None:
+        _from_env = frozenset(
+            v for k, v in os.environ.items() if is_secret_key(k) and len(v) >= _MIN_KNOWN
+        )
+    return frozenset(_remembered) | _from_env
+
+
+def scrub(text: str) -> str:
+    """`text` without the known secret values and without URL credentials or query values.
+    No guessing (unlike `redact_text`): safe for data that must stay readable (hashes,
+    fingerprints), applied by the store to everything it keeps."""
+    for value in sorted(known_secret_values(), key=len, reverse=True):
+        if value in text:
+            text = text.replace(value, REDACTED_TEXT)
+    if "://" in text:
+        text = _URL_CRED_RE.sub(rf"\1{REDACTED_TEXT}@", text)
+        text = _URL_QUERY_VALUE_RE.sub(
+            lambda m: m.group(1) + _QUERY_PAIR_RE.sub(rf"\1={REDACTED_TEXT}", m.group(2)), text
+        )
+    return text
+
+
+def scrub_data(obj: Any) -> Any:
+    """`redact` (secret keys) and `scrub` (every string value) over JSON-like data."""
+    return _walk(obj, lambda leaf: scrub(leaf) if isinstance(leaf, str) else leaf)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield str(value)
+
+
+def redact_text(text: str, *, known: Collection[str] | None = None) -> str:
     """`text` with anything that looks like a secret replaced by <redacted>.
 
-    `known`: values known to be secret (e.g. the inventory's secret variables), removed
-    wherever they stand; values shorter than 4 characters are ignored."""
+    `known`: values known to be secret, removed wherever they stand (default: every value
+    `known_secret_values()` holds); values shorter than 4 characters are ignored."""
+    if known is None:
+        known = known_secret_values()
     for value in sorted((v for v in known if len(v) >= _MIN_KNOWN), key=len, reverse=True):
         text = text.replace(value, REDACTED_TEXT)
     text = _PEM_RE.sub("<redacted private key>", text)

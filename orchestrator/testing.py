@@ -1,5 +1,7 @@
-"""Fakes the tests share: a router that fails on cue, a frozen clock, a temporary real
-SQLite store, and a simulated crash for the failpoints.
+"""Fakes the tests share: a router that fails on cue, a patcher and a verification gate
+for the rollout (`RolloutTools`), a frozen clock, a temporary real SQLite store, a small
+config, and for the failpoints a simulated crash (`crash_at`) or another process's command
+interleaved there (`at_failpoints`).
 
 Small, honest stand-ins for unit and model-based tests of the traffic kernel and the
 rollout; integration tests use the real lab instead. Never imported by the product code.
@@ -19,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from orchestrator.errors import FlipIncomplete, RouterError
 from orchestrator.routers.base import (
@@ -33,9 +35,8 @@ from orchestrator.sides import Side
 from orchestrator.state.sqlite import SQLiteStateStore
 from orchestrator.traffic import failpoints
 
-
-class SimulatedCrash(BaseException):  # noqa: N818 - a crash, not an error to handle
-    """Raised by a failpoint hook: the process "dies" there (nothing catches it)."""
+SimulatedCrash = failpoints.Crash
+"""Raised by a failpoint hook: the process "dies" there (nothing handles it, no cleanup)."""
 
 
 @contextmanager
@@ -53,6 +54,35 @@ def crash_at(*names: str) -> Iterator[list[str]]:
     failpoints.hook = hook
     try:
         yield passed
+    finally:
+        failpoints.hook = old
+
+
+@contextmanager
+def at_failpoints(
+    crash: str | None = None, meanwhile: tuple[str, Callable[[], None]] | None = None
+) -> Iterator[None]:
+    """Within the block: at failpoint `meanwhile[0]` (once) run `meanwhile[1]`, e.g.
+    another process's command interleaved right there (its own failpoints pass unhooked);
+    at failpoint `crash` this process dies (SimulatedCrash)."""
+    fired = False
+
+    def hook(name: str) -> None:
+        nonlocal fired
+        if meanwhile is not None and not fired and name == meanwhile[0]:
+            fired = True
+            failpoints.hook = None
+            try:
+                meanwhile[1]()
+            finally:
+                failpoints.hook = hook
+        if crash is not None and name == crash:
+            raise SimulatedCrash(name)
+
+    old = failpoints.hook
+    failpoints.hook = hook
+    try:
+        yield
     finally:
         failpoints.hook = old
 
@@ -105,6 +135,8 @@ class FakeRouter:
     """(service, side) pairs with no server UP."""
     unreachable: bool = False
     counted: dict[tuple[str, Side], TrafficCounters] = field(default_factory=dict)
+    count: Callable[[str, Side], TrafficCounters | None] | None = None
+    """When set, answers `counters()` (e.g. growing 5xx to make bake roll back)."""
     flips: list[tuple[str, Side]] = field(default_factory=list)
     """Every flip that changed (or re-set) the memory, in order."""
     _faults: list[RouterFault] = field(default_factory=list)
@@ -178,7 +210,130 @@ class FakeRouter:
 
     def counters(self, service: str, side: Side) -> TrafficCounters | None:
         self._reachable("counters")
+        if self.count is not None:
+            return self.count(service, side)
         return self.counted.get((service, side))
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+# -- the rollout's tools (see orchestrator.rollout.RolloutTools) ------------------------------
+
+
+@dataclass
+class FakePatcher:
+    """Stands in for Ansible (`patching.patch_side`). `fail`: (service, side) pairs whose
+    patch fails;
+    `during`: called while "patching" (e.g. to run a rollback or a crash then). Every call is
+    logged in `calls` as (service, side) — the live side must never appear there."""
+
+    fail: set[tuple[str, Side]] = field(default_factory=set)
+    during: Callable[[str, Side], None] | None = None
+    calls: list[tuple[str, Side]] = field(default_factory=list)
+
+    def __call__(self, config: object, service: str, side: Side, packages: object, *,
+                 on_event: Callable[[object], None], cancel: Callable[[], bool]) -> Any:
+        from orchestrator.patching import PatchResult, SideChanges, SidePatch
+        from orchestrator.patching.results import HostPatchResult
+
+        self.calls.append((service, side))
+        if self.during is not None:
+            self.during(service, side)
+        host = f"{service}-{side}-1"
+        if cancel():
+            result = PatchResult(False, 254, "canceled", {}, 0.0, message="cancelled: aborted")
+        elif (service, side) in self.fail:
+            result = PatchResult(False, 2, "failed",
+                                 {host: HostPatchResult(message="apt failed")}, 0.0)
+        else:
+            result = PatchResult(True, 0, "successful", {host: HostPatchResult(
+                ok=True, changed=True, versions={"demo-web": "1.0.1"}, reached=True)}, 0.0)
+        return SidePatch(result=result, changes=SideChanges(), level=None)
+
+
+@dataclass
+class FakeReport:
+    results: list[object] = field(default_factory=list)
+
+
+@dataclass
+class FakeVerifyOutcome:
+    ok: bool
+    summary: str
+    report: FakeReport = field(default_factory=FakeReport)
+
+
+@dataclass
+class FakeGate:
+    """Stands in for the probes: records the verdict in the store like `verify_side`
+    (generation-checked, with host fingerprints). `verdicts`: (service, side) -> ok
+    (default True); `fingerprints`: host -> fingerprint recorded with a pass."""
+
+    verdicts: dict[tuple[str, Side], bool] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    calls: list[tuple[str, Side]] = field(default_factory=list)
+
+    def __call__(self, config: object, store: Any, service: str, side: Side, *, actor: str,
+                 packages: object = (), advisories: object = (), patch_level: str | None = None,
+                 expected_generation: int | None = None) -> FakeVerifyOutcome:
+        from orchestrator.state.models import AuditEntryInput
+
+        self.calls.append((service, side))
+        ok = self.verdicts.get((service, side), True)
+        summary = "fake gate: all passed" if ok else "fake gate: 1 check failed"
+        store.record_verification(
+            service, side, ok, patch_level, summary,
+            audit=AuditEntryInput(actor=actor, command="verify", service=service,
+                                  after={"side": side, "ok": ok}),
+            hosts=dict(self.fingerprints) if ok else None,
+            expected_generation=expected_generation,
+        )
+        return FakeVerifyOutcome(ok, summary)
+
+
+def fake_tools(patcher: FakePatcher | None = None, gate: FakeGate | None = None,
+               recheck: Callable[[Side, Any], None] | None = None) -> Any:
+    """`RolloutTools` made of fakes: no inventory, no SSH, no HTTP (bake watches the
+    router's counters only)."""
+    from orchestrator.rollout import RolloutTools
+
+    return RolloutTools(
+        patch=patcher or FakePatcher(),
+        verify=gate or FakeGate(),
+        unreachable=lambda _config, _service: [],
+        recheck=lambda _config, _service: recheck,
+        probe=lambda _url, _header, _backend: (True, ""),
+        check_inputs=False,
+    )
+
+
+def fake_config(directory: Path, services: tuple[str, ...] = ("web",), *,
+                bake_seconds: float = 0.0) -> Any:
+    """A valid bluegreen.yml (command router with counters, no frontends) in `directory`,
+    loaded. Nothing in it is reached: use it with `fake_tools()` and a `FakeRouter`."""
+    import json
+
+    from orchestrator.config.loaded import load_config
+
+    (directory / "hosts.yml").write_text("all: {}\n")
+    (directory / "known_hosts").write_text("")
+    doc = {
+        "version": 1,
+        "inventory": "hosts.yml",
+        "ssh": {"known_hosts": "known_hosts"},
+        "state": {"path": "state/state.db"},
+        "router": {"kind": "command", "script": "/bin/false", "counters": True},
+        "services": {
+            name: {
+                "sides": {"blue": f"{name}_blue", "green": f"{name}_green"},
+                "patch": {"packages": [{"name": "demo-web", "version": "1.0.1"}]},
+                "bake": {"seconds": bake_seconds, "interval_seconds": 0.01,
+                         "min_responses": 1},
+            }
+            for name in services
+        },
+    }
+    path = directory / "bluegreen.yml"
+    path.write_text(json.dumps(doc))  # JSON is YAML
+    return load_config(path)

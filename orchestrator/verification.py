@@ -103,14 +103,18 @@ def run_gate(
     packages: Sequence[PackageSpec] = (),
     advisories: Sequence[dict[str, Any]] = (),
     deadline_s: float = DEFAULT_DEADLINE_S,
+    fingerprints: dict[str, str] | None = None,
 ) -> tuple[ProbeReport, DriftReport | None, list[str]]:
     """Checks, suites and drift of one side, run concurrently over one connection per host:
-    (report, drift, warnings)."""
+    (report, drift, warnings). `fingerprints`, when given, is filled with each host's
+    fingerprint (`probes.identity`), read on the same connections; a host whose
+    fingerprint cannot be read fails the gate."""
     import time
 
     from orchestrator.inventory import load_fleet
     from orchestrator.probes.engine import run_checks
     from orchestrator.probes.gate import gate_checks, targets_for
+    from orchestrator.probes.identity import read_identities
     from orchestrator.probes.pool import ConnectionPool
 
     svc = config.service(service)
@@ -120,13 +124,18 @@ def run_gate(
     t0 = time.monotonic()
     with (
         ConnectionPool() as connections,
-        ThreadPoolExecutor(max_workers=2 + len(svc.suites)) as pool,
+        ThreadPoolExecutor(max_workers=3 + len(svc.suites)) as pool,
     ):
         checks_f = pool.submit(run_checks, targets, checks, deadline_s, pool=connections)
         suite_fs = [
             pool.submit(_suite_report, str(config.resolve(s)), targets, deadline_s, connections)
             for s in svc.suites
         ]
+        identity_f = (
+            pool.submit(read_identities, targets, pool=connections)
+            if fingerprints is not None
+            else None
+        )
         drift_f = (
             pool.submit(
                 side_drift,
@@ -142,7 +151,12 @@ def run_gate(
         )
         reports = [checks_f.result(), *(f.result() for f in suite_fs)]
         drift = drift_f.result() if drift_f is not None else None
+        identities = identity_f.result() if identity_f is not None else ({}, {})
     results: list[CheckResult] = [r for rep in reports for r in rep.results]
+    if fingerprints is not None:
+        fingerprints.update(identities[0])
+        results += [CheckResult(h, "host-fingerprint", "error", f"cannot read the host's "
+                                f"fingerprint: {why}") for h, why in identities[1].items()]
     warnings: list[str] = []
     if drift is not None:
         names = [t.name for t in targets]
@@ -173,18 +187,28 @@ def verify_side(
     patch_level: str | None = None,
     deadline_s: float = DEFAULT_DEADLINE_S,
     record: bool = True,
+    expected_generation: int | None = None,
 ) -> VerifyOutcome:
+    """Run the gate on `side` and record the verdict with the level and the side's
+    generation read when it began (`expected_generation`, else read now): if the side
+    changed meanwhile (a patch began, a rollback), the verdict is not recorded
+    (StateError). A pass stores the hosts' fingerprints with it."""
     from orchestrator.probes.gate import summarize
 
+    current = store.get_side(service, side)
+    generation = (
+        expected_generation
+        if expected_generation is not None
+        else (current.generation if current else 0)
+    )
+    level = patch_level if patch_level is not None else (current.patch_level if current else None)
+    fingerprints: dict[str, str] = {}
     report, drift, warnings = run_gate(
-        config, service, side, packages=packages, advisories=advisories, deadline_s=deadline_s
+        config, service, side, packages=packages, advisories=advisories, deadline_s=deadline_s,
+        fingerprints=fingerprints,
     )
     summary = summarize(report)
     if record:
-        current = store.get_side(service, side)
-        level = (
-            patch_level if patch_level is not None else (current.patch_level if current else None)
-        )
         store.record_verification(
             service,
             side,
@@ -197,5 +221,7 @@ def verify_side(
                 service=service,
                 after={"side": side, "ok": report.ok, "summary": summary},
             ),
+            hosts=fingerprints if report.ok else None,
+            expected_generation=generation,
         )
     return VerifyOutcome(service, side, report.ok, summary, report, drift, warnings)

@@ -79,6 +79,18 @@ def converge_service(
     level = patch_level(packages, False)
     store.acquire_lock(service, run_id)
     try:
+        store.begin_patch(  # a failed or killed converge leaves the side `patching`
+            service,
+            side,
+            level,
+            audit=AuditEntryInput(
+                actor=actor,
+                command="campaign.converge.patch.begin",
+                service=service,
+                reason=f"campaign run {run_id}",
+                after={"side": side, "patch_level": level},
+            ),
+        )
         patched = patch_side(config, service, side, packages)
         if not patched.ok:
             failures = patched.result.failures()

@@ -109,6 +109,16 @@ class Wave(_Model):
 class Approval(_Model):
     mode: Literal["auto", "manual"] = "auto"
     at: Literal["before_patch", "before_flip"] = "before_flip"
+    distinct_approver: bool = False
+    """manual only: the approver must be another person than the one who started the run,
+    judged on the OS identity (user, and SUDO_USER under sudo), not on --actor."""
+
+    @model_validator(mode="after")
+    def _distinct_needs_manual(self) -> Approval:
+        if self.distinct_approver and self.mode != "manual":
+            raise ValueError("approval.distinct_approver needs approval.mode: manual "
+                             "(an automatic approval has no approver)")
+        return self
 
 
 class Retention(_Model):

@@ -13,11 +13,11 @@ import queue
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.secrets import safe_url
+from orchestrator.secrets import safe_url, scrub_data
 
 EVENTS = ("started", "service_flipped", "rolled_back", "failed", "deferred", "done")
 
@@ -31,8 +31,12 @@ class Notifier:
         retries: int = 3,
         campaign: str = "",
         run_id: str = "",
+        audit_head: Callable[[], str | None] | None = None,
     ) -> None:
         self.urls = list(urls)
+        self.audit_head = audit_head
+        """Each event carries the audit chain's head at that moment (SEQ:HASH): the
+        receivers are witnesses outside the store."""
         self.timeout = timeout
         self.retries = retries
         self.campaign = campaign
@@ -49,13 +53,15 @@ class Notifier:
         """Queue one event; returns at once."""
         if self._thread is None:
             return
+        head = self.audit_head() if self.audit_head is not None else None
         self._queue.put(
             {
                 "event": event,
                 "campaign": self.campaign,
                 "run_id": self.run_id,
                 "at": datetime.now(UTC).isoformat(),
-                **data,
+                **({"audit_head": head} if head else {}),
+                **scrub_data(data),
             }
         )
 

@@ -13,7 +13,7 @@ from orchestrator.campaign.state import ServiceProgress, service_states
 from orchestrator.errors import BadInput
 from orchestrator.processes import alive
 from orchestrator.state.base import StateStore
-from orchestrator.state.models import RESUMABLE_STATUSES, AuditEntryInput, Run
+from orchestrator.state.models import RESUMABLE_STATUSES, AuditEntryInput, OsIdentity, Run
 
 
 def campaign_runs(store: StateStore, name: str | None = None) -> list[Run]:
@@ -118,8 +118,13 @@ def approve(store: StateStore, name: str, actor: str, reason: str | None = None)
             f"{display_status(store, run)})",
             hint="approve once `campaign status` says awaiting_approval",
         )
+    approver = OsIdentity.current()
+    policy = (run.params.get("campaign") or {}).get("approval") or {}
+    if policy.get("distinct_approver"):
+        _check_distinct_approver(store, name, run, approver)
     at = datetime.now(UTC).isoformat()
-    data = {"actor": actor, "at": at, "point": begun[APPROVAL].get("at"), "reason": reason}
+    data = {"actor": actor, "at": at, "point": begun[APPROVAL].get("at"), "reason": reason,
+            "os_user": approver.os_user, "sudo_user": approver.sudo_user}
     store.audit_append(
         AuditEntryInput(
             actor=actor,
@@ -130,6 +135,29 @@ def approve(store: StateStore, name: str, actor: str, reason: str | None = None)
     )
     journal.end(APPROVAL, data)
     return {"campaign": name, "run_id": run.run_id, **data}
+
+
+def _check_distinct_approver(store: StateStore, name: str, run: Run,
+                             approver: OsIdentity) -> None:
+    """BadInput (nothing recorded) unless `approver` is another person than whoever started
+    `run`, by the OS identity kept in the run's `run.create` audit record."""
+    start = next((r for r in store.audit_records()
+                  if r.command == "run.create" and r.after.get("run_id") == run.run_id), None)
+    starter = start.identity if start else None
+    fix = (f"another person approves, from their own account (sudo keeps SUDO_USER): "
+           f"`bluegreen campaign approve {name}`")
+    if starter is None:
+        raise BadInput(f"campaign {name}: the approval must come from another person than "
+                       f"the one who started run {run.run_id}, but its start has no OS "
+                       "identity on record", hint=fix)
+    if not approver.persons:
+        raise BadInput(f"campaign {name}: the approval must come from another person than "
+                       f"the one who started it, and {approver.describe()} names nobody "
+                       "(root without sudo)", hint=fix)
+    if approver.persons & starter.persons:
+        raise BadInput(f"campaign {name}: the approval must come from another person than "
+                       f"the one who started run {run.run_id} ({starter.describe()}); you are "
+                       f"{approver.describe()}", hint=fix)
 
 
 def abort(store: StateStore, name: str, actor: str, reason: str) -> dict[str, Any]:

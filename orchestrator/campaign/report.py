@@ -2,26 +2,29 @@
 
 `build_report()` collects, for one campaign run: the advisories, per service and host the
 versions before and after, every probe result of the verification gate, approvals (who,
-when), flips and rollbacks with their times, durations, and the audit chain's head hash.
-`render()` gives JSON, Markdown or HTML; `write_report()` writes it with mode 0600. Webhook
-URLs are reduced to scheme and host (they often embed tokens); the store already redacts
-secret-looking keys.
+as claimed and as the OS saw them, when), flips and rollbacks with their times, durations,
+and the audit chain's head as SEQ:HASH (`bluegreen audit verify --report FILE` later checks
+that it is a prefix of the chain). `render()` gives JSON, Markdown or HTML, free text
+escaped to one visible line; `write_report()` writes it with mode 0600 through
+`safe_write`. Webhook URLs are reduced to scheme and host (they often embed tokens); the
+store already redacts secrets.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from orchestrator.campaign.journal import Journal, Step
 from orchestrator.campaign.ops import campaign_status
+from orchestrator.safe_write import write_file
 from orchestrator.secrets import safe_url
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import Run
+from orchestrator.text import one_line, table_cell
 
 ROLLBACK_COMMANDS = ("rollback", "rollout.auto-rollback", "flip", "flip --force")
 
@@ -89,6 +92,8 @@ def build_report(
             "service": r.service,
             "command": r.command,
             "actor": r.actor,
+            "os_user": r.os_user,
+            "sudo_user": r.sudo_user,
             "reason": r.reason,
             "from": r.before.get("live"),
             "to": r.after.get("live"),
@@ -97,7 +102,8 @@ def build_report(
         if r.command in ROLLBACK_COMMANDS and r.service in names and r.at >= started
     ]
     approvals = [
-        {"actor": r.actor, "at": r.at.isoformat(), "reason": r.reason, **r.after}
+        {"actor": r.actor, "os_user": r.os_user, "sudo_user": r.sudo_user,
+         "hostname": r.hostname, "at": r.at.isoformat(), "reason": r.reason, **r.after}
         for r in store.audit_records()
         if r.command == "campaign.approve" and r.after.get("run_id") == run.run_id
     ]
@@ -122,7 +128,8 @@ def build_report(
         "services": services,
         "rollbacks": rollbacks,
         "webhooks": [safe_url(u) for u in (campaign.get("notify") or {}).get("webhooks", [])],
-        "audit": {"ok": chain.ok, "records": chain.count, "head_hash": chain.head_hash},
+        "audit": {"ok": chain.ok, "records": chain.count, "head_hash": chain.head_hash,
+                  "head": f"{chain.count}:{chain.head_hash}", "problem": chain.problem},
         "exposure_now": [s["cves"]["now"]["words"] for s in services.values()],
     }
 
@@ -148,17 +155,18 @@ def render(doc: dict[str, Any], fmt: str) -> str:
 
 def _markdown(doc: dict[str, Any]) -> str:
     out = [
-        f"# Campaign {doc['campaign']} — {doc['status']}",
+        f"# Campaign {_t(doc['campaign'])} — {_t(doc['status'])}",
         "",
-        f"- run: `{doc['run_id']}` by {doc['actor']}, {doc['started_at']} → "
+        f"- run: `{_t(doc['run_id'])}` by {_t(doc['actor'])}, {doc['started_at']} → "
         f"{doc['finished_at'] or '-'} ({doc['seconds'] or '-'} s)",
-        f"- result: {doc['result'] or '-'}",
+        f"- result: {_t(doc['result']) or '-'}",
         f"- audit chain: {'ok' if doc['audit']['ok'] else 'BROKEN'}, "
-        f"{doc['audit']['records']} records, head `{doc['audit']['head_hash']}`",
+        f"{doc['audit']['records']} records, head `{_audit_head(doc)}` (check it later: "
+        "`bluegreen audit verify --report THIS-FILE`)",
         "",
         "## Exposure now",
         "",
-        *[f"- {w}" for w in doc.get("exposure_now", [])],
+        *[f"- {_t(w)}" for w in doc.get("exposure_now", [])],
         "",
         "## Advisories",
         "",
@@ -166,22 +174,24 @@ def _markdown(doc: dict[str, Any]) -> str:
     for a in doc["advisories"]:
         pkgs = ", ".join(f"{n} {v}" for n, v in a.get("packages", {}).items())
         out.append(
-            f"- **{a['id']}** ({a.get('severity')}): {', '.join(a.get('cves', []))} — {pkgs}"
+            f"- **{_t(a['id'])}** ({_t(a.get('severity'))}): "
+            f"{_t(', '.join(a.get('cves', [])))} — {_t(pkgs)}"
         )
     out += ["", "## Approvals", ""]
-    out += [f"- {a['actor']} at {a['at']} ({a.get('point')})" for a in doc["approvals"]] or [
-        "- none"
-    ]
+    out += [f"- {_t(a['actor'])}{_os_user(a)} at {a['at']} ({_t(a.get('point'))})"
+            + (f": {_t(a['reason'])}" if a.get("reason") else "")
+            for a in doc["approvals"]] or ["- none"]
     out += ["", "## Services", ""]
     for svc, s in doc["services"].items():
         flip = s.get("flip") or {}
         out += [
-            f"### {svc} (wave {s['wave']}): {s['status']}",
+            f"### {_t(svc)} (wave {s['wave']}): {_t(s['status'])}",
             "",
-            f"- rollout `{s.get('child_run')}`: {s.get('child_result') or '-'} "
+            f"- rollout `{_t(s.get('child_run'))}`: {_t(s.get('child_result')) or '-'} "
             f"({s.get('seconds') or '-'} s)",
-            f"- flip: {flip.get('from', '-')} → {flip.get('to', '-')} at {flip.get('at', '-')}",
-            f"- verification: {s['verification']['summary'] or '-'}",
+            f"- flip: {_t(flip.get('from', '-'))} → {_t(flip.get('to', '-'))} at "
+            f"{_t(flip.get('at', '-'))}",
+            f"- verification: {_t(s['verification']['summary']) or '-'}",
             "",
             "| host | package | before | after |",
             "|---|---|---|---|",
@@ -189,27 +199,29 @@ def _markdown(doc: dict[str, Any]) -> str:
         for host, v in s["hosts"].items():
             for pkg in sorted(set(v["before"]) | set(v["after"])):
                 out.append(
-                    f"| {host} | {pkg} | {v['before'].get(pkg, '-')} | {v['after'].get(pkg, '-')} |"
+                    f"| {_c(host)} | {_c(pkg)} | {_c(v['before'].get(pkg, '-'))} | "
+                    f"{_c(v['after'].get(pkg, '-'))} |"
                 )
         out += ["", "| host | check | result |", "|---|---|---|"]
         for r in s["verification"]["results"]:
-            out.append(f"| {r['host']} | {r['check']} | {r['status']} |")
+            out.append(f"| {_c(r['host'])} | {_c(r['check'])} | {_c(r['status'])} |")
         cves = s.get("cves") or {}
         if cves.get("hosts"):
-            out += ["", f"CVEs: {cves['now']['words']} (read {cves['now']['at'] or '-'})", "",
+            out += ["", f"CVEs: {_t(cves['now']['words'])} (read {cves['now']['at'] or '-'})", "",
                     "| host | side | advisory | CVEs | before | after | now |",
                     "|---|---|---|---|---|---|---|"]
             for host, h in cves["hosts"].items():
                 for a in h["advisories"]:
-                    out.append(f"| {host} | {h['side'] or '-'} | {a['id']} | "
+                    out.append(f"| {_c(host)} | {h['side'] or '-'} | {_c(a['id'])} | "
                                f"{', '.join(a['cves']) or '-'} | {a['before'] or '-'} | "
                                f"{a['after'] or '-'} | {a['now']} |")
         if s.get("converge"):
-            out += ["", f"- converge: {s['converge'].get('message')}"]
+            out += ["", f"- converge: {_t(s['converge'].get('message'))}"]
         out.append("")
     out += ["## Rollbacks", ""]
     out += [
-        f"- {r['at']} {r['service']}: {r['from']} → {r['to']} by {r['actor']} ({r['command']}: {r['reason']})"
+        f"- {r['at']} {_t(r['service'])}: {_t(r['from'])} → {_t(r['to'])} by "
+        f"{_t(r['actor'])}{_os_user(r)} ({_t(r['command'])}: {_t(r['reason'])})"
         for r in doc["rollbacks"]
     ] or ["- none"]
     return "\n".join(out) + "\n"
@@ -226,15 +238,31 @@ def _html(doc: dict[str, Any]) -> str:
 
 
 def write_report(doc: dict[str, Any], fmt: str, output: Path) -> Path:
-    """Write with mode 0600 (created so; an existing file is replaced atomically)."""
-    output.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(render(doc, fmt))
-    os.chmod(tmp, 0o600)
-    tmp.replace(output)
-    return output
+    """Write with mode 0600, atomically, never through a symlink (`safe_write`)."""
+    return write_file(output, render(doc, fmt), make_parents=True)
+
+
+def _t(value: Any) -> str:
+    """Free text as one visible line (control characters escaped)."""
+    return one_line(None if value is None else str(value))
+
+
+def _c(value: Any) -> str:
+    """A Markdown table cell."""
+    return table_cell(None if value is None else str(value))
+
+
+def _os_user(rec: dict[str, Any]) -> str:
+    """ (OS user, via sudo) next to the claimed actor, when the record has them."""
+    user, sudo = rec.get("os_user"), rec.get("sudo_user")
+    if not user:
+        return ""
+    return f" (OS user {_t(user)}" + (f", sudo from {_t(sudo)})" if sudo else ")")
+
+
+def _audit_head(doc: dict[str, Any]) -> str:
+    audit = doc["audit"]
+    return str(audit.get("head") or f"{audit['records']}:{audit['head_hash']}")
 
 
 def default_report_path(reports_dir: Path, doc: dict[str, Any], fmt: str) -> Path:

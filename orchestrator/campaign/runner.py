@@ -20,11 +20,14 @@ Rules kept here:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,7 @@ from orchestrator.campaign.model import (
     Campaign,
     advisories_for,
     campaign_from_dict,
+    load_campaign,
     packages_for,
 )
 from orchestrator.campaign.notify import Notifier
@@ -64,8 +68,10 @@ from orchestrator.errors import (
 )
 from orchestrator.routers.base import Router
 from orchestrator.schedule.window import window_state
+from orchestrator.secrets import safe_url
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, Run
+from orchestrator.traffic.failpoints import Crash
 
 AWAITING = "awaiting_approval"
 
@@ -155,7 +161,8 @@ class CampaignRunner:
             "name": campaign.name,
             "file": str(source.resolve()),
             "config": str(self.config.path),
-            "campaign": campaign.model_dump(mode="json"),
+            "campaign": storable(campaign),
+            "webhooks_sha256": webhooks_digest(campaign.notify.webhooks),
             "waves": waves,
         }
         try:
@@ -165,7 +172,7 @@ class CampaignRunner:
         except BaseException:
             self.store.release_lock(campaign_lock(campaign.name), run_id)
             raise
-        return self._drive(run, resumed=False)
+        return self._drive(run, resumed=False, webhooks=list(campaign.notify.webhooks))
 
     def resume(self, run: Run) -> CampaignResult:
         if run.status not in RESUMABLE_STATUSES:
@@ -177,10 +184,27 @@ class CampaignRunner:
         services = [s for w in run.params["waves"] for s in w]
         check_conflicts(self.store, name, services, own_run=run.run_id)
         self.store.acquire_lock(campaign_lock(name), run.run_id)  # takes over a dead holder
-        return self._drive(run, resumed=True)
+        return self._drive(run, resumed=True, webhooks=self._stored_webhooks(run))
 
     # ---- the campaign ------------------------------------------------------------------
-    def _drive(self, run: Run, *, resumed: bool) -> CampaignResult:
+    def _stored_webhooks(self, run: Run) -> list[str]:
+        """The webhooks of a run being resumed. The store keeps only their scheme and host
+        (URLs often carry tokens), so they are read again from the campaign file, and used
+        only if they are the very URLs the run started with."""
+        digest = run.params.get("webhooks_sha256")
+        if not digest:
+            return []
+        try:
+            urls = list(load_campaign(str(run.params["file"])).notify.webhooks)
+        except (BluegreenError, KeyError):
+            urls = []
+        if webhooks_digest(urls) == digest:
+            return urls
+        self._emit("warning", f"webhooks not called on this resume: {run.params.get('file')} "
+                   "is gone or its webhooks changed since the run started", {})
+        return []
+
+    def _drive(self, run: Run, *, resumed: bool, webhooks: list[str]) -> CampaignResult:
         campaign = campaign_from_dict(run.params["campaign"], f"campaign run {run.run_id}")
         waves: list[list[str]] = run.params["waves"]
         total = sum(len(w) for w in waves)
@@ -190,13 +214,15 @@ class CampaignRunner:
         self._hosts_total = sum(len(fleet.service(s).blue) for w in waves for s in w)
         result = CampaignResult(run.run_id, campaign.name, "running", "", 0)
         notifier = Notifier(
-            campaign.notify.webhooks,
+            webhooks,
             timeout=campaign.notify.timeout_seconds,
             retries=campaign.notify.retries,
             campaign=campaign.name,
             run_id=run.run_id,
+            audit_head=partial(audit_head_text, self.config.state_path),
         )
         self._notifier = notifier
+        crashed = False
         notifier.send("started", resumed=resumed, services=total, waves=len(waves))
         try:
             self._run_waves(run, campaign, waves, result)
@@ -210,6 +236,9 @@ class CampaignRunner:
                 notifier.send("done", services={n: st.as_dict() for n, st in states.items()})
         except _Aborted as exc:
             result.status, result.message, result.exit_code = "aborted", str(exc), 1
+        except Crash:  # a simulated kill -9 (tests): no cleanup at all
+            crashed = True
+            raise
         except BaseException as exc:  # bugs, Ctrl-C: the journal allows `campaign resume`
             if isinstance(exc, BluegreenError):
                 result.exit_code = exc.exit_code
@@ -217,7 +246,7 @@ class CampaignRunner:
             raise
         finally:
             notifier.close()
-            lock = self.store.get_lock(campaign_lock(campaign.name))
+            lock = None if crashed else self.store.get_lock(campaign_lock(campaign.name))
             if lock is not None and lock.run_id == run.run_id:
                 self.store.release_lock(campaign_lock(campaign.name), run.run_id)
         result.services = service_states(self.store, run.run_id, waves)
@@ -531,3 +560,27 @@ class _Aborted(BluegreenError):
 
 def _now() -> str:
     return now_utc().isoformat()
+
+
+def storable(campaign: Campaign) -> dict[str, Any]:
+    """The campaign as kept in the run's params (and so in the audit chain and `history
+    --json`): webhook URLs reduced to scheme and host, since they often carry tokens."""
+    doc = campaign.model_dump(mode="json")
+    doc["notify"]["webhooks"] = [safe_url(u) for u in campaign.notify.webhooks]
+    return doc
+
+
+def webhooks_digest(urls: Sequence[str]) -> str | None:
+    """sha256 of the webhook URLs (None: there are none): lets a resume check that the
+    campaign file still has the URLs the run started with, without storing them."""
+    if not urls:
+        return None
+    return hashlib.sha256(json.dumps(list(urls)).encode()).hexdigest()
+
+
+def audit_head_text(state_path: Path) -> str | None:
+    """The audit head as SEQ:HASH, for webhook events (a witness outside the store)."""
+    from orchestrator.state.sqlite import read_head
+
+    head = read_head(state_path)
+    return None if head is None else f"{head.count}:{head.head_hash}"

@@ -27,6 +27,7 @@ from orchestrator.config.location import (
 from orchestrator.config.models import BluegreenConfig, PackageSpec, ServiceConfig
 from orchestrator.errors import BadInput, unknown_service
 from orchestrator.routers.settings import CommandRouterSettings, HAProxySettings
+from orchestrator.state.audit_settings import AuditSettings
 
 #: The repository (or source tree) this package lives in; holds the shipped `playbooks/`.
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +77,25 @@ class LoadedConfig:
     @property
     def state_path(self) -> Path:
         return self.resolve(self.model.state.path)
+
+    @property
+    def audit(self) -> AuditSettings:
+        """The audit key file and witnesses, paths resolved (stdlib data: see
+        `orchestrator.state.audit_settings`)."""
+        from orchestrator.state.audit_settings import AuditSettings, WitnessSettings
+        from orchestrator.state.sqlite import default_key_file
+
+        audit, w = self.model.audit, self.model.audit.witness
+        return AuditSettings(
+            key_file=self.resolve(audit.key_file) if audit.key_file
+            else default_key_file(self.state_path),
+            witness=WitnessSettings(
+                syslog=w.syslog,
+                syslog_copy=self.resolve(w.syslog_copy) if w.syslog_copy else None,
+                file=self.resolve(w.file) if w.file else None,
+                timeout_s=w.timeout_seconds,
+            ),
+        )
 
     @property
     def reports_path(self) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from orchestrator.advisories.settings import AdvisorySettings
 from orchestrator.config.types import (
@@ -40,6 +40,35 @@ class StateSettings(StrictModel):
     """Where the state store lives (SQLite file, relative to the config file's directory)."""
 
     path: NonEmptyStr = ".bluegreen/state.db"
+
+
+def _syslog_target(value: str) -> str:
+    if value in ("local", "off"):
+        return value
+    from orchestrator.state.witness import parse_tcp_address
+
+    parse_tcp_address(value)  # ValueError: says which forms are allowed
+    return value
+
+
+SyslogTarget = Annotated[str, AfterValidator(_syslog_target)]
+
+
+class WitnessConfig(StrictModel):
+    """Where the audit head is written after every command that appended records."""
+
+    syslog: SyslogTarget = Field(default="local",
+                                 description="local (/dev/log), off, or tcp://HOST:PORT (RFC 5424)")
+    syslog_copy: NonEmptyStr | None = None
+    file: NonEmptyStr | None = None
+    timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+
+
+class AuditConfig(StrictModel):
+    """The audit key file (default: audit.key beside the state database) and witnesses."""
+
+    key_file: NonEmptyStr | None = None
+    witness: WitnessConfig = Field(default_factory=WitnessConfig)
 
 
 class SidesConfig(StrictModel):
@@ -197,6 +226,7 @@ class BluegreenConfig(StrictModel):
     inventory: NonEmptyStr
     ssh: SSHSettings
     state: StateSettings = Field(default_factory=StateSettings)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     router: Annotated[HAProxySettings | CommandRouterSettings, Field(discriminator="kind")]
     services: dict[ServiceName, ServiceConfig] = Field(min_length=1)
     reports_dir: NonEmptyStr = "reports"

@@ -1,12 +1,12 @@
 """A validated-config snapshot for the incident path (`bluegreen rollback` and `flip`).
 
 Loading bluegreen.yml in full means PyYAML plus pydantic: about half of `bluegreen
-rollback`'s start-up. An incident needs only three things from the config: which services
-exist, the router settings, and where the state store is. Every full `load_config()`
-made by the CLI leaves those three, already validated, in a small JSON file keyed by the
-config file's path; the incident path uses it only when the sha256 of the config file's
-current bytes equals the digest of the bytes that were validated, and falls back to a
-full load otherwise. Nothing here imports pydantic or PyYAML.
+rollback`'s start-up. An incident needs only four things from the config: which services
+exist, the router settings, where the state store is, and the audit key and witnesses.
+Every full `load_config()` made by the CLI leaves those four, already validated, in a
+small JSON file keyed by the config file's path; the incident path uses it only when the
+sha256 of the config file's current bytes equals the digest of the bytes that were
+validated, and falls back to a full load otherwise. Nothing here imports pydantic or PyYAML.
 
 Where: `$BLUEGREEN_CACHE_DIR`, else `$XDG_CACHE_HOME/bluegreen`, else `~/.cache/bluegreen`.
 The directory is 0700 and each file 0600; a snapshot that is not a regular file owned by
@@ -28,9 +28,11 @@ from orchestrator import __version__
 from orchestrator.config.location import MAX_CONFIG_BYTES, config_path
 from orchestrator.errors import unknown_service
 from orchestrator.routers.settings import AnyRouterSettings, router_settings_from_dict
+from orchestrator.safe_write import UnsafePath, write_file
+from orchestrator.state.audit_settings import AuditSettings
 
 CACHE_ENV = "BLUEGREEN_CACHE_DIR"
-FORMAT = 1
+FORMAT = 2
 """Bump when the snapshot's content changes shape; older snapshots are then ignored."""
 _MAX_SNAPSHOT_BYTES = 256 * 1024
 
@@ -49,6 +51,8 @@ class Validated(Protocol):
     def router(self) -> AnyRouterSettings: ...
     @property
     def state_path(self) -> Path: ...
+    @property
+    def audit(self) -> AuditSettings: ...
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class IncidentConfig:
     service_names: tuple[str, ...]
     router: AnyRouterSettings
     state_path: Path
+    audit: AuditSettings
 
     def service(self, name: str) -> None:
         """BadInput (with the services that exist) unless `name` is a configured service."""
@@ -97,18 +102,14 @@ def save(loaded: Validated) -> Path | None:
         "services": sorted(loaded.services),
         "router": asdict(loaded.router),
         "state_path": str(loaded.state_path),
+        "audit": loaded.audit.as_dict(),
     }
     text = json.dumps(doc, sort_keys=True)
     try:
         if target.is_file() and target.read_text(encoding="utf-8") == text:
             return target
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except OSError:
+        write_file(target, text, make_parents=True)
+    except (OSError, UnsafePath):
         return None
     return target
 
@@ -137,6 +138,7 @@ def load(path: str | Path | None) -> IncidentConfig | None:
             service_names=tuple(str(s) for s in doc["services"]),
             router=router_settings_from_dict(doc["router"]),
             state_path=Path(doc["state_path"]),
+            audit=AuditSettings.from_dict(doc["audit"]),
         )
     except (KeyError, TypeError, ValueError):  # a damaged snapshot: use the full load
         return None

@@ -79,6 +79,11 @@ def bluegreen_config(paths: LabPaths, services: Sequence[str]) -> str:
             "ssh_config": str(paths.ssh_config),
         },
         "state": {"path": str(paths.root / "state" / "state.db")},
+        "audit": {
+            "key_file": str(paths.audit_key),
+            # no syslog here (this machine kind has none); the tests add a collector
+            "witness": {"syslog": "off", "file": str(paths.witness_file)},
+        },
         "reports_dir": str(paths.root / "reports"),
         "router": {
             "kind": "haproxy",

@@ -307,6 +307,7 @@ class Lab:
         p.inventory.write_text(files.inventory(p, shape.services, specs))
         p.config.write_text(files.bluegreen_config(p, shape.services))
         (p.root / "state").mkdir(mode=0o700, exist_ok=True)
+        p.audit_key.parent.mkdir(mode=0o700, exist_ok=True)
         self._wait_hosts(state, specs)
         self.say("starting HAProxy")
         state.haproxy_pid = balancer.start(p)
@@ -545,6 +546,32 @@ class Lab:
             )
         self.paths.map_file.write_text("".join(f"{s} {s}_blue\n" for s in state.shape.services))
         self._wait_haproxy(state.shape)
+        self._forget_reimaged(targets, reset_all=names is None)
+
+    def _forget_reimaged(self, targets: Sequence[HostSpec], *, reset_all: bool) -> None:
+        """The lab's state store must not keep believing anything about re-imaged hosts:
+        their sides become untouched (nothing verified survives a re-image) and traffic is
+        recorded back on blue, with no earlier flip to roll back to (audited "lab.reset")."""
+        db = self.paths.root / "state" / "state.db"
+        if not db.exists():
+            return
+        from orchestrator.sides import SIDES
+        from orchestrator.state.models import AuditEntryInput
+        from orchestrator.state.sqlite import SQLiteStateStore
+        from orchestrator.traffic.connect import default_actor
+
+        touched: dict[str, set[str]] = {}
+        for spec in targets:
+            touched.setdefault(spec.service, set()).add(spec.side)
+        with SQLiteStateStore(db) as store:
+            for service, sides in sorted(touched.items()):
+                reimaged = list(SIDES) if reset_all else [s for s in SIDES if s in sides]
+                reason = f"lab reset: re-imaged {', '.join(reimaged)}; traffic back on blue"
+                store.reset_service(
+                    service, "blue", reimaged, reason,
+                    audit=AuditEntryInput(actor=default_actor(None), command="lab.reset",
+                                          service=service, reason=reason),
+                )
 
 
 def haproxy_command(sock_path: Path, command: str, timeout: float = 2.0) -> str:

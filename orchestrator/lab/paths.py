@@ -120,3 +120,13 @@ class LabPaths:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def audit_key(self) -> Path:
+        """The audit chain's key: outside the state directory, as in production."""
+        return self.root / "audit" / "audit.key"
+
+    @property
+    def witness_file(self) -> Path:
+        """The lab's append-only witness of the audit head."""
+        return self.root / "audit" / "witness.log"

@@ -9,8 +9,6 @@ stable JSON, no timestamps: a diff in the user's repository shows exactly what c
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,17 +62,10 @@ def baseline_document(
 
 
 def write_baseline(path: Path, doc: Mapping[str, Any]) -> None:
-    """Atomically: a temporary file next to it, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(doc, out, indent=2, sort_keys=True)
-            out.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Atomically and never through a symlink (`safe_write`)."""
+    from orchestrator.safe_write import write_file
+
+    write_file(path, json.dumps(doc, indent=2, sort_keys=True) + "\n", make_parents=True)
 
 
 def read_baseline(path: Path) -> dict[str, dict[str, str]]:

@@ -51,6 +51,7 @@ from orchestrator.routers.base import (
 )
 from orchestrator.routers.confirm import confirm_by_request
 from orchestrator.routers.settings import CommandRouterSettings
+from orchestrator.secrets import redact_text
 from orchestrator.sides import SIDES, Side
 
 _STDERR_TAIL = 800
@@ -105,7 +106,7 @@ class CommandRouter:
         except json.JSONDecodeError as exc:
             raise RouterError(
                 f"router script `{shown}` did not print exactly one JSON object "
-                f"({exc.msg}); stdout: {done.stdout[:200]!r}" + _tail(done.stderr)
+                f"({exc.msg}); stdout: {redact_text(done.stdout[:200])!r}" + _tail(done.stderr)
             ) from exc
         if not isinstance(reply, dict):
             raise RouterError(
@@ -113,7 +114,8 @@ class CommandRouter:
             )
         if reply.get("ok") is False:
             raise RouterError(
-                f"router script `{shown}` refused: {reply.get('error') or 'no reason given'}"
+                f"router script `{shown}` refused: "
+                f"{redact_text(str(reply.get('error') or 'no reason given'))}"
                 + _tail(done.stderr)
             )
         return reply
@@ -250,7 +252,9 @@ def _text(data: str | bytes | None) -> str:
 
 
 def _tail(stderr: str | None) -> str:
-    text = (stderr or "").strip()
+    """The end of a script's stderr for an error message, with secrets taken out (it ends
+    up in run results and the audit chain): `orchestrator.secrets.redact_text`."""
+    text = redact_text((stderr or "").strip())
     if not text:
         return ""
     if len(text) > _STDERR_TAIL:

@@ -158,30 +158,21 @@ def map_file_text(reply: str, expect: str) -> str:
 @contextmanager
 def _file_lock(path: str, timeout_s: float) -> Iterator[None]:
     """An exclusive flock on `path` (created 0644), polled until `timeout_s`."""
-    import fcntl
-    import time
+    from orchestrator import flock
 
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise RouterError(f"cannot open the map lock {path}: {exc}") from exc
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise RouterError(
-                        f"the map lock {path} is held by another process for more than "
-                        f"{timeout_s:g} s"
-                    ) from None
-                time.sleep(0.01)
+        if not flock.acquire(fd, timeout_s):
+            raise RouterError(
+                f"the map lock {path} is held by another process for more than {timeout_s:g} s"
+            )
         try:
             yield
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            flock.release(fd)
     finally:
         os.close(fd)
 

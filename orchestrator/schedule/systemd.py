@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from orchestrator.errors import BadInput
 from orchestrator.processes import run
+from orchestrator.safe_write import write_file
 from orchestrator.schedule.window import CronSpec, Window
 
 SYSTEMD_DIR = Path("/etc/systemd/system")
@@ -156,10 +157,8 @@ def install_units(
     timer = target / f"{UNIT_PREFIX}{name}.timer"
     service = target / f"{UNIT_PREFIX}{name}.service"
     for path, text in ((service, service_text), (timer, timer_text)):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.chmod(0o644)
-        tmp.replace(path)
+        # as root into /etc/systemd/system: never through a planted link (safe_write)
+        write_file(path, text, mode=0o644)
     return InstalledUnits(
         name, timer, service, on_calendar(window), command, cron_lines(window, command)
     )

@@ -17,22 +17,23 @@ What a caller must know:
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
 import re
 import socket
 import sqlite3
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
+from orchestrator import flock
 from orchestrator.errors import AuditBroken, BadInput, LockHeld, StateError
+from orchestrator.secrets import scrub, scrub_data
 from orchestrator.sides import Side
 from orchestrator.state.audit import (
     BOUNDARY_COMMAND,
@@ -44,7 +45,6 @@ from orchestrator.state.audit import (
     parse_ts,
     record_hash,
     record_mac,
-    redact,
 )
 from orchestrator.state.audit_key import AuditKey, load_key
 from orchestrator.state.audit_verify import ChainReport, Finding, WitnessHead, verify_chain
@@ -466,7 +466,7 @@ class SQLiteStateStore:
         ident = self._identity
         draft = AuditRecord(
             seq=head.count + 1, at=at, actor=actor, command=command, service=service,
-            reason=reason, before=before, after=after, result=result,
+            reason=_text(reason), before=before, after=after, result=scrub(result),
             prev_hash=head.head_hash, hash="", os_uid=ident.os_uid, os_user=ident.os_user,
             sudo_user=ident.sudo_user, hostname=ident.hostname, key_id=key.key_id,
         )
@@ -571,15 +571,17 @@ class SQLiteStateStore:
     ) -> ServiceState:
         """Record which side the router now sends traffic to (first contact, `adopt`).
         Records, never decides: the caller checks the router first. Accepting the router's
-        view ends a pending flip."""
+        view ends a pending flip, and a flip problem when the live side changes."""
         now = self._now()
         with self._write() as conn:
             old = self._service_row(conn, service)
             self._ensure_service(conn, service, now)
+            # a flip problem described the flip to the side that was live: gone with it
             conn.execute(
-                "UPDATE services SET live_side = ?, pending_flip = NULL, rollback_kept = NULL,"
+                "UPDATE services SET flip_problem = CASE WHEN live_side IS ? THEN flip_problem"
+                " END, live_side = ?, pending_flip = NULL, rollback_kept = NULL,"
                 " updated_at = ? WHERE service = ?",
-                (side, format_ts(now), service),
+                (side, side, format_ts(now), service),
             )
             new = self._service_row(conn, service)
             assert new is not None
@@ -734,30 +736,19 @@ class SQLiteStateStore:
         back to; one transaction, one audit record."""
         now = self._now()
         with self._write() as conn:
-            old = self._service_row(conn, service)
             self._ensure_service(conn, service, now)
-            conn.execute(
-                "UPDATE services SET live_side = ?, rollback_to = NULL, flip_problem = NULL,"
-                " pending_flip = NULL, rollback_kept = NULL, updated_at = ? WHERE service = ?",
-                (live_side, format_ts(now), service),
-            )
-            states: dict[str, Any] = {}
-            for side in sides:
-                changed = self._change_side(
+            states = {
+                side: self._change_side(
                     conn, service, side, now, _state_change("untouched", reason, now), None
-                )
-                states[side] = changed.state
-            new = self._service_row(conn, service)
-            assert new is not None
-            self._audit(
-                conn,
-                audit,
-                now,
-                service=service,
-                before=_service_dump(old),
-                after={**_service_dump(new), "sides": states},
+                ).state
+                for side in sides
+            }
+            return self._change_service(
+                conn, service, now,
+                {"live_side": live_side, "rollback_to": None, "flip_problem": None,
+                 "pending_flip": None, "rollback_kept": None},
+                audit, extra={"sides": states},
             )
-        return new
 
     # -- flips (see orchestrator.traffic.kernel) -----------------------------------------
 
@@ -787,7 +778,7 @@ class SQLiteStateStore:
             to_side=to_side,
             command=command,
             actor=actor,
-            reason=reason,
+            reason=scrub(reason),
             at=now,
             rollback=rollback,
             run_id=run_id,
@@ -853,14 +844,9 @@ class SQLiteStateStore:
         target; a rollback keeps the rollback target and marks `from_side` failed_live."""
         now = self._now()
         with self._write() as conn:
-            old = self._service_row(conn, service)
             self._ensure_service(conn, service, now)
-            rollback_to = (old.rollback_to if old else None) if rollback else from_side
-            conn.execute(
-                "UPDATE services SET live_side = ?, rollback_to = ?, flip_problem = ?,"
-                " pending_flip = NULL, rollback_kept = NULL, updated_at = ? WHERE service = ?",
-                (to_side, rollback_to, problem, format_ts(now), service),
-            )
+            old = self._service_row(conn, service)
+            assert old is not None
             extra: dict[str, Any] = {}
             if rollback and from_side != to_side:
                 left = self._change_side(
@@ -873,30 +859,17 @@ class SQLiteStateStore:
                     None,
                 )
                 extra[f"{from_side}_state"] = left.state
-            new = self._service_row(conn, service)
-            assert new is not None
-            self._audit(
-                conn, audit, now, service=service, before=_service_dump(old),
-                after={**_service_dump(new), **extra},
-            )
-        return new
+            changes = {"live_side": to_side, "flip_problem": problem, "pending_flip": None,
+                       "rollback_kept": None,
+                       "rollback_to": old.rollback_to if rollback else from_side}
+            return self._change_service(conn, service, now, changes, audit, extra=extra)
 
     def cancel_flip(self, service: str, why: str, *, audit: AuditEntryInput) -> ServiceState:
         """End a pending flip that did not change the router (audited with `why`)."""
         now = self._now()
         with self._write() as conn:
-            old = self._service_row(conn, service)
-            if old is None:
-                raise StateError(f"{service}: no such service in {self.path}")
-            conn.execute(
-                "UPDATE services SET pending_flip = NULL, updated_at = ? WHERE service = ?",
-                (format_ts(now), service),
-            )
-            new = self._service_row(conn, service)
-            assert new is not None
-            self._audit(conn, audit, now, service=service, before=_service_dump(old),
-                        after={**_service_dump(new), "why": why})
-        return new
+            return self._change_service(conn, service, now, {"pending_flip": None}, audit,
+                                        extra={"why": why})
 
     def keep_after_rollback(
         self, service: str, why: str, *, audit: AuditEntryInput
@@ -906,18 +879,7 @@ class SQLiteStateStore:
         next flip, adopt or reset."""
         now = self._now()
         with self._write() as conn:
-            old = self._service_row(conn, service)
-            if old is None:
-                raise StateError(f"{service}: no such service in {self.path}")
-            conn.execute(
-                "UPDATE services SET rollback_kept = ?, updated_at = ? WHERE service = ?",
-                (why, format_ts(now), service),
-            )
-            new = self._service_row(conn, service)
-            assert new is not None
-            self._audit(conn, audit, now, service=service, before=_service_dump(old),
-                        after=_service_dump(new))
-        return new
+            return self._change_service(conn, service, now, {"rollback_kept": why}, audit)
 
     def set_flip_problem(
         self, service: str, problem: str | None, *, audit: AuditEntryInput
@@ -925,18 +887,7 @@ class SQLiteStateStore:
         """Set or clear (None) what is wrong with the last flip (e.g. re-persisted)."""
         now = self._now()
         with self._write() as conn:
-            old = self._service_row(conn, service)
-            if old is None:
-                raise StateError(f"{service}: no such service in {self.path}")
-            conn.execute(
-                "UPDATE services SET flip_problem = ?, updated_at = ? WHERE service = ?",
-                (problem, format_ts(now), service),
-            )
-            new = self._service_row(conn, service)
-            assert new is not None
-            self._audit(conn, audit, now, service=service, before=_service_dump(old),
-                        after=_service_dump(new))
-        return new
+            return self._change_service(conn, service, now, {"flip_problem": problem}, audit)
 
     @contextmanager
     def traffic_lock(
@@ -957,29 +908,23 @@ class SQLiteStateStore:
                 hint=f"make {locks} writable by this user",
             ) from exc
         try:
-            deadline = time.monotonic() + max(0.0, timeout_s)
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise _traffic_lock_held(service, path, timeout_s) from None
-                    time.sleep(_TRAFFIC_LOCK_POLL_S)
+            if not flock.acquire(fd, timeout_s):
+                raise _traffic_lock_held(service, path, timeout_s)
             holder = {
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
                 "since": format_ts(self._now()),
                 "command": command,
             }
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+            with suppress(OSError):  # naming the holder is best effort (disk full)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
             try:
                 yield
             finally:
                 with suppress(OSError):
                     os.ftruncate(fd, 0)
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                flock.release(fd)
         finally:
             os.close(fd)
 
@@ -994,6 +939,32 @@ class SQLiteStateStore:
             "SELECT * FROM sides WHERE service = ? AND side = ?", (service, side)
         ).fetchone()
         return _side_from_row(row) if row else None
+
+    def _change_service(
+        self,
+        conn: sqlite3.Connection,
+        service: str,
+        now: datetime,
+        changes: dict[str, Any],
+        audit: AuditEntryInput,
+        *,
+        extra: dict[str, Any] | None = None,
+    ) -> ServiceState:
+        """Apply `changes` (column -> value) to an existing service row and audit it,
+        before and after, plus `extra` in the record's `after`."""
+        old = self._service_row(conn, service)
+        if old is None:
+            raise StateError(f"{service}: no such service in {self.path}")
+        columns = {**changes, "updated_at": now}
+        conn.execute(
+            f"UPDATE services SET {', '.join(f'{c} = ?' for c in columns)} WHERE service = ?",
+            (*(_db_value(v) for v in columns.values()), service),
+        )
+        new = self._service_row(conn, service)
+        assert new is not None
+        self._audit(conn, audit, now, service=service, before=_service_dump(old),
+                    after={**_service_dump(new), **(extra or {})})
+        return new
 
     def _ensure_service(self, conn: sqlite3.Connection, service: str, now: datetime) -> None:
         conn.execute(
@@ -1116,6 +1087,7 @@ class SQLiteStateStore:
         now = self._now()
         with self._write() as conn:
             run = self._resumable_run(conn, run_id)
+            result = _text(result)
             conn.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, result = ? WHERE run_id = ?",
                 (status, format_ts(now), result, run_id),
@@ -1299,8 +1271,6 @@ class SQLiteStateStore:
 _VERIFIABLE = frozenset({"untouched", "patched", "verified", "verify_failed"})
 """Side states a verification moves (to verified or verify_failed); the others keep theirs."""
 
-_TRAFFIC_LOCK_POLL_S = 0.02
-
 
 def _state_change(
     state: SideStateName, reason: str, now: datetime, *, forget: bool | None = None
@@ -1361,10 +1331,16 @@ def _traffic_lock_held(service: str, path: Path, timeout_s: float) -> LockHeld:
 
 
 def _clean(obj: dict[str, Any]) -> dict[str, Any]:
-    """Redacted, JSON-normalised copy: exactly what reading it back will return."""
+    """Redacted (secret keys, known secret values, URL credentials), JSON-normalised copy:
+    exactly what reading it back will return."""
     plain = json.loads(json.dumps(obj, default=jsonable))
-    cleaned: dict[str, Any] = json.loads(canonical_json(redact(plain)))
+    cleaned: dict[str, Any] = json.loads(canonical_json(scrub_data(plain)))
     return cleaned
+
+
+def _text(value: str | None) -> str | None:
+    """Free text as stored: exactly as given, minus known secret values (`secrets.scrub`)."""
+    return None if value is None else scrub(value)
 
 
 def _lock_held(lock: LockInfo) -> LockHeld:
@@ -1421,7 +1397,10 @@ def _side_from_row(row: sqlite3.Row) -> SideState:
 
 
 def _db_value(value: Any) -> Any:
-    """A Python value as its column value (timestamps as text, flags as 0/1, maps as JSON)."""
+    """A Python value as its column value (timestamps as text, flags as 0/1, maps as JSON;
+    text scrubbed of known secrets)."""
+    if isinstance(value, str):
+        return scrub(value)
     if isinstance(value, datetime):
         return format_ts(value)
     if isinstance(value, bool):
@@ -1465,6 +1444,26 @@ def _lock_from_row(row: sqlite3.Row) -> LockInfo:
         hostname=row["hostname"],
         acquired_at=parse_ts(row["acquired_at"]),
     )
+
+
+def read_head(path: Path) -> AuditHead | None:
+    """The stored audit head of the database at `path`, read only (the file is never
+    created: mode=rw opens an existing one, whose -wal/-shm it cleans up on close);
+    None when there is no readable database there."""
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True, timeout=5.0)
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute("SELECT count, head_hash, key_id FROM audit_head WHERE id = 1"
+                           ).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    if row is None:
+        return None
+    return AuditHead(count=int(row[0]), head_hash=str(row[1]), key_id=row[2])
 
 
 def default_key_file(state_path: Path) -> Path:

@@ -13,7 +13,6 @@ from orchestrator.traffic.connect import (
     parse_side,
 )
 from orchestrator.traffic.kernel import FlipOutcome, FlipRequest, move_traffic, settle
-from orchestrator.traffic.legacy import flip
 from orchestrator.traffic.status import ServiceStatus, adopt, check_agreement, service_status
 
 __all__ = [
@@ -24,7 +23,6 @@ __all__ = [
     "adopt",
     "check_agreement",
     "default_actor",
-    "flip",
     "move_traffic",
     "open_router",
     "open_store",

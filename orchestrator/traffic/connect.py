@@ -11,6 +11,7 @@ from orchestrator.errors import BadInput
 from orchestrator.routers.base import Router
 from orchestrator.routers.settings import AnyRouterSettings
 from orchestrator.sides import SIDES, Side
+from orchestrator.state.audit_settings import AuditSettings
 from orchestrator.state.base import StateStore
 
 
@@ -31,13 +32,15 @@ class TrafficConfig(Protocol):
     def router(self) -> AnyRouterSettings: ...
     @property
     def state_path(self) -> Path: ...
+    @property
+    def audit(self) -> AuditSettings: ...
     def service(self, name: str) -> object: ...
 
 
 def open_store(config: TrafficConfig) -> StateStore:
     from orchestrator.state.sqlite import SQLiteStateStore
 
-    return SQLiteStateStore(config.state_path)
+    return SQLiteStateStore(config.state_path, audit_key_file=config.audit.key_file)
 
 
 def open_router(config: TrafficConfig) -> Router:

@@ -7,8 +7,9 @@ changed, store not yet) and `traffic:recorded` (both done, lock still held). A k
 failpoint also answers to `NAME:COMMAND`, e.g. `traffic:router:rollout.auto-rollback`, to
 hit one caller only.
 
-Tests in the same process replace `hook` (e.g. with a function raising a BaseException
-that simulates the crash): it is then called at every failpoint, with its name.
+Tests in the same process replace `hook` (e.g. with a function raising `Crash`): it is
+then called at every failpoint, with its name. Code with catch-all handlers lets `Crash`
+through untouched (no cleanup, no "failed" record), as a real kill -9 would.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ import os
 from collections.abc import Callable
 
 ENV = "BLUEGREEN_FAILPOINT"
+
+
+class Crash(BaseException):  # noqa: N818 - a simulated death, not an error to handle
+    """Raised by a test's hook at a failpoint: the process "dies" there."""
+
 
 hook: Callable[[str], None] | None = None
 """When set, called at every failpoint instead of the environment check."""

@@ -409,7 +409,7 @@ def _record(
         after["problem"] = incomplete.problem
     if request.force:
         after["forced"] = True
-    outcome = "forced" if request.force else ("incomplete" if incomplete else "ok")
+    outcome = "incomplete" if incomplete else ("forced" if request.force else "ok")
     try:
         store.record_flip(
             request.service, live, target, rollback=rollback,

@@ -131,7 +131,7 @@ def test_campaign_two_waves_kill9_resume_converge_webhooks_report(
 
     # kill -9 right after web's flip reached the router, before anything recorded it
     proc = bluegreen(
-        config, "campaign", "run", str(camp), "--yes", env={"BLUEGREEN_FAILPOINT": "flip:router"}
+        config, "campaign", "run", str(camp), "--yes", env={"BLUEGREEN_FAILPOINT": "traffic:router:rollout.flip"}
     )
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert served_by(lab, "web") == "green" and served_by(lab, "api") == "blue"
@@ -174,8 +174,28 @@ def test_campaign_two_waves_kill9_resume_converge_webhooks_report(
     assert all(r["status"] == "pass" for r in web["verification"]["results"])
     code, chain = bluegreen_json(config, "audit", "verify")
     assert rep["audit"]["head_hash"] == chain["head_hash"]
+    assert rep["audit"]["head"] == f"{chain['count']}:{chain['head_hash']}"
     md = bluegreen(config, "report", "full", "--format", "md", "--output", str(tmp_path / "r.md"))
     assert md.returncode == 0 and "CVE-2026-0001" in (tmp_path / "r.md").read_text()
+    # an auditor checks the reports later: their heads are prefixes of today's chain
+    assert bluegreen(config, "rollback", "api", "--reason", "after the report").returncode == 0
+    for report in (path, tmp_path / "r.md"):
+        code, checked = bluegreen_json(config, "audit", "verify", "--report", str(report))
+        assert code == 0 and checked["ok"] and checked["given"][0]["seq"] == chain["count"], \
+            checked
+    doctored = tmp_path / "doctored.md"
+    doctored.write_text((tmp_path / "r.md").read_text().replace(
+        f"{chain['count']}:{chain['head_hash']}", f"{chain['count']}:{'e' * 64}"))
+    code, checked = bluegreen_json(config, "audit", "verify", "--report", str(doctored))
+    assert code == 1 and checked["kind"] == "replaced", checked
+    # a symlink planted at the output is refused; its target is untouched
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "link.md").symlink_to(victim)
+    refused = bluegreen(config, "report", "full", "--format", "md", "--output",
+                        str(tmp_path / "link.md"))
+    assert refused.returncode == 2 and "symbolic link" in refused.stderr, refused.stderr
+    assert victim.read_text() == "precious\n"
 
 
 def test_window_closed_and_closing_mid_campaign_defers(fresh_lab: Lab, tmp_path: Path) -> None:
@@ -234,9 +254,10 @@ def test_manual_approval_conflicting_campaign_and_approver_in_evidence(
         tmp_path,
         "approve-me",
         waves=[{"services": ["web"]}],
-        approval={"mode": "manual", "at": "before_flip"},
+        approval={"mode": "manual", "at": "before_flip", "distinct_approver": True},
     )
-    code, doc = bluegreen_json(config, "campaign", "run", str(camp), "--yes")
+    alice, bob = {"SUDO_USER": "alice"}, {"SUDO_USER": "bob"}
+    code, doc = bluegreen_json(config, "campaign", "run", str(camp), "--yes", env=alice)
     assert code == 0 and doc["status"] == "awaiting_approval", doc
     assert served_by(lab, "web") == "blue"  # nothing flips before approval
     for h in hosts_of(lab, "web", "green"):
@@ -251,18 +272,24 @@ def test_manual_approval_conflicting_campaign_and_approver_in_evidence(
     code, err = bluegreen_json(config, "campaign", "run", str(other), "--yes")
     assert code == 5 and "approve-me" in err["error"], err
 
-    code, ok = bluegreen_json(config, "--actor", "alice", "campaign", "approve", "approve-me")
-    assert code == 0 and ok["actor"] == "alice", ok
+    # the starter cannot approve, whatever --actor says; another person can
+    code, err = bluegreen_json(config, "--actor", "bob", "campaign", "approve", "approve-me",
+                               env=alice)
+    assert code == 2 and "another person" in err["error"] and "alice" in err["error"], err
+    assert served_by(lab, "web") == "blue"
+    code, ok = bluegreen_json(config, "--actor", "bob", "campaign", "approve", "approve-me",
+                              env=bob)
+    assert code == 0 and ok["actor"] == "bob" and ok["sudo_user"] == "bob", ok
     code, doc = bluegreen_json(config, "campaign", "resume", "approve-me")
     assert code == 0 and doc["status"] == "done", doc
     assert served_by(lab, "web") == "green"
     assert_consistent(lab, config, "web")
     code, hist = bluegreen_json(config, "history")
     approvals = [r for r in hist if r["command"] == "campaign.approve"]
-    assert [r["actor"] for r in approvals] == ["alice"]
+    assert [(r["actor"], r["sudo_user"]) for r in approvals] == [("bob", "bob")]
     code, out = bluegreen_json(config, "report", "approve-me", "--format", "json")
     rep = json.loads(Path(out["path"]).read_text())
-    assert [a["actor"] for a in rep["approvals"]] == ["alice"]
+    assert [(a["actor"], a["sudo_user"]) for a in rep["approvals"]] == [("bob", "bob")]
     flip_at = rep["services"]["web"]["flip"]["at"]
     assert flip_at > rep["approvals"][0]["at"]
 

@@ -68,10 +68,11 @@ def test_broken_version_fails_verification_and_nothing_flips(fresh_lab: Lab) -> 
     # a manual flip to the failed side is refused by the gate
     code, doc = bluegreen_json(config, "flip", "web", "--to", "green", "--reason", "try")
     assert code == 3, doc
-    # and so is an incident rollback: the failed side is not a way back
+    assert "verify_failed" in doc["error"] and "last verification failed" in doc["error"]
+    # an incident rollback goes back to the side live before the last flip: there is none
+    # (rollback is no longer a toggle), so nothing moves
     code, doc = bluegreen_json(config, "rollback", "web", "--reason", "INC-2")
-    assert code == 3, doc
-    assert "last verification failed" in doc["error"]
+    assert code == 0 and not doc["changed"] and "no earlier flip" in doc["message"], doc
     assert served_by(lab, "web") == "blue"
 
 
@@ -176,10 +177,16 @@ def test_rollback_under_continuous_load_loses_no_request(fresh_lab: Lab) -> None
     assert served_by(lab, "web") == "blue"
 
 
+def force_green(config: Path, service: str = "web") -> None:
+    """Traffic on the (untouched, unverified) green side: an audited override."""
+    code, doc = bluegreen_json(config, "flip", service, "--to", "green", "--force",
+                               "--reason", "test setup: move to green")
+    assert code == 0 and doc["to"] == "green" and doc["forced"], doc
+
+
 def test_flip_survives_haproxy_reload_and_restart(fresh_lab: Lab) -> None:
     lab, config = fresh_lab, fresh_lab.paths.config
-    code, doc = bluegreen_json(config, "rollback", "web", "--reason", "move to green")
-    assert code == 0 and doc["to"] == "green", doc
+    force_green(config)
     lab.reload_haproxy()
     assert served_by(lab, "web") == "green"
     lab.restart_haproxy()
@@ -190,7 +197,7 @@ def test_flip_survives_haproxy_reload_and_restart(fresh_lab: Lab) -> None:
 
 def test_router_state_disagreement_refuses_and_adopt_is_audited(fresh_lab: Lab) -> None:
     lab, config = fresh_lab, fresh_lab.paths.config
-    assert bluegreen_json(config, "rollback", "web", "--reason", "to green")[0] == 0
+    force_green(config)
     from orchestrator.lab.lab import haproxy_command
 
     # someone moves traffic behind bluegreen's back
@@ -200,6 +207,13 @@ def test_router_state_disagreement_refuses_and_adopt_is_audited(fresh_lab: Lab) 
     proc = bluegreen(config, "rollout", "web", "--yes")
     assert proc.returncode == 1, proc.stderr
     assert "router says blue" in proc.stderr and "state store says green" in proc.stderr
+    # every traffic command stops on it, `flip` included (issue 10, scenario 11)
+    for args in (("flip", "web", "--to", "green", "--reason", "x"),
+                 ("flip", "web", "--to", "green", "--force", "--reason", "x"),
+                 ("rollback", "web", "--reason", "x")):
+        proc = bluegreen(config, *args)
+        assert proc.returncode == 1 and "router says blue" in proc.stderr, (args, proc.stderr)
+    assert served_by(lab, "web") == "blue"
     for h in hosts_of(lab, "web", "blue") + hosts_of(lab, "web", "green"):
         assert versions(lab, h) == VULNERABLE  # nothing was patched
     code, st = bluegreen_json(config, "status", "web", "--adopt", "--reason", "LB edited by hand")
@@ -210,7 +224,8 @@ def test_router_state_disagreement_refuses_and_adopt_is_audited(fresh_lab: Lab) 
 
 def test_tampered_audit_record_is_detected(fresh_lab: Lab) -> None:
     lab, config = fresh_lab, fresh_lab.paths.config
-    for reason in ("a", "b", "c"):
+    force_green(config)
+    for reason in ("a", "b"):
         assert bluegreen_json(config, "rollback", "web", "--reason", reason)[0] == 0
     audit_ok(config)
     db = lab.paths.root / "state" / "state.db"
@@ -229,6 +244,7 @@ def _audit_table(conn: sqlite3.Connection) -> str:
 def test_rollback_imports_neither_ansible_nor_pytest(fresh_lab: Lab) -> None:
     """...nor, once any full load left the validated-config snapshot, pydantic or PyYAML."""
     lab = fresh_lab
+    force_green(lab.paths.config, "api")  # so that the rollback below really flips
     assert bluegreen(lab.paths.config, "status", "api").returncode == 0  # leaves the snapshot
     code = (
         "import sys\nfrom orchestrator.cli import main\n"
@@ -251,6 +267,7 @@ def test_rollback_never_uses_a_stale_config_snapshot(fresh_lab: Lab, tmp_path: P
     config = tmp_path / "bluegreen.yml"
     text = lab.paths.config.read_text()
     config.write_text(text)
+    force_green(config, "api")  # so that a rollback has somewhere to go
     assert bluegreen(config, "status", "api").returncode == 0  # snapshot of the good file
     live = served_by(lab, "api")
     config.write_text(text.replace("drain_seconds: 5", "drain_seconds: -5"))

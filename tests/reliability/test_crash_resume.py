@@ -42,12 +42,17 @@ BOUNDARIES = [
     for step in ("precheck", "patch", "verify", "flip", "bake")
     for phase in ("begin", "end")
 ]
-BOUNDARIES.insert(BOUNDARIES.index("flip:end"), "flip:router")
+# inside the flip step: the traffic kernel's failpoints of the rollout's own flip
+BOUNDARIES[BOUNDARIES.index("flip:end"):BOUNDARIES.index("flip:end")] = [
+    "traffic:intent:rollout.flip",
+    "traffic:router:rollout.flip",
+    "traffic:recorded:rollout.flip",
+]
 DEFAULT_BOUNDARIES = [
     "patch:begin",
     "verify:end",
     "flip:begin",
-    "flip:router",
+    "traffic:router:rollout.flip",
     "flip:end",
     "bake:begin",
 ]

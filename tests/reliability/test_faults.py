@@ -205,10 +205,20 @@ def db_locked(db: Path) -> Iterator[subprocess.Popen[str]]:
         holder.communicate(timeout=30)
 
 
+def _green_is_the_rollback_side(config: Path) -> None:
+    """Blue live, green (untouched) the side live before the last flip: a rollback has
+    somewhere to go, so it must write to the store."""
+    for args in (("--to", "green", "--force"), ("--to", "blue")):
+        code, doc = bluegreen_json(config, "flip", WEB, *args, "--reason", "fault setup")
+        assert code == 0 and doc["changed"], doc
+    code, st = bluegreen_json(config, "status", WEB)
+    assert st["live"] == "blue" and st["rollback_to"] == "green", st
+
+
 def test_state_database_locked_by_another_process(lab: Lab) -> None:
     fresh_web(lab)
     config = lab.paths.config
-    assert bluegreen_json(config, "status", WEB, "--adopt", "--reason", "init")[0] == 0
+    _green_is_the_rollback_side(config)
     blue_before = fingerprints(lab, hosts_of(lab, WEB, "blue"))
     with fault_case("state database locked") as seen, db_locked(state_db(lab)):
         for args in (
@@ -237,7 +247,7 @@ def test_state_directory_disk_full(lab: Lab, tmp_path: Path) -> None:
         assert old in text
         config = tmp_path / "bluegreen.yml"
         config.write_text(text.replace(old, f"  path: {mount}/state.db"))
-        assert bluegreen_json(config, "status", WEB, "--adopt", "--reason", "init")[0] == 0
+        _green_is_the_rollback_side(config)
         filler = mount / "filler"
         with open(filler, "wb", buffering=0) as f:
             try:

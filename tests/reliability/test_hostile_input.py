@@ -49,7 +49,7 @@ def snapshot(lab: Lab) -> dict[str, Any]:
     from orchestrator.state.sqlite import SQLiteStateStore
 
     db = state_db(lab)
-    with SQLiteStateStore(db) as store:
+    with SQLiteStateStore(db, audit_key_file=lab.paths.audit_key) as store:
         report = store.verify_audit()
         services = sorted((s.service, s.live_side) for s in store.list_services())
         runs = [(r.run_id, r.status) for r in store.list_runs()]
@@ -127,3 +127,22 @@ def test_hostile_case(primed: Lab, case: dict[str, Any], tmp_path: Path) -> None
     assert not CANARY.exists(), "a shell ran a command from the input"
     FIGURES["corpus_ok"] += 1
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_hostile_reason_is_stored_as_given_and_shown_as_one_line(primed: Lab) -> None:
+    """A reason with a newline that forges a second history line, escape sequences and
+    invisible characters: stored exactly (`--json`), shown escaped, one record one line."""
+    lab = primed
+    # (a NUL cannot pass through argv: the OS refuses it before bluegreen sees it)
+    reason = "INC-1\n 9999 2026-01-01 00:00:00 root  rollback ok\r\x1b[2J\x1b[31m\u202e\x07\x7f"
+    proc = bluegreen(lab.paths.config, "rollback", "web", "--reason", reason)
+    assert proc.returncode == 0, proc.stderr
+    code, records = bluegreen_json(lab.paths.config, "history", "web", "--limit", "1")
+    assert code == 0 and records[-1]["reason"] == reason and records[-1]["command"] == "rollback"
+    shown = bluegreen(lab.paths.config, "history", "web", "--limit", "1")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert len(lines) == 1, shown.stdout
+    assert "\x1b" not in shown.stdout and "\r" not in shown.stdout and "\x07" not in shown.stdout
+    assert "INC-1\\n 9999" in lines[0] and "\\x1b[2J" in lines[0] and "\\u202e" in lines[0]
+    assert bluegreen(lab.paths.config, "rollback", "web", "--reason", "back").returncode == 0

@@ -12,6 +12,7 @@ import sqlite3
 import stat
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -271,7 +272,166 @@ def test_audit_chain_detects_tampering(lab: Lab, tmp_path: Path, how: str) -> No
     _tamper(db, how)
     code, doc = bluegreen_json(config, "audit", "verify")
     assert code == 1 and doc["ok"] is False, (how, doc)
+    expected = {"edited": "edited", "deleted-middle": "deleted", "deleted-last": "truncated",
+                "inserted": "inserted", "reordered": "reordered"}[how]
+    assert doc["kind"] == expected, (how, doc)  # named, not just "broken"
     proc = bluegreen(config, "audit", "verify")
     assert proc.returncode == 1 and "audit chain broken" in proc.stderr, proc.stderr
     shutil.rmtree(state)
     assert json.dumps(doc)  # the report is JSON-clean
+
+
+# ---- secrets in free text, webhooks, a command router's stderr (issue 15) ----------------
+ROUTER_SCRIPT = """#!/bin/sh
+# a command router whose flips fail, telling too much on stderr
+case "$1" in
+  live) echo '{"live": "blue"}' ;;
+  health) echo '{"servers": [{"name": "x", "status": "UP"}]}' ;;
+  counters) echo '{"responses": 1, "errors_5xx": 0}' ;;
+  flip)
+    echo "connecting to https://admin:S3cr3t-url-pass-4411@lb.internal/api" >&2
+    echo "db password=S3cr3t-literal-9c2d, env token $BLUEGREEN_LB_TOKEN" >&2
+    echo "inventory secret $DB_PASSWORD" >&2
+    exit 1 ;;
+  *) echo '{"ok": true}' ;;
+esac
+"""
+
+
+class _Hook:
+    """A webhook receiver that keeps the raw bodies it gets."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        bodies = self.bodies = []  # type: list[bytes]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                bodies.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_router_stderr_webhook_tokens_and_env_secrets_appear_nowhere(
+    lab: Lab, tmp_path: Path
+) -> None:
+    import yaml
+
+    started = time.time() - 1
+    env = {ENV_SECRET[0]: ENV_SECRET[1], "BLUEGREEN_LB_TOKEN": "S3cr3t-lb-token-e71a"}
+    script = tmp_path / "router.sh"
+    script.write_text(ROUTER_SCRIPT)
+    script.chmod(0o755)
+    doc = yaml.safe_load(lab.paths.config.read_text())
+    doc["state"]["path"] = str(tmp_path / "state" / "state.db")
+    doc["reports_dir"] = str(tmp_path / "reports")
+    doc["audit"]["witness"]["file"] = str(tmp_path / "witness.log")
+    doc["router"] = {"kind": "command", "script": str(script), "counters": True,
+                     "confirm_header": None}
+    config = tmp_path / "bluegreen.yml"
+    config.write_text(yaml.safe_dump(doc))
+    hook = _Hook()
+    try:
+        outputs = []
+        proc = bluegreen(config, "rollback", WEB, "--reason", "INC-7 router", env=env)
+        assert proc.returncode == 1 and "router script" in proc.stderr, proc.stderr
+        assert "<redacted>" in proc.stderr  # said, without the values
+        outputs.append(proc.stdout + proc.stderr)
+        # a campaign whose window is closed: stored, deferred, webhooks called, no patching
+        later = datetime.now(UTC) + timedelta(hours=1)
+        campaign = tmp_path / "secret.yml"
+        campaign.write_text(yaml.safe_dump({
+            "name": "secret-hooks",
+            "advisories": [{"id": "DEMO-1", "packages": {"demo-web": "1.0.1"}}],
+            "waves": [{"services": [WEB]}],
+            "window": {"intervals": [{"start": later.isoformat(),
+                                      "end": (later + timedelta(hours=1)).isoformat()}]},
+            "notify": {"webhooks": [
+                f"http://127.0.0.1:{hook.port}/hooks/S3cr3t-path-token-77aa?key=S3cr3t-q-1b"
+            ]},
+        }))
+        for args in (("campaign", "run", str(campaign), "--yes"),
+                     ("campaign", "resume", "secret-hooks")):
+            proc = bluegreen(config, *args, "--json", env=env)
+            assert proc.returncode == 6, proc.stdout + proc.stderr  # deferred
+            outputs.append(proc.stdout + proc.stderr)
+        for args in (("history", "--json", "--limit", "1000"), ("campaign", "status", "--json"),
+                     ("report", "secret-hooks", "--format", "json"),
+                     ("report", "secret-hooks", "--format", "html")):
+            proc = bluegreen(config, *args, env=env)
+            assert proc.returncode == 0, (args, proc.stderr)
+            outputs.append(proc.stdout + proc.stderr)
+        for text in outputs:
+            assert MARKER.decode() not in text, text
+        history = json.loads(outputs[3])
+        stored = [r for r in history if r["command"] == "run.create"][-1]["after"]["params"]
+        assert stored["campaign"]["notify"]["webhooks"] == [f"http://127.0.0.1:{hook.port}/…"]
+        # wherever the router's message is kept (the kernel's failed-flip record), it is
+        # kept redacted
+        for record in history:
+            if "router script" in json.dumps(record):
+                assert "<redacted>" in json.dumps(record), record
+        deadline = time.monotonic() + 10
+        while len(hook.bodies) < 4 and time.monotonic() < deadline:  # run + resume
+            time.sleep(0.1)
+        assert len(hook.bodies) >= 4, hook.bodies  # the resume called the hook again
+        for body in hook.bodies:
+            assert MARKER not in body, body
+            assert b"audit_head" in body
+    finally:
+        hook.server.shutdown()
+        hook.server.server_close()
+    found = _files_with_secret([tmp_path, lab.paths.root],
+                               {script, campaign, config, lab.paths.hosts}, started)
+    assert not found, f"secrets written to: {found}"
+
+
+FAILING_PLAYBOOK = """- hosts: all
+  gather_facts: false
+  tasks:
+    - name: refuse, saying too much
+      ansible.builtin.fail:
+        msg: "cannot patch {{ inventory_hostname }}: token={{ db_token | default('-') }}
+          become {{ ansible_become_password | default('-') }} vault {{ vault_api_key }}"
+"""
+
+
+def test_ansible_failure_echoing_inventory_secrets_appears_nowhere(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The play fails with a message holding the inventory's secret values (host and group
+    vars): the failure is reported (exit 1, host named), the values nowhere."""
+    import yaml
+
+    started = time.time() - 1
+    secret_dir = tmp_path / "secret-inputs"
+    secret_dir.mkdir()
+    config = _secret_config(lab, secret_dir)
+    playbook = secret_dir / "fail.yml"
+    playbook.write_text(FAILING_PLAYBOOK)
+    doc = yaml.safe_load(config.read_text())
+    doc["state"]["path"] = str(tmp_path / "state" / "state.db")  # the lab's store stays as is
+    doc["audit"]["witness"]["file"] = str(tmp_path / "witness.log")
+    doc["services"][WEB]["patch"]["playbook"] = str(playbook)
+    config.write_text(yaml.safe_dump(doc))
+    proc = bluegreen(config, "rollout", WEB, "--yes", "--json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "web-green-1" in proc.stdout + proc.stderr and "<redacted>" in proc.stdout + proc.stderr
+    outputs = [proc.stdout + proc.stderr]
+    for args in (("history", "--json", "--limit", "1000"), ("status", WEB, "--json")):
+        shown = bluegreen(config, *args)
+        outputs.append(shown.stdout + shown.stderr)
+    for text in outputs:
+        assert MARKER.decode() not in text, text
+    found = _files_with_secret([lab.paths.root, Path("/tmp")],
+                               {secret_dir, lab.paths.hosts}, started)
+    assert not found, f"secrets written to: {found}"

@@ -69,10 +69,13 @@ def router_live(lab: Lab, service: str) -> str:
 
 
 def reset_state_dir(lab: Lab) -> None:
+    """A fresh state store, and with it a fresh witness file (the key stays): a store that
+    starts over under the old witness would rightly be reported as replaced."""
     state_dir = lab.paths.root / "state"
     if state_dir.exists():
         shutil.rmtree(state_dir)
     state_dir.mkdir(mode=0o700)
+    lab.paths.witness_file.unlink(missing_ok=True)
 
 
 def audit_ok(config: Path) -> None:

@@ -21,7 +21,7 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,7 @@ from orchestrator.routers.base import FlipResult
 from orchestrator.sides import SIDES, Side
 from orchestrator.state import LockHolder, SQLiteStateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, SideState
-from orchestrator.testing import FakeRouter, FrozenClock, SimulatedCrash
-from orchestrator.traffic import failpoints
+from orchestrator.testing import FakeRouter, FrozenClock
 
 SERVICE = "web"
 FLIP_COMMANDS = frozenset({"flip", "rollback", "rollout.flip", "rollout.auto-rollback"})
@@ -326,35 +325,6 @@ class World:
         for flip_id in done:
             assert flip_id in net and flip_id != pending_id, (
                 f"audit records flip {flip_id} ({done[flip_id]}), the router never moved for it")
-
-
-@contextlib.contextmanager
-def at_failpoints(
-    crash: str | None = None, meanwhile: tuple[str, Callable[[], None]] | None = None
-) -> Iterator[None]:
-    """Within the block: at failpoint `meanwhile[0]` (once) run `meanwhile[1]`, another
-    process's command interleaved right there (its own failpoints pass unhooked); at
-    failpoint `crash` this process dies (SimulatedCrash)."""
-    fired = False
-
-    def hook(name: str) -> None:
-        nonlocal fired
-        if meanwhile is not None and not fired and name == meanwhile[0]:
-            fired = True
-            failpoints.hook = None
-            try:
-                meanwhile[1]()
-            finally:
-                failpoints.hook = hook
-        if crash is not None and name == crash:
-            raise SimulatedCrash(name)
-
-    old = failpoints.hook
-    failpoints.hook = hook
-    try:
-        yield
-    finally:
-        failpoints.hook = old
 
 
 def env_int(name: str, default: int) -> int:

@@ -32,9 +32,10 @@ from tests.support.model import SERVICE, Host, World
 KERNEL_POINTS = ("traffic:intent", "traffic:router", "traffic:recorded")
 FAULTS: tuple[RouterFault, ...] = (
     "refuse", "gone_before", "gone_after", "lost_reply", "persist", "confirm")
-OPERATOR_COMMANDS = ("rollback", "flip_blue", "flip_green", "status", "reload")
+OPERATOR_COMMANDS = ("rollback", "flip_blue", "flip_green", "status", "reload",
+                     "reimage_blue", "reimage_green")
 """What can happen while another process is somewhere (a failpoint, inside the patch step):
-an operator's command, or the load balancer reloading its configuration."""
+an operator's command, the load balancer reloading its configuration, a host re-imaged."""
 
 crash_points = st.one_of(st.none(), st.sampled_from(KERNEL_POINTS))
 
@@ -82,6 +83,8 @@ class TrafficMachine(RuleBasedStateMachine):
         elif command == "reload":
             if not self.world.router.unreachable:
                 self.world.router.reload()
+        elif command in ("reimage_blue", "reimage_green"):
+            self.reimage("blue" if command == "reimage_blue" else "green")
         else:
             self.status(None)
 

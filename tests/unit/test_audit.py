@@ -449,3 +449,26 @@ def test_audit_before_and_after_are_redacted_in_the_file(tmp_path: Path) -> None
         assert store.verify_audit().ok
         dump = "\n".join(sqlite3.connect(store.path).iterdump())
     assert "hunter2" not in dump and "s3cr3t-value" not in dump
+
+
+def test_known_secret_values_never_enter_the_store(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The values themselves (an inventory secret, a secret-named environment variable),
+    wherever they stand: a router's stderr in `after`, a reason, a run's result."""
+    from orchestrator import secrets
+
+    monkeypatch.setattr(secrets, "_from_env", None)  # read the environment again
+    monkeypatch.setenv("BLUEGREEN_LB_TOKEN", "S3cr3t-env-tok-41")
+    secrets.remember_secret_values([{"nested": ["S3cr3t-inv-ab12"]}])
+    with SQLiteStateStore(tmp_path / "state.db") as store:
+        store.audit_append(AuditEntryInput(
+            actor="alice", command="rollback.failed", reason="INC S3cr3t-inv-ab12",
+            after={"error": "router script exited 1\n  stderr: token S3cr3t-env-tok-41 "
+                            "https://u:S3cr3t-url-9@lb/x?sig=S3cr3t-q-2"},
+        ))
+        store.create_run("r1", "rollout", "web", {"hook": "S3cr3t-inv-ab12"}, "alice")
+        store.finish_run("r1", "failed", "ansible said S3cr3t-inv-ab12")
+        assert store.verify_audit().ok
+    dump = "\n".join(sqlite3.connect(tmp_path / "state.db").iterdump())
+    assert "S3cr3t" not in dump
+    assert "<redacted>" in dump

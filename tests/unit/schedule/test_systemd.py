@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from orchestrator.safe_write import UnsafePath
 from orchestrator.schedule.systemd import (
     cron_lines,
     install_units,
@@ -62,3 +65,21 @@ def test_generated_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     assert bad.returncode != 0
     assert [u["name"] for u in list_units(tmp_path)] == ["c"]
     assert len(remove_units("c", tmp_path)) == 2 and list_units(tmp_path) == []
+
+
+def test_units_are_never_written_through_a_planted_symlink(tmp_path: Path) -> None:
+    """As root into /etc/systemd/system: a link planted at a unit's path (or at the old
+    predictable temporary name) must not redirect the write."""
+    units_dir, outside = tmp_path / "units", tmp_path / "etc"
+    units_dir.mkdir()
+    outside.mkdir()
+    victim = outside / "shadow"
+    victim.write_text("root:*:19000:0:99999:7:::\n")
+    (units_dir / "bluegreen-campaign-c.service.tmp").symlink_to(victim)
+    w = win(start="0 22 * * 6", duration="4h")
+    units = install_units("c", tmp_path / "c.yml", w, tmp_path / "bluegreen.yml", units_dir)
+    assert not units.service.is_symlink() and victim.read_text().startswith("root:*")
+    (units_dir / "bluegreen-campaign-d.service").symlink_to(victim)
+    with pytest.raises(UnsafePath, match="symbolic link"):
+        install_units("d", tmp_path / "c.yml", w, tmp_path / "bluegreen.yml", units_dir)
+    assert victim.read_text() == "root:*:19000:0:99999:7:::\n"

@@ -136,3 +136,29 @@ def test_no_patch_while_the_live_sides_flip_is_not_persisted(tmp_path: Path) -> 
                                                 actor="op", to="green"))
         store.begin_patch(SERVICE, "blue", "L2", audit=AuditEntryInput(
             actor="ci", command="rollout.patch.begin"))
+
+
+def test_adopting_the_side_a_reload_restored_forgets_the_old_flips_problem(
+    tmp_path: Path,
+) -> None:
+    """A flip not persisted, a reload (traffic back on blue), `status --adopt`: the store
+    kept "not persisted" about a flip that no longer holds, and refused every patch."""
+    router = FakeRouter({SERVICE: "blue"})
+    with temp_store(tmp_path) as store:
+        _verified(store, "green")
+        router.fail_next("persist")
+        with pytest.raises(FlipIncomplete):
+            move_traffic(store, router, FlipRequest(service=SERVICE, command="flip",
+                                                    reason="x", actor="op", to="green"))
+        router.reload()
+        assert adopt(store, router, SERVICE, "op", "reload undid it") == "blue"
+        svc = store.get_service(SERVICE)
+        assert svc is not None and svc.live_side == "blue" and svc.flip_problem is None
+        store.begin_patch(SERVICE, "green", "L2", audit=AuditEntryInput(
+            actor="ci", command="rollout.patch.begin"))
+        # adopting the side that is live keeps a problem that still holds
+        setup = AuditEntryInput(actor="test", command="setup")
+        store.set_flip_problem(SERVICE, "not persisted: disk full", audit=setup)
+        store.set_live_side(SERVICE, "blue", audit=setup)
+        svc = store.get_service(SERVICE)
+        assert svc is not None and svc.flip_problem == "not persisted: disk full"

@@ -1,0 +1,300 @@
+"""Model-based test of the real rollout engine (orchestrator/rollout.py) on the safety
+kernel: the same operators, faults and invariants as the kernel's model
+(tests/unit/traffic/test_kernel_model.py), with `Rollout.start` / `Rollout.resume` as
+processes that may crash at any failpoint (their lock's holder dies with them) and be
+resumed later, Ansible (FakePatcher) and the probes (FakeGate) answering from the truth
+about the hosts, an operator's command interleaved at any failpoint or while Ansible runs,
+the bake degrading under traffic, and a campaign's maintenance window (`may_flip`): a run
+deferred outside it is resumed by its campaign when it opens.
+
+CI runs a fixed, derandomized set; `BLUEGREEN_MODEL_EXAMPLES=N` explores (README).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+from hypothesis.stateful import invariant, precondition, rule
+
+from orchestrator.config.loaded import parse_package_arg
+from orchestrator.errors import BluegreenError
+from orchestrator.rollout import Rollout, patch_level
+from orchestrator.routers.base import TrafficCounters
+from orchestrator.sides import Side
+from orchestrator.state import LockHolder, SQLiteStateStore
+from orchestrator.testing import (
+    FakeGate,
+    FakePatcher,
+    SimulatedCrash,
+    at_failpoints,
+    fake_config,
+    fake_tools,
+)
+from tests.support.model import SERVICE, Host, World, env_int
+from tests.support.model_rules import KERNEL_POINTS, OPERATOR_COMMANDS, TrafficMachine
+
+LEVELS = ("demo-web=1.0.1", "demo-web=1.0.2")
+STEPS = ("precheck", "patch", "verify", "flip", "bake")
+RUN_POINTS = (
+    *(f"{p}:rollout.flip" for p in KERNEL_POINTS),
+    *(f"{p}:rollout.auto-rollback" for p in KERNEL_POINTS),
+    *(f"{s}:{p}" for s in STEPS for p in ("begin", "end")),
+)
+DURING_PATCH = "patch:during"
+
+run_crash = st.one_of(st.none(), st.sampled_from(RUN_POINTS))
+meanwhile = st.one_of(st.none(), st.tuples(st.sampled_from((*RUN_POINTS, DURING_PATCH)),
+                                           st.sampled_from(OPERATOR_COMMANDS)))
+
+
+class ModelPatcher(FakePatcher):
+    """Ansible, as the hosts see it: half patched while it runs, the level when it ends."""
+
+    world: World
+    level: str = ""
+    running_on: Side | None = None
+
+    def __call__(self, config: object, service: str, side: Side, packages: object, *,
+                 on_event: Any, cancel: Any) -> Any:
+        old = self.world.hosts[side]
+        self.world.ansible_starts(side, self.level)
+        self.running_on: Side | None = side
+        try:
+            patched = super().__call__(config, service, side, packages, on_event=on_event,
+                                       cancel=cancel)
+        finally:
+            self.running_on = None
+        if patched.ok:
+            self.world.hosts_changed(side, Host(self.level, False, old.fingerprint),
+                                     patched=True)
+        return patched
+
+
+class ModelGate(FakeGate):
+    """The probes: a side passes only if its hosts really run the level asked for."""
+
+    world: World
+    passes: bool = True
+
+    def __call__(self, config: object, store: Any, service: str, side: Side, *, actor: str,
+                 packages: object = (), advisories: object = (), patch_level: str | None = None,
+                 expected_generation: int | None = None) -> Any:
+        truth = self.world.hosts[side]
+        self.verdicts[(service, side)] = (self.passes and not truth.partial
+                                          and truth.level == patch_level)
+        self.fingerprints = truth.fingerprints(side)
+        return super().__call__(config, store, service, side, actor=actor, packages=packages,
+                                advisories=advisories, patch_level=patch_level,
+                                expected_generation=expected_generation)
+
+
+class RolloutModel(TrafficMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = fake_config(self.tmp, bake_seconds=0.03)
+        self.window_open = True
+        self.patcher: ModelPatcher | None = None
+
+    # -- a rollout's process ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def _holder(self) -> Iterator[LockHolder]:
+        """The run's process: its run lock names a pid that dies when the process does."""
+        holder = self.world.spawn_holder()
+        current = LockHolder.current
+        LockHolder.current = classmethod(lambda cls: holder)  # type: ignore[assignment,method-assign]
+        try:
+            yield holder
+        finally:
+            LockHolder.current = current  # type: ignore[method-assign]
+            self.world.kill_holder(holder.pid)
+
+    def _run(self, body: Any, level: str, *, patch_ok: bool, verify_ok: bool, bake_ok: bool,
+             crash: str | None, meanwhile: tuple[str, str] | None) -> None:
+        patcher = ModelPatcher()
+        patcher.world, patcher.level, patcher.running_on = self.world, level, None
+        self.patcher = patcher
+        if not patch_ok:
+            patcher.fail = {(SERVICE, "blue"), (SERVICE, "green")}
+        gate = ModelGate()
+        gate.world, gate.passes = self.world, verify_ok
+        action = None
+        if meanwhile is not None:
+            point, command = meanwhile
+            if point == DURING_PATCH:
+                patcher.during = lambda _service, _side: self._operator(command)
+            elif point.startswith("traffic:") and command.startswith("reimage"):
+                pass  # after the flip's host recheck: no check can see that (nor one after)
+            else:
+                action = (point, lambda: self._operator(command))
+        reads = {"n": 0}
+
+        def count(service: str, side: Side) -> TrafficCounters | None:
+            if bake_ok:
+                return None
+            reads["n"] += 1  # the bake's baseline, then 5xx pile up
+            return TrafficCounters(0, 0) if reads["n"] == 1 else TrafficCounters(100, 60)
+
+        self.world.router.count = count
+        self.world.clock.advance(1)
+        with self._holder(), self.world.process() as store, at_failpoints(crash, action):
+            rollout = Rollout(self.config, store, self.world.router, actor="ci",
+                              tools=fake_tools(patcher, gate, recheck=self.world.recheck),
+                              may_flip=self._may_flip)
+            try:
+                body(store, rollout)
+                self._event("run done")
+            except SimulatedCrash as exc:
+                self._event(f"run crashed at {exc}")
+            except BluegreenError as exc:
+                self._event(f"run ended: {type(exc).__name__}")
+        self.world.router.count = None
+
+    def _event(self, text: str) -> None:
+        """For `--hypothesis-show-statistics` (the fixed scenarios run outside hypothesis)."""
+        with contextlib.suppress(InvalidArgument):
+            event(text)
+
+    def _may_flip(self, service: str) -> str | None:
+        return None if self.window_open else "outside the maintenance window"
+
+    def _patching_side(self) -> Side | None:
+        patcher = self.patcher
+        return patcher.running_on if patcher is not None else None
+
+    # -- rules --------------------------------------------------------------------------------
+    @rule(level=st.sampled_from(LEVELS), patch_ok=st.booleans(), verify_ok=st.booleans(),
+          bake_ok=st.booleans(), crash=run_crash, meanwhile=meanwhile)
+    def rollout_start(self, level: str, patch_ok: bool, verify_ok: bool, bake_ok: bool,
+                      crash: str | None, meanwhile: tuple[str, str] | None) -> None:
+        if self._resumable_run() is not None:
+            return  # the CLI says: resume it (or abort it) first
+
+        def start(store: SQLiteStateStore, rollout: Rollout) -> None:
+            rollout.start(SERVICE, [parse_package_arg(level)])
+
+        self._run(start, level, patch_ok=patch_ok, verify_ok=verify_ok, bake_ok=bake_ok,
+                  crash=crash, meanwhile=meanwhile)
+
+    @precondition(lambda self: self._resumable_run() is not None)
+    @rule(patch_ok=st.booleans(), verify_ok=st.booleans(), bake_ok=st.booleans(),
+          crash=run_crash, meanwhile=meanwhile)
+    def rollout_resume(self, patch_ok: bool, verify_ok: bool, bake_ok: bool,
+                       crash: str | None, meanwhile: tuple[str, str] | None) -> None:
+        """`bluegreen resume` (or the campaign resuming its deferred child)."""
+        run_id = self._resumable_run()
+        assert run_id is not None
+        run = self.world.observer.get_run(run_id)
+        assert run is not None
+        level = patch_level([parse_package_arg(p) for p in run.params["packages"]], False)
+
+        def resume(store: SQLiteStateStore, rollout: Rollout) -> None:
+            again = store.get_run(run_id)
+            assert again is not None
+            rollout.resume(again)
+
+        self._run(resume, level, patch_ok=patch_ok, verify_ok=verify_ok, bake_ok=bake_ok,
+                  crash=crash, meanwhile=meanwhile)
+
+    @rule(open_=st.booleans())
+    def maintenance_window(self, open_: bool) -> None:
+        self.world.window_open = self.window_open = open_
+
+    @invariant()
+    def check_world(self) -> None:
+        self.world.check(run_alive=False, aborted_run_alive=False)
+
+
+TestRolloutModel = RolloutModel.TestCase
+TestRolloutModel.settings = settings(
+    max_examples=env_int("BLUEGREEN_MODEL_EXAMPLES", 120),
+    stateful_step_count=env_int("BLUEGREEN_MODEL_STEPS", 30),
+    derandomize=not env_int("BLUEGREEN_MODEL_EXAMPLES", 0),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+# -- the rollout's interleavings of issue 10, as fixed examples of the same machine ----------
+
+
+def _start(level: str = LEVELS[0], *, patch_ok: bool = True, verify_ok: bool = True,
+           bake_ok: bool = True, crash: str | None = None,
+           meanwhile: tuple[str, str] | None = None) -> tuple[str, dict[str, Any]]:
+    return ("rollout_start", {"level": level, "patch_ok": patch_ok, "verify_ok": verify_ok,
+                              "bake_ok": bake_ok, "crash": crash, "meanwhile": meanwhile})
+
+
+def _resume(*, bake_ok: bool = True, crash: str | None = None,
+            meanwhile: tuple[str, str] | None = None) -> tuple[str, dict[str, Any]]:
+    return ("rollout_resume", {"patch_ok": True, "verify_ok": True, "bake_ok": bake_ok,
+                               "crash": crash, "meanwhile": meanwhile})
+
+
+SCENARIOS: dict[str, tuple[list[tuple[str, dict[str, Any]]], Side, dict[Side, str], str]] = {
+    # 7: a campaign child outside its window is deferred; its resume flips only in it
+    "deferred_by_the_window": ([
+        ("maintenance_window", {"open_": False}),
+        _start(),
+        _resume(),
+        ("maintenance_window", {"open_": True}),
+        _resume(),
+    ], "green", {"green": "verified"}, "done"),
+    # 1: rollback while Ansible runs on the standby: the run stops, traffic stays
+    "rollback_while_ansible_runs": ([
+        _start(meanwhile=(DURING_PATCH, "rollback")),
+        ("flip", {"to": "green", "force": False, "crash": None}),
+    ], "blue", {"green": "patching"}, "aborted"),
+    # 8: a rollback between the run's abort check and its flip; one while the kernel
+    # holds the lock for the run's flip (it waits: here it gives up at once)
+    "rollback_racing_the_runs_flip": ([
+        _start(meanwhile=("flip:begin", "rollback")),
+        _start(meanwhile=("traffic:router:rollout.flip", "rollback")),
+        ("rollback", {"to": None, "crash": None}),
+    ], "blue", {"green": "failed_live"}, "done"),
+    # 6: kill -9 inside the bake's automatic rollback, then resume
+    "crash_inside_the_auto_rollback": ([
+        _start(bake_ok=False, crash="traffic:router:rollout.auto-rollback"),
+        _resume(),
+        ("rollback", {"to": None, "crash": None}),
+        ("flip", {"to": "green", "force": False, "crash": None}),
+    ], "blue", {"green": "failed_live"}, "rolled_back"),
+    # a flip by hand while the auto rollback holds the traffic lock
+    "flip_while_the_auto_rollback_holds_the_lock": ([
+        _start(bake_ok=False, meanwhile=("traffic:intent:rollout.auto-rollback", "flip_green")),
+    ], "blue", {"green": "failed_live"}, "rolled_back"),
+    # a crash at every step, each resumed
+    "crash_at_every_step_then_resume": ([
+        _start(crash="precheck:end"),
+        _resume(crash="patch:end"),
+        _resume(crash="traffic:router:rollout.flip"),
+        _resume(crash="bake:begin"),
+        _resume(),
+    ], "green", {"green": "verified", "blue": "untouched"}, "done"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_rollout_interleavings(name: str) -> None:
+    steps, live, states, last_run = SCENARIOS[name]
+    machine = RolloutModel()
+    try:
+        machine.check_world()
+        for rule_name, arguments in steps:
+            getattr(machine, rule_name)(**arguments)
+            machine.check_world()
+        assert machine.world.router.memory[SERVICE] == live
+        for side, state in states.items():
+            record = machine.world.observer.get_side(SERVICE, side)
+            assert (record.state if record else "untouched") == state, side
+        assert machine._resumable_run() is None
+        runs = machine.world.observer.list_runs(service=SERVICE)
+        assert runs[-1].status == last_run, runs[-1]
+    finally:
+        machine.teardown()

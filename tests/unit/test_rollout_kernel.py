@@ -1,0 +1,167 @@
+"""The rollout on the safety kernel, with fakes for Ansible, the probes and the router and
+the real SQLite store: side states, the auto rollback, crashes and resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.errors import Aborted, PatchFailed, RolledBack, VerificationFailed
+from orchestrator.rollout import Rollout
+from orchestrator.routers.base import TrafficCounters
+from orchestrator.sides import Side
+from orchestrator.state import SQLiteStateStore
+from orchestrator.testing import (
+    FakeGate,
+    FakePatcher,
+    FakeRouter,
+    SimulatedCrash,
+    crash_at,
+    fake_config,
+    fake_tools,
+    temp_store,
+)
+from orchestrator.traffic import FlipRequest, move_traffic
+
+
+def rollout(tmp_path: Path, store: SQLiteStateStore, router: FakeRouter, *,
+            bake_seconds: float = 0.0, **tools: Any) -> Rollout:
+    config = fake_config(tmp_path, bake_seconds=bake_seconds)
+    return Rollout(config, store, router, actor="ci", tools=fake_tools(**tools))
+
+
+def state(store: SQLiteStateStore, side: Side) -> str:
+    rec = store.get_side("web", side)
+    return rec.state if rec else "untouched"
+
+
+def commands(store: SQLiteStateStore) -> list[tuple[str, str]]:
+    return [(r.command, r.result) for r in store.audit_records("web")]
+
+
+def test_a_rollout_patches_verifies_and_flips_the_standby_only(tmp_path: Path) -> None:
+    router, patcher, gate = FakeRouter(), FakePatcher(), FakeGate(fingerprints={"g1": "f"})
+    with temp_store(tmp_path) as store:
+        result = rollout(tmp_path, store, router, patcher=patcher, gate=gate).start("web")
+        assert result.status == "done" and (result.from_side, result.to_side) == ("blue", "green")
+        assert patcher.calls == [("web", "green")] and gate.calls == [("web", "green")]
+        green = store.get_side("web", "green")
+        assert green is not None and green.state == "verified" and green.hosts == {"g1": "f"}
+        svc = store.get_service("web")
+        assert svc is not None and (svc.live_side, svc.rollback_to) == ("green", "blue")
+        assert router.memory["web"] == "green"
+        assert [c for c in commands(store) if c[0].startswith("rollout.")] == [
+            ("rollout.patch.begin", "ok"), ("rollout.patch", "ok"),
+            ("rollout.flip.begin", "started"), ("rollout.flip", "ok")]
+
+
+def test_a_failed_patch_leaves_the_side_patching_and_no_flip_can_target_it(
+    tmp_path: Path,
+) -> None:
+    router, patcher = FakeRouter(), FakePatcher(fail={("web", "green")})
+    with temp_store(tmp_path) as store:
+        with pytest.raises(PatchFailed):
+            rollout(tmp_path, store, router, patcher=patcher).start("web")
+        assert state(store, "green") == "patching"
+        for request in (
+            FlipRequest(service="web", command="flip", reason="x", actor="op", to="green",
+                        abort_in_flight=True),
+            FlipRequest(service="web", command="rollback", reason="x", actor="op", to="green",
+                        abort_in_flight=True),
+        ):
+            with pytest.raises(VerificationFailed, match="patching"):
+                move_traffic(store, router, request)
+        assert router.memory["web"] == "blue"
+
+
+def test_rollback_during_the_patch_aborts_the_run_and_traffic_stays(tmp_path: Path) -> None:
+    router = FakeRouter()
+    seen: list[Any] = []
+
+    def incident(service: str, side: Side) -> None:  # an operator, while Ansible runs
+        with SQLiteStateStore(tmp_path / "state" / "state.db") as other:
+            seen.append(move_traffic(other, router, FlipRequest(
+                service=service, command="rollback", reason="INC-1", actor="oncall",
+                abort_in_flight=True)))
+
+    with temp_store(tmp_path) as store:
+        with pytest.raises(Aborted, match="aborted by `rollback`"):
+            rollout(tmp_path, store, router, patcher=FakePatcher(during=incident)).start("web")
+        assert not seen[0].changed and seen[0].aborted_run is not None
+        assert router.memory["web"] == "blue" and router.flips == []
+        run = store.get_run(seen[0].aborted_run)
+        assert run is not None and run.status == "aborted"
+        assert store.get_lock("web") is None  # released by the run itself
+        assert state(store, "green") == "patching"  # cancelled mid-patch: not a target
+
+
+def test_bake_degradation_rolls_back_and_the_new_side_failed_live(tmp_path: Path) -> None:
+    reads = {"n": 0}
+
+    def count(service: str, side: Side) -> TrafficCounters:
+        reads["n"] += 1  # the first read is the baseline; then 5xx pile up
+        return TrafficCounters(0, 0) if reads["n"] == 1 else TrafficCounters(100, 60)
+
+    router = FakeRouter(count=count)
+    with temp_store(tmp_path) as store:
+        with pytest.raises(RolledBack, match="back on blue"):
+            rollout(tmp_path, store, router, bake_seconds=5).start("web")
+        assert router.memory["web"] == "blue"
+        assert state(store, "green") == "failed_live"
+        svc = store.get_service("web")
+        assert svc is not None and (svc.live_side, svc.rollback_to) == ("blue", "blue")
+        assert ("rollout.auto-rollback", "ok") in commands(store)
+        # and nobody goes straight back to the side that failed under traffic
+        with pytest.raises(VerificationFailed, match="failed_live"):
+            move_traffic(store, router, FlipRequest(
+                service="web", command="flip", reason="x", actor="op", to="green",
+                abort_in_flight=True))
+
+
+@pytest.mark.parametrize("point", ["traffic:router:rollout.flip", "traffic:intent:rollout.flip",
+                                   "traffic:recorded:rollout.flip", "patch:begin", "flip:end"])
+def test_a_crash_then_resume_ends_done_with_one_flip(tmp_path: Path, point: str) -> None:
+    router = FakeRouter()
+    with temp_store(tmp_path) as store:
+        with crash_at(point), pytest.raises(SimulatedCrash):
+            rollout(tmp_path, store, router).start("web")
+        run_id = store.list_runs(service="web")[-1].run_id
+    with temp_store(tmp_path) as store:  # a new process: `bluegreen resume`
+        run = store.get_run(run_id)
+        assert run is not None and run.status == "running"
+        result = rollout(tmp_path, store, router).resume(run)
+        assert result.status == "done" and router.memory["web"] == "green"
+        flips = [c for c in commands(store) if c[0] == "rollout.flip"]
+        assert len(flips) == 1, commands(store)
+        svc = store.get_service("web")
+        assert svc is not None and svc.live_side == "green" and svc.pending_flip is None
+        assert store.verify_audit().ok
+
+
+def test_a_crash_inside_the_auto_rollback_resumes_as_rolled_back(tmp_path: Path) -> None:
+    reads = {"n": 0}
+
+    def count(service: str, side: Side) -> TrafficCounters:
+        reads["n"] += 1
+        return TrafficCounters(0, 0) if reads["n"] == 1 else TrafficCounters(100, 60)
+
+    router = FakeRouter(count=count)
+    with temp_store(tmp_path) as store:
+        with crash_at("traffic:router:rollout.auto-rollback"), pytest.raises(SimulatedCrash):
+            rollout(tmp_path, store, router, bake_seconds=5).start("web")
+        run_id = store.list_runs(service="web")[-1].run_id
+        svc = store.get_service("web")
+        assert router.memory["web"] == "blue" and svc is not None and svc.live_side == "green"
+    with temp_store(tmp_path) as store:
+        run = store.get_run(run_id)
+        assert run is not None
+        with pytest.raises(RolledBack):
+            rollout(tmp_path, store, router).resume(run)
+        ended = store.get_run(run_id)
+        assert ended is not None and ended.status == "rolled_back"
+        svc = store.get_service("web")
+        assert svc is not None and svc.live_side == "blue" and svc.pending_flip is None
+        assert state(store, "green") == "failed_live"
+        assert ("rollout.auto-rollback", "recovered") in commands(store)

@@ -1,0 +1,31 @@
+"""Free text shown safely: one record, one line, nothing hidden, nothing lost."""
+
+from __future__ import annotations
+
+from orchestrator.text import one_line, table_cell
+
+HOSTILE = "INC-1\nfake line: 42 rollback ok\r\x1b[2J\x1b]0;owned\x07\u2028\u202etxt.exe\x00\\n"
+
+
+def test_hostile_reason_is_one_visible_line() -> None:
+    shown = one_line(HOSTILE)
+    assert "\n" not in shown and "\r" not in shown and "\x1b" not in shown
+    assert shown.isprintable()
+    assert shown == ("INC-1\\nfake line: 42 rollback ok\\r\\x1b[2J\\x1b]0;owned\\x07"
+                     "\\u2028\\u202etxt.exe\\x00\\\\n")
+
+
+def test_escaping_is_unambiguous() -> None:
+    # a real newline and a typed backslash-n look different
+    assert one_line("a\nb") != one_line("a\\nb")
+    assert one_line("a\\nb") == "a\\\\nb"
+
+
+def test_plain_text_and_unicode_are_left_alone() -> None:
+    for text in ("INC-4711 rollback web", "Zürich Störung — 故障", "emoji 🚒", ""):
+        assert one_line(text) == text
+    assert one_line(None) == ""
+
+
+def test_table_cell_escapes_pipes() -> None:
+    assert table_cell("a|b\nc") == "a\\|b\\nc"
