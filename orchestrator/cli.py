@@ -1074,7 +1074,7 @@ def _exposure(ctx: click.Context, service: str | None, side: str | None, feeds: 
             if any(h.error for h in s.hosts if h.host in hosts):
                 click.secho(f"  {', '.join(hosts)}: NOT READ: {key}", fg="yellow")
             elif not brief or not key:
-                click.echo(f"  {', '.join(hosts)}: {'clean' if not key else ''}")
+                click.echo(f"  {', '.join(hosts)}:{' clean' if not key else ''}")
                 for line in key.splitlines():
                     click.echo(f"    {line}")
     return code

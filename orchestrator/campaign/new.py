@@ -12,7 +12,6 @@ written, and an existing file is never overwritten.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from orchestrator.advisories.exposure import OpenCve
 from orchestrator.campaign.model import campaign_from_dict
 from orchestrator.errors import BadInput
 from orchestrator.probes.exposure import FleetExposure
+from orchestrator.safe_write import write_file
 
 _SEVERITY = {"unimportant": "low", "low": "low", "medium": "medium", "high": "high",
              "critical": "critical", "unknown": "medium"}
@@ -149,9 +149,5 @@ def write_new_campaign(
         *[f"# {n}" for n in made.notes],
     ]
     text = "\n".join(header) + "\n" + yaml.safe_dump(made.doc, sort_keys=False, width=100)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    made.path = output
+    made.path = write_file(output, text, mode=0o644, make_parents=True)
     return made
