@@ -1529,6 +1529,8 @@ def lab_demo(ctx: click.Context, service: str) -> None:
         import shutil
 
         shutil.rmtree(the_lab.paths.root / "state", ignore_errors=True)
+        # a new chain under the old witness would rightly be reported as a replaced store
+        the_lab.paths.witness_file.unlink(missing_ok=True)
     ctx.obj.config_path = str(the_lab.paths.config)
     banner("2. before: who is live, and the CVEs open on every host (from the real changelogs "
            "of the packages the lab repository offers)")

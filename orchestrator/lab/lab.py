@@ -563,7 +563,8 @@ class Lab:
         touched: dict[str, set[str]] = {}
         for spec in targets:
             touched.setdefault(spec.service, set()).add(spec.side)
-        with SQLiteStateStore(db) as store:
+        # the lab keeps its audit key outside the state directory (its bluegreen.yml says so)
+        with SQLiteStateStore(db, audit_key_file=self.paths.audit_key) as store:
             for service, sides in sorted(touched.items()):
                 reimaged = list(SIDES) if reset_all else [s for s in SIDES if s in sides]
                 reason = f"lab reset: re-imaged {', '.join(reimaged)}; traffic back on blue"
