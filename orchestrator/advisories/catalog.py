@@ -94,17 +94,21 @@ def load_catalog(
         feeds += [_configured(f, settings, policy, index) for f in configured]
     loaded: list[FeedData] = [f.load(sources) for f in feeds]
     available: dict[str, str] | None = None
+    binaries: dict[str, str] = {}
     if index is not None:
         available = {}
         for p in index.packages:
             seen = available.get(p.source)
             if seen is None or _newer(p.source_version, seen):
                 available[p.source] = p.source_version
+            if p.name not in binaries or _newer(p.version, binaries[p.name]):
+                binaries[p.name] = p.version
     return Catalog(
         [v for d in loaded for v in d.vulnerabilities],
         feeds=[d.name for d in loaded],
         notes=[n for d in loaded for n in d.notes],
         available=available,
+        binaries=binaries,
     )
 
 

@@ -113,6 +113,7 @@ class Catalog:
         feeds: Sequence[str] = (),
         notes: Sequence[str] = (),
         available: Mapping[str, str] | None = None,
+        binaries: Mapping[str, str] | None = None,
     ) -> None:
         self.by_source: dict[str, list[Vulnerability]] = {}
         for v in vulnerabilities:
@@ -122,6 +123,8 @@ class Catalog:
         self.available = dict(available) if available is not None else None
         """source package -> newest source version the configured repositories offer
         (None: no repository configured)."""
+        self.binaries = dict(binaries or {})
+        """binary package -> newest version the configured repositories offer."""
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_source.values())

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from orchestrator.advisories.base import bad_feed
 from orchestrator.errors import BadInput
-from orchestrator.secrets import safe_url
+from orchestrator.secrets import redact_url
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 _CHUNK = 1024 * 1024
@@ -67,7 +67,7 @@ def is_url(location: str) -> bool:
 
 def display(location: str) -> str:
     """How a feed is named in messages: URLs without credentials or query tokens."""
-    return safe_url(location) if is_url(location) else location
+    return redact_url(location) if is_url(location) else location
 
 
 def fetch(location: str, policy: FetchPolicy) -> Fetched:

@@ -12,11 +12,12 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from orchestrator.advisories import versions
 from orchestrator.advisories.base import SOURCE_NAME_RE, bad_feed
 from orchestrator.errors import BadInput
-from orchestrator.secrets import safe_url
+from orchestrator.secrets import redact_url
 
 if TYPE_CHECKING:  # fetch imports urllib: loaded only when a repository is read
     from orchestrator.advisories.fetch import FetchPolicy
@@ -71,7 +72,7 @@ class RepoSpec:
         return [f"{self.url}/dists/{self.suite}/{c}/binary-{arch}" for c in self.components]
 
     def __str__(self) -> str:
-        url = safe_url(self.url) if self.url.startswith("http") else self.url
+        url = redact_url(self.url) if self.url.startswith("http") else self.url
         return " ".join([url, self.suite, *self.components])
 
 
@@ -166,6 +167,8 @@ def parse_packages(text: str, base: str, origin: str) -> list[RepoPackage]:
         if len(sha) != 64 or not size.isdigit():
             raise bad_feed(where, "SHA256 and Size are required")
         rel = filename.removeprefix("./")
+        if base.startswith(("http://", "https://")):
+            rel = quote(rel, safe="/~")  # apt quotes too: `zlib1g_1%3a1.2.13...deb` is a name
         found.append(
             RepoPackage(name, version, source, source_version, f"{base}/{rel}", sha, int(size))
         )

@@ -46,7 +46,7 @@ CAMPAIGN_FILE = FileKind(
 )
 
 _CVE_RE = re.compile(r"^CVE-\d{4}-\d{4,}$")
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:~+-]{0,99}$")  # + ~: Debian versions in ids
 
 
 def _check_cve(value: str) -> str:
@@ -58,7 +58,7 @@ def _check_cve(value: str) -> str:
 def _check_id(value: str) -> str:
     if not _ID_RE.match(value):
         raise ValueError(
-            f"invalid id {value!r}: letters, digits, '.', '_', ':' and '-', at most 100"
+            f"invalid id {value!r}: letters, digits, '.', '_', ':', '~', '+' and '-', at most 100"
         )
     return value
 

@@ -19,12 +19,16 @@ from orchestrator.text import one_line, table_cell
 
 __all__ = ["FORMATS", "build_report", "default_report_path", "render", "write_report"]
 
-FORMATS = ("json", "md", "html")
+FORMATS = ("json", "md", "html", "openvex")
 
 
 def render(report: CampaignReport, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(report.as_json(), indent=2, default=str) + "\n"
+    if fmt == "openvex":
+        from orchestrator.campaign.openvex import openvex
+
+        return json.dumps(openvex(report.as_json()), indent=2) + "\n"
     if fmt == "md":
         return _markdown(report.as_json())
     from orchestrator.campaign.report_html import render_html
@@ -42,6 +46,10 @@ def _markdown(doc: dict[str, Any]) -> str:
         f"- audit chain: {'ok' if doc['audit']['ok'] else 'BROKEN'}, "
         f"{doc['audit']['records']} records, head `{_audit_head(doc)}` (check it later: "
         "`bluegreen audit verify --report THIS-FILE`)",
+        "",
+        "## Exposure now",
+        "",
+        *([f"- {_t(w)}" for w in doc.get("exposure_now", [])] or ["- not measured"]),
         "",
         "## Advisories",
         "",
@@ -80,6 +88,16 @@ def _markdown(doc: dict[str, Any]) -> str:
         out += ["", "| host | check | result |", "|---|---|---|"]
         for r in s["verification"]["results"]:
             out.append(f"| {_c(r['host'])} | {_c(r['check'])} | {_c(r['status'])} |")
+        cves = s.get("cves") or {}
+        if cves.get("hosts"):
+            out += ["", f"CVEs: {_t(cves['now']['words'])} (read {cves['now']['at'] or '-'})", "",
+                    "| host | side | advisory | CVEs | before | after | now |",
+                    "|---|---|---|---|---|---|---|"]
+            for host, h in cves["hosts"].items():
+                for a in h["advisories"]:
+                    out.append(f"| {_c(host)} | {h['side'] or '-'} | {_c(a['id'])} | "
+                               f"{', '.join(a['cves']) or '-'} | {a['before'] or '-'} | "
+                               f"{a['after'] or '-'} | {a['now']} |")
         if s.get("converge"):
             out += ["", f"- converge: {_t(s['converge'].get('message'))}"]
         out.append("")
@@ -121,4 +139,5 @@ def _audit_head(doc: dict[str, Any]) -> str:
 
 
 def default_report_path(reports_dir: Path, report: CampaignReport, fmt: str) -> Path:
-    return reports_dir / f"{report.run_id}.{fmt}"
+    suffix = "openvex.json" if fmt == "openvex" else fmt
+    return reports_dir / f"{report.run_id}.{suffix}"

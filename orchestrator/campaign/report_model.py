@@ -13,7 +13,7 @@ the store already redacts secrets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,8 +27,9 @@ ROLLBACK_COMMANDS = ("rollback", "rollout.auto-rollback", "flip", "flip --force"
 AUTOMATIC_ROLLBACK = "rollout.auto-rollback"
 ROLLOUT_STEPS = ("precheck", "patch", "verify", "flip", "bake")
 # how each outcome is shown: a colour class AND a word (never colour alone)
-GOOD = frozenset({"done", "pass", "ok", "passed"})
-BAD = frozenset({"failed", "fail", "error", "rolled_back", "aborted", "broken", "verify_failed"})
+GOOD = frozenset({"done", "pass", "ok", "passed", "fixed"})
+BAD = frozenset({"failed", "fail", "error", "rolled_back", "aborted", "broken", "verify_failed",
+                 "open"})
 
 
 def tone(status: str | None) -> str:
@@ -115,6 +116,13 @@ class ServiceReport:
     steps: list[StepSpan]
     flip: dict[str, Any] | None
     converge: dict[str, Any] | None
+    cves: dict[str, Any] | None = None
+    """Each advisory's CVEs per host before, after and now (`evidence.cve_evidence`); None
+    when the campaign names no CVEs or the report was built without reading the hosts."""
+
+    @property
+    def exposure_words(self) -> str | None:
+        return None if not self.cves else str(self.cves["now"]["words"])
 
     @property
     def failed_probes(self) -> int:
@@ -138,6 +146,7 @@ class ServiceReport:
             "timeline": [s.as_json() for s in self.steps],
             "flip": self.flip,
             "converge": self.converge,
+            "cves": self.cves,
         }
 
 
@@ -223,7 +232,8 @@ class CampaignReport:
     webhooks: list[str]
     audit: AuditHeadView
     exposure: dict[str, Any] | None = field(default=None)
-    """Open CVEs now, from the advisories module (issue 12); None: not measured."""
+    """Open CVEs now on the live sides: {"open": N, "services": {name: words}}; None: the
+    hosts were not read (`build_report(..., host_now=None)`)."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -257,13 +267,20 @@ class CampaignReport:
             "rollbacks": [r.as_json() for r in self.rollbacks],
             "webhooks": self.webhooks,
             "audit": self.audit.as_json(),
+            "exposure_now": [w for w in (s.exposure_words for s in self.services.values())
+                             if w],
         }
 
 
 # ---- building it from the store ---------------------------------------------------------
 
 
-def build_report(store: StateStore, run: Run, *, now: datetime | None = None) -> CampaignReport:
+def build_report(
+    store: StateStore, run: Run, host_now: dict[str, Any] | None = None, *,
+    now: datetime | None = None,
+) -> CampaignReport:
+    """`host_now`: what `evidence.read_now` read from the hosts at report time, per service
+    (None: not read; the report then says exposure now is unknown)."""
     params = run.params
     campaign = params.get("campaign", {})
     status = campaign_status(store, run)
@@ -281,6 +298,7 @@ def build_report(store: StateStore, run: Run, *, now: datetime | None = None) ->
                       records)
         for svc in names
     }
+    exposure = _add_cves(services, list(campaign.get("advisories", [])), host_now, rollbacks)
     chain = store.verify_audit()
     return CampaignReport(
         campaign=params.get("name"),
@@ -308,7 +326,29 @@ def build_report(store: StateStore, run: Run, *, now: datetime | None = None) ->
         webhooks=[safe_url(u) for u in (campaign.get("notify") or {}).get("webhooks", [])],
         audit=AuditHeadView(ok=chain.ok, records=chain.count, head_hash=chain.head_hash,
                             problem=chain.problem),
+        exposure=exposure,
     )
+
+
+def _add_cves(
+    services: dict[str, ServiceReport], advisories: list[dict[str, Any]],
+    host_now: dict[str, Any] | None, rollbacks: list[RollbackEntry],
+) -> dict[str, Any] | None:
+    """Each service's CVE evidence (in place), and the exposure now on the live sides."""
+    from orchestrator.campaign.evidence import cve_evidence
+
+    if not any(a.get("cves") for a in advisories):
+        return None
+    open_now: set[str] = set()
+    for name, svc in list(services.items()):
+        rolled_back = any(r.service == name for r in rollbacks)
+        cves = cve_evidence(advisories, svc.hosts, (host_now or {}).get(name), name, rolled_back)
+        services[name] = replace(svc, cves=cves)
+        open_now.update(cves["now"]["open_on_live"])
+    if host_now is None:
+        return None
+    return {"open": len(open_now),
+            "services": {n: s.exposure_words for n, s in services.items()}}
 
 
 def _service(

@@ -38,6 +38,9 @@ VERBS: dict[str, Verb] = {
                      "abortable."),
     "drift": Verb("probes", "drift", "Compare SERVICE's sides: packages, enabled and running "
                   "units, listening ports, file hashes."),
+    "exposure": Verb("advisories", "exposure",
+                     "Open CVEs per service, side and host: package, installed and fixed "
+                     "version, urgency, whether the configured repositories offer the fix."),
     "flip": Verb("traffic", "flip",
                  "Manually move SERVICE's traffic to a side: it must be verified at its current "
                  "patch level (or be the side that was live before the last flip), its hosts "

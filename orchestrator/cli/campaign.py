@@ -11,6 +11,7 @@ import click
 from orchestrator.cli.context import actor, load
 from orchestrator.cli.exit import handles_errors
 from orchestrator.cli.render import emit_json
+from orchestrator.cli.advisories import FEED_HELP, URGENCY
 from orchestrator.errors import BadInput
 
 
@@ -93,6 +94,56 @@ def campaign_plan(ctx: click.Context, file: str, check: bool, as_json: bool) -> 
             click.echo(f"      {host}: {', '.join(f'{k} {v}' for k, v in ch.items()) or 'no change'}")
     click.echo(f"  approval: {doc['approval']['mode']}"
                + (f" ({doc['approval']['at']})" if doc["approval"]["mode"] == "manual" else ""))
+
+
+@campaign.command("new")
+@click.option("--feed", "feeds", multiple=True, metavar="[KIND:]FILE|URL", help=FEED_HELP)
+@click.option("--min-urgency", type=URGENCY, help="Default: advisories.min_urgency (low).")
+@click.option("--services", help="Comma-separated services (default: all), one wave each.")
+@click.option("--name", help="Campaign name (default: security-YYYYMMDD).")
+@click.option("--offline", is_flag=True, help="Use cached feeds only.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The campaign file to write (must not exist).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def campaign_new(ctx: click.Context, feeds: tuple[str, ...], min_urgency: str | None,
+                 services: str | None, name: str | None, offline: bool, output: str,
+                 as_json: bool) -> None:
+    """Write a campaign file for review: the CVEs open on the services (either side) at or
+    above the threshold, grouped by fixed package version, with the fixed versions the
+    configured repositories offer. Run it with `campaign run FILE`."""
+    new_campaign(ctx, feeds, min_urgency, services, name, offline, output, as_json)
+
+
+def new_campaign(ctx: click.Context, feeds: tuple[str, ...], min_urgency: str | None,
+                  services: str | None, name: str | None, offline: bool, output: str,
+                  as_json: bool) -> Any:
+    from pathlib import Path
+
+    from orchestrator.campaign.new import write_new_campaign
+    from orchestrator.probes.exposure import fleet_exposure
+
+    config = load(ctx)
+    names = [s.strip() for s in services.split(",") if s.strip()] if services else list(
+        config.services)
+    for n in names:
+        config.service(n)
+    found = fleet_exposure(config, names, threshold=min_urgency, feed_args=feeds,
+                           offline=offline or None)
+    made = write_new_campaign(found, names, Path(output), name=name)
+    if as_json:
+        emit_json(made.as_dict())
+        return made.path
+    for note in made.notes:
+        click.echo(f"note: {note}", err=True)
+    if made.path is None:
+        click.echo(f"nothing open at or above {found.threshold} on {', '.join(names)}: "
+                   "no campaign written")
+        return None
+    click.echo(f"wrote {made.path}: {made.advisories} advisories, {made.cves} CVEs, "
+               f"{made.packages} packages; review it, then `bluegreen campaign run {made.path}`")
+    return made.path
 
 
 @campaign.command("run")
@@ -229,8 +280,9 @@ def campaign_abort(ctx: click.Context, name: str, reason: str, as_json: bool) ->
 
 @click.command("report")
 @click.argument("campaign_name", metavar="CAMPAIGN")
-@click.option("--format", "fmt", type=click.Choice(["json", "md", "html"]), default="md",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["json", "md", "html", "openvex"]),
+              default="md", show_default=True,
+              help="openvex: one OpenVEX statement per CVE and host.")
 @click.option("--output", type=click.Path(dir_okay=False),
               help="File to write (mode 0600); default: reports_dir/RUN_ID.FORMAT.")
 @click.option("--json", "as_json", is_flag=True, help="Print where it was written, as JSON.")
@@ -240,16 +292,27 @@ def report_cmd(
     ctx: click.Context, campaign_name: str, fmt: str, output: str | None, as_json: bool
 ) -> None:
     """Write the evidence of a campaign's newest run (or of a run id): advisories, versions
-    before/after per host, probe results, approvals, flips, rollbacks, audit head hash."""
+    before/after per host, probe results, approvals, flips, rollbacks, audit head hash, and
+    each advisory's CVEs per host before, after and NOW (the hosts are read, both sides)."""
     from pathlib import Path
 
+    from orchestrator.campaign.evidence import read_now
     from orchestrator.campaign.report import build_report, default_report_path, write_report
     from orchestrator.campaign.runs import find_run
-    from orchestrator.traffic import open_store
+    from orchestrator.traffic import open_router, open_store
 
     config = load(ctx)
     store = open_store(config)
-    report = build_report(store, find_run(store, campaign_name))
+    run = find_run(store, campaign_name)
+    packages = {svc: sorted({p for a in run.params.get("campaign", {}).get("advisories", [])
+                             for p in a.get("packages", {})})
+                for w in run.params.get("waves", []) for svc in w}
+    router = open_router(config)
+    try:
+        now = read_now(config, router, list(packages), packages)
+    finally:
+        router.close()
+    report = build_report(store, run, now)
     path = write_report(
         report, fmt,
         Path(output) if output else default_report_path(config.reports_path, report, fmt),

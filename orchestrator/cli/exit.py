@@ -17,7 +17,7 @@ Exit codes:
   0  done
   1  error (router, state store, Ansible, lab)
   2  bad usage or bad input (config, inventory, campaign file, arguments); nothing changed
-  3  verification failed; traffic not moved
+  3  verification failed; traffic not moved (exposure: a CVE is open at the threshold)
   4  rolled back automatically during bake
   5  lock held by another run
   6  outside the maintenance window / deferred"""

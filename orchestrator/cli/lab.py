@@ -143,19 +143,25 @@ def lab_reset(hosts: tuple[str, ...]) -> None:
 @click.pass_context
 @handles_errors
 def lab_demo(ctx: click.Context, service: str) -> None:
-    """The whole job on the lab: lab up, a patch campaign over both services (patch the
-    standby, verify, flip, bake), roll back on command, audit check and the campaign's
-    evidence report. Safe to run again."""
+    """The whole job on the lab: lab up, the real CVEs open on it, a campaign made from them
+    (`campaign new`) run over both services (patch the standby, verify, flip, bake), the
+    CVEs closed on the live sides, a rollback on command (exposed again), audit check, the
+    evidence report and its OpenVEX form. Safe to run again."""
+    import time
+
+    from orchestrator.cli.advisories import show_exposure
     from orchestrator.cli.audit import audit_verify, history
-    from orchestrator.cli.campaign import demo_campaign, report_cmd
+    from orchestrator.cli.campaign import demo_campaign, new_campaign, report_cmd
     from orchestrator.cli.traffic import rollback, status
+    from orchestrator.errors import BadInput
     from orchestrator.lab.lab import Lab
 
     def banner(text: str) -> None:
         click.secho(f"\n=== {text}", fg="magenta", bold=True)
 
     the_lab = Lab(say=say)
-    banner("1. the lab: real Debian hosts (nspawn + sshd), HAProxy, a lab apt repository")
+    banner("1. the lab: real Debian hosts (nspawn + sshd), HAProxy, a lab apt repository with "
+           "the real security updates Debian has for the image (bookworm-security)")
     was_up = the_lab.load() is not None
     ctx.invoke(lab_up, services="web,api", hosts_per_side=2, as_json=False)
     if was_up:
@@ -164,30 +170,43 @@ def lab_demo(ctx: click.Context, service: str) -> None:
         import shutil
 
         shutil.rmtree(the_lab.paths.root / "state", ignore_errors=True)
+        # a new chain under the old witness would rightly be reported as a replaced store
+        the_lab.paths.witness_file.unlink(missing_ok=True)
     ctx.obj.config_path = str(the_lab.paths.config)
-    banner("2. before: who is live, what is installed")
+    banner("2. before: who is live, and the CVEs open on every host (from the real changelogs "
+           "of the packages the lab repository offers)")
     ctx.invoke(status, service=None, adopt=False, reason=None, as_json=False)
-    from orchestrator.config.loaded import PACKAGE_ROOT
-
-    demo_file = PACKAGE_ROOT / "inventories" / "lab" / "campaigns" / "lab-demo.yml"
-    banner(
-        f"3. campaign {demo_file.name}: the demo advisory (CVE-2026-0001 in demo-openssl) on "
-        "web, then api: patch each standby, verify, flip, bake under traffic"
-    )
+    show_exposure(ctx, None, None, (), "high", False, False)
+    banner("3. a campaign from what is open at or above high (`campaign new`): one advisory per "
+           "package and fixed version")
+    demo_file = the_lab.paths.root / "campaigns" / f"security-demo-{int(time.time())}.yml"
+    made = new_campaign(ctx, (), "high", "web,api", "security-demo", False, str(demo_file),
+                        False)
+    if made is None:
+        raise BadInput("nothing is open on the lab: no campaign to run",
+                       hint="`bluegreen lab down`, then run the demo again for fresh hosts")
+    banner(f"4. campaign {demo_file.name}: web, then api: patch each standby, verify "
+           "(versions, nothing runs replaced libraries), flip, bake under traffic")
     demo_campaign(ctx, demo_file)
     ctx.invoke(status, service=None, adopt=False, reason=None, as_json=False)
-    banner(f"4. incident! roll {service} back in one flip")
+    banner("5. after: the live sides are clean; the old sides (standby, no traffic) still "
+           "exposed")
+    show_exposure(ctx, None, None, (), "high", False, False, brief=True)
+    banner(f"6. incident! roll {service} back in one flip: {service} is exposed again")
     ctx.invoke(
         rollback, service=service, reason="INC-4711 demo incident", to_side=None, as_json=False
     )
-    ctx.invoke(status, service=service, adopt=False, reason=None, as_json=False)
-    banner("5. the audit trail, and its hash chain verified")
+    show_exposure(ctx, service, None, (), "high", False, False, brief=True)
+    banner("7. the audit trail, and its hash chain verified")
     ctx.invoke(history, service=None, limit=20, as_json=False)
     ctx.invoke(audit_verify, as_json=False)
-    banner("6. the evidence: versions before/after per host, probe results, flips, rollbacks")
-    ctx.invoke(report_cmd, campaign_name="lab-demo", fmt="md", output=None, as_json=False)
+    banner("8. the evidence: per host each advisory's CVEs before / after / now, probe results, "
+           "flips, rollbacks; and the same as OpenVEX")
+    ctx.invoke(report_cmd, campaign_name="security-demo", fmt="md", output=None, as_json=False)
+    ctx.invoke(report_cmd, campaign_name="security-demo", fmt="openvex", output=None,
+               as_json=False)
     click.secho(
-        "\ndemo done. Try: bluegreen -c " + str(the_lab.paths.config) + " status; "
+        "\ndemo done. Try: bluegreen -c " + str(the_lab.paths.config) + " exposure; "
         "bluegreen lab down removes the lab.",
         fg="green",
     )

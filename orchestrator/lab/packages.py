@@ -47,7 +47,7 @@ PACKAGES = [
     DemoPackage("demo-web", "1.1.1", "unsafe", "subtle"),
 ]
 INITIAL = [("demo-openssl", VULNERABLE_OPENSSL), ("demo-web", "1.0.0")]
-RECIPE_VERSION = "v3"
+RECIPE_VERSION = "v4"
 
 
 def _asset(name: str) -> str:
@@ -81,7 +81,10 @@ def _build_one(pkg: DemoPackage, out: Path) -> Path:
         (root / "DEBIAN").mkdir()
         doc = root / "usr/share/doc" / pkg.name
         doc.mkdir(parents=True)
-        (doc / "changelog.Debian").write_text(_changelog(pkg))
+        # where and how Debian ships it (policy 12.7): what `exposure` reads CVEs from
+        (doc / "changelog.Debian.gz").write_bytes(
+            gzip.compress(_changelog(pkg).encode(), compresslevel=9, mtime=0)
+        )
         control = [
             f"Package: {pkg.name}",
             f"Version: {pkg.version}",

@@ -75,7 +75,10 @@ def gate_checks(
     declared += svc.checks
     if not any(c.get("kind") == "stale-processes" for c in svc.checks):
         declared.append({"kind": "stale-processes"})
-    return parse_checks(declared, source=f"{config.path.name}: services.{service}.checks")
+    checks = parse_checks(declared, source=f"{config.path.name}: services.{service}.checks")
+    for check in checks:
+        check.configure(config)
+    return checks
 
 
 def summarize(report: ProbeReport) -> str:

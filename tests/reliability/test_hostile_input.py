@@ -1,4 +1,5 @@
-"""Hostile input: every case in tests/data/hostile/ (config, inventory, campaign files, CLI arguments) gives
+"""Hostile input: every case in tests/data/hostile/ (config, inventory, campaign files, CLI arguments,
+advisory feeds) gives
 one clear message (naming the file or field, with a fix), the documented exit code, and
 changes nothing: the state store (audit head and count, services, runs) and the router (live
 backend of each service in HAProxy's memory, the map file's bytes) are compared before and
@@ -82,6 +83,18 @@ def _materialize(lab: Lab, case: dict[str, Any], tmp: Path) -> list[str]:
         target.write_bytes(data)
         return ["-c", str(lab.paths.config),
                 *[str(target) if a == "{file}" else a for a in case["args"]]]
+    if case["kind"] == "feed":  # an advisory feed given with --feed [KIND:]{file}
+        target.write_bytes(data)
+        config = lab.paths.config
+        if case.get("config"):  # e.g. a lower advisories.max_mb, so "too large" stays small
+            import yaml
+
+            doc = yaml.safe_load(config.read_text())
+            for key, value in case["config"].items():
+                doc[key] = {**doc.get(key, {}), **value}
+            config = tmp / "bluegreen.yml"
+            config.write_text(yaml.safe_dump(doc))
+        return ["-c", str(config), *[a.replace("{file}", str(target)) for a in case["args"]]]
     # inventory: the lab config, pointing at the hostile inventory
     target.write_bytes(data)
     cfg = lab.paths.config.read_text().replace(

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.probes.backend import DeadlineExceeded
 from orchestrator.probes.base import CheckResult, ProbeTarget, Status
 from orchestrator.probes.connection import CommandTimeout, ProbeConnectionError
+
+if TYPE_CHECKING:
+    from orchestrator.config.loaded import LoadedConfig
 
 Outcome = tuple[str, Status, str]  # (check id, status, evidence)
 
@@ -42,6 +45,10 @@ class BaseCheck(BaseModel):
     def _single_id(self, detail: str) -> str:
         """Id of a check that yields one result: the `id` override, else `kind:detail`."""
         return self.id or f"{self.kind}:{detail}"
+
+    def configure(self, config: LoadedConfig) -> None:
+        """Called by the gate with the whole config before the check runs; a kind that
+        needs more than its own settings (e.g. `cves`: the advisory feeds) takes it here."""
 
     def outcomes(self, host: Any, target: ProbeTarget) -> Iterable[Outcome]:
         raise NotImplementedError

@@ -26,6 +26,7 @@ KINDS: dict[str, str] = {
     "sshd": "orchestrator.probes.checks.sshd.SshdCheck",
     "sysctl": "orchestrator.probes.checks.sysctl.SysctlCheck",
     "command": "orchestrator.probes.checks.command.CommandCheck",
+    "cves": "orchestrator.probes.checks.cves.CvesCheck",
 }
 
 SHAPES_HINT = "see the check kinds in orchestrator/probes/checks/ (one module per kind)"

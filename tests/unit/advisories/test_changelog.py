@@ -116,3 +116,19 @@ def test_repository_lines(line: str, url: str, index: str) -> None:
 def test_bad_repository_lines(line: str) -> None:
     with pytest.raises(BadInput):
         RepoSpec.parse(line)
+
+
+def test_filenames_are_quoted_in_urls_as_apt_does() -> None:
+    from orchestrator.advisories.repository import parse_packages
+
+    stanza = (
+        "Package: zlib1g\nSource: zlib\nVersion: 1:1.2.13.dfsg-1+deb12u1\n"
+        "Filename: ./zlib1g_1%3a1.2.13.dfsg-1+deb12u1_amd64.deb\nSize: 10\n"
+        f"SHA256: {'0' * 64}\n"
+    )
+    (pkg,) = parse_packages(stanza, "http://10.231.0.1:8099/bookworm-security", "x")
+    assert pkg.url == (
+        "http://10.231.0.1:8099/bookworm-security/zlib1g_1%253a1.2.13.dfsg-1%2Bdeb12u1_amd64.deb"
+    )
+    (local,) = parse_packages(stanza, "/srv/repo", "x")
+    assert local.url == "/srv/repo/zlib1g_1%3a1.2.13.dfsg-1+deb12u1_amd64.deb"

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.advisories.base import Vulnerability
+from orchestrator.advisories.exposure import Catalog, parse_installed
+from orchestrator.campaign.model import load_campaign, packages_for
+from orchestrator.campaign.new import build_campaign, write_new_campaign
+from orchestrator.errors import BadInput
+from orchestrator.probes.exposure import FleetExposure, SideExposure
+from tests.unit.advisories.feeds import (
+    DPKG_QUERY_OUTPUT,
+    OPENSSL_FIXED,
+    OPENSSL_FIXED_EARLIER,
+    ZLIB_FIXED,
+)
+
+
+def _found(threshold: str = "low", **catalog_kw: object) -> FleetExposure:
+    catalog = Catalog(
+        [
+            Vulnerability("CVE-2026-84782", "openssl", OPENSSL_FIXED, "high", "changelog"),
+            Vulnerability("CVE-2026-35189", "openssl", OPENSSL_FIXED, "high", "changelog"),
+            Vulnerability("CVE-2026-42767", "openssl", OPENSSL_FIXED_EARLIER, "medium", "changelog"),
+            Vulnerability("CVE-2023-45853", "zlib", ZLIB_FIXED, "low", "changelog"),
+            Vulnerability("CVE-2026-0002", "openssl", None, "high", "changelog"),
+        ],
+        feeds=["changelog http://10.231.0.1:8099/bookworm-security ./"],
+        **catalog_kw,  # type: ignore[arg-type]
+    )
+    installed = parse_installed(DPKG_QUERY_OUTPUT)
+    sides = [
+        SideExposure(svc, side, [catalog.open_on(f"{svc}-{side}-1", installed)])
+        for svc in ("web", "api")
+        for side in ("blue", "green")
+    ]
+    return FleetExposure(threshold, catalog, sides)
+
+
+def test_grouped_by_fixed_version_with_one_pin_per_source() -> None:
+    made = build_campaign(
+        _found(available={"openssl": OPENSSL_FIXED, "zlib": ZLIB_FIXED},
+               binaries={"libssl3": OPENSSL_FIXED, "openssl": OPENSSL_FIXED,
+                         "zlib1g": ZLIB_FIXED}),
+        ["web", "api"],
+        name="sec-test",
+    )
+    assert made.doc is not None
+    ids = [a["id"] for a in made.doc["advisories"]]
+    assert ids == [f"openssl-{OPENSSL_FIXED_EARLIER}", f"openssl-{OPENSSL_FIXED}",
+                   f"zlib-{ZLIB_FIXED}"]
+    first, second, zlib = made.doc["advisories"]
+    assert second["cves"] == ["CVE-2026-35189", "CVE-2026-84782"]
+    assert second["severity"] == "high" and first["severity"] == "medium"
+    # both openssl advisories pin what closes all of them
+    assert first["packages"] == second["packages"] == {"libssl3": OPENSSL_FIXED,
+                                                      "openssl": OPENSSL_FIXED}
+    assert zlib["packages"] == {"zlib1g": ZLIB_FIXED}
+    assert first["applies_to"] == ["web", "api"]
+    assert [w["services"] for w in made.doc["waves"]] == [["web"], ["api"]]
+    assert (made.advisories, made.cves, made.packages) == (3, 4, 3)
+    assert any("CVE-2026-0002" in n and "no fix yet" in n for n in made.notes)
+
+
+def test_fixes_the_repositories_do_not_offer_are_left_out() -> None:
+    made = build_campaign(_found(available={"openssl": OPENSSL_FIXED}), ["web"])
+    assert made.doc is not None
+    assert [a["id"].split("-")[0] for a in made.doc["advisories"]] == ["openssl", "openssl"]
+    assert any("CVE-2023-45853" in n and "not offered" in n for n in made.notes)
+
+
+def test_threshold() -> None:
+    made = build_campaign(_found("high"), ["web"])
+    assert made.doc is not None
+    assert [a["cves"] for a in made.doc["advisories"]] == [["CVE-2026-35189", "CVE-2026-84782"]]
+
+
+def test_written_file_loads_and_is_never_overwritten(tmp_path: Path) -> None:
+    out = tmp_path / "campaign.yml"
+    made = write_new_campaign(_found(), ["web"], out, name="sec-test")
+    assert made.path == out
+    text = out.read_text()
+    assert text.startswith("# Written by `bluegreen campaign new`")
+    camp = load_campaign(out)
+    assert camp.name == "sec-test"
+    assert {p.name: p.version for p in packages_for(camp, "web")} == {
+        "libssl3": OPENSSL_FIXED, "openssl": OPENSSL_FIXED, "zlib1g": ZLIB_FIXED}
+    assert yaml.safe_load(text)["advisories"][0]["cves"]
+    with pytest.raises(BadInput, match="never overwrites"):
+        write_new_campaign(_found(), ["web"], out)
+
+
+def test_nothing_open_writes_nothing(tmp_path: Path) -> None:
+    made = write_new_campaign(_found("critical"), ["web"], tmp_path / "c.yml")
+    assert made.path is None and not (tmp_path / "c.yml").exists()
