@@ -296,7 +296,7 @@ def fake_tools(patcher: FakePatcher | None = None, gate: FakeGate | None = None,
                recheck: Callable[[Side, Any], None] | None = None) -> Any:
     """`RolloutTools` made of fakes: no inventory, no SSH, no HTTP (bake watches the
     router's counters only)."""
-    from orchestrator.rollout import RolloutTools
+    from orchestrator.rollout.runner import RolloutTools
 
     return RolloutTools(
         patch=patcher or FakePatcher(),

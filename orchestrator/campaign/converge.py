@@ -64,8 +64,8 @@ def converge_service(
 ) -> ConvergeResult:
     """Patch + verify the standby of `service`."""
     from orchestrator.patching import patch_side, step_record
-    from orchestrator.rollout import patch_level
-    from orchestrator.verification import verify_side
+    from orchestrator.rollout.runner import patch_level
+    from orchestrator.rollout.steps.verify import verify_side
 
     live = router.live(service)
     if live != expected_live:

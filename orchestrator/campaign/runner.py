@@ -358,7 +358,7 @@ class CampaignRunner:
 
     def _service(self, run: Run, campaign: Campaign, svc: str, wave: int) -> ServiceOutcome:
         """Patch one service through its child rollout; what became of it."""
-        from orchestrator.rollout import Rollout, new_run_id
+        from orchestrator.rollout.runner import Rollout, new_run_id
 
         step = Step.of_service(svc)
         journal = Journal(self.store, run.run_id)

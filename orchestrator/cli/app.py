@@ -58,7 +58,8 @@ VERBS: dict[str, Verb] = {
     "report": Verb("campaign", "report_cmd",
                    "Write the evidence of a campaign's newest run (or of a run id): advisories, "
                    "versions before/after per host, probe results, approvals, flips, rollbacks, "
-                   "audit head hash."),
+                   "audit head hash, and each advisory's CVEs per host before, after and NOW "
+                   "(the hosts are read, both sides)."),
     "resume": Verb("rollout", "resume", "Continue a run that was interrupted (even by kill -9) "
                    "from its last finished step."),
     "rollback": Verb("traffic", "rollback", "Send SERVICE's traffic back to the side that was "

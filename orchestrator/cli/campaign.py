@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
+from orchestrator.cli.advisories import FEED_HELP, URGENCY
 from orchestrator.cli.context import actor, load
 from orchestrator.cli.exit import handles_errors
 from orchestrator.cli.render import emit_json
-from orchestrator.cli.advisories import FEED_HELP, URGENCY
 from orchestrator.errors import BadInput
 
 

@@ -23,15 +23,15 @@ def verify(ctx: click.Context, service: str, side: str | None, as_json: bool) ->
     """Run the verification gate on a side: checks, suites and drift, a table host x check;
     exit 3 on any failure. The result is recorded for the side (the flip gate reads it)."""
     from orchestrator.errors import VerificationFailed
+    from orchestrator.rollout.steps.verify import verify_side
     from orchestrator.traffic import open_store, side_or_default
-    from orchestrator.verification import verify_side
 
     config = load(ctx)
     target = side_or_default(config, service, side, default="standby")
     store = open_store(config)
     # The service's run lock: no rollout patches the side while it is judged (LockHeld,
     # exit 5), and the verdict is recorded for the generation read at the start.
-    from orchestrator.rollout import new_run_id
+    from orchestrator.rollout.runner import new_run_id
 
     lock_id = "verify-" + new_run_id(service)
     store.acquire_lock(service, lock_id)
@@ -92,8 +92,8 @@ def drift(ctx: click.Context, service: str, side: str | None, as_json: bool) -> 
     """Compare SERVICE's sides: packages, enabled and running units, listening ports, file
     hashes. The standby may differ from the live side only in the patched packages; hosts
     within a side must match. Exit 3 on drift."""
+    from orchestrator.rollout.steps.verify import side_drift
     from orchestrator.traffic import side_or_default
-    from orchestrator.verification import side_drift
 
     config = load(ctx)
     target = side_or_default(config, service, side, default="standby")

@@ -64,7 +64,7 @@ def plan(ctx: click.Context, service: str, packages: tuple[str, ...], as_json: b
     """What `rollout SERVICE` would do: hosts, package changes (Ansible check mode) and
     router commands. Changes nothing."""
     from orchestrator.config.loaded import parse_package_arg
-    from orchestrator.plan import plan_rollout
+    from orchestrator.rollout.plan import plan_rollout
     from orchestrator.traffic import open_router
 
     config = load(ctx)
@@ -110,7 +110,7 @@ def resume(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
 
 def _run_rollout(ctx: click.Context, config: Any, as_json: bool, go: Callable[[Any], Any]) -> None:
     from orchestrator.errors import BluegreenError as BGE
-    from orchestrator.rollout import Rollout
+    from orchestrator.rollout.runner import Rollout
     from orchestrator.traffic import open_router, open_store
 
     store, router = open_store(config), open_router(config)

@@ -99,7 +99,7 @@ def _verify_side(config: LoadedConfig, store: StateStore, service: str, side: Si
                  actor: str, packages: Sequence[PackageSpec],
                  advisories: Sequence[dict[str, Any]], patch_level: str,
                  expected_generation: int) -> Any:
-    from orchestrator.verification import verify_side
+    from orchestrator.rollout.steps.verify import verify_side
 
     return verify_side(config, store, service, side, actor=actor, packages=packages,
                        advisories=advisories, patch_level=patch_level,

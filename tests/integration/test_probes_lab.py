@@ -21,9 +21,9 @@ from orchestrator.inventory import load_fleet
 from orchestrator.lab.lab import Lab
 from orchestrator.probes import parse_checks, run_checks
 from orchestrator.probes.gate import targets_for
+from orchestrator.rollout.steps.verify import verify_side
 from orchestrator.state.models import AuditEntryInput
 from orchestrator.traffic import open_store
-from orchestrator.verification import verify_side
 from tests.support.cli import bluegreen, bluegreen_json
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]

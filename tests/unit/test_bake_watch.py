@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.errors import RouterError
-from orchestrator.rollout import _TrafficWatch
+from orchestrator.rollout.runner import _TrafficWatch
 from orchestrator.routers.base import TrafficCounters
 from orchestrator.sides import Side
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import Aborted, PatchFailed, RolledBack, VerificationFailed
-from orchestrator.rollout import Rollout
+from orchestrator.rollout.runner import Rollout
 from orchestrator.routers.base import TrafficCounters
 from orchestrator.sides import Side
 from orchestrator.state import SQLiteStateStore

@@ -1,0 +1,1 @@
+"""The rollout's steps that stand on their own (the verify step is also `bluegreen verify`)."""
