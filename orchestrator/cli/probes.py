@@ -31,7 +31,7 @@ def verify(ctx: click.Context, service: str, side: str | None, as_json: bool) ->
     store = open_store(config)
     # The service's run lock: no rollout patches the side while it is judged (LockHeld,
     # exit 5), and the verdict is recorded for the generation read at the start.
-    from orchestrator.rollout.runner import new_run_id
+    from orchestrator.rollout.context import new_run_id
 
     lock_id = "verify-" + new_run_id(service)
     store.acquire_lock(service, lock_id)

@@ -24,7 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.config.models import PackageSpec
+from orchestrator.errors import VerificationFailed
 from orchestrator.probes.base import CheckResult, ProbeReport, ProbeTarget
+from orchestrator.rollout.context import RunContext
+from orchestrator.rollout.records import CheckEvidence, VerifyRecord
+from orchestrator.rollout.steps.base import NothingToResume
 from orchestrator.sides import Side, other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput
@@ -270,3 +274,29 @@ def verify_side(
             expected_generation=generation,
         )
     return VerifyOutcome(service, side, report.ok, summary, report, drift, warnings)
+
+
+class Verify(NothingToResume):
+    """The rollout's verify step: the gate on the patched standby, at the level installed,
+    for the side's generation when it began; a failure stops the run before any flip."""
+
+    name = "verify"
+
+    def run(self, ctx: RunContext) -> VerifyRecord:
+        service, standby = ctx.service, ctx.standing_plan.standby
+        began = ctx.store.get_side(service, standby)  # the generation the verdict is for
+        outcome = (ctx.tools.verify or verify_side)(
+            ctx.config, ctx.store, service, standby, actor=ctx.actor, packages=ctx.packages,
+            advisories=ctx.advisories, patch_level=ctx.level,
+            expected_generation=began.generation if began else 0,
+        )
+        if not outcome.ok:
+            raise VerificationFailed(
+                f"{service}: {standby} failed verification: {outcome.summary}",
+                hint=f"see `bluegreen verify {service} --side {standby}`; traffic was not moved",
+            )
+        return VerifyRecord(
+            standby, outcome.summary, len(outcome.report.results),
+            tuple(CheckEvidence(r.host, r.check, r.status, r.evidence[:300])  # for reports
+                  for r in outcome.report.results),
+        )
