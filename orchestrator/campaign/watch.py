@@ -156,7 +156,7 @@ def _send(config: LoadedConfig, service: str,
 def _quarantine(config: LoadedConfig, service: str, side: Side, actor: str,
                 kinds: list[str], findings: dict[str, list[str]]
                 ) -> tuple[QuarantineOutcome | None, str | None]:
-    from orchestrator.rollout.runner import host_recheck
+    from orchestrator.rollout.tools import host_recheck
     from orchestrator.traffic import open_router, open_store
     from orchestrator.traffic.quarantine import quarantine_side
 

@@ -95,7 +95,7 @@ def quarantine(ctx: click.Context, service: str, side: str, reason: str, as_json
     """Take a side out of service: if it is live, flip to the other side first (only if that
     side is verified and its hosts are the verified ones), then mark it quarantined: never a
     flip target again until it is patched (rebuilt) and verified."""
-    from orchestrator.rollout.runner import host_recheck
+    from orchestrator.rollout.tools import host_recheck
     from orchestrator.traffic import open_router, open_store, parse_side
     from orchestrator.traffic.quarantine import check_reason, quarantine_side
 
