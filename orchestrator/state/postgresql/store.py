@@ -33,12 +33,13 @@ from orchestrator.state.postgresql.connection import PgConnection, connect, tran
 from orchestrator.state.postgresql.locks import PgLocks
 from orchestrator.state.sql.flips import FlipRows
 from orchestrator.state.sql.runs import RunRows
+from orchestrator.state.sql.transfer import TableTransfer
 
 if TYPE_CHECKING:
     from orchestrator.state.base import StateStore
 
 
-class PostgresStateStore(FlipRows, RunRows, PgLocks):
+class PostgresStateStore(FlipRows, RunRows, PgLocks, TableTransfer):
     """`StateStore` backed by a PostgreSQL database. Use as a context manager or call
     `close()` (closing ends the session, and so releases its locks)."""
 

@@ -35,7 +35,7 @@ def test_help_does_not_import_heavy_modules() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-VERB_MODULES = ("audit", "campaign", "lab", "probes", "rollout", "schedule", "traffic")
+VERB_MODULES = ("audit", "campaign", "lab", "probes", "rollout", "schedule", "state", "traffic")
 
 
 def _imported_after(argv: list[str]) -> set[str]:
