@@ -107,7 +107,7 @@ class CampaignResult:
 
 
 def campaign_lock(name: str) -> str:
-    return f"campaign:{name}"
+    return f"campaign:{name}"  # also read by campaign.runs.running_elsewhere
 
 
 def now_utc() -> datetime:
