@@ -14,10 +14,10 @@ import yaml
 
 from orchestrator.lab.lab import Lab
 from orchestrator.state.audit_key import load_key
-from tests.reliability.helpers import fresh_web, start_cli
+from tests.reliability.helpers import fresh_web, start_cli, stop, wait_for
 from tests.support import postgres
 from tests.support.cli import bluegreen_json
-from tests.support.lab import router_live, served_by
+from tests.support.lab import router_live, served_by, slow_patch_config
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
@@ -83,3 +83,41 @@ def test_rollout_on_one_machine_two_rollbacks_from_two_give_one_flip(
     commands = [(r["command"], r["result"]) for r in hist]
     assert commands.count(("rollback", "ok")) == 1, commands
     assert {r["hostname"] for r in hist} and any("INC-7" in (r["reason"] or "") for r in hist)
+
+
+def running_steps(url: str, key: Path) -> set[tuple[str, str]]:
+    """(step, phase) of the running rollout's journal, read through the store's own API."""
+    from orchestrator.state.registry import open_store, parse_state_url
+
+    store = open_store(parse_state_url(url), audit_key_file=key)
+    try:
+        runs = store.list_runs(status="running")
+        return {(e.step, e.phase) for e in store.journal(runs[-1].run_id)} if runs else set()
+    finally:
+        store.close()
+
+
+def test_a_rollout_killed_on_one_machine_is_resumed_on_the_other(
+        lab: Lab, team: list[tuple[Path, dict[str, str]]], tmp_path: Path) -> None:
+    (a, env_a), (b, env_b) = team
+    url = yaml.safe_load(a.read_text())["state"]["url"]
+    slow = slow_patch_config(a, tmp_path, seconds=30)
+    proc = start_cli(slow, "rollout", WEB, "--yes", "--json", env=env_a)
+    try:
+        wait_for(lambda: ("patch", "begin") in running_steps(url, a.parent / "audit.key")
+                 or proc.poll() is not None, 120, "the patch step on machine a")
+        assert proc.poll() is None, proc.communicate()
+        code, doc = bluegreen_json(b, "rollout", WEB, "--yes", env=env_b)
+        assert code == 5, doc  # the run lock is held by machine a's live session
+        assert str(proc.pid) in doc["error"], doc
+    finally:
+        stop(proc)  # kill -9: its session ends, and the lock with it
+    code, st = bluegreen_json(b, "status", WEB, env=env_b)
+    assert code == 0 and st["lock"] is None, st  # a dead holder's lock is no lock
+    code, doc = bluegreen_json(b, "resume", env=env_b, timeout=900)
+    assert code == 0 and doc["to"] == "green", doc
+    assert served_by(lab, WEB) == "green"
+    code, hist = bluegreen_json(b, "history", WEB, "--limit", "10000", env=env_b)
+    assert code == 0 and "lock.takeover" in [r["command"] for r in hist], hist
+    code, verified = bluegreen_json(a, "audit", "verify", env=env_a)
+    assert code == 0 and verified["ok"], verified

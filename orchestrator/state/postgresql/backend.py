@@ -6,11 +6,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-
 from orchestrator.state.audit import AuditHead
 from orchestrator.state.postgresql import schema
-from orchestrator.state.postgresql.connection import connect, translate
+from orchestrator.state.postgresql.connection import PgConnection, connect, translate
 from orchestrator.state.postgresql.store import PostgresStateStore
 from orchestrator.state.registry import StateLocation
 
@@ -27,18 +25,23 @@ def open_store(
                               busy_timeout_ms=busy_timeout_ms, clock=clock, migrate=migrate)
 
 
+_head_readers: dict[str, PgConnection] = {}
+"""One connection per URL for the audit witness, which reads the head when a command
+starts and again when it ends (one connection, not two: each costs a round trip or more)."""
+
+
 def read_head(location: StateLocation) -> AuditHead | None:
+    conn = _head_readers.get(location.url)
     try:
-        conn = connect(location.url, location.label)
-    except Exception:  # noqa: BLE001 - "nothing readable", as for a missing SQLite file
-        return None
-    try:
+        if conn is None:
+            conn = _head_readers[location.url] = connect(location.url, location.label)
         row = conn.execute("SELECT count, head_hash, key_id FROM audit_head WHERE id = 1"
                            ).fetchone()
-    except psycopg.Error:
+    except Exception:  # noqa: BLE001 - "nothing readable", as for a missing SQLite file
+        stale = _head_readers.pop(location.url, None)
+        if stale is not None:
+            stale.close()
         return None
-    finally:
-        conn.close()
     if row is None:
         return None
     return AuditHead(count=int(row["count"]), head_hash=str(row["head_hash"]),

@@ -50,13 +50,15 @@ class PgConnection:
         self.raw.close()
 
 
-def connect(url: str, label: str) -> PgConnection:
+def connect(url: str, label: str, *, lock_timeout_ms: int = 5000) -> PgConnection:
     """An autocommit connection whose `application_name` says who holds it (pg_stat_activity
-    then names the process and host of every session, and so of every advisory lock)."""
+    then names the process and host of every session, and so of every advisory lock), and
+    whose statements wait at most `lock_timeout_ms` for a lock."""
     name = f"bluegreen pid {os.getpid()} on {socket.gethostname()}"[:63]
     with translate(label):
         raw = psycopg.connect(url, autocommit=True, row_factory=dict_row,
-                              connect_timeout=CONNECT_TIMEOUT_S, application_name=name)
+                              connect_timeout=CONNECT_TIMEOUT_S, application_name=name,
+                              options=f"-c lock_timeout={max(1, int(lock_timeout_ms))}")
     return PgConnection(raw)
 
 

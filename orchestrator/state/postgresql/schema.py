@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from psycopg import errors as pg_errors
+
 from orchestrator.errors import StateError
 from orchestrator.state.audit import GENESIS_HASH, format_ts
 from orchestrator.state.models import SIDE_STATES
@@ -75,9 +77,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def schema_version(conn: PgConnection) -> int:
     """The version of the schema in the database (0: no bluegreen tables yet)."""
-    if conn.scalar("SELECT to_regclass('schema_version') IS NOT NULL") is not True:
+    try:  # one round trip in the common case (the table exists)
+        return int(conn.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+    except pg_errors.UndefinedTable:  # autocommit (on open), or after CREATE IF NOT EXISTS
         return 0
-    return int(conn.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
 
 
 def check_version(label: str, version: int) -> None:

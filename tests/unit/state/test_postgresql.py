@@ -270,3 +270,30 @@ def test_state_copy_from_sqlite_keeps_the_chain_verifiable(url: str, tmp_path: P
     bad = CliRunner().invoke(main, ["state", "copy", "--from", f"sqlite://{db}",
                                     "--to", "postgresql://u:pw@h/db"])
     assert bad.exit_code == 2 and "pw" not in bad.output.replace("PGPASSWORD", "")
+
+
+# -- schedulers on several machines -------------------------------------------------------
+
+
+def test_a_second_scheduler_sees_who_runs_the_campaign_until_that_holder_dies(
+        url: str, tmp_path: Path) -> None:
+    from orchestrator.campaign.runner import campaign_lock
+    from orchestrator.campaign.runs import running_elsewhere
+
+    key = tmp_path / "audit.key"
+    holder = child(url, key, f"s.acquire_lock({campaign_lock('c')!r}, 'campaign-c-1')\n"
+                   "print('held', flush=True)\ntime.sleep(120)\n")
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with opened(url, key) as store:
+            elsewhere = running_elsewhere(store, "c")
+            assert elsewhere is not None and elsewhere.as_dict()["exit_code"] == 0
+            assert "campaign-c-1" in elsewhere.message and str(holder.pid) in elsewhere.message
+            os.kill(holder.pid, signal.SIGKILL)
+            holder.wait(10)
+            assert running_elsewhere(store, "c") is None  # a resume takes the run over
+            assert store.acquire_lock(campaign_lock("c"), "campaign-c-1").run_id == "campaign-c-1"
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait(10)
