@@ -476,7 +476,11 @@ class Lab:
         kill_and_wait(ours, timeout=5)
         stuck = hosts.unmount_under(root)
         net.remove_all(self.paths)
-        state_names = [h.name for h in (self._load_quiet() or LabState(LabShape(), [])).hosts]
+        loaded = self._load_quiet() or LabState(LabShape(), [])
+        state_names = [h.name for h in loaded.hosts]
+        from orchestrator.lab.database import drop_own_database
+
+        left_db = drop_own_database(self.paths, loaded.shape.state_url)
         for name in state_names:
             shutil.rmtree(
                 f"/run/systemd/nspawn/propagate/{hosts.machine_name(self.paths, name)}",
@@ -487,6 +491,7 @@ class Lab:
             shutil.rmtree(root, ignore_errors=True)
         left = [f"mount {m}" for m in stuck] + net.leftovers(self.paths)
         left += [f"process {pid}" for pid in _lab_processes(root)]
+        left += left_db
         return {
             "seconds": round(time.monotonic() - started, 2),
             "killed": len(ours),
