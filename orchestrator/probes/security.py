@@ -8,16 +8,17 @@ root over the run's strict SSH connection, and parsed here into `key -> value`:
                   bodies), and `USER file PATH` -> sha256 of the file (options such as
                   `command=` change no fingerprint but do change the file)
   user, group     `getent passwd` / `getent group`: ids, home, shell, members
-  sudoers         sha256 of /etc/sudoers and /etc/sudoers.d/*
+  sudoers         sha256 of /etc/sudoers and the files in /etc/sudoers.d
   setuid          setuid/setgid files on the root filesystem: mode, owner, sha256
-  cron            sha256 of /etc/crontab, /etc/cron.d/*, /etc/cron.{hourly,...}/*,
-                  /var/spool/cron/crontabs/*, /etc/anacrontab
+  cron            sha256 of /etc/crontab, /etc/anacrontab and the files in /etc/cron.d,
+                  /etc/cron.{hourly,daily,weekly,monthly}, /var/spool/cron/crontabs
   timer           systemd timers loaded (transient ones too) and their state
   kernel-module   /proc/modules (a container such as the lab's hosts has none: one entry
                   `(not visible)` says so)
   listener        TCP listening ports and UDP ports below 32768, with the owning executables
-  sshd-config     sha256 of /etc/ssh/sshd_config and /etc/ssh/sshd_config.d/*
-  pam             sha256 of /etc/pam.d/*
+  sshd-config     sha256 of /etc/ssh/sshd_config and the files in /etc/ssh/sshd_config.d
+  pam             sha256 of the files in /etc/pam.d
+(the files in a directory: dotfiles too, symlinks followed)
 
 Normalized so that mirrored hosts (and the two sides) are equal when nothing is wrong:
 no host keys, machine ids, boot ids, PIDs, addresses or ephemeral UDP ports are part of it
@@ -42,9 +43,11 @@ SECURITY_KINDS: tuple[str, ...] = (
 EPHEMERAL_UDP = 32768
 
 
-def _hashes(globs: str) -> str:
-    """sha256 of each regular file the globs match (none: nothing printed)."""
-    return f'for f in {globs}; do if [ -f "$f" ]; then sha256sum "$f"; fi; done; true'
+def _hashes(paths: str) -> str:
+    """sha256 of each of `paths` that is a file, and of the files directly in each that is a
+    directory (symlinks followed, dotfiles too), with one `sha256sum` (each process costs on
+    a loaded host). Missing paths print nothing."""
+    return f"find -L {paths} -maxdepth 1 -type f -exec sha256sum {{}} + 2>/dev/null; true"
 
 
 _AUTHORIZED_KEYS = (
@@ -56,12 +59,12 @@ _AUTHORIZED_KEYS = (
     ' printf \'%s\\tkey\\t%s\\t%s %s\\n\' "$u" "$fp" "${rest##*(}" "$bits"; done;'
     " done; done"
 )
-# find's rc is 1 when a file vanishes under it (/tmp): the listing is still what we want.
+# One walk; mode and owner, then the hashes, by one `stat` and one `sha256sum` per batch
+# (each process costs on a loaded host). find's rc is 1 when a file vanishes under it
+# (/tmp): the listing is still what we want.
 _SETUID = (
-    "find / -xdev -type f -perm /6000 -printf '%m\\t%u:%g\\t%p\\n' 2>/dev/null |"
-    " while IFS=$(printf '\\t') read -r m o p; do"
-    ' printf \'%s\\t%s %s %s\\n\' "$p" "$m" "$o" "$(sha256sum < "$p" | cut -d" " -f1)";'
-    " done"
+    "find / -xdev -type f -perm /6000 -print0 2>/dev/null | xargs -0 -r sh -c"
+    " 'stat --printf \"mode\\t%n\\t%a %U:%G\\n\" \"$@\" && sha256sum \"$@\"' sh; true"
 )
 _LISTENER = (
     "ss -Htlnp | sed 's/^/tcp /'; ss -Hulnp | sed 's/^/udp /';"
@@ -73,18 +76,18 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("authorized-key", _AUTHORIZED_KEYS),
     ("user", "getent passwd"),
     ("group", "getent group"),
-    ("sudoers", _hashes("/etc/sudoers /etc/sudoers.d/*")),
+    ("sudoers", _hashes("/etc/sudoers /etc/sudoers.d")),
     ("setuid", _SETUID),
-    ("cron", _hashes("/etc/crontab /etc/anacrontab /etc/cron.d/* /etc/cron.hourly/*"
-                     " /etc/cron.daily/* /etc/cron.weekly/* /etc/cron.monthly/*"
-                     " /var/spool/cron/crontabs/*")),
+    ("cron", _hashes("/etc/crontab /etc/anacrontab /etc/cron.d /etc/cron.hourly"
+                     " /etc/cron.daily /etc/cron.weekly /etc/cron.monthly"
+                     " /var/spool/cron/crontabs")),
     ("timer", "systemctl list-units --all --type=timer --no-legend --no-pager --plain"),
     # systemd-nspawn (the lab) hides /proc/modules: the kernel is the machine's, not the host's
     ("kernel-module", "if [ -e /proc/modules ]; then cat /proc/modules;"
                       " else echo '(not visible) no /proc/modules: a container'; fi"),
     ("listener", _LISTENER),
-    ("sshd-config", _hashes("/etc/ssh/sshd_config /etc/ssh/sshd_config.d/*")),
-    ("pam", _hashes("/etc/pam.d/*")),
+    ("sshd-config", _hashes("/etc/ssh/sshd_config /etc/ssh/sshd_config.d")),
+    ("pam", _hashes("/etc/pam.d")),
 )
 
 
@@ -93,6 +96,8 @@ def parse_section(kind: str, lines: Iterable[str]) -> dict[str, str]:
     lines = [line for line in lines if line.strip()]
     if kind == "listener":
         return _listeners(lines)
+    if kind == "setuid":
+        return _setuid(lines)
     out: dict[str, str] = {}
     for line in lines:
         if kind == "authorized-key":
@@ -110,8 +115,7 @@ def parse_section(kind: str, lines: Iterable[str]) -> dict[str, str]:
             if len(f) >= 4:
                 out[f[0]] = f"gid={f[2]} members={f[3]}"
         elif kind == "setuid":
-            path, _, value = line.partition("\t")
-            out[path] = value
+            continue  # below: mode lines and hash lines of one walk
         elif kind == "timer":
             parts = line.split()
             if len(parts) >= 3:
@@ -126,6 +130,19 @@ def parse_section(kind: str, lines: Iterable[str]) -> dict[str, str]:
             if path:
                 out[path.strip()] = digest.strip()
     return out
+
+
+def _setuid(lines: Sequence[str]) -> dict[str, str]:
+    modes: dict[str, str] = {}
+    hashes: dict[str, str] = {}
+    for line in lines:
+        if line.startswith("mode\t"):
+            _, path, mode = (line.split("\t") + ["", ""])[:3]
+            modes[path] = mode
+        else:
+            digest, _, path = line.partition("  ")
+            hashes[path.strip()] = digest.strip()
+    return {path: f"{mode} {hashes.get(path, 'unreadable')}" for path, mode in modes.items()}
 
 
 def _listeners(lines: Sequence[str]) -> dict[str, str]:

@@ -256,3 +256,35 @@ def test_watch_quarantine_flips_under_load_and_keeps_the_side_out(
     steps = [r["command"] for r in history(cfg)]
     assert steps[steps.index("rebuild.begin"):][:3] == ["rebuild.begin", "rebuild", "verify"]
     audit_ok(cfg)
+
+
+def test_watch_runs_rounds_until_stopped(web: Lab, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    from tests.support.cli import BLUEGREEN
+
+    cfg = write_config(web, tmp_path)
+    assert bluegreen(cfg, "baseline", "save", "web").returncode == 0
+    proc = subprocess.Popen([*BLUEGREEN, "-c", str(cfg), "watch", "web", "--interval", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        lines: list[str] = []
+        assert proc.stdout is not None
+        while len(lines) < 2 and time.monotonic() < deadline:
+            lines.append(proc.stdout.readline())
+        sh(web, "web-blue-1", "echo '* * * * * root true' > /etc/cron.d/bgtest")
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "cron file /etc/cron.d/bgtest added" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    text = "".join(lines) + out
+    assert "web blue: matches" in lines[0], text
+    assert "DEVIATION" in text and "web-blue-1: cron file /etc/cron.d/bgtest added" in text
+    assert proc.returncode == 3, (text, err)  # a deviation was seen

@@ -31,7 +31,8 @@ sudo:x:27:alice,bob
 {H}  /etc/sudoers
 {M}-rc 0
 {M} setuid
-/usr/bin/passwd\t4755 root:root {H}
+mode\t/usr/bin/passwd\t4755 root:root
+{H}  /usr/bin/passwd
 {M}-rc 0
 {M} cron
 {H}  /etc/cron.d/e2scrub_all

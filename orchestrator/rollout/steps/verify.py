@@ -10,8 +10,8 @@ run ends, also on errors. Every user suite runs through pytest in this process
 (`probes.suites.run_suite`), on those same connections.
 
 The gate changes nothing on the hosts it judges: each host's fingerprint (security part
-included) is read once before the checks and suites start (drift compares the sides with
-it) and once after they ended; a host whose fingerprint changed in between fails
+included) is read once before the checks and suites start (drift compares it with the
+other side's, read while they run) and once after they ended; a host whose fingerprint changed in between fails
 (`probes.side_effects`, check `host-unchanged`).
 """
 
@@ -159,14 +159,16 @@ def run_gate(
     t0 = time.monotonic()
     with (
         ConnectionPool() as connections,
-        ThreadPoolExecutor(max_workers=2 + len(svc.suites)) as pool,
+        ThreadPoolExecutor(max_workers=3 + len(svc.suites)) as pool,
     ):
-        # One fingerprint per host before anything runs: drift compares it across the sides,
-        # and the one read after the checks and suites must equal it (the gate changes
-        # nothing on the host it judges).
+        # One fingerprint per host of the side before anything runs on it: the one read
+        # after the checks and suites must equal it (the gate changes nothing on the host
+        # it judges), and drift compares it with the other side's, read meanwhile.
         before, before_errors = read_fingerprints(
-            [*targets, *theirs], svc.drift.files, deadline_s, pool=connections,
+            targets, svc.drift.files, deadline_s, pool=connections,
             security=svc.drift.security)
+        theirs_f = pool.submit(read_fingerprints, theirs, svc.drift.files, deadline_s,
+                               pool=connections, security=svc.drift.security)
         checks_f = pool.submit(run_checks, targets, checks, deadline_s, pool=connections)
         suite_fs = [
             pool.submit(_suite_report, str(config.resolve(s)), targets, deadline_s, connections)
@@ -178,11 +180,13 @@ def run_gate(
             else None
         )
         reports = [checks_f.result(), *(f.result() for f in suite_fs)]
+        their_fps, their_errors = theirs_f.result()
         identities = identity_f.result() if identity_f is not None else ({}, {})
         after, after_errors = read_fingerprints(
             targets, svc.drift.files, deadline_s, pool=connections, security=svc.drift.security)
     drift = (
-        _drift_report(config, service, targets, theirs, before, before_errors, packages, t0)
+        _drift_report(config, service, targets, theirs, {**before, **their_fps},
+                      {**before_errors, **their_errors}, packages, t0)
         if svc.drift.mode != "off"
         else None
     )
