@@ -135,6 +135,13 @@ def test_hostile_reason_is_stored_as_given_and_shown_as_one_line(primed: Lab) ->
     lab = primed
     # (a NUL cannot pass through argv: the OS refuses it before bluegreen sees it)
     reason = "INC-1\n 9999 2026-01-01 00:00:00 root  rollback ok\r\x1b[2J\x1b[31m\u202e\x07\x7f"
+    # a rollback goes back to the side live before the last flip (the safety kernel), and
+    # is a no-op without one: flip first (forced: the other side was never verified)
+    code, st = bluegreen_json(lab.paths.config, "status", "web")
+    other = "green" if st["live"] == "blue" else "blue"
+    flip = bluegreen(lab.paths.config, "flip", "web", "--to", other, "--force", "--reason",
+                     "hostile reason setup")
+    assert flip.returncode == 0, flip.stderr
     proc = bluegreen(lab.paths.config, "rollback", "web", "--reason", reason)
     assert proc.returncode == 0, proc.stderr
     code, records = bluegreen_json(lab.paths.config, "history", "web", "--limit", "1")
