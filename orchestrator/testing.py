@@ -218,7 +218,7 @@ class FakeRouter:
         """Nothing to release."""
 
 
-# -- the rollout's tools (see orchestrator.rollout.RolloutTools) ------------------------------
+# -- the rollout's tools (see orchestrator.rollout.tools.RolloutTools) ------------------------------
 
 
 @dataclass
@@ -296,7 +296,7 @@ def fake_tools(patcher: FakePatcher | None = None, gate: FakeGate | None = None,
                recheck: Callable[[Side, Any], None] | None = None) -> Any:
     """`RolloutTools` made of fakes: no inventory, no SSH, no HTTP (bake watches the
     router's counters only)."""
-    from orchestrator.rollout.runner import RolloutTools
+    from orchestrator.rollout.tools import RolloutTools
 
     return RolloutTools(
         patch=patcher or FakePatcher(),

@@ -64,7 +64,7 @@ def converge_service(
 ) -> ConvergeResult:
     """Patch + verify the standby of `service`."""
     from orchestrator.patching import patch_side, step_record
-    from orchestrator.rollout.runner import patch_level
+    from orchestrator.rollout.steps.patch import patch_level
     from orchestrator.rollout.steps.verify import verify_side
 
     live = router.live(service)

@@ -21,7 +21,7 @@ def _move(ctx: click.Context, config: Any, service: str, to_side: str | None, re
 
     recheck_hosts = None
     if recheck:
-        from orchestrator.rollout.runner import host_recheck
+        from orchestrator.rollout.tools import host_recheck
 
         recheck_hosts = host_recheck(config, service)
     return operator_move(config, service, to_side, reason, actor(ctx), command=command,

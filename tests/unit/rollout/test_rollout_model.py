@@ -1,4 +1,4 @@
-"""Model-based test of the real rollout engine (orchestrator/rollout.py) on the safety
+"""Model-based test of the real rollout engine (orchestrator/rollout/) on the safety
 kernel: the same operators, faults and invariants as the kernel's model
 (tests/unit/traffic/test_kernel_model.py), with `Rollout.start` / `Rollout.resume` as
 processes that may crash at any failpoint (their lock's holder dies with them) and be

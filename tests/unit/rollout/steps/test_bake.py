@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.errors import RouterError
-from orchestrator.rollout.runner import _TrafficWatch
+from orchestrator.rollout.steps.bake import TrafficWatch
 from orchestrator.routers.base import TrafficCounters
 from orchestrator.sides import Side
 
@@ -21,8 +21,8 @@ class CountingRouter:
         return value
 
 
-def watch(*readings: TrafficCounters | None | Exception) -> _TrafficWatch:
-    return _TrafficWatch(CountingRouter(*readings), "web", "green", 0.05, 20)  # type: ignore[arg-type]
+def watch(*readings: TrafficCounters | None | Exception) -> TrafficWatch:
+    return TrafficWatch(CountingRouter(*readings), "web", "green", 0.05, 20)  # type: ignore[arg-type]
 
 
 def test_since_is_a_difference_and_survives_a_counter_reset() -> None:
@@ -33,7 +33,7 @@ def test_since_is_a_difference_and_survives_a_counter_reset() -> None:
 def test_only_the_traffic_since_bake_began_counts() -> None:
     w = watch(TrafficCounters(10_000, 900), TrafficCounters(10_030, 901))
     assert w.degraded() is None  # 1 of 30: under 5 %
-    assert w.as_dict() == {"lb_counters": {"responses": 30, "errors_5xx": 1}}
+    assert w.counted() == TrafficCounters(30, 1)
 
 
 def test_too_many_5xx_is_degraded_once_enough_responses_were_seen() -> None:
@@ -45,6 +45,6 @@ def test_too_many_5xx_is_degraded_once_enough_responses_were_seen() -> None:
 
 def test_a_router_without_counters_or_failing_to_read_them_never_degrades() -> None:
     assert watch(None).degraded() is None
-    assert watch(None).as_dict() == {"lb_counters": None}
+    assert watch(None).counted() is None
     w = watch(TrafficCounters(0, 0), RouterError("socket gone"))
     assert w.degraded() is None

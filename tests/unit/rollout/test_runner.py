@@ -13,6 +13,7 @@ from orchestrator.rollout.runner import Rollout
 from orchestrator.routers.base import TrafficCounters
 from orchestrator.sides import Side
 from orchestrator.state import SQLiteStateStore
+from orchestrator.state.models import AuditEntryInput
 from orchestrator.testing import (
     FakeGate,
     FakePatcher,
@@ -165,3 +166,47 @@ def test_a_crash_inside_the_auto_rollback_resumes_as_rolled_back(tmp_path: Path)
         assert svc is not None and svc.live_side == "blue" and svc.pending_flip is None
         assert state(store, "green") == "failed_live"
         assert ("rollout.auto-rollback", "recovered") in commands(store)
+
+
+# The journal of a run stopped after its patch step, as the rollout wrote it before its
+# steps were objects with typed records (bluegreen < the rollout/ split): resume reads it.
+OLD_PRECHECK = {"live": "blue", "standby": "green", "standby_hosts": ["web-green-1"]}
+OLD_PATCH = {
+    "side": "green", "patch_level": "demo-web=1.0.1-2", "asked": "demo-web=1.0.1",
+    "seconds": 3.2,
+    "hosts": {"web-green-1": {"versions": {"demo-web": "1.0.1"}, "restarted": ["demo-web"]}},
+    "changes": {"summary": "1 host: demo-web 1.0.0 -> 1.0.1", "hosts": {}},
+    "warnings": [],
+}
+
+
+def test_a_run_journaled_by_the_old_engine_resumes_from_its_journal(tmp_path: Path) -> None:
+    router, patcher, gate = FakeRouter(), FakePatcher(), FakeGate()
+    with temp_store(tmp_path) as store:
+        run = store.create_run("web-old-1", "rollout", "web",
+                               {"packages": ["demo-web=1.0.1"], "security_updates": False},
+                               "ci")
+        store.acquire_lock("web", run.run_id)
+        for step, data in (("precheck", OLD_PRECHECK), ("patch", OLD_PATCH)):
+            store.journal_begin(run.run_id, step, {"at": "2026-11-30T10:00:00+00:00"})
+            store.journal_end(run.run_id, step, data)
+        audit = AuditEntryInput(actor="ci", command="rollout.patch", service="web")
+        store.begin_patch("web", "green", "demo-web=1.0.1", audit=audit)
+        store.record_patch("web", "green", "demo-web=1.0.1-2", audit=audit)
+        result = rollout(tmp_path, store, router, patcher=patcher, gate=gate).resume(run)
+        assert result.status == "done" and (result.from_side, result.to_side) == ("blue", "green")
+        assert patcher.calls == [] and gate.calls == [("web", "green")]  # patch not redone
+        assert set(result.steps) == {"verify", "flip", "bake"}
+        assert "patched (demo-web=1.0.1-2)" in result.message  # installed, not asked
+        ends = {e.step: e.data for e in store.journal(run.run_id) if e.phase == "end"}
+        assert ends["precheck"] == OLD_PRECHECK and ends["patch"] == OLD_PATCH
+        assert set(ends["flip"]) == {"from", "to", "seconds", "confirmed_by",
+                                     "old_side_sessions_left"}
+        assert router.memory["web"] == "green"
+
+
+def test_records_round_trip_the_journal_format() -> None:
+    from orchestrator.rollout.records import PatchRecord, Plan
+
+    assert Plan.from_dict(OLD_PRECHECK).as_dict() == OLD_PRECHECK
+    assert PatchRecord.from_dict(OLD_PATCH).as_dict() == OLD_PATCH

@@ -1,0 +1,51 @@
+"""Where a resumed run finds traffic, and how a run that stops leaves its record and lock."""
+
+from __future__ import annotations
+
+from orchestrator.errors import RolledBack, StateMismatch
+from orchestrator.rollout.context import RunContext
+from orchestrator.state.models import RunStatus
+from orchestrator.traffic import settle
+
+
+def check_traffic(ctx: RunContext, ended: set[str], begun: set[str]) -> None:
+    """On resume (the precheck had ended), the kernel first completes or cancels a flip the
+    crash interrupted (also the bake's automatic rollback); then router and store must agree
+    with where the run left traffic."""
+    plan = ctx.plan
+    if plan is None:
+        return
+    service = ctx.service
+    live = settle(ctx.store, ctx.router, service, ctx.actor)
+    if "flip" in ended and "bake" in begun and live == plan.live:
+        # the bake's automatic rollback had moved traffic back before the crash
+        raise RolledBack(
+            f"{service}: {plan.standby} degraded during bake (before the interruption);"
+            f" traffic is back on {plan.live}",
+            hint=f"{plan.standby} keeps the patch and is failed_live",
+        )
+    if "flip" in ended:
+        expected = [plan.standby]
+    elif "flip" in begun:
+        expected = [plan.live, plan.standby]  # the flip step finds out which
+    else:
+        expected = [plan.live]
+    if live not in expected:
+        raise StateMismatch(
+            f"{service}: cannot resume {ctx.run_id}: the router (and the store) say {live} "
+            f"is live, the run expected {' or '.join(expected)}",
+            hint="someone flipped since the run stopped; check, then start a new rollout",
+        )
+
+
+def finish(ctx: RunContext, status: RunStatus, message: str) -> None:
+    """Record how the run ended, unless something else ended it (an abort) meanwhile."""
+    run = ctx.store.get_run(ctx.run_id)
+    if run is not None and run.status in ("running", "deferred"):
+        ctx.store.finish_run(ctx.run_id, status, message)
+
+
+def release(ctx: RunContext) -> None:
+    lock = ctx.store.get_lock(ctx.service)
+    if lock is not None and lock.run_id == ctx.run_id:
+        ctx.store.release_lock(ctx.service, ctx.run_id)

@@ -1,0 +1,62 @@
+"""The patch step: Ansible on the standby side only, recorded before it starts (a failed
+or killed patch leaves the side `patching`, never a flip target) and after it ends."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from orchestrator.config.models import PackageSpec
+from orchestrator.errors import PatchFailed
+from orchestrator.rollout.context import RunContext
+from orchestrator.rollout.records import PatchRecord
+from orchestrator.state.models import AuditEntryInput
+
+
+def patch_level(packages: Sequence[PackageSpec], security_updates: bool) -> str:
+    if packages:
+        return ",".join(sorted(str(p) for p in packages))
+    return "security-updates" if security_updates else "none"
+
+
+class Patch:
+    name = "patch"
+
+    def run(self, ctx: RunContext) -> PatchRecord:
+        from orchestrator.patching import step_record
+
+        service, standby, level = ctx.service, ctx.standing_plan.standby, ctx.level
+        # Recorded before Ansible touches the side: a failed or killed patch leaves it
+        # `patching`, which no flip (nor rollback) may target until patched and verified.
+        ctx.store.begin_patch(service, standby, level, audit=self._audit(
+            ctx, "rollout.patch.begin", {"side": standby, "patch_level": level}))
+
+        def progress(p: Any) -> None:
+            ctx.emit("patch", "progress", f"{p.host}: {p.task} {p.status}",
+                     {"host": p.host, "task": p.task, "status": p.status})
+
+        patched = ctx.tools.patch(ctx.config, service, standby, ctx.packages or None,
+                                  on_event=progress, cancel=ctx.is_aborted)
+        if not patched.ok:
+            bad = patched.result.failures() or [patched.result.message or patched.result.status]
+            raise PatchFailed(
+                f"{service}: patching {standby} failed: " + "; ".join(bad)
+                + f" ({patched.changes.summary()})",
+                hint="fix the host or the package, then `bluegreen resume`",
+            )
+        for warning in patched.warnings:
+            ctx.emit("patch", "warning", f"warning: {warning}")
+        record = PatchRecord.from_dict(step_record(patched, standby, level))
+        ctx.store.record_patch(service, standby, record.patch_level, audit=self._audit(
+            ctx, "rollout.patch", {"side": record.side, "patch_level": record.patch_level,
+                                   "asked": record.asked, "changes": dict(record.changes)}))
+        ctx.level = record.patch_level  # what is installed, not what was asked
+        return record
+
+    def resume(self, ctx: RunContext, ended: Mapping[str, Any]) -> None:
+        ctx.level = PatchRecord.from_dict(ended).patch_level
+
+    @staticmethod
+    def _audit(ctx: RunContext, command: str, after: dict[str, Any]) -> AuditEntryInput:
+        return AuditEntryInput(actor=ctx.actor, command=command, service=ctx.service,
+                               reason=f"run {ctx.run_id}", after=after)

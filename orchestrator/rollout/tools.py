@@ -1,0 +1,97 @@
+"""What a rollout reaches besides the store and the router: Ansible, the probes, SSH
+reachability, the flip's host recheck and the bake's requests. Tests swap them for fakes
+(`orchestrator.testing.fake_tools`); the defaults here are the real ones, imported lazily."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.config.loaded import LoadedConfig
+from orchestrator.config.models import PackageSpec
+from orchestrator.sides import Side
+from orchestrator.traffic.kernel import HostRecheck
+
+
+def _patch_side(config: LoadedConfig, service: str, side: Side,
+                packages: list[PackageSpec] | None, *, on_event: Callable[[Any], None],
+                cancel: Callable[[], bool]) -> Any:
+    from orchestrator.patching import patch_side
+
+    return patch_side(config, service, side, packages, on_event=on_event, cancel=cancel)
+
+
+def unreachable_hosts(config: LoadedConfig, service: str) -> list[str]:
+    """Hosts of either side that do not answer with an SSH banner."""
+    from orchestrator.inventory import load_fleet
+
+    fleet = load_fleet(config).service(service)
+    return _unreachable([*fleet.blue, *fleet.green])
+
+
+def host_recheck(config: LoadedConfig, service: str) -> HostRecheck:
+    """The flip's host recheck: the side's hosts must be the ones that were verified."""
+
+    def recheck(side: Side, recorded: Any) -> None:
+        from orchestrator.inventory import load_fleet
+        from orchestrator.probes.gate import targets_for
+        from orchestrator.probes.identity import recheck as recheck_hosts
+
+        targets = targets_for(config, load_fleet(config).service(service).side(side))
+        recheck_hosts(service, side, targets, recorded)
+
+    return recheck
+
+
+def probe_once(url: str, header: str | None, backend: str | None) -> tuple[bool, str]:
+    """One bake request through the load balancer: (ok, why not)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            served_by = resp.headers.get(header) if header else None
+            if backend and served_by and served_by != backend:
+                return False, f"served by {served_by}, expected {backend}"
+            resp.read()
+            return True, ""
+    except urllib.error.HTTPError as exc:
+        return False, f"HTTP {exc.code}"
+    except OSError as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class RolloutTools:
+    """The outside world of a rollout (see the module's docstring)."""
+
+    patch: Callable[..., Any] = _patch_side
+    """(config, service, side, packages, *, on_event, cancel) -> a `patching.SidePatch`."""
+    verify: Callable[..., Any] | None = None
+    """(config, store, service, side, *, actor, packages, advisories, patch_level,
+    expected_generation) -> a VerifyOutcome; records the verdict in the store. None: the
+    real gate, `steps.verify.verify_side` (the verify step's own module)."""
+    unreachable: Callable[[LoadedConfig, str], list[str]] = unreachable_hosts
+    recheck: Callable[[LoadedConfig, str], HostRecheck | None] = host_recheck
+    probe: Callable[[str, str | None, str | None], tuple[bool, str]] = field(
+        default_factory=lambda: probe_once
+    )
+    check_inputs: bool = True
+    """Read the inventory and find the playbook before anything is written."""
+
+
+def _unreachable(hosts: Sequence[Any]) -> list[str]:
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    def down(h: Any) -> bool:
+        try:
+            with socket.create_connection((h.address, h.port), timeout=3) as s:
+                s.settimeout(3)
+                return not s.recv(8).startswith(b"SSH-")
+        except OSError:
+            return True
+
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(hosts)))) as pool:
+        flags = list(pool.map(down, hosts))
+    return [h.name for h, bad in zip(hosts, flags, strict=True) if bad]
