@@ -222,6 +222,39 @@ class DriftSettings(StrictModel):
         return self
 
 
+FingerprintKind = Literal[
+    "package", "unit-enabled", "unit-running", "port", "file", "authorized-key", "user",
+    "group", "sudoers", "setuid", "cron", "timer", "kernel-module", "listener", "sshd-config",
+    "pam",
+]
+"""The kinds of a host's fingerprint (orchestrator/probes/drift.py KINDS; a test keeps them
+equal)."""
+
+
+class WatchSettings(StrictModel):
+    """`bluegreen watch`: the live side against its approved baseline, every `interval`."""
+
+    interval: float = Field(default=60.0, ge=1, le=86_400, description="seconds between checks")
+    webhooks: list[NonEmptyStr] = Field(
+        default_factory=list, max_length=20,
+        description="http(s) URLs that get a JSON `deviation` event",
+    )
+    quarantine_on: list[FingerprintKind] = Field(
+        default_factory=list, max_length=20,
+        description="with `watch --quarantine`: a deviation of one of these kinds (e.g. "
+        "authorized-key, setuid, listener, user, sudoers) quarantines the live side",
+    )
+
+    @model_validator(mode="after")
+    def _urls(self) -> WatchSettings:
+        bad = [u for u in self.webhooks
+               if not u.startswith(("http://", "https://")) or any(c.isspace() for c in u)]
+        if bad:
+            raise ValueError(f"watch.webhooks must be http:// or https:// URLs without "
+                             f"spaces, got {bad}")
+        return self
+
+
 class ServiceConfig(StrictModel):
     """One service: its two sides, how to patch it, and how to tell it is healthy."""
 
@@ -241,6 +274,7 @@ class ServiceConfig(StrictModel):
     )
     drift: DriftSettings = Field(default_factory=DriftSettings)
     bake: BakeSettings = Field(default_factory=BakeSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
 
 
 class BluegreenConfig(StrictModel):
