@@ -71,6 +71,7 @@ from orchestrator.schedule.window import window_state
 from orchestrator.secrets import safe_url
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, Run
+from orchestrator.state.registry import StateLocation
 from orchestrator.traffic.failpoints import Crash
 
 AWAITING = "awaiting_approval"
@@ -106,7 +107,7 @@ class CampaignResult:
 
 
 def campaign_lock(name: str) -> str:
-    return f"campaign:{name}"
+    return f"campaign:{name}"  # also read by campaign.runs.running_elsewhere
 
 
 def now_utc() -> datetime:
@@ -219,7 +220,7 @@ class CampaignRunner:
             retries=campaign.notify.retries,
             campaign=campaign.name,
             run_id=run.run_id,
-            audit_head=partial(audit_head_text, self.config.state_path),
+            audit_head=partial(audit_head_text, self.config.state),
         )
         self._notifier = notifier
         crashed = False
@@ -578,9 +579,9 @@ def webhooks_digest(urls: Sequence[str]) -> str | None:
     return hashlib.sha256(json.dumps(list(urls)).encode()).hexdigest()
 
 
-def audit_head_text(state_path: Path) -> str | None:
+def audit_head_text(location: StateLocation) -> str | None:
     """The audit head as SEQ:HASH, for webhook events (a witness outside the store)."""
-    from orchestrator.state.sqlite import read_head
+    from orchestrator.state.registry import read_head
 
-    head = read_head(state_path)
+    head = read_head(location)
     return None if head is None else f"{head.count}:{head.head_hash}"

@@ -76,6 +76,8 @@ VERBS: dict[str, Verb] = {
                      "systemd timers (or cron)."),
     "serve": Verb("web", "serve_cmd", "A read-only dashboard, JSON API (/api/v1/...) and "
                   "/metrics; changes nothing."),
+    "state": Verb("state", "state", "The state store: schema migrations, and copying a store "
+                  "to another backend."),
     "status": Verb("traffic", "status",
                    "Live side (from the router), standby, patch level and verification of each "
                    "side, and what the load balancer counted for each side since it started "

@@ -166,7 +166,8 @@ def campaign_run(
     from pathlib import Path
 
     from orchestrator.campaign.model import load_campaign
-    from orchestrator.campaign.runs import NothingToContinue, run_to_continue
+    from orchestrator.campaign.runs import NothingToContinue, run_to_continue, running_elsewhere
+    from orchestrator.errors import LockHeld
 
     config = load(ctx)
     camp = load_campaign(file)
@@ -178,15 +179,27 @@ def campaign_run(
     try:
         earlier = run_to_continue(engine.store, camp.name, file) if cont else None
         if isinstance(earlier, NothingToContinue):
-            if as_json:
-                emit_json(earlier.as_dict())
-            else:
-                click.echo(earlier.message)
+            _say(earlier.message, earlier.as_dict(), as_json)
             return
-        result = engine.resume(earlier) if earlier else engine.start(camp, Path(file))
+        try:
+            result = engine.resume(earlier) if earlier else engine.start(camp, Path(file))
+        except LockHeld:
+            # timers of several machines fire together: one runs the window, the rest say who
+            elsewhere = running_elsewhere(engine.store, camp.name) if cont else None
+            if elsewhere is None:
+                raise
+            _say(elsewhere.message, elsewhere.as_dict(), as_json)
+            return
     finally:
         router.close()
     _finish_campaign(result, as_json)
+
+
+def _say(message: str, doc: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        emit_json(doc)
+    else:
+        click.echo(message)
 
 
 @campaign.command("resume")

@@ -54,10 +54,29 @@ class SSHSettings(StrictModel):
     connect_timeout: float = Field(default=10.0, gt=0, le=300)
 
 
+def _state_url(value: str) -> str:
+    from orchestrator.state.registry import parse_state_url
+
+    parse_state_url(value)  # ValueError: names the problem and the URL forms
+    return value
+
+
 class StateSettings(StrictModel):
-    """Where the state store lives (SQLite file, relative to the config file's directory)."""
+    """Where the state store lives: a SQLite file (`path`, relative to the config file's
+    directory), or a URL (`url`: postgresql://USER@HOST/DB for a team, sqlite:///PATH)."""
 
     path: NonEmptyStr = ".bluegreen/state.db"
+    url: Annotated[str, AfterValidator(_state_url)] | None = Field(
+        default=None,
+        description="postgresql://USER@HOST[:PORT]/DB[?sslmode=...] (password: PGPASSWORD or "
+        "~/.pgpass, never here) or sqlite:///PATH; replaces `path`",
+    )
+
+    @model_validator(mode="after")
+    def _one_location(self) -> StateSettings:
+        if self.url is not None and "path" in self.model_fields_set:
+            raise ValueError("give either state.path (a SQLite file) or state.url, not both")
+        return self
 
 
 def _syslog_target(value: str) -> str:
