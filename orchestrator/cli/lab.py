@@ -144,6 +144,18 @@ def lab_reset(hosts: tuple[str, ...]) -> None:
     click.echo("reset: " + (", ".join(hosts) or "all hosts"))
 
 
+@lab.command("reimage")
+@click.argument("hosts", nargs=-1, required=True)
+@handles_errors
+def lab_reimage(hosts: tuple[str, ...]) -> None:
+    """Give lab hosts a fresh root and nothing else (traffic and state stay): the lab's
+    re-imaging for `bluegreen rebuild` (playbooks/lab-rebuild.yml)."""
+    from orchestrator.lab.lab import Lab
+
+    Lab(say=say).reimage(list(hosts))
+    click.echo("reimaged: " + ", ".join(hosts))
+
+
 
 @lab.command("demo")
 @click.option("--service", default="web", show_default=True)
