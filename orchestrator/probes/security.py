@@ -8,10 +8,11 @@ root over the run's strict SSH connection, and parsed here into `key -> value`:
                   bodies), and `USER file PATH` -> sha256 of the file (options such as
                   `command=` change no fingerprint but do change the file)
   user, group     `getent passwd` / `getent group`: ids, home, shell, members
-  sudoers         sha256 of /etc/sudoers and the files in /etc/sudoers.d
-  setuid          setuid/setgid files on the root filesystem: mode, owner, sha256
-  cron            sha256 of /etc/crontab, /etc/anacrontab and the files in /etc/cron.d,
-                  /etc/cron.{hourly,daily,weekly,monthly}, /var/spool/cron/crontabs
+  sudoers         sha256 of /etc/sudoers and /etc/sudoers.d/*
+  setuid          setuid/setgid files on the root filesystem: mode, owner, sha256 and the
+                  package that owns the file (absent for a file no package owns)
+  cron            sha256 of /etc/crontab, /etc/cron.d/*, /etc/cron.{hourly,...}/*,
+                  /var/spool/cron/crontabs/*, /etc/anacrontab
   timer           systemd timers loaded (transient ones too) and their state
   kernel-module   /proc/modules (a container such as the lab's hosts has none: one entry
                   `(not visible)` says so)
@@ -29,7 +30,7 @@ replaced on disk (" (deleted)") counts as the same path (`stale-processes` repor
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -59,12 +60,23 @@ _AUTHORIZED_KEYS = (
     ' printf \'%s\\tkey\\t%s\\t%s %s\\n\' "$u" "$fp" "${rest##*(}" "$bits"; done;'
     " done; done"
 )
-# One walk; mode and owner, then the hashes, by one `stat` and one `sha256sum` per batch
-# (each process costs on a loaded host). find's rc is 1 when a file vanishes under it
-# (/tmp): the listing is still what we want.
+# find's rc is 1 when a file vanishes under it (/tmp): the listing is still what we want.
+# Each file's owning package (one grep over dpkg's file lists; usrmerge: dpkg knows
+# /sbin/unix_chkpwd for /usr/sbin/unix_chkpwd) ends the value: a security update replaces
+# packaged setuid files, and drift lets their content differ only with their package's
+# version (`setuid_explained_by_patch`).
 _SETUID = (
-    "find / -xdev -type f -perm /6000 -print0 2>/dev/null | xargs -0 -r sh -c"
-    " 'stat --printf \"mode\\t%n\\t%a %U:%G\\n\" \"$@\" && sha256sum \"$@\"' sh; true"
+    "s=$(find / -xdev -type f -perm /6000 -printf '%m\\t%u:%g\\t%p\\n' 2>/dev/null);"
+    " k=$(printf '%s\\n' \"$s\" | cut -f3 | sed 'p; s|^/usr/|/|' |"
+    " grep -H -x -F -f - /var/lib/dpkg/info/*.list 2>/dev/null);"
+    " printf '%s\\n' \"$s\" | while IFS=$(printf '\\t') read -r m o p; do"
+    ' [ -n "$p" ] || continue;'
+    " n=$(printf '%s\\n' \"$k\" | awk -v p=\"$p\" -v q=\"${p#/usr}\""
+    " '{i = index($0, \".list:\"); f = substr($0, i + 6); if (i && (f == p || f == q))"
+    " {x = substr($0, 1, i - 1); sub(/.*\\//, \"\", x); sub(/:.*/, \"\", x); print x; exit}}');"
+    ' printf \'%s\\t%s %s %s%s\\n\' "$p" "$m" "$o" "$(sha256sum < "$p" | cut -d" " -f1)"'
+    ' "${n:+ $n}";'
+    " done"
 )
 _LISTENER = (
     "ss -Htlnp | sed 's/^/tcp /'; ss -Hulnp | sed 's/^/udp /';"
@@ -96,8 +108,6 @@ def parse_section(kind: str, lines: Iterable[str]) -> dict[str, str]:
     lines = [line for line in lines if line.strip()]
     if kind == "listener":
         return _listeners(lines)
-    if kind == "setuid":
-        return _setuid(lines)
     out: dict[str, str] = {}
     for line in lines:
         if kind == "authorized-key":
@@ -115,7 +125,8 @@ def parse_section(kind: str, lines: Iterable[str]) -> dict[str, str]:
             if len(f) >= 4:
                 out[f[0]] = f"gid={f[2]} members={f[3]}"
         elif kind == "setuid":
-            continue  # below: mode lines and hash lines of one walk
+            path, _, value = line.partition("\t")
+            out[path] = value
         elif kind == "timer":
             parts = line.split()
             if len(parts) >= 3:
@@ -130,19 +141,6 @@ def parse_section(kind: str, lines: Iterable[str]) -> dict[str, str]:
             if path:
                 out[path.strip()] = digest.strip()
     return out
-
-
-def _setuid(lines: Sequence[str]) -> dict[str, str]:
-    modes: dict[str, str] = {}
-    hashes: dict[str, str] = {}
-    for line in lines:
-        if line.startswith("mode\t"):
-            _, path, mode = (line.split("\t") + ["", ""])[:3]
-            modes[path] = mode
-        else:
-            digest, _, path = line.partition("  ")
-            hashes[path.strip()] = digest.strip()
-    return {path: f"{mode} {hashes.get(path, 'unreadable')}" for path, mode in modes.items()}
 
 
 def _listeners(lines: Sequence[str]) -> dict[str, str]:
@@ -176,6 +174,19 @@ _LABELS = {
     "package": "package", "unit-enabled": "enabled unit", "unit-running": "running unit",
     "port": "port", "file": "file",
 }
+
+
+def setuid_explained_by_patch(
+    expected: str, actual: str, versions_differ: Callable[[str], bool]
+) -> bool:
+    """A setuid file whose content alone differs (same mode, owner and owning package) is
+    the patch's doing when that package's version differs and may differ
+    (`versions_differ(package)`); an unpackaged file, or a changed mode or owner, never is."""
+    want, have = expected.split(" "), actual.split(" ")
+    if len(want) != 4 or len(have) != 4:
+        return False
+    same = want[0] == have[0] and want[1] == have[1] and want[3] == have[3]
+    return same and want[2] != have[2] and versions_differ(want[3])
 
 
 def short_value(value: str | None) -> str:
