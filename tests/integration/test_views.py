@@ -7,6 +7,7 @@ they are also written to docs/screenshots/ (the README shows those)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from orchestrator.lab.lab import Lab
@@ -51,9 +53,14 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
+        try:
+            last = check()
+        except StaleElementReferenceException as exc:
+            # live.js swapped the page body between finding an element and reading it
+            last = None, exc.msg
+        else:
+            if last:
+                return last
         time.sleep(0.25)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
@@ -172,10 +179,29 @@ def test_dashboard_follows_a_rollout_metrics_and_api(
     assert m[live("web", "blue")] == 1.0 and m[live("web", "green")] == 0.0
     assert m[("bluegreen_rollbacks_total", (("service", "web"),))] == 0.0
     assert m[("bluegreen_audit_chain_ok", ())] == 1.0
+    # the real CVEs of both sides, measured once: the dashboard shows them per side
+    code, found = bluegreen_json(lab.paths.config, "exposure", "web", timeout=300)
+    assert code == 3, found
+
+    def exposure_cell(browser: Any, side: str) -> Any:
+        return browser.find_element(
+            By.CSS_SELECTOR, f'tr[data-service="web"] td.exposure div[data-side="{side}"]')
+
+    def measured(browser: Any, side: str) -> tuple[int, str] | None:
+        """(open CVEs, the cell's words) once the page shows a measurement."""
+        cell = exposure_cell(browser, side)
+        value = cell.get_attribute("data-open")
+        return (int(value), str(cell.text)) if value else None
 
     with chromium(javascript=True) as browser:
         browser.get(base)
         assert "web blue" in browser.title
+        for side in ("blue", "green"):
+            shown, words = wait_for(f"{side}'s exposure on the page",
+                                    functools.partial(measured, browser, side), timeout=30)
+            summary = found["services"]["web"]["sides"][side]["summary"]
+            assert shown >= summary["cves"] > 0, words  # every urgency vs low and above
+            assert f"{shown} open" in words and "2 of 2 hosts exposed" in words, words
         browser.execute_script("window.__stillHere = 42;")
         rollout = subprocess.Popen(
             [*BLUEGREEN, "-c", str(config), "rollout", "web", "--yes"],
@@ -185,8 +211,12 @@ def test_dashboard_follows_a_rollout_metrics_and_api(
                 steps = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".run .step")]
                 return "patch" in steps
             wait_for("the dashboard to show web patching", patching)
-            hosts = browser.find_element(By.CSS_SELECTOR, ".run ul.hosts").text
+            hosts = wait_for("the run's hosts", lambda: browser.find_element(
+                By.CSS_SELECTOR, ".run ul.hosts").text, timeout=10)
             assert all(h in hosts for h in hosts_of(lab, "web", "green")), hosts
+            # green is being patched: its exposure numbers are older than its patch
+            wait_for("green's exposure marked outdated",
+                     lambda: "outdated" in exposure_cell(browser, "green").text, timeout=30)
             screenshot(browser, "dashboard.png")
             _, err = rollout.communicate(timeout=300)
         finally:
