@@ -233,7 +233,8 @@ class FakePatcher:
     calls: list[tuple[str, Side]] = field(default_factory=list)
 
     def __call__(self, config: object, service: str, side: Side, packages: object, *,
-                 on_event: Callable[[object], None], cancel: Callable[[], bool]) -> Any:
+                 on_event: Callable[[object], None], cancel: Callable[[], bool],
+                 fleet: object = None) -> Any:
         from orchestrator.patching import PatchResult, SideChanges, SidePatch
         from orchestrator.patching.results import HostPatchResult
 
@@ -276,7 +277,8 @@ class FakeGate:
 
     def __call__(self, config: object, store: Any, service: str, side: Side, *, actor: str,
                  packages: object = (), advisories: object = (), patch_level: str | None = None,
-                 expected_generation: int | None = None) -> FakeVerifyOutcome:
+                 expected_generation: int | None = None, fleet: object = None
+                 ) -> FakeVerifyOutcome:
         from orchestrator.state.models import AuditEntryInput
 
         self.calls.append((service, side))
@@ -301,8 +303,8 @@ def fake_tools(patcher: FakePatcher | None = None, gate: FakeGate | None = None,
     return RolloutTools(
         patch=patcher or FakePatcher(),
         verify=gate or FakeGate(),
-        unreachable=lambda _config, _service: [],
-        recheck=lambda _config, _service: recheck,
+        unreachable=lambda _hosts: [],
+        recheck=lambda _config, _service, _fleet: recheck,
         probe=lambda _url, _header, _backend: (True, ""),
         check_inputs=False,
     )

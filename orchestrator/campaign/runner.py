@@ -66,6 +66,7 @@ from orchestrator.errors import (
     OutsideWindow,
     RolledBack,
 )
+from orchestrator.inventory import Fleet
 from orchestrator.routers.base import Router
 from orchestrator.schedule.window import window_state
 from orchestrator.secrets import safe_url
@@ -126,8 +127,10 @@ class CampaignRunner:
         on_event: Callable[[CampaignEvent], None] | None = None,
         wait_for_window: bool = False,
         clock: Callable[[], datetime] = now_utc,
+        fleet: Fleet | None = None,
     ) -> None:
         self.config = config
+        self._fleet = fleet  # the inventory, parsed once for the command (here if not given)
         self._store = store
         self._router = router
         self._local = threading.local()  # a parallel wave's worker: its own store and router
@@ -150,9 +153,17 @@ class CampaignRunner:
         own: Router | None = getattr(self._local, "router", None)
         return own if own is not None else self._router
 
+    @property
+    def fleet(self) -> Fleet:
+        if self._fleet is None:
+            from orchestrator.inventory import load_fleet
+
+            self._fleet = load_fleet(self.config)
+        return self._fleet
+
     # ---- entry points ------------------------------------------------------------------
     def start(self, campaign: Campaign, source: Path) -> CampaignResult:
-        waves = resolve_waves(campaign, self.config)
+        waves = resolve_waves(campaign, self.config, self.fleet)
         services = [s for w in waves for s in w]
         check_conflicts(self.store, campaign.name, services, own_run=None)
         run_id = f"campaign-{campaign.name}-{now_utc():%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
@@ -208,10 +219,7 @@ class CampaignRunner:
         campaign = campaign_from_dict(run.params["campaign"], f"campaign run {run.run_id}")
         waves: list[list[str]] = run.params["waves"]
         total = sum(len(w) for w in waves)
-        from orchestrator.inventory import load_fleet
-
-        fleet = load_fleet(self.config)
-        self._hosts_total = sum(len(fleet.service(s).blue) for w in waves for s in w)
+        self._hosts_total = sum(len(self.fleet.service(s).blue) for w in waves for s in w)
         result = CampaignResult(run.run_id, campaign.name, "running", "", 0)
         notifier = Notifier(
             webhooks,
@@ -371,6 +379,7 @@ class CampaignRunner:
             on_event=lambda ev: self._child_event(svc, ev),
             advisories=[a.model_dump(mode="json") for a in advisories_for(campaign, svc)],
             may_flip=lambda s: self._may_flip(run, campaign, s),
+            fleet=self.fleet,
         )
         try:
             child = self.store.get_run(begun["child_run"]) if begun else None
@@ -381,7 +390,8 @@ class CampaignRunner:
             else:
                 child_id = begun["child_run"] if begun else new_run_id(svc)
                 if not begun:
-                    before = standby_versions(self.config, self.router, svc, campaign)
+                    before = standby_versions(self.config, self.router, svc, campaign,
+                                              self.fleet)
                     journal.begin(step, {"child_run": child_id, "wave": wave, "before": before})
                 out = engine.start(
                     svc,
@@ -539,6 +549,7 @@ class CampaignRunner:
                 run.run_id,
                 self.actor,
                 expected_live=str(data.get("to")),
+                fleet=self.fleet,
             )
             journal.end(step, out.as_dict())
             self._emit("service", f"{svc}: {out.message}", {"service": svc})

@@ -21,6 +21,7 @@ from typing import Any
 from orchestrator.config.loaded import LoadedConfig, parse_package_arg
 from orchestrator.config.models import PackageSpec
 from orchestrator.errors import Aborted, BluegreenError, OutsideWindow, RolledBack
+from orchestrator.inventory import Fleet
 from orchestrator.rollout.context import Event, RunContext, new_run_id
 from orchestrator.rollout.records import StepRecord
 from orchestrator.rollout.recovery import check_traffic, finish, release
@@ -70,8 +71,9 @@ class Rollout:
                  on_event: Callable[[Event], None] | None = None,
                  advisories: Sequence[dict[str, Any]] = (),
                  may_flip: Callable[[str], str | None] | None = None,
-                 tools: RolloutTools | None = None) -> None:
+                 tools: RolloutTools | None = None, fleet: Fleet | None = None) -> None:
         self.tools = tools or RolloutTools()
+        self.fleet = fleet  # the inventory, parsed once for the command (here if not given)
         self.config, self.store, self.router, self.actor = config, store, router, actor
         self.on_event = on_event or (lambda _e: None)
         self.advisories = list(advisories)
@@ -102,10 +104,17 @@ class Rollout:
         written: bad input changes nothing, not even the audit chain."""
         if not self.tools.check_inputs:
             return
-        from orchestrator.inventory import load_fleet
-
-        load_fleet(self.config).service(service)
+        fleet = self._fleet()
+        if fleet is not None:
+            fleet.service(service)
         self.config.playbook_path(service)
+
+    def _fleet(self) -> Fleet | None:
+        if self.fleet is None and self.tools.check_inputs:
+            from orchestrator.inventory import load_fleet
+
+            self.fleet = load_fleet(self.config)
+        return self.fleet
 
     def resume(self, run: Run) -> RolloutResult:
         if run.service is None:
@@ -128,6 +137,7 @@ class Rollout:
         result = RolloutResult(run.run_id, ctx.service, "running", None, None, "", 0.0)
         crashed = False
         try:
+            ctx.fleet = self._fleet()
             journal = self.store.journal(run.run_id)
             ended = {e.step: e.data for e in journal if e.phase == "end"}
             for step in PIPELINE:

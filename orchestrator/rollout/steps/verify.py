@@ -29,6 +29,7 @@ from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput
 
 if TYPE_CHECKING:
+    from orchestrator.inventory import Fleet
     from orchestrator.probes.drift import DriftReport
     from orchestrator.probes.pool import ConnectionPool
 
@@ -64,10 +65,12 @@ def side_drift(
     packages: Sequence[PackageSpec] = (),
     deadline_s: float = DEFAULT_DEADLINE_S,
     pool: ConnectionPool | None = None,
+    fleet: Fleet | None = None,
 ) -> DriftReport:
     """`side` against the other side of `service` (and each side within itself).
 
     `pool`: the run's connections (default: one per host of both sides, closed at the end).
+    `fleet`: the command's parse of the inventory (None: parse it).
     """
     import time
 
@@ -76,9 +79,9 @@ def side_drift(
     from orchestrator.probes.gate import targets_for
 
     started = time.monotonic()
-    fleet = load_fleet(config).service(service)
-    mine = targets_for(config, fleet.side(side))
-    theirs = targets_for(config, fleet.side(other_side(side)))
+    pools = (fleet or load_fleet(config)).service(service)
+    mine = targets_for(config, pools.side(side))
+    theirs = targets_for(config, pools.side(other_side(side)))
     files = config.service(service).drift.files
     fps, errors = read_fingerprints([*mine, *theirs], files, deadline_s, pool=pool)
     names = {t.name for t in mine}
@@ -108,6 +111,7 @@ def run_gate(
     advisories: Sequence[dict[str, Any]] = (),
     deadline_s: float = DEFAULT_DEADLINE_S,
     fingerprints: dict[str, str] | None = None,
+    fleet: Fleet | None = None,
 ) -> tuple[ProbeReport, DriftReport | None, list[str]]:
     """Checks, suites and drift of one side, run concurrently over one connection per host:
     (report, drift, warnings). `fingerprints`, when given, is filled with each host's
@@ -123,7 +127,8 @@ def run_gate(
 
     svc = config.service(service)
     checks = gate_checks(config, service, packages, advisories)
-    targets = targets_for(config, load_fleet(config).service(service).side(side))
+    fleet = fleet or load_fleet(config)
+    targets = targets_for(config, fleet.service(service).side(side))
     started_at = time.time()
     t0 = time.monotonic()
     with (
@@ -149,6 +154,7 @@ def run_gate(
                 packages=packages,
                 deadline_s=deadline_s,
                 pool=connections,
+                fleet=fleet,
             )
             if svc.drift.mode != "off"
             else None
@@ -204,6 +210,7 @@ def verify_side(
     deadline_s: float = DEFAULT_DEADLINE_S,
     record: bool = True,
     expected_generation: int | None = None,
+    fleet: Fleet | None = None,
 ) -> VerifyOutcome:
     """Run the gate on `side` and record the verdict with the level and the side's
     generation read when it began (`expected_generation`, else read now): if the side
@@ -221,7 +228,7 @@ def verify_side(
     fingerprints: dict[str, str] = {}
     report, drift, warnings = run_gate(
         config, service, side, packages=packages, advisories=advisories, deadline_s=deadline_s,
-        fingerprints=fingerprints,
+        fingerprints=fingerprints, fleet=fleet,
     )
     summary = summarize(report)
     if record:
@@ -256,7 +263,7 @@ class Verify(NothingToResume):
         outcome = (ctx.tools.verify or verify_side)(
             ctx.config, ctx.store, service, standby, actor=ctx.actor, packages=ctx.packages,
             advisories=ctx.advisories, patch_level=ctx.level,
-            expected_generation=began.generation if began else 0,
+            expected_generation=began.generation if began else 0, fleet=ctx.fleet,
         )
         if not outcome.ok:
             raise VerificationFailed(
