@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.campaign.journal import (
     APPROVAL,
@@ -51,6 +51,7 @@ from orchestrator.campaign.model import (
     packages_for,
 )
 from orchestrator.campaign.notify import Notifier
+from orchestrator.campaign.runs import NothingToContinue, run_to_continue
 from orchestrator.campaign.state import (
     ServiceProgress,
     check_conflicts,
@@ -73,6 +74,9 @@ from orchestrator.secrets import safe_url
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, Run
 from orchestrator.traffic.failpoints import Crash
+
+if TYPE_CHECKING:
+    from orchestrator.rollout.runner import Rollout
 
 AWAITING = "awaiting_approval"
 
@@ -128,9 +132,11 @@ class CampaignRunner:
         wait_for_window: bool = False,
         clock: Callable[[], datetime] = now_utc,
         fleet: Fleet | None = None,
+        rollouts: RolloutFactory | None = None,
     ) -> None:
         self.config = config
         self._fleet = fleet  # the inventory, parsed once for the command (here if not given)
+        self._rollouts = rollouts
         self._store = store
         self._router = router
         self._local = threading.local()  # a parallel wave's worker: its own store and router
@@ -162,6 +168,16 @@ class CampaignRunner:
         return self._fleet
 
     # ---- entry points ------------------------------------------------------------------
+    def run(self, campaign: Campaign, file: str, *,
+            continue_run: bool = False) -> CampaignResult | NothingToContinue:
+        """`campaign run FILE`: a new run; with `continue_run` (`--continue`, what timers
+        run) the campaign's unfinished run is resumed, and nothing happens once its last
+        run ended (NothingToContinue)."""
+        earlier = run_to_continue(self.store, campaign.name, file) if continue_run else None
+        if isinstance(earlier, NothingToContinue):
+            return earlier
+        return self.resume(earlier) if earlier else self.start(campaign, Path(file))
+
     def start(self, campaign: Campaign, source: Path) -> CampaignResult:
         waves = resolve_waves(campaign, self.config, self.fleet)
         services = [s for w in waves for s in w]
@@ -366,12 +382,12 @@ class CampaignRunner:
 
     def _service(self, run: Run, campaign: Campaign, svc: str, wave: int) -> ServiceOutcome:
         """Patch one service through its child rollout; what became of it."""
-        from orchestrator.rollout.runner import Rollout, new_run_id
+        from orchestrator.rollout.context import new_run_id
 
         step = Step.of_service(svc)
         journal = Journal(self.store, run.run_id)
         begun = journal.begun().get(step)
-        engine = Rollout(
+        engine = (self._rollouts or _real_rollout)(
             self.config,
             self.store,
             self.router,
@@ -564,6 +580,23 @@ class CampaignRunner:
 
 class _Aborted(BluegreenError):
     pass
+
+
+class RolloutFactory(Protocol):
+    """Makes a service's child rollout (tests: one with fakes, `orchestrator.testing`)."""
+
+    def __call__(self, config: LoadedConfig, store: StateStore, router: Router, *, actor: str,
+                 on_event: Callable[[Any], None], advisories: Sequence[dict[str, Any]],
+                 may_flip: Callable[[str], str | None], fleet: Fleet) -> Rollout: ...
+
+
+def _real_rollout(config: LoadedConfig, store: StateStore, router: Router, *, actor: str,
+                  on_event: Callable[[Any], None], advisories: Sequence[dict[str, Any]],
+                  may_flip: Callable[[str], str | None], fleet: Fleet) -> Rollout:
+    from orchestrator.rollout.runner import Rollout
+
+    return Rollout(config, store, router, actor=actor, on_event=on_event,
+                   advisories=advisories, may_flip=may_flip, fleet=fleet)
 
 
 # ---- shared helpers ----------------------------------------------------------------------
