@@ -20,11 +20,11 @@ from typing import Any
 
 from orchestrator.config.loaded import LoadedConfig, parse_package_arg
 from orchestrator.config.models import PackageSpec
-from orchestrator.errors import Aborted, BluegreenError, OutsideWindow, RolledBack
+from orchestrator.errors import BluegreenError
 from orchestrator.inventory import Fleet
 from orchestrator.rollout.context import Event, RunContext, new_run_id
 from orchestrator.rollout.records import StepRecord
-from orchestrator.rollout.recovery import check_traffic, finish, release
+from orchestrator.rollout.recovery import check_traffic, ends_recorded
 from orchestrator.rollout.steps.bake import Bake
 from orchestrator.rollout.steps.base import Step
 from orchestrator.rollout.steps.flip import Flip
@@ -36,9 +36,6 @@ from orchestrator.routers.base import Router
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import Run
 from orchestrator.traffic import failpoints
-
-__all__ = ["STEPS", "Event", "Rollout", "RolloutResult", "RolloutTools", "new_run_id",
-           "patch_level"]
 
 PIPELINE: tuple[Step, ...] = (Precheck(), Patch(), Verify(), Flip(), Bake())
 STEPS = tuple(step.name for step in PIPELINE)
@@ -135,8 +132,7 @@ class Rollout:
         started = time.monotonic()
         ctx = self._context(run)
         result = RolloutResult(run.run_id, ctx.service, "running", None, None, "", 0.0)
-        crashed = False
-        try:
+        with ends_recorded(ctx):
             ctx.fleet = self._fleet()
             journal = self.store.journal(run.run_id)
             ended = {e.step: e.data for e in journal if e.phase == "end"}
@@ -163,34 +159,7 @@ class Rollout:
                 f"{ctx.service}: {result.to_side} is live and patched ({ctx.level}); "
                 f"{result.from_side} kept as standby")
             self.store.finish_run(run.run_id, "done", result.message)
-        except RolledBack as exc:
-            result.status, result.message = "rolled_back", exc.message
-            finish(ctx, "rolled_back", exc.message)
-            raise
-        except Aborted as exc:
-            result.status, result.message = "aborted", exc.message
-            raise
-        except OutsideWindow as exc:  # may_flip said no: patched+verified standby stays
-            result.status, result.message = "deferred", exc.message
-            finish(ctx, "deferred", exc.message)
-            raise
-        except BluegreenError as exc:
-            if ctx.is_aborted():  # aborted meanwhile: that is what stopped it
-                result.status, result.message = "aborted", ctx.aborted_message()
-                raise Aborted(result.message, hint=exc.message) from exc
-            result.status, result.message = "failed", exc.message
-            finish(ctx, "failed", exc.message)
-            raise
-        except failpoints.Crash:  # a simulated kill -9: nothing more happens in this "process"
-            crashed = True
-            raise
-        except BaseException as exc:  # Ctrl-C, bugs: leave the run consistent and resumable
-            finish(ctx, "failed", f"interrupted: {type(exc).__name__}: {exc}")
-            raise
-        finally:
-            result.seconds = time.monotonic() - started
-            if not crashed:
-                release(ctx)
+        result.seconds = time.monotonic() - started
         return result
 
     @staticmethod

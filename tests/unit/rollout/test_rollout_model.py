@@ -24,7 +24,8 @@ from hypothesis.stateful import invariant, precondition, rule
 
 from orchestrator.config.loaded import parse_package_arg
 from orchestrator.errors import BluegreenError
-from orchestrator.rollout.runner import Rollout, patch_level
+from orchestrator.rollout.runner import Rollout
+from orchestrator.rollout.steps.patch import patch_level
 from orchestrator.routers.base import TrafficCounters
 from orchestrator.sides import Side
 from orchestrator.state import LockHolder, SQLiteStateStore
