@@ -220,7 +220,7 @@ class FakeRouter:
         """Nothing to release."""
 
 
-# -- the rollout's tools (see orchestrator.rollout.tools.RolloutTools) ------------------------------
+# -- the rollout's tools (see orchestrator.rollout.tools.RolloutTools) -------------------------
 
 
 @dataclass
