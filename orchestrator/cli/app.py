@@ -37,7 +37,9 @@ VERBS: dict[str, Verb] = {
                      "maintenance window, with approvals; resumable (also after kill -9) and "
                      "abortable."),
     "drift": Verb("probes", "drift", "Compare SERVICE's sides: packages, enabled and running "
-                  "units, listening ports, file hashes."),
+                  "units, listening ports, file hashes, and the security fingerprint "
+                  "(authorized keys, users, sudoers, setuid files, cron, timers, listeners, "
+                  "sshd and PAM config)."),
     "exposure": Verb("advisories", "exposure",
                      "Open CVEs per service, side and host: package, installed and fixed "
                      "version, urgency, whether the configured repositories offer the fix."),

@@ -90,7 +90,8 @@ def _finish_drift(report: Any, doc: dict[str, Any], title: str, failure: str,
 @handles_errors
 def drift(ctx: click.Context, service: str, side: str | None, as_json: bool) -> None:
     """Compare SERVICE's sides: packages, enabled and running units, listening ports, file
-    hashes. The standby may differ from the live side only in the patched packages; hosts
+    hashes, and the security fingerprint (authorized keys, users, sudoers, setuid files,
+    cron, timers, listeners, sshd and PAM config). The standby may differ from the live side only in the patched packages; hosts
     within a side must match. Exit 3 on drift."""
     from orchestrator.rollout.steps.verify import side_drift
     from orchestrator.traffic import side_or_default
@@ -134,7 +135,8 @@ def baseline_save(
 
 @baseline.command("check")
 @click.argument("service")
-@click.option("--side", type=click.Choice(["blue", "green"]), help="Default: both sides.")
+@click.option("--side", type=click.Choice(["blue", "green", "both"]),
+              help="Default: the live side (as the router says).")
 @click.option("--file", "path", help="Default: baselines/SERVICE.json next to the config.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
@@ -142,11 +144,14 @@ def baseline_save(
 def baseline_check(
     ctx: click.Context, service: str, side: str | None, path: str | None, as_json: bool
 ) -> None:
-    """Compare hosts against the approved baseline; exit 3 on any difference."""
+    """Compare the live side's hosts (or --side) against the approved baseline, security
+    fingerprint included; exit 3 on any difference."""
     from orchestrator.probes.baseline import check_baseline
-    from orchestrator.traffic import parse_side
+    from orchestrator.traffic import side_or_default
 
-    source, report = check_baseline(load(ctx), service, parse_side(side), path)
+    config = load(ctx)
+    chosen = None if side == "both" else side_or_default(config, service, side, default="live")
+    source, report = check_baseline(config, service, chosen, path)
     _finish_drift(report, {"service": service, "baseline": str(source)},
                   f"{service} vs {source}", f"{service}: hosts differ from the baseline {source}",
                   as_json)

@@ -207,6 +207,12 @@ class DriftSettings(StrictModel):
         description="absolute paths whose sha256 must match across hosts",
     )
     mode: Literal["fail", "warn", "off"] = "fail"
+    security: bool = Field(
+        default=True,
+        description="also compare the security fingerprint (authorized keys, users, sudoers, "
+        "setuid files, cron, timers, kernel modules, listeners, sshd and PAM config; "
+        "orchestrator/probes/security.py); needs root on the hosts",
+    )
 
     @model_validator(mode="after")
     def _absolute(self) -> DriftSettings:

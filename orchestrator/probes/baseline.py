@@ -131,8 +131,9 @@ def side_fingerprints(config: LoadedConfig, service: str,
 
     fleet = load_fleet(config).service(service)
     targets = targets_for(config, [h for s in sides for h in fleet.side(s)])
-    files = list(config.service(service).drift.files)
-    fps, errors = read_fingerprints(targets, files)
+    settings = config.service(service).drift
+    files = list(settings.files)
+    fps, errors = read_fingerprints(targets, files, security=settings.security)
     return SideFingerprints([t.name for t in targets], files, dict(fps), dict(errors))
 
 

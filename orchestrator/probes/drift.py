@@ -16,14 +16,17 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any
 
 from orchestrator.probes.base import CheckResult, ProbeTarget
 from orchestrator.probes.connection import CommandTimeout, ProbeConnectionError
 from orchestrator.probes.pool import ConnectionPool, shared
+from orchestrator.probes.security import SECTIONS, SECURITY_KINDS, parse_section
 
-Kind = Literal["package", "unit-enabled", "unit-running", "port", "file"]
-KINDS: tuple[Kind, ...] = ("package", "unit-enabled", "unit-running", "port", "file")
+BASE_KINDS: tuple[str, ...] = ("package", "unit-enabled", "unit-running", "port", "file")
+KINDS: tuple[str, ...] = (*BASE_KINDS, *SECURITY_KINDS)
+"""Every kind a fingerprint can hold: what mirrors share, then the security part
+(`probes.security`)."""
 DEFAULT_FILES = ("/etc/ssh/sshd_config",)
 
 # Units that come and go with our own SSH sessions (pam_systemd): never drift.
@@ -32,8 +35,13 @@ _VOLATILE_UNIT_PREFIXES = ("user@", "user-runtime-dir@", "session-")
 _MARK = "@@bluegreen-drift@@"
 
 
-def fingerprint_script(files: Sequence[str]) -> str:
-    """One shell command that prints every section, each after a marker line."""
+def kinds_read(security: bool) -> tuple[str, ...]:
+    return KINDS if security else BASE_KINDS
+
+
+def fingerprint_script(files: Sequence[str], security: bool = True) -> str:
+    """One shell command that prints every section, each after a marker line (with
+    `security`, also the sections of `probes.security`)."""
     quoted = " ".join(shlex.quote(f) for f in files)
     sections = [
         ("package", "dpkg-query -W -f='${db:Status-Abbrev}\\t${Package}\\t${Version}\\n'"),
@@ -53,6 +61,8 @@ def fingerprint_script(files: Sequence[str]) -> str:
             else "true",
         ),
     ]
+    if security:
+        sections += SECTIONS
     parts = [f"echo '{_MARK} {kind}'; {cmd} 2>&1; echo \"{_MARK}-rc $?\"" for kind, cmd in sections]
     return "LC_ALL=C; export LC_ALL; " + "; ".join(parts)
 
@@ -83,7 +93,7 @@ class FingerprintError(Exception):
     """A section of the fingerprint could not be read."""
 
 
-def parse_fingerprint(host: str, output: str) -> Fingerprint:
+def parse_fingerprint(host: str, output: str, security: bool = True) -> Fingerprint:
     """Parse the output of `fingerprint_script`; a failed or missing section raises."""
     sections: dict[str, list[str]] = {}
     rcs: dict[str, int] = {}
@@ -99,13 +109,17 @@ def parse_fingerprint(host: str, output: str) -> Fingerprint:
         elif current is not None:
             sections[current].append(line)
     items: dict[str, dict[str, str]] = {}
-    for kind in KINDS:
+    for kind in kinds_read(security):
         if kind not in sections or kind not in rcs:
             raise FingerprintError(f"no {kind} section in the fingerprint output")
         if rcs[kind] != 0:
             tail = " ".join(sections[kind])[-200:]
             raise FingerprintError(f"{kind} section failed (rc {rcs[kind]}): {tail}")
-        items[kind] = dict(_parse_section(kind, sections[kind]))
+        items[kind] = (
+            dict(_parse_section(kind, sections[kind]))
+            if kind in BASE_KINDS
+            else parse_section(kind, sections[kind])
+        )
     return Fingerprint(host, items)
 
 
@@ -153,6 +167,7 @@ def read_fingerprint(
     files: Sequence[str],
     timeout: float,
     pool: ConnectionPool | None = None,
+    security: bool = True,
 ) -> Fingerprint:
     """One command over the host's connection in `pool` (default: a connection of its own).
 
@@ -160,10 +175,10 @@ def read_fingerprint(
     """
     with shared(pool) as connections:
         conn = connections.get(target, timeout=timeout)
-        rc, out, err = conn.run(fingerprint_script(files), timeout)
+        rc, out, err = conn.run(fingerprint_script(files, security), timeout)
     if rc != 0 and _MARK not in out:
         raise FingerprintError(f"fingerprint command failed (rc {rc}): {err.strip()[:200]}")
-    return parse_fingerprint(target.name, out)
+    return parse_fingerprint(target.name, out, security)
 
 
 def read_fingerprints(
@@ -173,6 +188,7 @@ def read_fingerprints(
     concurrency: int = 16,
     *,
     pool: ConnectionPool | None = None,
+    security: bool = True,
 ) -> tuple[dict[str, Fingerprint], dict[str, str]]:
     """Fingerprints of every target in parallel: (fingerprints, errors by host).
 
@@ -185,7 +201,7 @@ def read_fingerprints(
 
     def one(target: ProbeTarget, connections: ConnectionPool) -> None:
         try:
-            fps[target.name] = read_fingerprint(target, files, deadline_s, connections)
+            fps[target.name] = read_fingerprint(target, files, deadline_s, connections, security)
         except (ProbeConnectionError, CommandTimeout) as exc:
             errors[target.name] = exc.message
         except FingerprintError as exc:
@@ -215,10 +231,7 @@ class Difference:
     """What the host was compared with: "live side", "own side", "baseline"."""
 
     def describe(self) -> str:
-        def show(v: str | None) -> str:
-            if v is None:
-                return "absent"
-            return v[:16] if self.kind == "file" and len(v) == 64 else v
+        from orchestrator.probes.security import short_value as show
 
         return (
             f"{self.kind} {self.key}: {show(self.actual)}, expected {show(self.expected)}"

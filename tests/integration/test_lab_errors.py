@@ -25,8 +25,19 @@ def test_another_lab_with_another_shape_is_refused(lab: Lab) -> None:
     assert not lab.status()["problems"]
 
 
+def _unused_instance(tmp_path: Path) -> LabPaths:
+    """Paths of a lab instance nobody runs here (not ours, no bridge): other labs may be up
+    side by side (a newcomer's demo lab, other checkouts' tests) and own their ports."""
+    ours = LabPaths.default().instance
+    for n in (7, 6, 5, 4, 3, 2, 1, 8, 0, 9):
+        paths = LabPaths(root=tmp_path / "lab", cache=LabPaths.default().cache, instance=n)
+        if n != ours and not Path(f"/sys/class/net/{paths.bridge}").exists():
+            return paths
+    raise AssertionError("every lab instance 0-9 is in use on this machine")
+
+
 def test_taken_frontend_port_is_named_and_nothing_is_left(tmp_path: Path) -> None:
-    paths = LabPaths(root=tmp_path / "lab", cache=LabPaths.default().cache, instance=7)
+    paths = _unused_instance(tmp_path)
     with socket.socket() as blocker:
         blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         blocker.bind(("127.0.0.1", paths.frontend_base_port))

@@ -287,7 +287,9 @@ def test_baseline_save_and_check(green: Lab, tmp_path: Path) -> None:
     code, doc = bluegreen_json(cfg, "baseline", "check", "web", "--side", "green")
     assert code == 3, doc
     found = [(d["host"], d["kind"], d["key"]) for d in doc["differences"]]
-    assert found == [("web-green-2", "file", "/etc/ssh/sshd_config")], found
+    # a listed file, and sshd's config in the security part of the fingerprint
+    assert found == [("web-green-2", "file", "/etc/ssh/sshd_config"),
+                     ("web-green-2", "sshd-config", "/etc/ssh/sshd_config")], found
 
 
 # ---- the flip gate reads "verified after the last patch" -------------------------------

@@ -15,6 +15,49 @@ from orchestrator.probes.drift import (
 )
 
 M = "@@bluegreen-drift@@"
+K = "SHA256:8TAwaMYCDDAyt8RLLP1TFRFouEXhc2RX1lqtY2Vk+EQ"
+H = "e" * 64
+SECURITY_OUTPUT = f"""{M} authorized-key
+root\tfile\t/root/.ssh/authorized_keys\t{H}
+root\tkey\t{K}\tED25519) 256
+{M}-rc 0
+{M} user
+root:x:0:0:root:/root:/bin/bash
+{M}-rc 0
+{M} group
+sudo:x:27:alice,bob
+{M}-rc 0
+{M} sudoers
+{H}  /etc/sudoers
+{M}-rc 0
+{M} setuid
+/usr/bin/passwd\t4755 root:root {H}
+{M}-rc 0
+{M} cron
+{H}  /etc/cron.d/e2scrub_all
+{M}-rc 0
+{M} timer
+dpkg-db-backup.timer loaded active waiting Daily dpkg database backup timer
+{M}-rc 0
+{M} kernel-module
+(not visible) no /proc/modules: a container
+{M}-rc 0
+{M} listener
+tcp LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:(("sshd",pid=71,fd=3))
+tcp LISTEN 0 128 [::]:22 [::]:* users:(("sshd",pid=71,fd=4))
+tcp LISTEN 0 5 0.0.0.0:8080 0.0.0.0:* users:(("python3",pid=90,fd=3))
+udp UNCONN 0 0 0.0.0.0:41234 0.0.0.0:* users:(("dhclient",pid=95,fd=3))
+exe 71 /usr/sbin/sshd
+exe 90 /usr/bin/python3.11 (deleted)
+exe 95 /usr/sbin/dhclient
+{M}-rc 0
+{M} sshd-config
+{H}  /etc/ssh/sshd_config
+{M}-rc 0
+{M} pam
+{H}  /etc/pam.d/sshd
+{M}-rc 0
+"""
 
 OUTPUT = f"""{M} package
 ii \tdemo-openssl\t3.0.11-1
@@ -39,7 +82,7 @@ LISTEN 0 5 [::]:22 [::]:*
 {"a" * 64}  /etc/ssh/sshd_config
 absent  /etc/missing
 {M}-rc 0
-"""
+""" + SECURITY_OUTPUT
 
 
 def fp(host: str, **kinds: dict[str, str]) -> Fingerprint:

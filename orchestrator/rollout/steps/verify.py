@@ -8,11 +8,16 @@ One gate run is one probe run: checks, in-process suites and drift share one str
 connection per host (`probes.pool.ConnectionPool`), opened on first use and closed when the
 run ends, also on errors. Every user suite runs through pytest in this process
 (`probes.suites.run_suite`), on those same connections.
+
+The gate changes nothing on the hosts it judges: each host's fingerprint (security part
+included) is read once before the checks and suites start (drift compares the sides with
+it) and once after they ended; a host whose fingerprint changed in between fails
+(`probes.side_effects`, check `host-unchanged`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,7 +35,7 @@ from orchestrator.state.models import AuditEntryInput
 
 if TYPE_CHECKING:
     from orchestrator.inventory import Fleet
-    from orchestrator.probes.drift import DriftReport
+    from orchestrator.probes.drift import DriftReport, Fingerprint
     from orchestrator.probes.pool import ConnectionPool
 
 DEFAULT_DEADLINE_S = 120.0
@@ -74,16 +79,41 @@ def side_drift(
     """
     import time
 
-    from orchestrator.inventory import load_fleet
-    from orchestrator.probes.drift import compare_sides, read_fingerprints, timed_report
-    from orchestrator.probes.gate import targets_for
+    from orchestrator.probes.drift import read_fingerprints
 
     started = time.monotonic()
+    mine, theirs = _both_sides(config, service, side, fleet)
+    settings = config.service(service).drift
+    fps, errors = read_fingerprints([*mine, *theirs], settings.files, deadline_s, pool=pool,
+                                    security=settings.security)
+    return _drift_report(config, service, mine, theirs, fps, errors, packages, started)
+
+
+def _both_sides(
+    config: LoadedConfig, service: str, side: Side, fleet: Fleet | None
+) -> tuple[list[ProbeTarget], list[ProbeTarget]]:
+    """The targets of `side` and of the other side. `fleet`: the command's parse of the
+    inventory (None: parse it)."""
+    from orchestrator.inventory import load_fleet
+    from orchestrator.probes.gate import targets_for
+
     pools = (fleet or load_fleet(config)).service(service)
-    mine = targets_for(config, pools.side(side))
-    theirs = targets_for(config, pools.side(other_side(side)))
-    files = config.service(service).drift.files
-    fps, errors = read_fingerprints([*mine, *theirs], files, deadline_s, pool=pool)
+    return (targets_for(config, pools.side(side)),
+            targets_for(config, pools.side(other_side(side))))
+
+
+def _drift_report(
+    config: LoadedConfig,
+    service: str,
+    mine: Sequence[ProbeTarget],
+    theirs: Sequence[ProbeTarget],
+    fps: Mapping[str, Fingerprint],
+    errors: Mapping[str, str],
+    packages: Sequence[PackageSpec],
+    started: float,
+) -> DriftReport:
+    from orchestrator.probes.drift import compare_sides, timed_report
+
     names = {t.name for t in mine}
     diffs = compare_sides(
         {h: fp for h, fp in fps.items() if h in names},
@@ -91,7 +121,7 @@ def side_drift(
         patched_packages=patched_package_names(config, service, packages),
     )
     hosts = [t.name for t in (*mine, *theirs)]
-    return timed_report(hosts, started, diffs, errors)
+    return timed_report(hosts, started, diffs, dict(errors))
 
 
 def _suite_report(
@@ -119,22 +149,30 @@ def run_gate(
     fingerprint cannot be read fails the gate."""
     import time
 
-    from orchestrator.inventory import load_fleet
+    from orchestrator.probes.drift import read_fingerprints
     from orchestrator.probes.engine import run_checks
-    from orchestrator.probes.gate import gate_checks, targets_for
+    from orchestrator.probes.gate import gate_checks
     from orchestrator.probes.identity import read_identities
     from orchestrator.probes.pool import ConnectionPool
+    from orchestrator.probes.side_effects import unchanged_results
 
     svc = config.service(service)
     checks = gate_checks(config, service, packages, advisories)
-    fleet = fleet or load_fleet(config)
-    targets = targets_for(config, fleet.service(service).side(side))
+    targets, theirs = _both_sides(config, service, side, fleet)
+    if svc.drift.mode == "off":
+        theirs = []
     started_at = time.time()
     t0 = time.monotonic()
     with (
         ConnectionPool() as connections,
-        ThreadPoolExecutor(max_workers=3 + len(svc.suites)) as pool,
+        ThreadPoolExecutor(max_workers=2 + len(svc.suites)) as pool,
     ):
+        # One fingerprint per host before anything runs: drift compares it across the sides,
+        # and the one read after the checks and suites must equal it (the gate changes
+        # nothing on the host it judges).
+        before, before_errors = read_fingerprints(
+            [*targets, *theirs], svc.drift.files, deadline_s, pool=connections,
+            security=svc.drift.security)
         checks_f = pool.submit(run_checks, targets, checks, deadline_s, pool=connections)
         suite_fs = [
             pool.submit(_suite_report, str(config.resolve(s)), targets, deadline_s, connections)
@@ -145,28 +183,22 @@ def run_gate(
             if fingerprints is not None
             else None
         )
-        drift_f = (
-            pool.submit(
-                side_drift,
-                config,
-                service,
-                side,
-                packages=packages,
-                deadline_s=deadline_s,
-                pool=connections,
-                fleet=fleet,
-            )
-            if svc.drift.mode != "off"
-            else None
-        )
         reports = [checks_f.result(), *(f.result() for f in suite_fs)]
-        drift = drift_f.result() if drift_f is not None else None
         identities = identity_f.result() if identity_f is not None else ({}, {})
+        after, after_errors = read_fingerprints(
+            targets, svc.drift.files, deadline_s, pool=connections, security=svc.drift.security)
+    drift = (
+        _drift_report(config, service, targets, theirs, before, before_errors, packages, t0)
+        if svc.drift.mode != "off"
+        else None
+    )
     results: list[CheckResult] = [r for rep in reports for r in rep.results]
     if fingerprints is not None:
         fingerprints.update(identities[0])
         results += [CheckResult(h, "host-fingerprint", "error", f"cannot read the host's "
                                 f"fingerprint: {why}") for h, why in identities[1].items()]
+    results += unchanged_results([t.name for t in targets], before, after,
+                                 {**after_errors, **before_errors})
     warnings: list[str] = []
     if drift is not None:
         names = [t.name for t in targets]
