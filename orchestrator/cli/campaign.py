@@ -161,10 +161,9 @@ def campaign_run(
 ) -> None:
     """Run a campaign: waves in order, each service patched, verified, flipped and baked
     inside the window."""
-    from pathlib import Path
 
     from orchestrator.campaign.model import load_campaign
-    from orchestrator.campaign.runs import NothingToContinue, run_to_continue
+    from orchestrator.campaign.runs import NothingToContinue
 
     config = load(ctx)
     camp = load_campaign(file)
@@ -174,16 +173,15 @@ def campaign_run(
         click.confirm(f"Run campaign {camp.name}?", abort=True)
     engine, router = _campaign_engine(ctx, config, as_json, wait_for_window)
     try:
-        earlier = run_to_continue(engine.store, camp.name, file) if cont else None
-        if isinstance(earlier, NothingToContinue):
-            if as_json:
-                emit_json(earlier.as_dict())
-            else:
-                click.echo(earlier.message)
-            return
-        result = engine.resume(earlier) if earlier else engine.start(camp, Path(file))
+        result = engine.run(camp, file, continue_run=cont)
     finally:
         router.close()
+    if isinstance(result, NothingToContinue):
+        if as_json:
+            emit_json(result.as_dict())
+        else:
+            click.echo(result.message)
+        return
     _finish_campaign(result, as_json)
 
 
