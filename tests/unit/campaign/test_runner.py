@@ -81,29 +81,21 @@ def test_a_campaign_patches_its_waves_in_order_and_flips_each_service(engine: En
                                                                        "api": "done"}
 
 
-def test_a_failure_with_on_failure_stop_ends_the_campaign_before_the_next_wave(
-    engine: Engine,
+@pytest.mark.parametrize(("policy", "message", "patched", "flipped", "api"), [
+    ("stop", "stopping (on_failure: stop)", ["web"], [], "skipped"),  # api never touched
+    ("continue", "finished with failures", ["web", "api"], ["api"], "done"),
+])
+def test_a_failed_service_stops_or_continues_the_campaign_as_its_wave_says(
+    engine: Engine, policy: str, message: str, patched: list[str], flipped: list[str],
+    api: str,
 ) -> None:
     engine.patcher.fail.add(("web", "green"))
-    result = engine.run(campaign_doc(on_failure="stop"))
+    result = engine.run(campaign_doc(on_failure=policy))
     assert isinstance(result, CampaignResult)
-    assert result.status == "failed" and "stopping (on_failure: stop)" in result.message
-    assert result.exit_code != 0
-    assert engine.patcher.calls == [("web", "green")]  # api never touched
-    assert engine.router.flips == []
-    assert result.services["api"].status == "skipped"
-
-
-def test_a_failure_with_on_failure_continue_patches_the_next_waves_and_reports_it(
-    engine: Engine,
-) -> None:
-    engine.patcher.fail.add(("web", "green"))
-    result = engine.run(campaign_doc(on_failure="continue"))
-    assert isinstance(result, CampaignResult)
-    assert result.status == "failed" and "finished with failures" in result.message
-    assert engine.patcher.calls == [("web", "green"), ("api", "green")]
-    assert engine.router.flips == [("api", "green")]  # web stays on its unpatched side
-    assert result.services["api"].status == "done"
+    assert result.status == "failed" and message in result.message and result.exit_code != 0
+    assert engine.patcher.calls == [(s, "green") for s in patched]
+    assert engine.router.flips == [(s, "green") for s in flipped]  # web stays where it was
+    assert result.services["api"].status == api
 
 
 def test_a_closed_window_defers_everything_then_the_run_continues_when_it_opens(
