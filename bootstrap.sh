@@ -3,6 +3,7 @@
 #   ./bootstrap.sh demo   install everything, start the lab, run the demo patch campaign
 #   ./bootstrap.sh test   install everything, run lint, type checks and the whole test suite
 #   ./bootstrap.sh setup  install everything only
+#   ./bootstrap.sh postgres  install everything, start the local PostgreSQL server (team mode)
 set -euo pipefail
 cd "$(dirname "$0")"
 mode="${1:-setup}"
@@ -18,6 +19,7 @@ APT_PACKAGES=(
   debootstrap systemd-container haproxy iproute2 util-linux
   openssh-client openssh-server dpkg-dev socat curl wrk ca-certificates
   rsyslog chromium chromium-driver
+  postgresql
 )
 
 setup() {
@@ -44,16 +46,38 @@ setup() {
   .venv/bin/python -m compileall -q orchestrator >/dev/null
 }
 
+# Debian's PostgreSQL cluster for team mode and its tests. PID 1 is not always systemd (CI,
+# containers): the cluster is started with pg_ctlcluster, never systemctl. The role named
+# like this OS user (root) may create the throwaway databases of the tests.
+postgres_up() {
+  local version
+  version="$(ls /usr/lib/postgresql | sort -V | tail -1)"
+  if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$version main"; then
+    pg_createcluster "$version" main >/dev/null
+  fi
+  if ! pg_ctlcluster "$version" main status >/dev/null 2>&1; then
+    echo "== starting PostgreSQL $version (cluster main)"
+    pg_ctlcluster "$version" main start
+  fi
+  local me
+  me="$(id -un)"
+  if [ "$(su postgres -c "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname = '$me'\"")" != 1 ]; then
+    su postgres -c "psql -qc 'CREATE ROLE \"$me\" SUPERUSER LOGIN'"
+  fi
+}
+
 setup
 export PATH="$PWD/.venv/bin:$PATH"
 case "$mode" in
   setup) echo "ready: .venv/bin/bluegreen --help" ;;
+  postgres) postgres_up; echo "PostgreSQL ready: psql -d postgres (as $(id -un))" ;;
   demo) exec bluegreen lab demo ;;
   test)
+    postgres_up  # the state store's tests run against both backends
     echo "== ruff"; ruff check orchestrator tests benchmarks
     echo "== mypy"; mypy
     echo "== import-linter (layers, see pyproject.toml)"; lint-imports --no-cache
     echo "== pytest"; exec pytest -p no:cacheprovider "${@:2}"
     ;;
-  *) echo "usage: $0 demo|test|setup" >&2; exit 2 ;;
+  *) echo "usage: $0 demo|test|setup|postgres" >&2; exit 2 ;;
 esac

@@ -51,7 +51,12 @@ from orchestrator.campaign.model import (
     packages_for,
 )
 from orchestrator.campaign.notify import Notifier
-from orchestrator.campaign.runs import NothingToContinue, run_to_continue
+from orchestrator.campaign.runs import (
+    NothingToContinue,
+    RunningElsewhere,
+    run_to_continue,
+    running_elsewhere,
+)
 from orchestrator.campaign.state import (
     ServiceProgress,
     check_conflicts,
@@ -64,6 +69,7 @@ from orchestrator.config.loaded import LoadedConfig
 from orchestrator.errors import (
     BadInput,
     BluegreenError,
+    LockHeld,
     OutsideWindow,
     RolledBack,
 )
@@ -73,6 +79,7 @@ from orchestrator.schedule.window import window_state
 from orchestrator.secrets import safe_url
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, Run
+from orchestrator.state.registry import StateLocation
 from orchestrator.traffic.failpoints import Crash
 
 if TYPE_CHECKING:
@@ -111,7 +118,7 @@ class CampaignResult:
 
 
 def campaign_lock(name: str) -> str:
-    return f"campaign:{name}"
+    return f"campaign:{name}"  # also read by campaign.runs.running_elsewhere
 
 
 def now_utc() -> datetime:
@@ -168,15 +175,23 @@ class CampaignRunner:
         return self._fleet
 
     # ---- entry points ------------------------------------------------------------------
-    def run(self, campaign: Campaign, file: str, *,
-            continue_run: bool = False) -> CampaignResult | NothingToContinue:
+    def run(self, campaign: Campaign, file: str, *, continue_run: bool = False
+            ) -> CampaignResult | NothingToContinue | RunningElsewhere:
         """`campaign run FILE`: a new run; with `continue_run` (`--continue`, what timers
-        run) the campaign's unfinished run is resumed, and nothing happens once its last
-        run ended (NothingToContinue)."""
+        run) the campaign's unfinished run is resumed, nothing happens once its last run
+        ended (NothingToContinue), and a run another live process drives is left to it
+        (RunningElsewhere)."""
         earlier = run_to_continue(self.store, campaign.name, file) if continue_run else None
         if isinstance(earlier, NothingToContinue):
             return earlier
-        return self.resume(earlier) if earlier else self.start(campaign, Path(file))
+        try:
+            return self.resume(earlier) if earlier else self.start(campaign, Path(file))
+        except LockHeld:
+            # timers of several machines fire together: one runs the window, the rest say who
+            elsewhere = running_elsewhere(self.store, campaign.name) if continue_run else None
+            if elsewhere is None:
+                raise
+            return elsewhere
 
     def start(self, campaign: Campaign, source: Path) -> CampaignResult:
         waves = resolve_waves(campaign, self.config, self.fleet)
@@ -243,7 +258,7 @@ class CampaignRunner:
             retries=campaign.notify.retries,
             campaign=campaign.name,
             run_id=run.run_id,
-            audit_head=partial(audit_head_text, self.config.state_path),
+            audit_head=partial(audit_head_text, self.config.state),
         )
         self._notifier = notifier
         crashed = False
@@ -622,9 +637,9 @@ def webhooks_digest(urls: Sequence[str]) -> str | None:
     return hashlib.sha256(json.dumps(list(urls)).encode()).hexdigest()
 
 
-def audit_head_text(state_path: Path) -> str | None:
+def audit_head_text(location: StateLocation) -> str | None:
     """The audit head as SEQ:HASH, for webhook events (a witness outside the store)."""
-    from orchestrator.state.sqlite import read_head
+    from orchestrator.state.registry import read_head
 
-    head = read_head(state_path)
+    head = read_head(location)
     return None if head is None else f"{head.count}:{head.head_hash}"

@@ -9,7 +9,7 @@ from typing import Any
 
 from orchestrator.errors import BadInput
 from orchestrator.state.base import StateStore
-from orchestrator.state.models import RESUMABLE_STATUSES, Run
+from orchestrator.state.models import RESUMABLE_STATUSES, LockInfo, Run
 
 
 def campaign_runs(store: StateStore, name: str | None = None) -> list[Run]:
@@ -106,3 +106,36 @@ def run_to_continue(store: StateStore, name: str, file: str) -> Run | NothingToC
     if runs:
         return NothingToContinue(name, runs[-1], file)
     return None
+
+
+@dataclass(frozen=True)
+class RunningElsewhere:
+    """`campaign run --continue` while another live process (another scheduler, on this
+    machine or, with a shared PostgreSQL store, on another) holds the campaign's lock: it
+    runs the window, this one has nothing to do. Exit 0."""
+
+    campaign: str
+    lock: LockInfo
+
+    @property
+    def message(self) -> str:
+        lock = self.lock
+        return (f"campaign {self.campaign}: run {lock.run_id} is already running it, held by "
+                f"{lock.holder} (pid {lock.pid} on {lock.hostname}) since "
+                f"{lock.acquired_at:%Y-%m-%d %H:%M:%S} UTC; nothing to do here")
+
+    def as_dict(self) -> dict[str, Any]:
+        lock = self.lock
+        return {"campaign": self.campaign, "status": "running_elsewhere",
+                "run_id": lock.run_id, "holder": lock.holder, "pid": lock.pid,
+                "hostname": lock.hostname, "since": lock.acquired_at.isoformat(),
+                "message": self.message, "exit_code": 0}
+
+
+def running_elsewhere(store: StateStore, name: str) -> RunningElsewhere | None:
+    """The live holder of campaign `name`'s lock (None: free, or its holder is gone, so a
+    resume takes it over)."""
+    lock = store.get_lock(f"campaign:{name}")  # runner.campaign_lock
+    if lock is None or lock.holder_is_gone():
+        return None
+    return RunningElsewhere(name, lock)

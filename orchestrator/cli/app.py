@@ -64,6 +64,10 @@ VERBS: dict[str, Verb] = {
                    "(the hosts are read, both sides)."),
     "resume": Verb("rollout", "resume", "Continue a run that was interrupted (even by kill -9) "
                    "from its last finished step."),
+    "quarantine": Verb("security", "quarantine", "Take a side out of service: if it is live, "
+                       "flip to the other side first (only if that side is verified and its "
+                       "hosts are the verified ones), then mark it quarantined: never a flip "
+                       "target again until it is patched (rebuilt) and verified."),
     "rollback": Verb("traffic", "rollback", "Send SERVICE's traffic back to the side that was "
                      "live before its last flip, now."),
     "rollout": Verb("rollout", "rollout",
@@ -72,6 +76,8 @@ VERBS: dict[str, Verb] = {
                      "systemd timers (or cron)."),
     "serve": Verb("web", "serve_cmd", "A read-only dashboard, JSON API (/api/v1/...) and "
                   "/metrics; changes nothing."),
+    "state": Verb("state", "state", "The state store: schema migrations, and copying a store "
+                  "to another backend."),
     "status": Verb("traffic", "status",
                    "Live side (from the router), standby, patch level and verification of each "
                    "side, and what the load balancer counted for each side since it started "
@@ -79,6 +85,10 @@ VERBS: dict[str, Verb] = {
     "unlock": Verb("traffic", "unlock", "Release SERVICE's lock by force (audited)."),
     "verify": Verb("probes", "verify", "Run the verification gate on a side: checks, suites and "
                    "drift, a table host x check; exit 3 on any failure."),
+    "watch": Verb("security", "watch", "Compare the live side's hosts with the approved "
+                  "baseline (security fingerprint included), every --interval seconds until "
+                  "stopped; a deviation is reported by exit code 3, an audit record, the "
+                  "webhook event `deviation` and /metrics."),
 }
 
 

@@ -71,7 +71,7 @@ def audit_verify(ctx: click.Context, expect: tuple[str, ...], report_file: str |
     from orchestrator.traffic import open_store
 
     config = load(ctx)
-    result = check_chain(open_store(config), config.state_path, config.audit.witness,
+    result = check_chain(open_store(config), config.state.label, config.audit.witness,
                          expected=expect, report_file=report_file,
                          require_witness=require_witness)
     report = result.report

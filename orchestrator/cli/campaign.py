@@ -163,7 +163,7 @@ def campaign_run(
     inside the window."""
 
     from orchestrator.campaign.model import load_campaign
-    from orchestrator.campaign.runs import NothingToContinue
+    from orchestrator.campaign.runs import NothingToContinue, RunningElsewhere
 
     config = load(ctx)
     camp = load_campaign(file)
@@ -176,13 +176,17 @@ def campaign_run(
         result = engine.run(camp, file, continue_run=cont)
     finally:
         router.close()
-    if isinstance(result, NothingToContinue):
-        if as_json:
-            emit_json(result.as_dict())
-        else:
-            click.echo(result.message)
+    if isinstance(result, NothingToContinue | RunningElsewhere):
+        _say(result.message, result.as_dict(), as_json)
         return
     _finish_campaign(result, as_json)
+
+
+def _say(message: str, doc: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        emit_json(doc)
+    else:
+        click.echo(message)
 
 
 @campaign.command("resume")

@@ -22,7 +22,7 @@ class Ctx:
         if self.witness is None:
             from orchestrator.state.witness import CommandWitness
 
-            self.witness = CommandWitness(config.state_path, config.audit.witness)
+            self.witness = CommandWitness(config.state, config.audit.witness)
         return config
 
 

@@ -24,14 +24,21 @@ def lab() -> None:
     help="Comma-separated service names (lowercase letters/digits).",
 )
 @click.option("--hosts-per-side", default=2, show_default=True, type=click.IntRange(1, 50))
+@click.option("--state", "state_choice", default="sqlite", show_default=True,
+              metavar="sqlite|postgresql|URL",
+              help="The lab's state store: its SQLite file, a database of the local "
+              "PostgreSQL server (team mode; created if missing), or a postgresql:// URL.")
 @click.option("--json", "as_json", is_flag=True, help="Print the lab status as JSON.")
 @handles_errors
-def lab_up(services: str, hosts_per_side: int, as_json: bool) -> None:
+def lab_up(services: str, hosts_per_side: int, state_choice: str, as_json: bool) -> None:
     """Build (once) and boot the lab. Idempotent: a second `up` changes nothing."""
+    from orchestrator.lab.database import lab_state_url
     from orchestrator.lab.lab import Lab, LabShape
 
-    shape = LabShape(tuple(s.strip() for s in services.split(",") if s.strip()), hosts_per_side)
-    result = Lab(say=say).up(shape)
+    the_lab = Lab(say=say)
+    shape = LabShape(tuple(s.strip() for s in services.split(",") if s.strip()), hosts_per_side,
+                     lab_state_url(the_lab.paths, state_choice))
+    result = the_lab.up(shape)
     if as_json:
         emit_json(
             {"changed": result.changed, "seconds": round(result.seconds, 2), **result.status}

@@ -145,15 +145,18 @@ def baseline_check(
     ctx: click.Context, service: str, side: str | None, path: str | None, as_json: bool
 ) -> None:
     """Compare the live side's hosts (or --side) against the approved baseline, security
-    fingerprint included; exit 3 on any difference."""
-    from orchestrator.probes.baseline import check_baseline
-    from orchestrator.traffic import side_or_default
+    fingerprint included; exit 3 on any difference (also recorded in the audit chain and
+    sent as the webhook event `deviation`, as `watch` does)."""
+    from orchestrator.campaign.watch import check_round
+    from orchestrator.traffic import parse_side
 
     config = load(ctx)
-    chosen = None if side == "both" else side_or_default(config, service, side, default="live")
-    source, report = check_baseline(config, service, chosen, path)
-    _finish_drift(report, {"service": service, "baseline": str(source)},
-                  f"{service} vs {source}", f"{service}: hosts differ from the baseline {source}",
-                  as_json)
+    result = check_round(config, service, actor=actor(ctx), path=path, by="baseline check",
+                         side=None if side == "both" else parse_side(side) or "live")
+    source = result.baseline
+    _finish_drift(result.report, {"service": service, "side": result.side or "both",
+                                  "baseline": str(source), "audit_seq": result.audit_seq},
+                  f"{service} {result.side or 'both sides'} vs {source}",
+                  f"{service}: hosts differ from the baseline {source}", as_json)
 
 

@@ -28,6 +28,7 @@ from orchestrator.config.models import BluegreenConfig, PackageSpec, ServiceConf
 from orchestrator.errors import BadInput, unknown_service
 from orchestrator.routers.base import RouterSettings
 from orchestrator.state.audit_settings import AuditSettings
+from orchestrator.state.registry import StateLocation, parse_state_url, sqlite_location
 
 #: The repository (or source tree) this package lives in; holds the shipped `playbooks/`.
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -75,20 +76,34 @@ class LoadedConfig:
         return self.resolve(self.model.inventory)
 
     @property
-    def state_path(self) -> Path:
-        return self.resolve(self.model.state.path)
+    def state(self) -> StateLocation:
+        """The state store: `state.url`, else the SQLite file `state.path`."""
+        url = self.model.state.url
+        return parse_state_url(url) if url else sqlite_location(self.resolve(self.model.state.path))
+
+    @property
+    def state_path(self) -> Path | None:
+        """The SQLite file of the state store (None: a server database)."""
+        return self.state.path
+
+    @property
+    def state_dir(self) -> Path:
+        """Where this machine keeps its own files (audit key, caches): beside a SQLite
+        file, else `.bluegreen/` beside the config."""
+        path = self.state.path
+        return path.parent if path is not None else self.base_dir / ".bluegreen"
 
     @property
     def audit(self) -> AuditSettings:
         """The audit key file and witnesses, paths resolved (stdlib data: see
         `orchestrator.state.audit_settings`)."""
         from orchestrator.state.audit_settings import AuditSettings, WitnessSettings
-        from orchestrator.state.sqlite import default_key_file
+        from orchestrator.state.registry import default_key_file
 
         audit, w = self.model.audit, self.model.audit.witness
         return AuditSettings(
             key_file=self.resolve(audit.key_file) if audit.key_file
-            else default_key_file(self.state_path),
+            else default_key_file(self.state, self.base_dir),
             witness=WitnessSettings(
                 syslog=w.syslog,
                 syslog_copy=self.resolve(w.syslog_copy) if w.syslog_copy else None,
@@ -105,7 +120,7 @@ class LoadedConfig:
     def advisories_cache_path(self) -> Path:
         """Where feeds and parsed changelogs are cached (default: next to the state db)."""
         configured = self.model.advisories.cache_dir
-        return self.resolve(configured) if configured else self.state_path.parent / "advisories"
+        return self.resolve(configured) if configured else self.state_dir / "advisories"
 
     @property
     def known_hosts_path(self) -> Path:

@@ -54,10 +54,29 @@ class SSHSettings(StrictModel):
     connect_timeout: float = Field(default=10.0, gt=0, le=300)
 
 
+def _state_url(value: str) -> str:
+    from orchestrator.state.registry import parse_state_url
+
+    parse_state_url(value)  # ValueError: names the problem and the URL forms
+    return value
+
+
 class StateSettings(StrictModel):
-    """Where the state store lives (SQLite file, relative to the config file's directory)."""
+    """Where the state store lives: a SQLite file (`path`, relative to the config file's
+    directory), or a URL (`url`: postgresql://USER@HOST/DB for a team, sqlite:///PATH)."""
 
     path: NonEmptyStr = ".bluegreen/state.db"
+    url: Annotated[str, AfterValidator(_state_url)] | None = Field(
+        default=None,
+        description="postgresql://USER@HOST[:PORT]/DB[?sslmode=...] (password: PGPASSWORD or "
+        "~/.pgpass, never here) or sqlite:///PATH; replaces `path`",
+    )
+
+    @model_validator(mode="after")
+    def _one_location(self) -> StateSettings:
+        if self.url is not None and "path" in self.model_fields_set:
+            raise ValueError("give either state.path (a SQLite file) or state.url, not both")
+        return self
 
 
 def _syslog_target(value: str) -> str:
@@ -222,6 +241,39 @@ class DriftSettings(StrictModel):
         return self
 
 
+FingerprintKind = Literal[
+    "package", "unit-enabled", "unit-running", "port", "file", "authorized-key", "user",
+    "group", "sudoers", "setuid", "cron", "timer", "kernel-module", "listener", "sshd-config",
+    "pam",
+]
+"""The kinds of a host's fingerprint (orchestrator/probes/drift.py KINDS; a test keeps them
+equal)."""
+
+
+class WatchSettings(StrictModel):
+    """`bluegreen watch`: the live side against its approved baseline, every `interval`."""
+
+    interval: float = Field(default=60.0, ge=1, le=86_400, description="seconds between checks")
+    webhooks: list[NonEmptyStr] = Field(
+        default_factory=list, max_length=20,
+        description="http(s) URLs that get a JSON `deviation` event",
+    )
+    quarantine_on: list[FingerprintKind] = Field(
+        default_factory=list, max_length=20,
+        description="with `watch --quarantine`: a deviation of one of these kinds (e.g. "
+        "authorized-key, setuid, listener, user, sudoers) quarantines the live side",
+    )
+
+    @model_validator(mode="after")
+    def _urls(self) -> WatchSettings:
+        bad = [u for u in self.webhooks
+               if not u.startswith(("http://", "https://")) or any(c.isspace() for c in u)]
+        if bad:
+            raise ValueError(f"watch.webhooks must be http:// or https:// URLs without "
+                             f"spaces, got {bad}")
+        return self
+
+
 class ServiceConfig(StrictModel):
     """One service: its two sides, how to patch it, and how to tell it is healthy."""
 
@@ -241,6 +293,7 @@ class ServiceConfig(StrictModel):
     )
     drift: DriftSettings = Field(default_factory=DriftSettings)
     bake: BakeSettings = Field(default_factory=BakeSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
 
 
 class BluegreenConfig(StrictModel):

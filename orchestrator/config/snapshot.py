@@ -31,9 +31,10 @@ from orchestrator.routers.base import RouterSettings
 from orchestrator.routers.registry import settings_from_dict
 from orchestrator.safe_write import UnsafePath, write_file
 from orchestrator.state.audit_settings import AuditSettings
+from orchestrator.state.registry import StateLocation, parse_state_url
 
 CACHE_ENV = "BLUEGREEN_CACHE_DIR"
-FORMAT = 2
+FORMAT = 3
 """Bump when the snapshot's content changes shape; older snapshots are then ignored."""
 _MAX_SNAPSHOT_BYTES = 256 * 1024
 
@@ -51,7 +52,7 @@ class Validated(Protocol):
     @property
     def router(self) -> RouterSettings: ...
     @property
-    def state_path(self) -> Path: ...
+    def state(self) -> StateLocation: ...
     @property
     def audit(self) -> AuditSettings: ...
 
@@ -63,8 +64,13 @@ class IncidentConfig:
     path: Path
     service_names: tuple[str, ...]
     router: RouterSettings
-    state_path: Path
+    state: StateLocation
     audit: AuditSettings
+
+    @property
+    def state_path(self) -> Path | None:
+        """The SQLite file of the state store (None: a server database)."""
+        return self.state.path
 
     def service(self, name: str) -> None:
         """BadInput (with the services that exist) unless `name` is a configured service."""
@@ -102,7 +108,7 @@ def save(loaded: Validated) -> Path | None:
         "sha256": loaded.digest,
         "services": sorted(loaded.services),
         "router": loaded.router.as_dict(),
-        "state_path": str(loaded.state_path),
+        "state_url": loaded.state.url,
         "audit": loaded.audit.as_dict(),
     }
     text = json.dumps(doc, sort_keys=True)
@@ -138,7 +144,7 @@ def load(path: str | Path | None) -> IncidentConfig | None:
             path=absolute,
             service_names=tuple(str(s) for s in doc["services"]),
             router=settings_from_dict(doc["router"]),
-            state_path=Path(doc["state_path"]),
+            state=parse_state_url(str(doc["state_url"])),
             audit=AuditSettings.from_dict(doc["audit"]),
         )
     except (KeyError, TypeError, ValueError, RouterError):  # damaged: use the full load

@@ -68,7 +68,8 @@ def inventory(paths: LabPaths, services: Sequence[str], hosts: Sequence[HostSpec
     return "# written by `bluegreen lab up`\n" + yaml.safe_dump(doc, sort_keys=False)
 
 
-def bluegreen_config(paths: LabPaths, services: Sequence[str]) -> str:
+def bluegreen_config(paths: LabPaths, services: Sequence[str],
+                     state_url: str | None = None) -> str:
     doc = {
         "version": 1,
         "inventory": str(paths.inventory),
@@ -78,7 +79,8 @@ def bluegreen_config(paths: LabPaths, services: Sequence[str]) -> str:
             "known_hosts": str(paths.known_hosts),
             "ssh_config": str(paths.ssh_config),
         },
-        "state": {"path": str(paths.root / "state" / "state.db")},
+        "state": ({"url": state_url} if state_url
+                  else {"path": str(paths.root / "state" / "state.db")}),
         "audit": {
             "key_file": str(paths.audit_key),
             # no syslog here (this machine kind has none); the tests add a collector

@@ -52,6 +52,8 @@ _INOTIFY_PER_HOST = 16
 class LabShape:
     services: tuple[str, ...] = ("web", "api")
     hosts_per_side: int = 2
+    state_url: str | None = None
+    """The lab's state store when not its SQLite file (`lab up --state`)."""
 
     def validate(self) -> None:
         import re
@@ -110,7 +112,8 @@ class LabState:
     @classmethod
     def from_json(cls, text: str) -> LabState:
         doc = json.loads(text)
-        shape = LabShape(tuple(doc["shape"]["services"]), int(doc["shape"]["hosts_per_side"]))
+        shape = LabShape(tuple(doc["shape"]["services"]), int(doc["shape"]["hosts_per_side"]),
+                         doc["shape"].get("state_url"))
         return cls(
             shape=shape,
             hosts=[HostSpec(**h) for h in doc["hosts"]],
@@ -305,7 +308,12 @@ class Lab:
         pubkeys = {s.name: (p.ssh / "hostkeys" / f"{s.name}.pub").read_text() for s in specs}
         p.known_hosts.write_text(files.known_hosts(specs, pubkeys))
         p.inventory.write_text(files.inventory(p, shape.services, specs))
-        p.config.write_text(files.bluegreen_config(p, shape.services))
+        p.config.write_text(files.bluegreen_config(p, shape.services, shape.state_url))
+        if shape.state_url is not None:  # a server database: its schema is made explicitly
+            from orchestrator.state.registry import backend, parse_state_url
+
+            location = parse_state_url(shape.state_url)
+            backend(location).migrate(location, audit_key_file=p.audit_key)
         (p.root / "state").mkdir(mode=0o700, exist_ok=True)
         p.audit_key.parent.mkdir(mode=0o700, exist_ok=True)
         self._wait_hosts(state, specs)
@@ -552,20 +560,28 @@ class Lab:
         """The lab's state store must not keep believing anything about re-imaged hosts:
         their sides become untouched (nothing verified survives a re-image) and traffic is
         recorded back on blue, with no earlier flip to roll back to (audited "lab.reset")."""
-        db = self.paths.root / "state" / "state.db"
-        if not db.exists():
-            return
         from orchestrator.sides import SIDES
         from orchestrator.state.models import AuditEntryInput
-        from orchestrator.state.sqlite import SQLiteStateStore
+        from orchestrator.state.registry import open_store, parse_state_url, sqlite_location
         from orchestrator.traffic.connect import default_actor
+
+        state = self.load()
+        url = state.shape.state_url if state is not None else None
+        if url is None:
+            db = self.paths.root / "state" / "state.db"
+            if not db.exists():
+                return
+            location = sqlite_location(db)
+        else:
+            location = parse_state_url(url)
 
         touched: dict[str, set[str]] = {}
         for spec in targets:
             touched.setdefault(spec.service, set()).add(spec.side)
         # the lab's audit key lives in <lab>/audit/ (its bluegreen.yml says so), not beside
         # the database: with the default key the keyed chain would be refused as re-keyed
-        with SQLiteStateStore(db, audit_key_file=self.paths.audit_key) as store:
+        store = open_store(location, audit_key_file=self.paths.audit_key)
+        try:
             for service, sides in sorted(touched.items()):
                 reimaged = list(SIDES) if reset_all else [s for s in SIDES if s in sides]
                 reason = f"lab reset: re-imaged {', '.join(reimaged)}; traffic back on blue"
@@ -574,6 +590,8 @@ class Lab:
                     audit=AuditEntryInput(actor=default_actor(None), command="lab.reset",
                                           service=service, reason=reason),
                 )
+        finally:
+            store.close()
 
 
 def haproxy_command(sock_path: Path, command: str, timeout: float = 2.0) -> str:

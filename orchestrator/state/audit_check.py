@@ -69,7 +69,7 @@ class ChainCheck:
 
 def check_chain(
     store: StateStore,
-    state_path: Path,
+    store_label: str,
     witness: WitnessSettings,
     *,
     expected: Sequence[str] = (),
@@ -86,7 +86,7 @@ def check_chain(
     if report_file is not None:
         given.append(report_head(Path(report_file)))
     key_id = store.audit_head().key_id
-    seen = read_witnessed(witness, state_path, key_id)
+    seen = read_witnessed(witness, store_label, key_id)
     report = store.verify_audit([*seen.heads, *given], [*seen.sources, *(g.source for g in given)])
     findings = list(report.findings)
     warnings = [*seen.warnings, *report.warnings]

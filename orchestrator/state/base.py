@@ -176,7 +176,15 @@ class AuditStore(Protocol):
         ...
 
 
-class StateStore(SideStore, RunStore, LockStore, AuditStore, Protocol):
+class TransferStore(Protocol):
+    """Every row out and in, as stored (`bluegreen state copy`, see `sql/transfer.py`)."""
+
+    def dump(self) -> tuple[dict[str, list[tuple[Any, ...]]], tuple[int, str, str | None]]: ...
+    def load(self, rows: dict[str, list[tuple[Any, ...]]], head: tuple[int, str, str | None],
+             *, audit: AuditEntryInput) -> None: ...
+
+
+class StateStore(SideStore, RunStore, LockStore, AuditStore, TransferStore, Protocol):
     """Services, sides, runs with their journal, service locks, and the audit chain."""
 
     def close(self) -> None: ...

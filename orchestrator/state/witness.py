@@ -30,6 +30,7 @@ from urllib.parse import quote, unquote
 from orchestrator.state.audit import AuditHead, format_ts
 from orchestrator.state.audit_settings import WitnessSettings
 from orchestrator.state.audit_verify import WitnessHead
+from orchestrator.state.registry import StateLocation
 
 LOCAL_SOCKET = Path("/dev/log")
 APP_NAME = "bluegreen"
@@ -56,13 +57,14 @@ class WitnessResult:
         return {"witness": self.witness, "ok": self.ok, "detail": self.detail}
 
 
-def head_line(head: AuditHead, store: Path, at: datetime | None = None) -> str:
+def head_line(head: AuditHead, store: str | Path, at: datetime | None = None) -> str:
     when = format_ts(at or datetime.now(UTC))
     return (f"audit head seq={head.count} hash={head.head_hash} key={head.key_id or '-' * 16} "
             f"store={quote(str(store), safe='/._-~+')} at={when} host={socket.gethostname()}")
 
 
-def publish(head: AuditHead, store: Path, settings: WitnessSettings) -> list[WitnessResult]:
+def publish(head: AuditHead, store: str | Path,
+            settings: WitnessSettings) -> list[WitnessResult]:
     """Write `head` of the chain in `store` to every configured witness. Never raises for a
     witness that fails; says why in its result. No witness configured: one failed result."""
     line = head_line(head, store)
@@ -77,7 +79,7 @@ def publish(head: AuditHead, store: Path, settings: WitnessSettings) -> list[Wit
     return results
 
 
-def _to_syslog(line: str, head: AuditHead, store: Path,
+def _to_syslog(line: str, head: AuditHead, store: str | Path,
                settings: WitnessSettings) -> WitnessResult:
     target = settings.syslog
     if target == "local":
@@ -112,7 +114,7 @@ def _to_syslog(line: str, head: AuditHead, store: Path,
     return WitnessResult(name, True)
 
 
-def rfc5424(line: str, head: AuditHead, store: Path) -> str:
+def rfc5424(line: str, head: AuditHead, store: str | Path) -> str:
     """One RFC 5424 message: header, structured data with the head, the line as MSG."""
     stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     host = socket.gethostname() or "-"
@@ -162,7 +164,8 @@ class Witnessed:
     warnings: list[str]
 
 
-def read_witnessed(settings: WitnessSettings, store: Path, key_id: str | None) -> Witnessed:
+def read_witnessed(settings: WitnessSettings, store: str | Path,
+                   key_id: str | None) -> Witnessed:
     """Every head written for `store` (and, when known, `key_id`) in the append-only file
     and in the collector's readable copy."""
     heads: list[WitnessHead] = []
@@ -185,7 +188,8 @@ def read_witnessed(settings: WitnessSettings, store: Path, key_id: str | None) -
     return Witnessed(heads, sources, warnings)
 
 
-def _heads_in(path: Path, label: str, store: Path, key_id: str | None) -> list[WitnessHead]:
+def _heads_in(path: Path, label: str, store: str | Path,
+              key_id: str | None) -> list[WitnessHead]:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as fh:
         data = fh.read(_MAX_READ_BYTES)
@@ -225,21 +229,21 @@ class CommandWitness:
     """The witness of one command: remembers the head when the command starts, and at the
     end publishes the head if records were appended (by this process or any other)."""
 
-    def __init__(self, state_path: Path, settings: WitnessSettings) -> None:
-        from orchestrator.state.sqlite import read_head
+    def __init__(self, location: StateLocation, settings: WitnessSettings) -> None:
+        from orchestrator.state.registry import read_head
 
         self._read_head = read_head
-        self.state_path = state_path
+        self.location = location
         self.settings = settings
-        self.last = read_head(state_path)
+        self.last = read_head(location)
         self.results: list[WitnessResult] = []
 
     def publish_if_changed(self) -> list[WitnessResult]:
         """Publish the current head if it moved since the start or the last publish;
         returns the results of this command's publishes so far (empty: nothing to do)."""
-        head = self._read_head(self.state_path)
+        head = self._read_head(self.location)
         if head is None or head == self.last or head.count == 0:
             return self.results
         self.last = head
-        self.results = publish(head, self.state_path, self.settings)
+        self.results = publish(head, self.location.label, self.settings)
         return self.results

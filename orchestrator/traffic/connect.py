@@ -4,7 +4,6 @@ side named on the command line. Standard library only (the rollback fast path)."
 from __future__ import annotations
 
 import getpass
-from pathlib import Path
 from typing import Literal, Protocol
 
 from orchestrator.errors import BadInput
@@ -12,6 +11,7 @@ from orchestrator.routers.base import Router, RouterSettings
 from orchestrator.sides import SIDES, Side, other_side
 from orchestrator.state.audit_settings import AuditSettings
 from orchestrator.state.base import StateStore
+from orchestrator.state.registry import StateLocation
 
 
 def default_actor(actor: str | None) -> str:
@@ -30,16 +30,17 @@ class TrafficConfig(Protocol):
     @property
     def router(self) -> RouterSettings: ...
     @property
-    def state_path(self) -> Path: ...
+    def state(self) -> StateLocation: ...
     @property
     def audit(self) -> AuditSettings: ...
     def service(self, name: str) -> object: ...
 
 
 def open_store(config: TrafficConfig) -> StateStore:
-    from orchestrator.state.sqlite import SQLiteStateStore
+    """The config's state store, through the backend registry (its driver imported now)."""
+    from orchestrator.state.registry import open_store as open_backend
 
-    return SQLiteStateStore(config.state_path, audit_key_file=config.audit.key_file)
+    return open_backend(config.state, audit_key_file=config.audit.key_file)
 
 
 def open_router(config: TrafficConfig) -> Router:

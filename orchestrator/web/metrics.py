@@ -40,6 +40,9 @@ def families(snap: Snapshot, now: datetime, stale_since: datetime | None = None
     failures = CounterMetricFamily(
         "bluegreen_verification_failures",
         "Verifications of a side recorded as failed", labels=["service", "side"])
+    deviations = CounterMetricFamily(
+        "bluegreen_deviations", "Checks (`watch`, `baseline check`) that found hosts deviating "
+        "from the approved baseline, security fingerprint included", labels=["service"])
     state = GaugeMetricFamily(
         "bluegreen_side_state", "1 for the side's current state (untouched, patching, "
         "patched, verified, verify_failed, failed_live, quarantined)",
@@ -58,6 +61,7 @@ def families(snap: Snapshot, now: datetime, stale_since: datetime | None = None
             since.add_metric([svc.name], flipped)
         rollbacks.add_metric([svc.name], float(svc.rollbacks))
         auto.add_metric([svc.name], float(svc.automatic_rollbacks))
+        deviations.add_metric([svc.name], float(svc.deviations))
         for side_name in SIDES:
             failures.add_metric([svc.name, side_name],
                                 float(svc.verification_failures.get(side_name, 0)))
@@ -79,7 +83,7 @@ def families(snap: Snapshot, now: datetime, stale_since: datetime | None = None
     stale = GaugeMetricFamily("bluegreen_snapshot_stale",
                               "1 while the state store could not be read")
     stale.add_metric([], 0.0 if stale_since is None else 1.0)
-    return [live, since, rollbacks, auto, failures, state, router_ok, campaign, audit,
+    return [live, since, rollbacks, auto, failures, deviations, state, router_ok, campaign, audit,
             records, age, stale]
 
 

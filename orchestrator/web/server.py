@@ -110,11 +110,11 @@ def sources(config: LoadedConfig) -> Callable[[], tuple[StateStore, Router]]:
     thread."""
 
     def open_both() -> tuple[StateStore, Router]:
-        from orchestrator.state.sqlite import SQLiteStateStore
+        from orchestrator.state.registry import open_store
         from orchestrator.traffic.connect import open_router
 
-        store = SQLiteStateStore(config.state_path, busy_timeout_ms=READ_BUSY_MS,
-                                 audit_key_file=config.audit.key_file)
+        store = open_store(config.state, busy_timeout_ms=READ_BUSY_MS,
+                           audit_key_file=config.audit.key_file)
         return store, open_router(config)
 
     return open_both

@@ -22,7 +22,9 @@ from orchestrator.state.models import AuditRecord, JournalEntry, Run
 from orchestrator.traffic.status import side_view
 
 FLIP_COMMANDS = frozenset({"flip", "flip --force", "rollback", "rollout.flip",
-                           "rollout.auto-rollback", "campaign.flip"})
+                           "rollout.auto-rollback", "campaign.flip", "quarantine"})
+DEVIATION = "deviation"
+"""The audit command of a live side found deviating from its approved baseline."""
 ROLLBACK_COMMANDS = frozenset({"rollback", "rollout.auto-rollback"})
 AUTOMATIC_ROLLBACK = "rollout.auto-rollback"
 RECENT_RUNS = 20
@@ -61,6 +63,8 @@ class ServiceView:
     automatic_rollbacks: int
     verification_failures: dict[str, int]
     """Per side: verifications recorded as failed (audit chain)."""
+    deviations: int = 0
+    """Checks that found the hosts deviating from the approved baseline (audit chain)."""
     exposure: dict[str, Any] | None = None
     """Open CVEs per side and urgency, from the advisories module; None: not measured."""
 
@@ -218,6 +222,7 @@ def _service(name: str, store: StateStore, router: Router,
         automatic_rollbacks=sum(1 for r in mine if r.command == AUTOMATIC_ROLLBACK
                                 and r.result == "ok"),
         verification_failures={side: failed_verifications.get(side, 0) for side in SIDES},
+        deviations=sum(1 for r in mine if r.command == DEVIATION),
     )
 
 

@@ -253,7 +253,7 @@ def test_rollback_imports_neither_ansible_nor_pytest(fresh_lab: Lab) -> None:
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
         "{'ansible', 'ansible_runner', 'pytest', '_pytest', 'testinfra', 'pydantic', "
         "'pydantic_core', 'yaml', 'tenacity', 'paramiko', 'rich', 'http', 'starlette', "
-        "'uvicorn', 'jinja2', 'prometheus_client'})\n"
+        "'uvicorn', 'jinja2', 'prometheus_client', 'psycopg'})\n"
         "assert 'orchestrator.web' not in sys.modules\n"
         "assert not heavy, heavy\n"
         f"main(['-c', {str(lab.paths.config)!r}, 'rollback', 'api', '--reason', 'back'])\n"

@@ -4,6 +4,7 @@ host, and drift and the approved baseline name what was planted on a host."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,3 +115,123 @@ def test_planted_items_are_named_by_baseline_check_and_drift(web: Lab, tmp_path:
     drifted = {(d["host"], d["kind"], d["key"]) for d in doc["differences"]}
     for kind, (_, key) in PLANTED.items():
         assert ("web-blue-1", kind, key) in drifted, (kind, sorted(drifted))
+
+
+class Receiver:
+    """A webhook receiver on loopback: the JSON bodies POSTed to it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        got: list[dict[str, Any]] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.events = got
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def history(cfg: Path) -> list[dict[str, Any]]:
+    code, doc = bluegreen_json(cfg, "history", "web")
+    assert code == 0, doc
+    return list(doc["records"] if isinstance(doc, dict) else doc)
+
+
+def test_watch_once_reports_a_deviation_of_the_live_side_everywhere(
+    web: Lab, tmp_path: Path
+) -> None:
+    hook = Receiver()
+    try:
+        cfg = write_config(web, tmp_path, watch={"webhooks": [hook.url]})
+        assert bluegreen(cfg, "baseline", "save", "web").returncode == 0
+        code, doc = bluegreen_json(cfg, "watch", "web", "--once")
+        assert code == 0 and not doc["deviation"] and doc["side"] == "blue", doc
+        assert hook.events == []
+
+        for script, _ in PLANTED.values():
+            sh(web, "web-blue-2", script)
+        sh(web, "web-green-1", "useradd bgtest-standby")  # not the live side: not watched
+        code, doc = bluegreen_json(cfg, "watch", "web", "--once")
+        assert code == 3 and doc["deviation"], doc
+        words = doc["findings"]["web-blue-2"]
+        assert any(w.startswith("user bgtest-eve added (uid=4242 ") for w in words), words
+        assert any(w.startswith("listener tcp/9999 added (/usr/bin/python3") for w in words)
+        assert any(w.startswith("setuid/setgid file /usr/local/bin/bgtest-suid added (4755 ")
+                   for w in words), words
+        assert set(doc["findings"]) == {"web-blue-2"}
+        # the webhook event, the audit record and the metric
+        assert [e["event"] for e in hook.events] == ["deviation"], hook.events
+        assert hook.events[0]["findings"] == doc["findings"]
+        assert hook.events[0]["audit_seq"] == doc["audit_seq"]
+        records = [r for r in history(cfg) if r["command"] == "deviation"]
+        assert len(records) == 1 and records[0]["after"]["findings"] == doc["findings"]
+        code, doc = bluegreen_json(cfg, "baseline", "check", "web")
+        assert code == 3 and doc["side"] == "blue", doc
+        assert [e["by"] for e in hook.events] == ["watch", "baseline check"], hook.events
+        metrics = bluegreen(cfg, "metrics").stdout
+        assert 'bluegreen_deviations_total{service="web"} 2.0' in metrics, metrics
+        text = bluegreen(cfg, "watch", "web", "--once")
+        assert text.returncode == 3 and "DEVIATION" in text.stdout
+        assert "web-blue-2: user bgtest-eve added" in text.stdout
+    finally:
+        hook.close()
+
+
+def test_watch_quarantine_flips_under_load_and_keeps_the_side_out(
+    web: Lab, tmp_path: Path
+) -> None:
+    from benchmarks.flip_load import LoadGenerator
+    from tests.support.lab import audit_ok, served_by
+
+    cfg = write_config(web, tmp_path, watch={"quarantine_on": ["authorized-key", "setuid"]})
+    assert bluegreen(cfg, "baseline", "save", "web").returncode == 0
+    code, doc = bluegreen_json(cfg, "verify", "web", "--side", "green")
+    assert code == 0, doc
+    sh(web, "web-blue-1", "echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH4uX0p2b0JmN0xKcHh3eVdV"
+       "ZkF4R2ZxR2d5R2xTbUZDbE5yQm8 intruder' >> /root/.ssh/authorized_keys")
+    url = web.status()["frontends"]["web"] + "/version"
+    with LoadGenerator(url, workers=4, max_seconds=120) as load:
+        code, doc = bluegreen_json(cfg, "watch", "web", "--once", "--quarantine")
+        time.sleep(1)  # requests after the flip too
+    assert code == 3, doc
+    assert doc["quarantine"]["changed"] and doc["quarantine"]["flip"]["to"] == "green", doc
+    assert load.failed == 0 and load.sent > 50, (load.sent, load.errors)
+    assert served_by(web, "web") == "green"
+    code, st = bluegreen_json(cfg, "status", "web")
+    assert st["sides"]["blue"]["state"] == "quarantined", st
+    # never a flip target again: flip, rollback, and a verification does not lift it
+    for args in (["flip", "web", "--to", "blue", "--reason", "t"],
+                 ["rollback", "web", "--reason", "t"]):
+        code, doc = bluegreen_json(cfg, *args)
+        assert code == 3 and "quarantined" in doc["error"], doc
+    assert served_by(web, "web") == "green"
+    records = history(cfg)
+    steps = [(r["command"], r["result"]) for r in records]
+    after = steps[steps.index(("deviation", "deviation")):]
+    assert [c for c, _ in after if c.startswith("quarantine")] == [
+        "quarantine.begin", "quarantine", "quarantine"], steps  # intent, flip, mark
+    mark = [r for r in records if r["command"] == "quarantine"][-1]
+    assert mark["after"]["state"] == "quarantined" and "authorized-key" in mark["reason"]
+    audit_ok(cfg)
+
+    # the operator's command: the live side (now green) cannot be quarantined while blue
+    # may not take traffic; nothing changes
+    code, doc = bluegreen_json(cfg, "quarantine", "web", "--side", "green", "--reason", "INC-9")
+    assert code == 3 and "refusing to send traffic to blue" in doc["error"], doc
+    assert served_by(web, "web") == "green"
+    code, st = bluegreen_json(cfg, "status", "web")
+    assert st["sides"]["green"]["state"] != "quarantined", st

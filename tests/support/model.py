@@ -29,7 +29,7 @@ from typing import Any
 from orchestrator.errors import LockHeld, VerificationFailed
 from orchestrator.routers.base import FlipResult
 from orchestrator.sides import SIDES, Side
-from orchestrator.state import LockHolder, SQLiteStateStore
+from orchestrator.state import LockHolder, SQLiteStateStore, StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, SideState
 from orchestrator.testing import FakeRouter, FrozenClock
 
@@ -112,8 +112,15 @@ class World:
     window_open: bool = True
     """A campaign's maintenance window: no rollout flips outside it."""
     holders: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    state_url: str | None = None
+    """The store: a SQLite file in `directory` (None), or this (emptied) PostgreSQL
+    database."""
 
     def __post_init__(self) -> None:
+        if self.state_url is not None:
+            from tests.support.postgres import empty_tables
+
+            empty_tables(self.state_url)
         self.router.world = self
         self.observer = self.open_store()
         """The test's own eye on the state file (reads only)."""
@@ -122,12 +129,17 @@ class World:
     def db(self) -> Path:
         return self.directory / "state" / "state.db"
 
-    def open_store(self) -> SQLiteStateStore:
+    def open_store(self) -> StateStore:
         """A store as a new bluegreen process opens it."""
-        return SQLiteStateStore(self.db, clock=self.clock)
+        if self.state_url is None:
+            return SQLiteStateStore(self.db, clock=self.clock)
+        from orchestrator.state.registry import open_store, parse_state_url
+
+        return open_store(parse_state_url(self.state_url), clock=self.clock,
+                          audit_key_file=self.directory / "audit.key")
 
     @contextlib.contextmanager
-    def process(self) -> Iterator[SQLiteStateStore]:
+    def process(self) -> Iterator[StateStore]:
         """One short bluegreen command (an operator's `rollback`, `flip`, `verify`...)."""
         store = self.open_store()
         try:
@@ -287,14 +299,14 @@ class World:
                 assert run.status == "aborted" and aborted_run_alive, (
                     f"lock left behind by run {run.run_id} ({run.status})")
 
-    def _traffic_lock_is_free(self, store: SQLiteStateStore) -> None:
+    def _traffic_lock_is_free(self, store: StateStore) -> None:
         try:
             with store.traffic_lock(SERVICE, 0.0, command="model-check"):
                 pass
         except LockHeld as exc:  # pragma: no cover - the failure message
             raise AssertionError(f"traffic lock left behind: {exc.message}") from exc
 
-    def _audit_matches_moves(self, store: SQLiteStateStore) -> None:
+    def _audit_matches_moves(self, store: StateStore) -> None:
         """Every router change has exactly one audit record (its flip's), and every such
         record has its router change."""
         done: dict[str, list[str]] = {}

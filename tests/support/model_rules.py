@@ -45,13 +45,16 @@ class TrafficMachine(RuleBasedStateMachine):
     at a kernel failpoint when told), the load balancer's faults and the hosts' changes.
     Subclasses add the rollout's process and call `self.world.check` as an invariant."""
 
+    state_url: str | None = None
+    """Set (a PostgreSQL database) to run the machine on that backend instead of SQLite."""
+
     def __init__(self) -> None:
         super().__init__()
         # on tmpfs when there is one: the store fsyncs every transaction
         shm = Path("/dev/shm")
         self.tmp = Path(tempfile.mkdtemp(prefix="bluegreen-model-",
                                          dir=shm if shm.is_dir() else None))
-        self.world = World(self.tmp)
+        self.world = World(self.tmp, state_url=self.state_url)
         self.count = 0
 
     def _patching_side(self) -> Side | None:

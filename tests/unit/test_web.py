@@ -154,6 +154,11 @@ def test_metrics_follow_flips_rollbacks_and_verifications(world: World) -> None:
     assert m[("bluegreen_automatic_rollbacks_total", (("service", "web"),))] == 1.0
     key = ("bluegreen_verification_failures_total", (("service", "web"), ("side", "green")))
     assert m[key] == 1.0
+    assert m[("bluegreen_deviations_total", (("service", "web"),))] == 0.0
+    world.writer.audit_append(AuditEntryInput(
+        actor="watch", command="deviation", service="web", result="deviation",
+        after={"side": "blue", "findings": {"web-blue-1": ["user eve added"]}}))
+    assert metrics(world.client())[("bluegreen_deviations_total", (("service", "web"),))] == 1.0
 
 
 def test_a_busy_store_shows_the_last_snapshot_as_stale(world: World) -> None:

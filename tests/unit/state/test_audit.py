@@ -18,6 +18,7 @@ from orchestrator.state import (
     AuditEntryInput,
     AuditRecord,
     SQLiteStateStore,
+    StateStore,
     WitnessHead,
     verify_chain,
 )
@@ -30,21 +31,39 @@ from orchestrator.state.audit import (
     record_mac,
 )
 from orchestrator.state.audit_key import load_key
+from orchestrator.state.registry import sqlite_location
 from orchestrator.state.sqlite.schema import MIGRATIONS
+from tests.unit.state.conftest import Opener
+
+
+def _five_records(opened: StateStore) -> None:
+    for number in range(1, 6):
+        opened.audit_append(
+            AuditEntryInput(
+                actor="alice",
+                command=f"cmd-{number}",
+                service="web" if number % 2 else "db",
+                after={"n": number},
+            )
+        )
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStateStore]:
+def store(opener: Opener) -> Iterator[StateStore]:
+    """Five records, in a store of every backend (see conftest.py)."""
+    opened = opener()
+    try:
+        _five_records(opened)
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SQLiteStateStore]:
+    """Five records in a SQLite file (for what only a file has: copies, its key beside it)."""
     with SQLiteStateStore(tmp_path / "state.db") as opened:
-        for number in range(1, 6):
-            opened.audit_append(
-                AuditEntryInput(
-                    actor="alice",
-                    command=f"cmd-{number}",
-                    service="web" if number % 2 else "db",
-                    after={"n": number},
-                )
-            )
+        _five_records(opened)
         yield opened
 
 
@@ -68,14 +87,23 @@ def row_values(r: AuditRecord) -> tuple[object, ...]:
             r.os_uid, r.os_user, r.sudo_user, r.hostname, r.key_id, r.mac)
 
 
-def put(path: Path, record: AuditRecord) -> None:
+def _editor(where: Opener | Path) -> Opener:
+    """The store to edit: an opener, or a SQLite file (the unkeyed-chain tests' files)."""
+    if not isinstance(where, Path):
+        return where
+    return Opener("sqlite", sqlite_location(where), where.with_name("audit.key"))
+
+
+def put(where: Opener | Path, record: AuditRecord) -> None:
     """Write `record` at its seq (replacing what is there), as a forger would."""
-    tamper(path, f"INSERT OR REPLACE INTO audit_log ({_COLUMNS}) VALUES "
-           "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", params=row_values(record))
+    opener = _editor(where)
+    opener.tamper(f"DELETE FROM audit_log WHERE seq = {record.seq}")
+    opener.tamper(f"INSERT INTO audit_log ({_COLUMNS}) VALUES "
+                  "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", params=row_values(record))
 
 
-def set_head(path: Path, count: int, head_hash: str) -> None:
-    tamper(path, f"UPDATE audit_head SET count = {count}, head_hash = '{head_hash}'")
+def set_head(where: Opener | Path, count: int, head_hash: str) -> None:
+    _editor(where).tamper(f"UPDATE audit_head SET count = {count}, head_hash = '{head_hash}'")
 
 
 def forge(record: AuditRecord, **changes: object) -> AuditRecord:
@@ -85,14 +113,14 @@ def forge(record: AuditRecord, **changes: object) -> AuditRecord:
     return dataclasses.replace(changed, hash=record_hash(changed), mac="0" * 64)
 
 
-def kinds(store: SQLiteStateStore, *witnesses: WitnessHead) -> list[str]:
+def kinds(store: StateStore, *witnesses: WitnessHead) -> list[str]:
     return [f.kind for f in store.verify_audit(witnesses).findings]
 
 
 # -- an intact chain ---------------------------------------------------------------------
 
 
-def test_intact_chain_verifies_with_key_and_identity(store: SQLiteStateStore) -> None:
+def test_intact_chain_verifies_with_key_and_identity(store: StateStore) -> None:
     records = store.audit_records()
     report = store.verify_audit()
     assert report.ok and report.findings == () and report.problem is None
@@ -117,7 +145,7 @@ def test_empty_chain_verifies(tmp_path: Path) -> None:
     assert not (tmp_path / "audit.key").exists()  # reading never creates a key
 
 
-def test_hash_and_mac_cover_every_field(store: SQLiteStateStore) -> None:
+def test_hash_and_mac_cover_every_field(store: StateStore) -> None:
     record = store.audit_records()[2]
     key = load_key(store.audit_key_file, create=False)
     assert key is not None
@@ -154,37 +182,37 @@ def test_appended_is_the_head_after_this_store_wrote(tmp_path: Path) -> None:
 # -- each kind of tampering, named -----------------------------------------------------
 
 
-def test_edited_record(store: SQLiteStateStore) -> None:
-    tamper(store.path, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 3")
+def test_edited_record(store: StateStore, opener: Opener) -> None:
+    opener.tamper("UPDATE audit_log SET actor = 'mallory' WHERE seq = 3")
     report = store.verify_audit()
     assert not report.ok and report.kind == "edited" and report.bad_seq == 3
     assert len(report.findings) == 1
 
 
-def test_edited_record_rehashed_without_the_key(store: SQLiteStateStore) -> None:
-    put(store.path, forge(store.audit_records()[2], reason="approved by the CISO"))
+def test_edited_record_rehashed_without_the_key(store: StateStore, opener: Opener) -> None:
+    put(opener, forge(store.audit_records()[2], reason="approved by the CISO"))
     report = store.verify_audit()
     assert report.kind == "edited" and report.bad_seq == 3
     assert report.problem is not None and "re-hashed" in report.problem
     assert len(report.findings) == 1
 
 
-def test_deleted_middle_record(store: SQLiteStateStore) -> None:
-    tamper(store.path, "DELETE FROM audit_log WHERE seq = 2")
+def test_deleted_middle_record(store: StateStore, opener: Opener) -> None:
+    opener.tamper("DELETE FROM audit_log WHERE seq = 2")
     report = store.verify_audit()
     assert [f.kind for f in report.findings] == ["deleted"] and report.bad_seq == 2
 
 
-def test_deleted_middle_record_and_the_rest_renumbered(store: SQLiteStateStore) -> None:
-    tamper(store.path, "DELETE FROM audit_log WHERE seq = 2",
+def test_deleted_middle_record_and_the_rest_renumbered(store: StateStore, opener: Opener) -> None:
+    opener.tamper("DELETE FROM audit_log WHERE seq = 2",
            *[f"UPDATE audit_log SET seq = {s - 1} WHERE seq = {s}" for s in (3, 4, 5)])
-    set_head(store.path, 4, store.audit_records()[-1].hash)
+    set_head(opener, 4, store.audit_records()[-1].hash)
     report = store.verify_audit()
     assert report.kind == "deleted" and len(report.findings) == 1, report.findings
 
 
-def test_deleted_last_record_is_seen_by_the_head(store: SQLiteStateStore) -> None:
-    tamper(store.path, "DELETE FROM audit_log WHERE seq = 5")
+def test_deleted_last_record_is_seen_by_the_head(store: StateStore, opener: Opener) -> None:
+    opener.tamper("DELETE FROM audit_log WHERE seq = 5")
     report = store.verify_audit()
     assert [f.kind for f in report.findings] == ["truncated"] and report.bad_seq == 5
     with pytest.raises(AuditBroken):  # never built upon
@@ -192,11 +220,11 @@ def test_deleted_last_record_is_seen_by_the_head(store: SQLiteStateStore) -> Non
 
 
 def test_last_records_deleted_with_head_rewritten_need_a_witness(
-    store: SQLiteStateStore,
+    store: StateStore, opener: Opener,
 ) -> None:
     records = store.audit_records()
-    tamper(store.path, "DELETE FROM audit_log WHERE seq > 3")
-    set_head(store.path, 3, records[2].hash)
+    opener.tamper("DELETE FROM audit_log WHERE seq > 3")
+    set_head(opener, 3, records[2].hash)
     alone = store.verify_audit()
     assert alone.ok and any("no witnessed head" in w for w in alone.warnings)  # said, loudly
     witness = WitnessHead(seq=5, hash=records[4].hash, source="witness file /w", at="T5")
@@ -205,55 +233,55 @@ def test_last_records_deleted_with_head_rewritten_need_a_witness(
     assert report.problem is not None and "head rewritten" in report.problem
 
 
-def test_database_replaced_by_an_older_copy(store: SQLiteStateStore, tmp_path: Path) -> None:
+def test_database_replaced_by_an_older_copy(sqlite_store: SQLiteStateStore, tmp_path: Path) -> None:
     old_copy = tmp_path / "old.db"
-    src, dst = sqlite3.connect(store.path), sqlite3.connect(old_copy)
+    src, dst = sqlite3.connect(sqlite_store.path), sqlite3.connect(old_copy)
     src.backup(dst)  # a consistent copy, as a backup tool makes
     src.close()
     dst.close()
-    older = store.audit_records()
-    store.audit_append(AuditEntryInput(actor="alice", command="cmd-6"))
-    newest = store.audit_records()[-1]
+    older = sqlite_store.audit_records()
+    sqlite_store.audit_append(AuditEntryInput(actor="alice", command="cmd-6"))
+    newest = sqlite_store.audit_records()[-1]
     seen = [WitnessHead(seq=5, hash=older[-1].hash, source="syslog", at="T5"),
             WitnessHead(seq=6, hash=newest.hash, source="syslog", at="T6")]
-    assert store.verify_audit(seen).ok
-    store.close()
-    shutil.copy(old_copy, store.path)
+    assert sqlite_store.verify_audit(seen).ok
+    sqlite_store.close()
+    shutil.copy(old_copy, sqlite_store.path)
     for suffix in ("-wal", "-shm"):
-        Path(f"{store.path}{suffix}").unlink(missing_ok=True)
-    with SQLiteStateStore(store.path) as reopened:
+        Path(f"{sqlite_store.path}{suffix}").unlink(missing_ok=True)
+    with SQLiteStateStore(sqlite_store.path) as reopened:
         report = reopened.verify_audit(seen)
     assert report.kind == "rolled_back" and "older copy" in (report.problem or "")
 
 
-def test_forged_record_appended(store: SQLiteStateStore) -> None:
+def test_forged_record_appended(store: StateStore, opener: Opener) -> None:
     last = store.audit_records()[-1]
-    put(store.path, forge(last, seq=6, prev_hash=last.hash, actor="mallory"))
+    put(opener, forge(last, seq=6, prev_hash=last.hash, actor="mallory"))
     assert kinds(store) == ["inserted"]
-    set_head(store.path, 6, store.audit_records()[-1].hash)  # head updated too: same
+    set_head(opener, 6, store.audit_records()[-1].hash)  # head updated too: same
     assert kinds(store) == ["inserted"]
     with pytest.raises(AuditBroken):  # the store refuses to build on a forged record
         store.audit_append(AuditEntryInput(actor="alice", command="later"))
     assert store.audit_records()[-1].actor == "mallory"
 
 
-def test_forged_record_inserted_in_the_middle(store: SQLiteStateStore) -> None:
+def test_forged_record_inserted_in_the_middle(store: StateStore, opener: Opener) -> None:
     records = store.audit_records()
-    tamper(store.path, *[f"UPDATE audit_log SET seq = {s + 1} WHERE seq = {s}" for s in (5, 4, 3)])
-    put(store.path, forge(records[0], seq=3, prev_hash=records[1].hash, actor="mallory"))
+    opener.tamper(*[f"UPDATE audit_log SET seq = {s + 1} WHERE seq = {s}" for s in (5, 4, 3)])
+    put(opener, forge(records[0], seq=3, prev_hash=records[1].hash, actor="mallory"))
     report = store.verify_audit()
     assert [f.kind for f in report.findings] == ["inserted"] and report.bad_seq == 3
 
 
-def test_swapped_records(store: SQLiteStateStore) -> None:
-    tamper(store.path, "UPDATE audit_log SET seq = -1 WHERE seq = 2",
+def test_swapped_records(store: StateStore, opener: Opener) -> None:
+    opener.tamper("UPDATE audit_log SET seq = -1 WHERE seq = 2",
            "UPDATE audit_log SET seq = 2 WHERE seq = 3",
            "UPDATE audit_log SET seq = 3 WHERE seq = -1")
     report = store.verify_audit()
     assert {f.kind for f in report.findings} == {"reordered"} and report.bad_seq == 2
 
 
-def test_reordered_list_is_detected_by_verify_chain(store: SQLiteStateStore) -> None:
+def test_reordered_list_is_detected_by_verify_chain(store: StateStore) -> None:
     records = store.audit_records()
     key = load_key(store.audit_key_file, create=False)
     assert verify_chain(records, key=key).ok
@@ -261,31 +289,31 @@ def test_reordered_list_is_detected_by_verify_chain(store: SQLiteStateStore) -> 
     assert report.kind in ("reordered", "deleted") and not report.ok
 
 
-def test_whole_chain_rewritten_without_the_key(store: SQLiteStateStore) -> None:
+def test_whole_chain_rewritten_without_the_key(store: StateStore, opener: Opener) -> None:
     prev = GENESIS_HASH
     for record in store.audit_records():
         fake = forge(record, prev_hash=prev, reason="nothing to see")
-        put(store.path, fake)
+        put(opener, fake)
         prev = fake.hash
-    set_head(store.path, 5, prev)
+    set_head(opener, 5, prev)
     report = store.verify_audit()
     assert [f.kind for f in report.findings] == ["rewritten"]
 
 
-def test_chain_seen_differently_by_a_witness_is_replaced(store: SQLiteStateStore) -> None:
+def test_chain_seen_differently_by_a_witness_is_replaced(store: StateStore) -> None:
     seen = WitnessHead(seq=4, hash="ab" * 32, source="--expect-head")
     report = store.verify_audit([seen])
     assert report.kind == "replaced" and report.bad_seq == 4
 
 
-def test_expected_head_that_matches(store: SQLiteStateStore) -> None:
+def test_expected_head_that_matches(store: StateStore) -> None:
     record = store.audit_records()[3]
     report = store.verify_audit([WitnessHead(seq=4, hash=record.hash, source="--expect-head")])
     assert report.ok and any("not witnessed yet" in w for w in report.warnings)
 
 
-def test_unreadable_record_is_reported_not_raised(store: SQLiteStateStore) -> None:
-    tamper(store.path, "UPDATE audit_log SET at = 'yesterday' WHERE seq = 4")
+def test_unreadable_record_is_reported_not_raised(store: StateStore, opener: Opener) -> None:
+    opener.tamper("UPDATE audit_log SET at = 'yesterday' WHERE seq = 4")
     report = store.verify_audit()
     assert report.kind == "unreadable" and report.bad_seq == 4 and report.count == 3
 
@@ -293,34 +321,34 @@ def test_unreadable_record_is_reported_not_raised(store: SQLiteStateStore) -> No
 # -- the key -------------------------------------------------------------------------------
 
 
-def test_key_file_is_created_once_0600_outside_the_database(store: SQLiteStateStore) -> None:
-    key_file = store.audit_key_file
-    assert key_file == store.path.with_name("audit.key")
+def test_key_file_is_created_once_0600_outside_the_database(sqlite_store: SQLiteStateStore) -> None:
+    key_file = sqlite_store.audit_key_file
+    assert key_file == sqlite_store.path.with_name("audit.key")
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     first = key_file.read_bytes()
-    with SQLiteStateStore(store.path) as again:
+    with SQLiteStateStore(sqlite_store.path) as again:
         again.audit_append(AuditEntryInput(actor="a", command="x"))
     assert key_file.read_bytes() == first
-    dump = "\n".join(sqlite3.connect(store.path).iterdump())
+    dump = "\n".join(sqlite3.connect(sqlite_store.path).iterdump())
     assert first.decode().strip() not in dump  # the key never enters the database
     assert [p.name for p in key_file.parent.iterdir() if p.name.startswith(".audit")] == []
 
 
-def test_wrong_key_is_named_and_refused(store: SQLiteStateStore, tmp_path: Path) -> None:
+def test_wrong_key_is_named_and_refused(sqlite_store: SQLiteStateStore, tmp_path: Path) -> None:
     other = tmp_path / "other.key"
-    with SQLiteStateStore(store.path, audit_key_file=other) as wrong:
+    with SQLiteStateStore(sqlite_store.path, audit_key_file=other) as wrong:
         assert [f.kind for f in wrong.verify_audit().findings] == ["key_missing"]
         assert not other.exists()
         with pytest.raises(AuditBroken, match="keyed with key id"):
             wrong.audit_append(AuditEntryInput(actor="a", command="x"))
         assert other.exists()  # created on first use, then refused: nothing appended
         assert [f.kind for f in wrong.verify_audit().findings] == ["wrong_key"]
-    assert store.verify_audit().ok
+    assert sqlite_store.verify_audit().ok
 
 
-def test_missing_key_at_verify_is_a_finding(store: SQLiteStateStore) -> None:
-    store.audit_key_file.rename(store.audit_key_file.with_name("moved.key"))
-    with SQLiteStateStore(store.path) as keyless:
+def test_missing_key_at_verify_is_a_finding(sqlite_store: SQLiteStateStore) -> None:
+    sqlite_store.audit_key_file.rename(sqlite_store.audit_key_file.with_name("moved.key"))
+    with SQLiteStateStore(sqlite_store.path) as keyless:
         assert [f.kind for f in keyless.verify_audit().findings] == ["key_missing"]
         assert not keyless.audit_key_file.exists()
 
@@ -429,25 +457,25 @@ def test_broken_unkeyed_chain_is_not_keyed(tmp_path: Path) -> None:
 # -- other behaviour kept ---------------------------------------------------------------
 
 
-def test_audit_records_filter_and_limit(store: SQLiteStateStore) -> None:
+def test_audit_records_filter_and_limit(store: StateStore) -> None:
     assert [r.seq for r in store.audit_records(service="web")] == [1, 3, 5]
     assert [r.seq for r in store.audit_records(limit=2)] == [4, 5]
     assert [r.seq for r in store.audit_records(service="db", limit=1)] == [4]
 
 
 def test_audit_before_and_after_are_redacted_in_the_file(tmp_path: Path) -> None:
-    with SQLiteStateStore(tmp_path / "state.db") as store:
+    with SQLiteStateStore(tmp_path / "state.db") as sqlite_store:
         entry = AuditEntryInput(
             actor="alice",
             command="flip",
             before={"db": {"password": "hunter2"}},
             after={"token": "s3cr3t-value", "side": "green"},
         )
-        record = store.audit_append(entry)
+        record = sqlite_store.audit_append(entry)
         assert record.before == {"db": {"password": "***"}}
         assert record.after == {"token": "***", "side": "green"}
-        assert store.verify_audit().ok
-        dump = "\n".join(sqlite3.connect(store.path).iterdump())
+        assert sqlite_store.verify_audit().ok
+        dump = "\n".join(sqlite3.connect(sqlite_store.path).iterdump())
     assert "hunter2" not in dump and "s3cr3t-value" not in dump
 
 

@@ -15,19 +15,24 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import LockHeld, StateError
-from orchestrator.state import AuditEntryInput, SQLiteStateStore
+from orchestrator.state import AuditEntryInput, SQLiteStateStore, StateStore
 from orchestrator.state.sqlite.schema import MIGRATIONS
+from tests.unit.state.conftest import Opener
 
 ENTRY = AuditEntryInput(actor="alice", command="test", reason="unit test")
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStateStore]:
-    with SQLiteStateStore(tmp_path / "state" / "state.db") as opened:
+def store(opener: Opener) -> Iterator[StateStore]:
+    """A store of every backend (see conftest.py)."""
+    opened = opener()
+    try:
         yield opened
+    finally:
+        opened.close()
 
 
-def live(store: SQLiteStateStore, side: str = "blue") -> None:
+def live(store: StateStore, side: str = "blue") -> None:
     store.set_live_side("web", side, audit=ENTRY)  # type: ignore[arg-type]
 
 
@@ -74,7 +79,7 @@ def test_a_version_1_file_gets_states_derived_from_what_it_knew(tmp_path: Path) 
 # -- side states -----------------------------------------------------------------------------
 
 
-def test_patch_verify_lifecycle_counts_generations(store: SQLiteStateStore) -> None:
+def test_patch_verify_lifecycle_counts_generations(store: StateStore) -> None:
     live(store)
     side = store.begin_patch("web", "green", "v2", audit=ENTRY)
     assert (side.state, side.patch_level, side.generation) == ("patching", "v2", 1)
@@ -91,7 +96,7 @@ def test_patch_verify_lifecycle_counts_generations(store: SQLiteStateStore) -> N
     assert again.state == "patching" and again.hosts == {} and not again.verified_after_patch
 
 
-def test_the_live_side_is_never_patched(store: SQLiteStateStore) -> None:
+def test_the_live_side_is_never_patched(store: StateStore) -> None:
     live(store, "green")
     before = len(store.audit_records())
     with pytest.raises(StateError, match="live side"):
@@ -100,7 +105,7 @@ def test_the_live_side_is_never_patched(store: SQLiteStateStore) -> None:
     assert len(store.audit_records()) == before
 
 
-def test_a_verification_that_outlived_a_change_is_not_recorded(store: SQLiteStateStore) -> None:
+def test_a_verification_that_outlived_a_change_is_not_recorded(store: StateStore) -> None:
     live(store)
     store.record_patch("web", "green", "v2", audit=ENTRY)
     began = store.get_side("web", "green")
@@ -116,7 +121,7 @@ def test_a_verification_that_outlived_a_change_is_not_recorded(store: SQLiteStat
 
 @pytest.mark.parametrize("state", ["patching", "failed_live", "quarantined"])
 def test_verification_never_clears_a_state_that_needs_a_new_patch(
-    store: SQLiteStateStore, state: str
+    store: StateStore, state: str
 ) -> None:
     live(store)
     store.set_side_state("web", "green", state, "test", audit=ENTRY)  # type: ignore[arg-type]
@@ -125,7 +130,7 @@ def test_verification_never_clears_a_state_that_needs_a_new_patch(
     assert not side.verified_after_patch
 
 
-def test_failed_then_passing_verification(store: SQLiteStateStore) -> None:
+def test_failed_then_passing_verification(store: StateStore) -> None:
     live(store)
     store.record_patch("web", "green", "v2", audit=ENTRY)
     failed = store.record_verification("web", "green", False, "v2", "1 failed", audit=ENTRY,
@@ -135,7 +140,7 @@ def test_failed_then_passing_verification(store: SQLiteStateStore) -> None:
     assert passed.state == "verified" and passed.verified_after_patch
 
 
-def test_untouched_forgets_patch_verification_and_hosts(store: SQLiteStateStore) -> None:
+def test_untouched_forgets_patch_verification_and_hosts(store: StateStore) -> None:
     live(store)
     store.record_patch("web", "green", "v2", audit=ENTRY)
     store.record_verification("web", "green", True, "v2", "ok", audit=ENTRY, hosts={"g": "f"})
@@ -149,7 +154,7 @@ def test_untouched_forgets_patch_verification_and_hosts(store: SQLiteStateStore)
 # -- flips ----------------------------------------------------------------------------------
 
 
-def test_forward_flip_then_rollback(store: SQLiteStateStore) -> None:
+def test_forward_flip_then_rollback(store: StateStore) -> None:
     live(store)
     pending = store.begin_flip("web", "blue", "green", command="flip", actor="bob", reason="CHG-1")
     svc = store.get_service("web")
@@ -168,7 +173,7 @@ def test_forward_flip_then_rollback(store: SQLiteStateStore) -> None:
     assert store.verify_audit().ok
 
 
-def test_begin_flip_refusals_change_nothing(store: SQLiteStateStore) -> None:
+def test_begin_flip_refusals_change_nothing(store: StateStore) -> None:
     live(store)
     with pytest.raises(StateError, match="records blue as live"):
         store.begin_flip("web", "green", "blue", command="flip", actor="a", reason="r")
@@ -188,7 +193,7 @@ def test_begin_flip_refusals_change_nothing(store: SQLiteStateStore) -> None:
     assert svc is not None and svc.pending_flip is None and svc.live_side == "blue"
 
 
-def test_flip_problem_is_recorded_and_cleared(store: SQLiteStateStore) -> None:
+def test_flip_problem_is_recorded_and_cleared(store: StateStore) -> None:
     live(store)
     store.begin_flip("web", "blue", "green", command="flip", actor="a", reason="r")
     svc = store.record_flip("web", "blue", "green", rollback=False,
@@ -197,7 +202,7 @@ def test_flip_problem_is_recorded_and_cleared(store: SQLiteStateStore) -> None:
     assert store.set_flip_problem("web", None, audit=ENTRY).flip_problem is None
 
 
-def test_reset_service_forgets_everything_about_reimaged_sides(store: SQLiteStateStore) -> None:
+def test_reset_service_forgets_everything_about_reimaged_sides(store: StateStore) -> None:
     live(store)
     store.record_patch("web", "green", "v2", audit=ENTRY)
     store.record_verification("web", "green", True, "v2", "ok", audit=ENTRY)
@@ -216,7 +221,7 @@ def test_reset_service_forgets_everything_about_reimaged_sides(store: SQLiteStat
 
 
 def test_traffic_lock_serializes_one_service_and_names_the_holder(
-    store: SQLiteStateStore,
+    store: StateStore,
 ) -> None:
     with store.traffic_lock("web", command="rollback"):
         with pytest.raises(LockHeld) as caught:
@@ -229,20 +234,30 @@ def test_traffic_lock_serializes_one_service_and_names_the_holder(
             pass
     with store.traffic_lock("web", timeout_s=0.1):  # released
         pass
+
+
+def test_sqlite_traffic_lock_files_are_private(tmp_path: Path) -> None:
+    with SQLiteStateStore(tmp_path / "state" / "state.db") as store:
+        with store.traffic_lock("web", timeout_s=0.1):
+            pass
     lock_dir = store.path.parent / "locks"
     assert (lock_dir.stat().st_mode & 0o777) == 0o700
     assert ((lock_dir / "traffic-web.lock").stat().st_mode & 0o777) == 0o600
 
 
-def test_traffic_lock_waits_for_a_short_holder(store: SQLiteStateStore) -> None:
+def test_traffic_lock_waits_for_a_short_holder(store: StateStore, opener: Opener) -> None:
     order: list[str] = []
     entered = threading.Event()
 
     def hold() -> None:
-        with SQLiteStateStore(store.path) as other, other.traffic_lock("web"):
-            entered.set()
-            time.sleep(0.3)
-            order.append("first")
+        other = opener()
+        try:
+            with other.traffic_lock("web"):
+                entered.set()
+                time.sleep(0.3)
+                order.append("first")
+        finally:
+            other.close()
 
     worker = threading.Thread(target=hold)
     worker.start()
@@ -253,12 +268,11 @@ def test_traffic_lock_waits_for_a_short_holder(store: SQLiteStateStore) -> None:
     assert order == ["first", "second"]
 
 
-def test_traffic_lock_of_a_killed_holder_is_free(store: SQLiteStateStore) -> None:
+def test_traffic_lock_of_a_killed_holder_is_free(store: StateStore, opener: Opener) -> None:
     code = (
         "import sys, time\n"
-        "from orchestrator.state import SQLiteStateStore\n"
-        f"s = SQLiteStateStore({str(store.path)!r})\n"
-        "with s.traffic_lock('web', command='crash test'):\n"
+        + opener.subprocess_code()
+        + "with s.traffic_lock('web', command='crash test'):\n"
         "    print('held', flush=True)\n"
         "    time.sleep(60)\n"
     )

@@ -15,6 +15,7 @@ ones (and `BLUEGREEN_MODEL_STEPS=M` steps each), see README "Model-based tests".
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,10 +33,11 @@ from orchestrator.errors import (
     VerificationFailed,
 )
 from orchestrator.sides import Side, other_side
-from orchestrator.state import AuditEntryInput, SQLiteStateStore
+from orchestrator.state import AuditEntryInput, StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES
 from orchestrator.testing import SimulatedCrash, at_failpoints
 from orchestrator.traffic import FlipRequest, failpoints, move_traffic, settle
+from tests.support import postgres
 from tests.support.model import SERVICE, Host, World, env_int
 from tests.support.model_rules import KERNEL_POINTS, OPERATOR_COMMANDS, TrafficMachine
 
@@ -56,7 +58,7 @@ class RunProcess:
     def __init__(self, world: World, run_id: str) -> None:
         self.world = world
         self.run_id = run_id
-        self.store: SQLiteStateStore = world.open_store()
+        self.store: StateStore = world.open_store()
         self.holder = world.spawn_holder()
         self.in_patch = False
         self.ended = False
@@ -452,9 +454,20 @@ ENDS: dict[str, tuple[Side, dict[Side, str]]] = {
 """Where each scenario leaves traffic (router memory) and side states."""
 
 
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[str]:
+    with postgres.throwaway_database() as url:
+        yield postgres.migrated(url)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_issue_10_interleavings(name: str) -> None:
-    machine = KernelModel()
+def test_issue_10_interleavings(name: str, backend: str, request: pytest.FixtureRequest) -> None:
+    """Each interleaving on both backends (PostgreSQL: advisory locks, the head row lock)."""
+    url = request.getfixturevalue("pg_database") if backend == "postgresql" else None
+    machine = type("KernelModelOn", (KernelModel,), {"state_url": url})()
+    store_kind = type(machine.world.observer).__name__
+    assert store_kind == ("PostgresStateStore" if url else "SQLiteStateStore"), store_kind
     try:
         machine.check_world()
         for rule_name, arguments in SCENARIOS[name]:

@@ -1,0 +1,45 @@
+"""The lab on the team backend: `bluegreen lab up --state postgresql` keeps the lab's state
+in a database of the local PostgreSQL server (`./bootstrap.sh postgres` starts it), made
+with Debian's `createdb` if it is missing, its schema created through the state registry."""
+
+from __future__ import annotations
+
+import subprocess
+
+from orchestrator.errors import BadInput, LabError
+from orchestrator.lab.paths import LabPaths
+from orchestrator.processes import run
+
+
+def lab_state_url(paths: LabPaths, choice: str) -> str | None:
+    """`--state`: sqlite (None: the lab's SQLite file), postgresql (a database named after
+    this lab instance on the local server, created if missing), or a postgresql:// URL."""
+    if choice == "sqlite":
+        return None
+    if choice == "postgresql":
+        name = paths.root.name.replace("-", "_")
+        _create_database(name)
+        return f"postgresql:///{name}"
+    from orchestrator.state.registry import parse_state_url
+
+    try:
+        location = parse_state_url(choice)
+    except ValueError as exc:
+        raise BadInput(f"--state: {exc}", hint="use sqlite, postgresql, or a postgresql:// "
+                       "URL of an existing database") from exc
+    if location.scheme != "postgresql":
+        raise BadInput("--state: the lab's SQLite store is chosen with `--state sqlite`",
+                       hint="use sqlite, postgresql, or a postgresql:// URL")
+    return location.url
+
+
+def _create_database(name: str) -> None:
+    try:
+        done = run(["createdb", name], timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LabError(f"cannot run createdb for the lab's database {name}: {exc}",
+                       hint="./bootstrap.sh postgres (installs and starts PostgreSQL)") from exc
+    if done.returncode != 0 and "already exists" not in done.stderr:
+        raise LabError(f"createdb {name} failed: {done.stderr.strip()}",
+                       hint="./bootstrap.sh postgres (installs and starts PostgreSQL, and "
+                       "gives this user a role that may create databases)")

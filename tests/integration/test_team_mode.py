@@ -1,0 +1,123 @@
+"""Team mode on the lab: two "machines" (two configs, two config-snapshot caches, two copies
+of the audit key) share one PostgreSQL store, through the real CLI, real HAProxy, real
+Ansible and the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.lab.lab import Lab
+from orchestrator.state.audit_key import load_key
+from tests.reliability.helpers import fresh_web, start_cli, stop, wait_for
+from tests.support import postgres
+from tests.support.cli import bluegreen_json
+from tests.support.lab import router_live, served_by, slow_patch_config
+
+pytestmark = [pytest.mark.lab, pytest.mark.destructive]
+
+WEB = "web"
+
+
+def machine(lab: Lab, root: Path, name: str, url: str, key: Path) -> tuple[Path, dict[str, str]]:
+    """A machine of the team: its bluegreen.yml (the lab's, with the shared store), its own
+    copy of the audit key, its own snapshot cache. Returns (config, env)."""
+    home = root / name
+    home.mkdir(mode=0o700)
+    doc = yaml.safe_load(lab.paths.config.read_text())
+    doc["state"] = {"url": url}
+    doc["audit"]["key_file"] = str(home / "audit.key")
+    doc["reports_dir"] = str(home / "reports")
+    shutil.copy(key, home / "audit.key")
+    (home / "audit.key").chmod(0o600)
+    config = home / "bluegreen.yml"
+    config.write_text(yaml.safe_dump(doc))
+    cache = home / "cache"
+    cache.mkdir(mode=0o700)
+    return config, {"BLUEGREEN_CACHE_DIR": str(cache)}
+
+
+@pytest.fixture
+def team(lab: Lab, tmp_path: Path) -> Iterator[list[tuple[Path, dict[str, str]]]]:
+    fresh_web(lab)
+    key = tmp_path / "team.key"
+    load_key(key, create=True)
+    with postgres.throwaway_database("bluegreen_team") as url:
+        first = machine(lab, tmp_path, "a", url, key)
+        code, doc = bluegreen_json(first[0], "state", "migrate", env=first[1])
+        assert code == 0 and doc["schema_before"] == 0, doc
+        yield [first, machine(lab, tmp_path, "b", url, key)]
+
+
+def test_rollout_on_one_machine_two_rollbacks_from_two_give_one_flip(
+        lab: Lab, team: list[tuple[Path, dict[str, str]]]) -> None:
+    (a, env_a), (b, env_b) = team
+    code, doc = bluegreen_json(a, "rollout", WEB, "--yes", env=env_a, timeout=900)
+    assert code == 0 and doc["to"] == "green", doc
+    code, st = bluegreen_json(b, "status", WEB, env=env_b)  # the other machine sees it
+    assert code == 0 and st["agrees"] and st["live"] == "green", st
+    assert st["state_live"] == "green" and st["rollback_to"] == "blue", st
+    procs = [start_cli(config, "rollback", WEB, "--reason", f"INC-7 from {name}", "--json",
+                       env=env)
+             for name, (config, env) in zip("ab", team, strict=True)]
+    outs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        outs.append(json.loads(out))
+    assert sorted(o["changed"] for o in outs) == [False, True], outs
+    assert served_by(lab, WEB) == "blue" and router_live(lab, WEB) == "web_blue"
+    for config, env in team:
+        code, st = bluegreen_json(config, "status", WEB, env=env)
+        assert code == 0 and st["agrees"] and st["live"] == "blue", st
+        assert st["sides"]["green"]["state"] == "failed_live", st
+        code, verified = bluegreen_json(config, "audit", "verify", env=env)
+        assert code == 0 and verified["ok"], verified
+    code, hist = bluegreen_json(a, "history", WEB, "--limit", "10000", env=env_a)
+    assert code == 0
+    commands = [(r["command"], r["result"]) for r in hist]
+    assert commands.count(("rollback", "ok")) == 1, commands
+    assert {r["hostname"] for r in hist} and any("INC-7" in (r["reason"] or "") for r in hist)
+
+
+def running_steps(url: str, key: Path) -> set[tuple[str, str]]:
+    """(step, phase) of the running rollout's journal, read through the store's own API."""
+    from orchestrator.state.registry import open_store, parse_state_url
+
+    store = open_store(parse_state_url(url), audit_key_file=key)
+    try:
+        runs = store.list_runs(status="running")
+        return {(e.step, e.phase) for e in store.journal(runs[-1].run_id)} if runs else set()
+    finally:
+        store.close()
+
+
+def test_a_rollout_killed_on_one_machine_is_resumed_on_the_other(
+        lab: Lab, team: list[tuple[Path, dict[str, str]]], tmp_path: Path) -> None:
+    (a, env_a), (b, env_b) = team
+    url = yaml.safe_load(a.read_text())["state"]["url"]
+    slow = slow_patch_config(a, tmp_path, seconds=30)
+    proc = start_cli(slow, "rollout", WEB, "--yes", "--json", env=env_a)
+    try:
+        wait_for(lambda: ("patch", "begin") in running_steps(url, a.parent / "audit.key")
+                 or proc.poll() is not None, 120, "the patch step on machine a")
+        assert proc.poll() is None, proc.communicate()
+        code, doc = bluegreen_json(b, "rollout", WEB, "--yes", env=env_b)
+        assert code == 5, doc  # the run lock is held by machine a's live session
+        assert str(proc.pid) in doc["error"], doc
+    finally:
+        stop(proc)  # kill -9: its session ends, and the lock with it
+    code, st = bluegreen_json(b, "status", WEB, env=env_b)
+    assert code == 0 and st["lock"] is None, st  # a dead holder's lock is no lock
+    code, doc = bluegreen_json(b, "resume", env=env_b, timeout=900)
+    assert code == 0 and doc["to"] == "green", doc
+    assert served_by(lab, WEB) == "green"
+    code, hist = bluegreen_json(b, "history", WEB, "--limit", "10000", env=env_b)
+    assert code == 0 and "lock.takeover" in [r["command"] for r in hist], hist
+    code, verified = bluegreen_json(a, "audit", "verify", env=env_a)
+    assert code == 0 and verified["ok"], verified
