@@ -135,3 +135,29 @@ def test_continue_after_the_campaign_finished_does_nothing(engine: Engine) -> No
     assert again.last_run.run_id == first.run_id and "nothing to continue" in again.message
     assert engine.patcher.calls == calls and engine.router.flips == flips
     assert len(campaign_runs(engine.store, "c1")) == 1  # no new run started
+
+
+def test_continue_while_a_live_process_drives_the_run_leaves_it_to_that_process(
+    engine: Engine,
+) -> None:
+    import socket
+    import subprocess
+
+    from orchestrator.campaign.runner import campaign_lock
+    from orchestrator.campaign.runs import RunningElsewhere
+    from orchestrator.state import LockHolder
+
+    doc = campaign_doc(window={"intervals": LATER})
+    deferred = engine.run(doc)  # unfinished: deferred until the window opens
+    assert isinstance(deferred, CampaignResult) and deferred.status == "deferred"
+    other = subprocess.Popen(["sleep", "60"])  # another scheduler, alive, holding the run
+    try:
+        engine.store.acquire_lock(campaign_lock("c1"), deferred.run_id, LockHolder(
+            holder="ci@other", pid=other.pid, hostname=socket.gethostname()))
+        engine.clock.advance(2 * 3600 + 60)
+        again = engine.run(doc, continue_run=True)
+        assert isinstance(again, RunningElsewhere) and str(other.pid) in again.message
+        assert engine.patcher.calls == [] and engine.router.flips == []
+    finally:
+        other.kill()
+        other.wait()
