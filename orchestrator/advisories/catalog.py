@@ -17,7 +17,7 @@ from orchestrator.advisories.base import AdvisorySource, FeedData
 from orchestrator.advisories.exposure import Catalog
 from orchestrator.advisories.fetch import FetchPolicy, fetch, is_url
 from orchestrator.advisories.repository import RepositoryIndex, RepoSpec, load_index
-from orchestrator.advisories.settings import AdvisorySettings, FeedSettings
+from orchestrator.advisories.settings import AdvisorySettings
 from orchestrator.errors import BadInput
 
 KINDS = ("debian-tracker", "osv", "changelog")
@@ -74,15 +74,13 @@ def load_catalog(
 ) -> Catalog:
     """Every feed read whole (or BadInput naming the one that is not).
 
-    `sources`: source package -> oldest installed version, to read only what matters."""
+    `sources`: source package -> oldest installed version, to read only what matters.
+    The feeds that need no repository (tracker, OSV) are read first, before the
+    repositories' indexes are fetched: a bad feed is refused before anything is downloaded
+    or cached (bad input changes nothing, not even the cache)."""
     policy = policy_for(settings, cache_dir, offline)
-    specs = [RepoSpec.parse(r) for r in settings.repositories]
-    index: RepositoryIndex | None = load_index(specs, settings.architecture, policy) if specs else None
-    feeds: list[AdvisorySource] = []
     if feed_args:
-        for arg in feed_args:
-            kind, location = parse_feed_arg(arg, policy)
-            feeds.append(_source(kind, location, settings, policy, index))
+        wanted = [parse_feed_arg(arg, policy) for arg in feed_args]
     else:
         configured = settings.effective_feeds()
         if not configured:
@@ -91,8 +89,17 @@ def load_catalog(
                 hint="pass --feed FILE|URL, or add `advisories: {feeds: [...]}` to bluegreen.yml"
                 " (see the README, 'Security advisories')",
             )
-        feeds += [_configured(f, settings, policy, index) for f in configured]
-    loaded: list[FeedData] = [f.load(sources) for f in feeds]
+        wanted = [(f.kind, f.url or "") for f in configured]
+    read: dict[int, FeedData] = {
+        i: _source(kind, location, settings, policy, None).load(sources)
+        for i, (kind, location) in enumerate(wanted) if kind != "changelog"
+    }
+    specs = [RepoSpec.parse(r) for r in settings.repositories]
+    index: RepositoryIndex | None = load_index(specs, settings.architecture, policy) if specs else None
+    for i, (kind, location) in enumerate(wanted):
+        if kind == "changelog":
+            read[i] = _source(kind, location, settings, policy, index).load(sources)
+    loaded = [read[i] for i in range(len(wanted))]
     available: dict[str, str] | None = None
     binaries: dict[str, str] = {}
     if index is not None:
@@ -116,12 +123,6 @@ def _newer(a: str, b: str) -> bool:
     from orchestrator.advisories.versions import compare
 
     return compare(a, b) > 0
-
-
-def _configured(
-    feed: FeedSettings, settings: AdvisorySettings, policy: FetchPolicy, index: RepositoryIndex | None
-) -> AdvisorySource:
-    return _source(feed.kind, feed.url or "", settings, policy, index)
 
 
 def _source(

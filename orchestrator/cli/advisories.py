@@ -63,6 +63,7 @@ def show_exposure(ctx: click.Context, service: str | None, side: str | None, fee
     chosen = parse_side(side)
     found = fleet_exposure(config, names, [chosen] if chosen else ("blue", "green"),
                            threshold=min_urgency, feed_args=feeds, offline=offline or None)
+    record_measurement(config, found)
     live = _live_sides(config, names)
     code = 3 if found.exposed else 1 if found.unread else 0
     if as_json:
@@ -91,6 +92,22 @@ def show_exposure(ctx: click.Context, service: str | None, side: str | None, fee
                 for line in key.splitlines():
                     click.echo(f"    {line}")
     return code
+
+
+def record_measurement(config: Any, found: Any) -> None:
+    """Leave what was measured for the dashboard and the metrics (`advisories.measured`);
+    a record that cannot be written is said, and changes nothing else."""
+    from datetime import UTC, datetime
+
+    from orchestrator.advisories import measured
+    from orchestrator.errors import BluegreenError
+
+    path = measured.path_in(config.advisories_cache_path)
+    try:
+        measured.save(path, found.measurements(datetime.now(UTC)))
+    except (OSError, BluegreenError) as exc:
+        click.echo(f"note: exposure record {path} not written (the dashboard keeps the "
+                   f"older one): {getattr(exc, 'message', None) or exc}", err=True)
 
 
 def _exposure_lines(open_cves: list[Any]) -> list[str]:

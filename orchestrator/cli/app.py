@@ -57,6 +57,10 @@ VERBS: dict[str, Verb] = {
                     "flips, rollbacks, verifications, campaigns, audit chain."),
     "plan": Verb("rollout", "plan", "What `rollout SERVICE` would do: hosts, package changes "
                  "(Ansible check mode) and router commands."),
+    "rebuild": Verb("security", "rebuild", "Rebuild a side that is not live instead of "
+                    "repairing it: run the service's patch.rebuild_playbook on it (re-image, "
+                    "redeploy), then the full verification gate; only a pass makes it verified "
+                    "again (how a quarantined side returns)."),
     "report": Verb("campaign", "report_cmd",
                    "Write the evidence of a campaign's newest run (or of a run id): advisories, "
                    "versions before/after per host, probe results, approvals, flips, rollbacks, "

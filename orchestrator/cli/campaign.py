@@ -122,6 +122,7 @@ def new_campaign(ctx: click.Context, feeds: tuple[str, ...], min_urgency: str | 
     from pathlib import Path
 
     from orchestrator.campaign.new import write_new_campaign
+    from orchestrator.cli.advisories import record_measurement
     from orchestrator.probes.exposure import fleet_exposure
 
     config = load(ctx)
@@ -131,6 +132,7 @@ def new_campaign(ctx: click.Context, feeds: tuple[str, ...], min_urgency: str | 
         config.service(n)
     found = fleet_exposure(config, names, threshold=min_urgency, feed_args=feeds,
                            offline=offline or None)
+    record_measurement(config, found)
     made = write_new_campaign(found, names, Path(output), name=name)
     if as_json:
         emit_json(made.as_dict())

@@ -144,6 +144,18 @@ def lab_reset(hosts: tuple[str, ...]) -> None:
     click.echo("reset: " + (", ".join(hosts) or "all hosts"))
 
 
+@lab.command("reimage")
+@click.argument("hosts", nargs=-1, required=True)
+@handles_errors
+def lab_reimage(hosts: tuple[str, ...]) -> None:
+    """Give lab hosts a fresh root and nothing else (traffic and state stay): the lab's
+    re-imaging for `bluegreen rebuild` (playbooks/lab-rebuild.yml)."""
+    from orchestrator.lab.lab import Lab
+
+    Lab(say=say).reimage(list(hosts))
+    click.echo("reimaged: " + ", ".join(hosts))
+
+
 
 @lab.command("demo")
 @click.option("--service", default="web", show_default=True)
@@ -208,12 +220,14 @@ def lab_demo(ctx: click.Context, service: str) -> None:
     ctx.invoke(history, service=None, limit=20, as_json=False)
     ctx.invoke(audit_verify, as_json=False)
     banner("8. the evidence: per host each advisory's CVEs before / after / now, probe results, "
-           "flips, rollbacks; and the same as OpenVEX")
+           "flips, rollbacks (Markdown, and HTML to open in a browser); and the same as OpenVEX")
     ctx.invoke(report_cmd, campaign_name="security-demo", fmt="md", output=None, as_json=False)
+    ctx.invoke(report_cmd, campaign_name="security-demo", fmt="html", output=None, as_json=False)
     ctx.invoke(report_cmd, campaign_name="security-demo", fmt="openvex", output=None,
                as_json=False)
     click.secho(
         "\ndemo done. Try: bluegreen -c " + str(the_lab.paths.config) + " exposure; "
-        "bluegreen lab down removes the lab.",
+        "bluegreen -c " + str(the_lab.paths.config) + " serve (the dashboard shows the "
+        "exposure just measured); bluegreen lab down removes the lab.",
         fg="green",
     )

@@ -115,3 +115,46 @@ def quarantine(ctx: click.Context, service: str, side: str, reason: str, as_json
         emit_json(out.as_dict())
     else:
         click.echo(out.message)
+
+
+@click.command("rebuild")
+@click.argument("service")
+@click.option("--side", type=click.Choice(["blue", "green"]), required=True)
+@click.option("--reason", required=True, help="Why (incident id); goes to the audit chain.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handles_errors
+def rebuild(ctx: click.Context, service: str, side: str, reason: str, as_json: bool) -> None:
+    """Rebuild a side that is not live instead of repairing it: run the service's
+    patch.rebuild_playbook on it (re-image, redeploy), then the full verification gate; only
+    a pass makes it verified again (how a quarantined side returns). Exit 3 when the gate
+    fails."""
+    from orchestrator.errors import VerificationFailed
+    from orchestrator.rollout.rebuild import rebuild_playbook, rebuild_side
+    from orchestrator.rollout.runner import new_run_id
+    from orchestrator.traffic import open_store, parse_side
+    from orchestrator.traffic.quarantine import check_reason
+
+    config = load(ctx)
+    rebuild_playbook(config, service)  # bad input before anything opens
+    check_reason(reason)
+    target = parse_side(side)
+    assert target is not None
+    store = open_store(config)
+    try:
+        out = rebuild_side(config, store, service, target, actor=actor(ctx), reason=reason,
+                           run_id="rebuild-" + new_run_id(service))
+    finally:
+        store.close()
+    if as_json:
+        emit_json(out.as_dict())
+    else:
+        from orchestrator.cli.render import render_results
+
+        click.echo(f"{service} {target}: rebuilt with {out.playbook.name} in "
+                   f"{out.playbook_seconds:.1f} s; {out.verify.summary}")
+        render_results(out.verify.report.results, out.verify.report.hosts)
+    if not out.ok:
+        if as_json:
+            sys.exit(VerificationFailed.exit_code)
+        raise VerificationFailed(f"{service} {target}: rebuilt, but the verification failed")

@@ -143,6 +143,11 @@ class PatchSettings(StrictModel):
     serial: Serial = "100%"  # the standby takes no traffic: patch it all at once by default
     max_fail_percentage: int = Field(default=0, ge=0, le=100)
     timeout_seconds: int = Field(default=1800, ge=1, le=86400)
+    rebuild_playbook: NonEmptyStr | None = Field(
+        default=None,
+        description="`bluegreen rebuild`: a plain Ansible playbook that re-images or "
+        "redeploys the hosts of `target` (the standby side), e.g. playbooks/lab-rebuild.yml",
+    )
 
     @model_validator(mode="after")
     def _one_kind_of_patch(self) -> PatchSettings:

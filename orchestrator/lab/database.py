@@ -17,9 +17,8 @@ def lab_state_url(paths: LabPaths, choice: str) -> str | None:
     if choice == "sqlite":
         return None
     if choice == "postgresql":
-        name = paths.root.name.replace("-", "_")
-        _create_database(name)
-        return f"postgresql:///{name}"
+        _create_database(own_database(paths))
+        return f"postgresql:///{own_database(paths)}"
     from orchestrator.state.registry import parse_state_url
 
     try:
@@ -31,6 +30,25 @@ def lab_state_url(paths: LabPaths, choice: str) -> str | None:
         raise BadInput("--state: the lab's SQLite store is chosen with `--state sqlite`",
                        hint="use sqlite, postgresql, or a postgresql:// URL")
     return location.url
+
+
+def own_database(paths: LabPaths) -> str:
+    """The database `--state postgresql` makes for this lab instance (bluegreen_labN)."""
+    return paths.root.name.replace("-", "_")
+
+
+def drop_own_database(paths: LabPaths, state_url: str | None) -> list[str]:
+    """`lab down`: drop the database `lab up --state postgresql` made (its chain was keyed
+    with the lab's key, which goes with the lab); never a database given by URL. What is
+    left behind, as `down`'s leftovers."""
+    if state_url != f"postgresql:///{own_database(paths)}":
+        return []
+    try:
+        done = run(["dropdb", "--if-exists", "--force", own_database(paths)], timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [f"database {own_database(paths)} ({exc})"]
+    return [] if done.returncode == 0 else [f"database {own_database(paths)}: "
+                                            f"{done.stderr.strip()}"]
 
 
 def _create_database(name: str) -> None:

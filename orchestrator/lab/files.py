@@ -107,6 +107,8 @@ def bluegreen_config(paths: LabPaths, services: Sequence[str],
                     ],
                     "serial": "50%",
                     "max_fail_percentage": 0,
+                    # `bluegreen rebuild`: a fresh root from the lab's image
+                    "rebuild_playbook": "playbooks/lab-rebuild.yml",
                 },
                 "health": [{"url": "http://{host}:8080/health", "expect_status": 200}],
                 "fixed_versions": {"demo-openssl": FIXED_OPENSSL},

@@ -476,7 +476,11 @@ class Lab:
         kill_and_wait(ours, timeout=5)
         stuck = hosts.unmount_under(root)
         net.remove_all(self.paths)
-        state_names = [h.name for h in (self._load_quiet() or LabState(LabShape(), [])).hosts]
+        loaded = self._load_quiet() or LabState(LabShape(), [])
+        state_names = [h.name for h in loaded.hosts]
+        from orchestrator.lab.database import drop_own_database
+
+        left_db = drop_own_database(self.paths, loaded.shape.state_url)
         for name in state_names:
             shutil.rmtree(
                 f"/run/systemd/nspawn/propagate/{hosts.machine_name(self.paths, name)}",
@@ -487,6 +491,7 @@ class Lab:
             shutil.rmtree(root, ignore_errors=True)
         left = [f"mount {m}" for m in stuck] + net.leftovers(self.paths)
         left += [f"process {pid}" for pid in _lab_processes(root)]
+        left += left_db
         return {
             "seconds": round(time.monotonic() - started, 2),
             "killed": len(ours),
@@ -525,6 +530,27 @@ class Lab:
 
     def reset(self, names: Sequence[str] | None = None) -> None:
         """Give hosts a fresh root (back to the image) and the router back to blue."""
+        state, targets = self._fresh_roots(names)
+        for service in {h.service for h in targets} if names is not None else state.shape.services:
+            haproxy_command(
+                self.paths.haproxy_socket, f"set map {self.paths.map_file} {service} {service}_blue"
+            )
+        self.paths.map_file.write_text("".join(f"{s} {s}_blue\n" for s in state.shape.services))
+        self._wait_haproxy(state.shape)
+        self._forget_reimaged(targets, reset_all=names is None)
+
+    def reimage(self, names: Sequence[str]) -> None:
+        """Give the named hosts a fresh root (back to the image) and nothing else: traffic
+        and every state store stay as they are (the lab's re-imaging for `bluegreen
+        rebuild`, playbooks/lab-rebuild.yml)."""
+        state = self.require()
+        unknown = sorted(set(names) - {h.name for h in state.hosts})
+        if not names or unknown:
+            raise BadInput(f"lab reimage: unknown or no host names: {unknown or 'none given'}",
+                           hint="name lab hosts (`bluegreen lab status`)")
+        self._fresh_roots(names)
+
+    def _fresh_roots(self, names: Sequence[str] | None) -> tuple[LabState, list[HostSpec]]:
         state = self.require()
         targets = [h for h in state.hosts if names is None or h.name in names]
         for spec in targets:
@@ -548,13 +574,7 @@ class Lab:
             state.pids[spec.name] = hosts.boot(self.paths, spec)
         self._save(state)
         self._wait_hosts(state, targets)
-        for service in {h.service for h in targets} if names is not None else state.shape.services:
-            haproxy_command(
-                self.paths.haproxy_socket, f"set map {self.paths.map_file} {service} {service}_blue"
-            )
-        self.paths.map_file.write_text("".join(f"{s} {s}_blue\n" for s in state.shape.services))
-        self._wait_haproxy(state.shape)
-        self._forget_reimaged(targets, reset_all=names is None)
+        return state, targets
 
     def _forget_reimaged(self, targets: Sequence[HostSpec], *, reset_all: bool) -> None:
         """The lab's state store must not keep believing anything about re-imaged hosts:

@@ -21,7 +21,12 @@ from typing import Any
 from orchestrator.probes.base import CheckResult, ProbeTarget
 from orchestrator.probes.connection import CommandTimeout, ProbeConnectionError
 from orchestrator.probes.pool import ConnectionPool, shared
-from orchestrator.probes.security import SECTIONS, SECURITY_KINDS, parse_section
+from orchestrator.probes.security import (
+    SECTIONS,
+    SECURITY_KINDS,
+    parse_section,
+    setuid_explained_by_patch,
+)
 
 BASE_KINDS: tuple[str, ...] = ("package", "unit-enabled", "unit-running", "port", "file")
 KINDS: tuple[str, ...] = (*BASE_KINDS, *SECURITY_KINDS)
@@ -328,8 +333,19 @@ def compare_sides(
         tiebreak[k] = Counter(fp.get(*k) for fp in every)
     diffs: list[Difference] = []
 
-    def may_differ(kind: str, key: str, a: str | None, b: str | None) -> bool:
-        if kind != "package" or a is None or b is None:
+    def may_differ(kind: str, key: str, a: str | None, b: str | None,
+                   host: Fingerprint | None = None) -> bool:
+        if a is None or b is None:
+            return False
+        if kind == "setuid" and host is not None:  # replaced by the patch's package upgrade
+            this = host
+
+            def upgraded(pkg: str) -> bool:
+                old, new = ref.get(("package", pkg)), this.get("package", pkg)
+                return old != new and may_differ("package", pkg, old, new)
+
+            return setuid_explained_by_patch(a, b, upgraded)
+        if kind != "package":
             return False
         return allowed is None or key in allowed
 
@@ -341,7 +357,7 @@ def compare_sides(
             actual = fp.get(kind, key)
             if other:
                 expected = ref.get((kind, key))
-                if actual != expected and not may_differ(kind, key, expected, actual):
+                if actual != expected and not may_differ(kind, key, expected, actual, fp):
                     diffs.append(Difference(host, kind, key, expected, actual, "live side"))
                     continue
             expected = own.get((kind, key))

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from orchestrator.advisories import versions
+from orchestrator.advisories.base import URGENCIES
 from orchestrator.advisories.catalog import load_catalog
 from orchestrator.advisories.exposure import (
     INSTALLED_QUERY,
@@ -24,6 +26,7 @@ from orchestrator.advisories.exposure import (
     parse_installed,
     summarize,
 )
+from orchestrator.advisories.measured import SideMeasurement
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.probes.base import ProbeTarget
 from orchestrator.probes.connection import CommandTimeout, ProbeConnectionError
@@ -102,6 +105,19 @@ class FleetExposure:
     @property
     def unread(self) -> list[str]:
         return [h.host for s in self.sides for h in s.hosts if h.error]
+
+    def measurements(self, at: datetime) -> list[SideMeasurement]:
+        """What the views keep of this result (`advisories.measured`): per side, the
+        distinct open CVEs of every urgency, whatever the threshold shown."""
+        out = []
+        for s in self.sides:
+            sm = s.summary(URGENCIES[0])
+            out.append(SideMeasurement(
+                service=s.service, side=s.side, measured_at=at, hosts=sm["hosts"],
+                hosts_exposed=sm["hosts_exposed"], hosts_unread=sm["hosts_unread"],
+                by_urgency=dict(sm["by_urgency"]), fix_available=sm["fix_available"],
+                feeds=list(self.catalog.feeds)))
+        return out
 
     def as_dict(self, live: dict[str, str | None] | None = None) -> dict[str, Any]:
         services: dict[str, Any] = {}

@@ -9,7 +9,8 @@ root over the run's strict SSH connection, and parsed here into `key -> value`:
                   `command=` change no fingerprint but do change the file)
   user, group     `getent passwd` / `getent group`: ids, home, shell, members
   sudoers         sha256 of /etc/sudoers and /etc/sudoers.d/*
-  setuid          setuid/setgid files on the root filesystem: mode, owner, sha256
+  setuid          setuid/setgid files on the root filesystem: mode, owner, sha256 and the
+                  package that owns the file (absent for a file no package owns)
   cron            sha256 of /etc/crontab, /etc/cron.d/*, /etc/cron.{hourly,...}/*,
                   /var/spool/cron/crontabs/*, /etc/anacrontab
   timer           systemd timers loaded (transient ones too) and their state
@@ -28,7 +29,7 @@ replaced on disk (" (deleted)") counts as the same path (`stale-processes` repor
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -57,10 +58,21 @@ _AUTHORIZED_KEYS = (
     " done; done"
 )
 # find's rc is 1 when a file vanishes under it (/tmp): the listing is still what we want.
+# Each file's owning package (one grep over dpkg's file lists; usrmerge: dpkg knows
+# /sbin/unix_chkpwd for /usr/sbin/unix_chkpwd) ends the value: a security update replaces
+# packaged setuid files, and drift lets their content differ only with their package's
+# version (`setuid_explained_by_patch`).
 _SETUID = (
-    "find / -xdev -type f -perm /6000 -printf '%m\\t%u:%g\\t%p\\n' 2>/dev/null |"
-    " while IFS=$(printf '\\t') read -r m o p; do"
-    ' printf \'%s\\t%s %s %s\\n\' "$p" "$m" "$o" "$(sha256sum < "$p" | cut -d" " -f1)";'
+    "s=$(find / -xdev -type f -perm /6000 -printf '%m\\t%u:%g\\t%p\\n' 2>/dev/null);"
+    " k=$(printf '%s\\n' \"$s\" | cut -f3 | sed 'p; s|^/usr/|/|' |"
+    " grep -H -x -F -f - /var/lib/dpkg/info/*.list 2>/dev/null);"
+    " printf '%s\\n' \"$s\" | while IFS=$(printf '\\t') read -r m o p; do"
+    ' [ -n "$p" ] || continue;'
+    " n=$(printf '%s\\n' \"$k\" | awk -v p=\"$p\" -v q=\"${p#/usr}\""
+    " '{i = index($0, \".list:\"); f = substr($0, i + 6); if (i && (f == p || f == q))"
+    " {x = substr($0, 1, i - 1); sub(/.*\\//, \"\", x); sub(/:.*/, \"\", x); print x; exit}}');"
+    ' printf \'%s\\t%s %s %s%s\\n\' "$p" "$m" "$o" "$(sha256sum < "$p" | cut -d" " -f1)"'
+    ' "${n:+ $n}";'
     " done"
 )
 _LISTENER = (
@@ -159,6 +171,19 @@ _LABELS = {
     "package": "package", "unit-enabled": "enabled unit", "unit-running": "running unit",
     "port": "port", "file": "file",
 }
+
+
+def setuid_explained_by_patch(
+    expected: str, actual: str, versions_differ: Callable[[str], bool]
+) -> bool:
+    """A setuid file whose content alone differs (same mode, owner and owning package) is
+    the patch's doing when that package's version differs and may differ
+    (`versions_differ(package)`); an unpackaged file, or a changed mode or owner, never is."""
+    want, have = expected.split(" "), actual.split(" ")
+    if len(want) != 4 or len(have) != 4:
+        return False
+    same = want[0] == have[0] and want[1] == have[1] and want[3] == have[3]
+    return same and want[2] != have[2] and versions_differ(want[3])
 
 
 def short_value(value: str | None) -> str:

@@ -115,6 +115,11 @@ def environment() -> Environment:
     return env
 
 
+def _instant(at: datetime | str | None) -> datetime | None:
+    """A time from a view: a datetime, or ISO 8601 text (the JSON-shaped parts)."""
+    return datetime.fromisoformat(at) if isinstance(at, str) else at
+
+
 def _ago(seconds: float | None) -> str:
     if seconds is None:
         return "never"
@@ -148,7 +153,7 @@ def create_app(snapshots: Snapshots, *, token: str | None = None,
             now = clock()
             html = environment().get_template(name).render(
                 s=snap, now=now, stale_since=stale_since, problem=snapshots.problem,
-                since=lambda at: seconds_since(at, now), path=request.url.path,
+                since=lambda at: seconds_since(_instant(at), now), path=request.url.path,
                 interval=snapshots.interval_s)
             return HTMLResponse(html)
         return render

@@ -15,6 +15,7 @@ from datetime import datetime
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from orchestrator.advisories.measured import URGENCY_WORDS
 from orchestrator.sides import SIDES
 from orchestrator.web.snapshot import Snapshot, seconds_since
 
@@ -50,6 +51,33 @@ def families(snap: Snapshot, now: datetime, stale_since: datetime | None = None
     router_ok = GaugeMetricFamily(
         "bluegreen_router_up", "1 when the load balancer answered for this service",
         labels=["service"])
+    cves = GaugeMetricFamily(
+        "bluegreen_open_cves", "Distinct CVEs open on any host of the side, per urgency, as "
+        "the newest `bluegreen exposure` measured them", labels=["service", "side", "urgency"])
+    exposed = GaugeMetricFamily(
+        "bluegreen_exposed_hosts", "Hosts of the side with an open CVE (any urgency), newest "
+        "measurement", labels=["service", "side"])
+    unread = GaugeMetricFamily(
+        "bluegreen_exposure_unread_hosts", "Hosts the newest measurement could not read (the "
+        "CVE counts are then a lower bound)", labels=["service", "side"])
+    measured = GaugeMetricFamily(
+        "bluegreen_exposure_measured_timestamp_seconds", "When the side's exposure was last "
+        "measured (Unix time)", labels=["service", "side"])
+    outdated = GaugeMetricFamily(
+        "bluegreen_exposure_outdated", "1 when the side was patched after its newest "
+        "exposure measurement", labels=["service", "side"])
+    for svc in snap.services:
+        for side in svc.sides:
+            e = side.exposure
+            if e is None:
+                continue
+            labels = [svc.name, side.side]
+            for urgency in URGENCY_WORDS:
+                cves.add_metric([*labels, urgency], float(e["by_urgency"].get(urgency, 0)))
+            exposed.add_metric(labels, float(e["hosts_exposed"]))
+            unread.add_metric(labels, float(e["hosts_unread"]))
+            measured.add_metric(labels, datetime.fromisoformat(e["measured_at"]).timestamp())
+            outdated.add_metric(labels, 1.0 if e["outdated"] else 0.0)
     for svc in snap.services:
         router_ok.add_metric([svc.name], 0.0 if svc.router_error else 1.0)
         for side in svc.sides:
@@ -83,8 +111,8 @@ def families(snap: Snapshot, now: datetime, stale_since: datetime | None = None
     stale = GaugeMetricFamily("bluegreen_snapshot_stale",
                               "1 while the state store could not be read")
     stale.add_metric([], 0.0 if stale_since is None else 1.0)
-    return [live, since, rollbacks, auto, failures, deviations, state, router_ok, campaign, audit,
-            records, age, stale]
+    return [live, since, rollbacks, auto, failures, deviations, state, router_ok, campaign,
+            audit, records, age, stale, cves, exposed, unread, measured, outdated]
 
 
 class SnapshotCollector(Collector):

@@ -8,11 +8,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
+from orchestrator.advisories import measured
 from orchestrator.errors import BluegreenError
 from orchestrator.routers.base import Router
 from orchestrator.state.base import StateStore
-from orchestrator.web.snapshot import Snapshot, read_snapshot
+from orchestrator.web.snapshot import Measured, Snapshot, read_snapshot
 
 Sources = Callable[[], tuple[StateStore, Router]]
 
@@ -26,8 +28,12 @@ class Snapshots:
     store and the router on that thread and closes them)."""
 
     def __init__(self, sources: Sources, services: list[str], *, interval_s: float = 2.0,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now,
+                 exposure_file: Path | None = None) -> None:
+        """`exposure_file`: where `bluegreen exposure` leaves its newest measurement
+        (`advisories.measured`); None: exposure is not shown."""
         self._sources = sources
+        self._exposure_file = exposure_file
         self._services = services
         self.interval_s = interval_s
         self._clock = clock
@@ -56,7 +62,8 @@ class Snapshots:
             # nothing of the store, not even the shared lock an open WAL connection keeps
             self._opened = self._sources()
             store, router = self._opened
-            snap = read_snapshot(self._services, store, router, now)
+            measured, measured_problem = self._measured()
+            snap = read_snapshot(self._services, store, router, now, measured, measured_problem)
         except Exception as exc:  # noqa: BLE001 - the thread must live on; shown as stale
             message = exc.message if isinstance(exc, BluegreenError) else (
                 f"{type(exc).__name__}: {exc}")
@@ -72,6 +79,14 @@ class Snapshots:
             self._snapshot, self._stale_since, self.problem = snap, None, None
         self._ready.set()
         return True
+
+    def _measured(self) -> tuple[Measured | None, str | None]:
+        if self._exposure_file is None:
+            return None, None
+        try:
+            return measured.load(self._exposure_file), None
+        except measured.MeasurementUnreadable as exc:
+            return None, exc.message
 
     def run(self) -> None:
         while not self._stop.is_set():

@@ -120,6 +120,13 @@ def sources(config: LoadedConfig) -> Callable[[], tuple[StateStore, Router]]:
     return open_both
 
 
+def exposure_file(config: LoadedConfig) -> Path:
+    """Where `bluegreen exposure` leaves its newest measurement for the views."""
+    from orchestrator.advisories.measured import path_in
+
+    return path_in(config.advisories_cache_path)
+
+
 def startup_message(listen: Listen, token: Token | None) -> str:
     guard = (f"token required (Authorization: Bearer, or basic auth with the token as "
              f"password), from {token.source}") if token else "loopback only, no token"
@@ -134,7 +141,8 @@ def run_server(config: LoadedConfig, listen: Listen, token: Token | None,
     from orchestrator.web.app import create_app
     from orchestrator.web.refresher import Snapshots
 
-    snapshots = Snapshots(sources(config), sorted(config.services), interval_s=interval_s)
+    snapshots = Snapshots(sources(config), sorted(config.services), interval_s=interval_s,
+                          exposure_file=exposure_file(config))
     snapshots.start()
     app = create_app(snapshots, token=token.value if token else None)
     server = uvicorn.Server(uvicorn.Config(
@@ -152,7 +160,8 @@ def metrics_text(config: LoadedConfig) -> bytes:
     from orchestrator.web.metrics import SnapshotCollector, exposition
     from orchestrator.web.refresher import Snapshots, utc_now
 
-    snapshots = Snapshots(sources(config), sorted(config.services))
+    snapshots = Snapshots(sources(config), sorted(config.services),
+                          exposure_file=exposure_file(config))
     try:
         if not snapshots.refresh():
             raise StateError(f"the state store could not be read: {snapshots.problem}",

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from orchestrator.advisories.measured import SideMeasurement
 from orchestrator.errors import BluegreenError
 from orchestrator.routers.base import Router
 from orchestrator.sides import SIDES, Side
@@ -29,6 +30,7 @@ ROLLBACK_COMMANDS = frozenset({"rollback", "rollout.auto-rollback"})
 AUTOMATIC_ROLLBACK = "rollout.auto-rollback"
 RECENT_RUNS = 20
 RECENT_AUDIT = 50
+Measured = dict[tuple[str, str], SideMeasurement]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ class SideView:
     verification_ok: bool | None
     verified_after_patch: bool
     traffic: dict[str, int] | None
+    patched_at: str | None = None
+    exposure: dict[str, Any] | None = None
+    """The newest `bluegreen exposure` measurement of this side (`advisories.measured`):
+    open CVEs by urgency, hosts, measured_at, and `outdated` when the side was patched
+    after it; None: never measured."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,8 @@ class ServiceView:
     deviations: int = 0
     """Checks that found the hosts deviating from the approved baseline (audit chain)."""
     exposure: dict[str, Any] | None = None
-    """Open CVEs per side and urgency, from the advisories module; None: not measured."""
+    """side -> its exposure (as `SideView.exposure`) for the measured sides; None: neither
+    side was ever measured."""
 
     def as_json(self, now: datetime) -> dict[str, Any]:
         return {**_plain(self), "seconds_since_last_flip": seconds_since(self.last_flip_at, now)}
@@ -158,27 +166,47 @@ def seconds_since(at: datetime | None, now: datetime) -> float | None:
 
 
 def read_snapshot(
-    services: list[str], store: StateStore, router: Router, now: datetime
+    services: list[str], store: StateStore, router: Router, now: datetime,
+    measured: Measured | None = None, measured_problem: str | None = None,
 ) -> Snapshot:
+    """`measured`: the newest exposure per (service, side) (`advisories.measured.load`);
+    None, with `measured_problem`, when its record could not be read."""
     records = store.audit_records()
     chain = store.verify_audit()
     runs = store.list_runs()
+    views = [_service(name, store, router, records, measured or {}) for name in services]
     return Snapshot(
         read_at=now,
-        services=[_service(name, store, router, records) for name in services],
+        services=views,
         runs=[_run(store, r) for r in _recent(runs)],
         campaigns=_campaigns(store, runs, now),
         audit=AuditView(
             ok=chain.ok, count=chain.count, head_hash=chain.head_hash, problem=chain.problem,
             recent=[_record(r) for r in reversed(records[-RECENT_AUDIT:])],
         ),
-        notes=["open CVEs: not measured (the advisories module's exposure is not wired "
-               "into the dashboard yet)"],
+        notes=_exposure_notes(views, measured_problem),
     )
 
 
+def _exposure_notes(views: list[ServiceView], problem: str | None) -> list[str]:
+    if problem is not None:
+        return [f"open CVEs: not shown: {problem}"]
+    if not any(v.exposure for v in views):
+        return ["open CVEs: not measured yet: run `bluegreen exposure` (from a timer, say "
+                "hourly); the dashboard and /metrics show its newest measurement per side"]
+    return ["open CVEs: the newest `bluegreen exposure` measurement of each side, every "
+            "urgency; a side patched after it is marked outdated"]
+
+
+def _side_exposure(m: SideMeasurement | None, patched_at: str | None) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    outdated = patched_at is not None and datetime.fromisoformat(patched_at) > m.measured_at
+    return {**m.as_json(), "outdated": outdated}
+
+
 def _service(name: str, store: StateStore, router: Router,
-             records: list[AuditRecord]) -> ServiceView:
+             records: list[AuditRecord], measured: Measured) -> ServiceView:
     live: Side | None = None
     router_error: str | None = None
     try:
@@ -200,7 +228,9 @@ def _service(name: str, store: StateStore, router: Router,
             side=side, live=side == live, state=view["state"], since=view["since"],
             reason=view["reason"], patch_level=view["patch_level"],
             verified_at=view["verified_at"], verification_ok=view["verification_ok"],
-            verified_after_patch=view["verified_after_patch"], traffic=counted))
+            verified_after_patch=view["verified_after_patch"], traffic=counted,
+            patched_at=view["patched_at"],
+            exposure=_side_exposure(measured.get((name, side)), view["patched_at"])))
     mine = [r for r in records if r.service == name]
     flips = [r for r in mine if r.command in FLIP_COMMANDS and r.result == "ok"
              and r.after.get("live") is not None]
@@ -223,6 +253,7 @@ def _service(name: str, store: StateStore, router: Router,
                                 and r.result == "ok"),
         verification_failures={side: failed_verifications.get(side, 0) for side in SIDES},
         deviations=sum(1 for r in mine if r.command == DEVIATION),
+        exposure={s.side: s.exposure for s in sides if s.exposure is not None} or None,
     )
 
 

@@ -28,6 +28,7 @@ def write_config(lab: Lab, tmp_path: Path, **web: Any) -> Path:
     doc["state"] = {"path": "state/state.db"}
     doc["ssh"]["connect_timeout"] = 2
     doc["services"]["web"].update({"fixed_versions": {}, **web})
+    doc["services"]["web"]["patch"]["rebuild_playbook"] = "playbooks/lab-rebuild.yml"
     path = tmp_path / "bluegreen.yml"
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -235,3 +236,23 @@ def test_watch_quarantine_flips_under_load_and_keeps_the_side_out(
     assert served_by(web, "web") == "green"
     code, st = bluegreen_json(cfg, "status", "web")
     assert st["sides"]["green"]["state"] != "quarantined", st
+
+    # rebuild instead of repair: never the live side; the quarantined standby gets a fresh
+    # root from the image and the full gate, and only then takes traffic again
+    code, doc = bluegreen_json(cfg, "rebuild", "web", "--side", "green", "--reason", "INC-9")
+    assert code == 1 and "refusing to rebuild green: it is the live side" in doc["error"], doc
+    code, doc = bluegreen_json(cfg, "rebuild", "web", "--side", "blue", "--reason", "INC-9")
+    assert code == 0 and doc["ok"], doc
+    assert {r["status"] for r in doc["results"]} == {"pass"}, doc
+    assert "intruder" not in sh(web, "web-blue-1", "cat /root/.ssh/authorized_keys")
+    code, st = bluegreen_json(cfg, "status", "web")
+    assert st["sides"]["blue"]["state"] == "verified", st
+    with LoadGenerator(url, workers=4, max_seconds=120) as load:
+        code, doc = bluegreen_json(cfg, "flip", "web", "--to", "blue", "--reason", "INC-9 done")
+        time.sleep(1)
+    assert code == 0, doc
+    assert load.failed == 0, load.errors
+    assert served_by(web, "web") == "blue"
+    steps = [r["command"] for r in history(cfg)]
+    assert steps[steps.index("rebuild.begin"):][:3] == ["rebuild.begin", "rebuild", "verify"]
+    audit_ok(cfg)

@@ -17,7 +17,14 @@ from orchestrator.state.audit_key import load_key
 from tests.reliability.helpers import fresh_web, start_cli, stop, wait_for
 from tests.support import postgres
 from tests.support.cli import bluegreen_json
-from tests.support.lab import router_live, served_by, slow_patch_config
+from tests.support.lab import (
+    ROOT,
+    fingerprints,
+    hosts_of,
+    router_live,
+    served_by,
+    slow_patch_config,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
@@ -121,3 +128,66 @@ def test_a_rollout_killed_on_one_machine_is_resumed_on_the_other(
     assert code == 0 and "lock.takeover" in [r["command"] for r in hist], hist
     code, verified = bluegreen_json(a, "audit", "verify", env=env_a)
     assert code == 0 and verified["ok"], verified
+
+
+def test_a_rollback_on_one_machine_aborts_the_rollout_patching_on_the_other(
+        lab: Lab, team: list[tuple[Path, dict[str, str]]], tmp_path: Path) -> None:
+    (a, env_a), (b, env_b) = team
+    url = yaml.safe_load(a.read_text())["state"]["url"]
+    code, doc = bluegreen_json(a, "rollout", WEB, "--yes", env=env_a, timeout=900)
+    assert code == 0 and doc["to"] == "green", doc
+    green = hosts_of(lab, WEB, "green")
+    before = fingerprints(lab, green)
+    slow = slow_patch_config(a, tmp_path, seconds=30)
+    proc = start_cli(slow, "rollout", WEB, "--yes", "--json", env=env_a)  # patches blue
+    try:
+        wait_for(lambda: ("patch", "begin") in running_steps(url, a.parent / "audit.key")
+                 or proc.poll() is not None, 120, "the patch step on machine a")
+        assert proc.poll() is None, proc.communicate()
+        code, out = bluegreen_json(b, "rollback", WEB, "--reason", "INC-8 from b", env=env_b)
+        assert code == 0 and not out["changed"] and out["aborted_run"], out
+        assert "had not flipped yet" in out["message"], out
+        out_text, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 1 and "aborted" in json.loads(out_text)["error"], out_text
+    finally:
+        stop(proc)
+    assert served_by(lab, WEB) == "green" and fingerprints(lab, green) == before
+    for config, env in team:
+        code, st = bluegreen_json(config, "status", WEB, env=env)
+        assert code == 0 and st["agrees"] and st["live"] == "green", st
+        assert st["sides"]["blue"]["state"] == "patching" and st["lock"] is None, st
+        code, verified = bluegreen_json(config, "audit", "verify", env=env)
+        assert code == 0 and verified["ok"], verified
+    code, doc = bluegreen_json(b, "flip", WEB, "--to", "blue", "--reason", "try", env=env_b)
+    assert code == 3 and "patching" in doc["error"], doc
+
+
+def test_two_timers_firing_the_same_campaign_start_one_run(
+        lab: Lab, team: list[tuple[Path, dict[str, str]]], tmp_path: Path) -> None:
+    campaign = yaml.safe_load((ROOT / "inventories" / "lab" / "campaigns" / "lab-demo.yml")
+                              .read_text())
+    campaign["waves"] = [{"name": "web", "services": [WEB], "on_failure": "stop"}]
+    file = tmp_path / "team-demo.yml"
+    file.write_text(yaml.safe_dump(campaign))
+    procs = [start_cli(config, "--actor", "schedule", "campaign", "run", str(file), "--yes",
+                       "--continue", "--json", env=env) for config, env in team]
+    outs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, (out, err)
+        outs.append(json.loads(out))
+    statuses = sorted(str(o.get("status")) for o in outs)
+    assert "running_elsewhere" in statuses or "nothing_to_continue" in statuses, outs
+    waiting = next(o for o in outs if o.get("status") in ("running_elsewhere",
+                                                           "nothing_to_continue"))
+    if waiting["status"] == "running_elsewhere":
+        assert waiting["hostname"] and waiting["pid"] in {p.pid for p in procs}, waiting
+    for config, env in team:
+        code, st = bluegreen_json(config, "campaign", "status", "lab-demo", env=env)
+        assert code == 0, st
+    code, hist = bluegreen_json(team[0][0], "history", "--limit", "10000", env=team[0][1])
+    assert code == 0
+    creates = [r for r in hist if r["command"] == "run.create"
+               and r["after"].get("kind") == "campaign"]
+    assert len(creates) == 1, creates
+    assert served_by(lab, WEB) == "green"

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from orchestrator.lab.lab import Lab
@@ -51,9 +52,14 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
+        try:
+            last = check()
+        except StaleElementReferenceException as exc:
+            # live.js swapped the page body between finding an element and reading it
+            last = None, exc.msg
+        else:
+            if last:
+                return last
         time.sleep(0.25)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
@@ -185,7 +191,8 @@ def test_dashboard_follows_a_rollout_metrics_and_api(
                 steps = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".run .step")]
                 return "patch" in steps
             wait_for("the dashboard to show web patching", patching)
-            hosts = browser.find_element(By.CSS_SELECTOR, ".run ul.hosts").text
+            hosts = wait_for("the run's hosts", lambda: browser.find_element(
+                By.CSS_SELECTOR, ".run ul.hosts").text, timeout=10)
             assert all(h in hosts for h in hosts_of(lab, "web", "green")), hosts
             screenshot(browser, "dashboard.png")
             _, err = rollout.communicate(timeout=300)

@@ -61,7 +61,9 @@ def snapshot(lab: Lab) -> dict[str, Any]:
         "locks": locks,
         "router": haproxy_command(lab.paths.haproxy_socket, f"show map {lab.paths.map_file}"),
         "map_file": lab.paths.map_file.read_bytes(),
-        "state_files": sorted(p.name for p in db.parent.iterdir()),
+        # the advisories' download cache (public repository indexes, fetched before a feed
+        # is parsed) may appear beside the store: a cache, not state
+        "state_files": sorted(p.name for p in db.parent.iterdir() if p.name != "advisories"),
     }
 
 
@@ -135,6 +137,15 @@ def test_hostile_reason_is_stored_as_given_and_shown_as_one_line(primed: Lab) ->
     lab = primed
     # (a NUL cannot pass through argv: the OS refuses it before bluegreen sees it)
     reason = "INC-1\n 9999 2026-01-01 00:00:00 root  rollback ok\r\x1b[2J\x1b[31m\u202e\x07\x7f"
+    # a rollback that moves traffic (so it is recorded): first a forced flip to the standby,
+    # then `rollback` back to the side live before it (a rollback is not a toggle: without
+    # an earlier flip it changes nothing and records nothing)
+    code, st = bluegreen_json(lab.paths.config, "status", "web")
+    assert code == 0, st
+    standby = "green" if st["live"] == "blue" else "blue"
+    proc = bluegreen(lab.paths.config, "flip", "web", "--to", standby, "--force", "--reason",
+                     "hostile reason (setup)")
+    assert proc.returncode == 0, proc.stderr
     proc = bluegreen(lab.paths.config, "rollback", "web", "--reason", reason)
     assert proc.returncode == 0, proc.stderr
     code, records = bluegreen_json(lab.paths.config, "history", "web", "--limit", "1")
@@ -145,4 +156,5 @@ def test_hostile_reason_is_stored_as_given_and_shown_as_one_line(primed: Lab) ->
     assert len(lines) == 1, shown.stdout
     assert "\x1b" not in shown.stdout and "\r" not in shown.stdout and "\x07" not in shown.stdout
     assert "INC-1\\n 9999" in lines[0] and "\\x1b[2J" in lines[0] and "\\u202e" in lines[0]
-    assert bluegreen(lab.paths.config, "rollback", "web", "--reason", "back").returncode == 0
+    code, st = bluegreen_json(lab.paths.config, "status", "web")
+    assert code == 0 and st["live"] != standby, st  # traffic is back where it was

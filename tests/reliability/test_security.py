@@ -342,7 +342,9 @@ def test_router_stderr_webhook_tokens_and_env_secrets_appear_nowhere(
     hook = _Hook()
     try:
         outputs = []
-        proc = bluegreen(config, "rollback", WEB, "--reason", "INC-7 router", env=env)
+        # a forced flip (a fresh store's rollback has no earlier flip: it calls no script)
+        proc = bluegreen(config, "flip", WEB, "--to", "green", "--force", "--reason",
+                         "INC-7 router", env=env)
         assert proc.returncode == 1 and "router script" in proc.stderr, proc.stderr
         assert "<redacted>" in proc.stderr  # said, without the values
         outputs.append(proc.stdout + proc.stderr)

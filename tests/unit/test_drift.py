@@ -178,3 +178,32 @@ def test_baseline_common_part_and_compare() -> None:
     assert [(d.host, d.key, d.against) for d in diffs] == [
         ("b", "/etc/ssh/sshd_config", "baseline")
     ]
+
+
+def _with_setuid(host: str, setuid: dict[str, str], **package: str) -> Fingerprint:
+    base = fp(host, package=package) if package else fp(host)
+    return Fingerprint(host, {**base.items, "setuid": setuid})
+
+
+def test_a_setuid_file_replaced_by_the_patchs_package_upgrade_is_no_drift() -> None:
+    """A security update of libpam-modules-bin replaces /usr/sbin/unix_chkpwd (setuid):
+    its content may differ from the live side with its package's version, nothing else."""
+    old, new, bad = "a" * 64, "b" * 64, "c" * 64
+    chk = "/usr/sbin/unix_chkpwd"
+    live = {"b1": _with_setuid("b1", {chk: f"2755 root:shadow {old} libpam-modules-bin"},
+                               **{"libpam-modules-bin": "1.5.2-6+deb12u1"})}
+
+    def standby(value: str, version: str = "1.5.2-6+deb12u3") -> dict[str, Fingerprint]:
+        return {"g1": _with_setuid("g1", {chk: value}, **{"libpam-modules-bin": version})}
+
+    upgraded = f"2755 root:shadow {new} libpam-modules-bin"
+    assert compare_sides(standby(upgraded), live, patched_packages=["libpam-modules-bin"]) == []
+    assert compare_sides(standby(upgraded), live, patched_packages=None) == []
+    # not the patch's package, or its version did not change: drift
+    assert compare_sides(standby(upgraded), live, patched_packages=["demo-web"])
+    assert compare_sides(standby(upgraded, "1.5.2-6+deb12u1"), live, patched_packages=None)
+    # a changed mode or owner, or a file no package owns, is drift whatever the patch
+    for value in (f"4755 root:shadow {new} libpam-modules-bin",
+                  f"2755 root:root {new} libpam-modules-bin", f"2755 root:shadow {bad}"):
+        diffs = compare_sides(standby(value), live, patched_packages=None)
+        assert [(d.kind, d.key, d.against) for d in diffs] == [("setuid", chk, "live side")]

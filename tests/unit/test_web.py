@@ -9,11 +9,14 @@ import base64
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
+from orchestrator.advisories import measured
+from orchestrator.advisories.measured import SideMeasurement
 from orchestrator.errors import BadInput, StateError
 from orchestrator.routers.base import TrafficCounters
 from orchestrator.state.models import AuditEntryInput
@@ -36,7 +39,9 @@ class World:
         self.router.counted[("web", "blue")] = TrafficCounters(120, 3)
         self.writer = SQLiteStateStore(self.db, clock=self.clock, audit_key_file=self.key)
         self.broken = False
-        self.snapshots = Snapshots(self._open, ["api", "web"], clock=self.clock)
+        self.exposure = tmp_path / "advisories" / "exposure.json"
+        self.snapshots = Snapshots(self._open, ["api", "web"], clock=self.clock,
+                                   exposure_file=self.exposure)
 
     def _open(self) -> tuple[SQLiteStateStore, FakeRouter]:
         if self.broken:
@@ -159,6 +164,68 @@ def test_metrics_follow_flips_rollbacks_and_verifications(world: World) -> None:
         actor="watch", command="deviation", service="web", result="deviation",
         after={"side": "blue", "findings": {"web-blue-1": ["user eve added"]}}))
     assert metrics(world.client())[("bluegreen_deviations_total", (("service", "web"),))] == 1.0
+
+
+def _service(client: TestClient, name: str) -> dict[str, Any]:
+    doc = client.get("/api/v1/services").json()
+    return dict(next(s for s in doc["services"] if s["name"] == name))
+
+
+def test_exposure_the_newest_measurement_per_side_with_its_age(world: World) -> None:
+    client = world.client()
+    assert _service(client, "web")["exposure"] is None
+    assert "not measured" in client.get("/").text
+    assert "run `bluegreen exposure`" in client.get("/api/v1/services").json()["notes"][0]
+    assert not any(name == "bluegreen_open_cves" for name, _ in metrics(client))
+
+    at = world.clock.now
+    measured.save(world.exposure, [
+        SideMeasurement("web", "blue", at, 2, 2, 0, {"high": 48, "medium": 26}, 74, ["f"]),
+        SideMeasurement("web", "green", at, 2, 0, 1, {}, 0, ["f"]),
+    ])
+    world.clock.advance(600)
+    # green is patched after the measurement: its numbers are outdated, and say so
+    world.writer.begin_patch("web", "green", "lvl-2", audit=AuditEntryInput(
+        actor="alice", command="patch", service="web"))
+    client = world.client()
+    web = _service(client, "web")
+    assert set(web["exposure"]) == {"blue", "green"}
+    blue, green = web["sides"]
+    assert blue["exposure"]["open"] == 74 and blue["exposure"]["outdated"] is False
+    assert blue["exposure"]["by_urgency"] == {"high": 48, "medium": 26}
+    assert green["exposure"]["open"] == 0 and green["exposure"]["outdated"] is True
+    assert _service(client, "api")["exposure"] is None
+    page = client.get("/").text
+    assert 'data-side="blue" data-open="74"' in page and "74 open</span> 48 high, 26 medium" in page
+    assert "measured 10.0 min ago" in page and "1 NOT READ" in page
+    assert "outdated</span> patched after the measurement" in page
+
+    m = metrics(client)
+    def cves(side: str, urgency: str) -> float:
+        return m[("bluegreen_open_cves", (("service", "web"), ("side", side),
+                                          ("urgency", urgency)))]
+    assert cves("blue", "high") == 48 and cves("blue", "medium") == 26
+    assert cves("blue", "critical") == 0 and cves("green", "high") == 0
+    web_green = (("service", "web"), ("side", "green"))
+    assert m[("bluegreen_exposure_outdated", web_green)] == 1.0
+    assert m[("bluegreen_exposure_unread_hosts", web_green)] == 1.0
+    assert m[("bluegreen_exposed_hosts", (("service", "web"), ("side", "blue")))] == 2.0
+    assert m[("bluegreen_exposure_measured_timestamp_seconds", web_green)] == at.timestamp()
+    assert not any(dict(labels).get("service") == "api" for name, labels in m
+                   if name == "bluegreen_open_cves")
+
+
+def test_an_unreadable_exposure_record_is_said_not_shown(world: World) -> None:
+    world.exposure.parent.mkdir()
+    world.exposure.write_text('{"format": 1, "sides": [{"service": "web", "side": "blue", '
+                              '"by_urgency": {"<b>high</b>": 1}}]}')
+    client = world.client()
+    doc = client.get("/api/v1/services").json()
+    assert "open CVEs: not shown: exposure record" in doc["notes"][0]
+    assert all(s["exposure"] is None for s in doc["services"])
+    page = client.get("/").text
+    assert "not a side measurement" in page and "<b>high" not in page
+    assert not any(name == "bluegreen_open_cves" for name, _ in metrics(client))
 
 
 def test_a_busy_store_shows_the_last_snapshot_as_stale(world: World) -> None:

@@ -67,3 +67,21 @@ def test_settings_validation() -> None:
         AdvisorySettings.model_validate({"min_urgency": "severe"})
     s = AdvisorySettings.model_validate({"repositories": ["http://h/debian bookworm main"]})
     assert [f.kind for f in s.effective_feeds()] == ["changelog"]
+
+
+def test_a_bad_feed_is_refused_before_any_repository_is_fetched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bad input changes nothing, not even the cache: the repositories' indexes (fetched
+    and cached) are read only after the feeds that need none were read whole."""
+    import orchestrator.advisories.catalog as catalog_module
+
+    def fetched(*_: object, **__: object) -> None:
+        raise AssertionError("the repository index was fetched before the feed was read")
+
+    monkeypatch.setattr(catalog_module, "load_index", fetched)
+    truncated = tmp_path / "t.json"
+    truncated.write_text('{"openssl": {"CVE-2026-84782": {"releases": ')
+    settings = AdvisorySettings(repositories=["http://10.231.0.1:8099/bookworm-security ./"])
+    with pytest.raises(BadInput, match="truncated"):
+        load_catalog(settings, tmp_path / "c", feed_args=[f"debian-tracker:{truncated}"])
+    assert not (tmp_path / "c").exists()

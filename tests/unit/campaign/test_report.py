@@ -142,3 +142,43 @@ def test_timeline_bars_are_proportional_to_durations() -> None:
     assert patch.width == pytest.approx(3 * verify.width)
     assert verify.x == pytest.approx(patch.x + patch.width)
     assert bake.words == "not ended running" and patch.tone == "good"
+
+
+def _now(live: str, web_blue: dict[str, str]) -> dict[str, Any]:
+    """What `evidence.read_now` would read: web live on `live`, api on green (patched)."""
+    return {
+        "web": {"live": live, "at": "2026-11-08T00:00:00+00:00", "router_error": None,
+                "hosts": {"web-blue-1": {"side": "blue", "versions": web_blue},
+                          "web-green-1": {"side": "green", "versions": dict(FIXED)},
+                          "web-green-2": {"side": "green", "versions": dict(FIXED)}}},
+        "api": {"live": "green", "at": "2026-11-08T00:00:00+00:00", "router_error": None,
+                "hosts": {"api-green-1": {"side": "green", "versions": dict(FIXED)}}},
+    }
+
+
+@pytest.mark.parametrize(("live", "tone", "open_now"), [("green", "good", "0"),
+                                                        ("blue", "bad", "1")])
+def test_html_cve_table_per_host_and_exposure_now(
+        tmp_path: Path, live: str, tone: str, open_now: str) -> None:
+    clock = FrozenClock()
+    with SQLiteStateStore(tmp_path / "state.db", clock=clock,
+                          audit_key_file=tmp_path / "audit.key") as store:
+        write_campaign(store, clock)
+        run = store.get_run("c1")
+        assert run is not None
+        report = build_report(store, run, _now(live, dict(VULNERABLE)))
+    assert report.exposure is not None and report.exposure["open"] == int(open_now)
+    html = render(report, "html")
+    band = html[html.rindex("<li", 0, html.index('id="exposure"')):].split("</li>")[0]
+    assert f'class="{tone}" id="exposure"' in band and f'<span class="n">{open_now}</span>' in band
+    web = html[html.index('id="service-1"'):html.index('id="service-2"')]
+    rows = [r for r in web[web.index('class="cves"'):].split("</table>")[0].split("<tr>")
+            if "<td>" in r]
+    cells = {r.split("</td>")[0].removeprefix("<td>"): r for r in rows}
+    assert set(cells) == {"web-blue-1", "web-green-1", "web-green-2"}
+    badges = [b.split(">", 1)[1] for b in cells["web-green-1"].split('<span class="badge')[1:]]
+    assert [b.split("<")[0] for b in badges] == ["open", "fixed", "fixed"]  # before after now
+    blue = [b.split(">", 1)[1].split("<")[0]
+            for b in cells["web-blue-1"].split('<span class="badge')[1:]]
+    assert blue == ["-", "-", "open"]  # never patched by the campaign, open now
+    assert ("web: EXPOSED" if live == "blue" else "web: closed: live side green") in html

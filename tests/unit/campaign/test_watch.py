@@ -1,4 +1,5 @@
-"""`watch` and `quarantine`: findings in words, which deviations quarantine, bad input."""
+"""`watch`, `quarantine`, `rebuild`: findings in words, which deviations quarantine, bad
+input."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ def _config(tmp_path: Path, **watch: object) -> Path:
     fake_config(tmp_path)
     path = tmp_path / "bluegreen.yml"
     doc = json.loads(path.read_text())
+    if "rebuild" in watch:
+        doc["services"]["web"]["patch"]["rebuild_playbook"] = watch.pop("rebuild")
     doc["services"]["web"]["watch"] = watch
     path.write_text(json.dumps(doc))
     return path
@@ -60,6 +63,12 @@ def _config(tmp_path: Path, **watch: object) -> Path:
     (["watch", "web", "--once"], {}, "baseline file not found"),
     (["quarantine", "web", "--side", "blue", "--reason", " "], {}, "--reason is empty"),
     (["quarantine", "web", "--side", "red", "--reason", "x"], {}, "red"),
+    (["rebuild", "web", "--side", "blue", "--reason", "x"], {},
+     "services.web.patch.rebuild_playbook is not set"),
+    (["rebuild", "web", "--side", "blue", "--reason", "x"], {"rebuild": "nope.yml"},
+     "playbook 'nope.yml' not found"),
+    (["rebuild", "web", "--side", "blue", "--reason", ""], {"rebuild": "patch.yml"},
+     "--reason is empty"),
 ])
 def test_bad_input_is_one_clear_error_and_exit_2(
     tmp_path: Path, args: list[str], watch: dict[str, object], says: str

@@ -1,0 +1,118 @@
+"""Rebuild instead of repair: re-image the standby side, then the full gate.
+
+`bluegreen rebuild SERVICE --side SIDE` runs the service's `patch.rebuild_playbook` (plain
+Ansible, `target` = the side's inventory group: re-image, redeploy, or in the lab a fresh
+root through the lab's own control) on a side that is not live, under the service's run
+lock, recorded as a patch (`patching(rebuild-...)` before Ansible runs, `patched` after),
+then runs the whole verification gate on it. Only a passing gate makes the side
+`verified`, which is how a `quarantined` side (or a stuck, failed or `failed_live` one)
+becomes a flip target again; a failed playbook leaves it `patching`, a failed gate
+`verify_failed`: neither takes traffic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.config.loaded import LoadedConfig
+from orchestrator.errors import BadInput, PatchFailed, StateError
+from orchestrator.sides import Side
+from orchestrator.state.base import StateStore
+from orchestrator.state.models import AuditEntryInput
+
+if TYPE_CHECKING:
+    from orchestrator.rollout.steps.verify import VerifyOutcome
+
+
+@dataclass(frozen=True)
+class RebuildOutcome:
+    service: str
+    side: Side
+    playbook: Path
+    level: str
+    playbook_seconds: float
+    verify: VerifyOutcome
+
+    @property
+    def ok(self) -> bool:
+        return self.verify.ok
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"service": self.service, "side": self.side, "playbook": str(self.playbook),
+                "level": self.level, "playbook_seconds": round(self.playbook_seconds, 3),
+                "ok": self.ok, "summary": self.verify.summary,
+                "results": [{"host": r.host, "check": r.check, "status": r.status,
+                             "evidence": r.evidence} for r in self.verify.report.results]}
+
+
+def rebuild_playbook(config: LoadedConfig, service: str) -> Path:
+    """The service's rebuild playbook; BadInput when none is set or it does not exist."""
+    name = config.service(service).patch.rebuild_playbook
+    if name is None:
+        raise BadInput(
+            f"{config.path}: services.{service}.patch.rebuild_playbook is not set",
+            hint="point it at a playbook that re-images the hosts of `target` (the lab's: "
+            "playbooks/lab-rebuild.yml)",
+        )
+    return config.resolve_playbook(name, field=f"services.{service}.patch.rebuild_playbook")
+
+
+def _refuse_live(config: LoadedConfig, service: str, side: Side) -> None:
+    """The router is the truth about the live side (the store may never have seen it)."""
+    from orchestrator.traffic import open_router
+
+    router = open_router(config)
+    try:
+        live = router.live(service)
+    finally:
+        router.close()
+    if live == side:
+        raise StateError(
+            f"{service}: refusing to rebuild {side}: it is the live side",
+            hint=f"move traffic off it first: `bluegreen quarantine {service} --side {side} "
+            "--reason TEXT` (flips to the other side if that one is verified)",
+        )
+
+
+def rebuild_side(config: LoadedConfig, store: StateStore, service: str, side: Side, *,
+                 actor: str, reason: str, run_id: str) -> RebuildOutcome:
+    """Re-image `side` with the rebuild playbook, then verify it (recorded). Raises
+    BadInput (no playbook), LockHeld, StateError (the side is live at the router, or a
+    flip is pending: `begin_patch` refuses), RouterError, PatchFailed (the playbook failed: the side stays
+    `patching`)."""
+    from orchestrator.patching.runner import prepare, run_playbook
+    from orchestrator.rollout.steps.verify import verify_side
+
+    playbook = rebuild_playbook(config, service)
+    if not reason.strip():
+        raise BadInput("--reason is empty", hint="say why, e.g. --reason INC-4711")
+    run = dataclasses.replace(prepare(config, service, side, None), playbook=playbook)
+    level = "rebuild-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    store.acquire_lock(service, run_id)
+    try:
+        _refuse_live(config, service, side)
+        store.begin_patch(service, side, level, audit=AuditEntryInput(
+            actor=actor, command="rebuild.begin", service=service, reason=reason,
+            after={"side": side, "playbook": str(playbook), "level": level}))
+        result = run_playbook(run)
+        if not result.ok:
+            failures = "; ".join(result.failures()) or result.message or result.status
+            store.audit_append(AuditEntryInput(
+                actor=actor, command="rebuild", service=service, reason=reason,
+                result="failed", after={"side": side, "level": level, "error": failures}))
+            raise PatchFailed(
+                f"{service} {side}: the rebuild playbook failed ({failures}); the side stays "
+                "patching: it takes no traffic",
+                hint=f"fix the cause and run `bluegreen rebuild {service} --side {side}` again")
+        state = store.record_patch(service, side, level, audit=AuditEntryInput(
+            actor=actor, command="rebuild", service=service, reason=reason,
+            after={"side": side, "level": level, "playbook_seconds": round(result.seconds, 3)}))
+        outcome = verify_side(config, store, service, side, actor=actor, patch_level=level,
+                              expected_generation=state.generation)
+    finally:
+        store.release_lock(service, run_id)
+    return RebuildOutcome(service, side, playbook, level, result.seconds, outcome)
