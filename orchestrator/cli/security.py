@@ -131,7 +131,7 @@ def rebuild(ctx: click.Context, service: str, side: str, reason: str, as_json: b
     fails."""
     from orchestrator.errors import VerificationFailed
     from orchestrator.rollout.rebuild import rebuild_playbook, rebuild_side
-    from orchestrator.rollout.runner import new_run_id
+    from orchestrator.rollout.context import new_run_id
     from orchestrator.traffic import open_store, parse_side
     from orchestrator.traffic.quarantine import check_reason
 

@@ -37,6 +37,9 @@ from orchestrator.state.base import StateStore
 from orchestrator.state.models import Run
 from orchestrator.traffic import failpoints
 
+# new_run_id (context) and patch_level (steps.patch) are also importable from here
+__all__ = ["PIPELINE", "STEPS", "Rollout", "RolloutResult", "new_run_id", "patch_level"]
+
 PIPELINE: tuple[Step, ...] = (Precheck(), Patch(), Verify(), Flip(), Bake())
 STEPS = tuple(step.name for step in PIPELINE)
 
