@@ -171,6 +171,7 @@ def lab_demo(ctx: click.Context, service: str) -> None:
     from orchestrator.cli.advisories import show_exposure
     from orchestrator.cli.audit import audit_verify, history
     from orchestrator.cli.campaign import demo_campaign, new_campaign, report_cmd
+    from orchestrator.cli.context import witness_now
     from orchestrator.cli.traffic import rollback, status
     from orchestrator.errors import BadInput
     from orchestrator.lab.lab import Lab
@@ -217,6 +218,8 @@ def lab_demo(ctx: click.Context, service: str) -> None:
     )
     show_exposure(ctx, service, None, (), "high", False, False, brief=True)
     banner("7. the audit trail, and its hash chain verified")
+    # the head is witnessed when a command ends; the demo is one long command: now
+    witness_now()
     ctx.invoke(history, service=None, limit=20, as_json=False)
     ctx.invoke(audit_verify, as_json=False)
     banner("8. the evidence: per host each advisory's CVEs before / after / now, probe results, "

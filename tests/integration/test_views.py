@@ -7,6 +7,7 @@ they are also written to docs/screenshots/ (the README shows those)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -178,10 +179,29 @@ def test_dashboard_follows_a_rollout_metrics_and_api(
     assert m[live("web", "blue")] == 1.0 and m[live("web", "green")] == 0.0
     assert m[("bluegreen_rollbacks_total", (("service", "web"),))] == 0.0
     assert m[("bluegreen_audit_chain_ok", ())] == 1.0
+    # the real CVEs of both sides, measured once: the dashboard shows them per side
+    code, found = bluegreen_json(lab.paths.config, "exposure", "web", timeout=300)
+    assert code == 3, found
+
+    def exposure_cell(browser: Any, side: str) -> Any:
+        return browser.find_element(
+            By.CSS_SELECTOR, f'tr[data-service="web"] td.exposure div[data-side="{side}"]')
+
+    def measured(browser: Any, side: str) -> tuple[int, str] | None:
+        """(open CVEs, the cell's words) once the page shows a measurement."""
+        cell = exposure_cell(browser, side)
+        value = cell.get_attribute("data-open")
+        return (int(value), str(cell.text)) if value else None
 
     with chromium(javascript=True) as browser:
         browser.get(base)
         assert "web blue" in browser.title
+        for side in ("blue", "green"):
+            shown, words = wait_for(f"{side}'s exposure on the page",
+                                    functools.partial(measured, browser, side), timeout=30)
+            summary = found["services"]["web"]["sides"][side]["summary"]
+            assert shown >= summary["cves"] > 0, words  # every urgency vs low and above
+            assert f"{shown} open" in words and "2 of 2 hosts exposed" in words, words
         browser.execute_script("window.__stillHere = 42;")
         rollout = subprocess.Popen(
             [*BLUEGREEN, "-c", str(config), "rollout", "web", "--yes"],
@@ -194,6 +214,9 @@ def test_dashboard_follows_a_rollout_metrics_and_api(
             hosts = wait_for("the run's hosts", lambda: browser.find_element(
                 By.CSS_SELECTOR, ".run ul.hosts").text, timeout=10)
             assert all(h in hosts for h in hosts_of(lab, "web", "green")), hosts
+            # green is being patched: its exposure numbers are older than its patch
+            wait_for("green's exposure marked outdated",
+                     lambda: "outdated" in exposure_cell(browser, "green").text, timeout=30)
             screenshot(browser, "dashboard.png")
             _, err = rollout.communicate(timeout=300)
         finally:

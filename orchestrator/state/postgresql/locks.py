@@ -35,6 +35,16 @@ _SESSION = (
 )
 
 
+def _run_lock_held(lock: LockInfo) -> LockHeld:
+    """`rows.lock_held`, with the fix that holds here: a dead holder needs no unlock."""
+    held = lock_held(lock)
+    held.hint = (f"wait for run {lock.run_id} to finish; if its process died, the lock is "
+                 f"already free (it ended with its database session): retry; if it hangs on "
+                 f"{lock.hostname}, `bluegreen unlock {lock.service} --reason TEXT` ends its "
+                 "session")
+    return held
+
+
 def _halves(key: int) -> tuple[int, int]:
     """How pg_locks shows a bigint advisory key: (classid, objid), both unsigned."""
     unsigned = key & 0xFFFFFFFFFFFFFFFF
@@ -88,7 +98,7 @@ class PgLocks(AuditChain):
         if not held_before and not self._try_lock(key):
             rows = self._query("SELECT * FROM locks WHERE service = ?", (service,))
             if rows:
-                raise lock_held(lock_from_row(rows[0]))
+                raise _run_lock_held(lock_from_row(rows[0]))
             raise self._held_by_session(service, key, "run lock")
         now = self._now()
         new = LockInfo(service=service, run_id=run_id, holder=who.holder, pid=who.pid,
@@ -102,7 +112,7 @@ class PgLocks(AuditChain):
                     new = old
                 else:
                     if old is not None and held_before:  # this session holds it, for another run
-                        raise lock_held(old)
+                        raise _run_lock_held(old)
                     conn.execute("DELETE FROM locks WHERE service = ?", (service,))
                     conn.execute(
                         "INSERT INTO locks (service, run_id, holder, pid, hostname, acquired_at)"
@@ -135,7 +145,7 @@ class PgLocks(AuditChain):
             old = lock_from_row(row) if row else None
             if old is not None:
                 if old.run_id != run_id:
-                    raise lock_held(old)
+                    raise _run_lock_held(old)
                 conn.execute("DELETE FROM locks WHERE service = ?", (service,))
                 entry = AuditEntryInput(actor=old.holder, command="lock.release")
                 self._audit(conn, entry, now, service=service, before=lock_dump(old))

@@ -132,3 +132,32 @@ def test_filenames_are_quoted_in_urls_as_apt_does() -> None:
     )
     (local,) = parse_packages(stanza, "/srv/repo", "x")
     assert local.url == "/srv/repo/zlib1g_1%3a1.2.13.dfsg-1+deb12u1_amd64.deb"
+
+
+REAL_DEB = Path(__file__).parents[2] / "data/debs/zlib1g_1.2.13.dfsg-1+deb12u1_amd64.deb"
+"""Debian's own zlib1g from bookworm-security, as the lab repository serves it (copied
+from there, unchanged): the changelog source on a real package, epoch included."""
+
+
+def test_the_real_deb_from_debian_security(tmp_path: Path) -> None:
+    import shutil
+
+    from orchestrator.advisories.exposure import Catalog, Installed
+
+    entries = read_changelog(REAL_DEB, "zlib1g", str(REAL_DEB))
+    assert entries is not None
+    assert entries[0] == {"version": "1:1.2.13.dfsg-1+deb12u1", "urgency": "high",
+                          "cves": ["CVE-2026-27171", "CVE-2026-85091"]}
+    assert {"version": "1:1.2.11.dfsg-4.1", "urgency": "medium",
+            "cves": ["CVE-2022-37434"]} in entries
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(REAL_DEB, repo)
+    flat_repo(repo)
+    image = "1:1.2.13.dfsg-1"  # what the lab's bookworm image has
+    data = _source(tmp_path, repo).load({"zlib": image})
+    host = Catalog(data.vulnerabilities).open_on(
+        "h", [Installed("zlib1g", image, "zlib", image)])
+    assert {c.cve for c in host.open} == {"CVE-2026-27171", "CVE-2026-85091"}
+    assert {(c.fixed_version, c.urgency, c.available_version) for c in host.open} == {
+        ("1:1.2.13.dfsg-1+deb12u1", "high", "1:1.2.13.dfsg-1+deb12u1")}

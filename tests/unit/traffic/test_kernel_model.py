@@ -338,6 +338,37 @@ TestKernelModel.settings = settings(
 )
 
 
+
+class KernelModelOnPostgres(KernelModel):
+    """The same machine on the PostgreSQL backend (advisory locks, the audit head's row
+    lock, sessions that end with a crashed process); `state_url` is set by the fixture
+    below. Fewer examples than SQLite's: every step is a few round trips to the server."""
+
+    def __init__(self) -> None:
+        assert self.state_url is not None, "the PostgreSQL database fixture did not run"
+        super().__init__()
+        assert type(self.world.observer).__name__ == "PostgresStateStore"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _postgres_for_the_model() -> Iterator[None]:
+    with postgres.throwaway_database() as url:
+        KernelModelOnPostgres.state_url = postgres.migrated(url)
+        yield
+        KernelModelOnPostgres.state_url = None
+
+
+TestKernelModelOnPostgres = KernelModelOnPostgres.TestCase
+TestKernelModelOnPostgres.settings = settings(
+    max_examples=env_int("BLUEGREEN_MODEL_PG_EXAMPLES", 20),
+    stateful_step_count=env_int("BLUEGREEN_MODEL_STEPS", 30),
+    derandomize=not env_int("BLUEGREEN_MODEL_PG_EXAMPLES", 0),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
 # -- the interleavings of issue 10, as fixed examples of the same machine ------------------
 
 R = "rollout_until"
