@@ -119,6 +119,8 @@ class Fleet:
     """Every service of the config, with its hosts per side."""
 
     services: Mapping[str, ServiceHosts]
+    groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Each inventory group -> itself and every group below it (`children:`, nested)."""
 
     def service(self, name: str) -> ServiceHosts:
         try:
@@ -197,7 +199,9 @@ def _build(config: LoadedConfig, inv_path: Path, captured: io.StringIO) -> Fleet
         services[svc_name] = ServiceHosts(
             service=svc_name, blue=pools["blue"], green=pools["green"]
         )
-    return Fleet(services=services)
+    within = {g.name: frozenset({g.name} | {d.name for d in g.get_descendants()})
+              for g in groups.values()}
+    return Fleet(services=services, groups=within)
 
 
 def _parse(inv_path: Path, captured: io.StringIO) -> tuple[Any, Any, Any, Any]:

@@ -1,10 +1,12 @@
 """Fakes the tests share: a router that fails on cue, a patcher and a verification gate
-for the rollout (`RolloutTools`), a frozen clock, a temporary real SQLite store, a small
+for the rollout (`RolloutTools`), child rollouts made of them for the campaign engine
+(`fake_rollouts`, with `fake_fleet`), a frozen clock, a temporary real SQLite store, a small
 config, and for the failpoints a simulated crash (`crash_at`) or another process's command
 interleaved there (`at_failpoints`).
 
-Small, honest stand-ins for unit and model-based tests of the traffic kernel and the
-rollout; integration tests use the real lab instead. Never imported by the product code.
+Small, honest stand-ins for unit and model-based tests of the traffic kernel, the rollout
+and the campaign; integration tests use the real lab instead. Never imported by the product
+code.
 
     from orchestrator.testing import FakeRouter, FrozenClock, temp_store
     router = FakeRouter({"web": "blue"})
@@ -218,7 +220,7 @@ class FakeRouter:
         """Nothing to release."""
 
 
-# -- the rollout's tools (see orchestrator.rollout.tools.RolloutTools) ------------------------------
+# -- the rollout's tools (see orchestrator.rollout.tools.RolloutTools) -------------------------
 
 
 @dataclass
@@ -233,7 +235,8 @@ class FakePatcher:
     calls: list[tuple[str, Side]] = field(default_factory=list)
 
     def __call__(self, config: object, service: str, side: Side, packages: object, *,
-                 on_event: Callable[[object], None], cancel: Callable[[], bool]) -> Any:
+                 on_event: Callable[[object], None], cancel: Callable[[], bool],
+                 fleet: object = None) -> Any:
         from orchestrator.patching import PatchResult, SideChanges, SidePatch
         from orchestrator.patching.results import HostPatchResult
 
@@ -276,7 +279,8 @@ class FakeGate:
 
     def __call__(self, config: object, store: Any, service: str, side: Side, *, actor: str,
                  packages: object = (), advisories: object = (), patch_level: str | None = None,
-                 expected_generation: int | None = None) -> FakeVerifyOutcome:
+                 expected_generation: int | None = None, fleet: object = None
+                 ) -> FakeVerifyOutcome:
         from orchestrator.state.models import AuditEntryInput
 
         self.calls.append((service, side))
@@ -301,11 +305,28 @@ def fake_tools(patcher: FakePatcher | None = None, gate: FakeGate | None = None,
     return RolloutTools(
         patch=patcher or FakePatcher(),
         verify=gate or FakeGate(),
-        unreachable=lambda _config, _service: [],
-        recheck=lambda _config, _service: recheck,
+        unreachable=lambda _hosts: [],
+        recheck=lambda _config, _service, _fleet: recheck,
         probe=lambda _url, _header, _backend: (True, ""),
         check_inputs=False,
     )
+
+
+def fake_rollouts(patcher: FakePatcher | None = None, gate: FakeGate | None = None) -> Any:
+    """A `campaign.runner.RolloutFactory`: child rollouts made of `fake_tools()`, for the
+    campaign engine's tests (`CampaignRunner(..., rollouts=fake_rollouts(), fleet=...)`)."""
+    from functools import partial
+
+    from orchestrator.rollout.runner import Rollout
+
+    return partial(Rollout, tools=fake_tools(patcher, gate))
+
+
+def fake_fleet(config: Any) -> Any:
+    """The inventory of a `fake_config`: every service with no hosts (nothing to reach)."""
+    from orchestrator.inventory import Fleet, ServiceHosts
+
+    return Fleet({name: ServiceHosts(name, (), ()) for name in config.services})
 
 
 def fake_config(directory: Path, services: tuple[str, ...] = ("web",), *,

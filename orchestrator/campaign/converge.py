@@ -13,6 +13,7 @@ from typing import Any
 
 from orchestrator.campaign.model import Campaign, advisories_for, packages_for
 from orchestrator.config.loaded import LoadedConfig
+from orchestrator.inventory import Fleet
 from orchestrator.routers.base import Router
 from orchestrator.sides import other_side
 from orchestrator.state.base import StateStore
@@ -61,8 +62,10 @@ def converge_service(
     actor: str,
     *,
     expected_live: str,
+    fleet: Fleet | None = None,
 ) -> ConvergeResult:
-    """Patch + verify the standby of `service`."""
+    """Patch + verify the standby of `service`. `fleet`: the command's parse of the
+    inventory (None: parse it)."""
     from orchestrator.patching import patch_side, step_record
     from orchestrator.rollout.steps.patch import patch_level
     from orchestrator.rollout.steps.verify import verify_side
@@ -91,7 +94,7 @@ def converge_service(
                 after={"side": side, "patch_level": level},
             ),
         )
-        patched = patch_side(config, service, side, packages)
+        patched = patch_side(config, service, side, packages, fleet=fleet)
         if not patched.ok:
             failures = patched.result.failures()
             return ConvergeResult(ok=False, side=side, message="; ".join(failures))
@@ -119,6 +122,7 @@ def converge_service(
             packages=packages,
             advisories=[a.model_dump(mode="json") for a in advisories_for(campaign, service)],
             patch_level=level,
+            fleet=fleet,
         )
         wanted = {p.name: p.version for p in packages}
         drift = sorted(

@@ -89,8 +89,8 @@ def plan_campaign(
     which packages would really change on each standby host (slower)."""
     from orchestrator.inventory import load_fleet
 
-    waves = resolve_waves(campaign, config)
-    fleet = load_fleet(config)
+    fleet = load_fleet(config)  # once for the command
+    waves = resolve_waves(campaign, config, fleet)
     services = []
     for wi, names in enumerate(waves):
         for svc in names:
@@ -101,7 +101,8 @@ def plan_campaign(
             if check:
                 from orchestrator.patching import patch_hosts
 
-                res = patch_hosts(config, svc, standby, pkgs, check_mode=True)
+                res = patch_hosts(config, svc, standby, pkgs, check_mode=True,
+                                  fleet=fleet)
                 changes = {
                     h: {n: f"{c.current or '-'} -> {c.new}" for n, c in r.would_change.items()}
                     for h, r in res.hosts.items()

@@ -413,7 +413,7 @@ def _verification(
             and child.started_at <= r.at <= end]
     if not mine:
         return None, []
-    last = mine[-1].after  # a failed gate's record names its failures (verification.py)
+    last = mine[-1].after  # a failed gate's record names its failures (rollout/steps/verify.py)
     return last.get("summary"), [_probe(r) for r in last.get("failures", [])]
 
 

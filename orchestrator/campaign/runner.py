@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.campaign.journal import (
     APPROVAL,
@@ -51,6 +51,12 @@ from orchestrator.campaign.model import (
     packages_for,
 )
 from orchestrator.campaign.notify import Notifier
+from orchestrator.campaign.runs import (
+    NothingToContinue,
+    RunningElsewhere,
+    run_to_continue,
+    running_elsewhere,
+)
 from orchestrator.campaign.state import (
     ServiceProgress,
     check_conflicts,
@@ -63,9 +69,11 @@ from orchestrator.config.loaded import LoadedConfig
 from orchestrator.errors import (
     BadInput,
     BluegreenError,
+    LockHeld,
     OutsideWindow,
     RolledBack,
 )
+from orchestrator.inventory import Fleet
 from orchestrator.routers.base import Router
 from orchestrator.schedule.window import window_state
 from orchestrator.secrets import safe_url
@@ -73,6 +81,9 @@ from orchestrator.state.base import StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, Run
 from orchestrator.state.registry import StateLocation
 from orchestrator.traffic.failpoints import Crash
+
+if TYPE_CHECKING:
+    from orchestrator.rollout.runner import Rollout
 
 AWAITING = "awaiting_approval"
 
@@ -127,8 +138,12 @@ class CampaignRunner:
         on_event: Callable[[CampaignEvent], None] | None = None,
         wait_for_window: bool = False,
         clock: Callable[[], datetime] = now_utc,
+        fleet: Fleet | None = None,
+        rollouts: RolloutFactory | None = None,
     ) -> None:
         self.config = config
+        self._fleet = fleet  # the inventory, parsed once for the command (here if not given)
+        self._rollouts = rollouts
         self._store = store
         self._router = router
         self._local = threading.local()  # a parallel wave's worker: its own store and router
@@ -151,9 +166,35 @@ class CampaignRunner:
         own: Router | None = getattr(self._local, "router", None)
         return own if own is not None else self._router
 
+    @property
+    def fleet(self) -> Fleet:
+        if self._fleet is None:
+            from orchestrator.inventory import load_fleet
+
+            self._fleet = load_fleet(self.config)
+        return self._fleet
+
     # ---- entry points ------------------------------------------------------------------
+    def run(self, campaign: Campaign, file: str, *, continue_run: bool = False
+            ) -> CampaignResult | NothingToContinue | RunningElsewhere:
+        """`campaign run FILE`: a new run; with `continue_run` (`--continue`, what timers
+        run) the campaign's unfinished run is resumed, nothing happens once its last run
+        ended (NothingToContinue), and a run another live process drives is left to it
+        (RunningElsewhere)."""
+        earlier = run_to_continue(self.store, campaign.name, file) if continue_run else None
+        if isinstance(earlier, NothingToContinue):
+            return earlier
+        try:
+            return self.resume(earlier) if earlier else self.start(campaign, Path(file))
+        except LockHeld:
+            # timers of several machines fire together: one runs the window, the rest say who
+            elsewhere = running_elsewhere(self.store, campaign.name) if continue_run else None
+            if elsewhere is None:
+                raise
+            return elsewhere
+
     def start(self, campaign: Campaign, source: Path) -> CampaignResult:
-        waves = resolve_waves(campaign, self.config)
+        waves = resolve_waves(campaign, self.config, self.fleet)
         services = [s for w in waves for s in w]
         check_conflicts(self.store, campaign.name, services, own_run=None)
         run_id = f"campaign-{campaign.name}-{now_utc():%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
@@ -209,10 +250,7 @@ class CampaignRunner:
         campaign = campaign_from_dict(run.params["campaign"], f"campaign run {run.run_id}")
         waves: list[list[str]] = run.params["waves"]
         total = sum(len(w) for w in waves)
-        from orchestrator.inventory import load_fleet
-
-        fleet = load_fleet(self.config)
-        self._hosts_total = sum(len(fleet.service(s).blue) for w in waves for s in w)
+        self._hosts_total = sum(len(self.fleet.service(s).blue) for w in waves for s in w)
         result = CampaignResult(run.run_id, campaign.name, "running", "", 0)
         notifier = Notifier(
             webhooks,
@@ -359,12 +397,12 @@ class CampaignRunner:
 
     def _service(self, run: Run, campaign: Campaign, svc: str, wave: int) -> ServiceOutcome:
         """Patch one service through its child rollout; what became of it."""
-        from orchestrator.rollout.runner import Rollout, new_run_id
+        from orchestrator.rollout.context import new_run_id
 
         step = Step.of_service(svc)
         journal = Journal(self.store, run.run_id)
         begun = journal.begun().get(step)
-        engine = Rollout(
+        engine = (self._rollouts or _real_rollout)(
             self.config,
             self.store,
             self.router,
@@ -372,6 +410,7 @@ class CampaignRunner:
             on_event=lambda ev: self._child_event(svc, ev),
             advisories=[a.model_dump(mode="json") for a in advisories_for(campaign, svc)],
             may_flip=lambda s: self._may_flip(run, campaign, s),
+            fleet=self.fleet,
         )
         try:
             child = self.store.get_run(begun["child_run"]) if begun else None
@@ -382,7 +421,8 @@ class CampaignRunner:
             else:
                 child_id = begun["child_run"] if begun else new_run_id(svc)
                 if not begun:
-                    before = standby_versions(self.config, self.router, svc, campaign)
+                    before = standby_versions(self.config, self.router, svc, campaign,
+                                              self.fleet)
                     journal.begin(step, {"child_run": child_id, "wave": wave, "before": before})
                 out = engine.start(
                     svc,
@@ -540,6 +580,7 @@ class CampaignRunner:
                 run.run_id,
                 self.actor,
                 expected_live=str(data.get("to")),
+                fleet=self.fleet,
             )
             journal.end(step, out.as_dict())
             self._emit("service", f"{svc}: {out.message}", {"service": svc})
@@ -554,6 +595,23 @@ class CampaignRunner:
 
 class _Aborted(BluegreenError):
     pass
+
+
+class RolloutFactory(Protocol):
+    """Makes a service's child rollout (tests: one with fakes, `orchestrator.testing`)."""
+
+    def __call__(self, config: LoadedConfig, store: StateStore, router: Router, *, actor: str,
+                 on_event: Callable[[Any], None], advisories: Sequence[dict[str, Any]],
+                 may_flip: Callable[[str], str | None], fleet: Fleet) -> Rollout: ...
+
+
+def _real_rollout(config: LoadedConfig, store: StateStore, router: Router, *, actor: str,
+                  on_event: Callable[[Any], None], advisories: Sequence[dict[str, Any]],
+                  may_flip: Callable[[str], str | None], fleet: Fleet) -> Rollout:
+    from orchestrator.rollout.runner import Rollout
+
+    return Rollout(config, store, router, actor=actor, on_event=on_event,
+                   advisories=advisories, may_flip=may_flip, fleet=fleet)
 
 
 # ---- shared helpers ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from orchestrator.campaign.journal import APPROVAL, Journal, Step
 from orchestrator.campaign.model import Campaign, packages_for
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.errors import BluegreenError, LockHeld, RolledBack
+from orchestrator.inventory import Fleet
 from orchestrator.routers.base import Router
 from orchestrator.sides import other_side
 from orchestrator.state.base import StateStore
@@ -138,16 +139,15 @@ def service_states(
 
 
 def standby_versions(
-    config: LoadedConfig, router: Router, service: str, campaign: Campaign
+    config: LoadedConfig, router: Router, service: str, campaign: Campaign, fleet: Fleet
 ) -> dict[str, dict[str, str]]:
     """Installed versions of the campaign's packages on the standby hosts (before patching)."""
-    from orchestrator.inventory import load_fleet
     from orchestrator.probes.connection import SSHConnection
     from orchestrator.probes.gate import targets_for
 
     names = [p.name for p in packages_for(campaign, service)]
     standby = other_side(router.live(service))
-    hosts = load_fleet(config).service(service).side(standby)
+    hosts = fleet.service(service).side(standby)
     out: dict[str, dict[str, str]] = {}
     for target in targets_for(config, hosts):
         try:

@@ -3,24 +3,37 @@ resolved through the inventory and every name checked against bluegreen.yml."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from orchestrator.campaign.model import Campaign, GroupSelector
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.errors import BadInput, unknown_service
+from orchestrator.inventory import Fleet
 
 
-def resolve_waves(campaign: Campaign, config: LoadedConfig) -> list[list[str]]:
-    """Each wave's service names, in order; group selectors resolved through the inventory.
-    A service appears once (in its first wave). Unknown names raise BadInput."""
+def resolve_waves(
+    campaign: Campaign, config: LoadedConfig, fleet: Fleet | None = None
+) -> list[list[str]]:
+    """Each wave's service names, in order; group selectors resolved through the inventory
+    (`fleet`, the command's parse of it; None: parsed if a group selector needs it). A
+    service appears once (in its first wave). Unknown names raise BadInput."""
+
+    @functools.cache
+    def inventory() -> Fleet:
+        from orchestrator.inventory import load_fleet
+
+        return fleet or load_fleet(config)
+
     allowed = None
     if campaign.services is not None:
-        allowed = set(_resolve_refs(campaign.services, config, "services"))
+        allowed = set(_resolve_refs(campaign.services, config, inventory, "services"))
     seen: set[str] = set()
     waves: list[list[str]] = []
     for i, wave in enumerate(campaign.waves):
         names = []
-        for name in _resolve_refs(wave.services, config, f"waves[{i}].services"):
+        for name in _resolve_refs(wave.services, config, inventory, f"waves[{i}].services"):
             if name in seen or (allowed is not None and name not in allowed):
                 continue
             seen.add(name)
@@ -37,11 +50,12 @@ def resolve_waves(campaign: Campaign, config: LoadedConfig) -> list[list[str]]:
     return waves
 
 
-def _resolve_refs(refs: list[Any], config: LoadedConfig, where: str) -> list[str]:
+def _resolve_refs(refs: list[Any], config: LoadedConfig, inventory: Callable[[], Fleet],
+                  where: str) -> list[str]:
     out: list[str] = []
     for ref in refs:
         if isinstance(ref, GroupSelector):
-            found = _services_in_group(config, ref.group)
+            found = _services_in_group(config, inventory(), ref.group)
             if not found:
                 raise BadInput(
                     f"campaign {where}: group {ref.group!r} holds no service of {config.path}",
@@ -56,19 +70,14 @@ def _resolve_refs(refs: list[Any], config: LoadedConfig, where: str) -> list[str
     return out
 
 
-def _services_in_group(config: LoadedConfig, group: str) -> list[str]:
-    from orchestrator.inventory import _parse, captured_output
-
-    with captured_output() as captured:
-        inventory, *_ = _parse(config.inventory_path, captured)
-    top = inventory.groups.get(group)
-    if top is None:
+def _services_in_group(config: LoadedConfig, fleet: Fleet, group: str) -> list[str]:
+    inside = fleet.groups.get(group)
+    if inside is None:
         raise BadInput(
             f"{config.inventory_path}: campaign selects group {group!r}, which is not in the"
             " inventory",
             hint="use a group name from `ansible-inventory --graph`",
         )
-    inside = {group} | {g.name for g in top.get_descendants()}
     return [
         name
         for name, svc in config.services.items()

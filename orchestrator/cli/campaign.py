@@ -163,11 +163,9 @@ def campaign_run(
 ) -> None:
     """Run a campaign: waves in order, each service patched, verified, flipped and baked
     inside the window."""
-    from pathlib import Path
 
     from orchestrator.campaign.model import load_campaign
-    from orchestrator.campaign.runs import NothingToContinue, run_to_continue, running_elsewhere
-    from orchestrator.errors import LockHeld
+    from orchestrator.campaign.runs import NothingToContinue, RunningElsewhere
 
     config = load(ctx)
     camp = load_campaign(file)
@@ -177,21 +175,12 @@ def campaign_run(
         click.confirm(f"Run campaign {camp.name}?", abort=True)
     engine, router = _campaign_engine(ctx, config, as_json, wait_for_window)
     try:
-        earlier = run_to_continue(engine.store, camp.name, file) if cont else None
-        if isinstance(earlier, NothingToContinue):
-            _say(earlier.message, earlier.as_dict(), as_json)
-            return
-        try:
-            result = engine.resume(earlier) if earlier else engine.start(camp, Path(file))
-        except LockHeld:
-            # timers of several machines fire together: one runs the window, the rest say who
-            elsewhere = running_elsewhere(engine.store, camp.name) if cont else None
-            if elsewhere is None:
-                raise
-            _say(elsewhere.message, elsewhere.as_dict(), as_json)
-            return
+        result = engine.run(camp, file, continue_run=cont)
     finally:
         router.close()
+    if isinstance(result, NothingToContinue | RunningElsewhere):
+        _say(result.message, result.as_dict(), as_json)
+        return
     _finish_campaign(result, as_json)
 
 

@@ -130,8 +130,8 @@ def rebuild(ctx: click.Context, service: str, side: str, reason: str, as_json: b
     a pass makes it verified again (how a quarantined side returns). Exit 3 when the gate
     fails."""
     from orchestrator.errors import VerificationFailed
+    from orchestrator.rollout.context import new_run_id
     from orchestrator.rollout.rebuild import rebuild_playbook, rebuild_side
-    from orchestrator.rollout.runner import new_run_id
     from orchestrator.traffic import open_store, parse_side
     from orchestrator.traffic.quarantine import check_reason
 

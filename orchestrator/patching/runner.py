@@ -42,6 +42,7 @@ from typing import Any
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.config.models import PackageSpec
 from orchestrator.errors import BadInput, PatchFailed
+from orchestrator.inventory import Fleet
 from orchestrator.patching.events import Collector, redact, shorten
 from orchestrator.patching.results import HostPatchResult, PatchProgress, PatchResult
 from orchestrator.patching.ssh import ansible_ssh_args, close_masters, control_dir
@@ -63,10 +64,10 @@ def _side_group(config: LoadedConfig, service: str, side: Side) -> str:
     return group
 
 
-def _side_hosts(config: LoadedConfig, service: str, side: Side) -> list[str]:
+def _side_hosts(config: LoadedConfig, service: str, side: Side, fleet: Fleet | None) -> list[str]:
     from orchestrator.inventory import load_fleet
 
-    return [h.name for h in load_fleet(config).service(service).side(side)]
+    return [h.name for h in (fleet or load_fleet(config)).service(service).side(side)]
 
 
 def _envvars(config: LoadedConfig, workdir: Path, sockets: Path, forks: int) -> dict[str, str]:
@@ -157,8 +158,10 @@ def prepare(
     packages: list[PackageSpec] | None,
     *,
     check_mode: bool = False,
+    fleet: Fleet | None = None,
 ) -> PlaybookRun:
-    """Check the inputs; raises `BadInput` before anything runs."""
+    """Check the inputs; raises `BadInput` before anything runs. `fleet`: the command's
+    parse of the inventory (None: parse it)."""
     group = _side_group(config, service, side)
     return PlaybookRun(
         config=config,
@@ -167,7 +170,7 @@ def prepare(
         group=group,
         playbook=config.playbook_path(service),
         extravars=_extravars(config, service, group, packages),
-        expected=_side_hosts(config, service, side),
+        expected=_side_hosts(config, service, side, fleet),
         timeout=config.service(service).patch.timeout_seconds,
         check_mode=check_mode,
     )
@@ -182,6 +185,7 @@ def patch_hosts(
     check_mode: bool = False,
     on_event: Callable[[PatchProgress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    fleet: Fleet | None = None,
 ) -> PatchResult:
     """Patch (or, with `check_mode`, plan) the `side` of `service` with its patch playbook.
 
@@ -190,7 +194,7 @@ def patch_hosts(
     failed host. Raises `BadInput` for a bad service/side/package list and `PatchFailed` when
     ansible-runner cannot run at all.
     """
-    run = prepare(config, service, side, packages, check_mode=check_mode)
+    run = prepare(config, service, side, packages, check_mode=check_mode, fleet=fleet)
     return run_playbook(run, on_event=on_event, cancel=cancel)
 
 

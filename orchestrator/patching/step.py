@@ -28,7 +28,7 @@ from typing import Any
 
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.config.models import PackageSpec
-from orchestrator.inventory import Host
+from orchestrator.inventory import Fleet, Host
 from orchestrator.patching.changes import (
     SNAPSHOT_COMMAND,
     SideChanges,
@@ -116,16 +116,19 @@ def patch_side(
     *,
     on_event: Callable[[PatchProgress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    fleet: Fleet | None = None,
 ) -> SidePatch:
     """Patch `side` of `service` and say what changed. `packages=None`: the config's.
+    `fleet`: the command's parse of the inventory (None: parse it).
 
     Raises what `patch_hosts` raises (BadInput, PatchFailed); a failed host is in the result.
     """
     from orchestrator.inventory import load_fleet
 
     started = time.monotonic()
-    run = prepare(config, service, side, list(packages) if packages else None)
-    hosts = load_fleet(config).service(service).side(side)
+    fleet = fleet or load_fleet(config)
+    run = prepare(config, service, side, list(packages) if packages else None, fleet=fleet)
+    hosts = fleet.service(service).side(side)
     asked = list(packages) if packages else list(config.service(service).patch.packages)
     run_dir = control_dir()
     masters = Masters(config, hosts, run_dir / "cp", timeout=config.model.ssh.connect_timeout)

@@ -1,5 +1,6 @@
-"""What the steps of one run share: the config, the store, the router, the tools, the run,
-what the run learned so far (the plan, the installed level), and the progress callback."""
+"""What the steps of one run share: the config, the inventory (parsed once), the store, the
+router, the tools, the run, what the run learned so far (the plan, the installed level),
+and the progress callback."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.config.models import PackageSpec
 from orchestrator.errors import Aborted
+from orchestrator.inventory import Fleet
 from orchestrator.rollout.records import Plan
 from orchestrator.rollout.tools import RolloutTools
 from orchestrator.routers.base import Router
@@ -51,6 +53,8 @@ class RunContext:
     advisories: list[dict[str, Any]] = field(default_factory=list)
     may_flip: Callable[[str], str | None] | None = None
     """A campaign's hook: None allows the flip, else the reason it must wait."""
+    fleet: Fleet | None = None
+    """The inventory, parsed once for the command (None: the tools need none, fakes)."""
     plan: Plan | None = None
     """From the precheck (None before it ran)."""
 

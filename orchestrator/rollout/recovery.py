@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from orchestrator.errors import RolledBack, StateMismatch
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from orchestrator.errors import (
+    Aborted,
+    BluegreenError,
+    OutsideWindow,
+    RolledBack,
+    StateMismatch,
+)
 from orchestrator.rollout.context import RunContext
 from orchestrator.state.models import RunStatus
-from orchestrator.traffic import settle
+from orchestrator.traffic import failpoints, settle
 
 
 def check_traffic(ctx: RunContext, ended: set[str], begun: set[str]) -> None:
@@ -36,6 +45,40 @@ def check_traffic(ctx: RunContext, ended: set[str], begun: set[str]) -> None:
             f"is live, the run expected {' or '.join(expected)}",
             hint="someone flipped since the run stopped; check, then start a new rollout",
         )
+
+
+@contextmanager
+def ends_recorded(ctx: RunContext) -> Iterator[None]:
+    """However the run stops inside, its end is recorded and its lock released, and it stays
+    resumable: rolled back, deferred (`may_flip` said no: the patched and verified standby
+    stays), failed, interrupted (Ctrl-C, bugs), aborted (recorded by whoever aborted it;
+    an error it caused is reported as the abort). A simulated kill -9 (`failpoints.Crash`)
+    leaves everything as it was, as a real one would."""
+    crashed = False
+    try:
+        yield
+    except RolledBack as exc:
+        finish(ctx, "rolled_back", exc.message)
+        raise
+    except Aborted:
+        raise
+    except OutsideWindow as exc:
+        finish(ctx, "deferred", exc.message)
+        raise
+    except BluegreenError as exc:
+        if ctx.is_aborted():  # aborted meanwhile: that is what stopped it
+            raise Aborted(ctx.aborted_message(), hint=exc.message) from exc
+        finish(ctx, "failed", exc.message)
+        raise
+    except failpoints.Crash:
+        crashed = True
+        raise
+    except BaseException as exc:
+        finish(ctx, "failed", f"interrupted: {type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if not crashed:
+            release(ctx)
 
 
 def finish(ctx: RunContext, status: RunStatus, message: str) -> None:

@@ -20,10 +20,11 @@ from typing import Any
 
 from orchestrator.config.loaded import LoadedConfig, parse_package_arg
 from orchestrator.config.models import PackageSpec
-from orchestrator.errors import Aborted, BluegreenError, OutsideWindow, RolledBack
+from orchestrator.errors import BluegreenError
+from orchestrator.inventory import Fleet
 from orchestrator.rollout.context import Event, RunContext, new_run_id
 from orchestrator.rollout.records import StepRecord
-from orchestrator.rollout.recovery import check_traffic, finish, release
+from orchestrator.rollout.recovery import check_traffic, ends_recorded
 from orchestrator.rollout.steps.bake import Bake
 from orchestrator.rollout.steps.base import Step
 from orchestrator.rollout.steps.flip import Flip
@@ -36,8 +37,8 @@ from orchestrator.state.base import StateStore
 from orchestrator.state.models import Run
 from orchestrator.traffic import failpoints
 
-__all__ = ["STEPS", "Event", "Rollout", "RolloutResult", "RolloutTools", "new_run_id",
-           "patch_level"]
+# new_run_id (context) and patch_level (steps.patch) are also importable from here
+__all__ = ["PIPELINE", "STEPS", "Rollout", "RolloutResult", "new_run_id", "patch_level"]
 
 PIPELINE: tuple[Step, ...] = (Precheck(), Patch(), Verify(), Flip(), Bake())
 STEPS = tuple(step.name for step in PIPELINE)
@@ -70,8 +71,9 @@ class Rollout:
                  on_event: Callable[[Event], None] | None = None,
                  advisories: Sequence[dict[str, Any]] = (),
                  may_flip: Callable[[str], str | None] | None = None,
-                 tools: RolloutTools | None = None) -> None:
+                 tools: RolloutTools | None = None, fleet: Fleet | None = None) -> None:
         self.tools = tools or RolloutTools()
+        self.fleet = fleet  # the inventory, parsed once for the command (here if not given)
         self.config, self.store, self.router, self.actor = config, store, router, actor
         self.on_event = on_event or (lambda _e: None)
         self.advisories = list(advisories)
@@ -102,10 +104,17 @@ class Rollout:
         written: bad input changes nothing, not even the audit chain."""
         if not self.tools.check_inputs:
             return
-        from orchestrator.inventory import load_fleet
-
-        load_fleet(self.config).service(service)
+        fleet = self._fleet()
+        if fleet is not None:
+            fleet.service(service)
         self.config.playbook_path(service)
+
+    def _fleet(self) -> Fleet | None:
+        if self.fleet is None and self.tools.check_inputs:
+            from orchestrator.inventory import load_fleet
+
+            self.fleet = load_fleet(self.config)
+        return self.fleet
 
     def resume(self, run: Run) -> RolloutResult:
         if run.service is None:
@@ -126,8 +135,8 @@ class Rollout:
         started = time.monotonic()
         ctx = self._context(run)
         result = RolloutResult(run.run_id, ctx.service, "running", None, None, "", 0.0)
-        crashed = False
-        try:
+        with ends_recorded(ctx):
+            ctx.fleet = self._fleet()
             journal = self.store.journal(run.run_id)
             ended = {e.step: e.data for e in journal if e.phase == "end"}
             for step in PIPELINE:
@@ -153,34 +162,7 @@ class Rollout:
                 f"{ctx.service}: {result.to_side} is live and patched ({ctx.level}); "
                 f"{result.from_side} kept as standby")
             self.store.finish_run(run.run_id, "done", result.message)
-        except RolledBack as exc:
-            result.status, result.message = "rolled_back", exc.message
-            finish(ctx, "rolled_back", exc.message)
-            raise
-        except Aborted as exc:
-            result.status, result.message = "aborted", exc.message
-            raise
-        except OutsideWindow as exc:  # may_flip said no: patched+verified standby stays
-            result.status, result.message = "deferred", exc.message
-            finish(ctx, "deferred", exc.message)
-            raise
-        except BluegreenError as exc:
-            if ctx.is_aborted():  # aborted meanwhile: that is what stopped it
-                result.status, result.message = "aborted", ctx.aborted_message()
-                raise Aborted(result.message, hint=exc.message) from exc
-            result.status, result.message = "failed", exc.message
-            finish(ctx, "failed", exc.message)
-            raise
-        except failpoints.Crash:  # a simulated kill -9: nothing more happens in this "process"
-            crashed = True
-            raise
-        except BaseException as exc:  # Ctrl-C, bugs: leave the run consistent and resumable
-            finish(ctx, "failed", f"interrupted: {type(exc).__name__}: {exc}")
-            raise
-        finally:
-            result.seconds = time.monotonic() - started
-            if not crashed:
-                release(ctx)
+        result.seconds = time.monotonic() - started
         return result
 
     @staticmethod

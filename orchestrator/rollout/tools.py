@@ -12,36 +12,31 @@ from typing import Any
 
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.config.models import PackageSpec
+from orchestrator.inventory import Fleet, Host
 from orchestrator.sides import Side
 from orchestrator.traffic.kernel import HostRecheck
 
 
 def _patch_side(config: LoadedConfig, service: str, side: Side,
                 packages: list[PackageSpec] | None, *, on_event: Callable[[Any], None],
-                cancel: Callable[[], bool]) -> Any:
+                cancel: Callable[[], bool], fleet: Fleet | None) -> Any:
     from orchestrator.patching import patch_side
 
-    return patch_side(config, service, side, packages, on_event=on_event, cancel=cancel)
+    return patch_side(config, service, side, packages, on_event=on_event, cancel=cancel,
+                      fleet=fleet)
 
 
-def unreachable_hosts(config: LoadedConfig, service: str) -> list[str]:
-    """Hosts of either side that do not answer with an SSH banner."""
-    from orchestrator.inventory import load_fleet
-
-    fleet = load_fleet(config).service(service)
-    return _unreachable([*fleet.blue, *fleet.green])
-
-
-def host_recheck(config: LoadedConfig, service: str) -> HostRecheck:
-    """The flip's host recheck: the side's hosts must be the ones that were verified."""
+def host_recheck(config: LoadedConfig, service: str, fleet: Fleet | None = None) -> HostRecheck:
+    """The flip's host recheck: the side's hosts must be the ones that were verified.
+    `fleet`: the command's parse of the inventory (None: parsed if the recheck runs)."""
 
     def recheck(side: Side, recorded: Any) -> None:
         from orchestrator.inventory import load_fleet
         from orchestrator.probes.gate import targets_for
         from orchestrator.probes.identity import recheck as recheck_hosts
 
-        targets = targets_for(config, load_fleet(config).service(service).side(side))
-        recheck_hosts(service, side, targets, recorded)
+        hosts = (fleet or load_fleet(config)).service(service).side(side)
+        recheck_hosts(service, side, targets_for(config, hosts), recorded)
 
     return recheck
 
@@ -66,25 +61,31 @@ class RolloutTools:
     """The outside world of a rollout (see the module's docstring)."""
 
     patch: Callable[..., Any] = _patch_side
-    """(config, service, side, packages, *, on_event, cancel) -> a `patching.SidePatch`."""
+    """(config, service, side, packages, *, on_event, cancel, fleet) -> a
+    `patching.SidePatch`."""
     verify: Callable[..., Any] | None = None
     """(config, store, service, side, *, actor, packages, advisories, patch_level,
-    expected_generation) -> a VerifyOutcome; records the verdict in the store. None: the
+    expected_generation, fleet) -> a VerifyOutcome; records the verdict in the store. None: the
     real gate, `steps.verify.verify_side` (the verify step's own module)."""
-    unreachable: Callable[[LoadedConfig, str], list[str]] = unreachable_hosts
-    recheck: Callable[[LoadedConfig, str], HostRecheck | None] = host_recheck
+    unreachable: Callable[[Sequence[Host]], list[str]] = field(
+        default_factory=lambda: unreachable_hosts
+    )
+    """The names of the hosts that do not answer with an SSH banner."""
+    recheck: Callable[[LoadedConfig, str, Fleet | None], HostRecheck | None] = host_recheck
     probe: Callable[[str, str | None, str | None], tuple[bool, str]] = field(
         default_factory=lambda: probe_once
     )
     check_inputs: bool = True
-    """Read the inventory and find the playbook before anything is written."""
+    """Read the inventory (once: it is passed down) and find the playbook before anything
+    is written. False: no inventory at all (the fakes need none)."""
 
 
-def _unreachable(hosts: Sequence[Any]) -> list[str]:
+def unreachable_hosts(hosts: Sequence[Host]) -> list[str]:
+    """The names of `hosts` that do not answer with an SSH banner (in parallel)."""
     import socket
     from concurrent.futures import ThreadPoolExecutor
 
-    def down(h: Any) -> bool:
+    def down(h: Host) -> bool:
         try:
             with socket.create_connection((h.address, h.port), timeout=3) as s:
                 s.settimeout(3)

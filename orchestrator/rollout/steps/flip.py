@@ -25,7 +25,7 @@ class Flip(NothingToResume):
         outcome = move_traffic(ctx.store, ctx.router, FlipRequest(
             service=service, command="rollout.flip", reason=f"run {ctx.run_id}",
             actor=ctx.actor, to=standby, run_id=ctx.run_id,
-            recheck_hosts=ctx.tools.recheck(ctx.config, service),
+            recheck_hosts=ctx.tools.recheck(ctx.config, service, ctx.fleet),
         ))
         if not outcome.changed:  # resumed after the router had flipped
             return FlipRecord(live, standby, recovered=True)

@@ -36,7 +36,7 @@ class Patch:
                      {"host": p.host, "task": p.task, "status": p.status})
 
         patched = ctx.tools.patch(ctx.config, service, standby, ctx.packages or None,
-                                  on_event=progress, cancel=ctx.is_aborted)
+                                  on_event=progress, cancel=ctx.is_aborted, fleet=ctx.fleet)
         if not patched.ok:
             bad = patched.result.failures() or [patched.result.message or patched.result.status]
             raise PatchFailed(

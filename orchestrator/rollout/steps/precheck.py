@@ -9,7 +9,7 @@ from typing import Any
 from orchestrator.errors import BluegreenError
 from orchestrator.rollout.context import RunContext
 from orchestrator.rollout.records import Plan
-from orchestrator.sides import Side, other_side
+from orchestrator.sides import other_side
 from orchestrator.traffic import settle
 
 
@@ -20,22 +20,15 @@ class Precheck:
         service = ctx.service
         live = settle(ctx.store, ctx.router, service, ctx.actor)
         standby = other_side(live)
-        unreachable = ctx.tools.unreachable(ctx.config, service)
+        hosts = ctx.fleet.service(service) if ctx.fleet is not None else None
+        unreachable = ctx.tools.unreachable([*hosts.blue, *hosts.green] if hosts else [])
         if unreachable:
             raise BluegreenError(
                 f"{service}: unreachable over SSH: {', '.join(unreachable)}",
                 hint="both sides must be reachable before a rollout; check the hosts or the network",
             )
-        ctx.plan = Plan(live, standby, tuple(self._hosts_of(ctx, standby)))
+        ctx.plan = Plan(live, standby, tuple(h.name for h in hosts.side(standby)) if hosts else ())
         return ctx.plan
 
     def resume(self, ctx: RunContext, ended: Mapping[str, Any]) -> None:
         ctx.plan = Plan.from_dict(ended)
-
-    @staticmethod
-    def _hosts_of(ctx: RunContext, side: Side) -> list[str]:
-        if not ctx.tools.check_inputs:
-            return []
-        from orchestrator.inventory import load_fleet
-
-        return [h.name for h in load_fleet(ctx.config).service(ctx.service).side(side)]

@@ -34,6 +34,7 @@ from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput
 
 if TYPE_CHECKING:
+    from orchestrator.inventory import Fleet
     from orchestrator.probes.drift import DriftReport, Fingerprint
     from orchestrator.probes.pool import ConnectionPool
 
@@ -69,17 +70,19 @@ def side_drift(
     packages: Sequence[PackageSpec] = (),
     deadline_s: float = DEFAULT_DEADLINE_S,
     pool: ConnectionPool | None = None,
+    fleet: Fleet | None = None,
 ) -> DriftReport:
     """`side` against the other side of `service` (and each side within itself).
 
     `pool`: the run's connections (default: one per host of both sides, closed at the end).
+    `fleet`: the command's parse of the inventory (None: parse it).
     """
     import time
 
     from orchestrator.probes.drift import read_fingerprints
 
     started = time.monotonic()
-    mine, theirs = _both_sides(config, service, side)
+    mine, theirs = _both_sides(config, service, side, fleet)
     settings = config.service(service).drift
     fps, errors = read_fingerprints([*mine, *theirs], settings.files, deadline_s, pool=pool,
                                     security=settings.security)
@@ -87,14 +90,16 @@ def side_drift(
 
 
 def _both_sides(
-    config: LoadedConfig, service: str, side: Side
+    config: LoadedConfig, service: str, side: Side, fleet: Fleet | None
 ) -> tuple[list[ProbeTarget], list[ProbeTarget]]:
+    """The targets of `side` and of the other side. `fleet`: the command's parse of the
+    inventory (None: parse it)."""
     from orchestrator.inventory import load_fleet
     from orchestrator.probes.gate import targets_for
 
-    fleet = load_fleet(config).service(service)
-    return (targets_for(config, fleet.side(side)),
-            targets_for(config, fleet.side(other_side(side))))
+    pools = (fleet or load_fleet(config)).service(service)
+    return (targets_for(config, pools.side(side)),
+            targets_for(config, pools.side(other_side(side))))
 
 
 def _drift_report(
@@ -136,6 +141,7 @@ def run_gate(
     advisories: Sequence[dict[str, Any]] = (),
     deadline_s: float = DEFAULT_DEADLINE_S,
     fingerprints: dict[str, str] | None = None,
+    fleet: Fleet | None = None,
 ) -> tuple[ProbeReport, DriftReport | None, list[str]]:
     """Checks, suites and drift of one side, run concurrently over one connection per host:
     (report, drift, warnings). `fingerprints`, when given, is filled with each host's
@@ -152,7 +158,7 @@ def run_gate(
 
     svc = config.service(service)
     checks = gate_checks(config, service, packages, advisories)
-    targets, theirs = _both_sides(config, service, side)
+    targets, theirs = _both_sides(config, service, side, fleet)
     if svc.drift.mode == "off":
         theirs = []
     started_at = time.time()
@@ -240,6 +246,7 @@ def verify_side(
     deadline_s: float = DEFAULT_DEADLINE_S,
     record: bool = True,
     expected_generation: int | None = None,
+    fleet: Fleet | None = None,
 ) -> VerifyOutcome:
     """Run the gate on `side` and record the verdict with the level and the side's
     generation read when it began (`expected_generation`, else read now): if the side
@@ -257,7 +264,7 @@ def verify_side(
     fingerprints: dict[str, str] = {}
     report, drift, warnings = run_gate(
         config, service, side, packages=packages, advisories=advisories, deadline_s=deadline_s,
-        fingerprints=fingerprints,
+        fingerprints=fingerprints, fleet=fleet,
     )
     summary = summarize(report)
     if record:
@@ -292,7 +299,7 @@ class Verify(NothingToResume):
         outcome = (ctx.tools.verify or verify_side)(
             ctx.config, ctx.store, service, standby, actor=ctx.actor, packages=ctx.packages,
             advisories=ctx.advisories, patch_level=ctx.level,
-            expected_generation=began.generation if began else 0,
+            expected_generation=began.generation if began else 0, fleet=ctx.fleet,
         )
         if not outcome.ok:
             raise VerificationFailed(

@@ -24,7 +24,8 @@ from hypothesis.stateful import invariant, precondition, rule
 
 from orchestrator.config.loaded import parse_package_arg
 from orchestrator.errors import BluegreenError
-from orchestrator.rollout.runner import Rollout, patch_level
+from orchestrator.rollout.runner import Rollout
+from orchestrator.rollout.steps.patch import patch_level
 from orchestrator.routers.base import TrafficCounters
 from orchestrator.sides import Side
 from orchestrator.state import LockHolder, SQLiteStateStore
@@ -61,7 +62,7 @@ class ModelPatcher(FakePatcher):
     running_on: Side | None = None
 
     def __call__(self, config: object, service: str, side: Side, packages: object, *,
-                 on_event: Any, cancel: Any) -> Any:
+                 on_event: Any, cancel: Any, fleet: object = None) -> Any:
         old = self.world.hosts[side]
         self.world.ansible_starts(side, self.level)
         self.running_on: Side | None = side
@@ -84,7 +85,7 @@ class ModelGate(FakeGate):
 
     def __call__(self, config: object, store: Any, service: str, side: Side, *, actor: str,
                  packages: object = (), advisories: object = (), patch_level: str | None = None,
-                 expected_generation: int | None = None) -> Any:
+                 expected_generation: int | None = None, fleet: object = None) -> Any:
         truth = self.world.hosts[side]
         self.verdicts[(service, side)] = (self.passes and not truth.partial
                                           and truth.level == patch_level)

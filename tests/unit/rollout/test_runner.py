@@ -210,3 +210,38 @@ def test_records_round_trip_the_journal_format() -> None:
 
     assert Plan.from_dict(OLD_PRECHECK).as_dict() == OLD_PRECHECK
     assert PatchRecord.from_dict(OLD_PATCH).as_dict() == OLD_PATCH
+
+
+def test_the_inventory_is_parsed_once_per_rollout_and_passed_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orchestrator.inventory as inventory
+
+    config = fake_config(tmp_path)
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  children:\n"
+        "    web_blue: {hosts: {web-blue-1: {ansible_host: 10.9.0.1}}}\n"
+        "    web_green: {hosts: {web-green-1: {ansible_host: 10.9.0.2}}}\n")
+    parses: list[object] = []
+    real_parse = inventory._parse
+    monkeypatch.setattr(inventory, "_parse", lambda *a: parses.append(a) or real_parse(*a))
+    patcher, gate, fleets, probed = FakePatcher(), FakeGate(), [], []
+
+    def patch(*args: Any, fleet: object, **kwargs: Any) -> Any:
+        fleets.append(fleet)
+        return patcher(*args, **kwargs)
+
+    def verify(*args: Any, fleet: object, **kwargs: Any) -> Any:
+        fleets.append(fleet)
+        return gate(*args, **kwargs)
+
+    tools = fake_tools()
+    tools.check_inputs, tools.patch, tools.verify = True, patch, verify
+    tools.unreachable = lambda hosts: probed.extend(h.name for h in hosts) or []
+    tools.recheck = lambda _config, _service, fleet: fleets.append(fleet) or None
+    with temp_store(tmp_path) as store:
+        result = Rollout(config, store, FakeRouter(), actor="ci", tools=tools).start("web")
+    assert result.status == "done" and len(parses) == 1
+    assert probed == ["web-blue-1", "web-green-1"]
+    assert result.as_dict()["steps"]["precheck"]["standby_hosts"] == ["web-green-1"]
+    assert len(fleets) == 3 and all(f is fleets[0] and f is not None for f in fleets)

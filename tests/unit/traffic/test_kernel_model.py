@@ -1,6 +1,6 @@
 """Model-based test of the safety kernel (issue 10): hypothesis drives random sequences of
 operator commands (flip, rollback, verify, status/settle, adopt), a rollout's steps (made
-with the same store and kernel calls as orchestrator/rollout.py, one step per rule, so
+with the same store and kernel calls as orchestrator/rollout/, one step per rule, so
 anything can happen between two steps or while "Ansible runs"), crashes at every failpoint
 (the process's in-memory objects are dropped; the next process starts from the store),
 and faults of the load balancer (`set map` ok then persisting fails, the confirming
@@ -52,7 +52,7 @@ meanwhile = st.one_of(st.none(), st.tuples(
 
 class RunProcess:
     """A rollout's process, one step per call, with the store and kernel calls of
-    orchestrator/rollout.py (precheck -> patch -> verify -> flip -> bake). The patch step
+    orchestrator/rollout/ (precheck -> patch -> verify -> flip -> bake). The patch step
     takes two calls: between them Ansible runs on the standby."""
 
     def __init__(self, world: World, run_id: str) -> None:
