@@ -4,7 +4,8 @@
 Ansible, `target` = the side's inventory group: re-image, redeploy, or in the lab a fresh
 root through the lab's own control) on a side that is not live, under the service's run
 lock, recorded as a patch (`patching(rebuild-...)` before Ansible runs, `patched` after),
-then runs the whole verification gate on it. Only a passing gate makes the side
+installs the live side's versions of the service's patch packages (the patch playbook:
+an image older than the live side comes up to it), then runs the whole verification gate. Only a passing gate makes the side
 `verified`, which is how a `quarantined` side (or a stuck, failed or `failed_live` one)
 becomes a flip target again; a failed playbook leaves it `patching`, a failed gate
 `verify_failed`: neither takes traffic.
@@ -36,6 +37,8 @@ class RebuildOutcome:
     level: str
     playbook_seconds: float
     verify: VerifyOutcome
+    live_versions: dict[str, str] = dataclasses.field(default_factory=dict)
+    """The live side's versions of the patch packages, installed after the re-image."""
 
     @property
     def ok(self) -> bool:
@@ -44,6 +47,7 @@ class RebuildOutcome:
     def as_dict(self) -> dict[str, Any]:
         return {"service": self.service, "side": self.side, "playbook": str(self.playbook),
                 "level": self.level, "playbook_seconds": round(self.playbook_seconds, 3),
+                "live_versions": self.live_versions,
                 "ok": self.ok, "summary": self.verify.summary,
                 "results": [{"host": r.host, "check": r.check, "status": r.status,
                              "evidence": r.evidence} for r in self.verify.report.results]}
@@ -108,11 +112,65 @@ def rebuild_side(config: LoadedConfig, store: StateStore, service: str, side: Si
                 f"{service} {side}: the rebuild playbook failed ({failures}); the side stays "
                 "patching: it takes no traffic",
                 hint=f"fix the cause and run `bluegreen rebuild {service} --side {side}` again")
+        pinned = _to_live_versions(config, service, side)
         state = store.record_patch(service, side, level, audit=AuditEntryInput(
             actor=actor, command="rebuild", service=service, reason=reason,
-            after={"side": side, "level": level, "playbook_seconds": round(result.seconds, 3)}))
+            after={"side": side, "level": level, "playbook_seconds": round(result.seconds, 3),
+                   "live_versions": pinned}))
         outcome = verify_side(config, store, service, side, actor=actor, patch_level=level,
                               expected_generation=state.generation)
     finally:
         store.release_lock(service, run_id)
-    return RebuildOutcome(service, side, playbook, level, result.seconds, outcome)
+    return RebuildOutcome(service, side, playbook, level, result.seconds, outcome, pinned)
+
+
+def live_versions(config: LoadedConfig, service: str, side: Side) -> dict[str, str]:
+    """The versions the live side (the other side) runs of the service's patch packages,
+    read from its hosts (one command each). PatchFailed when a host cannot be read or
+    the live hosts disagree (there is no one version to go back to)."""
+    from orchestrator.inventory import load_fleet
+    from orchestrator.probes.drift import read_fingerprints
+    from orchestrator.probes.gate import targets_for
+    from orchestrator.sides import other_side
+
+    names = [p.name for p in config.service(service).patch.packages]
+    if not names:
+        return {}  # security_updates: the rebuild playbook's image decides
+    live = targets_for(config, load_fleet(config).service(service).side(other_side(side)))
+    fps, errors = read_fingerprints(live, [], security=False)
+    if errors:
+        why = "; ".join(f"{h}: {e}" for h, e in sorted(errors.items()))
+        raise PatchFailed(f"{service}: cannot read the live side's versions: {why}",
+                          hint="the rebuilt side stays patching; fix the live side's hosts' "
+                          "reachability and rebuild again")
+    out: dict[str, str] = {}
+    for name in names:
+        seen = {fp.get("package", name) for fp in fps.values()}
+        if len(seen) > 1:
+            raise PatchFailed(f"{service}: the live side's hosts run different versions of "
+                              f"{name}: {sorted(str(v) for v in seen)}",
+                              hint="make the live side consistent first (`bluegreen drift`)")
+        version = seen.pop() if seen else None
+        if version is not None:
+            out[name] = version
+    return out
+
+
+def _to_live_versions(config: LoadedConfig, service: str, side: Side) -> dict[str, str]:
+    """After the re-image: install the live side's versions of the patch packages with
+    the patch playbook (an image older than the live side is brought up to it; a broken
+    version apt would not downgrade is gone with the old root)."""
+    from orchestrator.config.models import PackageSpec
+    from orchestrator.patching.step import patch_side
+
+    versions = live_versions(config, service, side)
+    if not versions:
+        return {}
+    done = patch_side(config, service, side,
+                      [PackageSpec(name=n, version=v) for n, v in sorted(versions.items())])
+    if not done.ok:
+        failures = "; ".join(done.result.failures()) or done.result.message or "failed"
+        raise PatchFailed(f"{service} {side}: rebuilt, but installing the live side's versions "
+                          f"failed ({failures}); the side stays patching",
+                          hint=f"run `bluegreen rebuild {service} --side {side}` again")
+    return versions

@@ -288,3 +288,24 @@ def test_watch_runs_rounds_until_stopped(web: Lab, tmp_path: Path) -> None:
     assert "web blue: matches" in lines[0], text
     assert "DEVIATION" in text and "web-blue-1: cron file /etc/cron.d/bgtest added" in text
     assert proc.returncode == 3, (text, err)  # a deviation was seen
+
+
+def test_rebuild_brings_a_broken_standby_back_to_the_live_versions(
+    web: Lab, tmp_path: Path
+) -> None:
+    from tests.support.lab import FIXED, served_by, versions
+
+    cfg = write_config(web, tmp_path, fixed_versions={"demo-openssl": FIXED["demo-openssl"]})
+    code, doc = bluegreen_json(cfg, "rollout", "web", "--yes")
+    assert code == 0, doc
+    assert served_by(web, "web") == "green"
+    # the standby gets a broken version that apt will not downgrade
+    sh(web, "web-blue-1", "apt-get update -q && apt-get install -y -q demo-web=1.1.0")
+    assert versions(web, "web-blue-1")["demo-web"] == "1.1.0"
+    code, doc = bluegreen_json(cfg, "rebuild", "web", "--side", "blue", "--reason", "CHG-7")
+    assert code == 0 and doc["ok"], doc
+    assert doc["live_versions"] == FIXED, doc
+    for host in ("web-blue-1", "web-blue-2"):
+        assert versions(web, host) == FIXED
+    code, st = bluegreen_json(cfg, "status", "web")
+    assert st["sides"]["blue"]["state"] == "verified", st
