@@ -16,7 +16,7 @@ from orchestrator.probes import ConnectionPool, ProbeTarget, parse_checks, run_c
 from orchestrator.probes.connection import ProbeConnectionError, SSHConnection
 from orchestrator.probes.drift import read_fingerprints
 from orchestrator.probes.suites import run_suite
-from tests.unit.test_drift import OUTPUT as FINGERPRINT_OUTPUT
+from tests.unit.probes.test_drift import OUTPUT as FINGERPRINT_OUTPUT
 
 Reply = Callable[[str], tuple[int, bytes, bytes]]
 

@@ -13,7 +13,7 @@ from orchestrator.probes.drift import (
     parse_fingerprint,
 )
 from orchestrator.probes.security import SECURITY_KINDS, describe_changes, diff_items
-from tests.unit.test_drift import OUTPUT, SECURITY_OUTPUT, H, K, M
+from tests.unit.probes.test_drift import OUTPUT, SECURITY_OUTPUT, H, K, M
 
 
 def test_every_security_section_is_parsed() -> None:
