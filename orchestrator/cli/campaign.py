@@ -53,7 +53,9 @@ def _finish_campaign(result: Any, as_json: bool) -> None:
         emit_json(result.as_dict())
     else:
         color = "green" if result.exit_code == 0 else "yellow" if result.exit_code == 6 else "red"
-        click.secho(f"{result.status}: {result.message}", fg=color)
+        # the run's message may already begin with its status ("deferred: ..."): once
+        head = "" if result.message.startswith(f"{result.status}:") else f"{result.status}: "
+        click.secho(f"{head}{result.message}", fg=color)
         for svc, info in result.services.items():
             click.echo(f"  {svc:<12} wave {info.wave}  {info.status}")
     sys.exit(result.exit_code)

@@ -105,7 +105,8 @@ class LoadedConfig:
             key_file=self.resolve(audit.key_file) if audit.key_file
             else default_key_file(self.state, self.base_dir),
             witness=WitnessSettings(
-                syslog=w.syslog,
+                # the implicit default: the local socket only when nothing else witnesses
+                syslog=w.syslog or ("off" if w.file else "local"),
                 syslog_copy=self.resolve(w.syslog_copy) if w.syslog_copy else None,
                 file=self.resolve(w.file) if w.file else None,
                 timeout_s=w.timeout_seconds,

@@ -79,6 +79,16 @@ class StateSettings(StrictModel):
         return self
 
 
+def _syslog_word(value: Any) -> Any:
+    """YAML reads an unquoted `off` (and `no`, `false`) as a boolean: mean `off`, as written."""
+    if value is False:
+        return "off"
+    if value is True:
+        raise ValueError("`on`/`true` is not a syslog target: write local, off, or "
+                         "tcp://HOST:PORT")
+    return value
+
+
 def _syslog_target(value: str) -> str:
     if value in ("local", "off"):
         return value
@@ -88,14 +98,16 @@ def _syslog_target(value: str) -> str:
     return value
 
 
-SyslogTarget = Annotated[str, AfterValidator(_syslog_target)]
+SyslogTarget = Annotated[str, BeforeValidator(_syslog_word), AfterValidator(_syslog_target)]
 
 
 class WitnessConfig(StrictModel):
     """Where the audit head is written after every command that appended records."""
 
-    syslog: SyslogTarget = Field(default="local",
-                                 description="local (/dev/log), off, or tcp://HOST:PORT (RFC 5424)")
+    syslog: SyslogTarget | None = Field(
+        default=None,
+        description="local (/dev/log), off, or tcp://HOST:PORT (RFC 5424); default: local, "
+        "or off when a `file` witness is set")
     syslog_copy: NonEmptyStr | None = None
     file: NonEmptyStr | None = None
     timeout_seconds: float = Field(default=1.0, gt=0, le=10)

@@ -45,7 +45,8 @@ class SSHTarget:
 class HAProxySettings:
     """HAProxy driven through its runtime API.
 
-    `socket` is `unix:///run/haproxy/admin.sock` or `tcp://127.0.0.1:9999`; with `ssh:` set,
+    `socket` is `unix:///run/haproxy/admin.sock` (or the bare path, as in haproxy.cfg's
+    `stats socket` and socat) or `tcp://127.0.0.1:9999`; with `ssh:` set,
     the unix socket path is on the remote load balancer and is reached with `socat` there.
     """
 
@@ -66,8 +67,11 @@ class HAProxySettings:
 
     def __post_init__(self) -> None:
         check_text(self, "socket")
+        if self.socket.startswith("/"):  # a bare path, as haproxy.cfg and socat write it
+            object.__setattr__(self, "socket", f"unix://{self.socket}")
         if not self.socket.startswith(("unix://", "tcp://")):
-            raise SettingError("socket", f"{self.socket!r} must start with unix:// or tcp://")
+            raise SettingError("socket", f"{self.socket!r} must be a path (/run/haproxy/admin"
+                               ".sock), unix:///PATH or tcp://HOST:PORT")
         check_text(self, "map_file")
         check_text(self, "server_state_file")
         check_number(self, "drain_seconds", low=0, high=3600)

@@ -95,7 +95,9 @@ def with_retries(what: str, action: Callable[[], T]) -> T:
         stop=stop_after_attempt(ATTEMPTS),
         wait=_backoff(),
         retry=retry_if_exception(_is_connection_error),
-        before_sleep=before_sleep_log(log, logging.WARNING),
+        # INFO, not WARNING: Python's last-resort handler would print "Retrying ..." lines
+        # before the one clear error the CLI shows when every attempt failed
+        before_sleep=before_sleep_log(log, logging.INFO),
         reraise=False,
     )
     try:

@@ -405,3 +405,25 @@ def test_parse_package_arg_bad(arg: str) -> None:
         parse_package_arg(arg)
     msg = str(info.value)
     assert "--package" in msg and "fix:" in msg and "NAME=VERSION" in msg
+
+
+# ------------------------------------------------------- witness settings as people write them
+
+
+def test_unquoted_syslog_off_means_off(tmp_path: Path) -> None:
+    """`syslog: off` unquoted is a YAML boolean: it means what was written."""
+    path = write(tmp_path, "version: 1\n" + yaml.safe_dump(
+        {k: v for k, v in minimal().items() if k != "version"}, sort_keys=False)
+        + "audit:\n  witness:\n    syslog: off\n")
+    assert load_config(path).audit.witness.syslog == "off"
+    message = bad(write(tmp_path, set_in(minimal(), "audit.witness.syslog", True), "on.yml"))
+    assert "audit.witness.syslog" in message and "local, off, or tcp://" in message
+
+
+def test_syslog_defaults_to_local_only_without_a_file_witness(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, minimal())).audit.witness.syslog == "local"
+    with_file = set_in(minimal(), "audit.witness.file", "/srv/witness.log")
+    assert load_config(write(tmp_path, with_file, "f.yml")).audit.witness.syslog == "off"
+    both = set_in(set_in(minimal(), "audit.witness.file", "/srv/w.log"),
+                  "audit.witness.syslog", "local")
+    assert load_config(write(tmp_path, both, "b.yml")).audit.witness.syslog == "local"

@@ -47,3 +47,13 @@ def test_command_needs_a_way_to_observe_every_service() -> None:
 def test_settings_round_trip_through_as_dict(settings: HAProxySettings | CommandRouterSettings
                                              ) -> None:
     assert type(settings).from_dict(settings.as_dict()) == settings
+
+
+def test_haproxy_socket_as_a_bare_path_as_haproxy_cfg_writes_it() -> None:
+    bare = HAProxySettings(kind="haproxy", socket="/run/haproxy/admin.sock",
+                           map_file="/etc/haproxy/bg.map", server_state_file="/var/lib/st")
+    assert bare.socket == "unix:///run/haproxy/admin.sock"
+    with pytest.raises(SettingError) as caught:
+        HAProxySettings(kind="haproxy", socket="run/haproxy/admin.sock",
+                        map_file="/m", server_state_file="/s")
+    assert caught.value.field == "socket" and "tcp://HOST:PORT" in str(caught.value)
