@@ -131,6 +131,8 @@ def status(
             "" if r.agrees else f"  (STATE SAYS {r.state_live}: run `status {r.service} --adopt`)"
         )
         back = f"  rollback -> {r.rollback_to}" if r.rollback_to else "  (no rollback side yet)"
+        if r.rollback_to and r.rollback_refused:
+            back += f" (not eligible: {r.rollback_refused})"
         click.echo(f"{r.service}: live={r.live} standby={r.standby}{back}{warn}")
         for side, info in r.sides.items():
             counted = info["traffic"]

@@ -13,6 +13,7 @@ from orchestrator.routers.base import Router
 from orchestrator.sides import SIDES, Side, other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput, SideState
+from orchestrator.traffic import gate
 from orchestrator.traffic.connect import TrafficConfig, open_router, open_store
 from orchestrator.traffic.kernel import resolve_pending, settle
 
@@ -31,6 +32,8 @@ class ServiceStatus:
     flip_problem: str | None = None
     pending_flip: dict[str, Any] | None = None
     rollback_kept: str | None = None
+    rollback_refused: str | None = None
+    """Why `rollback` would refuse the rollback side now (the gate's words), or None."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +46,8 @@ class ServiceStatus:
             "flip_problem": self.flip_problem,
             "pending_flip": self.pending_flip,
             "rollback_kept": self.rollback_kept,
+            "rollback_eligible": self.rollback_to is not None and self.rollback_refused is None,
+            "rollback_refused": self.rollback_refused,
             "sides": self.sides,
             "run_in_flight": self.run_in_flight,
             "lock": self.lock,
@@ -73,12 +78,16 @@ def service_status(
     live = router.live(service)
     svc = store.get_service(service)
     sides: dict[str, dict[str, Any]] = {}
+    records = {side: store.get_side(service, side) for side in SIDES}
     for side in SIDES:
         counted = router.counters(service, side)
         sides[side] = {
             "traffic": None if counted is None else counted.as_dict(),
-            **side_view(store.get_side(service, side)),
+            **side_view(records[side]),
         }
+    rollback_to = svc.rollback_to if svc else None
+    refused = (gate.refusal(service, rollback_to, records[rollback_to], rollback_to=rollback_to)
+               if rollback_to is not None and rollback_to != live else None)
     run = store.latest_unfinished_run(service)
     lock = store.get_lock(service)
     state_live = svc.live_side if svc else None
@@ -101,7 +110,10 @@ def service_status(
         }
         if lock
         else None,
-        rollback_to=svc.rollback_to if svc else None,
+        rollback_to=rollback_to,
+        rollback_refused=refused.message.removeprefix(
+            f"{service}: refusing to send traffic to {rollback_to}: ")
+        if refused is not None else None,
         flip_problem=svc.flip_problem if svc else None,
         pending_flip=pending.as_json() if pending else None,
         rollback_kept=svc.rollback_kept if svc else None,

@@ -38,3 +38,25 @@ def test_a_side_named_on_the_command_line_needs_no_router(tmp_path: Path) -> Non
     assert side_or_default(config, "web", "blue", default="live") == "blue"
     with pytest.raises(BadInput):
         side_or_default(config, "nope", "blue", default="live")
+
+
+def test_status_marks_a_rollback_side_that_rollback_would_refuse(tmp_path: Path) -> None:
+    """`rollback -> blue (not eligible: ...)`: the gate's own reason, before an incident."""
+    from orchestrator.state import AuditEntryInput
+    from orchestrator.testing import FakeRouter, temp_store
+    from orchestrator.traffic import FlipRequest, move_traffic
+    from orchestrator.traffic.status import service_status
+
+    config = fake_config(tmp_path)
+    router = FakeRouter({"web": "blue"})
+    with temp_store(tmp_path) as store:
+        move_traffic(store, router, FlipRequest(service="web", command="flip", reason="t",
+                                                actor="alice", to="green", force=True))
+        eligible = service_status(config, store, router, "web")
+        assert eligible.rollback_to == "blue" and eligible.rollback_refused is None
+        assert eligible.as_dict()["rollback_eligible"] is True
+        store.begin_patch("web", "blue", "L2", audit=AuditEntryInput(actor="t", command="t"))
+        refused = service_status(config, store, router, "web")
+        assert refused.rollback_refused is not None
+        assert refused.rollback_refused.startswith("it is patching (L2) since ")
+        assert refused.as_dict()["rollback_eligible"] is False
