@@ -157,6 +157,18 @@ def load_fleet(config: LoadedConfig) -> Fleet:
         return _build(config, inv_path, captured)
 
 
+def inventory_groups(inv_path: Path) -> dict[str, int]:
+    """Every group of the inventory at `inv_path` (read as `load_fleet` reads it) -> how many
+    hosts it holds (`bluegreen init` pairs `*_blue` with `*_green`). BadInput as load_fleet."""
+    if not inv_path.exists():
+        raise BadInput(f"{inv_path}: inventory not found",
+                       hint="give --inventory an Ansible inventory file or directory")
+    with captured_output() as captured:
+        inventory = _parse(inv_path, captured)[0]
+    return {name: len(group.get_hosts()) for name, group in inventory.groups.items()
+            if name not in ("all", "ungrouped")}
+
+
 def _build(config: LoadedConfig, inv_path: Path, captured: io.StringIO) -> Fleet:
     inv_name = str(inv_path)
     inventory, variables, templar_cls, loader = _parse(inv_path, captured)

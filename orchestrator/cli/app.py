@@ -50,6 +50,8 @@ VERBS: dict[str, Verb] = {
                  "and state must agree."),
     "history": Verb("audit", "history",
                     "The audit trail: who changed what, when, why, and the result."),
+    "init": Verb("init", "init", "Write a first bluegreen.yml from your inventory and your "
+                 "load balancer's config."),
     "lab": Verb("lab", "lab",
                 "The local lab: real Debian hosts (systemd-nspawn + sshd), HAProxy and an apt "
                 "repository on this machine, for the demo and the integration tests."),

@@ -29,6 +29,21 @@ BUILTIN: dict[str, str] = {
 }
 
 
+ADAPTERS: dict[str, str] = {
+    "haproxy": "orchestrator.routers.haproxy.adapt:adapt_config",
+}
+"""`bluegreen init`: kind -> the function that adapts that load balancer's existing config."""
+
+
+def config_adapter(kind: str) -> Any:
+    """The config adapter of `kind` (RouterError when that driver has none)."""
+    if kind not in ADAPTERS:
+        raise RouterError(f"`bluegreen init` cannot adapt a {kind} config yet",
+                          hint=f"supported: {', '.join(sorted(ADAPTERS))}")
+    module_name, _, name = ADAPTERS[kind].partition(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
 def _load(target: str) -> type[RouterSettings]:
     module_name, _, class_name = target.partition(":")
     settings: type[RouterSettings] = getattr(importlib.import_module(module_name), class_name)
