@@ -22,7 +22,8 @@ class Ctx:
         if self.witness is None:
             from orchestrator.state.witness import CommandWitness
 
-            self.witness = CommandWitness(config.state, config.audit.witness)
+            self.witness = CommandWitness(config.state, config.audit.witness,
+                                          config.audit.key_file)
         return config
 
 

@@ -46,6 +46,7 @@ from orchestrator.state.audit import (
     record_hash,
 )
 from orchestrator.state.audit_key import AuditKey
+from orchestrator.state.audit_marker import KeyedPoint
 from orchestrator.state.models import AuditRecord
 
 
@@ -66,6 +67,8 @@ class WitnessHead:
     hash: str
     source: str
     at: str | None = None
+    keyed_from: int | None = None
+    """The first keyed record, as the line said (lines written before markers: None)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,14 +130,17 @@ def verify_chain(
     witnesses: Sequence[WitnessHead] = (),
     witness_sources: Sequence[str] = (),
     extra: Sequence[Finding] = (),
+    keyed: KeyedPoint | None = None,
 ) -> ChainReport:
     """Check `records` (in stored order) against themselves, `head`, `key` and `witnesses`.
 
-    `extra`: findings the caller made while reading (unreadable rows)."""
+    `keyed`: where the keyed part begins as known outside the store (the keyed marker);
+    without it, the newest witness line that says so. `extra`: findings the caller made
+    while reading (unreadable rows)."""
     rows = list(records)
-    check = _Checker(rows, key)
+    check = _Checker(rows, key, keyed or _witnessed_point(witnesses))
     findings = [*extra, *check.chain()]
-    findings += _check_head(rows, head, findings)
+    findings += _check_head(rows, head, findings, check.keyed_since)
     warnings: list[str] = []
     newest = _check_witnesses(rows, witnesses, findings, warnings)
     if not witnesses:
@@ -167,12 +173,17 @@ _SEARCH = 64
 class _Checker:
     """One pass over the rows: each row's own state, then links, then names."""
 
-    def __init__(self, rows: list[AuditRecord], key: AuditKey | None) -> None:
+    def __init__(self, rows: list[AuditRecord], key: AuditKey | None,
+                 point: KeyedPoint | None) -> None:
         self.rows = rows
         self.key = key
+        self.point = point
         self.warnings: list[str] = []
         first_keyed = next((r for r in rows if _keyed(r)), None)
         self.keyed_from = first_keyed.seq if first_keyed else None
+        known = [s for s in (self.keyed_from, point.first_seq if point else None) if s]
+        self.keyed_since = min(known) if known else None
+        """The first record that must carry a MAC: by the records or by the marker."""
         self.unkeyed = (
             sum(1 for r in rows if not _keyed(r) and r.seq < first_keyed.seq)
             if first_keyed
@@ -199,6 +210,7 @@ class _Checker:
             ]
         findings = [key_problem] if key_problem else []
         findings += self._boundary()
+        findings += self._downgrade()
         findings += self._name(states)
         return findings
 
@@ -256,10 +268,15 @@ class _Checker:
     def _key_problem(self) -> Finding | None:
         keyed = [r for r in self.rows if _keyed(r)]
         if not keyed:
-            if self.rows:
+            if self.rows and self.key is None and self.point is None:
                 self.warnings.append(
                     f"the chain is not keyed yet ({len(self.rows)} records, sha256 links "
-                    "only): the next change writes the keyed boundary"
+                    "only, no audit key): the next change writes the keyed boundary"
+                )
+            elif self.rows and self.point and self.rows[-1].seq < self.point.first_seq:
+                self.warnings.append(
+                    f"the chain is keyed from record {self.point.first_seq} on "
+                    f"({self.point.source}): the next change writes the keyed boundary"
                 )
             return None
         if self.key is None:
@@ -293,17 +310,54 @@ class _Checker:
                     first.seq,
                 )
             )
-        for row in self.rows:
-            if row.seq > self.keyed_from and not _keyed(row):
-                out.append(
-                    Finding(
-                        "forged",
-                        f"record {row.seq} has no MAC, but the chain is keyed since record "
-                        f"{self.keyed_from}: it was inserted, or its MAC stripped",
-                        row.seq,
-                    )
-                )
         return out
+
+    def _downgrade(self) -> list[Finding]:
+        """What the store alone cannot show: records without a MAC where the keyed marker
+        (or a witness) says the chain is keyed, a key beside a chain with no MAC at all,
+        and the unkeyed records before the keyed point changed or deleted."""
+        out: list[Finding] = []
+        since = self.keyed_since
+        stripped = [r.seq for r in self.rows
+                    if not _keyed(r) and since is not None and r.seq >= since]
+        for first, last in _ranges(stripped):
+            which = f"record {first} has" if first == last else f"records {first}..{last} have"
+            out.append(Finding(
+                "forged",
+                f"{which} no MAC, but the chain is keyed since record {since} "
+                f"({self._since_source()}): inserted, or the MACs stripped (a downgrade)",
+                first))
+        if since is None and self.key is not None and self.rows:
+            out.append(Finding(
+                "forged",
+                f"the audit key {self.key.path} (id {self.key.key_id}) exists, but none of the "
+                f"{len(self.rows)} records carries a MAC and no keyed marker says where keying "
+                "began: the MACs were stripped (a downgrade), or this key was not made for "
+                "this chain", self.rows[0].seq))
+        point = self.point
+        if point is None or point.prefix_hash is None or point.first_seq <= 1:
+            return out
+        before = next((r for r in self.rows if r.seq == point.first_seq - 1), None)
+        last_seq = self.rows[-1].seq if self.rows else 0
+        if before is not None and before.hash != point.prefix_hash:
+            out.append(Finding(
+                "edited",
+                f"record {before.seq} is not the record the keyed chain began after "
+                f"({point.source} says hash {point.prefix_hash[:12]}, the store has "
+                f"{before.hash[:12]}): the records written before the key were changed",
+                before.seq))
+        elif before is None and last_seq < point.first_seq - 1:
+            out.append(Finding(
+                "truncated",
+                f"the chain ends at record {last_seq}, but it had {point.first_seq - 1} "
+                f"records when its key was created ({point.source}): records were deleted",
+                last_seq + 1))
+        return out
+
+    def _since_source(self) -> str:
+        if self.point is not None and self.point.first_seq == self.keyed_since:
+            return self.point.source
+        return "its first keyed record"
 
     # -- names -------------------------------------------------------------------------
 
@@ -373,6 +427,28 @@ def _keyed(row: AuditRecord) -> bool:
     return row.key_id is not None or row.mac is not None
 
 
+def _ranges(seqs: list[int]) -> list[tuple[int, int]]:
+    """Consecutive numbers as (first, last) runs."""
+    out: list[tuple[int, int]] = []
+    for seq in seqs:
+        if out and seq == out[-1][1] + 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return out
+
+
+def _witnessed_point(witnesses: Sequence[WitnessHead]) -> KeyedPoint | None:
+    """The keyed point the witness lines name (the earliest, if they differ)."""
+    said = [w for w in witnesses if w.keyed_from is not None]
+    if not said:
+        return None
+    first = min(said, key=lambda w: w.keyed_from or 0)
+    assert first.keyed_from is not None
+    return KeyedPoint(key_id="", first_seq=first.keyed_from, prefix_hash=None,
+                      source=first.source)
+
+
 def _merge(findings: list[Finding]) -> list[Finding]:
     """Consecutive findings of one kind that one act explains (renumbered records after an
     insertion or deletion) are reported once, at the first of them."""
@@ -386,9 +462,13 @@ def _merge(findings: list[Finding]) -> list[Finding]:
 
 
 def _check_head(rows: list[AuditRecord], head: AuditHead | None,
-                found: list[Finding]) -> list[Finding]:
+                found: list[Finding], keyed_since: int | None) -> list[Finding]:
     if head is None:
         return []
+    if head.key_id is None and keyed_since is not None and head.count >= keyed_since:
+        return [Finding("forged", f"the stored head (record {head.count}) carries no key id, "
+                        f"but the chain is keyed since record {keyed_since}: the head was "
+                        "rewritten without the key (a downgrade)", head.count)]
     last_seq = rows[-1].seq if rows else 0
     last_hash = rows[-1].hash if rows else GENESIS_HASH
     if head.count == last_seq and head.head_hash == last_hash:

@@ -10,7 +10,9 @@ Witnesses (config `audit: {witness: ...}`):
 - an append-only file (opened O_APPEND, never rewritten; best on another filesystem, with
   `chattr +a`).
 
-One line per head: `audit head seq=N hash=H key=K store=PATH at=T host=NAME`. A witness
+One line per head: `audit head seq=N hash=H key=K keyed=S store=PATH at=T host=NAME`
+(`keyed=S`: the chain is keyed from record S on, as the keyed marker beside the key says;
+`-` when not known; lines written before markers have no `keyed=`). A witness
 that is missing or unreachable is reported (`WitnessResult.ok` false, with why), never
 raised: it must not fail a rollback. Sending waits at most `timeout_s` per witness.
 Stdlib only (the rollback path publishes).
@@ -41,7 +43,7 @@ _SD_ID = "bluegreen@32473"  # 32473: the enterprise number RFC 5612 reserves for
 _MAX_READ_BYTES = 64 * 1024 * 1024
 _LINE_RE = re.compile(
     r"audit head seq=(?P<seq>\d+) hash=(?P<hash>[0-9a-f]{64}) key=(?P<key>[0-9a-f]{16}) "
-    r"store=(?P<store>\S+) at=(?P<at>\S+)"
+    r"(?:keyed=(?P<keyed>\d+|-) )?store=(?P<store>\S+) at=(?P<at>\S+)"
 )
 
 
@@ -57,17 +59,20 @@ class WitnessResult:
         return {"witness": self.witness, "ok": self.ok, "detail": self.detail}
 
 
-def head_line(head: AuditHead, store: str | Path, at: datetime | None = None) -> str:
+def head_line(head: AuditHead, store: str | Path, at: datetime | None = None,
+              keyed_from: int | None = None) -> str:
     when = format_ts(at or datetime.now(UTC))
     return (f"audit head seq={head.count} hash={head.head_hash} key={head.key_id or '-' * 16} "
-            f"store={quote(str(store), safe='/._-~+')} at={when} host={socket.gethostname()}")
+            f"keyed={keyed_from or '-'} store={quote(str(store), safe='/._-~+')} at={when} "
+            f"host={socket.gethostname()}")
 
 
-def publish(head: AuditHead, store: str | Path,
-            settings: WitnessSettings) -> list[WitnessResult]:
-    """Write `head` of the chain in `store` to every configured witness. Never raises for a
-    witness that fails; says why in its result. No witness configured: one failed result."""
-    line = head_line(head, store)
+def publish(head: AuditHead, store: str | Path, settings: WitnessSettings,
+            keyed_from: int | None = None) -> list[WitnessResult]:
+    """Write `head` of the chain in `store` (keyed from record `keyed_from`) to every
+    configured witness. Never raises for a witness that fails; says why in its result. No
+    witness configured: one failed result."""
+    line = head_line(head, store, keyed_from=keyed_from)
     results: list[WitnessResult] = []
     if settings.syslog != "off":
         results.append(_to_syslog(line, head, store, settings))
@@ -203,8 +208,10 @@ def _heads_in(path: Path, label: str, store: str | Path,
             continue
         if key_id is not None and match["key"] != key_id:
             continue
+        keyed = match["keyed"]
         out.append(WitnessHead(seq=int(match["seq"]), hash=match["hash"], source=label,
-                               at=match["at"]))
+                               at=match["at"],
+                               keyed_from=int(keyed) if keyed and keyed != "-" else None))
     return out
 
 
@@ -229,12 +236,15 @@ class CommandWitness:
     """The witness of one command: remembers the head when the command starts, and at the
     end publishes the head if records were appended (by this process or any other)."""
 
-    def __init__(self, location: StateLocation, settings: WitnessSettings) -> None:
+    def __init__(self, location: StateLocation, settings: WitnessSettings,
+                 key_file: Path | None = None) -> None:
         from orchestrator.state.registry import read_head
 
         self._read_head = read_head
         self.location = location
         self.settings = settings
+        self.key_file = key_file
+        """The audit key's file: its keyed marker names the keyed point in each line."""
         self.last = read_head(location)
         self.results: list[WitnessResult] = []
 
@@ -245,5 +255,17 @@ class CommandWitness:
         if head is None or head == self.last or head.count == 0:
             return self.results
         self.last = head
-        self.results = publish(head, self.location.label, self.settings)
+        self.results = publish(head, self.location.label, self.settings, self._keyed_from(head))
         return self.results
+
+    def _keyed_from(self, head: AuditHead) -> int | None:
+        if self.key_file is None or head.key_id is None:
+            return None
+        from orchestrator.errors import StateError
+        from orchestrator.state.audit_marker import read_point
+
+        try:
+            point = read_point(self.key_file, self.location.label, head.key_id)
+        except StateError:
+            return None  # an unsafe marker is refused where it is used; the line goes out
+        return point.first_seq if point else None

@@ -13,6 +13,7 @@ from orchestrator.errors import AuditBroken
 from orchestrator.secrets import scrub
 from orchestrator.state.audit import (
     BOUNDARY_COMMAND,
+    GENESIS_HASH,
     AuditHead,
     canonical_json,
     format_ts,
@@ -21,6 +22,7 @@ from orchestrator.state.audit import (
     record_mac,
 )
 from orchestrator.state.audit_key import AuditKey, load_key
+from orchestrator.state.audit_marker import KeyedPoint, read_point, record_point
 from orchestrator.state.audit_verify import ChainReport, Finding, WitnessHead, verify_chain
 from orchestrator.state.models import AuditEntryInput, AuditRecord, OsIdentity
 from orchestrator.state.sql.database import Connection, SqlDatabase
@@ -53,11 +55,17 @@ class AuditChain(SqlDatabase):
             raise ValueError(
                 f"audit entry names service {entry.service!r}, change is to {service!r}"
             )
-        key = self._audit_key(create=True)
-        assert key is not None
-        head = self._checked_head(conn, key)
+        row = conn.execute(_HEAD + self.HEAD_LOCK).fetchone()
+        if row is None:
+            raise AuditBroken(
+                f"the audit head row is missing in {self.location}",
+                hint="run `bluegreen audit verify` and restore the file from a backup",
+            )
+        head = _head_from_row(row)
+        key, point = self._key_for(conn, head)
+        self._check_newest(conn, key, head)
         if head.key_id is None and head.count > 0:
-            head = self._write_boundary(conn, entry, now, head, key)
+            head = self._write_boundary(conn, entry, now, head, key, point)
         return self._append(
             conn,
             key,
@@ -77,16 +85,25 @@ class AuditChain(SqlDatabase):
             self._key = load_key(self.audit_key_file, create=create)
         return self._key
 
-    def _checked_head(self, conn: Connection, key: AuditKey) -> AuditHead:
-        """The stored head, after checking that it names the newest record, and that
-        record's MAC when the chain is keyed: a forged head is never extended."""
-        row = conn.execute(_HEAD + self.HEAD_LOCK).fetchone()
-        if row is None:
-            raise AuditBroken(
-                f"the audit head row is missing in {self.location}",
-                hint="run `bluegreen audit verify` and restore the file from a backup",
-            )
-        head = _head_from_row(row)
+    def _key_for(self, conn: Connection, head: AuditHead) -> tuple[AuditKey, KeyedPoint | None]:
+        """The key to write with, and where the chain's keyed part begins (the keyed
+        marker beside the key, written here when the key is made or first used)."""
+        key = self._audit_key(create=False)
+        if key is None:
+            if head.key_id is not None:
+                raise AuditBroken(
+                    f"the audit chain in {self.location} is keyed with key id {head.key_id}, "
+                    f"but the key file {self.audit_key_file} does not exist",
+                    hint="point audit.key_file at the key this chain was written with (restore "
+                    "it from its backup); never start a new key for an existing chain",
+                )
+            key = self._audit_key(create=True)
+            assert key is not None
+            # a new key: the chain is keyed from its next record; the records before it
+            # (a chain written before keys) are pinned by their head hash
+            self._point = record_point(self.audit_key_file, self.location, key.key_id,
+                                       head.count + 1, head.head_hash)
+            return key, self._point
         if head.key_id is not None and head.key_id != key.key_id:
             raise AuditBroken(
                 f"the audit chain in {self.location} is keyed with key id {head.key_id}, but "
@@ -94,6 +111,39 @@ class AuditChain(SqlDatabase):
                 hint="point audit.key_file at the key this chain was written with (restore it "
                 "from its backup); never start a new key for an existing chain",
             )
+        point = self._point if self._point and self._point.key_id == key.key_id else \
+            read_point(self.audit_key_file, self.location, key.key_id)
+        if point is None or (head.count == 0 and point.first_seq != 1):
+            point = self._first_point(conn, key, head)
+        self._point = point
+        return key, point
+
+    def _first_point(self, conn: Connection, key: AuditKey,
+                     head: AuditHead) -> KeyedPoint | None:
+        """The marker for a chain this existing key has no line for: a new chain (keyed
+        from record 1), or one keyed before markers existed (from its first keyed record,
+        trusted on first use). An unkeyed chain beside an existing key is a downgrade."""
+        if head.count == 0:
+            return record_point(self.audit_key_file, self.location, key.key_id, 1,
+                                GENESIS_HASH)
+        first = conn.execute("SELECT * FROM audit_log WHERE key_id IS NOT NULL "
+                             "ORDER BY seq LIMIT 1").fetchone()
+        if head.key_id is None or first is None:
+            raise AuditBroken(
+                f"cannot extend the audit chain in {self.location}: the audit key "
+                f"{key.path} (id {key.key_id}) exists, but the stored head carries no key id "
+                "and no keyed marker says where keying began: the chain's MACs were stripped "
+                "(a downgrade)",
+                hint="run `bluegreen audit verify`, investigate, and restore from a backup; "
+                "if this key was never used for this chain, point audit.key_file elsewhere",
+            )
+        record = audit_from_row(first)
+        return record_point(self.audit_key_file, self.location, key.key_id, record.seq,
+                            record.prev_hash)
+
+    def _check_newest(self, conn: Connection, key: AuditKey, head: AuditHead) -> None:
+        """Check that the stored head names the newest record, and that record's MAC when
+        the chain is keyed: a forged head is never extended."""
         last = conn.execute("SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
         problem = None
         if last is None:
@@ -113,14 +163,29 @@ class AuditChain(SqlDatabase):
                 f"cannot extend the audit chain in {self.location}: {problem}",
                 hint="run `bluegreen audit verify`, investigate, and restore from a backup",
             )
-        return head
 
     def _write_boundary(
         self, conn: Connection, entry: AuditEntryInput, now: datetime,
-        head: AuditHead, key: AuditKey,
+        head: AuditHead, key: AuditKey, point: KeyedPoint | None,
     ) -> AuditHead:
-        """Once, for a chain that began unkeyed: verify it whole, then append the keyed
-        boundary record whose MAC pins the unkeyed records before it."""
+        """Once, for a chain that began unkeyed: only right after the records its key was
+        created for (the keyed marker), never over records newer than the key; verify them
+        whole, then append the keyed boundary record whose MAC pins them."""
+        if point is None or head.count >= point.first_seq:
+            since = "" if point is None else f" since record {point.first_seq} ({point.source})"
+            raise AuditBroken(
+                f"cannot extend the audit chain in {self.location}: the stored head (record "
+                f"{head.count}) carries no key id, but the chain is keyed{since}: its MACs "
+                "were stripped or records were forged (a downgrade)",
+                hint="run `bluegreen audit verify`, investigate, and restore from a backup",
+            )
+        if head.count + 1 != point.first_seq or head.head_hash != point.prefix_hash:
+            raise AuditBroken(
+                f"cannot key the audit chain in {self.location}: its key was created after "
+                f"record {point.first_seq - 1} ({point.source}), but the chain now ends at "
+                f"record {head.count} ({head.head_hash[:12]}): records were deleted or changed",
+                hint="run `bluegreen audit verify`, investigate, and restore from a backup",
+            )
         rows = conn.execute("SELECT * FROM audit_log ORDER BY seq").fetchall()
         report = verify_chain([audit_from_row(row) for row in rows], head)
         if not report.ok:
@@ -234,5 +299,7 @@ class AuditChain(SqlDatabase):
             head = _head_from_row(head_row)
         if extra:
             head = None  # the rows after an unreadable one were not read: no head check
+        point = read_point(self.audit_key_file, self.location,
+                           key.key_id if key is not None else None)
         return verify_chain(records, head, key=key, witnesses=witnesses,
-                            witness_sources=witness_sources, extra=extra)
+                            witness_sources=witness_sources, extra=extra, keyed=point)

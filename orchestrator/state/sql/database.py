@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Protocol
 
 from orchestrator.state.audit import AuditHead
 from orchestrator.state.audit_key import AuditKey
+from orchestrator.state.audit_marker import KeyedPoint
 from orchestrator.state.models import OsIdentity
 
 
@@ -67,6 +68,7 @@ class SqlDatabase:
         self.audit_key_file = audit_key_file
         self._clock = clock or (lambda: datetime.now(UTC))
         self._key: AuditKey | None = None  # loaded (or created) with the first record
+        self._point: KeyedPoint | None = None  # the keyed marker's line for this chain
         self._identity: OsIdentity | None = None
         self._pending_head: AuditHead | None = None
         self.appended: AuditHead | None = None

@@ -339,9 +339,13 @@ def test_wrong_key_is_named_and_refused(sqlite_store: SQLiteStateStore, tmp_path
     with SQLiteStateStore(sqlite_store.path, audit_key_file=other) as wrong:
         assert [f.kind for f in wrong.verify_audit().findings] == ["key_missing"]
         assert not other.exists()
+        with pytest.raises(AuditBroken, match="keyed with key id .* does not exist"):
+            wrong.audit_append(AuditEntryInput(actor="a", command="x"))
+        assert not other.exists()  # a keyed chain never gets a new key made for it
+    load_key(other, create=True)
+    with SQLiteStateStore(sqlite_store.path, audit_key_file=other) as wrong:
         with pytest.raises(AuditBroken, match="keyed with key id"):
             wrong.audit_append(AuditEntryInput(actor="a", command="x"))
-        assert other.exists()  # created on first use, then refused: nothing appended
         assert [f.kind for f in wrong.verify_audit().findings] == ["wrong_key"]
     assert sqlite_store.verify_audit().ok
 
