@@ -236,6 +236,12 @@ def _tamper(db: Path, how: str) -> None:
                 f"INSERT INTO audit_log ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
                 [values[c] for c in cols],
             )
+        elif how == "downgraded":  # issue 21: strip the MACs, edit, re-link, head key NULL
+            from tests.support.attacks import downgrade_attack
+
+            rows = conn.execute("SELECT * FROM audit_log ORDER BY seq").fetchall()
+            downgrade_attack(lambda sql, params=(): conn.execute(sql, params),
+                             [audit_from_row(r) for r in rows])
         elif how == "reordered":
             rows = {r["seq"]: dict(r) for r in conn.execute("SELECT * FROM audit_log")}
             a, b = rows[2], rows[3]
@@ -250,8 +256,14 @@ def _tamper(db: Path, how: str) -> None:
         conn.close()
 
 
+def _audit_rows(db: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db) as conn:
+        return [*conn.execute("SELECT * FROM audit_log ORDER BY seq"),
+                *conn.execute("SELECT * FROM audit_head")]
+
+
 @pytest.mark.parametrize(
-    "how", ["edited", "deleted-middle", "deleted-last", "inserted", "reordered"]
+    "how", ["edited", "deleted-middle", "deleted-last", "inserted", "reordered", "downgraded"]
 )
 def test_audit_chain_detects_tampering(lab: Lab, tmp_path: Path, how: str) -> None:
     state = tmp_path / "state"
@@ -273,10 +285,16 @@ def test_audit_chain_detects_tampering(lab: Lab, tmp_path: Path, how: str) -> No
     code, doc = bluegreen_json(config, "audit", "verify")
     assert code == 1 and doc["ok"] is False, (how, doc)
     expected = {"edited": "edited", "deleted-middle": "deleted", "deleted-last": "truncated",
-                "inserted": "inserted", "reordered": "reordered"}[how]
+                "inserted": "inserted", "reordered": "reordered", "downgraded": "forged"}[how]
     assert doc["kind"] == expected, (how, doc)  # named, not just "broken"
     proc = bluegreen(config, "audit", "verify")
     assert proc.returncode == 1 and "audit chain broken" in proc.stderr, proc.stderr
+    if how == "downgraded":  # never "not keyed yet"; the next command does not pin it
+        assert "records 1..4 have no MAC" in proc.stderr and "not keyed yet" not in proc.stderr
+        stored = _audit_rows(db)
+        proc = bluegreen(config, "status", WEB, "--adopt", "--reason", "after the forgery")
+        assert proc.returncode == 1 and "downgrade" in proc.stderr, proc.stderr
+        assert _audit_rows(db) == stored
     shutil.rmtree(state)
     assert json.dumps(doc)  # the report is JSON-clean
 
