@@ -25,14 +25,13 @@ from orchestrator.state import (
 from orchestrator.state.audit import (
     BOUNDARY_COMMAND,
     GENESIS_HASH,
-    canonical_json,
-    format_ts,
     record_hash,
     record_mac,
 )
 from orchestrator.state.audit_key import load_key
 from orchestrator.state.registry import sqlite_location
 from orchestrator.state.sqlite.schema import MIGRATIONS
+from tests.support.attacks import AUDIT_COLUMNS, audit_row
 from tests.unit.state.conftest import Opener
 
 
@@ -77,14 +76,8 @@ def tamper(path: Path, *statements: str, params: tuple[object, ...] = ()) -> Non
         conn.close()
 
 
-_COLUMNS = ("seq, at, actor, command, service, reason, before, after, result, prev_hash, hash,"
-            " os_uid, os_user, sudo_user, hostname, key_id, mac")
-
-
-def row_values(r: AuditRecord) -> tuple[object, ...]:
-    return (r.seq, format_ts(r.at), r.actor, r.command, r.service, r.reason,
-            canonical_json(r.before), canonical_json(r.after), r.result, r.prev_hash, r.hash,
-            r.os_uid, r.os_user, r.sudo_user, r.hostname, r.key_id, r.mac)
+_COLUMNS = AUDIT_COLUMNS
+row_values = audit_row
 
 
 def _editor(where: Opener | Path) -> Opener:

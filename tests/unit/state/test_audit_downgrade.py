@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import AuditBroken
-from orchestrator.state import AuditEntryInput, SQLiteStateStore, StateStore
+from orchestrator.state import AuditEntryInput, AuditRecord, SQLiteStateStore, StateStore
 from orchestrator.state.audit import BOUNDARY_COMMAND, GENESIS_HASH
+from orchestrator.state.audit_key import load_key
 from orchestrator.state.audit_marker import marker_path, read_point, record_point
 from orchestrator.state.audit_settings import WitnessSettings
+from orchestrator.state.registry import StateLocation, sqlite_location
 from orchestrator.state.witness import publish, read_witnessed
 from tests.support.attacks import downgrade_attack, downgraded, write_downgrade
 from tests.unit.state.conftest import Opener
@@ -124,23 +126,26 @@ def test_upgraded_chain_is_keyed_from_the_marker_and_a_stripped_tail_is_refused(
         assert len(fresh.audit_records()) == 5
 
 
-def upgraded_location(path: Path):  # type: ignore[no-untyped-def]
-    from orchestrator.state.registry import sqlite_location
-
+def upgraded_location(path: Path) -> StateLocation:
     return sqlite_location(path)
+
+
+def crash_window(path: Path) -> list[AuditRecord]:
+    """A 3-record chain written before keys whose key (and marker) was made by the first
+    change after the upgrade, which then failed before its commit."""
+    old = make_unkeyed_v2_file(path, 3)
+    key = load_key(path.with_name("audit.key"), create=True)
+    assert key is not None
+    record_point(path.with_name("audit.key"), str(path), key.key_id, 4, old[-1].hash)
+    return old
 
 
 def test_no_boundary_over_records_newer_than_the_key(tmp_path: Path) -> None:
     """The key was made for a 3-record chain (its first keyed write then failed); someone
     appends unkeyed records after it: verify says forged, no boundary is written."""
     path = tmp_path / "state.db"
-    old = make_unkeyed_v2_file(path, 3)
+    old = crash_window(path)
     key_file = path.with_name("audit.key")
-    from orchestrator.state.audit_key import load_key
-
-    key = load_key(key_file, create=True)
-    assert key is not None
-    record_point(key_file, str(path), key.key_id, 4, old[-1].hash)
     with SQLiteStateStore(path) as crashed:  # the crash window: a warning, then keyed
         report = crashed.verify_audit()
         assert report.ok and any("keyed from record 4 on" in w for w in report.warnings)
@@ -157,13 +162,7 @@ def test_no_boundary_over_records_newer_than_the_key(tmp_path: Path) -> None:
 
 def test_key_made_after_the_crash_window_keys_the_chain(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    old = make_unkeyed_v2_file(path, 3)
-    key_file = path.with_name("audit.key")
-    from orchestrator.state.audit_key import load_key
-
-    key = load_key(key_file, create=True)
-    assert key is not None
-    record_point(key_file, str(path), key.key_id, 4, old[-1].hash)
+    crash_window(path)
     with SQLiteStateStore(path) as store:
         store.audit_append(AuditEntryInput(actor="alice", command="x"))
         assert [r.command for r in store.audit_records()][3:] == [BOUNDARY_COMMAND, "x"]
