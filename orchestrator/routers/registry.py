@@ -26,6 +26,7 @@ GROUP = "bluegreen.routers"
 BUILTIN: dict[str, str] = {
     "haproxy": "orchestrator.routers.haproxy.settings:HAProxySettings",
     "command": "orchestrator.routers.command.settings:CommandRouterSettings",
+    "nginx": "orchestrator.routers.nginx.settings:NginxSettings",
 }
 
 

@@ -240,9 +240,9 @@ def test_unknown_top_level_and_router_fields(tmp_path: Path) -> None:
 
 
 def test_unknown_router_kind_lists_allowed(tmp_path: Path) -> None:
-    data = set_in(minimal(), "router.kind", "nginx")
+    data = set_in(minimal(), "router.kind", "traefik")
     msg = bad(write(tmp_path, data))
-    assert "router.kind" in msg and "'nginx'" in msg
+    assert "router.kind" in msg and "'traefik'" in msg
     assert "haproxy" in msg and "command" in msg and "fix:" in msg
     data = minimal()
     del data["router"]["kind"]

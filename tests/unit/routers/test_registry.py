@@ -91,8 +91,8 @@ def test_settings_round_trip_through_plain_data() -> None:
 
 def test_unknown_kind_names_the_kinds_there_are() -> None:
     with pytest.raises(RouterError) as caught:
-        registry.settings_class("nginx")
-    assert "nginx" in caught.value.message and "command, haproxy" in (caught.value.hint or "")
+        registry.settings_class("traefik")
+    assert "traefik" in caught.value.message and "command, haproxy, nginx" in (caught.value.hint or "")
 
 
 def test_an_installed_driver_is_found_by_its_kind(tmp_path: Path,
@@ -100,7 +100,7 @@ def test_an_installed_driver_is_found_by_its_kind(tmp_path: Path,
     monkeypatch.syspath_prepend(str(install_driver(tmp_path)))
     cls = registry.settings_class("fakelb")
     assert cls.__name__ == "FakeLBSettings"
-    assert list(registry.settings_classes()) == ["haproxy", "command", "fakelb"]
+    assert list(registry.settings_classes()) == ["haproxy", "command", "nginx", "fakelb"]
     settings: RouterSettings = registry.settings_from_dict(
         {"kind": "fakelb", "endpoint": "fake://lb1", "frontends": {},
          "confirm_header": None, "drain_seconds": 1.0})
@@ -123,7 +123,7 @@ def test_a_builtin_kind_is_never_replaced(tmp_path: Path,
     info.write_text("[bluegreen.routers]\nhaproxy = bg_fakelb:FakeLBSettings\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert registry.settings_class("haproxy") is HAProxySettings
-    assert list(registry.settings_classes()) == ["haproxy", "command"]
+    assert list(registry.settings_classes()) == ["haproxy", "command", "nginx"]
 
 
 def _load_in_subprocess(config: Path, plugins: Path) -> subprocess.CompletedProcess[str]:

@@ -57,3 +57,35 @@ def test_haproxy_socket_as_a_bare_path_as_haproxy_cfg_writes_it() -> None:
         HAProxySettings(kind="haproxy", socket="run/haproxy/admin.sock",
                         map_file="/m", server_state_file="/s")
     assert caught.value.field == "socket" and "tcp://HOST:PORT" in str(caught.value)
+
+
+def test_nginx_names_its_upstreams_and_shows_its_flip() -> None:
+    from orchestrator.routers.nginx.settings import NginxSettings
+
+    nginx = NginxSettings(kind="nginx", live_file="/etc/nginx/bluegreen.conf",
+                          frontends={"web": "http://lb/"})
+    assert nginx.backend_name("web", "green") == "web_green"
+    assert nginx.flip_commands("web", "green") == [
+        "write /etc/nginx/bluegreen.conf: web -> web_green",
+        "/usr/sbin/nginx -t -c /etc/nginx/nginx.conf",
+        "/usr/sbin/nginx -s reload -c /etc/nginx/nginx.conf",
+    ]
+    nginx.check_services(["web"])
+    with pytest.raises(SettingError) as caught:
+        nginx.check_services(["web", "api"])
+    assert caught.value.field == "router.frontends" and "api" in str(caught.value)
+    with pytest.raises(SettingError) as relative:
+        NginxSettings(kind="nginx", live_file="bluegreen.conf")
+    assert relative.value.field == "live_file"
+    assert NginxSettings.from_dict(nginx.as_dict()) == nginx
+
+
+def test_nginx_live_file_round_trip_and_foreign_lines() -> None:
+    from orchestrator.errors import RouterError
+    from orchestrator.routers.nginx import livefile
+
+    text = livefile.render({"web": "web_green", "my_api": "my-api_blue"})
+    assert livefile.parse(text, "f") == {"web": "web_green", "my_api": "my-api_blue"}
+    assert livefile.variable("my-api") == "bluegreen_my_api"
+    with pytest.raises(RouterError, match="f:2: not a line bluegreen writes"):
+        livefile.parse(text.splitlines()[0] + "\nserver { listen 80; }\n", "f")

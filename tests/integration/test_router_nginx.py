@@ -1,0 +1,143 @@
+"""The nginx router against a real nginx 1.22 on loopback (no lab hosts needed): the same
+contract the HAProxy router keeps (live, flip persisted and confirmed, health, counters,
+drain, zero dropped requests during flips), and the failures nginx has of its own."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import FlipIncomplete, RouterError
+from orchestrator.routers.nginx.router import NginxRouter
+from orchestrator.routers.registry import make_router
+from tests.support.haproxy_fixture import wait_until
+from tests.support.nginx_fixture import SERVICE, NginxLab, running_nginx
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[NginxLab]:
+    with running_nginx(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def router(lab: NginxLab) -> Iterator[NginxRouter]:
+    made = make_router(lab.settings())
+    assert isinstance(made, NginxRouter)
+    yield made
+    made.close()
+
+
+def test_live_flip_persist_and_reload(lab: NginxLab, router: NginxRouter) -> None:
+    assert router.live(SERVICE) == "blue"
+    result = router.flip(SERVICE, "green")
+    assert result.persisted and result.from_side == "blue" and result.to_side == "green"
+    assert result.confirmed_by == ["nginx -t", "reload", "request"]
+    assert lab.get("/") == ("web_green", "green")
+    assert router.live(SERVICE) == "green"
+    assert "default web_green;" in lab.live_file.read_text()
+    # a reload (or restart) reads the file: the flip survives it
+    lab.reload()
+    time.sleep(0.5)
+    assert lab.get("/") == ("web_green", "green")
+    assert router.flip(SERVICE, "blue").from_side == "green"
+    assert lab.get("/") == ("web_blue", "blue")
+
+
+def test_a_config_nginx_refuses_moves_nothing_and_keeps_the_file(lab: NginxLab,
+                                                                    router: NginxRouter) -> None:
+    before = lab.live_file.read_text()
+    broken = lab.dir / "broken.conf"
+    broken.write_text(lab.conf.read_text().replace("access_log off;",
+                                                   "access_log off;\n    bogus_directive on;"))
+    bad = make_router(lab.settings(conf=str(broken)))
+    with pytest.raises(RouterError, match="nginx -t -q` failed, nothing moved") as caught:
+        bad.flip(SERVICE, "green")
+    assert not isinstance(caught.value, FlipIncomplete)
+    assert lab.live_file.read_text() == before
+    assert lab.get("/") == ("web_blue", "blue") and router.live(SERVICE) == "blue"
+    # an upstream nginx does not have passes `nginx -t` (proxy_pass takes a variable):
+    # health (which the kernel asks before every flip) names it
+    typo = make_router(lab.settings(upstream_template="{service}-{side}"))
+    with pytest.raises(RouterError, match="nginx has no `upstream web-green`"):
+        typo.health(SERVICE, "green")
+
+
+def test_a_stopped_nginx_is_refused_and_the_file_put_back(tmp_path: Path) -> None:
+    with running_nginx(tmp_path) as lab:
+        settings = lab.settings()
+        before = lab.live_file.read_text()
+    router = make_router(settings)  # nginx is gone now
+    with pytest.raises(RouterError, match="reload` failed, nothing moved"):
+        router.flip(SERVICE, "green")
+    assert lab.live_file.read_text() == before
+    with pytest.raises(RouterError, match="cannot read the live side"):
+        router.live(SERVICE)
+
+
+def test_no_confirm_header_is_a_flip_incomplete(lab: NginxLab) -> None:
+    router = make_router(lab.settings(confirm_header="X-Not-Set", timeout=0.5))
+    with pytest.raises(FlipIncomplete) as caught:
+        router.flip(SERVICE, "green")
+    assert caught.value.persisted and not caught.value.confirmed
+    assert lab.get("/") == ("web_green", "green")  # moved: the kernel records the problem
+
+
+def test_health_counters_and_drain(lab: NginxLab, router: NginxRouter) -> None:
+    health = router.health(SERVICE, "green")
+    assert health.healthy and health.backend == "web_green"
+    lab.backends["green"].stop()
+    assert not router.health(SERVICE, "green").healthy
+    lab.backends["green"].start()
+    for _ in range(5):
+        lab.get("/")
+    blue = router.counters(SERVICE, "blue")
+    assert blue is not None and blue.responses >= 5 and blue.errors_5xx == 0
+    assert router.counters(SERVICE, "green") == type(blue)(0, 0)
+    lab.backends["blue"].stop()
+    with pytest.raises(urllib.error.HTTPError):
+        lab.get("/")
+    after = router.counters(SERVICE, "blue")
+    assert after is not None and after.errors_5xx >= 1
+    lab.backends["blue"].start()
+    router.flip(SERVICE, "green")
+    assert router.drain(SERVICE, "blue", 5.0).drained
+
+
+def test_zero_dropped_requests_during_flips(lab: NginxLab, router: NginxRouter) -> None:
+    failures: list[str] = []
+    served = {"blue": 0, "green": 0}
+    stop = threading.Event()
+
+    def traffic() -> None:
+        deadline = time.monotonic() + 20
+        for _ in range(3000):
+            if stop.is_set() or time.monotonic() > deadline:
+                return
+            try:
+                header, body = lab.get("/")
+                if header != f"{SERVICE}_{body}":
+                    failures.append(f"mismatch {header} {body}")
+                else:
+                    served[body] += 1
+            except (OSError, urllib.error.URLError) as exc:
+                failures.append(repr(exc))
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        for i in range(6):
+            router.flip(SERVICE, "green" if i % 2 == 0 else "blue")
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        sender.join(timeout=25)
+    assert not sender.is_alive()
+    assert failures == []
+    assert served["blue"] > 0 and served["green"] > 0
+    wait_until(lambda: router.live(SERVICE) == "blue", 5, "blue live")
