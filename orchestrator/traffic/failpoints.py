@@ -2,7 +2,8 @@
 
 `BLUEGREEN_FAILPOINT=NAME` makes the process `kill -9` itself when it reaches failpoint
 NAME: the rollout's step boundaries (`patch:begin`, `flip:end`, ...) and the traffic
-kernel's `traffic:intent` (flip journaled, router untouched), `traffic:router` (router
+kernel's `traffic:locked` (the traffic lock just taken, nothing read yet),
+`traffic:intent` (flip journaled, router untouched), `traffic:router` (router
 changed, store not yet) and `traffic:recorded` (both done, lock still held). A kernel
 failpoint also answers to `NAME:COMMAND`, e.g. `traffic:router:rollout.auto-rollback`, to
 hit one caller only.

@@ -27,9 +27,12 @@ class Refusal:
 
 
 def refusal(
-    service: str, target: Side, side: SideState | None, *, rollback_to: Side | None
+    service: str, target: Side, side: SideState | None, *, rollback_to: Side | None,
+    run_in_flight: str | None = None,
 ) -> Refusal | None:
-    """None when `target` may take traffic, else why not and how to fix it."""
+    """None when `target` may take traffic, else why not and how to fix it.
+    `run_in_flight`: the service's unfinished run (the refusal aborts nothing: the hint
+    says to let it finish; without one, `resume` cannot work and is not hinted)."""
     state = side.state if side is not None else "untouched"
     if side is not None and side.verified_after_patch:
         return None
@@ -50,7 +53,10 @@ def refusal(
     if state == "patching":
         return Refusal(
             f"{head} ({level}) since {since}: a patch began on it and did not finish{why}",
-            f"finish the patch (`bluegreen resume`) or run a new rollout, then verify; {override}",
+            (f"run {run_in_flight} is not finished (it was not aborted): let it finish, or "
+             f"`bluegreen resume` it if its process died; {override}")
+            if run_in_flight is not None
+            else f"run a new rollout (it patches and verifies {target}); {override}",
         )
     if state == "patched":
         return Refusal(

@@ -6,15 +6,17 @@ campaign) move traffic with `move_traffic`, which, under the service's short tra
 1. reconciles the store with the router: a flip a crash interrupted is completed (the
    router had moved: recorded with its own command, result "recovered") or cancelled (the
    router had not moved); a store that still disagrees raises StateMismatch;
-2. aborts the service's runs in flight when asked (`rollback`, `flip`): such a run stops
-   at its next boundary; a run-bound request of an aborted run raises Aborted. Both happen
-   under the lock, so a rollback that aborted a run first always wins, and a rollback that
-   comes after the run's flip waits for it and then flips back;
-3. picks the target (rollback: `rollback_to`, the side live before the last forward flip;
-   none, already live, or a rollback already answered by aborting a run before its flip:
-   nothing to do), gates it (`gate.refusal`, unless forced),
-   re-checks its hosts (the caller's callable: this module stays import-light) and needs a
-   server UP on it at the router;
+2. picks the target (rollback: `rollback_to`, the side live before the last forward flip;
+   none, already live, or a rollback answered by aborting a run that had not flipped yet:
+   nothing to do), gates it (`gate.refusal`, unless forced), re-checks its hosts (the
+   caller's callable: this module stays import-light), needs a server UP on it at the
+   router, and last asks the caller's `still_allowed` (the maintenance window): right
+   before the router changes, never earlier;
+3. only then aborts the service's runs in flight when asked (`rollback`, `flip`): a
+   command refused by any check aborts nothing. Such a run stops at its next boundary; a
+   run-bound request of an aborted run raises Aborted. Both happen under the lock, so a
+   rollback that aborted a run first always wins, and a rollback that comes after the
+   run's flip waits for it and then flips back;
 4. journals and audits the intent (`begin_flip`), flips at the router, records the flip in
    one transaction with its audit record (`record_flip`).
 
@@ -37,6 +39,7 @@ from orchestrator.errors import (
     Aborted,
     BadInput,
     FlipIncomplete,
+    OutsideWindow,
     RouterError,
     StateError,
     StateMismatch,
@@ -45,7 +48,13 @@ from orchestrator.errors import (
 from orchestrator.routers.base import FlipResult, Router
 from orchestrator.sides import Side
 from orchestrator.state.base import StateStore
-from orchestrator.state.models import RESUMABLE_STATUSES, AuditEntryInput, Run, ServiceState
+from orchestrator.state.models import (
+    RESUMABLE_STATUSES,
+    AuditEntryInput,
+    Run,
+    ServiceState,
+    SideState,
+)
 from orchestrator.traffic import failpoints, gate
 
 ROLLBACK_COMMANDS = frozenset({"rollback", "rollout.auto-rollback"})
@@ -61,8 +70,9 @@ class FlipRequest:
     """One request to move traffic.
 
     `to`: the side, or None for the rollback target. `run_id`: the run this flip belongs
-    to (the rollout's own flips). `abort_in_flight`: abort the service's runs first
-    (rollback and flip). `recheck_hosts`: skipped for `force`, and never passed by rollback.
+    to (the rollout's own flips). `abort_in_flight`: abort the service's runs (rollback and
+    flip) once every check passed: a refused request aborts nothing. `recheck_hosts`:
+    skipped for `force`, and never passed by rollback.
     """
 
     service: str
@@ -75,6 +85,10 @@ class FlipRequest:
     recheck_hosts: HostRecheck | None = None
     abort_in_flight: bool = False
     lock_timeout_s: float = 30.0
+    still_allowed: Callable[[], str | None] | None = None
+    """Asked last, under the traffic lock, after the gate, the host recheck and the
+    router's health, right before the intent is journaled: a reason (e.g. the maintenance
+    window closed) raises OutsideWindow, nothing moved, nothing journaled as a flip."""
 
 
 @dataclass(frozen=True)
@@ -123,13 +137,12 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
     if not request.reason.strip():
         raise BadInput("--reason is empty", hint="say why, e.g. --reason INC-4711")
     with store.traffic_lock(service, request.lock_timeout_s, command=request.command):
+        failpoints.hit("traffic:locked", request.command)
         live, svc, recovered = _reconcile(store, router, service, request.actor)
-        aborted: str | None = None
-        before_its_flip = False
-        if request.abort_in_flight:
-            aborted, before_its_flip = _abort_runs(store, service, request, live)
         if request.run_id is not None:
             _check_run(store, request.run_id)
+        in_flight = _runs_in_flight(store, service, request) if request.abort_in_flight else []
+        aborted = in_flight[-1].run_id if in_flight else None
 
         def unchanged(message: str, *, repaired: bool = False) -> FlipOutcome:
             if aborted is not None and "aborted run" not in message:
@@ -137,8 +150,9 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
             return FlipOutcome(service, live, live, False, time.perf_counter() - started,
                                message, aborted, [], recovered, request.force, repaired)
 
-        if request.to is None and aborted is not None and before_its_flip:
+        if request.to is None and any(not _has_flipped(store, r, live) for r in in_flight):
             # the rollback is answered: a second one (another operator, a retry) is done
+            _abort_runs(store, service, request, in_flight)
             store.keep_after_rollback(
                 service, f"run {aborted} was aborted before its flip by {request.actor} "
                 f"({request.reason})",
@@ -152,37 +166,29 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
                 f"{service}: aborted run {aborted}, which had not flipped yet; traffic stays "
                 f"on {live}"
             )
+        target = request.to or svc.rollback_to
         if request.to is None and request.command == "rollback" and svc.rollback_kept:
+            _abort_runs(store, service, request, in_flight)
             back = (f"; `bluegreen rollback {service} --to {svc.rollback_to}` goes back to "
                     f"{svc.rollback_to}" if svc.rollback_to not in (None, live) else "")
             return unchanged(
                 f"{service}: already rolled back ({svc.rollback_kept}); traffic stays on "
                 f"{live}{back}"
             )
-        target = request.to or svc.rollback_to
-        if target is None:
-            return unchanged(f"{service}: no earlier flip to roll back; traffic stays on {live}")
-        if target == live:
+        if target is None or target == live:
+            _abort_runs(store, service, request, in_flight)
+            if target is None:
+                return unchanged(
+                    f"{service}: no earlier flip to roll back; traffic stays on {live}")
             repaired = svc.flip_problem is not None and _repair(store, router, svc, request)
             note = " (its earlier flip problem is repaired)" if repaired else ""
             return unchanged(f"{service}: {live} is already live; nothing changed{note}",
                              repaired=repaired)
         rollback = request.command in ROLLBACK_COMMANDS and target == svc.rollback_to
-        side = store.get_side(service, target)
-        if not request.force:
-            refused = gate.refusal(service, target, side, rollback_to=svc.rollback_to)
-            if refused is not None:
-                raise VerificationFailed(refused.message, hint=refused.hint)
-            if request.recheck_hosts is not None:
-                request.recheck_hosts(target, dict(side.hosts) if side is not None else {})
-        health = router.health(service, target)
-        if not health.healthy:
-            states = ", ".join(f"{s.name}={s.status}" for s in health.servers) or "no servers"
-            raise RouterError(
-                f"{service}: no server of {target} is UP at the load balancer ({states}); "
-                f"traffic stays on {live}",
-                hint="check the hosts of that side (`bluegreen status`)",
-            )
+        side = _checked_target(store, router, request, svc, live, target, aborted)
+        # every check passed: only now are the runs in flight aborted (a refused command
+        # aborts nothing), and the intent is journaled in the same lock
+        _abort_runs(store, service, request, in_flight)
         pending = store.begin_flip(
             service, live, target, command=request.command, actor=request.actor,
             reason=request.reason, run_id=request.run_id, rollback=rollback,
@@ -291,29 +297,59 @@ def _repersist(router: Router, service: str, live: Side) -> str | None:
     return None
 
 
-def _abort_runs(
-    store: StateStore, service: str, request: FlipRequest, live: Side
-) -> tuple[str | None, bool]:
-    """Mark the service's unfinished runs aborted: (the newest, whether any had not
-    flipped yet). Their processes stop at their next boundary and release their run lock;
-    it is released here only when its holder is provably dead."""
-    runs = [
+def _runs_in_flight(store: StateStore, service: str, request: FlipRequest) -> list[Run]:
+    """The service's unfinished runs (except the request's own), oldest first."""
+    return [
         r for r in store.list_runs(service=service)
         if r.status in RESUMABLE_STATUSES and r.run_id != request.run_id
     ]
+
+
+def _abort_runs(store: StateStore, service: str, request: FlipRequest, runs: list[Run]) -> None:
+    """Mark `runs` aborted. Their processes stop at their next boundary and release their
+    run lock; it is released here only when its holder is provably dead."""
     if not runs:
-        return None, False
+        return
     why = f"aborted by `{request.command}` ({request.actor}): {request.reason}"
-    before_its_flip = False
     for run in runs:
         store.finish_run(run.run_id, "aborted", why)
-        before_its_flip = before_its_flip or not _has_flipped(store, run, live)
     lock = store.get_lock(service)
     if lock is not None and lock.run_id in {r.run_id for r in runs} and lock.holder_is_gone():
         store.force_release_lock(
             service, reason=f"{why} (the holder, pid {lock.pid}, is gone)", actor=request.actor
         )
-    return runs[-1].run_id, before_its_flip
+
+
+def _checked_target(
+    store: StateStore, router: Router, request: FlipRequest, svc: ServiceState, live: Side,
+    target: Side, in_flight: str | None,
+) -> SideState | None:
+    """The target's stored state once it may take traffic now: the gate (unless forced),
+    its hosts (the caller's recheck), a server UP at the router, and last the caller's
+    `still_allowed` (the maintenance window), each raising before anything changed."""
+    service = request.service
+    side = store.get_side(service, target)
+    kept = f"; traffic stays on {live}" + (
+        f"; run {in_flight} was not aborted" if in_flight is not None else "")
+    if not request.force:
+        refused = gate.refusal(service, target, side, rollback_to=svc.rollback_to,
+                               run_in_flight=in_flight)
+        if refused is not None:
+            raise VerificationFailed(refused.message + kept, hint=refused.hint)
+        if request.recheck_hosts is not None:
+            request.recheck_hosts(target, dict(side.hosts) if side is not None else {})
+    health = router.health(service, target)
+    if not health.healthy:
+        states = ", ".join(f"{s.name}={s.status}" for s in health.servers) or "no servers"
+        raise RouterError(
+            f"{service}: no server of {target} is UP at the load balancer ({states}){kept}",
+            hint="check the hosts of that side (`bluegreen status`)",
+        )
+    if request.still_allowed is not None:
+        why = request.still_allowed()
+        if why:
+            raise OutsideWindow(f"{service}: not flipping: {why}{kept}")
+    return side
 
 
 def _has_flipped(store: StateStore, run: Run, live: Side) -> bool:

@@ -18,8 +18,10 @@ from orchestrator.errors import (
     BluegreenError,
     FlipIncomplete,
     LockHeld,
+    OutsideWindow,
     RouterError,
     StateMismatch,
+    VerificationFailed,
 )
 from orchestrator.sides import SIDES, Side
 from orchestrator.state import AuditEntryInput, SQLiteStateStore
@@ -29,13 +31,15 @@ from orchestrator.traffic import FlipOutcome, FlipRequest, move_traffic, settle
 from orchestrator.traffic.status import adopt
 from tests.support.model import SERVICE, Host, World
 
-KERNEL_POINTS = ("traffic:intent", "traffic:router", "traffic:recorded")
+KERNEL_POINTS = ("traffic:locked", "traffic:intent", "traffic:router", "traffic:recorded")
 FAULTS: tuple[RouterFault, ...] = (
     "refuse", "gone_before", "gone_after", "lost_reply", "persist", "confirm")
 OPERATOR_COMMANDS = ("rollback", "flip_blue", "flip_green", "status", "reload",
-                     "reimage_blue", "reimage_green")
+                     "reimage_blue", "reimage_green", "window_closes", "window_opens",
+                     "clock_steps_back")
 """What can happen while another process is somewhere (a failpoint, inside the patch step):
-an operator's command, the load balancer reloading its configuration, a host re-imaged."""
+an operator's command, the load balancer reloading its configuration, a host re-imaged,
+the maintenance window closing or opening, the clock stepped back (NTP, a VM restored)."""
 
 crash_points = st.one_of(st.none(), st.sampled_from(KERNEL_POINTS))
 
@@ -88,6 +92,10 @@ class TrafficMachine(RuleBasedStateMachine):
                 self.world.router.reload()
         elif command in ("reimage_blue", "reimage_green"):
             self.reimage("blue" if command == "reimage_blue" else "green")
+        elif command in ("window_closes", "window_opens"):
+            self.maintenance_window(command == "window_opens")
+        elif command == "clock_steps_back":
+            self.clock_steps_back()
         else:
             self.status(None)
 
@@ -101,12 +109,19 @@ class TrafficMachine(RuleBasedStateMachine):
                 if r.status in RESUMABLE_STATUSES]
 
     def _aborted_all(self, before: list[str], outcome: Any) -> None:
-        """A rollback or flip that got past its checks aborted every run in flight."""
+        """A rollback or flip that got past its checks aborted every run in flight; one
+        that a check refused (the gate, the hosts, the window) aborted none (issue 20,
+        14)."""
         if outcome is None or isinstance(outcome, StateMismatch | LockHeld | BadInput):
             return
+        now = self._runs_in_flight()
+        if isinstance(outcome, VerificationFailed | OutsideWindow):
+            gone = [r for r in before if r not in now]
+            assert not gone, f"{outcome!r} was refused, yet it aborted {gone}"
+            return
         if isinstance(outcome, RouterError) and not isinstance(outcome, FlipIncomplete):
-            return  # e.g. the router could not be read: nothing was decided
-        left = [r for r in before if r in self._runs_in_flight()]
+            return  # the router could not be read, had no server UP, or refused the flip
+        left = [r for r in before if r in now]
         assert not left, f"{outcome!r} left runs in flight: {left}"
 
     @rule(to=st.sampled_from(SIDES), force=st.booleans(), crash=crash_points)
@@ -227,6 +242,16 @@ class TrafficMachine(RuleBasedStateMachine):
     @rule(side=st.sampled_from(SIDES))
     def side_down_or_up(self, side: Side) -> None:
         self.world.router.down ^= {(SERVICE, side)}
+
+    @rule(open_=st.booleans())
+    def maintenance_window(self, open_: bool) -> None:
+        """A campaign's window closes or opens: no rollout flip may land outside it."""
+        self.world.window_open = open_
+
+    @rule()
+    def clock_steps_back(self) -> None:
+        """The machine's clock is stepped back an hour (NTP, a restored VM)."""
+        self.world.clock.advance(-3600)
 
     @rule(side=st.sampled_from(SIDES))
     def reimage(self, side: Side) -> None:

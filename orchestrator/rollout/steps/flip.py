@@ -16,16 +16,20 @@ class Flip(NothingToResume):
     def run(self, ctx: RunContext) -> FlipRecord:
         service, live, standby = ctx.service, ctx.standing_plan.live, ctx.standing_plan.standby
         # A flip a crash interrupted is completed (or cancelled) first: then the window and
-        # approval are asked only when traffic still has to move.
+        # approval are asked only when traffic still has to move: once here (a closed
+        # window defers at once), and again by the kernel under the traffic lock, after the
+        # host recheck, right before the router changes (the window may close meanwhile).
         current = settle(ctx.store, ctx.router, service, ctx.actor)
-        if current != standby and ctx.may_flip is not None:
-            why = ctx.may_flip(service)
+        may_flip = ctx.may_flip
+        if current != standby and may_flip is not None:
+            why = may_flip(service)
             if why:
                 raise OutsideWindow(f"{service}: not flipping: {why}")
         outcome = move_traffic(ctx.store, ctx.router, FlipRequest(
             service=service, command="rollout.flip", reason=f"run {ctx.run_id}",
             actor=ctx.actor, to=standby, run_id=ctx.run_id,
             recheck_hosts=ctx.tools.recheck(ctx.config, service, ctx.fleet),
+            still_allowed=(lambda: may_flip(service)) if may_flip is not None else None,
         ))
         if not outcome.changed:  # resumed after the router had flipped
             return FlipRecord(live, standby, recovered=True)

@@ -99,7 +99,6 @@ class RolloutModel(TrafficMachine):
     def __init__(self) -> None:
         super().__init__()
         self.config = fake_config(self.tmp, bake_seconds=0.03)
-        self.window_open = True
         self.patcher: ModelPatcher | None = None
 
     # -- a rollout's process ----------------------------------------------------------------
@@ -162,7 +161,7 @@ class RolloutModel(TrafficMachine):
             event(text)
 
     def _may_flip(self, service: str) -> str | None:
-        return None if self.window_open else "outside the maintenance window"
+        return None if self.world.window_open else "outside the maintenance window"
 
     def _patching_side(self) -> Side | None:
         patcher = self.patcher
@@ -201,10 +200,6 @@ class RolloutModel(TrafficMachine):
 
         self._run(resume, level, patch_ok=patch_ok, verify_ok=verify_ok, bake_ok=bake_ok,
                   crash=crash, meanwhile=meanwhile)
-
-    @rule(open_=st.booleans())
-    def maintenance_window(self, open_: bool) -> None:
-        self.world.window_open = self.window_open = open_
 
     @invariant()
     def check_world(self) -> None:

@@ -27,6 +27,7 @@ from orchestrator.errors import (
     Aborted,
     BluegreenError,
     FlipIncomplete,
+    OutsideWindow,
     PatchFailed,
     RolledBack,
     StateMismatch,
@@ -98,6 +99,8 @@ class RunProcess:
             self._exit("rolled_back", exc.message)
         except Aborted:
             self._exit(None, None)
+        except OutsideWindow as exc:  # deferred: its campaign resumes it when it opens
+            self._exit("deferred", exc.message)
         except BluegreenError as exc:
             self._exit(None if self._aborted() else "failed", exc.message)
 
@@ -188,11 +191,17 @@ class RunProcess:
             raise VerificationFailed("verification failed")
         return {"side": standby}
 
+    def _may_flip(self) -> str | None:
+        return None if self.world.window_open else "outside the maintenance window"
+
     def _flip(self, ok: bool) -> dict[str, Any]:
-        settle(self.store, self.world.router, SERVICE, "ci")
+        current = settle(self.store, self.world.router, SERVICE, "ci")
+        if current != self.plan["standby"] and self._may_flip():
+            raise OutsideWindow("not flipping: outside the maintenance window")
         outcome = move_traffic(self.store, self.world.router, FlipRequest(
             service=SERVICE, command="rollout.flip", reason=f"run {self.run_id}", actor="ci",
-            to=self.plan["standby"], run_id=self.run_id, recheck_hosts=self.world.recheck))
+            to=self.plan["standby"], run_id=self.run_id, recheck_hosts=self.world.recheck,
+            still_allowed=self._may_flip))
         return {"changed": outcome.changed}
 
     def _bake(self, ok: bool) -> dict[str, Any]:
@@ -469,6 +478,17 @@ SCENARIOS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("flip", {"to": "blue", "force": True, "crash": "traffic:recorded"}),
         ("rollback", {"to": None, "crash": None}),
     ],
+    # issue 20, 11: the window closes while the run's flip waits for the traffic lock; it
+    # opens again and the resumed run flips; the clock stepped back meanwhile
+    "window_closes_while_the_flip_waits_for_the_lock": [
+        ("rollout_start", {"level": "L1"}),
+        (R, {"step": "flip", "ok": True, "crash": None,
+             "meanwhile": ("traffic:locked", "window_closes")}),
+        ("clock_steps_back", {}),
+        ("maintenance_window", {"open_": True}),
+        ("rollout_resume", {"crash": None}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),
+    ],
 }
 
 
@@ -481,6 +501,7 @@ ENDS: dict[str, tuple[Side, dict[Side, str]]] = {
     "disagreeing_store_and_reimaged_hosts": ("green", {"green": "verified"}),
     "crashes_at_each_kernel_failpoint": ("blue", {"green": "failed_live"}),
     "no_patch_after_a_reload_of_an_unpersisted_flip": ("blue", {"blue": "untouched"}),
+    "window_closes_while_the_flip_waits_for_the_lock": ("green", {"green": "verified"}),
 }
 """Where each scenario leaves traffic (router memory) and side states."""
 
