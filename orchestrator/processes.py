@@ -10,12 +10,33 @@ that on a timeout (or Ctrl-C) the whole process group is killed: a script's chil
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 _REAP_SECONDS = 2.0  # after SIGKILL: how long to collect what the group wrote
+_READ_CHUNK = 65536
+
+MAX_OUTPUT = 8 * 2**20
+"""The default cap on what one command on another machine may answer (stdout and stderr
+together, bytes): a compromised host must not fill our memory (see `OutputTooLarge`)."""
+
+
+def too_large(limit: int) -> str:
+    """The one wording of "over the cap", for every remote read."""
+    return f"output too large (> {limit / 2**20:g} MB)"
+
+
+class OutputTooLarge(Exception):
+    """A command wrote more than its cap: it was stopped, and what it wrote is dropped
+    (never a partial result)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(too_large(limit))
+        self.limit = limit
 
 
 def run(
@@ -26,13 +47,18 @@ def run(
     cwd: Path | str | None = None,
     env: Mapping[str, str] | None = None,
     merge_stderr: bool = False,
+    max_output: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `argv` to completion; its exit code is the caller's to judge.
 
     Raises `subprocess.TimeoutExpired` (with what the command wrote to stderr, or stdout
     when merged) after killing its process group, and `OSError` (FileNotFoundError,
-    PermissionError) when it cannot be started. `merge_stderr` puts stderr into stdout."""
+    PermissionError) when it cannot be started. `merge_stderr` puts stderr into stdout.
+    `max_output` (bytes, stdout and stderr together): past it the process group is killed
+    and `OutputTooLarge` raised; it is read in chunks, never kept beyond the cap."""
     args = list(argv)
+    if max_output is not None and input_text is not None:
+        raise ValueError("max_output is for commands without input")
     with subprocess.Popen(
         args,
         stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
@@ -45,7 +71,10 @@ def run(
         start_new_session=True,
     ) as process:
         try:
-            stdout, stderr = process.communicate(input_text, timeout=timeout)
+            if max_output is None:
+                stdout, stderr = process.communicate(input_text, timeout=timeout)
+            else:
+                stdout, stderr = _read_capped(process, timeout, max_output)
         except subprocess.TimeoutExpired as exc:
             _kill_group(process)
             try:
@@ -59,6 +88,39 @@ def run(
             _kill_group(process)
             raise
     return subprocess.CompletedProcess(args, process.returncode, stdout, stderr or "")
+
+
+def _read_capped(
+    process: subprocess.Popen[str], timeout: float, limit: int
+) -> tuple[str, str]:
+    """`communicate()` with a cap: both pipes read in chunks until EOF, then the exit."""
+    deadline = time.monotonic() + timeout
+    got: dict[int, bytearray] = {}
+    total = 0
+    with selectors.DefaultSelector() as sel:
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                got[pipe.fileno()] = bytearray()
+                sel.register(pipe.fileno(), selectors.EVENT_READ)
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(process.args, timeout)
+            for key, _ in sel.select(left):
+                chunk = os.read(key.fd, _READ_CHUNK)
+                if not chunk:
+                    sel.unregister(key.fd)
+                    continue
+                total += len(chunk)
+                if total > limit:
+                    raise OutputTooLarge(limit)
+                got[key.fd] += chunk
+    try:
+        process.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise subprocess.TimeoutExpired(process.args, timeout) from None
+    texts = [bytes(b).decode(errors="replace") for b in got.values()]
+    return texts[0], texts[1] if len(texts) > 1 else ""
 
 
 def _kill_group(process: subprocess.Popen[str]) -> None:

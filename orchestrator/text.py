@@ -35,6 +35,15 @@ def _visible(ch: str) -> str:
     return ch
 
 
-def table_cell(text: str | None) -> str:
-    """`one_line`, and `|` escaped too (a Markdown table cell)."""
-    return one_line(text).replace("|", "\\|")
+# Markdown's punctuation that can start markup (emphasis, links, images, headings, lists,
+# tables, code) is backslash-escaped; `<`, `>` and `&` become HTML entities, so raw HTML
+# (`<script>`, `<img onerror>`) and entity tricks show as text in every renderer
+_MARKDOWN = str.maketrans(
+    {**{c: "\\" + c for c in "`*_{}[]()#+-.!|"}, "<": "&lt;", ">": "&gt;", "&": "&amp;"}
+)
+
+
+def markdown(text: str | None) -> str:
+    """`one_line`, then every Markdown/HTML markup character escaped: safe as inline text
+    and as a table cell (`|` too); what a reader sees is exactly `text`."""
+    return one_line(text).translate(_MARKDOWN)

@@ -7,6 +7,10 @@ made: `fixed` (every package of the advisory at or above its fixed version), `af
 `under_investigation` (the host could not be read). Each statement's product is the host;
 its subcomponents are the advisory's packages with their installed versions as purls.
 The document names the campaign run and the audit chain's head it was made at.
+
+Every status rests on the host's own package database (`dpkg-query` over SSH): root on a
+host can make it report any version, so each statement's `status_notes` says so (`fixed`
+means "the host says it has the fixed version", not a measurement of the running code).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from urllib.parse import quote
 from orchestrator.errors import BadInput
 
 CONTEXT = "https://openvex.dev/ns/v0.2.0"
+HOST_WORD = ("the status rests on the host's own package database (dpkg, read over SSH): "
+             "root on the host can make it report any version")
 _STATUS = {"fixed": "fixed", "open": "affected", "not_installed": "not_affected",
            "unknown": "under_investigation"}
 
@@ -60,7 +66,7 @@ def openvex(doc: dict[str, Any]) -> dict[str, Any]:
                     f"{svc} {side or '?'} side, {role}, read at {now.get('at') or '-'}; "
                     f"advisory {a['id']}: " + ", ".join(
                         f"{p} {have.get(p, 'absent')} (fixed {v})" for p, v in a["packages"].items()
-                    ) + f"; {where}; audit head {head}"
+                    ) + f"; {where}; audit head {head}; {HOST_WORD}"
                 )
                 for cve in a["cves"]:
                     st: dict[str, Any] = {

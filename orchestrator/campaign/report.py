@@ -2,7 +2,7 @@
 
 The model (`report_model.CampaignReport`, built by `build_report()` from the state store)
 holds what an auditor asks for; `render()` gives JSON (`CampaignReport.as_json()`),
-Markdown (free text escaped to one visible line) or HTML (`report_html`: Jinja2 templates,
+Markdown (every value escaped: one visible line, no markup) or HTML (`report_html`: Jinja2 templates,
 autoescaped, one self-contained file). `write_report()` writes it with mode 0600 through
 `safe_write`.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from orchestrator.campaign.report_model import CampaignReport, build_report
 from orchestrator.safe_write import write_file
-from orchestrator.text import one_line, table_cell
+from orchestrator.text import markdown, one_line
 
 __all__ = ["FORMATS", "build_report", "default_report_path", "render", "write_report"]
 
@@ -37,15 +37,17 @@ def render(report: CampaignReport, fmt: str) -> str:
 
 
 def _markdown(doc: dict[str, Any]) -> str:
+    """Every interpolated value goes through `_t` (`text.markdown`): names, versions and
+    check ids from hosts, actors and reasons from people are shown, never interpreted."""
     out = [
         f"# Campaign {_t(doc['campaign'])} — {_t(doc['status'])}",
         "",
-        f"- run: `{_t(doc['run_id'])}` by {_t(doc['actor'])}, {doc['started_at']} → "
-        f"{doc['finished_at'] or '-'} ({doc['seconds'] or '-'} s)",
-        f"- result: {_t(doc['result']) or '-'}",
+        f"- run: {_code(doc['run_id'])} by {_t(doc['actor'])}, {_t(doc['started_at'])} → "
+        f"{_t(doc['finished_at'] or '-')} ({_t(doc['seconds'] or '-')} s)",
+        f"- result: {_t(doc['result'] or '-')}",
         f"- audit chain: {'ok' if doc['audit']['ok'] else 'BROKEN'}, "
-        f"{doc['audit']['records']} records, head `{_audit_head(doc)}` (check it later: "
-        "`bluegreen audit verify --report THIS-FILE`)",
+        f"{_t(doc['audit']['records'])} records, head {_code(_audit_head(doc))} (check it "
+        "later: `bluegreen audit verify --report THIS-FILE`)",
         "",
         "## Exposure now",
         "",
@@ -61,20 +63,20 @@ def _markdown(doc: dict[str, Any]) -> str:
             f"{_t(', '.join(a.get('cves', [])))} — {_t(pkgs)}"
         )
     out += ["", "## Approvals", ""]
-    out += [f"- {_t(a['actor'])}{_os_user(a)} at {a['at']} ({_t(a.get('point'))})"
+    out += [f"- {_t(a['actor'])}{_os_user(a)} at {_t(a['at'])} ({_t(a.get('point'))})"
             + (f": {_t(a['reason'])}" if a.get("reason") else "")
             for a in doc["approvals"]] or ["- none"]
     out += ["", "## Services", ""]
     for svc, s in doc["services"].items():
         flip = s.get("flip") or {}
         out += [
-            f"### {_t(svc)} (wave {s['wave']}): {_t(s['status'])}",
+            f"### {_t(svc)} (wave {_t(s['wave'])}): {_t(s['status'])}",
             "",
-            f"- rollout `{_t(s.get('child_run'))}`: {_t(s.get('child_result')) or '-'} "
-            f"({s.get('seconds') or '-'} s)",
+            f"- rollout {_code(s.get('child_run'))}: {_t(s.get('child_result') or '-')} "
+            f"({_t(s.get('seconds') or '-')} s)",
             f"- flip: {_t(flip.get('from', '-'))} → {_t(flip.get('to', '-'))} at "
             f"{_t(flip.get('at', '-'))}",
-            f"- verification: {_t(s['verification']['summary']) or '-'}",
+            f"- verification: {_t(s['verification']['summary'] or '-')}",
             "",
             "| host | package | before | after |",
             "|---|---|---|---|",
@@ -82,28 +84,29 @@ def _markdown(doc: dict[str, Any]) -> str:
         for host, v in s["hosts"].items():
             for pkg in sorted(set(v["before"]) | set(v["after"])):
                 out.append(
-                    f"| {_c(host)} | {_c(pkg)} | {_c(v['before'].get(pkg, '-'))} | "
-                    f"{_c(v['after'].get(pkg, '-'))} |"
+                    f"| {_t(host)} | {_t(pkg)} | {_t(v['before'].get(pkg, '-'))} | "
+                    f"{_t(v['after'].get(pkg, '-'))} |"
                 )
         out += ["", "| host | check | result |", "|---|---|---|"]
         for r in s["verification"]["results"]:
-            out.append(f"| {_c(r['host'])} | {_c(r['check'])} | {_c(r['status'])} |")
+            out.append(f"| {_t(r['host'])} | {_t(r['check'])} | {_t(r['status'])} |")
         cves = s.get("cves") or {}
         if cves.get("hosts"):
-            out += ["", f"CVEs: {_t(cves['now']['words'])} (read {cves['now']['at'] or '-'})", "",
+            out += ["", f"CVEs: {_t(cves['now']['words'])} (read {_t(cves['now']['at'] or '-')}"
+                    "; versions as each host's package database reports them)", "",
                     "| host | side | advisory | CVEs | before | after | now |",
                     "|---|---|---|---|---|---|---|"]
             for host, h in cves["hosts"].items():
                 for a in h["advisories"]:
-                    out.append(f"| {_c(host)} | {h['side'] or '-'} | {_c(a['id'])} | "
-                               f"{', '.join(a['cves']) or '-'} | {a['before'] or '-'} | "
-                               f"{a['after'] or '-'} | {a['now']} |")
+                    out.append(f"| {_t(host)} | {_t(h['side'] or '-')} | {_t(a['id'])} | "
+                               f"{_t(', '.join(a['cves']) or '-')} | {_t(a['before'] or '-')} | "
+                               f"{_t(a['after'] or '-')} | {_t(a['now'])} |")
         if s.get("converge"):
             out += ["", f"- converge: {_t(s['converge'].get('message'))}"]
         out.append("")
     out += ["## Rollbacks", ""]
     out += [
-        f"- {r['at']} {_t(r['service'])}: {_t(r['from'])} → {_t(r['to'])} by "
+        f"- {_t(r['at'])} {_t(r['service'])}: {_t(r['from'])} → {_t(r['to'])} by "
         f"{_t(r['actor'])}{_os_user(r)} ({_t(r['command'])}: {_t(r['reason'])})"
         for r in doc["rollbacks"]
     ] or ["- none"]
@@ -116,13 +119,13 @@ def write_report(report: CampaignReport, fmt: str, output: Path) -> Path:
 
 
 def _t(value: Any) -> str:
-    """Free text as one visible line (control characters escaped)."""
-    return one_line(None if value is None else str(value))
+    """Any value as Markdown text: one visible line, markup escaped (also a table cell)."""
+    return markdown(None if value is None else str(value))
 
 
-def _c(value: Any) -> str:
-    """A Markdown table cell."""
-    return table_cell(None if value is None else str(value))
+def _code(value: Any) -> str:
+    """A code span (bluegreen's own ids): one visible line, no backtick to close it early."""
+    return "`" + one_line(None if value is None else str(value)).replace("`", "'") + "`"
 
 
 def _os_user(rec: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from orchestrator.config.types import (
     UrlPath,
     no_bool,
 )
+from orchestrator.processes import MAX_OUTPUT
 from orchestrator.routers.base import RouterSettings
 from orchestrator.routers.registry import settings_classes
 
@@ -52,6 +53,11 @@ class SSHSettings(StrictModel):
     known_hosts: NonEmptyStr = Field(description="known_hosts file; strict checking is always on")
     ssh_config: NonEmptyStr | None = None
     connect_timeout: float = Field(default=10.0, gt=0, le=300)
+    max_output_mb: int = Field(
+        default=MAX_OUTPUT // 2**20, ge=1, le=1024,
+        description="cap on one command's answer from a host (probes, dpkg reads): a host "
+        "over it fails that read with 'output too large'",
+    )
 
 
 def _state_url(value: str) -> str:

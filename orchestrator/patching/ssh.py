@@ -30,6 +30,8 @@ from typing import TypeVar
 
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.inventory import Host
+from orchestrator.processes import OutputTooLarge
+from orchestrator.processes import run as run_process
 
 T = TypeVar("T")
 
@@ -105,6 +107,7 @@ class Masters:
         self.sockets = sockets
         self.options = strict_options(config, sockets)
         self.connect_timeout = max(1, round(timeout))
+        self.max_output = config.model.ssh.max_output_mb * 2**20
 
     def _ssh(self, host: Host, *extra: str) -> list[str]:
         cmd = ["ssh", *self.options, "-o", f"ConnectTimeout={self.connect_timeout}"]
@@ -126,16 +129,11 @@ class Masters:
         def one(host: Host) -> Output:
             cmd = self._ssh(host, "-o", f"ControlMaster={master}", host.address, command)
             try:
-                proc = subprocess.run(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    text=True,
-                    timeout=timeout,
-                    check=False,
-                )
+                proc = run_process(cmd, timeout=timeout, max_output=self.max_output)
             except subprocess.TimeoutExpired:
                 return Output(-1, "", "", f"no answer within {timeout:g} s")
+            except OutputTooLarge as exc:  # a host over the cap is not read, never a pass
+                return Output(-1, "", "", str(exc))
             except (OSError, subprocess.SubprocessError) as exc:
                 return Output(-1, "", "", f"ssh: {exc}")
             if proc.returncode == 255:

@@ -10,6 +10,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
+from orchestrator.processes import MAX_OUTPUT
+
 Status = Literal["pass", "fail", "error"]
 
 
@@ -24,6 +26,8 @@ class ProbeTarget:
     user: str = "root"
     key_file: str | None = None
     connect_timeout: float = 5.0
+    max_output: int = MAX_OUTPUT
+    """Bytes one command may answer (stdout and stderr together); more is an error."""
 
     @property
     def known_hosts_name(self) -> str:

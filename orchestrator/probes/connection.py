@@ -23,6 +23,7 @@ from tenacity import (
 
 from orchestrator.errors import BluegreenError
 from orchestrator.probes.base import ProbeTarget
+from orchestrator.processes import too_large
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class ProbeConnectionError(BluegreenError):
 
     def __init__(self, message: str, *, reason: str, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
-        self.reason = reason  # "host-key" | "auth" | "unreachable" | "ssh"
+        self.reason = reason  # "host-key" | "auth" | "unreachable" | "ssh" | "output"
 
 
 class CommandTimeout(BluegreenError):
@@ -47,6 +48,15 @@ class CommandTimeout(BluegreenError):
         super().__init__(f"command timed out after {timeout:.1f} s: {command[:120]}")
         self.command = command
         self.timeout = timeout
+
+
+class OutputTooLarge(ProbeConnectionError):
+    """A command answered more than the target's `max_output`: the channel was closed at
+    the cap, nothing it wrote is kept, and the read (or check) fails with this message."""
+
+    def __init__(self, command: str, limit: int) -> None:
+        super().__init__(f"{too_large(limit)}: {command[:120]}", reason="output")
+        self.limit = limit
 
 
 class _QuietRefusals(logging.Filter):
@@ -192,7 +202,8 @@ class SSHConnection:
     def run_bytes(self, command: str | bytes, timeout: float) -> tuple[int, bytes, bytes]:
         """Run a command; read stdout and stderr fully, then the exit status.
 
-        Raises CommandTimeout when it does not finish within `timeout` seconds (the
+        Raises OutputTooLarge once the two together pass the target's `max_output` (read in
+        chunks: never more than the cap is held), CommandTimeout when it does not finish within `timeout` seconds (the
         channel is closed, so nothing keeps running on our side).
         """
         client = self._client
@@ -261,11 +272,16 @@ class SSHConnection:
             )
             out = bytearray()
             err = bytearray()
+            limit = self.target.max_output
             while True:
                 while chan.recv_ready():
                     out += chan.recv(_READ_CHUNK)
+                    if len(out) + len(err) > limit:
+                        raise OutputTooLarge(text, limit)
                 while chan.recv_stderr_ready():
                     err += chan.recv_stderr(_READ_CHUNK)
+                    if len(out) + len(err) > limit:
+                        raise OutputTooLarge(text, limit)
                 if (
                     chan.exit_status_ready()
                     and chan.eof_received

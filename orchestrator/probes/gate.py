@@ -28,6 +28,7 @@ def targets_for(config: LoadedConfig, hosts: Sequence[Host]) -> list[ProbeTarget
             user=h.user,
             key_file=str(key) if key else None,
             connect_timeout=config.model.ssh.connect_timeout,
+            max_output=config.model.ssh.max_output_mb * 2**20,
         )
         for h in hosts
     ]

@@ -312,3 +312,37 @@ def test_sshd_fixture_kills_only_its_own_pid(tmp_path: Path) -> None:
         os.kill(pid, 0)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_huge_answer_fails_at_the_cap_and_the_process_stays_small(target: ProbeTarget) -> None:
+    """A host that answers 512 MiB (a `command` check, and a plain read such as exposure's
+    dpkg read): the check is an error "output too large (> 8 MB)", never a pass, and the
+    process never holds the answer (peak RSS measured in a fresh interpreter)."""
+    code = f"""
+from orchestrator.probes import ProbeTarget, parse_checks, run_checks
+from orchestrator.probes.connection import OutputTooLarge, SSHConnection
+t = ProbeTarget(name="lab1", address={target.address!r}, port={target.port},
+                known_hosts={target.known_hosts!r}, key_file={target.key_file!r})
+big = ["head", "-c", "536870912", "/dev/zero"]
+report = run_checks([t], parse_checks([{{"kind": "command", "argv": big, "id": "big"}}]),
+                    deadline_s=60)
+(r,) = report.results
+print("CHECK", r.status, r.evidence)
+with SSHConnection(t) as conn:
+    try:
+        conn.run("head -c 536870912 /dev/zero >&2", 60)
+    except OutputTooLarge as exc:
+        print("READ", exc.reason, exc.message)
+    print("AFTER", conn.run("echo still usable", 10)[1].strip())
+print("RSS", open("/proc/self/status").read().split("VmHWM:")[1].split()[0])  # own peak, kB
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=180, check=False, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "CHECK error output too large (> 8 MB): head -c 536870912 /dev/zero" in out, out
+    assert "READ output output too large (> 8 MB)" in out, out
+    assert "AFTER still usable" in out, out
+    rss_mb = int(out.rsplit("RSS ", 1)[1]) / 1024
+    print(f"peak RSS with a 512 MiB answer over ssh: {rss_mb:.0f} MB")
+    assert rss_mb < 150, out

@@ -15,10 +15,11 @@ from orchestrator.testing import FrozenClock
 VULNERABLE = {"demo-openssl": "3.0.11-1", "demo-web": "1.0.0"}
 FIXED = {"demo-openssl": "3.0.15-1", "demo-web": "1.0.1"}
 MARKUP = '<img src=x onerror="document.title=1"><script>document.title=2</script>'
+LINK = "[verified OK](https://evil.example/)"
 
 
 def hostile_text(what: str) -> str:
-    return f"{what}{MARKUP}&amp;\"'\u202e"
+    return f"{what}{MARKUP}{LINK}&amp;\"'\u202e"
 
 
 def write_campaign(store: SQLiteStateStore, clock: FrozenClock, *, hostile: bool = False
@@ -30,6 +31,7 @@ def write_campaign(store: SQLiteStateStore, clock: FrozenClock, *, hostile: bool
     bad_check = h("command:curl-ready")
     bad_evidence = h("exit 1: not ready ")
     reason = h("INC-4711")
+    fixed = {p: h(v) for p, v in FIXED.items()}  # as the hosts report them
     advisory = {"id": h("DSA-1"), "cves": ["CVE-2026-0001"], "severity": "high",
                 "packages": dict(FIXED)}
     params = {"name": "evidence", "file": "/tmp/evidence.yml",
@@ -54,7 +56,7 @@ def write_campaign(store: SQLiteStateStore, clock: FrozenClock, *, hostile: bool
             if step == "patch":
                 store.journal_end(run_id, step, {
                     "patch_level": "demo-openssl=3.0.15-1",
-                    "hosts": {x: {"versions": dict(FIXED)} for x in hosts}})
+                    "hosts": {x: {"versions": dict(fixed)} for x in hosts}})
             elif step == "verify":
                 results = [{"host": x, "check": c, "status": "pass", "evidence": "ok"}
                            for x in hosts for c in ("package:demo-openssl", "service:demo-web")]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.processes import alive, run
+from orchestrator.processes import OutputTooLarge, alive, run
 
 
 def test_output_exit_code_stdin_env_and_cwd(tmp_path: Path) -> None:
@@ -68,3 +68,38 @@ def test_alive() -> None:
     assert not alive(proc.pid)
     proc.wait()
     assert not alive(proc.pid)
+
+
+def _peak_rss_mb(code: str) -> tuple[float, str]:
+    """Run `code` in a fresh interpreter; (its peak RSS in MB, what it printed)."""
+    # VmHWM: the peak of this process's own memory (getrusage's ru_maxrss would carry the
+    # parent's peak over fork and exec)
+    script = code + "\nprint('RSS', open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=True)
+    rss_kb = int(done.stdout.rsplit("RSS ", 1)[1])
+    return rss_kb / 1024, done.stdout
+
+
+def test_max_output_stops_a_huge_answer_at_the_cap_and_keeps_nothing() -> None:
+    """512 MiB on stdout against an 8 MiB cap: the group is killed at the cap, the caller
+    gets OutputTooLarge ("output too large (> 8 MB)"), the process stays small."""
+    rss, out = _peak_rss_mb(
+        "from orchestrator.processes import OutputTooLarge, run\n"
+        "try:\n"
+        "    run(['sh', '-c', 'head -c 536870912 /dev/zero; echo done >&2'], timeout=60,"
+        " max_output=8 * 2**20)\n"
+        "except OutputTooLarge as exc:\n"
+        "    print('ERR', exc)\n"
+    )
+    assert "ERR output too large (> 8 MB)" in out, out
+    assert rss < 80, f"peak RSS {rss:.0f} MB"
+    print(f"peak RSS with a 512 MiB answer: {rss:.0f} MB")
+    small = run(["sh", "-c", "echo out; echo err >&2; exit 4"], timeout=10, max_output=100)
+    assert (small.returncode, small.stdout, small.stderr) == (4, "out\n", "err\n")
+    # the cap counts stdout and stderr together
+    with pytest.raises(OutputTooLarge, match=r"^output too large \(> "):
+        run(["sh", "-c", "head -c 80 /dev/zero; head -c 80 /dev/zero >&2"], timeout=10,
+            max_output=105)
+    with pytest.raises(subprocess.TimeoutExpired):
+        run(["sleep", "5"], timeout=0.3, max_output=100)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.text import one_line, table_cell
+from orchestrator.text import markdown, one_line
 
 HOSTILE = "INC-1\nfake line: 42 rollback ok\r\x1b[2J\x1b]0;owned\x07\u2028\u202etxt.exe\x00\\n"
 
@@ -27,5 +27,11 @@ def test_plain_text_and_unicode_are_left_alone() -> None:
     assert one_line(None) == ""
 
 
-def test_table_cell_escapes_pipes() -> None:
-    assert table_cell("a|b\nc") == "a\\|b\\nc"
+def test_markdown_escapes_markup_pipes_and_html() -> None:
+    assert markdown("a|b\nc") == "a\\|b\\nc"
+    assert markdown("<script>x</script>") == "&lt;script&gt;x&lt;/script&gt;"
+    assert markdown("[verified OK](https://evil.example/)") == (
+        "\\[verified OK\\]\\(https://evil\\.example/\\)")
+    assert markdown("**a** _b_ `c` # d + e - f ! g {h} &amp;") == (
+        "\\*\\*a\\*\\* \\_b\\_ \\`c\\` \\# d \\+ e \\- f \\! g \\{h\\} &amp;amp;")
+    assert markdown("\\") == "\\\\" and markdown(None) == ""

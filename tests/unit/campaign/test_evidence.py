@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from orchestrator.campaign.evidence import advisory_status, cve_evidence
-from orchestrator.campaign.openvex import openvex, purl
+from orchestrator.campaign.openvex import HOST_WORD, openvex, purl
 from orchestrator.errors import BadInput
 
 SCHEMA = json.loads(
@@ -108,6 +108,16 @@ def test_openvex_validates_against_the_schema(live: str, rolled_back: bool) -> N
     assert by[("CVE-2026-0001", "urn:bluegreen:host:web-green-1")]["justification"] == (
         "component_not_present")
     assert len(doc["statements"]) == 4 * 3  # one per CVE and host
+
+
+def test_every_statement_says_it_rests_on_the_hosts_word() -> None:
+    """Root on a host can make dpkg say anything: `fixed` (and every other status) says
+    in its status_notes that it is the host's own package database speaking."""
+    doc = openvex(_report("green", False))
+    assert doc["statements"]
+    for st in doc["statements"]:
+        assert st["status_notes"].endswith(HOST_WORD), st
+    assert "own package database" in HOST_WORD and "root on the host" in HOST_WORD
 
 
 def test_schema_catches_a_broken_document() -> None:

@@ -18,7 +18,7 @@ from orchestrator.campaign.report_model import CampaignReport, StepSpan
 from orchestrator.state.audit_check import report_head
 from orchestrator.state.sqlite import SQLiteStateStore
 from orchestrator.testing import FrozenClock
-from tests.support.evidence import FIXED, MARKUP, VULNERABLE, write_campaign
+from tests.support.evidence import FIXED, LINK, MARKUP, VULNERABLE, write_campaign
 
 
 def _report(tmp_path: Path, *, hostile: bool) -> tuple[CampaignReport, dict[str, Any]]:
@@ -127,6 +127,30 @@ def test_hostile_text_is_escaped_everywhere(tmp_path: Path) -> None:
     assert {t for t, _ in parsed.tags}.isdisjoint({"script", "img", "iframe", "object"})
     text = "".join(parsed.text)
     assert names["bad_check"].replace("\u202e", "\\u202e") in text  # the markup, as text
+
+
+def test_markdown_shows_markup_as_text(tmp_path: Path) -> None:
+    """`<script>`, `<img onerror>` and `[verified OK](https://evil.example/)` in actors,
+    reasons, check ids, host names and versions from hosts: rendered by a real Markdown
+    renderer (raw HTML on, tables on), they are text: no tag, no link."""
+    from markdown_it import MarkdownIt
+
+    report, names = _report(tmp_path, hostile=True)
+    md = render(report, "md")
+    assert "<script>" not in md and "<img" not in md and LINK not in md
+    html = MarkdownIt("commonmark", {"html": True}).enable("table").render(md)
+    parsed = parse(html)
+    assert not [t for t, _ in parsed.tags if t in ("script", "img", "a")], parsed.tags
+    text = "".join(parsed.text)
+    shown = MARKUP + LINK
+    # each hostile field once per place it is shown, as text: actor, reasons, check, hosts,
+    # versions (the rows of the version table)
+    assert text.count(shown) >= 10, text
+    for field in (names["reason"], names["bad_check"], names["web_hosts"][0], "3.0.15-1"):
+        assert field.replace("\u202e", "\\u202e") in text or field in text, field
+    # the version table: each of the hosts' versions, with the markup, in its cell
+    assert "| 3\\.0\\.15\\-1&lt;img src=x onerror" in md
+    assert "3.0.15-1" + MARKUP + LINK in text
 
 
 def test_timeline_bars_are_proportional_to_durations() -> None:
