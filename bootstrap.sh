@@ -16,7 +16,7 @@ fi
 
 APT_PACKAGES=(
   python3 python3-venv python3-pip
-  debootstrap systemd-container haproxy nginx iproute2 util-linux
+  debootstrap systemd-container haproxy nginx prometheus iproute2 util-linux
   openssh-client openssh-server dpkg-dev socat curl wrk ca-certificates
   rsyslog chromium chromium-driver
   postgresql
