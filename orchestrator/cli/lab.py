@@ -157,6 +157,38 @@ def lab_reimage(hosts: tuple[str, ...]) -> None:
 
 
 
+@lab.command("traffic")
+@click.argument("service")
+@click.option("--rps", default=20.0, show_default=True, type=click.FloatRange(0.1, 1000),
+              help="Requests a second.")
+@click.option("--seconds", default=10.0, show_default=True, type=click.FloatRange(0.1, 3600))
+@click.option("--path", default="/", show_default=True, help="Path requested.")
+@click.option("--json", "as_json", is_flag=True)
+@handles_errors
+def lab_traffic(service: str, rps: float, seconds: float, path: str, as_json: bool) -> None:
+    """User-like traffic through SERVICE's lab frontend (loopback only): GET requests at a
+    steady rate, counted by the backend that answered and by status class, with latency."""
+    from orchestrator.errors import BadInput
+    from orchestrator.lab.lab import Lab
+    from orchestrator.lab.traffic import send
+
+    frontends = Lab().status()["frontends"]
+    if service not in frontends:
+        raise BadInput(f"no lab service {service!r}",
+                       hint=f"use one of: {', '.join(sorted(frontends))}")
+    report = send(frontends[service].rstrip("/") + "/" + path.lstrip("/"), rps, seconds)
+    doc = report.as_dict()
+    if as_json:
+        emit_json(doc)
+        return
+    click.echo(f"{service}: {report.sent} requests in {report.seconds:.1f}s, "
+               f"{report.failed} without an answer; latency p50 {doc['latency_ms']['p50']} ms"
+               f", p95 {doc['latency_ms']['p95']} ms")
+    for backend, classes in doc["by_backend"].items():
+        counted = ", ".join(f"{n} {cls}" for cls, n in sorted(classes.items()))
+        click.echo(f"  {backend:<16} {counted}")
+
+
 @lab.command("demo")
 @click.option("--service", default="web", show_default=True)
 @click.pass_context
