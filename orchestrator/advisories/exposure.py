@@ -36,8 +36,11 @@ class Installed:
     source_version: str
 
 
-def parse_installed(text: str) -> list[Installed]:
-    """Lines of INSTALLED_QUERY; packages whose files are on disk (not `rc`, not `n`)."""
+def parse_installed(text: str, notes: list[str] | None = None) -> list[Installed]:
+    """Lines of INSTALLED_QUERY; packages whose files are on disk (not `rc`, not `n`).
+
+    A package whose version python-debian cannot compare is skipped ("not read", added to
+    `notes` when given): the host said something no version rule can judge."""
     found: dict[str, Installed] = {}
     for line in text.splitlines():
         fields = line.split("\t")
@@ -46,10 +49,12 @@ def parse_installed(text: str) -> list[Installed]:
         status, name, version, source, source_version = (f.strip() for f in fields)
         if len(status) < 2 or status[1] in "nc":
             continue
-        if not versions.is_valid(version):
+        if not versions.readable(version):
+            if notes is not None:
+                notes.append(versions.not_read(f"package {name[:60]!r}", version))
             continue
         source = source or name
-        source_version = source_version if versions.is_valid(source_version) else version
+        source_version = source_version if versions.readable(source_version) else version
         found[name] = Installed(name, version, source, source_version)
     return sorted(found.values(), key=lambda p: p.name)
 

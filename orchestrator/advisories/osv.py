@@ -10,7 +10,6 @@ type ECOSYSTEM give [introduced, fixed) windows (`last_affected` inclusive); urg
 
 from __future__ import annotations
 
-import json
 import zipfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from orchestrator.advisories.base import (
     normalize_urgency,
 )
 from orchestrator.advisories.fetch import FetchPolicy, fetch, is_url
+from orchestrator.nesting import TooDeep, loads_json
 
 _PREFIXES = ("DEBIAN-", "UBUNTU-")
 MAX_RECORDS = 2_000_000
@@ -43,7 +43,11 @@ class OsvSource:
         data = FeedData(self.name)
         skipped = 0
         for where, record in self._records(data):
-            found = parse_record(record, self.ecosystem, where)
+            try:
+                found = parse_record(record, self.ecosystem, where)
+            except versions.Unreadable as exc:
+                data.notes.append(f"{where}: {exc}")
+                continue
             if found is None:
                 skipped += 1
                 continue
@@ -95,7 +99,9 @@ def _zip_records(path: Path, name: str, max_bytes: int) -> Iterator[tuple[str, o
 
 def _documents(content: bytes, name: str) -> Iterator[tuple[str, object]]:
     try:
-        doc = json.loads(content)
+        doc = loads_json(content)
+    except TooDeep as exc:
+        raise bad_feed(name, f"{exc} (an OSV record nests about 7)") from None
     except UnicodeDecodeError as exc:
         raise bad_feed(name, f"not UTF-8 text (byte {exc.start})") from None
     except ValueError as exc:
@@ -201,6 +207,8 @@ def _windows(entry: dict[str, Any], where: str) -> list[tuple[str, str | None, s
                 raise bad_feed(
                     where, f"ranges[{j}].events[{k}].{kind}: {str(value)[:80]!r} is not a version"
                 )
+            if value != "0":
+                versions.require_readable(value, f"{where} ranges[{j}].events[{k}].{kind}")
             if kind == "introduced":
                 if start is not None:
                     out.append((start, None, None))  # a window still open

@@ -119,7 +119,7 @@ def load_index(specs: Sequence[RepoSpec], arch: str, policy: FetchPolicy) -> Rep
         for directory in spec.index_dirs(arch):
             text, origin, notes = _read_packages(directory, policy)
             index.notes += notes
-            packages += parse_packages(text, spec.base(), origin)
+            packages += parse_packages(text, spec.base(), origin, index.notes)
     return RepositoryIndex(index.repos, packages, index.notes)
 
 
@@ -142,8 +142,11 @@ def _read_packages(directory: str, policy: FetchPolicy) -> tuple[str, str, list[
     )
 
 
-def parse_packages(text: str, base: str, origin: str) -> list[RepoPackage]:
-    """The stanzas of a `Packages` index (BadInput naming the index when one is broken)."""
+def parse_packages(
+    text: str, base: str, origin: str, notes: list[str] | None = None
+) -> list[RepoPackage]:
+    """The stanzas of a `Packages` index (BadInput naming the index when one is broken; a
+    stanza whose version python-debian rejects is skipped, with a note in `notes`)."""
     from debian.deb822 import Packages
 
     found: list[RepoPackage] = []
@@ -160,6 +163,11 @@ def parse_packages(text: str, base: str, origin: str) -> list[RepoPackage]:
         source_version = rest.strip("() ") or version
         if not SOURCE_NAME_RE.match(source) or not versions.is_valid(source_version):
             raise bad_feed(where, f"Source {para.get('Source', '')[:60]!r} is not valid")
+        unreadable = next((v for v in (version, source_version) if not versions.readable(v)), None)
+        if unreadable is not None:
+            if notes is not None:
+                notes.append(f"{where}: {versions.not_read(name, unreadable)}")
+            continue
         if ".." in filename or filename.startswith("/"):
             raise bad_feed(where, f"Filename {filename[:80]!r} leaves the repository")
         sha = para.get("SHA256", "")

@@ -32,6 +32,7 @@ from orchestrator.advisories.base import (
     normalize_urgency,
 )
 from orchestrator.advisories.fetch import FetchPolicy, fetch
+from orchestrator.nesting import MAX_DEPTH, TooDeep, check_depth
 
 FORMAT = 1
 _STATUSES = ("resolved", "open", "undetermined")
@@ -80,6 +81,7 @@ def parse(content: bytes, release: str, feed: str) -> _Parsed:
     except UnicodeDecodeError as exc:
         raise bad_feed(feed, f"not UTF-8 text (byte {exc.start})") from None
     raw: list[dict[str, Any]] = []
+    notes: list[str] = []
     temp = 0
     for source, entries in _top_level(text, feed):
         check_source_name(source, feed, "source package")
@@ -91,10 +93,15 @@ def parse(content: bytes, release: str, feed: str) -> _Parsed:
                 continue
             if not CVE_RE.match(issue):
                 raise bad_feed(feed, f"{source}: {issue[:80]!r} is not a CVE id (CVE-YYYY-NNNN)")
-            vuln = _vulnerability(source, issue, entry, release, feed)
+            try:
+                vuln = _vulnerability(source, issue, entry, release, feed)
+            except versions.Unreadable as exc:
+                notes.append(f"{feed}: {exc}")
+                continue
             if vuln is not None:
                 raw.append(asdict(vuln))
-    notes = [f"{feed}: {temp} issue(s) without a CVE id yet (TEMP-*) skipped"] if temp else []
+    if temp:
+        notes.append(f"{feed}: {temp} issue(s) without a CVE id yet (TEMP-*) skipped")
     return _Parsed(raw, notes)
 
 
@@ -121,6 +128,8 @@ def _vulnerability(
         raise bad_feed(feed, f"{where}.fixed_version: expected a string, got {_kind(fixed)}")
     if fixed is not None and not versions.is_valid(fixed):
         raise bad_feed(feed, f"{where}.fixed_version: {fixed[:80]!r} is not a Debian version")
+    if fixed is not None and fixed != "0":
+        versions.require_readable(fixed, f"{where}.fixed_version")
     urgency = rel.get("urgency", "")
     if not isinstance(urgency, str):
         raise bad_feed(feed, f"{where}.urgency: expected a string, got {_kind(urgency)}")
@@ -166,6 +175,11 @@ def _top_level(text: str, feed: str) -> Iterator[tuple[str, object]]:
             if i >= len(text) or text[i] != ":":
                 raise ValueError("expected ':'")
             value, i = decoder.raw_decode(text, _skip(text, i + 1, ws))
+            check_depth(value, MAX_DEPTH - 1)
+        except (TooDeep, RecursionError):
+            raise bad_feed(
+                feed, f"{key!s:.60}: nested deeper than {MAX_DEPTH} levels (the tracker's are 5)"
+            ) from None
         except ValueError as exc:
             where = "end of the document" if i >= len(text) - 1 else f"character {i}"
             raise bad_feed(feed, f"malformed or truncated JSON at {where} ({exc})") from None

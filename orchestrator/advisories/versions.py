@@ -28,6 +28,40 @@ def is_valid(version: object) -> bool:
     )
 
 
+def readable(version: object) -> bool:
+    """Valid, and read by the parser that compares it (python-debian): `1.0-1:2` and `z:1`
+    pass the syntax above and are still rejected there. Check this before comparing a
+    version that came from a host or a feed."""
+    if not is_valid(version):
+        return False
+    try:
+        parse(str(version))
+    except ValueError:
+        return False
+    return True
+
+
+class Unreadable(ValueError):
+    """A version python-debian rejects, in one entry of a feed: the entry is skipped, with
+    this as its note (one bad entry never stops the whole fleet's `exposure`)."""
+
+    def __init__(self, what: str, version: str) -> None:
+        super().__init__(not_read(what, version))
+
+
+def not_read(what: str, version: str) -> str:
+    """The note for a version skipped because python-debian cannot compare it."""
+    return f"not read: {what}: version {version[:80]!r} is not one Debian's rules can compare"
+
+
+def require_readable(version: str, what: str) -> str:
+    """`version`, or Unreadable (call after the syntax check: an invalid version is the
+    feed's error, an unreadable one only its entry's)."""
+    if not readable(version):
+        raise Unreadable(what, version)
+    return version
+
+
 @lru_cache(maxsize=65536)
 def parse(version: str) -> Version:
     from debian.debian_support import Version

@@ -32,7 +32,7 @@ def advisory_status(packages: Mapping[str, str], installed: Versions | None) -> 
     if not present:
         return "not_installed"
     for name, have in present.items():
-        if not versions.is_valid(have) or versions.older(have, packages[name]):
+        if not versions.readable(have) or versions.older(have, packages[name]):
             return "open"
     return "fixed"
 

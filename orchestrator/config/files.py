@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import BadInput
+from orchestrator.nesting import MAX_DEPTH, TooDeep, loads_json
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,13 @@ def parse_yaml_mapping(text: str, name: str, kind: FileKind) -> dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_depth_limited_loader())  # noqa: S506 - a SafeLoader
+    except _YamlTooDeep as exc:
+        line = exc.line + 1
+        raise BadInput(
+            f"{name}:{line}: invalid YAML: nested deeper than {MAX_DEPTH} levels (line {line})",
+            hint=f"a {kind.what} nests a few levels: check line {line} (brackets or indentation)",
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "syntax error"
@@ -142,7 +149,9 @@ def parse_yaml_mapping(text: str, name: str, kind: FileKind) -> dict[str, Any]:
 def parse_json_mapping(text: str, name: str, kind: FileKind) -> dict[str, Any]:
     """JSON text -> its top-level mapping; BadInput with line and column otherwise."""
     try:
-        data = json.loads(text) if text.strip() else None
+        data = loads_json(text) if text.strip() else None
+    except TooDeep as exc:
+        raise BadInput(f"{name}: invalid JSON: {exc}", hint=kind.content_hint) from None
     except json.JSONDecodeError as exc:
         raise BadInput(
             f"{name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
@@ -150,6 +159,38 @@ def parse_json_mapping(text: str, name: str, kind: FileKind) -> dict[str, Any]:
             hint=kind.content_hint,
         ) from None
     return _mapping(data, name, kind)
+
+
+class _YamlTooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+_LOADER: type | None = None
+
+
+def _depth_limited_loader() -> type:
+    """PyYAML's SafeLoader whose composer stops at MAX_DEPTH nested nodes, before Python's
+    recursion limit does (RecursionError is no YAMLError: it would escape as a traceback)."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        class Loader(yaml.SafeLoader):
+            _depth = 0
+
+            def compose_node(self, parent: Any, index: Any) -> Any:
+                self._depth += 1
+                try:
+                    if self._depth > MAX_DEPTH:
+                        raise _YamlTooDeep(self.peek_event().start_mark.line)  # type: ignore[no-untyped-call]
+                    return super().compose_node(parent, index)
+                finally:
+                    self._depth -= 1
+
+        _LOADER = Loader
+    return _LOADER
 
 
 def read_yaml_mapping(path: Path, kind: FileKind, source: str = "") -> tuple[dict[str, Any], str]:

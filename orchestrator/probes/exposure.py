@@ -38,9 +38,10 @@ READ_TIMEOUT_S = 60.0
 
 def read_installed(
     targets: Sequence[ProbeTarget], *, deadline_s: float = READ_TIMEOUT_S,
-    pool: ConnectionPool | None = None,
+    pool: ConnectionPool | None = None, notes: list[str] | None = None,
 ) -> dict[str, list[Installed] | str]:
-    """Per host: its installed packages, or why they could not be read."""
+    """Per host: its installed packages, or why they could not be read. A package whose
+    version cannot be compared is left out, with a note in `notes` naming the host."""
     found: dict[str, list[Installed] | str] = {}
 
     def one(target: ProbeTarget, connections: ConnectionPool) -> None:
@@ -53,7 +54,10 @@ def read_installed(
         except Exception as exc:  # noqa: BLE001 - an unreadable host is reported, not clean
             found[target.name] = f"{type(exc).__name__}: {exc}"
             return
-        packages = parse_installed(out)
+        skipped: list[str] = []
+        packages = parse_installed(out, skipped)
+        if notes is not None:
+            notes.extend(f"{target.name}: {n}" for n in skipped[:20])
         if rc != 0 or not packages:
             found[target.name] = f"dpkg-query failed (rc {rc}): {err.strip()[:200] or 'no output'}"
         else:
@@ -159,7 +163,9 @@ def fleet_exposure(
         for side in sides
     ]
     with ConnectionPool() as pool:
-        read = read_installed([t for _, _, ts in groups for t in ts], pool=pool)
+        host_notes: list[str] = []
+        read = read_installed([t for _, _, ts in groups for t in ts], pool=pool,
+                              notes=host_notes)
     catalog = load_catalog(
         config.model.advisories,
         config.advisories_cache_path,
@@ -167,6 +173,7 @@ def fleet_exposure(
         offline=offline,
         sources=oldest_sources(read),
     )
+    catalog.notes += sorted(host_notes)
     result = FleetExposure(threshold or config.model.advisories.min_urgency, catalog,
                            installed=read)
     for svc, side, targets in groups:

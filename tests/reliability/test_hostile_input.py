@@ -124,7 +124,8 @@ def test_hostile_case(primed: Lab, case: dict[str, Any], tmp_path: Path) -> None
     for text in case["expect"]:
         assert text in out, f"{text!r} not in {out!r}"
     errors = [line for line in out.splitlines() if line.lower().startswith("error")]
-    assert len(errors) == 1, out  # one clear message
+    # one clear message; a case with "errors": 0 is input skipped with a note, not refused
+    assert len(errors) == case.get("errors", 1), out
     assert after == before, "bad input changed the state store or the router"
     assert not CANARY.exists(), "a shell ran a command from the input"
     FIGURES["corpus_ok"] += 1
