@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from orchestrator.advisories.base import AdvisorySource, FeedData
+from orchestrator.advisories.decompress import compression_of
 from orchestrator.advisories.exposure import Catalog
 from orchestrator.advisories.fetch import FetchPolicy, fetch, is_url
 from orchestrator.advisories.repository import RepositoryIndex, RepoSpec, load_index
@@ -59,7 +60,7 @@ def parse_feed_arg(arg: str, policy: FetchPolicy) -> tuple[str, str]:
 def _head(path: Path) -> str:
     with open(path, "rb") as f:
         raw = f.read(65536)
-    if raw.startswith((b"\x1f\x8b", b"\xfd7zXZ")):
+    if compression_of(raw) is not None:
         return ""  # compressed: the tracker's JSON is what is served compressed
     return raw.decode("utf-8", errors="replace").lstrip()
 

@@ -26,7 +26,8 @@ from typing import Any
 
 from orchestrator.advisories import versions
 from orchestrator.advisories.base import FeedData, Vulnerability, bad_feed, normalize_urgency
-from orchestrator.advisories.fetch import FetchPolicy, fetch
+from orchestrator.advisories.debchangelog import changelog_bytes
+from orchestrator.advisories.fetch import DEFAULT_MAX_BYTES, FetchPolicy, fetch
 from orchestrator.advisories.repository import RepoPackage, RepositoryIndex
 
 _CVE_IN_TEXT = re.compile(r"\bCVE-\d{4}-\d{4,7}\b")
@@ -83,25 +84,28 @@ class ChangelogSource:
             digest = hashlib.sha256(got.path.read_bytes()).hexdigest()
             if digest != pkg.sha256:
                 raise bad_feed(got.origin, "SHA256 differs from the repository's index")
-            return read_changelog(got.path, pkg.name, got.origin)
+            return read_changelog(got.path, pkg.name, got.origin, self.policy.max_bytes)
         finally:
             if got.path.parent == self.policy.cache_dir:
                 got.path.unlink(missing_ok=True)  # kept: the parsed entries, not the .deb
 
 
-def read_changelog(deb: Path, package: str, origin: str) -> list[dict[str, Any]] | None:
-    """[{version, urgency, cves}] of a .deb's changelog, newest first (None: it has none)."""
-    from debian.changelog import ChangelogParseError
-    from debian.debfile import DebError, DebFile
+def read_changelog(
+    deb: Path, package: str, origin: str, max_bytes: int = DEFAULT_MAX_BYTES
+) -> list[dict[str, Any]] | None:
+    """[{version, urgency, cves}] of a .deb's changelog, newest first (None: it has none).
 
-    try:
-        changelog = DebFile(str(deb)).changelog()
-    except (DebError, OSError, EOFError, KeyError, ValueError) as exc:
-        raise bad_feed(origin, f"not a readable .deb ({exc})") from None
-    except ChangelogParseError as exc:
-        raise bad_feed(origin, f"its changelog does not parse ({exc})") from None
-    if changelog is None:
+    Read with bounded memory (`debchangelog`): a changelog that decompresses past a few MB,
+    or a data.tar past `max_bytes`, is one BadInput naming the .deb."""
+    from debian.changelog import Changelog, ChangelogParseError
+
+    raw = changelog_bytes(deb, package, origin, max_bytes=max_bytes)
+    if raw is None:
         return None
+    try:
+        changelog = Changelog(raw)
+    except (ChangelogParseError, ValueError) as exc:
+        raise bad_feed(origin, f"its changelog does not parse ({str(exc)[:200]})") from None
     entries: list[dict[str, Any]] = []
     for block in changelog:
         version = str(block.version)

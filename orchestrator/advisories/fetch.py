@@ -3,17 +3,16 @@
 HTTP(S): the body is kept in `cache_dir` with its ETag and Last-Modified; the next fetch
 asks with If-None-Match / If-Modified-Since and a 304 reuses the cache. Offline, or when
 the server cannot be reached, the cached copy is used (a note says so) if it is not too
-old. Limits: `max_bytes` (also for what a compressed feed expands to) and `max_age` (age of
+old. Limits: `max_bytes` (also for what a compressed feed expands to: see `decompress`)
+and `max_age` (age of
 the content: Last-Modified, else the file's mtime or when it was fetched). A feed over a
 limit, or that cannot be had at all, is one BadInput naming it: nothing is decided from it.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import lzma
 import os
 import tempfile
 import time
@@ -26,6 +25,13 @@ from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
 from orchestrator.advisories.base import bad_feed
+from orchestrator.advisories.decompress import ERRORS as DECOMPRESS_ERRORS
+from orchestrator.advisories.decompress import (
+    CappedReader,
+    compression_of,
+    decompressed,
+    decompressed_cap,
+)
 from orchestrator.errors import BadInput
 from orchestrator.secrets import redact_url
 
@@ -242,27 +248,18 @@ def _write_meta(path: Path, meta: dict[str, object]) -> None:
 
 
 def iter_decompressed(path: Path, max_bytes: int, name: str) -> Iterator[bytes]:
-    """The file's bytes, gunzipped / unxz'd when it starts with their magic; at most
-    `max_bytes` after decompression; a damaged or truncated archive is BadInput."""
+    """The file's bytes, decompressed when it starts with gzip, xz, bzip2 or zstd magic;
+    streamed, and at most `decompressed_cap()` bytes after decompression (BadInput
+    "decompresses past N MB" beyond); a damaged or truncated archive is BadInput."""
     with open(path, "rb") as raw:
-        magic = raw.read(6)
+        size = os.fstat(raw.fileno()).st_size
+        kind = compression_of(raw.read(6))
         raw.seek(0)
-        if magic.startswith(b"\x1f\x8b"):
-            stream: object = gzip.GzipFile(fileobj=raw)
-        elif magic.startswith(b"\xfd7zXZ"):
-            stream = lzma.LZMAFile(raw)
-        else:
-            stream = raw
-        total = 0
+        cap = decompressed_cap(size, max_bytes) if kind else max_bytes
         try:
-            while chunk := stream.read(_CHUNK):  # type: ignore[attr-defined]
-                total += len(chunk)
-                if total > max_bytes:
-                    raise bad_feed(
-                        name,
-                        f"expands to more than {max_bytes / 1e6:.1f} MB",
-                        "check the feed, or raise advisories.max_mb in bluegreen.yml",
-                    )
-                yield chunk
-        except (EOFError, OSError, lzma.LZMAError) as exc:
+            with decompressed(raw, kind, size, name) as stream:
+                reader = CappedReader(stream, cap, name)
+                while chunk := reader.read(_CHUNK):
+                    yield chunk
+        except DECOMPRESS_ERRORS as exc:
             raise bad_feed(name, f"damaged or truncated archive ({exc})") from None

@@ -24,6 +24,7 @@ from orchestrator.advisories.base import (
     check_source_name,
     normalize_urgency,
 )
+from orchestrator.advisories.decompress import decompressed_cap, too_big
 from orchestrator.advisories.fetch import FetchPolicy, fetch, is_url
 from orchestrator.nesting import TooDeep, loads_json
 
@@ -85,12 +86,10 @@ def _zip_records(path: Path, name: str, max_bytes: int) -> Iterator[tuple[str, o
             members = [m for m in archive.infolist() if m.filename.endswith(".json")]
             if len(members) > MAX_RECORDS:
                 raise bad_feed(name, f"{len(members)} files: more than {MAX_RECORDS}")
-            if sum(m.file_size for m in members) > max_bytes:
-                raise bad_feed(
-                    name,
-                    f"expands to more than {max_bytes / 1e6:.0f} MB",
-                    "check the feed, or raise advisories.max_mb in bluegreen.yml",
-                )
+            # zipfile stops each member at its declared size (a liar fails its CRC)
+            cap = decompressed_cap(path.stat().st_size, max_bytes)
+            if sum(m.file_size for m in members) > cap:
+                raise too_big(name, cap)
             for m in members:
                 yield from _documents(archive.read(m), f"{name}:{m.filename}")
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
