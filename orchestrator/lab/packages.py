@@ -2,8 +2,10 @@
 
 `stable` holds what a plain upgrade may pick: demo-openssl 3.0.11-1 (vulnerable) and
 3.0.15-1 (fixed), demo-web 1.0.0 and 1.0.1 (the fix). `unsafe` holds demo-web 1.1.0 (broken:
-/health fails) and 1.1.1 (subtle: /health passes, real traffic fails after a while); hosts pin
-it at priority 1, so only an explicit `demo-web=1.1.x` installs one.
+/health fails), 1.1.1 (subtle: /health passes, real traffic fails after a while), 1.1.2
+(flaky: /health passes, 1 in 33 requests on / fails, about 3 %: under the bake's old 5 %
+limit) and 1.1.3 (slow: +300 ms on every request on /, no errors); hosts pin it at priority
+1, so only an explicit `demo-web=1.1.x` installs one.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ PACKAGES = [
     DemoPackage("demo-web", "1.0.1", "stable"),
     DemoPackage("demo-web", "1.1.0", "unsafe", "broken"),
     DemoPackage("demo-web", "1.1.1", "unsafe", "subtle"),
+    DemoPackage("demo-web", "1.1.2", "unsafe", "flaky"),
+    DemoPackage("demo-web", "1.1.3", "unsafe", "slow"),
 ]
 INITIAL = [("demo-openssl", VULNERABLE_OPENSSL), ("demo-web", "1.0.0")]
 RECIPE_VERSION = "v4"

@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -191,3 +192,36 @@ def test_faults_take_effect_and_heal_undoes_them(lab: Lab) -> None:
         )
     finally:
         lab.heal(host)
+
+
+@pytest.mark.destructive
+def test_demo_web_flaky_and_slow_versions_pass_health_and_hurt_users(lab: Lab) -> None:
+    """demo-web 1.1.2 fails about 3 % of requests on / and 1.1.3 adds 300 ms, while /health
+    passes (the versions issue 23's bake must catch where the old 5 % limit could not)."""
+    host = "api-green-1"
+    url = f"http://{address(lab, host)}:8080"
+    try:
+        for version in ("1.1.2", "1.1.3"):
+            inst = ssh(lab, host, "apt-get update -q && DEBIAN_FRONTEND=noninteractive "
+                       f"apt-get install -y -q demo-web={version}", timeout=120)
+            assert inst.returncode == 0, inst.stderr
+            time.sleep(0.5)
+            assert json.loads(get(url + "/version")[2])["version"] == version
+            assert get(url + "/health")[0] == 200
+            statuses, started = [], time.monotonic()
+            for _ in range(99):
+                statuses.append(get_status(url + "/"))
+            per_request = (time.monotonic() - started) / 99
+            if version == "1.1.2":
+                assert statuses.count(500) == 3 and statuses.count(200) == 96, statuses
+            else:
+                assert statuses.count(200) == 99 and per_request >= 0.3, per_request
+    finally:
+        lab.reset([host])
+
+
+def get_status(url: str) -> int:
+    try:
+        return get(url)[0]
+    except urllib.error.HTTPError as exc:
+        return exc.code

@@ -11,12 +11,17 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = "@VERSION@"
-BEHAVIOUR = "@BEHAVIOUR@"  # ok | broken (/health fails) | subtle (traffic fails after a while)
+BEHAVIOUR = "@BEHAVIOUR@"
+# ok | broken (/health fails) | subtle (traffic fails after a while) | flaky (1 in 33 requests
+# on / fails: about 3 %) | slow (+300 ms on every request on /); /health passes but for broken
 LIBRARY = "/usr/lib/demo-openssl/libdemossl.so.3"
 SUBTLE_AFTER = 10  # requests on / before the subtle version starts failing
+FLAKY_EVERY = 33  # flaky: every 33rd request on / answers 500
+SLOW_SECONDS = 0.3  # slow: added to every request on /
 
 with open(LIBRARY, "rb") as _lib:
     MAPPED = mmap.mmap(_lib.fileno(), 0, prot=mmap.PROT_READ)
@@ -73,7 +78,10 @@ class Handler(BaseHTTPRequestHandler):
             with _lock:
                 _served += 1
                 served = _served
-            if BEHAVIOUR == "subtle" and served > SUBTLE_AFTER:
+            if BEHAVIOUR == "slow":
+                time.sleep(SLOW_SECONDS)
+            if (BEHAVIOUR == "subtle" and served > SUBTLE_AFTER) or (
+                    BEHAVIOUR == "flaky" and served % FLAKY_EVERY == 0):
                 self._send(500, "internal error\n")
             else:
                 side = _read("/etc/bluegreen-lab/side")
