@@ -32,6 +32,10 @@ def render_config(paths: LabPaths, services: Sequence[str], hosts: Sequence[Host
         "    option redispatch",
         "    load-server-state-from-file global",
         "",
+        "frontend prometheus",  # HAProxy's built-in exporter, scraped by the lab's Prometheus
+        f"    bind 127.0.0.1:{paths.haproxy_metrics_port}",
+        "    http-request use-service prometheus-exporter if { path /metrics }",
+        "",
     ]
     for i, service in enumerate(services):
         lines += [

@@ -22,7 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import BadInput, LabError
-from orchestrator.lab import balancer, faults, files, hosts, image, net, packages, security
+from orchestrator.lab import (
+    balancer,
+    faults,
+    files,
+    hosts,
+    image,
+    metrics,
+    net,
+    packages,
+    security,
+)
 from orchestrator.lab.hosts import HostSpec
 from orchestrator.lab.paths import REPO_PORT, LabPaths
 from orchestrator.lab.proc import alive, kill_and_wait, run
@@ -103,6 +113,7 @@ class LabState:
     pids: dict[str, int] = field(default_factory=dict)
     haproxy_pid: int = 0
     repo_pid: int = 0
+    prometheus_pid: int = 0
     faults: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -120,6 +131,7 @@ class LabState:
             pids={k: int(v) for k, v in doc["pids"].items()},
             haproxy_pid=int(doc["haproxy_pid"]),
             repo_pid=int(doc["repo_pid"]),
+            prometheus_pid=int(doc.get("prometheus_pid", 0)),
             faults={k: list(v) for k, v in doc.get("faults", {}).items()},
         )
 
@@ -166,6 +178,8 @@ class Lab:
             found.append("haproxy is not running")
         if not alive(state.repo_pid):
             found.append("the apt repository server is not running")
+        if not alive(state.prometheus_pid):
+            found.append("prometheus is not running")
         return found
 
     def status(self) -> dict[str, Any]:
@@ -178,6 +192,7 @@ class Lab:
             "known_hosts": str(p.known_hosts),
             "haproxy_socket": str(p.haproxy_socket),
             "map_file": str(p.map_file),
+            "prometheus": metrics.url(p),
             "repo_url": f"http://{self.paths.gateway}:{REPO_PORT}/",
             "security_updates": self._security_count(),
             "services": list(state.shape.services),
@@ -266,6 +281,7 @@ class Lab:
             self.down()
         taken = balancer.check_ports_free(
             [balancer.frontend_port(self.paths, i) for i in range(len(shape.services))]
+            + [self.paths.haproxy_metrics_port, self.paths.prometheus_port]
         )
         if taken:
             raise LabError(
@@ -321,6 +337,10 @@ class Lab:
         state.haproxy_pid = balancer.start(p)
         self._save(state)
         self._wait_haproxy(shape)
+        self.say("starting Prometheus (scrapes HAProxy's exporter every second)")
+        state.prometheus_pid = metrics.start(p)
+        self._save(state)
+        metrics.wait_ready(p)
 
     def _lower(self) -> str:
         """The overlay lower dirs of every host: lab layer on top of the base image."""
@@ -629,7 +649,7 @@ def haproxy_command(sock_path: Path, command: str, timeout: float = 2.0) -> str:
 
 
 def _lab_processes(root: Path) -> list[int]:
-    """Our processes only: nspawn/haproxy/repo server naming the lab dir on their command
+    """Our processes only: nspawn/haproxy/prometheus/repo server naming the lab dir on their command
     line, and container processes whose root filesystem is a lab overlay (found through
     their mountinfo, which also finds containers whose nspawn already died)."""
     marker = str(root)
@@ -644,7 +664,8 @@ def _lab_processes(root: Path) -> list[int]:
             continue
         exe = os.path.basename(argv[0].decode(errors="replace")) if argv else ""
         text = b" ".join(argv).decode(errors="replace")
-        if marker + "/" in text and (exe in ("systemd-nspawn", "haproxy") or "http.server" in text):
+        if marker + "/" in text and (exe in ("systemd-nspawn", "haproxy", "prometheus")
+                                     or "http.server" in text):
             found.append(pid)
         elif _root_mount_is_lab(entry, marker):
             found.append(pid)

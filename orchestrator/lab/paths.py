@@ -66,6 +66,20 @@ class LabPaths:
         return 18080 + 100 * self.instance
 
     @property
+    def haproxy_metrics_port(self) -> int:
+        """HAProxy's built-in Prometheus exporter (`/metrics`), on loopback."""
+        return self.frontend_base_port + 98
+
+    @property
+    def prometheus_port(self) -> int:
+        """The lab's Prometheus server, on loopback."""
+        return self.frontend_base_port + 99
+
+    @property
+    def prometheus(self) -> Path:
+        return self.root / "prometheus"
+
+    @property
     def state_file(self) -> Path:
         return self.root / "lab.json"
 

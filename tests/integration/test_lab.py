@@ -225,3 +225,27 @@ def get_status(url: str) -> int:
         return get(url)[0]
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def test_the_lab_prometheus_scrapes_haproxy(lab: Lab) -> None:
+    """`lab status --json` names the lab's Prometheus; it has HAProxy's per-backend response
+    counters, and they move with the traffic through a frontend."""
+    status = lab.status()
+    prometheus = status["prometheus"]
+    assert prometheus == f"http://127.0.0.1:{lab.paths.prometheus_port}"
+    query = ("sum(haproxy_backend_http_responses_total{proxy=%22api_blue%22})")
+
+    def counted() -> float:
+        with urllib.request.urlopen(f"{prometheus}/api/v1/query?query={query}",
+                                    timeout=5) as reply:
+            result = json.loads(reply.read())["data"]["result"]
+        return float(result[0]["value"][1]) if result else -1.0
+
+    before = counted()
+    assert before >= 0, "no series for api_blue"
+    for _ in range(20):
+        get(status["frontends"]["api"] + "/")
+    deadline = time.monotonic() + 15
+    while counted() < before + 20:
+        assert time.monotonic() < deadline, (before, counted())
+        time.sleep(0.5)
