@@ -103,9 +103,12 @@ def load_catalog(
     loaded = [read[i] for i in range(len(wanted))]
     available: dict[str, str] | None = None
     binaries: dict[str, str] = {}
+    sources_of: dict[str, set[str]] | None = None
     if index is not None:
         available = {}
+        sources_of = {}
         for p in index.packages:
+            sources_of.setdefault(p.name, set()).add(p.source)
             seen = available.get(p.source)
             if seen is None or _newer(p.source_version, seen):
                 available[p.source] = p.source_version
@@ -117,6 +120,7 @@ def load_catalog(
         notes=[n for d in loaded for n in d.notes],
         available=available,
         binaries=binaries,
+        sources_of=sources_of,
     )
 
 

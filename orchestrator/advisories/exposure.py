@@ -119,6 +119,7 @@ class Catalog:
         notes: Sequence[str] = (),
         available: Mapping[str, str] | None = None,
         binaries: Mapping[str, str] | None = None,
+        sources_of: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self.by_source: dict[str, list[Vulnerability]] = {}
         for v in vulnerabilities:
@@ -130,6 +131,12 @@ class Catalog:
         (None: no repository configured)."""
         self.binaries = dict(binaries or {})
         """binary package -> newest version the configured repositories offer."""
+        self.sources_of = (
+            None if sources_of is None else {b: frozenset(s) for b, s in sources_of.items()}
+        )
+        """binary package -> the source packages it is built from, by the repositories' own
+        `Packages` index (`Source:`); None: no repository configured. What a host says a
+        binary is built from is the host's word; this is the repository's."""
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_source.values())

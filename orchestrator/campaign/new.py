@@ -8,6 +8,12 @@ highest fixed version), so the campaign's packages never disagree. CVEs whose fi
 repositories do not offer, or that have no fix yet, are left out and named in the file's
 header. One wave per service, in the order given; the file is validated before it is
 written, and an existing file is never overwritten.
+
+Which binary packages a source has is the hosts' word (their dpkg databases), and a
+campaign's packages are installed on every host of its services: so one host must not widen
+it. A binary is pinned only when the repositories' own index says it is built from the
+advisory's source, and when at least half of the hosts with that source open report it;
+any other name goes into the header as a note (install it by hand where it belongs).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from orchestrator.campaign.model import campaign_from_dict
 from orchestrator.errors import BadInput
 from orchestrator.probes.exposure import FleetExposure
 from orchestrator.safe_write import write_file
+from orchestrator.text import one_line
 
 _SEVERITY = {"unimportant": "low", "low": "low", "medium": "medium", "high": "high",
              "critical": "critical", "unknown": "medium"}
@@ -58,7 +65,8 @@ def build_campaign(
     """The campaign document (None when nothing fixable is open) and what was left out."""
     opened: dict[tuple[str, str], dict[str, OpenCve]] = {}  # (source, fixed) -> cve -> open
     where: dict[tuple[str, str], set[str]] = {}
-    binaries: dict[str, set[str]] = {}
+    binaries: dict[str, dict[str, set[str]]] = {}  # source -> binary -> hosts that say so
+    with_source: dict[str, set[str]] = {}  # source -> hosts where it is open
     left_out: dict[str, str] = {}
     for side in found.sides:
         if side.service not in services:
@@ -73,17 +81,23 @@ def build_campaign(
                 key = (c.source, c.fixed_version)
                 opened.setdefault(key, {})[c.cve] = c
                 where.setdefault(key, set()).add(side.service)
-                binaries.setdefault(c.source, set()).update(c.packages)
+                with_source.setdefault(c.source, set()).add(host.host)
+                for b in c.packages:
+                    binaries.setdefault(c.source, {}).setdefault(b, set()).add(host.host)
     notes = [f"left out {k}: {why}" for k, why in sorted(left_out.items())]
-    if not opened:
-        return NewCampaign(None, None, notes=notes)
     pins: dict[str, dict[str, str]] = {}
-    for source in binaries:
+    for source in sorted(binaries):
         fixes = [fixed for (src, fixed) in opened if src == source]
         highest = versions.newest(fixes)
-        pins[source] = {
-            b: _pin(found, b, highest) for b in sorted(binaries[source])
-        }
+        trusted, doubts = _trusted_binaries(found, source, binaries[source], with_source[source])
+        notes += doubts
+        if trusted:
+            pins[source] = {b: _pin(found, b, highest) for b in trusted}
+        else:
+            notes.append(f"left out {source}: no binary package of it to pin (see above)")
+            opened = {k: v for k, v in opened.items() if k[0] != source}
+    if not opened:
+        return NewCampaign(None, None, notes=notes)
     advisories = []
     for (source, fixed), cves in sorted(
         opened.items(), key=lambda kv: (kv[0][0], versions.parse(kv[0][1]))
@@ -120,6 +134,32 @@ def build_campaign(
     )
 
 
+def _trusted_binaries(
+    found: FleetExposure, source: str, reported: dict[str, set[str]], hosts: set[str]
+) -> tuple[list[str], list[str]]:
+    """(binaries to pin, notes on the others): a binary is pinned when the repositories'
+    index says it is built from `source` (when a repository is configured) and at least
+    half of the `hosts` with `source` open report it."""
+    keep: list[str] = []
+    notes: list[str] = []
+    index = found.catalog.sources_of
+    for name in sorted(reported):
+        who = sorted(reported[name])
+        said = (f"{len(who)} of {len(hosts)} host(s) with {source} open say it is built from "
+                f"{source} ({', '.join(who[:5])}{', ...' if len(who) > 5 else ''})")
+        if index is not None and source not in index.get(name, ()):
+            theirs = index.get(name)
+            repo = (f"the repositories' index says it is built from {', '.join(sorted(theirs))}"
+                    if theirs else "the repositories' index does not list it")
+            notes.append(f"not pinned: {name}: {said}; {repo}")
+        elif len(who) * 2 < len(hosts):
+            notes.append(f"not pinned: {name}: only {said}; install it by hand where it "
+                         "belongs")
+        else:
+            keep.append(name)
+    return keep, notes
+
+
 def _pin(found: FleetExposure, binary: str, fixed: str) -> str:
     """The version of `binary` to install: what the repositories offer when it fixes, else
     the fixed (source) version, which is the binary's version unless it was rebuilt."""
@@ -145,8 +185,8 @@ def write_new_campaign(
         f"# Written by `bluegreen campaign new` at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         f"# Open CVEs at or above {found.threshold} on {', '.join(services)} (either side),",
         "# grouped by source package and fixed version. Review before `campaign run`.",
-        *[f"# feed: {f}" for f in found.catalog.feeds],
-        *[f"# {n}" for n in made.notes],
+        *[f"# feed: {one_line(f)}" for f in found.catalog.feeds],
+        *[f"# {one_line(n)}" for n in made.notes],  # a host's text cannot end the comment
     ]
     text = "\n".join(header) + "\n" + yaml.safe_dump(made.doc, sort_keys=False, width=100)
     made.path = write_file(output, text, mode=0o644, make_parents=True)

@@ -11,6 +11,7 @@ import click
 from orchestrator.cli.context import load
 from orchestrator.cli.exit import handles_errors
 from orchestrator.cli.render import emit_json
+from orchestrator.text import one_line
 
 FEED_HELP = ("[KIND:]FILE|URL of a CVE feed (KIND: debian-tracker, osv, changelog); repeat for "
               "several; default: advisories.feeds of bluegreen.yml")
@@ -70,7 +71,7 @@ def show_exposure(ctx: click.Context, service: str | None, side: str | None, fee
         emit_json({**found.as_dict(live), "exit_code": code})
         return code
     for note in found.catalog.notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {one_line(note)}", err=True)
     click.echo(f"feeds: {'; '.join(found.catalog.feeds)} ({len(found.catalog)} CVE records)")
     for s in found.sides:
         sm = s.summary(found.threshold)
@@ -82,7 +83,8 @@ def show_exposure(ctx: click.Context, service: str | None, side: str | None, fee
                     f"{sm['fix_available']} with a fix in the repositories", fg=color)
         groups: dict[str, list[str]] = {}
         for h in s.hosts:
-            key = h.error or "\n".join(_exposure_lines(h.at_or_above(found.threshold)))
+            key = one_line(h.error) if h.error else "\n".join(
+                one_line(line) for line in _exposure_lines(h.at_or_above(found.threshold)))
             groups.setdefault(key, []).append(h.host)
         for key, hosts in groups.items():
             if any(h.error for h in s.hosts if h.host in hosts):

@@ -16,6 +16,7 @@ import click
 
 from orchestrator.cli.context import Ctx, witness_at_exit
 from orchestrator.cli.exit import EXIT_CODES
+from orchestrator.cli.render import guard_terminal
 
 
 class Verb(NamedTuple):
@@ -162,6 +163,7 @@ def main(ctx: click.Context, config: str | None, actor: str | None) -> None:
       bluegreen rollout web            patch web's standby, verify, flip, bake
       bluegreen rollback web --reason INC-4711
     """
+    guard_terminal()  # before anything prints: host and feed text shown, never obeyed
     ctx.obj = Ctx(config, actor)
     ctx.call_on_close(lambda: witness_at_exit(ctx.obj))
 

@@ -13,6 +13,7 @@ from orchestrator.cli.context import actor, load
 from orchestrator.cli.exit import handles_errors
 from orchestrator.cli.render import emit_json
 from orchestrator.errors import BadInput
+from orchestrator.text import one_line
 
 
 @click.group("campaign")
@@ -28,13 +29,13 @@ def campaign() -> None:
 
 def _show_campaign_event(ev: Any) -> None:
     if ev.kind == "wave":
-        click.secho(f"== {ev.message}", fg="magenta", err=True)
+        click.secho(f"== {one_line(ev.message)}", fg="magenta", err=True)
     elif ev.kind == "progress":
-        click.secho(f"   progress: {ev.message}", fg="cyan", err=True)
+        click.secho(f"   progress: {one_line(ev.message)}", fg="cyan", err=True)
     elif ev.kind == "service":
-        click.secho(f"-- {ev.message}", fg="green", err=True)
+        click.secho(f"-- {one_line(ev.message)}", fg="green", err=True)
     else:
-        click.echo(f"     {ev.message}", err=True)
+        click.echo(f"     {one_line(ev.message)}", err=True)
 
 
 def _campaign_engine(ctx: click.Context, config: Any, as_json: bool, wait: bool) -> Any:
@@ -93,7 +94,8 @@ def campaign_plan(ctx: click.Context, file: str, check: bool, as_json: bool) -> 
         click.echo(f"  wave {s['wave']} {s['service']:<10} live={s['live']} patch {s['standby']}"
                    f" ({', '.join(s['hosts'])}): {', '.join(s['packages'])}")
         for host, ch in (s.get("changes") or {}).items():
-            click.echo(f"      {host}: {', '.join(f'{k} {v}' for k, v in ch.items()) or 'no change'}")
+            changed = ", ".join(f"{k} {v}" for k, v in ch.items()) or "no change"
+            click.echo(f"      {one_line(host)}: {one_line(changed)}")
     click.echo(f"  approval: {doc['approval']['mode']}"
                + (f" ({doc['approval']['at']})" if doc["approval"]["mode"] == "manual" else ""))
 
@@ -140,7 +142,7 @@ def new_campaign(ctx: click.Context, feeds: tuple[str, ...], min_urgency: str | 
         emit_json(made.as_dict())
         return made.path
     for note in made.notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {one_line(note)}", err=True)
     if made.path is None:
         click.echo(f"nothing open at or above {found.threshold} on {', '.join(names)}: "
                    "no campaign written")

@@ -11,6 +11,7 @@ import click
 from orchestrator.cli.context import actor, load
 from orchestrator.cli.exit import handles_errors
 from orchestrator.cli.render import emit_json, render_drift, render_results
+from orchestrator.text import one_line
 
 
 @click.command("verify")
@@ -59,7 +60,7 @@ def verify(ctx: click.Context, service: str, side: str | None, as_json: bool) ->
         click.echo(f"{service} {target}: {out.summary} in {out.report.seconds:.1f} s")
         render_results(out.report.results, out.report.hosts)
         for w in out.warnings:
-            click.secho(f"  warning: {w}", fg="yellow")
+            click.secho(f"  warning: {one_line(w)}", fg="yellow")
     if not out.ok:
         if as_json:
             sys.exit(VerificationFailed.exit_code)

@@ -12,6 +12,7 @@ from orchestrator.cli.context import actor, load
 from orchestrator.cli.exit import handles_errors
 from orchestrator.cli.render import RolloutProgress, emit_json
 from orchestrator.errors import BadInput
+from orchestrator.text import one_line
 
 
 @click.command("rollout")
@@ -83,8 +84,8 @@ def plan(ctx: click.Context, service: str, packages: tuple[str, ...], as_json: b
         for host, info in out.hosts.items():
             changes = ", ".join(f"{n} {c['from'] or '-'} -> {c['to']}"
                                 for n, c in info["changes"].items()) or "no package change"
-            state = "" if info["ok"] else f"  PROBLEM: {info['message']}"
-            click.echo(f"  {host:<16} {changes}{state}")
+            state = "" if info["ok"] else f"  PROBLEM: {one_line(info['message'])}"
+            click.echo(f"  {host:<16} {one_line(changes)}{state}")
         click.echo("  router: " + "; ".join(out.router_commands))
     if not out.ok:
         sys.exit(1)

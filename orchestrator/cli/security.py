@@ -11,6 +11,7 @@ import click
 from orchestrator.cli.context import actor, load
 from orchestrator.cli.exit import handles_errors
 from orchestrator.cli.render import emit_json
+from orchestrator.text import one_line
 
 
 def render_round(result: Any, as_json: bool) -> None:
@@ -28,11 +29,11 @@ def render_round(result: Any, as_json: bool) -> None:
                 f"(audit #{result.audit_seq})", fg="red", bold=True)
     for host, words in result.findings.items():
         for word in words:
-            click.echo(f"  {host}: {word}")
+            click.echo(f"  {one_line(host)}: {one_line(word)}")
     if result.quarantine is not None:
-        click.secho(f"  {result.quarantine.message}", fg="yellow")
+        click.secho(f"  {one_line(result.quarantine.message)}", fg="yellow")
     if result.quarantine_error is not None:
-        click.secho(f"  could not quarantine: {result.quarantine_error}", fg="red")
+        click.secho(f"  could not quarantine: {one_line(result.quarantine_error)}", fg="red")
 
 
 @click.command("watch")

@@ -11,6 +11,7 @@ import click
 from orchestrator.cli.context import actor, load, load_for_traffic
 from orchestrator.cli.exit import handles_errors
 from orchestrator.cli.render import emit_json
+from orchestrator.text import one_line
 
 
 def _move(ctx: click.Context, config: Any, service: str, to_side: str | None, reason: str, *,
@@ -142,9 +143,9 @@ def status(
             click.echo(f"  {side:<6} {info['state']:<13} patch={info['patch_level'] or '-'}"
                        f"{since}{traffic}")
             if info["reason"] and info["state"] not in ("untouched", "verified"):
-                click.echo(f"         {info['reason']}")
+                click.echo(f"         {one_line(info['reason'])}")
         if r.flip_problem:
-            click.secho(f"  FLIP PROBLEM: {r.flip_problem}", fg="red")
+            click.secho(f"  FLIP PROBLEM: {one_line(r.flip_problem)}", fg="red")
         if r.pending_flip:
             p = r.pending_flip
             click.secho(f"  pending flip: {p['command']} {p['from_side']} -> {p['to_side']} "

@@ -15,6 +15,7 @@ from tests.unit.advisories.feeds import (
     DPKG_QUERY_OUTPUT,
     OPENSSL_FIXED,
     OPENSSL_FIXED_EARLIER,
+    OPENSSL_INSTALLED,
     ZLIB_FIXED,
 )
 
@@ -96,3 +97,61 @@ def test_written_file_loads_and_is_never_overwritten(tmp_path: Path) -> None:
 def test_nothing_open_writes_nothing(tmp_path: Path) -> None:
     made = write_new_campaign(_found("critical"), ["web"], tmp_path / "c.yml")
     assert made.path is None and not (tmp_path / "c.yml").exists()
+
+
+TELNETD = "ii \tinetutils-telnetd\t2:2.4-2\topenssl\t" + OPENSSL_INSTALLED + "\n"
+INJECTED = "ii \tevil\x1b]0;owned\x07\x9b2K\t1.0-1\topenssl\t" + OPENSSL_INSTALLED + "\n"
+
+
+def _one_host_lies(**catalog_kw: object) -> FleetExposure:
+    """web's four hosts; web-blue-1 (root on it) says inetutils-telnetd is built from openssl."""
+    catalog = Catalog(
+        [Vulnerability("CVE-2026-84782", "openssl", OPENSSL_FIXED, "high", "changelog")],
+        feeds=["changelog http://10.231.0.1:8099/bookworm-security ./"],
+        available={"openssl": OPENSSL_FIXED},
+        **catalog_kw,  # type: ignore[arg-type]
+    )
+    honest = parse_installed(DPKG_QUERY_OUTPUT)
+    liar = parse_installed(DPKG_QUERY_OUTPUT + TELNETD)
+    sides = [
+        SideExposure("web", side, [
+            catalog.open_on(f"web-{side}-{n}", liar if (side, n) == ("blue", 1) else honest)
+            for n in (1, 2)])
+        for side in ("blue", "green")
+    ]
+    return FleetExposure("low", catalog, sides)
+
+
+@pytest.mark.parametrize("index", [True, False])
+def test_one_host_cannot_widen_a_campaign(tmp_path: Path, index: bool) -> None:
+    """The repository's index says inetutils-telnetd is built from inetutils (index=True);
+    without a repository index, 1 of 4 hosts is a minority (index=False). Either way it is
+    not pinned (it would be installed on every host of web); the header says why."""
+    sources_of = {"libssl3": {"openssl"}, "openssl": {"openssl"},
+                  "inetutils-telnetd": {"inetutils"}}
+    found = _one_host_lies(**({"sources_of": sources_of} if index else {}))
+    made = write_new_campaign(found, ["web"], tmp_path / "c.yml", name="sec-test")
+    assert made.doc is not None
+    (advisory,) = made.doc["advisories"]
+    assert set(advisory["packages"]) == {"libssl3", "openssl"}
+    text = (tmp_path / "c.yml").read_text()
+    header = [line for line in text.splitlines() if "inetutils-telnetd" in line]
+    assert header and all(line.startswith("# not pinned: inetutils-telnetd: ") for line in header)
+    assert "1 of 4 host(s) with openssl open" in header[0] and "web-blue-1" in header[0]
+    assert ("says it is built from inetutils" if index else "only 1 of 4") in header[0]
+    assert load_campaign(tmp_path / "c.yml").advisories[0].packages.keys() == {"libssl3",
+                                                                              "openssl"}
+
+
+def test_a_hosts_package_name_cannot_end_the_header_comment(tmp_path: Path) -> None:
+    """A name with escapes (from one host's dpkg; a newline cannot be in it, lines are split
+    first) is one visible comment line."""
+    found = _one_host_lies()
+    liar = parse_installed(DPKG_QUERY_OUTPUT + INJECTED)
+    found.sides[0].hosts[0] = found.catalog.open_on("web-blue-1", liar)
+    write_new_campaign(found, ["web"], tmp_path / "c.yml", name="sec-test")
+    text = (tmp_path / "c.yml").read_text()
+    assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
+    assert "# not pinned: evil\\x1b]0;owned\\x07\\x9b2K: only 1 of 4 host(s)" in text
+    assert yaml.safe_load(text).keys() == {"name", "description", "advisories", "waves",
+                                           "approval", "window"}

@@ -1,0 +1,74 @@
+"""The one terminal policy: whatever a command prints passes `VisibleControls`; host text
+cannot erase lines, set the title or write the clipboard, on a real terminal (a pty)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+import time
+
+from orchestrator.probes.base import CheckResult
+
+HOSTILE = ("\x1b[2K\x1b[1A\r\x1b[32m  web-blue-1  ok  (5/5 passed)\x1b]52;c;cm0gLXJmIH4=\x07"
+           "\x1b]0;owned\x07")
+
+
+def _on_a_pty(code: str) -> bytes:
+    """Run `code` with stdout and stderr on a pseudo-terminal; everything it wrote."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                            stdout=follower, stderr=follower, close_fds=True)
+    os.close(follower)
+    out = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the other side closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=60)
+    os.close(leader)
+    assert proc.returncode == 0, out
+    return out
+
+
+def test_every_print_passes_the_one_policy_on_a_terminal() -> None:
+    """Host text printed the wrong way (raw click.echo, print, a warning, rich) and the
+    right way (render_results): on a tty no escape sequence survives but the CLI's colours."""
+    result = CheckResult("web-blue-1", "command:x" + HOSTILE, "fail", "exit 1" + HOSTILE)
+    code = f"""
+import warnings, click
+from orchestrator.cli.render import RolloutProgress, guard_terminal, render_results
+from orchestrator.probes.base import CheckResult
+guard_terminal()
+hostile = {HOSTILE!r}
+render_results([CheckResult(*{(result.host, result.check, result.status, result.evidence)!r})],
+               ("web-blue-1",))
+click.echo("raw echo: " + hostile)
+click.echo("raw stderr: " + hostile, err=True)
+print("print: " + hostile)
+warnings.warn("python-debian says: " + hostile)
+class Ev:
+    step, phase, message, data = "patch", "note", "rich: " + hostile, {{}}
+RolloutProgress(quiet=False)(Ev())
+"""
+    out = _on_a_pty(code).decode()
+    kept = out
+    for colour in ("\x1b[31m", "\x1b[32m", "\x1b[0m", "\x1b[1m", "\x1b[22m", "\x1b[39m",
+                   "\x1b[33m", "\x1b[2m", "\x1b[1;32m", "\x1b[1;31m", "\x1b[1;36m"):
+        kept = kept.replace(colour, "")
+    assert "\x1b" not in kept and "\x07" not in kept, repr(out)
+    assert "\x1b[32m" in out  # a terminal still gets the CLI's own colours
+    assert "rich: \\x1b[2K\\x1b[1A\\r\\x1b[32m" in out  # rich wraps the rest at 80 columns
+    for where in ("raw echo: ", "raw stderr: ", "print: ", "python-debian says: "):
+        line = next(ln for ln in out.splitlines() if where in ln)
+        assert "\\x1b[2K" in line and "\\x1b]52;c;" in line and "\\x1b]0;owned\\x07" in line, line
+    assert "warning: python-debian says: " in out
+    # render_results: the forged row is inside the evidence line, visibly escaped
+    assert "  web-blue-1  \x1b[31mFAIL\x1b[0m  (0/1 passed)" in out
+    assert "\\r\\x1b[32m  web-blue-1  ok  (5/5 passed)" in out
