@@ -3,38 +3,13 @@ cannot erase lines, set the title or write the clipboard, on a real terminal (a 
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
 import sys
-import time
 
 from orchestrator.probes.base import CheckResult
+from tests.support.cli import on_tty
 
 HOSTILE = ("\x1b[2K\x1b[1A\r\x1b[32m  web-blue-1  ok  (5/5 passed)\x1b]52;c;cm0gLXJmIH4=\x07"
            "\x1b]0;owned\x07")
-
-
-def _on_a_pty(code: str) -> bytes:
-    """Run `code` with stdout and stderr on a pseudo-terminal; everything it wrote."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
-                            stdout=follower, stderr=follower, close_fds=True)
-    os.close(follower)
-    out = b""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: the other side closed
-            break
-        if not chunk:
-            break
-        out += chunk
-    proc.wait(timeout=60)
-    os.close(leader)
-    assert proc.returncode == 0, out
-    return out
 
 
 def test_every_print_passes_the_one_policy_on_a_terminal() -> None:
@@ -57,7 +32,8 @@ class Ev:
     step, phase, message, data = "patch", "note", "rich: " + hostile, {{}}
 RolloutProgress(quiet=False)(Ev())
 """
-    out = _on_a_pty(code).decode()
+    rc, out = on_tty([sys.executable, "-c", code], timeout=60)
+    assert rc == 0, out
     kept = out
     for colour in ("\x1b[31m", "\x1b[32m", "\x1b[0m", "\x1b[1m", "\x1b[22m", "\x1b[39m",
                    "\x1b[33m", "\x1b[2m", "\x1b[1;32m", "\x1b[1;31m", "\x1b[1;36m"):
