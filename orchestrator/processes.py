@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import overload
 
 _REAP_SECONDS = 2.0  # after SIGKILL: how long to collect what the group wrote
 _READ_CHUNK = 65536
@@ -145,3 +146,20 @@ def alive(pid: int) -> bool:
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+SUDO = "sudo -n --"
+"""How bluegreen becomes root on a host when `ssh.become` is set: sudo, non-interactive
+(`-n`: a password prompt is an error, `sudo: a password is required`, never a hang), as
+Ansible's sudo become plugin runs without a password (`-n` in its default flags)."""
+
+
+@overload
+def as_root(command: str) -> str: ...
+@overload
+def as_root(command: bytes) -> bytes: ...
+def as_root(command: str | bytes) -> str | bytes:
+    """`command` (a shell command line) run by `sh` as root through `sudo -n`."""
+    if isinstance(command, bytes):
+        return SUDO.encode() + b" sh -c '" + command.replace(b"'", b"'\\''") + b"'"
+    return f"{SUDO} sh -c '" + command.replace("'", "'\\''") + "'"

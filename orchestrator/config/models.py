@@ -58,6 +58,13 @@ class SSHSettings(StrictModel):
         description="cap on one command's answer from a host (probes, dpkg reads): a host "
         "over it fails that read with 'output too large'",
     )
+    become: bool = Field(
+        default=False,
+        description="become root with `sudo -n` (non-interactive: a password prompt is an "
+        "error) for everything bluegreen runs on the hosts: the patch playbook (Ansible's "
+        "become), probes, drift, the security fingerprint and the package reads; needed "
+        "when `user` is not root",
+    )
 
 
 def _state_url(value: str) -> str:

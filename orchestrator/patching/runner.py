@@ -96,6 +96,9 @@ def _envvars(config: LoadedConfig, workdir: Path, sockets: Path, forks: int) -> 
     key = config.private_key_path
     if key is not None:
         env["ANSIBLE_PRIVATE_KEY_FILE"] = str(key)
+    if config.model.ssh.become:  # the same `sudo -n` the probes and the dpkg reads use
+        env.update({"ANSIBLE_BECOME": "True", "ANSIBLE_BECOME_METHOD": "sudo",
+                    "ANSIBLE_BECOME_USER": "root", "ANSIBLE_BECOME_FLAGS": "-H -S -n"})
     return env
 
 

@@ -30,7 +30,7 @@ from typing import TypeVar
 
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.inventory import Host
-from orchestrator.processes import OutputTooLarge
+from orchestrator.processes import OutputTooLarge, as_root
 from orchestrator.processes import run as run_process
 
 T = TypeVar("T")
@@ -108,6 +108,7 @@ class Masters:
         self.options = strict_options(config, sockets)
         self.connect_timeout = max(1, round(timeout))
         self.max_output = config.model.ssh.max_output_mb * 2**20
+        self.become = config.model.ssh.become  # read as root, as Ansible patches (sudo -n)
 
     def _ssh(self, host: Host, *extra: str) -> list[str]:
         cmd = ["ssh", *self.options, "-o", f"ConnectTimeout={self.connect_timeout}"]
@@ -126,8 +127,10 @@ class Masters:
         return self._each_command(command, timeout, "no")
 
     def _each_command(self, command: str, timeout: float, master: str) -> dict[str, Output]:
+        remote = as_root(command) if self.become else command
+
         def one(host: Host) -> Output:
-            cmd = self._ssh(host, "-o", f"ControlMaster={master}", host.address, command)
+            cmd = self._ssh(host, "-o", f"ControlMaster={master}", host.address, remote)
             try:
                 proc = run_process(cmd, timeout=timeout, max_output=self.max_output)
             except subprocess.TimeoutExpired:

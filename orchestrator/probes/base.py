@@ -28,6 +28,8 @@ class ProbeTarget:
     connect_timeout: float = 5.0
     max_output: int = MAX_OUTPUT
     """Bytes one command may answer (stdout and stderr together); more is an error."""
+    become: bool = False
+    """Run every command as root through `sudo -n` (`ssh.become`)."""
 
     @property
     def known_hosts_name(self) -> str:

@@ -23,7 +23,7 @@ from tenacity import (
 
 from orchestrator.errors import BluegreenError
 from orchestrator.probes.base import ProbeTarget
-from orchestrator.processes import too_large
+from orchestrator.processes import as_root, too_large
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,8 @@ class SSHConnection:
         transport = client.get_transport()
         if transport is None or not transport.is_active():
             raise self._lost()
+        if self.target.become:  # as Ansible's become: every command, as root, sudo -n
+            command = as_root(command)
         text = command.decode(errors="replace") if isinstance(command, bytes) else command
         timeout = max(0.1, timeout)
         deadline = time.monotonic() + timeout

@@ -29,6 +29,7 @@ def targets_for(config: LoadedConfig, hosts: Sequence[Host]) -> list[ProbeTarget
             key_file=str(key) if key else None,
             connect_timeout=config.model.ssh.connect_timeout,
             max_output=config.model.ssh.max_output_mb * 2**20,
+            become=config.model.ssh.become,
         )
         for h in hosts
     ]

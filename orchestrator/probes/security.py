@@ -1,7 +1,9 @@
 """The security part of a host's fingerprint: what an intruder (or a careless probe) changes.
 
 Each kind is one section of drift's single fingerprint command (`probes.drift`), read as
-root over the run's strict SSH connection, and parsed here into `key -> value`:
+root over the run's strict SSH connection (as `ssh.user`, or through `sudo -n` with
+`ssh.become`; a section only root can read fails, naming the user, when read as another:
+never an empty section), and parsed here into `key -> value`:
 
   authorized-key  `USER SHA256:...` -> key type and size, for every user's
                   ~/.ssh/authorized_keys(2) (fingerprints via `ssh-keygen -l`, never the key
@@ -87,20 +89,36 @@ _LISTENER = (
     ' echo "exe $p $(readlink /proc/$p/exe)"; done'
 )
 
+NEEDS_ROOT = "needs root"
+"""Printed (and rc 1) by a section that only root can read in full, read as another user."""
+
+
+def _root_only(command: str) -> str:
+    """`command`, or, when not run as root, a failure naming the user: another user reads
+    no other home's authorized_keys, no sudoers, no crontab spool, no listener's owner, and
+    a `2>/dev/null` would make that an empty section (a silent pass)."""
+    return (
+        'if [ "$(id -u)" != 0 ]; then'
+        f' echo "{NEEDS_ROOT}: read as $(id -un) (uid $(id -u)): connect as root, or set'
+        ' ssh.become: true with passwordless sudo for that user"; false;'
+        f" else {command}; fi"
+    )
+
+
 SECTIONS: tuple[tuple[str, str], ...] = (
-    ("authorized-key", _AUTHORIZED_KEYS),
+    ("authorized-key", _root_only(_AUTHORIZED_KEYS)),
     ("user", "getent passwd"),
     ("group", "getent group"),
-    ("sudoers", _hashes("/etc/sudoers /etc/sudoers.d")),
-    ("setuid", _SETUID),
-    ("cron", _hashes("/etc/crontab /etc/anacrontab /etc/cron.d /etc/cron.hourly"
-                     " /etc/cron.daily /etc/cron.weekly /etc/cron.monthly"
-                     " /var/spool/cron/crontabs")),
+    ("sudoers", _root_only(_hashes("/etc/sudoers /etc/sudoers.d"))),
+    ("setuid", _root_only(_SETUID)),
+    ("cron", _root_only(_hashes("/etc/crontab /etc/anacrontab /etc/cron.d /etc/cron.hourly"
+                                " /etc/cron.daily /etc/cron.weekly /etc/cron.monthly"
+                                " /var/spool/cron/crontabs"))),
     ("timer", "systemctl list-units --all --type=timer --no-legend --no-pager --plain"),
     # systemd-nspawn (the lab) hides /proc/modules: the kernel is the machine's, not the host's
     ("kernel-module", "if [ -e /proc/modules ]; then cat /proc/modules;"
                       " else echo '(not visible) no /proc/modules: a container'; fi"),
-    ("listener", _LISTENER),
+    ("listener", _root_only(_LISTENER)),
     ("sshd-config", _hashes("/etc/ssh/sshd_config /etc/ssh/sshd_config.d")),
     ("pam", _hashes("/etc/pam.d")),
 )
