@@ -37,6 +37,11 @@ VERBS: dict[str, Verb] = {
                      "Patch campaigns: advisories applied to many services in waves, inside a "
                      "maintenance window, with approvals; resumable (also after kill -9) and "
                      "abortable."),
+    "doctor": Verb("doctor", "doctor", "Check everything a first rollout depends on (SSH to "
+                   "every host as the probes and Ansible connect, sudo, root, the load "
+                   "balancer's socket level, map, backends, server state and confirm header, "
+                   "health URLs, audit witness, state store), each with one fix line; exit 1 "
+                   "when a check fails."),
     "drift": Verb("probes", "drift", "Compare SERVICE's sides: packages, enabled and running "
                   "units, listening ports, file hashes, and the security fingerprint "
                   "(authorized keys, users, sudoers, setuid files, cron, timers, listeners, "

@@ -87,6 +87,9 @@ def plan(ctx: click.Context, service: str, packages: tuple[str, ...], as_json: b
             state = "" if info["ok"] else f"  PROBLEM: {one_line(info['message'])}"
             click.echo(f"  {host:<16} {one_line(changes)}{state}")
         click.echo("  router: " + "; ".join(out.router_commands))
+        for problem in out.router_problems:
+            click.secho(f"  FAILS: {problem.name}: {problem.detail}", fg="red")
+            click.echo(f"    fix: {problem.fix}")
     if not out.ok:
         sys.exit(1)
 

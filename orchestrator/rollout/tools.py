@@ -13,6 +13,7 @@ from typing import Any
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.config.models import PackageSpec
 from orchestrator.inventory import Fleet, Host
+from orchestrator.routers.base import Check, Router
 from orchestrator.sides import Side
 from orchestrator.traffic.kernel import HostRecheck
 
@@ -39,6 +40,14 @@ def host_recheck(config: LoadedConfig, service: str, fleet: Fleet | None = None)
         recheck_hosts(service, side, targets_for(config, hosts), recorded)
 
     return recheck
+
+
+def readiness(config: LoadedConfig, router: Router, service: str,
+              fleet: Fleet | None) -> list[Check]:
+    """The precheck's part of `bluegreen doctor` (`doctor.run.service_readiness`)."""
+    from orchestrator.doctor.run import service_readiness
+
+    return service_readiness(config, router, service, fleet)
 
 
 def probe_once(url: str, header: str | None, backend: str | None) -> tuple[bool, str]:
@@ -71,6 +80,9 @@ class RolloutTools:
         default_factory=lambda: unreachable_hosts
     )
     """The names of the hosts that do not answer with an SSH banner."""
+    readiness: Callable[[LoadedConfig, Router, str, Fleet | None], list[Check]] = readiness
+    """(config, router, service, fleet) -> the checks the precheck runs before any host is
+    touched (`bluegreen doctor`'s, for the service); a failed one stops the rollout."""
     recheck: Callable[[LoadedConfig, str, Fleet | None], HostRecheck | None] = host_recheck
     probe: Callable[[str, str | None, str | None], tuple[bool, str]] = field(
         default_factory=lambda: probe_once

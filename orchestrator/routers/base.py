@@ -100,6 +100,36 @@ class TrafficCounters:
         return {"responses": self.responses, "errors_5xx": self.errors_5xx}
 
 
+@dataclass(frozen=True)
+class Check:
+    """One thing a first rollout depends on, checked (`bluegreen doctor`, the precheck).
+
+    `ok`: True passed, False failed, None could not be told (shown as unknown; not a
+    failure). `fix`: one line saying what to change when it failed (or is unknown)."""
+
+    name: str
+    ok: bool | None
+    detail: str
+    fix: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.ok is False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix}
+
+
+class SelfChecking(Protocol):
+    """A router that can check its own setup beyond the `Router` contract (optional: a
+    driver without it gets only the contract's checks from `bluegreen doctor`)."""
+
+    def readiness(self, services: Sequence[str]) -> list[Check]:
+        """What this load balancer's setup needs for `services` to flip (the socket's
+        rights, the map, the files a flip persists): one `Check` each; never raises."""
+        ...
+
+
 class Router(Protocol):
     """A traffic switch for blue/green services.
 

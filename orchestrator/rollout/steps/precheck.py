@@ -1,11 +1,15 @@
 """The precheck: the router says which side is live (the store must agree, the kernel
-settles an interrupted flip first); both sides must answer over SSH."""
+settles an interrupted flip first); both sides must answer over SSH; and `bluegreen
+doctor`'s checks of the service pass (`RolloutTools.readiness`: strict SSH as the probes
+and Ansible connect, sudo, root, the router's socket level, map, backends, server state and
+confirm header) before any host is touched. A failed check stops the run with its fix."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from orchestrator.doctor.report import first_failure
 from orchestrator.errors import BluegreenError
 from orchestrator.rollout.context import RunContext
 from orchestrator.rollout.records import Plan
@@ -26,6 +30,13 @@ class Precheck:
             raise BluegreenError(
                 f"{service}: unreachable over SSH: {', '.join(unreachable)}",
                 hint="both sides must be reachable before a rollout; check the hosts or the network",
+            )
+        failed = [c for c in ctx.tools.readiness(ctx.config, ctx.router, service, ctx.fleet)
+                  if c.failed]
+        if failed:
+            raise BluegreenError(
+                f"{service}: not ready, no host was touched: {first_failure(failed)}",
+                hint=f"{failed[0].fix} (`bluegreen doctor {service}` shows every check)",
             )
         ctx.plan = Plan(live, standby, tuple(h.name for h in hosts.side(standby)) if hosts else ())
         return ctx.plan

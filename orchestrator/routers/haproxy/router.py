@@ -26,10 +26,12 @@ from __future__ import annotations
 import csv
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.errors import FlipIncomplete, RouterError
 from orchestrator.routers.base import (
+    Check,
     DrainResult,
     FlipResult,
     ServerHealth,
@@ -285,6 +287,12 @@ class HAProxyRouter:
 
     def close(self) -> None:
         self.transport.close()
+
+    def readiness(self, services: Sequence[str]) -> list[Check]:
+        """`routers.base.SelfChecking`: see `haproxy.readiness`."""
+        from orchestrator.routers.haproxy.readiness import readiness
+
+        return readiness(self, services)
 
     # -- persistence and confirmation -----------------------------------------------
     def _require_admin(self) -> None:
