@@ -23,8 +23,8 @@ from orchestrator.doctor.routing import router_checks
 from orchestrator.errors import BluegreenError
 from orchestrator.patching.ssh import Output
 from orchestrator.probes.base import ProbeTarget
-from orchestrator.routers.base import Check
 from orchestrator.rollout.runner import Rollout
+from orchestrator.routers.base import Check
 from orchestrator.testing import FakeRouter, fake_config, fake_tools, temp_store
 
 
