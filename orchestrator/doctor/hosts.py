@@ -4,8 +4,8 @@
   fingerprint connect (`probes.connection`);
 - `ansible-ssh HOST`: OpenSSH with the options Ansible's ssh gets for the patch and the
   package reads (`patching.ssh.strict_options`: ssh_config, known_hosts, BatchMode);
-- `sudo HOST` (with `ssh.become`): `sudo -n true`, as Ansible's become and the probes
-  escalate;
+- `sudo HOST` (with `ssh.become`): `sudo -n -- sh -c 'id -u'` is 0, as the probes and
+  Ansible's become escalate (a sudoers entry for `true` alone does not pass);
 - `root HOST`: what the patch and the security fingerprint need: the user is root, or
   becomes root.
 
@@ -27,6 +27,7 @@ from orchestrator.patching.ssh import Masters, Output, control_dir
 from orchestrator.probes.base import ProbeTarget
 from orchestrator.probes.connection import ProbeConnectionError, SSHConnection
 from orchestrator.probes.gate import targets_for
+from orchestrator.processes import as_root
 
 _COMMAND_TIMEOUT = 10.0
 
@@ -72,13 +73,14 @@ def _paramiko(target: ProbeTarget) -> list[Check]:
             words = out.split()
             is_root = rc == 0 and words[-1:] == ["0"]
             sudo_ok = False
-            if target.become:
-                rc, out, err = conn.run("sudo -n true", _COMMAND_TIMEOUT)
-                sudo_ok = rc == 0
+            if target.become:  # exactly how the probes escalate (Ansible: sudo -n sh -c)
+                rc, out, err = conn.run(as_root("id -u"), _COMMAND_TIMEOUT)
+                sudo_ok = rc == 0 and out.split() == ["0"]
                 said = (err.strip() or out.strip() or f"exit {rc}")[-200:]
                 checks.append(Check(
                     f"sudo {name}", sudo_ok,
-                    f"`sudo -n true` as {target.user}: " + ("works" if sudo_ok else said),
+                    f"`{as_root('id -u')}` as {target.user}: "
+                    + ("uid 0" if sudo_ok else said),
                     "" if sudo_ok else
                     f"give {target.user} passwordless sudo on {name} (/etc/sudoers.d/"
                     f"{target.user}: `{target.user} ALL=(root) NOPASSWD: ALL`, requiretty off)"))

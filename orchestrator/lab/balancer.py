@@ -20,6 +20,7 @@ def render_config(paths: LabPaths, services: Sequence[str], hosts: Sequence[Host
         "# written by `bluegreen lab up`",
         "global",
         f"    stats socket {paths.haproxy_socket} mode 600 level admin expose-fd listeners",
+        f"    stats socket {paths.haproxy_operator_socket} mode 600 level operator",
         "    stats timeout 30s",
         f"    server-state-file {paths.server_state_file}",
         "",

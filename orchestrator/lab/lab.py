@@ -468,6 +468,7 @@ class Lab:
         state = self.require()
         kill_and_wait([state.haproxy_pid], timeout=10)
         self.paths.haproxy_socket.unlink(missing_ok=True)
+        self.paths.haproxy_operator_socket.unlink(missing_ok=True)
         state.haproxy_pid = balancer.start(self.paths)
         self._save(state)
         self._wait_haproxy(state.shape)

@@ -116,6 +116,12 @@ class LabPaths:
         return self.haproxy / "admin.sock"
 
     @property
+    def haproxy_operator_socket(self) -> Path:
+        """A second stats socket at `level operator`: what `doctor` and the precheck must
+        refuse (a flip needs level admin); only the tests use it."""
+        return self.haproxy / "operator.sock"
+
+    @property
     def map_file(self) -> Path:
         return self.haproxy / "bluegreen.map"
 
