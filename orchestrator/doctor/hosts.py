@@ -129,6 +129,7 @@ def _openssh(config: LoadedConfig, hosts: Sequence[Host],
              targets: dict[str, ProbeTarget], timeout: float) -> list[Check]:
     run_dir = control_dir()
     masters = Masters(config, hosts, run_dir / "cp", timeout=timeout)
+    masters.become = False  # the connection alone: sudo is `sudo HOST`'s
     try:
         (run_dir / "cp").mkdir(mode=0o700)
         outputs = masters.run("true", timeout + _COMMAND_TIMEOUT)
