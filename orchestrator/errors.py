@@ -101,6 +101,12 @@ class StateError(BluegreenError):
     """The state store cannot be read or written."""
 
 
+class Fenced(StateError):
+    """A run's write was refused: a newer epoch of its service's run lock exists (another
+    run or process took the lock over), or the run was ended (aborted, abandoned) by
+    someone else. Nothing was recorded."""
+
+
 class AuditBroken(BluegreenError):
     """The audit chain does not verify."""
 

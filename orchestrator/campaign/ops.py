@@ -3,7 +3,7 @@ the run, `campaign.plan` says what a run would do.)"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +11,7 @@ from orchestrator.campaign.journal import APPROVAL, Journal, StepKind
 from orchestrator.campaign.runner import AWAITING, campaign_lock
 from orchestrator.campaign.runs import find_run
 from orchestrator.campaign.state import ServiceProgress, service_states
-from orchestrator.errors import BadInput
+from orchestrator.errors import BadInput, LockHeld
 from orchestrator.processes import alive
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, AuditEntryInput, OsIdentity, Run
@@ -162,38 +162,57 @@ def _check_distinct_approver(store: StateStore, name: str, run: Run,
 
 @dataclass(frozen=True)
 class AbortedCampaign:
-    """What `campaign abort` ended: the campaign's run and its children in flight."""
+    """What `campaign abort` ended: the campaign's run and its children in flight, and the
+    locks whose holders still live (they stop at their next step boundary and release
+    them; their later writes are refused)."""
 
     campaign: str
     run_id: str
     aborted_children: list[str]
+    still_stopping: list[str] = field(default_factory=list)
+    """"LOCK: run R (pid P on HOST)" for each lock left with its live holder."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"campaign": self.campaign, "run_id": self.run_id,
-                "aborted_children": self.aborted_children}
+                "aborted_children": self.aborted_children,
+                "still_stopping": self.still_stopping}
 
 
 def abort(store: StateStore, name: str, actor: str, reason: str) -> AbortedCampaign:
-    """End an unfinished campaign: children in flight are marked aborted (a running rollout
-    stops at its next step boundary, never between flip and record), their locks released.
-    Each service stays live on its old side, or on a new side that passed verification."""
+    """End an unfinished campaign: its run and children in flight are marked aborted; a
+    running child stops at its next step boundary (never between flip and record), and
+    whatever it would record after the abort is refused. A lock is freed here only when
+    its holder is provably gone; a live holder keeps it until it stops, so no other run
+    starts Ansible on the side it is patching. Each service stays live on its old side,
+    or on a new side that passed verification."""
     run = find_run(store, name, unfinished=True)
     why = f"campaign abort by {actor}: {reason}"
     aborted: list[str] = []
+    locks: list[tuple[str, tuple[str | None, ...]]] = []
     for step, data in Journal(store, run.run_id).begun().items():
         if step.kind not in (StepKind.SERVICE, StepKind.CONVERGE):
             continue
-        svc = step.service
         child_id = data.get("child_run")
         child = store.get_run(child_id) if child_id else None
         if child is not None and child.status in RESUMABLE_STATUSES:
             store.finish_run(child.run_id, "aborted", why)
             aborted.append(child.run_id)
-        lock = store.get_lock(svc)
-        if lock is not None and lock.run_id in (child_id, run.run_id):
-            store.force_release_lock(svc, reason=why, actor=actor)
+        locks.append((step.service, (child_id, run.run_id)))
     store.finish_run(run.run_id, "aborted", why)
-    lock = store.get_lock(campaign_lock(str(run.params.get("name"))))
-    if lock is not None and lock.run_id == run.run_id:
-        store.force_release_lock(campaign_lock(str(run.params.get("name"))), why, actor)
-    return AbortedCampaign(name, run.run_id, aborted)
+    locks.append((campaign_lock(str(run.params.get("name"))), (run.run_id,)))
+    stopping = [held for lock, owners in locks
+                if (held := _free_if_gone(store, lock, owners, why, actor)) is not None]
+    return AbortedCampaign(name, run.run_id, aborted, stopping)
+
+
+def _free_if_gone(store: StateStore, name: str, owners: tuple[str | None, ...], why: str,
+                  actor: str) -> str | None:
+    """Free lock `name` of one of `owners` if its holder is gone; else say who holds it."""
+    lock = store.get_lock(name)
+    if lock is None or lock.run_id not in owners:
+        return None
+    try:
+        store.force_release_lock(name, reason=why, actor=actor)
+    except LockHeld:
+        return f"{name}: run {lock.run_id} (pid {lock.pid} on {lock.hostname})"
+    return None

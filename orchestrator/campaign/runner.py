@@ -208,8 +208,9 @@ class CampaignRunner:
             "waves": waves,
         }
         try:
-            run = self.store.create_run(
-                run_id, "campaign", None, params, self.actor, reason=f"campaign {campaign.name}"
+            run = self.store.create_run(  # a start interleaved with another leaves one run
+                run_id, "campaign", None, params, self.actor, reason=f"campaign {campaign.name}",
+                exclusive_of={"name": campaign.name},
             )
         except BaseException:
             self.store.release_lock(campaign_lock(campaign.name), run_id)

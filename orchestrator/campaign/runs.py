@@ -60,6 +60,12 @@ def rollout_to_resume(store: StateStore, run_id: str | None) -> Run | None:
         if not pending:
             return None
         run = pending[-1]
+    if run.status == "abandoned":
+        raise BadInput(
+            f"run {run.run_id} was abandoned: {run.result or 'another run took its lock over'}"
+            "; it cannot be resumed (the newer run owns the service)",
+            hint=f"see `bluegreen status {run.service or ''}`; start a new rollout if needed",
+        )
     if run.status not in RESUMABLE_STATUSES:
         raise BadInput(f"run {run.run_id} already ended ({run.status})", hint="start a new rollout")
     if "campaign_run" in run.params:

@@ -121,13 +121,8 @@ def service_states(
                 continue
             if step in begun:
                 child = store.get_run(child_run) if child_run else None
-                status = (
-                    "deferred"
-                    if child and child.status == "deferred"
-                    else "aborted"
-                    if child and child.status == "aborted"
-                    else "in flight"
-                )
+                ended = ("deferred", "aborted", "abandoned")
+                status = str(child.status) if child and child.status in ended else "in flight"
             elif run is not None and run.status == "deferred" and APPROVAL not in begun:
                 status = "deferred"
             elif run is not None and run.status in ("failed", "aborted"):

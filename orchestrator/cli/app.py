@@ -94,7 +94,7 @@ VERBS: dict[str, Verb] = {
                    "Live side (from the router), standby, patch level and verification of each "
                    "side, and what the load balancer counted for each side since it started "
                    "(responses, 5xx)."),
-    "unlock": Verb("traffic", "unlock", "Release SERVICE's lock by force (audited)."),
+    "unlock": Verb("traffic", "unlock", "Free SERVICE's run lock when its holder is gone (audited)."),
     "verify": Verb("probes", "verify", "Run the verification gate on a side: checks, suites and "
                    "drift, a table host x check; exit 3 on any failure."),
     "watch": Verb("security", "watch", "Compare the live side's hosts with the approved "

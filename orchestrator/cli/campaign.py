@@ -273,7 +273,9 @@ def campaign_approve(ctx: click.Context, name: str, reason: str | None, as_json:
 @handles_errors
 def campaign_abort(ctx: click.Context, name: str, reason: str, as_json: bool) -> None:
     """End an unfinished campaign. Each service stays live on its old side or on a fully
-    verified new side; runs are marked aborted, locks released."""
+    verified new side; runs are marked aborted. A child still running stops at its next
+    step boundary and then releases its lock (a lock is freed here only when its holder
+    is gone); whatever it would record after the abort is refused."""
     from orchestrator.campaign.ops import abort
     from orchestrator.traffic import open_store
 
@@ -284,6 +286,9 @@ def campaign_abort(ctx: click.Context, name: str, reason: str, as_json: bool) ->
         children = aborted.aborted_children
         click.echo(f"{name}: aborted run {aborted.run_id}"
                    + (f" (and {', '.join(children)})" if children else ""))
+        for held in aborted.still_stopping:
+            click.echo(f"  still stopping: {held}: it ends at its next step boundary and "
+                       "then releases the lock")
 
 
 @click.command("report")

@@ -163,15 +163,22 @@ def status(
 @click.command("unlock")
 @click.argument("service")
 @click.option("--reason", required=True)
+@click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handles_errors
-def unlock(ctx: click.Context, service: str, reason: str) -> None:
-    """Release SERVICE's lock by force (audited). Only when its holder is gone."""
+def unlock(ctx: click.Context, service: str, reason: str, as_json: bool) -> None:
+    """Free SERVICE's run lock when its holder is gone (audited). A holder that is not
+    provably gone has its run marked aborted (it stops at its next step boundary); on
+    PostgreSQL a hung holder's session is ended. A live holder on this machine keeps the
+    lock until it stops (exit 5). The holder's later writes are refused (run epochs)."""
+    from orchestrator.errors import LockHeld
     from orchestrator.traffic import open_store
+    from orchestrator.traffic.unlock import unlock as unlock_service
 
-    lock = open_store(load(ctx)).force_release_lock(service, reason, actor(ctx))
-    click.echo(
-        f"{service}: released lock of run {lock.run_id}" if lock else f"{service}: not locked"
-    )
-
-
+    out = unlock_service(open_store(load(ctx)), service, reason, actor(ctx))
+    if as_json:
+        emit_json(out.as_dict())
+    else:
+        click.echo(out.message)
+    if out.lock is not None and not out.released:
+        sys.exit(LockHeld.exit_code)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from orchestrator.errors import (
     Aborted,
     BluegreenError,
+    Fenced,
     OutsideWindow,
     RolledBack,
     StateMismatch,
@@ -82,13 +83,17 @@ def ends_recorded(ctx: RunContext) -> Iterator[None]:
 
 
 def finish(ctx: RunContext, status: RunStatus, message: str) -> None:
-    """Record how the run ended, unless something else ended it (an abort) meanwhile."""
+    """Record how the run ended, unless something else ended it (an abort) meanwhile, or
+    another process owns it now (a newer epoch: that one records its end)."""
     run = ctx.store.get_run(ctx.run_id)
     if run is not None and run.status in ("running", "deferred"):
-        ctx.store.finish_run(ctx.run_id, status, message)
+        with suppress(Fenced):
+            ctx.store.finish_run(ctx.run_id, status, message)
 
 
 def release(ctx: RunContext) -> None:
+    """Release the run's lock, unless it is another run's, or this run's at a newer epoch
+    (resumed elsewhere: `release_lock` leaves it)."""
     lock = ctx.store.get_lock(ctx.service)
     if lock is not None and lock.run_id == ctx.run_id:
         ctx.store.release_lock(ctx.service, ctx.run_id)

@@ -18,7 +18,7 @@ engine changes. Rules every backend must keep:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -117,7 +117,16 @@ class LockStore(Protocol):
         self, service: str, run_id: str, holder: LockHolder | None = None
     ) -> LockInfo: ...
     def release_lock(self, service: str, run_id: str) -> bool: ...
-    def force_release_lock(self, service: str, reason: str, actor: str) -> LockInfo | None: ...
+    def force_release_lock(
+        self, service: str, reason: str, actor: str, *, end_holder: bool = False
+    ) -> LockInfo | None:
+        """Free a lock whose holder is provably gone; a live holder keeps it (LockHeld)
+        unless `end_holder` ends a hung one (`unlock`; see each backend)."""
+        ...
+    def fence_of(self, run_id: str) -> tuple[str, int] | None:
+        """(lock, epoch) this store object took for `run_id`: its writes for the run are
+        refused (`Fenced`) once a newer epoch exists. None: it holds no lock for it."""
+        ...
     def get_lock(self, service: str) -> LockInfo | None: ...
     def traffic_lock(
         self, service: str, timeout_s: float = 30.0, *, command: str = "traffic"
@@ -139,6 +148,7 @@ class RunStore(Protocol):
         actor: str,
         *,
         reason: str | None = None,
+        exclusive_of: Mapping[str, Any] | None = None,
     ) -> Run: ...
     def get_run(self, run_id: str) -> Run | None: ...
     def list_runs(

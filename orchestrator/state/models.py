@@ -24,7 +24,11 @@ from typing import Any, Literal, get_args
 
 from orchestrator.sides import SIDES, Side
 
-RunStatus = Literal["running", "done", "failed", "aborted", "rolled_back", "deferred"]
+RunStatus = Literal[
+    "running", "done", "failed", "aborted", "rolled_back", "deferred", "abandoned"
+]
+"""`abandoned`: its process was gone and another run took its service's lock over (a new
+epoch); it can no longer be resumed."""
 RESUMABLE_STATUSES: tuple[RunStatus, ...] = ("running", "deferred")
 """Runs in these states may still get journal entries and be finished or resumed."""
 
@@ -222,6 +226,8 @@ class Run(_Record):
     started_at: datetime
     finished_at: datetime | None = None
     result: str | None = None
+    epoch: int | None = None
+    """The fencing epoch of its lock when it last took it (None: it held none)."""
 
     def __post_init__(self) -> None:
         _non_empty(self, "run_id", "kind")
@@ -278,6 +284,9 @@ class LockInfo(_Record):
     pid: int
     hostname: str
     acquired_at: datetime
+    epoch: int = 0
+    """The fencing token: grows by one every time the lock is taken (also on a takeover);
+    a run's writes are refused once a newer epoch exists (`orchestrator.state.sql.fence`)."""
 
     def __post_init__(self) -> None:
         _utc(self, "acquired_at")

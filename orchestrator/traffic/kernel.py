@@ -150,7 +150,7 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
             return FlipOutcome(service, live, live, False, time.perf_counter() - started,
                                message, aborted, [], recovered, request.force, repaired)
 
-        if request.to is None and any(not _has_flipped(store, r, live) for r in in_flight):
+        if request.to is None and any(not _has_flipped(store, r) for r in in_flight):
             # the rollback is answered: a second one (another operator, a retry) is done
             _abort_runs(store, service, request, in_flight)
             store.keep_after_rollback(
@@ -352,12 +352,17 @@ def _checked_target(
     return side
 
 
-def _has_flipped(store: StateStore, run: Run, live: Side) -> bool:
-    """Did `run` move traffic (is the live side no longer the one its precheck saw)?"""
-    for entry in store.journal(run.run_id):
-        if entry.step == "precheck" and entry.phase == "end":
-            return bool(entry.data.get("live") != live)
-    return False
+def _has_flipped(store: StateStore, run: Run) -> bool:
+    """Did `run` move traffic? Its own records say so (never today's live side, which
+    later flips of other runs moved): its flip step ended, or it began and the store
+    recorded a flip of this run (a crash between the record and the journal's end)."""
+    steps = {(entry.step, entry.phase) for entry in store.journal(run.run_id)}
+    if ("flip", "end") in steps:
+        return True
+    if ("flip", "begin") not in steps:
+        return False
+    return any(record.command == "rollout.flip" and record.after.get("run_id") == run.run_id
+               for record in store.audit_records(run.service))
 
 
 def _check_run(store: StateStore, run_id: str) -> None:

@@ -19,7 +19,8 @@ ADMIN_URL = os.environ.get("BLUEGREEN_TEST_PG_ADMIN", "postgresql:///postgres")
 """Where the tests create their databases (the role needs CREATEDB); by default the local
 cluster over its unix socket as the OS user (bootstrap creates that role)."""
 
-TABLES = ("journal", "runs", "sides", "services", "locks", "traffic_holders", "audit_log")
+TABLES = ("journal", "runs", "sides", "services", "locks", "traffic_holders", "audit_log",
+          "epochs")
 
 
 def admin() -> psycopg.Connection[tuple[object, ...]]:

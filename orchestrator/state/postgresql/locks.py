@@ -23,8 +23,9 @@ from orchestrator.state.audit import format_ts
 from orchestrator.state.models import AuditEntryInput, LockHolder, LockInfo
 from orchestrator.state.postgresql.connection import PgConnection
 from orchestrator.state.postgresql.keys import lock_key
-from orchestrator.state.sql.chain import AuditChain
-from orchestrator.state.sql.rows import lock_dump, lock_from_row, lock_held
+from orchestrator.state.sql.database import Connection
+from orchestrator.state.sql.fence import Fencing
+from orchestrator.state.sql.rows import live_holder, lock_dump, lock_from_row, lock_held
 
 _SESSION = (
     "SELECT l.pid, a.application_name, a.client_addr::text AS client_addr, a.backend_start"
@@ -51,7 +52,7 @@ def _halves(key: int) -> tuple[int, int]:
     return unsigned >> 32, unsigned & 0xFFFFFFFF
 
 
-class PgLocks(AuditChain):
+class PgLocks(Fencing):
     """`LockStore` on PostgreSQL advisory locks."""
 
     _conn: PgConnection
@@ -86,11 +87,13 @@ class PgLocks(AuditChain):
             self._conn.execute("SELECT pg_advisory_unlock(?)", (key,))
 
     def acquire_lock(self, service: str, run_id: str, holder: LockHolder | None = None) -> LockInfo:
-        """Take the run lock of `service` for `run_id` (holder: this process by default).
+        """Take the run lock of `service` for `run_id` (holder: this process by default),
+        with the next epoch of the lock (`fence.Fencing`).
 
         Re-acquiring by the same run, pid and host returns the existing lock. The row of a
         holder whose session ended (its advisory lock is free) is taken over (audited as
-        "lock.takeover"); a lock a live session holds raises `LockHeld` naming its holder.
+        "lock.takeover"; the holder's run, if another, becomes `abandoned`); a lock a live
+        session holds raises `LockHeld` naming its holder.
         """
         who = holder or LockHolder.current()
         key = lock_key("run", service)
@@ -101,8 +104,6 @@ class PgLocks(AuditChain):
                 raise _run_lock_held(lock_from_row(rows[0]))
             raise self._held_by_session(service, key, "run lock")
         now = self._now()
-        new = LockInfo(service=service, run_id=run_id, holder=who.holder, pid=who.pid,
-                       hostname=who.hostname, acquired_at=now)
         try:
             with self._write() as conn:
                 row = conn.execute("SELECT * FROM locks WHERE service = ?", (service,)).fetchone()
@@ -113,11 +114,15 @@ class PgLocks(AuditChain):
                 else:
                     if old is not None and held_before:  # this session holds it, for another run
                         raise _run_lock_held(old)
+                    new, before = self._hand_out_epoch(conn, LockInfo(
+                        service=service, run_id=run_id, holder=who.holder, pid=who.pid,
+                        hostname=who.hostname, acquired_at=now), now)
                     conn.execute("DELETE FROM locks WHERE service = ?", (service,))
                     conn.execute(
-                        "INSERT INTO locks (service, run_id, holder, pid, hostname, acquired_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (service, run_id, who.holder, who.pid, who.hostname, format_ts(now)),
+                        "INSERT INTO locks (service, run_id, holder, pid, hostname, acquired_at,"
+                        " epoch) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (service, run_id, who.holder, who.pid, who.hostname, format_ts(now),
+                         new.epoch),
                     )
                     reason = None
                     if old is not None:
@@ -130,34 +135,56 @@ class PgLocks(AuditChain):
                     )
                     self._audit(conn, entry, now, service=service, before=lock_dump(old),
                                 after=lock_dump(new))
+                    self._end_superseded(conn, new, old, before, reason, now)
         except BaseException:
             if not held_before:
                 self._unlock(key)
             raise
         self._run_locks.add(service)
+        self._hold(service, run_id, new.epoch)
         return new
 
+    def _still_holding(self, conn: Connection, lock: str, run_id: str, epoch: int) -> bool:
+        """The lock row names the run at its epoch, and this session still holds the
+        advisory lock (a terminated or lost session released it, silently)."""
+        if not super()._still_holding(conn, lock, run_id, epoch):
+            return False
+        classid, objid = _halves(lock_key("run", lock))
+        return conn.execute(
+            "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+            " AND pid = pg_backend_pid() AND classid = ?::bigint::oid"
+            " AND objid = ?::bigint::oid", (classid, objid)).fetchone() is not None
+
     def release_lock(self, service: str, run_id: str) -> bool:
-        """Release the lock held by `run_id`. False if unlocked; `LockHeld` if another run holds it."""
+        """Release the lock held by `run_id`. False if unlocked, or if this store took it
+        and it moved on to a newer epoch since; `LockHeld` if another run holds it."""
         now = self._now()
+        fence = self._fences.get(service)
         with self._write() as conn:
             row = conn.execute("SELECT * FROM locks WHERE service = ?", (service,)).fetchone()
             old = lock_from_row(row) if row else None
-            if old is not None:
+            if old is not None and fence is not None and fence[0] == run_id and (
+                    fence[1] != old.epoch):
+                old = None  # resumed elsewhere: that lock is not this store's to release
+            elif old is not None:
                 if old.run_id != run_id:
                     raise _run_lock_held(old)
                 conn.execute("DELETE FROM locks WHERE service = ?", (service,))
                 entry = AuditEntryInput(actor=old.holder, command="lock.release")
                 self._audit(conn, entry, now, service=service, before=lock_dump(old))
+        self._drop(service)
         if service in self._run_locks:
             self._run_locks.discard(service)
             self._unlock(lock_key("run", service))
         return old is not None
 
-    def force_release_lock(self, service: str, reason: str, actor: str) -> LockInfo | None:
-        """Remove whatever lock `service` has (operator action, audited with `reason`). A
-        live holder's database session is ended (pg_terminate_backend), so the stuck
-        holder can change nothing more. Returns the removed lock, or None if there was none
+    def force_release_lock(self, service: str, reason: str, actor: str, *,
+                           end_holder: bool = False) -> LockInfo | None:
+        """Free `service`'s lock when its holder is gone (its database session ended),
+        audited with `reason`. A live holder keeps it (LockHeld: a run is stopped by
+        marking it aborted, never by taking its lock), unless `end_holder` (`unlock` of a
+        hung holder): then its session is ended (pg_terminate_backend), so it holds and
+        can record nothing more. Returns the removed lock, or None if there was none
         (still audited)."""
         if not reason.strip():
             raise BadInput("releasing a lock by force needs a reason", hint="pass --reason TEXT")
@@ -166,10 +193,13 @@ class PgLocks(AuditChain):
         with self._write() as conn:
             row = conn.execute("SELECT * FROM locks WHERE service = ?", (service,)).fetchone()
             old = lock_from_row(row) if row else None
-            conn.execute("DELETE FROM locks WHERE service = ?", (service,))
             session = None
             if service not in self._run_locks:
                 session = self._session_holding(key)
+            if session is not None and not end_holder:
+                raise (live_holder(old) if old is not None
+                       else self._held_by_session(service, key, "run lock"))
+            conn.execute("DELETE FROM locks WHERE service = ?", (service,))
             terminated = None
             if session is not None:
                 ended = conn.execute("SELECT pg_terminate_backend(?) AS ended",
@@ -185,6 +215,7 @@ class PgLocks(AuditChain):
             )
             self._audit(conn, entry, now, service=service, before=lock_dump(old),
                         after={"terminated_session": terminated} if terminated else {})
+        self._drop(service)
         if service in self._run_locks:
             self._run_locks.discard(service)
             self._unlock(key)

@@ -18,6 +18,7 @@ from orchestrator.state.audit import GENESIS_HASH, format_ts
 from orchestrator.state.models import SIDE_STATES
 from orchestrator.state.postgresql.connection import PgConnection
 from orchestrator.state.postgresql.keys import lock_key
+from orchestrator.state.sql.fence import EPOCHS
 
 _SIDE = "CHECK (side IN ('blue', 'green'))"
 _STATES = ", ".join(f"'{name}'" for name in SIDE_STATES)
@@ -70,6 +71,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             head_hash TEXT NOT NULL, key_id TEXT)""",
         f"INSERT INTO audit_head (id, count, head_hash) VALUES (1, 0, '{GENESIS_HASH}')",
     ),
+    EPOCHS,  # version 2: SQLite's schema 5 (run epochs, fencing)
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 """The newest schema this code knows."""

@@ -20,7 +20,7 @@ The SQL of sides, flips, runs and the audit chain is shared with SQLite
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import errors as pg_errors
 
+from orchestrator.errors import Fenced, StateError
 from orchestrator.state.postgresql import schema
 from orchestrator.state.postgresql.connection import PgConnection, connect, translate
 from orchestrator.state.postgresql.locks import PgLocks
@@ -90,8 +91,24 @@ class PostgresStateStore(FlipRows, RunRows, PgLocks, TableTransfer):
 
     # -- transactions ------------------------------------------------------------------
 
-    def _translate(self) -> AbstractContextManager[None]:
-        return translate(self.location)
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        """psycopg errors as StateError; a lost session while this store holds run locks as
+        `Fenced`: the locks ended with the session (another process may hold them now),
+        so nothing this store does on their behalf may be recorded any more."""
+        try:
+            with translate(self.location):
+                yield
+        except StateError as exc:
+            if not (self._fences and self._conn.raw.broken):
+                raise
+            held = ", ".join(f"{lock} (run {run_id}, epoch {epoch})"
+                             for lock, (run_id, epoch) in sorted(self._fences.items()))
+            raise Fenced(
+                f"the database session holding the lock of {held} ended ({exc.message}); "
+                "its locks ended with it; nothing recorded",
+                hint="another process may have taken the lock over: see `bluegreen status`",
+            ) from exc
 
     @contextmanager
     def _write(self) -> Iterator[PgConnection]:

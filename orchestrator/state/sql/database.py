@@ -71,6 +71,7 @@ class SqlDatabase:
         self._point: KeyedPoint | None = None  # the keyed marker's line for this chain
         self._identity: OsIdentity | None = None
         self._pending_head: AuditHead | None = None
+        self._fences: dict[str, tuple[str, int]] = {}  # see fence.Fencing
         self.appended: AuditHead | None = None
         """The head after the newest record this store appended (None: it appended none);
         what the witnesses are told when the command ends."""

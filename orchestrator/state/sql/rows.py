@@ -101,6 +101,7 @@ def run_from_row(row: Any) -> Run:
         started_at=parse_ts(row["started_at"]),
         finished_at=_ts(row["finished_at"]),
         result=row["result"],
+        epoch=None if row["epoch"] is None else int(row["epoch"]),
     )
 
 
@@ -123,6 +124,7 @@ def lock_from_row(row: Any) -> LockInfo:
         pid=row["pid"],
         hostname=row["hostname"],
         acquired_at=parse_ts(row["acquired_at"]),
+        epoch=int(row["epoch"]),
     )
 
 
@@ -177,4 +179,16 @@ def lock_held(lock: LockInfo) -> LockHeld:
             f"{lock.hostname}, release the lock with "
             f"`bluegreen unlock {lock.service} --reason TEXT`"
         ),
+    )
+
+
+def live_holder(lock: LockInfo) -> LockHeld:
+    """A lock whose holder lives (or cannot be proven gone) is not freed on request."""
+    since = lock.acquired_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return LockHeld(
+        f"service {lock.service!r} is locked by run {lock.run_id} of {lock.holder} (pid "
+        f"{lock.pid} on {lock.hostname}, epoch {lock.epoch}) since {since}, and that holder "
+        "is not gone: a lock is freed only when its holder is",
+        hint=f"`bluegreen unlock {lock.service} --reason TEXT` marks run {lock.run_id} aborted: "
+        "it stops at its next step boundary and releases the lock",
     )

@@ -1,13 +1,15 @@
 """Runs and their journal in SQL: a run is created "running", every step is journaled
 before ("begin") and after ("end") it runs, and the run ends with a final status; all of it
-audited as the run's actor."""
+audited as the run's actor. A run's own writes are fenced by the epoch of its lock
+(`fence.Fencing`): once another process took the lock over, they are refused."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.errors import StateError
+from orchestrator.errors import Fenced, LockHeld, StateError
 from orchestrator.state.audit import canonical_json, format_ts
 from orchestrator.state.models import (
     RESUMABLE_STATUSES,
@@ -17,12 +19,12 @@ from orchestrator.state.models import (
     Run,
     RunStatus,
 )
-from orchestrator.state.sql.chain import AuditChain
 from orchestrator.state.sql.database import Connection
+from orchestrator.state.sql.fence import Fencing
 from orchestrator.state.sql.rows import clean, journal_from_row, run_from_row, text
 
 
-class RunRows(AuditChain):
+class RunRows(Fencing):
     """`RunStore`."""
 
     def create_run(
@@ -34,8 +36,13 @@ class RunRows(AuditChain):
         actor: str,
         *,
         reason: str | None = None,
+        exclusive_of: Mapping[str, Any] | None = None,
     ) -> Run:
-        """Start a run (status "running"); `params` are stored redacted."""
+        """Start a run (status "running"); `params` are stored redacted. It records the
+        epoch of the lock this store took for `run_id`, if any. `exclusive_of`: refuse
+        (LockHeld), in the same transaction, when an unfinished run of the same kind has
+        these params (e.g. {"name": CAMPAIGN}: two interleaved starts leave one run)."""
+        fence = self.fence_of(run_id)
         run = Run(
             run_id=run_id,
             kind=kind,
@@ -44,15 +51,20 @@ class RunRows(AuditChain):
             params=clean(params),
             actor=actor,
             started_at=self._now(),
+            epoch=fence[1] if fence else None,
         )
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                 raise StateError(
                     f"run {run_id} already exists in {self.location}", hint="use a new run id"
                 )
+            if exclusive_of:
+                self._refuse_twin(conn, kind, exclusive_of)
+            if fence is not None:
+                self._check_fence(conn, fence[0], run_id, fence[1], ended_too=False)
             conn.execute(
-                "INSERT INTO runs (run_id, kind, service, status, params, actor, started_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, kind, service, status, params, actor, started_at,"
+                " epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     kind,
@@ -61,6 +73,7 @@ class RunRows(AuditChain):
                     canonical_json(run.params),
                     actor,
                     format_ts(run.started_at),
+                    run.epoch,
                 ),
             )
             entry = AuditEntryInput(
@@ -73,6 +86,24 @@ class RunRows(AuditChain):
                 after={"run_id": run_id, "kind": kind, "status": run.status, "params": run.params},
             )
         return run
+
+    def _refuse_twin(self, conn: Connection, kind: str, params: Mapping[str, Any]) -> None:
+        rows = conn.execute(
+            f"SELECT * FROM runs WHERE kind = ? AND status IN"
+            f" ({', '.join('?' for _ in RESUMABLE_STATUSES)})"
+            f" ORDER BY started_at, {self.INSERT_ORDER}",
+            (kind, *RESUMABLE_STATUSES),
+        ).fetchall()
+        for row in rows:
+            other = run_from_row(row)
+            if all(other.params.get(k) == v for k, v in params.items()):
+                what = " ".join(f"{k} {v}" for k, v in params.items())
+                raise LockHeld(
+                    f"{kind} {what} already has an unfinished run {other.run_id} "
+                    f"({other.status}, started {format_ts(other.started_at)} by {other.actor})",
+                    hint=f"resume it (`bluegreen {kind} resume`) or abort it "
+                    f"(`bluegreen {kind} abort`)",
+                )
 
     def get_run(self, run_id: str) -> Run | None:
         rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
@@ -107,6 +138,7 @@ class RunRows(AuditChain):
         now = self._now()
         with self._write() as conn:
             run = self._resumable_run(conn, run_id)
+            self._check_run_fence(conn, run_id)
             result = text(result)
             conn.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, result = ? WHERE run_id = ?",
@@ -130,8 +162,10 @@ class RunRows(AuditChain):
             raise StateError(f"run {run_id} does not exist in {self.location}")
         run = run_from_row(row)
         if run.status not in RESUMABLE_STATUSES:
-            raise StateError(
-                f"run {run_id} already ended with status {run.status!r}",
+            fenced = self.fence_of(run_id) is not None and run.status in ("aborted", "abandoned")
+            raise (Fenced if fenced else StateError)(
+                f"run {run_id} already ended with status {run.status!r}"
+                + (f" ({run.result}); nothing recorded" if fenced else ""),
                 hint="start a new run instead",
             )
         return run
@@ -154,6 +188,7 @@ class RunRows(AuditChain):
         now = self._now()
         with self._write() as conn:
             run = self._resumable_run(conn, run_id)
+            self._check_run_fence(conn, run_id)
             if phase == "end":
                 last = conn.execute(
                     "SELECT phase FROM journal WHERE run_id = ? AND step = ?"

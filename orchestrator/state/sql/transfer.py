@@ -2,7 +2,8 @@
 chain keeps its hashes and MACs, so it verifies on the other side with the same key.
 
 Locks are not copied: they belong to the processes (and, on PostgreSQL, the sessions) that
-hold them. Runs keep their insertion order.
+hold them; the epochs handed out with them are (they only grow). Runs keep their insertion
+order.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
               "verified_patch_level", "verification_summary", "state", "state_since",
               "state_reason", "generation", "hosts"),
     "runs": ("run_id", "kind", "service", "status", "params", "actor", "started_at",
-             "finished_at", "result"),
+             "finished_at", "result", "epoch"),
     "journal": ("run_id", "seq", "step", "phase", "data", "at"),
     "audit_log": ("seq", "at", "actor", "command", "service", "reason", "before", "after",
                   "result", "prev_hash", "hash", "os_uid", "os_user", "sudo_user", "hostname",
                   "key_id", "mac"),
+    "epochs": ("lock", "epoch", "run_id", "at"),
 }
 """The tables copied, in an order that keeps foreign keys satisfied, and their columns."""
 
@@ -37,7 +39,8 @@ class TableTransfer(AuditChain):
     def dump(self) -> tuple[Dump, tuple[int, str, str | None]]:
         """Every row of the copied tables and the stored audit head, one snapshot."""
         order = {"runs": f"started_at, {self.INSERT_ORDER}", "journal": "run_id, seq",
-                 "audit_log": "seq", "services": "service", "sides": "service, side"}
+                 "audit_log": "seq", "services": "service", "sides": "service, side",
+                 "epochs": "lock"}
         out: Dump = {}
         with self._read() as conn:
             for table, columns in COLUMNS.items():

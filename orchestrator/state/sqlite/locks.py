@@ -17,11 +17,11 @@ from orchestrator import flock
 from orchestrator.errors import BadInput, LockHeld, StateError
 from orchestrator.state.audit import format_ts
 from orchestrator.state.models import AuditEntryInput, LockHolder, LockInfo
-from orchestrator.state.sql.chain import AuditChain
-from orchestrator.state.sql.rows import lock_dump, lock_from_row, lock_held
+from orchestrator.state.sql.fence import Fencing
+from orchestrator.state.sql.rows import live_holder, lock_dump, lock_from_row, lock_held
 
 
-class SQLiteLocks(AuditChain):
+class SQLiteLocks(Fencing):
     """`LockStore` on a SQLite file at `path`."""
 
     path: Path
@@ -31,34 +31,33 @@ class SQLiteLocks(AuditChain):
         return lock_from_row(rows[0]) if rows else None
 
     def acquire_lock(self, service: str, run_id: str, holder: LockHolder | None = None) -> LockInfo:
-        """Take the service lock for `run_id` (holder: this process by default).
+        """Take the service lock for `run_id` (holder: this process by default), with the
+        next epoch of the lock (`fence.Fencing`): this store's writes for the run are
+        refused once a newer one exists.
 
-        Re-acquiring by the same run, pid and host returns the existing lock. A lock held
-        by a process on this host that no longer exists is stale and taken over (audited
-        as "lock.takeover"); any other held lock raises `LockHeld` naming its holder.
+        Re-acquiring by the same run, pid and host returns the existing lock (same epoch).
+        A lock held by a process on this host that no longer exists is stale and taken
+        over (audited as "lock.takeover"; the holder's run, if another, becomes
+        `abandoned`); any other held lock raises `LockHeld` naming its holder.
         """
         who = holder or LockHolder.current()
         now = self._now()
-        new = LockInfo(
-            service=service,
-            run_id=run_id,
-            holder=who.holder,
-            pid=who.pid,
-            hostname=who.hostname,
-            acquired_at=now,
-        )
         with self._write() as conn:
             row = conn.execute("SELECT * FROM locks WHERE service = ?", (service,)).fetchone()
             old = lock_from_row(row) if row else None
             if old is not None:
                 if (old.run_id, old.pid, old.hostname) == (run_id, who.pid, who.hostname):
+                    self._hold(service, run_id, old.epoch)
                     return old
                 if not old.holder_is_gone():
                     raise lock_held(old)
+            new, before = self._hand_out_epoch(conn, LockInfo(
+                service=service, run_id=run_id, holder=who.holder, pid=who.pid,
+                hostname=who.hostname, acquired_at=now), now)
             conn.execute(
-                "INSERT OR REPLACE INTO locks (service, run_id, holder, pid, hostname, acquired_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (service, run_id, who.holder, who.pid, who.hostname, format_ts(now)),
+                "INSERT OR REPLACE INTO locks (service, run_id, holder, pid, hostname,"
+                " acquired_at, epoch) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (service, run_id, who.holder, who.pid, who.hostname, format_ts(now), new.epoch),
             )
             reason = None
             if old is not None:
@@ -76,32 +75,51 @@ class SQLiteLocks(AuditChain):
                 before=lock_dump(old),
                 after=lock_dump(new),
             )
+            self._end_superseded(conn, new, old, before, reason, now)
+        self._hold(service, run_id, new.epoch)
         return new
 
     def release_lock(self, service: str, run_id: str) -> bool:
-        """Release the lock held by `run_id`. False if unlocked; `LockHeld` if another run holds it."""
+        """Release the lock held by `run_id`. False if unlocked, or if this store took it
+        and it has moved on to a newer epoch since (the run resumed elsewhere); `LockHeld`
+        if another run holds it."""
         now = self._now()
+        fence = self._fences.get(service)
         with self._write() as conn:
             row = conn.execute("SELECT * FROM locks WHERE service = ?", (service,)).fetchone()
             if row is None:
+                self._drop(service)
                 return False
             old = lock_from_row(row)
             if old.run_id != run_id:
                 raise lock_held(old)
+            if fence is not None and fence[0] == run_id and fence[1] != old.epoch:
+                self._drop(service)
+                return False
             conn.execute("DELETE FROM locks WHERE service = ?", (service,))
             entry = AuditEntryInput(actor=old.holder, command="lock.release")
             self._audit(conn, entry, now, service=service, before=lock_dump(old))
+        self._drop(service)
         return True
 
-    def force_release_lock(self, service: str, reason: str, actor: str) -> LockInfo | None:
-        """Remove whatever lock `service` has (operator action, audited with `reason`).
-        Returns the removed lock, or None if there was none (still audited)."""
+    def force_release_lock(self, service: str, reason: str, actor: str, *,
+                           end_holder: bool = False) -> LockInfo | None:
+        """Free `service`'s lock when its holder is provably gone (its process is gone from
+        this host), audited with `reason`. A live holder on this host keeps it (LockHeld:
+        a run is stopped by marking it aborted, never by taking its lock). A holder on
+        another host cannot be checked from here: with `end_holder` (`unlock`, the
+        operator's word that that host is gone) it is freed, else LockHeld. Returns the
+        removed lock, or None if there was none (still audited)."""
         if not reason.strip():
             raise BadInput("releasing a lock by force needs a reason", hint="pass --reason TEXT")
         now = self._now()
         with self._write() as conn:
             row = conn.execute("SELECT * FROM locks WHERE service = ?", (service,)).fetchone()
             old = lock_from_row(row) if row else None
+            if old is not None and not old.holder_is_gone() and self._fences.get(service) != (
+                    old.run_id, old.epoch):
+                if old.hostname == socket.gethostname() or not end_holder:
+                    raise live_holder(old)
             conn.execute("DELETE FROM locks WHERE service = ?", (service,))
             entry = AuditEntryInput(
                 actor=actor,
@@ -110,6 +128,7 @@ class SQLiteLocks(AuditChain):
                 result="released" if old else "no lock",
             )
             self._audit(conn, entry, now, service=service, before=lock_dump(old))
+        self._drop(service)
         return old
 
     @contextmanager

@@ -10,6 +10,7 @@ from pathlib import Path
 from orchestrator.errors import StateError
 from orchestrator.state.audit import GENESIS_HASH, format_ts
 from orchestrator.state.models import SIDE_STATES
+from orchestrator.state.sql.fence import EPOCHS
 
 _SIDE_CHECK = "CHECK (side IN ('blue', 'green'))"
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -90,6 +91,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # version 4: a rollback answered by aborting a run before its flip (idempotence)
         "ALTER TABLE services ADD COLUMN rollback_kept TEXT",
     ),
+    EPOCHS,  # version 5: run epochs (fencing tokens)
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 """The newest schema this code knows; older files are migrated forward on open."""

@@ -96,6 +96,6 @@ def test_abort_says_what_it_ended(store: SQLiteStateStore) -> None:
     ended = abort(store, "c", "alice", "window too short")
     assert ended == AbortedCampaign("c", "campaign-c-1", [])
     assert ended.as_dict() == {"campaign": "c", "run_id": "campaign-c-1",
-                               "aborted_children": []}
+                               "aborted_children": [], "still_stopping": []}
     run = store.get_run("campaign-c-1")
     assert run is not None and run.status == "aborted"

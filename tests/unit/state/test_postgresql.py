@@ -204,7 +204,10 @@ def test_force_release_ends_a_stuck_holders_session(url: str, tmp_path: Path) ->
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with opened(url, key) as store:
-            removed = store.force_release_lock("web", "stuck run", "oncall")
+            with pytest.raises(LockHeld, match="not gone"):  # asked, never taken from a live one
+                store.force_release_lock("web", "campaign abort", "oncall")
+            assert store.get_lock("web") is not None
+            removed = store.force_release_lock("web", "stuck run", "oncall", end_holder=True)
             assert removed is not None and removed.run_id == "run-1"
             record = store.audit_records()[-1]
             assert record.command == "lock.force_release"

@@ -205,12 +205,38 @@ def test_rollback_after_the_runs_flip_goes_back(store: SQLiteStateStore,
     store.create_run("r1", "rollout", "web", {}, "ci")
     store.journal_begin("r1", "precheck")
     store.journal_end("r1", "precheck", {"live": "blue", "standby": "green"})
+    store.journal_begin("r1", "flip")  # as the rollout's flip step: a kill before its end
     move_traffic(store, router, FlipRequest(service="web", command="rollout.flip",
                                             reason="run r1", actor="ci", to="green",
                                             run_id="r1"))
     out = move_traffic(store, router, req("rollback", None))
     assert out.changed and out.to_side == "blue" and out.aborted_run == "r1"
     assert state(store, "green") == "failed_live"
+
+
+def test_an_old_runs_flip_is_read_from_its_own_journal_not_from_todays_live_side(
+    store: SQLiteStateStore, router: FakeRouter
+) -> None:
+    """Issue 20, 7: a run killed after its flip (never resumed) saw blue live at its
+    precheck; a later run flipped back to blue. A rollback must still go back (to green),
+    not answer "r1 had not flipped yet"."""
+    verified(store, "green")
+    settle(store, router, "web", "ci")
+    for run_id, live, target in (("r1", "blue", "green"), ("r2", "green", "blue")):
+        store.create_run(run_id, "rollout", "web", {}, "ci")
+        store.journal_begin(run_id, "precheck")
+        store.journal_end(run_id, "precheck", {"live": live, "standby": target})
+        store.journal_begin(run_id, "flip")
+        if run_id == "r2":
+            verified(store, "blue")
+        move_traffic(store, router, FlipRequest(service="web", command="rollout.flip",
+                                                reason=f"run {run_id}", actor="ci", to=target,
+                                                run_id=run_id))
+        if run_id == "r1":
+            store.journal_end(run_id, "flip", {"to": target})  # r2: killed before its end
+    out = move_traffic(store, router, req("rollback", None))
+    assert out.changed and out.to_side == "green", out.message
+    assert router.memory["web"] == "green"
 
 
 def test_the_lock_of_a_dead_aborted_run_is_released(store: SQLiteStateStore,
