@@ -251,6 +251,8 @@ def test_state_copy_from_sqlite_keeps_the_chain_verifiable(url: str, tmp_path: P
         lite.create_run("r1", "rollout", "web", {"token": "hidden"}, "alice")
         lite.create_run("r2", "rollout", "web", {}, "alice")
         lite.journal_begin("r1", "patch")
+        lite.finish_run("r1", "failed", "interrupted")  # a store in use is refused
+        lite.finish_run("r2", "aborted", "by test")
         source_records = lite.audit_records()
     with postgres.throwaway_database() as empty:
         out = CliRunner().invoke(main, ["state", "copy", "--from", f"sqlite://{db}",
