@@ -17,7 +17,7 @@ from orchestrator.advisories.base import AdvisorySource, FeedData
 from orchestrator.advisories.decompress import compression_of
 from orchestrator.advisories.exposure import Catalog
 from orchestrator.advisories.fetch import FetchPolicy, fetch, is_url
-from orchestrator.advisories.repository import RepositoryIndex, RepoSpec, load_index
+from orchestrator.advisories.repository import RepositoryIndex, load_index
 from orchestrator.advisories.settings import AdvisorySettings
 from orchestrator.errors import BadInput
 
@@ -95,7 +95,7 @@ def load_catalog(
         i: _source(kind, location, settings, policy, None).load(sources)
         for i, (kind, location) in enumerate(wanted) if kind != "changelog"
     }
-    specs = [RepoSpec.parse(r) for r in settings.repositories]
+    specs = settings.repo_specs()
     index: RepositoryIndex | None = load_index(specs, settings.architecture, policy) if specs else None
     for i, (kind, location) in enumerate(wanted):
         if kind == "changelog":
@@ -148,7 +148,8 @@ def _source(
     from orchestrator.advisories.changelog import ChangelogSource
 
     if location:
-        spec = RepoSpec.parse(location if len(location.split()) > 1 else f"{location} ./", "--feed")
+        spec = settings.spec_for(
+            location if len(location.split()) > 1 else f"{location} ./", "--feed")
         index = load_index([spec], settings.architecture, policy)
     if index is None:
         raise BadInput("the changelog feed needs a repository", hint="see advisories.repositories")

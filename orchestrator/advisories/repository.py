@@ -21,6 +21,7 @@ from orchestrator.secrets import redact_url
 
 if TYPE_CHECKING:  # fetch imports urllib: loaded only when a repository is read
     from orchestrator.advisories.fetch import FetchPolicy
+    from orchestrator.advisories.release import Release
 
 
 @dataclass(frozen=True)
@@ -28,16 +29,25 @@ class RepoSpec:
     url: str
     suite: str
     components: tuple[str, ...] = ()
+    keyring: str | None = None
+    """The keyring its Release is verified with (None: Debian's archive keyring)."""
+    trusted: bool = False
+    """Read without a signed Release (apt's `[trusted=yes]`): only when configured so."""
 
     @classmethod
-    def parse(cls, line: str, where: str = "advisories.repositories") -> RepoSpec:
+    def parse(
+        cls, line: str, where: str = "advisories.repositories", *,
+        keyring: str | None = None, trusted: bool = False,
+    ) -> RepoSpec:
         parts = line.split()
         if parts and parts[0] == "deb":
             parts = parts[1:]
         if parts and parts[0].startswith("["):
             raise BadInput(
-                f"{where}: {line!r}: options in [] are not supported",
-                hint="write `URL SUITE COMPONENT...` or `URL ./` (without [options])",
+                f"{where}: {line!r}: options in [] are not supported (a keyring or "
+                "`trusted: true` goes beside it: {line: URL..., keyring: PATH})",
+                hint="write `URL SUITE COMPONENT...` or `URL ./` (without [options]); a "
+                "keyring or `trusted: true` goes beside it: {line: ..., keyring: PATH}",
             )
         if not parts or not parts[0].startswith(("http://", "https://", "file:/", "/")):
             raise BadInput(
@@ -53,7 +63,7 @@ class RepoSpec:
                 f"{where}: {line!r}: a suite needs components (e.g. main)",
                 hint="write `URL SUITE COMPONENT...`, or end a flat repository's dir with /",
             )
-        return cls(url, suite, comps)
+        return cls(url, suite, comps, keyring, trusted)
 
     @property
     def flat(self) -> bool:
@@ -66,10 +76,18 @@ class RepoSpec:
             return f"{self.url}/{sub}" if sub else self.url
         return self.url
 
+    def release_dir(self) -> str:
+        """Where its InRelease is: the flat directory, or dists/SUITE."""
+        return self.base() if self.flat else f"{self.url}/dists/{self.suite}"
+
     def index_dirs(self, arch: str) -> list[str]:
+        return [f"{self.release_dir()}/{p}".rstrip("/") for p in self.index_prefixes(arch)]
+
+    def index_prefixes(self, arch: str) -> list[str]:
+        """Each index directory relative to the Release (as its SHA256 lines name them)."""
         if self.flat:
-            return [self.base()]
-        return [f"{self.url}/dists/{self.suite}/{c}/binary-{arch}" for c in self.components]
+            return [""]
+        return [f"{c}/binary-{arch}/" for c in self.components]
 
     def __str__(self) -> str:
         url = redact_url(self.url) if self.url.startswith("http") else self.url
@@ -113,28 +131,48 @@ class RepositoryIndex:
 
 
 def load_index(specs: Sequence[RepoSpec], arch: str, policy: FetchPolicy) -> RepositoryIndex:
+    """Every repository's `Packages`, each checked against its signed Release (`release`)
+    unless the repository is configured `trusted: true` (then a note says it is not)."""
+    from orchestrator.advisories.release import read_release
+
     index = RepositoryIndex(repos=[str(s) for s in specs])
     packages: list[RepoPackage] = []
     for spec in specs:
-        for directory in spec.index_dirs(arch):
-            text, origin, notes = _read_packages(directory, policy)
+        release = read_release(spec, spec.release_dir(), policy)
+        if release is None:
+            index.notes.append(f"apt repository {spec}: not authenticated (trusted: true): "
+                               "its indexes and packages are taken as served")
+        for prefix in spec.index_prefixes(arch):
+            text, origin, notes = _read_packages(spec, prefix, release, policy)
             index.notes += notes
             packages += parse_packages(text, spec.base(), origin, index.notes)
     return RepositoryIndex(index.repos, packages, index.notes)
 
 
-def _read_packages(directory: str, policy: FetchPolicy) -> tuple[str, str, list[str]]:
+def _read_packages(
+    spec: RepoSpec, prefix: str, release: Release | None, policy: FetchPolicy
+) -> tuple[str, str, list[str]]:
     from orchestrator.advisories.fetch import FeedMissing, display, fetch
 
+    directory = f"{spec.release_dir()}/{prefix}".rstrip("/")
     for name in ("Packages.xz", "Packages.gz", "Packages"):
+        if release is not None and prefix + name not in release.files:
+            continue
         try:
             got = fetch(f"{directory}/{name}", policy)
         except FeedMissing:
             continue
+        if release is not None:
+            release.check(spec, prefix + name, got)
         try:
             return got.read_bytes(policy).decode("utf-8"), got.origin, got.notes
         except UnicodeDecodeError as exc:
             raise bad_feed(got.origin, f"not UTF-8 text (byte {exc.start})") from None
+    if release is not None:
+        from orchestrator.advisories.release import refused
+
+        raise refused(spec, f"the signed {release.where} lists no {prefix}Packages(.xz/.gz) "
+                      "that is there", "check advisories.repositories (suite, components)")
     raise bad_feed(
         display(directory),
         "no Packages, Packages.gz or Packages.xz index there",

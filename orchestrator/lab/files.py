@@ -128,6 +128,9 @@ def bluegreen_config(paths: LabPaths, services: Sequence[str],
                 f"http://{paths.gateway}:{REPO_PORT}/bookworm-security ./",
                 f"http://{paths.gateway}:{REPO_PORT}/stable ./",
             ],
+            # the lab repository is signed with the lab's own key (`repokey`): verified
+            # as a real mirror is, with this keyring instead of Debian's
+            "keyring": str(paths.repo_keyring),
             "feeds": [{"kind": "changelog"}],
             "release": "bookworm",
             "min_urgency": "low",

@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from orchestrator.errors import LabError
-from orchestrator.lab import net
+from orchestrator.lab import net, repokey
 from orchestrator.lab.paths import HOST_TMPFS_SIZE, REPO_HOSTNAME, LabPaths
 from orchestrator.lab.proc import alive, children, run
 
@@ -65,6 +65,8 @@ def prepare_root(
     (root / "etc/hosts").write_text(
         f"127.0.0.1 localhost\n{spec.address} {spec.name}\n{paths.gateway} {REPO_HOSTNAME}\n"
     )
+    if paths.repo_keyring.is_file():  # apt verifies the lab repository (signed-by)
+        repokey.trust_on_host(paths, root)
     meta = root / "etc/bluegreen-lab"
     meta.mkdir(exist_ok=True)
     (meta / "service").write_text(spec.service + "\n")

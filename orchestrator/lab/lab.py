@@ -31,6 +31,7 @@ from orchestrator.lab import (
     metrics,
     net,
     packages,
+    repokey,
     security,
 )
 from orchestrator.lab.hosts import HostSpec
@@ -305,7 +306,8 @@ class Lab:
         specs = shape.host_specs(p.subnet_prefix)
         lower = self._lower()
         self.say("publishing the lab apt repository")
-        packages.publish_repo(packages.ensure_debs(p), p.repo, self._security())
+        packages.publish_repo(packages.ensure_debs(p), p.repo, self._security(),
+                              sign=lambda folders: repokey.sign_suites(p, folders))
         net.ensure_bridge(p)
         state = LabState(shape=shape, hosts=specs)
         state.repo_pid = self._start_repo()

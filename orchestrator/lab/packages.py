@@ -1,4 +1,5 @@
-"""Demo packages (built with dpkg-deb) and the lab's apt repository (two flat suites).
+"""Demo packages (built with dpkg-deb) and the lab's apt repository (flat suites, signed
+with the lab's own key: `repokey`).
 
 `stable` holds what a plain upgrade may pick: demo-openssl 3.0.11-1 (vulnerable) and
 3.0.15-1 (fixed), demo-web 1.0.0 and 1.0.1 (the fix). `unsafe` holds demo-web 1.1.0 (broken:
@@ -14,6 +15,7 @@ import gzip
 import hashlib
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -148,8 +150,12 @@ def initial_debs(debs: Path) -> list[Path]:
     return [by_key[k] for k in INITIAL]
 
 
-def publish_repo(debs: Path, repo: Path, security: Path | None = None) -> None:
-    """Write the served repository: each suite's .debs, Packages(.gz) and a Release file.
+def publish_repo(
+    debs: Path, repo: Path, security: Path | None = None,
+    sign: Callable[[list[Path]], None] | None = None,
+) -> None:
+    """Write the served repository: each suite's .debs, Packages(.gz) and a Release file,
+    signed by `sign` (`repokey.sign_suites`: InRelease, Release.gpg).
 
     `security`: the cached real security updates (`lab.security`), served as the
     `bookworm-security` suite."""
@@ -179,6 +185,8 @@ def publish_repo(debs: Path, repo: Path, security: Path | None = None) -> None:
             data = (folder / name).read_bytes()
             lines.append(f" {hashlib.sha256(data).hexdigest()} {len(data)} {name}")
         (folder / "Release").write_text("\n".join(lines) + "\n")
+    if sign is not None:
+        sign([repo / suite for suite in suites])
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:

@@ -150,3 +150,13 @@ class LabPaths:
     def witness_file(self) -> Path:
         """The lab's append-only witness of the audit head."""
         return self.root / "audit" / "witness.log"
+
+    @property
+    def repo_gnupg(self) -> Path:
+        """The GnuPG home holding the lab repository's signing key (private to the lab)."""
+        return self.root / "gnupg"
+
+    @property
+    def repo_keyring(self) -> Path:
+        """The lab repository's public key: what `advisories` and the hosts' apt verify with."""
+        return self.root / "repo-keyring.gpg"

@@ -4,6 +4,7 @@ and versions (those of the lab image and of the lab's bookworm-security suite)."
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -183,11 +184,50 @@ def build_deb(
     return target
 
 
-def flat_repo(folder: Path) -> None:
-    """Packages + Packages.gz of the .debs in `folder`, as dpkg-scanpackages writes them."""
+def flat_repo(folder: Path, key: SigningKey | None = None) -> None:
+    """Packages + Packages.gz of the .debs in `folder`, as dpkg-scanpackages writes them, and
+    a Release listing them; signed (InRelease) when a key is given."""
     text = subprocess.run(
         ["dpkg-scanpackages", "--multiversion", ".", "/dev/null"],
         cwd=folder, check=True, capture_output=True, text=True,
     ).stdout
     (folder / "Packages").write_text(text)
     (folder / "Packages.gz").write_bytes(gzip.compress(text.encode(), mtime=0))
+    write_release(folder)
+    if key is not None:
+        key.clearsign(folder / "Release", folder / "InRelease")
+
+
+def write_release(folder: Path, extra: str = "") -> None:
+    lines = ["Origin: test", "Label: test", "Suite: ./", extra, "SHA256:"]
+    for name in ("Packages", "Packages.gz"):
+        data = (folder / name).read_bytes()
+        lines.append(f" {hashlib.sha256(data).hexdigest()} {len(data)} {name}")
+    (folder / "Release").write_text("\n".join(line for line in lines if line) + "\n")
+
+
+class SigningKey:
+    """A repository signing key made as the lab makes its own: gpg --quick-gen-key, no
+    passphrase, in a GnuPG home of its own; `keyring` is its public keyring (binary)."""
+
+    def __init__(self, home: Path, name: str = "bluegreen test repository") -> None:
+        self.home = home
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._gpg("--quick-gen-key", f"{name} <repo@test.invalid>", "ed25519", "sign", "never")
+        self.keyring = home.parent / f"{home.name}.gpg"
+        self.keyring.write_bytes(self._gpg("--export").stdout)
+
+    def _gpg(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["gpg", "--homedir", str(self.home), "--batch", "--yes",
+                               "--passphrase", "", "--pinentry-mode", "loopback", *args],
+                              check=True, capture_output=True)
+
+    def clearsign(self, release: Path, target: Path) -> None:
+        self._gpg("--clearsign", "-o", str(target), str(release))
+
+    def detach_sign(self, release: Path, target: Path) -> None:
+        self._gpg("--detach-sign", "-o", str(target), str(release))
+
+    def close(self) -> None:
+        subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
+                       capture_output=True, check=False)

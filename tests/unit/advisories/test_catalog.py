@@ -12,6 +12,7 @@ from tests.unit.advisories.feeds import (
     DEB_CHANGELOG,
     DPKG_QUERY_OUTPUT,
     OPENSSL_FIXED,
+    SigningKey,
     build_deb,
     flat_repo,
     osv_record,
@@ -32,15 +33,15 @@ def test_feed_kinds_are_recognised(tmp_path: Path) -> None:
     assert parse_feed_arg("https://x/all.zip", policy)[0] == "osv"
 
 
-def test_several_feeds_in_one_catalog(tmp_path: Path) -> None:
+def test_several_feeds_in_one_catalog(tmp_path: Path, signing_key: SigningKey) -> None:
     from orchestrator.advisories.exposure import parse_installed
 
     repo = tmp_path / "repo"
     repo.mkdir()
     build_deb(repo, "libssl3", OPENSSL_FIXED, "openssl", DEB_CHANGELOG)
-    flat_repo(repo)
+    flat_repo(repo, signing_key)
     tracker = write_json(tmp_path / "t.json", tracker_document())
-    settings = AdvisorySettings(repositories=[f"{repo} ./"])
+    settings = AdvisorySettings(repositories=[f"{repo} ./"], keyring=str(signing_key.keyring))
     catalog = load_catalog(settings, tmp_path / "c", feed_args=[str(tracker), f"{repo}/"])
     assert len(catalog.feeds) == 2
     exposure = catalog.open_on("h", parse_installed(DPKG_QUERY_OUTPUT))

@@ -13,25 +13,29 @@ from tests.unit.advisories.feeds import (
     OPENSSL_FIXED,
     OPENSSL_FIXED_EARLIER,
     OPENSSL_INSTALLED,
+    SigningKey,
     build_deb,
     flat_repo,
 )
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
+def repo(tmp_path: Path, signing_key: SigningKey) -> Path:
     folder = tmp_path / "repo"
     folder.mkdir()
     build_deb(folder, "libssl3", OPENSSL_FIXED, "openssl", DEB_CHANGELOG)
     build_deb(folder, "openssl", OPENSSL_FIXED, "openssl", DEB_CHANGELOG)
     build_deb(folder, "libfoo1", "1.0-1", "foo", None)  # a package without a changelog
-    flat_repo(folder)
+    flat_repo(folder, signing_key)
     return folder
 
 
-def _source(tmp_path: Path, repo: Path) -> ChangelogSource:
+def _source(tmp_path: Path, repo: Path, key: SigningKey | None) -> ChangelogSource:
+    """The changelog source over `repo`, verified with `key` (None: `trusted: true`)."""
     policy = FetchPolicy(cache_dir=tmp_path / "cache")
-    return ChangelogSource(load_index([RepoSpec.parse(f"{repo} ./")], "amd64", policy), policy)
+    spec = RepoSpec.parse(f"{repo} ./", keyring=str(key.keyring) if key else None,
+                          trusted=key is None)
+    return ChangelogSource(load_index([spec], "amd64", policy), policy)
 
 
 def test_cves_from_the_real_deb(tmp_path: Path, repo: Path) -> None:
@@ -43,8 +47,9 @@ def test_cves_from_the_real_deb(tmp_path: Path, repo: Path) -> None:
     assert entries[0]["cves"] == ["CVE-2026-35189", "CVE-2026-84782"]
 
 
-def test_source_newest_mention_wins(tmp_path: Path, repo: Path) -> None:
-    data = _source(tmp_path, repo).load({"openssl": OPENSSL_INSTALLED, "foo": "0.9-1"})
+def test_source_newest_mention_wins(
+        tmp_path: Path, repo: Path, signing_key: SigningKey) -> None:
+    data = _source(tmp_path, repo, signing_key).load({"openssl": OPENSSL_INSTALLED, "foo": "0.9-1"})
     by_cve = {v.cve: v for v in data.vulnerabilities}
     assert by_cve["CVE-2026-84782"].fixed_version == OPENSSL_FIXED
     assert by_cve["CVE-2026-84782"].urgency == "high"
@@ -57,14 +62,16 @@ def test_source_newest_mention_wins(tmp_path: Path, repo: Path) -> None:
     assert any("foo" in n and "no changelog" in n for n in data.notes)
 
 
-def test_sources_not_newer_in_the_repository_are_skipped(tmp_path: Path, repo: Path) -> None:
-    data = _source(tmp_path, repo).load({"openssl": OPENSSL_FIXED})
+def test_sources_not_newer_in_the_repository_are_skipped(
+        tmp_path: Path, repo: Path, signing_key: SigningKey) -> None:
+    data = _source(tmp_path, repo, signing_key).load({"openssl": OPENSSL_FIXED})
     assert data.vulnerabilities == []
     assert not list((tmp_path / "cache").glob("changelog-*"))  # nothing downloaded
 
 
-def test_parsed_changelogs_are_cached(tmp_path: Path, repo: Path) -> None:
-    source = _source(tmp_path, repo)
+def test_parsed_changelogs_are_cached(
+        tmp_path: Path, repo: Path, signing_key: SigningKey) -> None:
+    source = _source(tmp_path, repo, signing_key)
     first = source.load({"openssl": OPENSSL_INSTALLED})
     assert len(list((tmp_path / "cache").glob("changelog-*.json"))) == 1
     for deb in repo.glob("*.deb"):
@@ -72,8 +79,9 @@ def test_parsed_changelogs_are_cached(tmp_path: Path, repo: Path) -> None:
     assert source.load({"openssl": OPENSSL_INSTALLED}).vulnerabilities == first.vulnerabilities
 
 
-def test_a_deb_that_does_not_match_the_index(tmp_path: Path, repo: Path) -> None:
-    source = _source(tmp_path, repo)
+def test_a_deb_that_does_not_match_the_index(
+        tmp_path: Path, repo: Path, signing_key: SigningKey) -> None:
+    source = _source(tmp_path, repo, signing_key)
     for deb in repo.glob("*openssl*.deb"):
         deb.write_bytes(deb.read_bytes()[:-100])
     for deb in repo.glob("libssl3*.deb"):
@@ -87,10 +95,10 @@ def test_bad_index(tmp_path: Path, repo: Path) -> None:
     text = (repo / "Packages").read_text()
     (repo / "Packages").write_text(text.replace(f"Version: {OPENSSL_FIXED}", "Version: 1.0 $(id)"))
     with pytest.raises(BadInput, match="not a package and version"):
-        _source(tmp_path, repo)
+        _source(tmp_path, repo, None)
     (repo / "Packages").unlink()
     with pytest.raises(BadInput, match="no Packages"):
-        _source(tmp_path, repo)
+        _source(tmp_path, repo, None)
 
 
 @pytest.mark.parametrize(
@@ -139,7 +147,7 @@ REAL_DEB = Path(__file__).parents[2] / "data/debs/zlib1g_1.2.13.dfsg-1+deb12u1_a
 from there, unchanged): the changelog source on a real package, epoch included."""
 
 
-def test_the_real_deb_from_debian_security(tmp_path: Path) -> None:
+def test_the_real_deb_from_debian_security(tmp_path: Path, signing_key: SigningKey) -> None:
     import shutil
 
     from orchestrator.advisories.exposure import Catalog, Installed
@@ -153,9 +161,9 @@ def test_the_real_deb_from_debian_security(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copy(REAL_DEB, repo)
-    flat_repo(repo)
+    flat_repo(repo, signing_key)
     image = "1:1.2.13.dfsg-1"  # what the lab's bookworm image has
-    data = _source(tmp_path, repo).load({"zlib": image})
+    data = _source(tmp_path, repo, signing_key).load({"zlib": image})
     host = Catalog(data.vulnerabilities).open_on(
         "h", [Installed("zlib1g", image, "zlib", image)])
     assert {c.cve for c in host.open} == {"CVE-2026-27171", "CVE-2026-85091"}
