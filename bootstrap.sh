@@ -19,6 +19,7 @@ APT_PACKAGES=(
   debootstrap systemd-container haproxy nginx prometheus iproute2 util-linux
   openssh-client openssh-server dpkg-dev socat curl wrk ca-certificates
   rsyslog chromium chromium-driver
+  gpgv gnupg debian-archive-keyring zstd
   postgresql
 )
 

@@ -50,6 +50,8 @@ REQUIRED = {
     "ssh-keygen": "openssh-client",
     "nsenter": "util-linux",
     "chroot": "coreutils",
+    "gpg": "gnupg",  # the lab signs its repository (repokey)
+    "gpgv": "gpgv",
 }
 SERVICE_NAME = r"^[a-z][a-z0-9]{0,9}$"
 # Host addresses are .11 up in the lab's /24; 200 hosts (~20 MB each) also fit in memory.
