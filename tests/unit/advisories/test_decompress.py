@@ -9,11 +9,7 @@ import gzip
 import json
 import subprocess
 import sys
-import threading
 import zlib
-from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -36,22 +32,6 @@ def gzip_of_repeats(unit: bytes, total: int, *, head: bytes = b"", tail: bytes =
     out += [comp.compress(tail), comp.flush()]
     return b"".join(out)
 
-
-@pytest.fixture
-def mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A local mirror on 127.0.0.1 serving tmp_path/www."""
-    www = tmp_path / "www"
-    www.mkdir()
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(www)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", www
-    httpd.shutdown()
-    httpd.server_close()
 
 
 CHILD = """

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import threading
-from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -36,21 +32,6 @@ from tests.unit.advisories.feeds import (
 OLD_CHANGELOG = DEB_CHANGELOG[DEB_CHANGELOG.index(f"openssl ({OPENSSL_INSTALLED})"):]
 CVE = "CVE-2026-84782"  # fixed in OPENSSL_FIXED, open on a host with OPENSSL_INSTALLED
 
-
-@pytest.fixture
-def mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    www = tmp_path / "www"
-    www.mkdir()
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(www)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", www
-    httpd.shutdown()
-    httpd.server_close()
 
 
 @pytest.fixture
