@@ -25,6 +25,9 @@ from orchestrator.cli.render import emit_json
 @click.option("--known-hosts", default="~/.ssh/known_hosts", show_default=True,
               help="known_hosts with the hosts' keys (strict checking is always on).")
 @click.option("--ssh-user", default=None, help="SSH user for hosts without ansible_user.")
+@click.option("--private-key-file", default=None, metavar="PATH",
+              help="The SSH key bluegreen (probes and Ansible) logs in with (ssh.private_key_file;"
+              " an inventory's ansible_ssh_private_key_file is not read by the probes).")
 @click.option("--map-file", default=None,
               help="Where HAProxy will read the map (default: bluegreen.map beside "
               "haproxy.cfg).")
@@ -34,7 +37,8 @@ from orchestrator.cli.render import emit_json
 @click.option("--json", "as_json", is_flag=True)
 @handles_errors
 def init(inventory: Path, haproxy_cfg: Path | None, services: tuple[str, ...],
-         known_hosts: str, ssh_user: str | None, map_file: str | None, output: Path,
+         known_hosts: str, ssh_user: str | None, private_key_file: str | None,
+         map_file: str | None, output: Path,
          as_json: bool) -> None:
     """Write a first bluegreen.yml from your inventory and your load balancer's config.
 
@@ -52,7 +56,7 @@ def init(inventory: Path, haproxy_cfg: Path | None, services: tuple[str, ...],
     request = InitRequest(
         inventory=inventory, output=output, haproxy_cfg=haproxy_cfg,
         pairs=dict(parse_pair(s) for s in services), known_hosts=known_hosts,
-        ssh_user=ssh_user, map_file=map_file,
+        ssh_user=ssh_user, private_key_file=private_key_file, map_file=map_file,
     )
     result = run_init(request)
     if as_json:

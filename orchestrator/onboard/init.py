@@ -32,6 +32,7 @@ class InitRequest:
     """service -> (blue group, green group), from `--service`; empty: found by name."""
     known_hosts: str = "~/.ssh/known_hosts"
     ssh_user: str | None = None
+    private_key_file: str | None = None
     map_file: str | None = None
     """Where HAProxy reads the map (default: bluegreen.map beside haproxy.cfg)."""
 
@@ -88,7 +89,9 @@ def run_init(request: InitRequest) -> InitResult:
         "version": 1,
         "inventory": _relative(request.inventory, directory),
         "ssh": {"known_hosts": request.known_hosts,
-                **({"user": request.ssh_user} if request.ssh_user else {})},
+                **({"user": request.ssh_user} if request.ssh_user else {}),
+                **({"private_key_file": request.private_key_file}
+                   if request.private_key_file else {})},
         "router": {},
         "services": {
             name: {"sides": {"blue": blue, "green": green},
