@@ -13,7 +13,7 @@ from orchestrator.cli.context import actor, load
 from orchestrator.cli.exit import handles_errors
 from orchestrator.cli.render import emit_json
 from orchestrator.errors import BadInput
-from orchestrator.text import one_line
+from orchestrator.text import one_line, terminal
 
 
 @click.group("campaign")
@@ -56,7 +56,7 @@ def _finish_campaign(result: Any, as_json: bool) -> None:
         color = "green" if result.exit_code == 0 else "yellow" if result.exit_code == 6 else "red"
         # the run's message may already begin with its status ("deferred: ..."): once
         head = "" if result.message.startswith(f"{result.status}:") else f"{result.status}: "
-        click.secho(f"{head}{result.message}", fg=color)
+        click.secho(f"{head}{terminal(result.message)}", fg=color)
         for svc, info in result.services.items():
             click.echo(f"  {svc:<12} wave {info.wave}  {info.status}")
     sys.exit(result.exit_code)
@@ -192,7 +192,7 @@ def _say(message: str, doc: dict[str, object], as_json: bool) -> None:
     if as_json:
         emit_json(doc)
     else:
-        click.echo(message)
+        click.echo(terminal(message))
 
 
 @campaign.command("resume")
@@ -351,4 +351,4 @@ def demo_campaign(ctx: click.Context, demo_file: Any) -> None:
         router.close()
     if result.exit_code != 0:
         _finish_campaign(result, False)
-    click.secho(f"{result.status}: {result.message}", fg="green")
+    click.secho(f"{result.status}: {terminal(result.message)}", fg="green")

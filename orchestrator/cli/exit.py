@@ -11,6 +11,7 @@ import click
 
 from orchestrator.cli.render import emit_json
 from orchestrator.errors import BluegreenError
+from orchestrator.text import terminal
 
 EXIT_CODES = """\b
 Exit codes:
@@ -29,9 +30,10 @@ def fail(exc: BluegreenError, as_json: bool) -> None:
     if as_json:
         emit_json({"error": exc.message, "fix": exc.hint, "exit_code": exc.exit_code})
     else:
-        click.secho(f"error: {exc.message}", fg="red", err=True)
+        # messages quote hosts and files: no sequence of theirs, not even a colour
+        click.secho(f"error: {terminal(exc.message)}", fg="red", err=True)
         if exc.hint:
-            click.echo(f"  fix: {exc.hint}", err=True)
+            click.echo(f"  fix: {terminal(exc.hint)}", err=True)
     sys.exit(exc.exit_code)
 
 

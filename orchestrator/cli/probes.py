@@ -57,7 +57,7 @@ def verify(ctx: click.Context, service: str, side: str | None, as_json: bool) ->
             }
         )
     else:
-        click.echo(f"{service} {target}: {out.summary} in {out.report.seconds:.1f} s")
+        click.echo(f"{service} {target}: {one_line(out.summary)} in {out.report.seconds:.1f} s")
         render_results(out.report.results, out.report.hosts)
         for w in out.warnings:
             click.secho(f"  warning: {one_line(w)}", fg="yellow")

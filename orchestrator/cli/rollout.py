@@ -12,7 +12,7 @@ from orchestrator.cli.context import actor, load
 from orchestrator.cli.exit import handles_errors
 from orchestrator.cli.render import RolloutProgress, emit_json
 from orchestrator.errors import BadInput
-from orchestrator.text import one_line
+from orchestrator.text import one_line, terminal
 
 
 @click.command("rollout")
@@ -140,6 +140,6 @@ def _run_rollout(ctx: click.Context, config: Any, as_json: bool, go: Callable[[A
     if as_json:
         emit_json(result.as_dict())
     else:
-        click.echo(result.message)
+        click.echo(terminal(result.message))
 
 

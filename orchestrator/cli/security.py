@@ -11,7 +11,7 @@ import click
 from orchestrator.cli.context import actor, load
 from orchestrator.cli.exit import handles_errors
 from orchestrator.cli.render import emit_json
-from orchestrator.text import one_line
+from orchestrator.text import one_line, terminal
 
 
 def render_round(result: Any, as_json: bool) -> None:
@@ -115,7 +115,7 @@ def quarantine(ctx: click.Context, service: str, side: str, reason: str, as_json
     if as_json:
         emit_json(out.as_dict())
     else:
-        click.echo(out.message)
+        click.echo(terminal(out.message))
 
 
 @click.command("rebuild")

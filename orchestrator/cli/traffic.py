@@ -11,7 +11,7 @@ import click
 from orchestrator.cli.context import actor, load, load_for_traffic
 from orchestrator.cli.exit import handles_errors
 from orchestrator.cli.render import emit_json
-from orchestrator.text import one_line
+from orchestrator.text import one_line, terminal
 
 
 def _move(ctx: click.Context, config: Any, service: str, to_side: str | None, reason: str, *,
@@ -64,7 +64,7 @@ def rollback(
         if out.aborted_run:
             click.echo(f"  aborted run {out.aborted_run}")
     else:
-        click.echo(out.message)
+        click.echo(terminal(out.message))
     for note in out.recovered:
         click.echo(f"  (first {note}: it had been interrupted)", err=True)
 
@@ -99,7 +99,8 @@ def flip(
     if as_json:
         emit_json(out.as_dict())
     else:
-        click.echo(f"{service}: {out.from_side} -> {out.to_side}" if out.changed else out.message)
+        click.echo(f"{service}: {out.from_side} -> {out.to_side}" if out.changed
+                   else terminal(out.message))
         if out.aborted_run and out.changed:
             click.echo(f"  aborted run {out.aborted_run}")
 

@@ -23,7 +23,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     kills = FIGURES["kill_points"]
     faults = FIGURES["faults"]
     loads = FIGURES["load"]
-    if not (kills or faults or loads or FIGURES["corpus"]):
+    if not (kills or faults or loads or FIGURES["corpus"] or FIGURES["hostile_hosts_tried"]):
         return
     tr = terminalreporter
     tr.section("bluegreen reliability summary")
@@ -46,3 +46,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         f"{'hostile input corpus':<34} {FIGURES['corpus_ok']}/{FIGURES['corpus']} cases rejected "
         "cleanly"
     )
+    scenarios = FIGURES["hostile_hosts"]
+    if FIGURES["hostile_hosts_tried"]:
+        tr.write_line(f"{'a compromised fleet host':<34} {len(scenarios)}/"
+                      f"{FIGURES['hostile_hosts_tried']} scenarios held")
+        for scenario, _ok in scenarios:
+            tr.write_line(f"  {scenario}")

@@ -24,6 +24,8 @@ FIGURES: dict[str, Any] = {
     "load": [],  # dicts: sent, failed, p50_ms, p99_ms, flips
     "corpus": 0,
     "corpus_ok": 0,
+    "hostile_hosts": [],  # (scenario, ok): a compromised fleet host (test_hostile_hosts)
+    "hostile_hosts_tried": 0,  # how many scenarios it has (0: the test did not run)
 }
 
 WEB = "web"

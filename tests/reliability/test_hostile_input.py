@@ -119,6 +119,8 @@ def test_hostile_case(primed: Lab, case: dict[str, Any], tmp_path: Path) -> None
     after = snapshot(lab)
     assert proc.returncode == case["exit"], out
     assert "Traceback" not in out, out
+    # one terminal policy: what the input says is shown, never obeyed (ESC, BEL, C1 CSI)
+    assert not {"\x1b", "\x07", "\x9b"} & set(out), repr(out)
     hint = case.get("hint", "fix:")
     assert hint in out, out
     for text in case["expect"]:

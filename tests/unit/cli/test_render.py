@@ -31,6 +31,12 @@ warnings.warn("python-debian says: " + hostile)
 class Ev:
     step, phase, message, data = "patch", "note", "rich: " + hostile, {{}}
 RolloutProgress(quiet=False)(Ev())
+from orchestrator.cli.exit import fail
+from orchestrator.errors import BluegreenError
+try:
+    fail(BluegreenError("bad: " + hostile, hint="fix: " + hostile), False)
+except SystemExit:
+    pass
 """
     rc, out = on_tty([sys.executable, "-c", code], timeout=60)
     assert rc == 0, out
@@ -45,6 +51,9 @@ RolloutProgress(quiet=False)(Ev())
         line = next(ln for ln in out.splitlines() if where in ln)
         assert "\\x1b[2K" in line and "\\x1b]52;c;" in line and "\\x1b]0;owned\\x07" in line, line
     assert "warning: python-debian says: " in out
+    # an error quoting a host: its text shown, not even its colour obeyed
+    error = next(ln for ln in out.splitlines() if "error: bad: " in ln)
+    assert "\\x1b[2K\\x1b[1A\\r\\x1b[32m  web-blue-1" in error and "\x1b[32m" not in error, error
     # render_results: the forged row is inside the evidence line, visibly escaped
     assert "  web-blue-1  \x1b[31mFAIL\x1b[0m  (0/1 passed)" in out
     assert "\\r\\x1b[32m  web-blue-1  ok  (5/5 passed)" in out
