@@ -67,16 +67,15 @@ def refused_before_any_host(lab: Lab, config: Path, fix: str, *, by_doctor: bool
 
 @pytest.fixture
 def deploy_user(lab: Lab) -> Iterator[Callable[[str | None], None]]:
-    """`deploy` on web's hosts with root's authorized key; call it with a sudoers line (None:
-    no sudoers entry). Removed at the end."""
-    for host in WEB:
-        lab.exec(host, ["sh", "-c", "id deploy >/dev/null 2>&1 || useradd -m -s /bin/sh deploy;"
-                        " install -d -o deploy -m 700 /home/deploy/.ssh;"
-                        " install -o deploy -m 600 /root/.ssh/authorized_keys"
-                        " /home/deploy/.ssh/authorized_keys"])
+    """Call it with a sudoers line (None: no sudoers entry) for `deploy` on web's hosts,
+    made on first use with root's authorized key. Removed at the end."""
 
     def sudoers(line: str | None) -> None:
         for host in WEB:
+            lab.exec(host, ["sh", "-c", "id deploy >/dev/null 2>&1 || { useradd -m -s /bin/sh"
+                            " deploy && install -d -o deploy -m 700 /home/deploy/.ssh &&"
+                            " install -o deploy -m 600 /root/.ssh/authorized_keys"
+                            " /home/deploy/.ssh/authorized_keys; }"])
             script = ("rm -f /etc/sudoers.d/deploy" if line is None else
                       f"echo '{line}' > /etc/sudoers.d/deploy && chmod 440 /etc/sudoers.d/deploy"
                       " && visudo -cq")
@@ -88,7 +87,9 @@ def deploy_user(lab: Lab) -> Iterator[Callable[[str | None], None]]:
                         "userdel -f -r deploy 2>/dev/null; true"], check=False)
 
 
-def as_deploy(lab: Lab, where: Path, *, become: bool) -> Path:
+def as_deploy(lab: Lab, where: Path, *, become: bool, own_store: bool = True) -> Path:
+    """The lab's config with `ssh.user: deploy` (and `ansible_user: deploy`); `own_store`
+    False: the lab's own state store, key and witness."""
     inventory = yaml.safe_load(lab.paths.inventory.read_text())
     inventory["all"]["vars"]["ansible_user"] = "deploy"
     where.mkdir(parents=True, exist_ok=True)
@@ -98,7 +99,23 @@ def as_deploy(lab: Lab, where: Path, *, become: bool) -> Path:
         doc["inventory"] = str(where / "hosts.yml")
         doc["ssh"].update(user="deploy", become=become)
 
-    return variant(lab, where, edit)
+    return variant(lab, where, edit) if own_store else same_store(lab, where, edit)
+
+
+def same_store(lab: Lab, where: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of the lab's config that keeps its state store, audit key and witness."""
+    where.mkdir(parents=True, exist_ok=True)
+    doc = yaml.safe_load(lab.paths.config.read_text())
+    edit(doc)
+    path = where / "bluegreen.yml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def rollback_side(config: Path) -> dict[str, Any]:
+    code, doc = bluegreen_json(config, "status", "web")
+    assert code == 0, doc
+    return dict(doc)
 
 
 def test_doctor_passes_the_lab_and_each_mistake_fails_doctor_and_the_precheck(
@@ -158,7 +175,6 @@ def test_a_deploy_user_with_become(lab: Lab, tmp_path: Path,
     bad = failed(become)
     assert "a password is required" in bad["sudo web-green-1"]["detail"]
     assert "NOPASSWD" in bad["sudo web-green-1"]["fix"]
-    refused_before_any_host(lab, become, "NOPASSWD")
 
     # passwordless sudo: doctor passes, and the fingerprint read as deploy has every
     # section, root's own (authorized keys, sudoers) included
@@ -192,3 +208,36 @@ def test_a_deploy_user_with_become(lab: Lab, tmp_path: Path,
     text = json.dumps(json.loads(proc.stdout)) if proc.stdout.strip() else proc.stderr
     assert "section failed" in text and "needs root: read as deploy" in text, text
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.destructive
+def test_the_orchestrators_own_mistakes_cost_no_rollback_side(
+        fresh_lab: Lab, tmp_path: Path, deploy_user: Callable[[str | None], None]) -> None:
+    lab, config = fresh_lab, fresh_lab.paths.config
+    code, doc = bluegreen_json(config, "rollout", "web", "--yes", timeout=600)
+    assert code == 0, doc  # green live, blue the rollback side
+    before = rollback_side(config)
+    assert before["rollback_eligible"] and before["rollback_to"] == "blue", before
+
+    # a verification from a machine whose known_hosts lacks every key judged nothing: an
+    # error, audited, and blue is not demoted
+    (tmp_path / "empty_known_hosts").write_text("")
+    blind = same_store(lab, tmp_path / "blind", lambda doc: doc["ssh"].update(
+        known_hosts=str(tmp_path / "empty_known_hosts")))
+    proc = bluegreen(blind, "verify", "web", "--side", "blue", timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "was not verified" in proc.stderr and "bluegreen doctor web" in proc.stderr
+    after = rollback_side(config)
+    assert after["rollback_eligible"], after
+    assert after["sides"]["blue"]["state"] == before["sides"]["blue"]["state"]
+    code, history = bluegreen_json(config, "history", "web")
+    assert any(r["command"] == "verify.error" for r in history), history
+
+    # a rollout whose sudo wants a password stops before blue is touched
+    deploy_user("deploy ALL=(ALL) ALL")
+    sudo = as_deploy(lab, tmp_path / "sudo", become=True, own_store=False)
+    refused_before_any_host(lab, sudo, "NOPASSWD")
+    assert rollback_side(config)["rollback_eligible"]
+
+    code, doc = bluegreen_json(config, "rollback", "web", "--reason", "test", timeout=120)
+    assert code == 0 and doc["to"] == "blue", doc

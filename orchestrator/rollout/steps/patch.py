@@ -42,7 +42,9 @@ class Patch:
             raise PatchFailed(
                 f"{service}: patching {standby} failed: " + "; ".join(bad)
                 + f" ({patched.changes.summary()})",
-                hint="fix the host or the package, then `bluegreen resume`",
+                hint=f"fix the host or the package (`bluegreen doctor {service}` checks the "
+                f"hosts), then start the rollout again: `bluegreen rollout {service}` (a "
+                "failed run is not resumed; the patch is idempotent)",
             )
         for warning in patched.warnings:
             ctx.emit("patch", "warning", f"warning: {warning}")

@@ -29,6 +29,7 @@ from orchestrator.probes.base import CheckResult, ProbeReport, ProbeTarget
 from orchestrator.rollout.context import RunContext
 from orchestrator.rollout.records import CheckEvidence, VerifyRecord
 from orchestrator.rollout.steps.base import NothingToResume
+from orchestrator.rollout.unjudged import refuse_unjudged
 from orchestrator.sides import Side, other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput
@@ -267,6 +268,10 @@ def verify_side(
         fingerprints=fingerprints, fleet=fleet,
     )
     summary = summarize(report)
+    if not report.ok:  # every failing host unreachable from here: an error, never a verdict
+        refuse_unjudged(store, service, side, report,
+                        [t for ts in _both_sides(config, service, side, fleet) for t in ts],
+                        actor=actor, record=record)
     if record:
         store.record_verification(
             service,
