@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 from orchestrator.lab.hosts import HostSpec
 from orchestrator.lab.paths import LabPaths
@@ -96,3 +97,18 @@ def start(paths: LabPaths) -> int:
             start_new_session=True,
         )
     return proc.pid
+
+
+def haproxy_command(sock_path: Path, command: str, timeout: float = 2.0) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock_path))
+        s.sendall(command.encode() + b"\n")
+        chunks = []
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks).decode()
+

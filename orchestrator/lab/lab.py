@@ -1,22 +1,19 @@
 """`Lab`: bring the local fleet up and down, inspect it, inject faults.
 
 Everything the lab makes is under `LabPaths.root` (plus the bridge and namespaces named
-`bglab*`), so `down` can find and remove it even after a crashed `up`.
+`bglab*`), so `down` can find and remove it even after a crashed `up`. What a lab is made of
+is in shape.py, what it needs of the machine in preflight.py, the waits in waits.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,120 +28,23 @@ from orchestrator.lab import (
     metrics,
     net,
     packages,
+    preflight,
     repokey,
     security,
+    waits,
 )
+from orchestrator.lab.balancer import haproxy_command as haproxy_command
+from orchestrator.lab.database import forget_reimaged
 from orchestrator.lab.hosts import HostSpec
 from orchestrator.lab.paths import REPO_PORT, LabPaths
 from orchestrator.lab.proc import alive, kill_and_wait, run
+from orchestrator.lab.proc import lab_processes as _lab_processes
+from orchestrator.lab.shape import MAX_HOSTS as MAX_HOSTS
+from orchestrator.lab.shape import LabShape as LabShape
+from orchestrator.lab.shape import LabState as LabState
+from orchestrator.lab.shape import UpResult as UpResult
 
 Progress = Callable[[str], None]
-REQUIRED = {
-    "debootstrap": "debootstrap",
-    "systemd-nspawn": "systemd-container",
-    "haproxy": "haproxy",
-    "ip": "iproute2",
-    "tc": "iproute2",
-    "dpkg-deb": "dpkg",
-    "dpkg-scanpackages": "dpkg-dev",
-    "ssh-keygen": "openssh-client",
-    "nsenter": "util-linux",
-    "chroot": "coreutils",
-    "gpg": "gnupg",  # the lab signs its repository (repokey)
-    "gpgv": "gpgv",
-}
-SERVICE_NAME = r"^[a-z][a-z0-9]{0,9}$"
-# Host addresses are .11 up in the lab's /24; 200 hosts (~20 MB each) also fit in memory.
-MAX_HOSTS_PER_SIDE = 50
-MAX_HOSTS = 200
-# inotify instances a booted host's systemd and journald hold (measured: 8)
-_INOTIFY_PER_HOST = 16
-
-
-@dataclass(frozen=True)
-class LabShape:
-    services: tuple[str, ...] = ("web", "api")
-    hosts_per_side: int = 2
-    state_url: str | None = None
-    """The lab's state store when not its SQLite file (`lab up --state`)."""
-
-    def validate(self) -> None:
-        import re
-
-        if not self.services:
-            raise BadInput("--services: no service given", hint="e.g. --services web,api")
-        for s in self.services:
-            if not re.match(SERVICE_NAME, s):
-                raise BadInput(
-                    f"--services: invalid lab service name {s!r}",
-                    hint="use 1-10 lowercase letters/digits, starting with a letter",
-                )
-        if len(set(self.services)) != len(self.services):
-            raise BadInput("--services: a service is named twice", hint="name each service once")
-        total = len(self.services) * 2 * self.hosts_per_side
-        if not 1 <= self.hosts_per_side <= MAX_HOSTS_PER_SIDE or total > MAX_HOSTS:
-            raise BadInput(
-                f"--hosts-per-side {self.hosts_per_side}: out of range"
-                f" ({total} hosts for {len(self.services)} service(s))",
-                hint=f"use 1..{MAX_HOSTS_PER_SIDE}, and at most {MAX_HOSTS} hosts in all"
-                " (services x 2 sides x hosts per side)",
-            )
-
-    def host_specs(self, subnet_prefix: str) -> list[HostSpec]:
-        specs = []
-        index = 0
-        for service in self.services:
-            for side in ("blue", "green"):
-                for n in range(1, self.hosts_per_side + 1):
-                    specs.append(
-                        HostSpec(
-                            f"{service}-{side}-{n}",
-                            service,
-                            side,
-                            index,
-                            f"{subnet_prefix}.{11 + index}",
-                        )
-                    )
-                    index += 1
-        return specs
-
-
-@dataclass
-class LabState:
-    shape: LabShape
-    hosts: list[HostSpec]
-    pids: dict[str, int] = field(default_factory=dict)
-    haproxy_pid: int = 0
-    repo_pid: int = 0
-    prometheus_pid: int = 0
-    faults: dict[str, list[str]] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        doc = asdict(self)
-        return json.dumps(doc, indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> LabState:
-        doc = json.loads(text)
-        shape = LabShape(tuple(doc["shape"]["services"]), int(doc["shape"]["hosts_per_side"]),
-                         doc["shape"].get("state_url"))
-        return cls(
-            shape=shape,
-            hosts=[HostSpec(**h) for h in doc["hosts"]],
-            pids={k: int(v) for k, v in doc["pids"].items()},
-            haproxy_pid=int(doc["haproxy_pid"]),
-            repo_pid=int(doc["repo_pid"]),
-            prometheus_pid=int(doc.get("prometheus_pid", 0)),
-            faults={k: list(v) for k, v in doc.get("faults", {}).items()},
-        )
-
-
-@dataclass(frozen=True)
-class UpResult:
-    changed: bool
-    seconds: float
-    status: dict[str, Any]
-
 
 class Lab:
     def __init__(self, paths: LabPaths | None = None, say: Progress | None = None) -> None:
@@ -237,26 +137,7 @@ class Lab:
 
     # ---- up ------------------------------------------------------------------------------
     def preflight(self) -> None:
-        if os.geteuid() != 0:
-            raise LabError(
-                "the lab needs root (it mounts overlays and creates network namespaces)",
-                hint="run it as root, e.g. `sudo bluegreen lab up`",
-            )
-        missing = sorted({pkg for cmd, pkg in REQUIRED.items() if shutil.which(cmd) is None})
-        if missing:
-            raise LabError(
-                f"missing packages for the lab: {', '.join(missing)}",
-                hint=f"apt-get install -y {' '.join(missing)} (or run the README's setup command)",
-            )
-        if "overlay" not in Path("/proc/filesystems").read_text():
-            raise LabError("this kernel has no overlay filesystem", hint="modprobe overlay")
-        # every lab on the machine counts (the limit is per user): room for this one's hosts
-        _ensure_inotify_instances(1024 + _INOTIFY_PER_HOST * MAX_HOSTS)
-        if not Path("/proc/self/ns/net").exists():
-            raise LabError(
-                "this kernel has no network namespaces",
-                hint="run the lab on a Linux machine with CONFIG_NET_NS",
-            )
+        preflight.preflight()
 
     def up(self, shape: LabShape | None = None) -> UpResult:
         shape = shape or LabShape()
@@ -414,8 +295,8 @@ class Lab:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        _wait(
-            lambda: _tcp_open(self.paths.gateway, REPO_PORT),
+        waits.wait(
+            lambda: waits.tcp_open(self.paths.gateway, REPO_PORT),
             10,
             "the lab apt repository to listen",
             f"see {log}",
@@ -434,9 +315,10 @@ class Lab:
                         f"lab host {spec.name} stopped while booting",
                         hint=f"see {self.paths.logs / (spec.name + '.console.log')}",
                     )
-                return _ssh_banner(spec.address) and _http_ok(f"http://{spec.address}:8080/health")
+                return waits.ssh_banner(spec.address) and waits.http_ok(
+                    f"http://{spec.address}:8080/health")
 
-            _wait(
+            waits.wait(
                 check,
                 timeout,
                 f"{spec.name} (sshd and demo-web)",
@@ -456,7 +338,8 @@ class Lab:
             return bool(live) and all(r[17] == "UP" for r in live)
 
         wait_s = 30 + len(shape.services) * shape.hosts_per_side  # health checks of every server
-        _wait(up, wait_s, "HAProxy to see every lab host UP", f"see {self.paths.logs / 'haproxy.log'}")
+        waits.wait(up, wait_s, "HAProxy to see every lab host UP",
+                   f"see {self.paths.logs / 'haproxy.log'}")
 
     def reload_haproxy(self) -> None:
         """Seamless reload (SIGUSR2 to the master): the config and map file are re-read."""
@@ -586,7 +469,7 @@ class Lab:
             hosts.stop(state.pids[spec.name])
         for spec in targets:
             pid = state.pids[spec.name]
-            _wait(partial(_dead, pid), 20, f"{spec.name} to stop", "")
+            waits.wait(partial(waits.dead, pid), 20, f"{spec.name} to stop", "")
             hdir = hosts.host_dir(self.paths, spec.name)
             hosts.unmount_under(hdir)
             hosts.remove_cgroups(self.paths, spec.name)
@@ -602,150 +485,6 @@ class Lab:
         return state, targets
 
     def _forget_reimaged(self, targets: Sequence[HostSpec], *, reset_all: bool) -> None:
-        """The lab's state store must not keep believing anything about re-imaged hosts:
-        their sides become untouched (nothing verified survives a re-image) and traffic is
-        recorded back on blue, with no earlier flip to roll back to (audited "lab.reset")."""
-        from orchestrator.sides import SIDES
-        from orchestrator.state.models import AuditEntryInput
-        from orchestrator.state.registry import open_store, parse_state_url, sqlite_location
-        from orchestrator.traffic.connect import default_actor
-
         state = self.load()
-        url = state.shape.state_url if state is not None else None
-        if url is None:
-            db = self.paths.root / "state" / "state.db"
-            if not db.exists():
-                return
-            location = sqlite_location(db)
-        else:
-            location = parse_state_url(url)
-
-        touched: dict[str, set[str]] = {}
-        for spec in targets:
-            touched.setdefault(spec.service, set()).add(spec.side)
-        # the lab's audit key lives in <lab>/audit/ (its bluegreen.yml says so), not beside
-        # the database: with the default key the keyed chain would be refused as re-keyed
-        store = open_store(location, audit_key_file=self.paths.audit_key)
-        try:
-            for service, sides in sorted(touched.items()):
-                reimaged = list(SIDES) if reset_all else [s for s in SIDES if s in sides]
-                reason = f"lab reset: re-imaged {', '.join(reimaged)}; traffic back on blue"
-                store.reset_service(
-                    service, "blue", reimaged, reason,
-                    audit=AuditEntryInput(actor=default_actor(None), command="lab.reset",
-                                          service=service, reason=reason),
-                )
-        finally:
-            store.close()
-
-
-def haproxy_command(sock_path: Path, command: str, timeout: float = 2.0) -> str:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(sock_path))
-        s.sendall(command.encode() + b"\n")
-        chunks = []
-        while True:
-            data = s.recv(65536)
-            if not data:
-                break
-            chunks.append(data)
-    return b"".join(chunks).decode()
-
-
-def _lab_processes(root: Path) -> list[int]:
-    """Our processes only: nspawn/haproxy/prometheus/repo server naming the lab dir on their command
-    line, and container processes whose root filesystem is a lab overlay (found through
-    their mountinfo, which also finds containers whose nspawn already died)."""
-    marker = str(root)
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        pid = int(entry.name)
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        exe = os.path.basename(argv[0].decode(errors="replace")) if argv else ""
-        text = b" ".join(argv).decode(errors="replace")
-        if marker + "/" in text and (exe in ("systemd-nspawn", "haproxy", "prometheus")
-                                     or "http.server" in text):
-            found.append(pid)
-        elif _root_mount_is_lab(entry, marker):
-            found.append(pid)
-    return found
-
-
-def _root_mount_is_lab(proc_dir: Path, marker: str) -> bool:
-    try:
-        with open(proc_dir / "mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) > 4 and fields[4] == "/":
-                    return f"upperdir={marker}/" in line
-    except OSError:
-        return False
-    return False
-
-
-def _wait(check: Callable[[], bool], timeout: float, what: str, hint: str) -> None:
-    from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
-
-    def failed(_state: object) -> bool:
-        return False
-
-    def not_ok(ok: bool) -> bool:
-        return not ok
-
-    retrying = Retrying(
-        stop=stop_after_delay(timeout),
-        wait=wait_fixed(0.2),
-        retry=retry_if_result(not_ok),
-        retry_error_callback=failed,
-    )
-    if not retrying(check):
-        raise LabError(f"timed out after {timeout:.0f}s waiting for {what}", hint=hint or None)
-
-
-def _ensure_inotify_instances(minimum: int) -> None:
-    """Each booted host's systemd holds several inotify instances (8 measured); the kernel
-    default (128 per user) is exhausted by about 16 hosts, and then hosts fail to boot with
-    "Too many open files". The limit is per user, so every lab on the machine counts.
-    Raise it (a runtime sysctl, not persisted)."""
-    knob = Path("/proc/sys/fs/inotify/max_user_instances")
-    try:
-        if int(knob.read_text()) < minimum:
-            knob.write_text(str(minimum))
-    except (OSError, ValueError) as exc:
-        raise LabError(f"cannot raise fs.inotify.max_user_instances to {minimum} ({exc})",
-                       hint=f"sysctl -w fs.inotify.max_user_instances={minimum}") from exc
-
-
-def _dead(pid: int) -> bool:
-    return not alive(pid)
-
-
-def _tcp_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _ssh_banner(host: str) -> bool:
-    try:
-        with socket.create_connection((host, 22), timeout=0.5) as s:
-            s.settimeout(1)
-            return s.recv(64).startswith(b"SSH-")
-    except OSError:
-        return False
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
+        forget_reimaged(self.paths, state.shape.state_url if state is not None else None,
+                        targets, reset_all=reset_all)

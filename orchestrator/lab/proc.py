@@ -86,3 +86,40 @@ def kill_and_wait(pids: Sequence[int], *, sig: int = signal.SIGKILL, timeout: fl
             except ChildProcessError:
                 pass
         pending = [p for p in pending if alive(p)]
+
+
+def lab_processes(root: Path) -> list[int]:
+    """Our processes only: nspawn/haproxy/prometheus/repo server naming the lab dir on their command
+    line, and container processes whose root filesystem is a lab overlay (found through
+    their mountinfo, which also finds containers whose nspawn already died)."""
+    marker = str(root)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        pid = int(entry.name)
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        exe = os.path.basename(argv[0].decode(errors="replace")) if argv else ""
+        text = b" ".join(argv).decode(errors="replace")
+        if marker + "/" in text and (exe in ("systemd-nspawn", "haproxy", "prometheus")
+                                     or "http.server" in text):
+            found.append(pid)
+        elif _root_mount_is_lab(entry, marker):
+            found.append(pid)
+    return found
+
+
+def _root_mount_is_lab(proc_dir: Path, marker: str) -> bool:
+    try:
+        with open(proc_dir / "mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 4 and fields[4] == "/":
+                    return f"upperdir={marker}/" in line
+    except OSError:
+        return False
+    return False
+
