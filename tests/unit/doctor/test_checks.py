@@ -196,3 +196,47 @@ def test_doctor_cli_table_json_and_exit_codes(tmp_path: Path) -> None:
     text = runner.invoke(main, ["-c", path, "doctor", "web"])
     assert text.exit_code == 1
     assert "FAIL  ssh b1" in text.stdout and "fix: check that b1 is up" in text.stdout
+
+
+def test_plan_marks_the_router_commands_failing_when_the_router_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import orchestrator.patching
+    from orchestrator.patching.results import HostPatchResult, PatchResult
+    from orchestrator.rollout.plan import plan_rollout
+
+    config = fake_config(tmp_path)
+    monkeypatch.setattr(orchestrator.patching, "patch_hosts", lambda *_a, **_k: PatchResult(
+        True, 0, "successful", {"g1": HostPatchResult(ok=True, reached=True)}, 0.1))
+
+    class OperatorRouter(FakeRouter):
+        def readiness(self, services: list[str]) -> list[Check]:
+            return [Check("router socket level", False, "admin.sock is at level 'operator'",
+                          "write `level admin` on the `stats socket` line")]
+
+    plan = plan_rollout(config, OperatorRouter(), "web")
+    assert not plan.ok and [c.name for c in plan.router_problems] == ["router socket level"]
+    assert "the flip would fail: router socket level" in (plan.message or "")
+    assert plan.as_dict()["router_problems"][0]["fix"].startswith("write `level admin`")
+    assert plan_rollout(config, FakeRouter(), "web").ok  # no readiness: nothing to mark
+
+
+def test_writability_on_a_remote_load_balancer_is_checked_there(tmp_path: Path) -> None:
+    """The script the SSH transport runs on the load balancer, run here through `sh`."""
+    import subprocess
+
+    from orchestrator.routers.haproxy.readiness import _unwritable_remote
+    from orchestrator.routers.haproxy.transport import SSHTransport
+
+    class Local(SSHTransport):
+        def __init__(self) -> None:
+            self.description = "ssh://lb"
+
+        def _exec(self, remote_command: str, stdin_data: bytes) -> tuple[int, bytes, bytes]:
+            proc = subprocess.run(["sh", "-c", remote_command], capture_output=True,
+                                  timeout=10, check=False)
+            return proc.returncode, proc.stdout, proc.stderr
+
+    (tmp_path / "ok").mkdir()
+    problems = _unwritable_remote(Local(), [str(tmp_path / "ok" / "bg.map"),
+                                            str(tmp_path / "gone" / "state")])
+    assert problems == [f"{tmp_path / 'gone' / 'state'}: no directory {tmp_path / 'gone'}"]
