@@ -218,9 +218,12 @@ class SigningKey:
         self.keyring.write_bytes(self._gpg("--export").stdout)
 
     def _gpg(self, *args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(["gpg", "--homedir", str(self.home), "--batch", "--yes",
-                               "--passphrase", "", "--pinentry-mode", "loopback", *args],
-                              check=True, capture_output=True)
+        try:
+            return subprocess.run(["gpg", "--homedir", str(self.home), "--batch", "--yes",
+                                   "--passphrase", "", "--pinentry-mode", "loopback", *args],
+                                  check=True, capture_output=True)
+        finally:
+            self.close()  # no gpg-agent outlives the call (not even a killed test run)
 
     def clearsign(self, release: Path, target: Path) -> None:
         self._gpg("--clearsign", "-o", str(target), str(release))
