@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import sys
 import warnings
 from typing import Any, TextIO
@@ -69,13 +70,32 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
                f"{one_line(filename)}:{lineno})", err=True)
 
 
+class _OneLineLog(logging.Handler):
+    """python-debian logs what it could not parse in a changelog or a control file (a
+    feed's or a package's text) at WARNING: one visible line each, on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(f"warning: {one_line(record.getMessage())} ({record.name})", err=True)
+        except Exception:  # noqa: BLE001 - logging must never break the command
+            self.handleError(record)
+
+
+_DEBIAN_LOG = _OneLineLog(logging.WARNING)
+
+
 def guard_terminal() -> None:
-    """Wrap stdout and stderr in `VisibleControls` (once) and route warnings through it."""
+    """Wrap stdout and stderr in `VisibleControls` (once) and route warnings (Python's and
+    python-debian's log) through it, one visible line each."""
     if not isinstance(sys.stdout, VisibleControls):
         sys.stdout = VisibleControls(sys.stdout)
     if not isinstance(sys.stderr, VisibleControls):
         sys.stderr = VisibleControls(sys.stderr)
     warnings.showwarning = _show_warning
+    debian = logging.getLogger("debian")
+    if _DEBIAN_LOG not in debian.handlers:
+        debian.addHandler(_DEBIAN_LOG)
+        debian.propagate = False
 
 
 def emit_json(doc: Any) -> None:

@@ -31,6 +31,8 @@ warnings.warn("python-debian says: " + hostile)
 class Ev:
     step, phase, message, data = "patch", "note", "rich: " + hostile, {{}}
 RolloutProgress(quiet=False)(Ev())
+import logging
+logging.getLogger("debian.changelog").warning("Unexpected line while parsing: " + hostile)
 from orchestrator.cli.exit import fail
 from orchestrator.errors import BluegreenError
 try:
@@ -51,6 +53,9 @@ except SystemExit:
         line = next(ln for ln in out.splitlines() if where in ln)
         assert "\\x1b[2K" in line and "\\x1b]52;c;" in line and "\\x1b]0;owned\\x07" in line, line
     assert "warning: python-debian says: " in out
+    logged = next(ln for ln in out.splitlines() if "Unexpected line while parsing" in ln)
+    assert logged.startswith("warning: Unexpected line while parsing: \\x1b[2K"), logged
+    assert "\x1b[32m" not in logged and logged.endswith("(debian.changelog)"), logged
     # an error quoting a host: its text shown, not even its colour obeyed
     error = next(ln for ln in out.splitlines() if "error: bad: " in ln)
     assert "\\x1b[2K\\x1b[1A\\r\\x1b[32m  web-blue-1" in error and "\x1b[32m" not in error, error
