@@ -1,11 +1,13 @@
 """Whether a failed probe run failed on the hosts or on this machine.
 
-A gate whose every failing host cannot even be connected to (host key unknown in our
-known_hosts, our key refused, no route or no answer) has judged nothing: no check ran on
-those hosts. `unreached` connects to each failing host once more (in parallel, one attempt,
-strict as always) and returns why, when that is so for all of them; the caller then records
-an error, not a verdict (a verified side is not demoted by a broken known_hosts on the
-orchestrator). A changed host key is not such a case: it is the host's own news.
+A gate whose every failing host cannot even be connected to for a reason on this machine's
+side (host key unknown in our known_hosts, our key refused; or no host at all answers, as
+when this machine's network is down) has judged nothing: no check ran on those hosts.
+`unreached` connects to each failing host once more (in parallel, one attempt, strict as
+always) and returns why, when that is so for all of them; the caller then records an error,
+not a verdict (a verified side is not demoted by a broken known_hosts on the orchestrator).
+Not such a case: a changed host key (the host's own news), and some hosts unreachable while
+others answer (those hosts are down: a verdict, as always).
 """
 
 from __future__ import annotations
@@ -41,4 +43,8 @@ def unreached(targets: Sequence[ProbeTarget], failing: Iterable[str]) -> dict[st
         whys = dict(zip((t.name for t in chosen), pool.map(_why, chosen), strict=True))
     if any(why is None for why in whys.values()):
         return {}
+    down = [name for name, why in whys.items() if why is not None and why.startswith(
+        "unreachable")]
+    if down and names != {t.name for t in targets}:
+        return {}  # some hosts answer, these do not: they are down, not our setup
     return {name: why for name, why in whys.items() if why is not None}

@@ -21,8 +21,10 @@ def test_every_failing_host_unreachable_is_an_error_not_a_verdict(tmp_path: Path
     known.write_text("")
     a = ProbeTarget("a", "127.0.0.1", str(known), port=closed_port(), connect_timeout=1.0)
     b = ProbeTarget("b", "127.0.0.1", str(known), port=closed_port(), connect_timeout=1.0)
-    found = unreached([a, b], ["a", "b"])
+    found = unreached([a, b], ["a", "b"])  # no host answers: this machine's network
     assert set(found) == {"a", "b"} and all("unreachable" in why for why in found.values())
+    # one host down while the others answer (b passed): the host's failure, a verdict
+    assert unreached([a, b], ["a"]) == {}
     # a failing host that is not one of the targets (nothing known about it): a verdict
     assert unreached([a], ["a", "elsewhere"]) == {}
     assert unreached([a, b], []) == {}
