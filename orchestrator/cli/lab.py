@@ -28,16 +28,20 @@ def lab() -> None:
               metavar="sqlite|postgresql|URL",
               help="The lab's state store: its SQLite file, a database of the local "
               "PostgreSQL server (team mode; created if missing), or a postgresql:// URL.")
+@click.option("--router", default="haproxy", show_default=True,
+              type=click.Choice(["haproxy", "nginx"]),
+              help="The load balancer in front of the pools (nginx: bluegreen's nginx router).")
 @click.option("--json", "as_json", is_flag=True, help="Print the lab status as JSON.")
 @handles_errors
-def lab_up(services: str, hosts_per_side: int, state_choice: str, as_json: bool) -> None:
+def lab_up(services: str, hosts_per_side: int, state_choice: str, router: str,
+           as_json: bool) -> None:
     """Build (once) and boot the lab. Idempotent: a second `up` changes nothing."""
     from orchestrator.lab.database import lab_state_url
     from orchestrator.lab.lab import Lab, LabShape
 
     the_lab = Lab(say=say)
     shape = LabShape(tuple(s.strip() for s in services.split(",") if s.strip()), hosts_per_side,
-                     lab_state_url(the_lab.paths, state_choice))
+                     lab_state_url(the_lab.paths, state_choice), router)
     result = the_lab.up(shape)
     if as_json:
         emit_json(
@@ -53,7 +57,11 @@ def _print_lab_status(status: dict[str, Any]) -> None:
     click.echo(f"  config:       {status['config']}")
     click.echo(f"  inventory:    {status['inventory']}")
     click.echo(f"  ssh:          ssh -F {status['ssh_config']} HOST")
-    click.echo(f"  haproxy:      {status['haproxy_socket']}")
+    if status.get("haproxy_socket"):
+        click.echo(f"  haproxy:      {status['haproxy_socket']}")
+    else:
+        click.echo(f"  nginx:        {status['nginx_conf']} (bluegreen's file: "
+                   f"{status['live_file']})")
     for service, url in status["frontends"].items():
         click.echo(f"  frontend {service}: {url}")
     click.echo(f"  {'HOST':<16} {'SERVICE':<8} {'SIDE':<6} {'ADDRESS':<14} STATE")

@@ -112,3 +112,19 @@ def haproxy_command(sock_path: Path, command: str, timeout: float = 2.0) -> str:
             chunks.append(data)
     return b"".join(chunks).decode()
 
+
+
+def wait_up(paths: LabPaths, hosts_per_side_total: int) -> None:
+    """Until HAProxy sees every lab host UP (its health checks of every server)."""
+    from orchestrator.lab.waits import wait
+
+    def up() -> bool:
+        if not paths.haproxy_socket.exists():
+            return False
+        stat = haproxy_command(paths.haproxy_socket, "show stat")
+        rows = [r.split(",") for r in stat.splitlines() if r and not r.startswith("#")]
+        live = [r for r in rows if r[1] not in ("FRONTEND", "BACKEND")]
+        return bool(live) and all(r[17] == "UP" for r in live)
+
+    wait(up, 30 + hosts_per_side_total, "HAProxy to see every lab host UP",
+         f"see {paths.logs / 'haproxy.log'}")

@@ -68,8 +68,26 @@ def inventory(paths: LabPaths, services: Sequence[str], hosts: Sequence[HostSpec
     return "# written by `bluegreen lab up`\n" + yaml.safe_dump(doc, sort_keys=False)
 
 
+def _router(paths: LabPaths, services: Sequence[str], kind: str) -> dict[str, object]:
+    frontends = {s: f"http://127.0.0.1:{frontend_port(paths, i)}" for i, s in enumerate(services)}
+    if kind == "nginx":
+        from orchestrator.lab import nginx
+
+        return {"kind": "nginx", "live_file": str(nginx.live_file(paths)),
+                "conf": str(nginx.conf(paths)), "frontends": frontends,
+                "access_log": str(nginx.access_log(paths)), "drain_seconds": 5}
+    return {
+        "kind": "haproxy",
+        "socket": f"unix://{paths.haproxy_socket}",
+        "map_file": str(paths.map_file),
+        "server_state_file": str(paths.server_state_file),
+        "frontends": frontends,
+        "drain_seconds": 5,
+    }
+
+
 def bluegreen_config(paths: LabPaths, services: Sequence[str],
-                     state_url: str | None = None) -> str:
+                     state_url: str | None = None, *, router: str = "haproxy") -> str:
     doc = {
         "version": 1,
         "inventory": str(paths.inventory),
@@ -87,16 +105,7 @@ def bluegreen_config(paths: LabPaths, services: Sequence[str],
             "witness": {"syslog": "off", "file": str(paths.witness_file)},
         },
         "reports_dir": str(paths.root / "reports"),
-        "router": {
-            "kind": "haproxy",
-            "socket": f"unix://{paths.haproxy_socket}",
-            "map_file": str(paths.map_file),
-            "server_state_file": str(paths.server_state_file),
-            "frontends": {
-                s: f"http://127.0.0.1:{frontend_port(paths, i)}" for i, s in enumerate(services)
-            },
-            "drain_seconds": 5,
-        },
+        "router": _router(paths, services, router),
         "services": {
             s: {
                 "sides": {"blue": f"{s}_blue", "green": f"{s}_green"},

@@ -27,6 +27,7 @@ from orchestrator.lab import (
     image,
     metrics,
     net,
+    nginx,
     packages,
     preflight,
     repokey,
@@ -78,10 +79,10 @@ class Lab:
         """What is wrong with a running lab (empty when it is whole)."""
         found = [f"host {h} is not running" for h, pid in state.pids.items() if not alive(pid)]
         if not alive(state.haproxy_pid):
-            found.append("haproxy is not running")
+            found.append(f"{state.shape.router} is not running")
         if not alive(state.repo_pid):
             found.append("the apt repository server is not running")
-        if not alive(state.prometheus_pid):
+        if state.shape.router == "haproxy" and not alive(state.prometheus_pid):
             found.append("prometheus is not running")
         return found
 
@@ -93,9 +94,11 @@ class Lab:
             "inventory": str(p.inventory),
             "ssh_config": str(p.ssh_config),
             "known_hosts": str(p.known_hosts),
-            "haproxy_socket": str(p.haproxy_socket),
-            "map_file": str(p.map_file),
-            "prometheus": metrics.url(p),
+            "router": state.shape.router,
+            **({"haproxy_socket": str(p.haproxy_socket), "map_file": str(p.map_file),
+                "prometheus": metrics.url(p)} if state.shape.router == "haproxy" else
+               {"nginx_conf": str(nginx.conf(p)), "live_file": str(nginx.live_file(p)),
+                "prometheus": None}),
             "repo_url": f"http://{self.paths.gateway}:{REPO_PORT}/",
             "security_updates": self._security_count(),
             "services": list(state.shape.services),
@@ -203,13 +206,12 @@ class Lab:
             hosts.prepare_root(p, spec, lower, p.ssh / "hostkeys" / spec.name, pub)
             state.pids[spec.name] = hosts.boot(p, spec)
             self._save(state)
-        balancer.write_files(p, shape.services, specs)
-        (p.haproxy / "bluegreen.map").chmod(0o644)
         p.ssh_config.write_text(files.ssh_config(p, specs))
         pubkeys = {s.name: (p.ssh / "hostkeys" / f"{s.name}.pub").read_text() for s in specs}
         p.known_hosts.write_text(files.known_hosts(specs, pubkeys))
         p.inventory.write_text(files.inventory(p, shape.services, specs))
-        p.config.write_text(files.bluegreen_config(p, shape.services, shape.state_url))
+        p.config.write_text(files.bluegreen_config(p, shape.services, shape.state_url,
+                                                   router=shape.router))
         if shape.state_url is not None:  # a server database: its schema is made explicitly
             from orchestrator.state.registry import backend, parse_state_url
 
@@ -218,6 +220,15 @@ class Lab:
         (p.root / "state").mkdir(mode=0o700, exist_ok=True)
         p.audit_key.parent.mkdir(mode=0o700, exist_ok=True)
         self._wait_hosts(state, specs)
+        if shape.router == "nginx":
+            nginx.write_files(p, shape.services, specs)
+            self.say("starting nginx")
+            state.haproxy_pid = nginx.start(p)
+            self._save(state)
+            self._wait_haproxy(shape)
+            return
+        balancer.write_files(p, shape.services, specs)
+        (p.haproxy / "bluegreen.map").chmod(0o644)
         self.say("starting HAProxy")
         state.haproxy_pid = balancer.start(p)
         self._save(state)
@@ -252,55 +263,27 @@ class Lab:
         return len(security.pending(folder)) if (folder / ".complete").exists() else None
 
     def _keys(self, specs: Sequence[HostSpec]) -> None:
+        """The lab's client key and each host's host key (made once, kept across ups)."""
         keydir = self.paths.ssh / "hostkeys"
         keydir.mkdir(parents=True, exist_ok=True)
-        if not self.paths.client_key.exists():
-            run(
-                [
-                    "ssh-keygen",
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-C",
-                    "bluegreen-lab-client",
-                    "-f",
-                    str(self.paths.client_key),
-                ]
-            )
-        for spec in specs:
-            key = keydir / spec.name
+        wanted = [(self.paths.client_key, "bluegreen-lab-client")]
+        wanted += [(keydir / spec.name, spec.name) for spec in specs]
+        for key, comment in wanted:
             if not key.exists():
-                run(
-                    ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", spec.name, "-f", str(key)]
-                )
+                run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f",
+                     str(key)])
 
     def _start_repo(self) -> int:
         log = self.paths.logs / "repo.log"
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "http.server",
-                    "--bind",
-                    self.paths.gateway,
-                    "--directory",
-                    str(self.paths.repo),
-                    str(REPO_PORT),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "http.server", "--bind", self.paths.gateway,
+                 "--directory", str(self.paths.repo), str(REPO_PORT)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        waits.wait(
-            lambda: waits.tcp_open(self.paths.gateway, REPO_PORT),
-            10,
-            "the lab apt repository to listen",
-            f"see {log}",
-        )
+        waits.wait(lambda: waits.tcp_open(self.paths.gateway, REPO_PORT), 10,
+                   "the lab apt repository to listen", f"see {log}")
         return proc.pid
 
     def _wait_hosts(
@@ -329,17 +312,11 @@ class Lab:
             list(pool.map(ready, specs))
 
     def _wait_haproxy(self, shape: LabShape) -> None:
-        def up() -> bool:
-            if not self.paths.haproxy_socket.exists():
-                return False
-            stat = haproxy_command(self.paths.haproxy_socket, "show stat")
-            rows = [r.split(",") for r in stat.splitlines() if r and not r.startswith("#")]
-            live = [r for r in rows if r[1] not in ("FRONTEND", "BACKEND")]
-            return bool(live) and all(r[17] == "UP" for r in live)
-
-        wait_s = 30 + len(shape.services) * shape.hosts_per_side  # health checks of every server
-        waits.wait(up, wait_s, "HAProxy to see every lab host UP",
-                   f"see {self.paths.logs / 'haproxy.log'}")
+        """Until the load balancer sees every host UP (nginx: every frontend answers)."""
+        if shape.router == "nginx":
+            nginx.wait_up(self.paths, shape.services)
+        else:
+            balancer.wait_up(self.paths, len(shape.services) * shape.hosts_per_side)
 
     def reload_haproxy(self) -> None:
         """Seamless reload (SIGUSR2 to the master): the config and map file are re-read."""
@@ -358,6 +335,13 @@ class Lab:
         self.paths.haproxy_operator_socket.unlink(missing_ok=True)
         state.haproxy_pid = balancer.start(self.paths)
         self._save(state)
+        self._wait_haproxy(state.shape)
+
+    def reload_nginx(self) -> None:
+        """A graceful reload of the lab's nginx (SIGHUP to its master): config re-read."""
+        state = self.require()
+        nginx.reload(state.haproxy_pid)
+        time.sleep(0.5)
         self._wait_haproxy(state.shape)
 
     def stop_repo(self) -> None:
@@ -439,11 +423,15 @@ class Lab:
     def reset(self, names: Sequence[str] | None = None) -> None:
         """Give hosts a fresh root (back to the image) and the router back to blue."""
         state, targets = self._fresh_roots(names)
-        for service in {h.service for h in targets} if names is not None else state.shape.services:
-            haproxy_command(
-                self.paths.haproxy_socket, f"set map {self.paths.map_file} {service} {service}_blue"
-            )
-        self.paths.map_file.write_text("".join(f"{s} {s}_blue\n" for s in state.shape.services))
+        if state.shape.router == "nginx":
+            nginx.reset_live(self.paths, state.shape.services, state.haproxy_pid)
+        else:
+            for service in ({h.service for h in targets} if names is not None
+                            else state.shape.services):
+                haproxy_command(self.paths.haproxy_socket,
+                                f"set map {self.paths.map_file} {service} {service}_blue")
+            self.paths.map_file.write_text(
+                "".join(f"{s} {s}_blue\n" for s in state.shape.services))
         self._wait_haproxy(state.shape)
         self._forget_reimaged(targets, reset_all=names is None)
 

@@ -108,6 +108,11 @@ class LabPaths:
         return self.root / "repo"
 
     @property
+    def nginx(self) -> Path:
+        """`lab up --router nginx`: nginx.conf, the live file bluegreen owns, the pid file."""
+        return self.root / "nginx"
+
+    @property
     def haproxy(self) -> Path:
         return self.root / "haproxy"
 

@@ -89,11 +89,15 @@ def kill_and_wait(pids: Sequence[int], *, sig: int = signal.SIGKILL, timeout: fl
 
 
 def lab_processes(root: Path) -> list[int]:
-    """Our processes only: nspawn/haproxy/prometheus/repo server naming the lab dir on their command
-    line, and container processes whose root filesystem is a lab overlay (found through
-    their mountinfo, which also finds containers whose nspawn already died)."""
+    """Our processes only: nspawn/haproxy/prometheus/nginx master/repo server naming the lab
+    dir on their command line, nginx workers whose parent is such a master (their own
+    command line names nothing), and container processes whose root filesystem is a lab
+    overlay (found through their mountinfo, which also finds containers whose nspawn
+    already died)."""
     marker = str(root)
     found = []
+    workers: dict[int, int] = {}
+    """nginx worker pid -> its parent."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -105,11 +109,21 @@ def lab_processes(root: Path) -> list[int]:
         exe = os.path.basename(argv[0].decode(errors="replace")) if argv else ""
         text = b" ".join(argv).decode(errors="replace")
         if marker + "/" in text and (exe in ("systemd-nspawn", "haproxy", "prometheus")
-                                     or "http.server" in text):
+                                     or "http.server" in text
+                                     or text.startswith("nginx: master process")):
             found.append(pid)
+        elif text.startswith(("nginx: worker process", "nginx: cache")):
+            workers[pid] = _parent(entry)
         elif _root_mount_is_lab(entry, marker):
             found.append(pid)
-    return found
+    return found + [pid for pid, parent in workers.items() if parent in found]
+
+
+def _parent(proc_dir: Path) -> int:
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _root_mount_is_lab(proc_dir: Path, marker: str) -> bool:

@@ -17,16 +17,24 @@ MAX_HOSTS = 200
 
 
 
+ROUTERS = ("haproxy", "nginx")
+
+
 @dataclass(frozen=True)
 class LabShape:
     services: tuple[str, ...] = ("web", "api")
     hosts_per_side: int = 2
     state_url: str | None = None
     """The lab's state store when not its SQLite file (`lab up --state`)."""
+    router: str = "haproxy"
+    """The load balancer in front of the pools: haproxy or nginx (`lab up --router`)."""
 
     def validate(self) -> None:
         import re
 
+        if self.router not in ROUTERS:
+            raise BadInput(f"--router {self.router!r}: not a lab load balancer",
+                           hint=f"use one of: {', '.join(ROUTERS)}")
         if not self.services:
             raise BadInput("--services: no service given", hint="e.g. --services web,api")
         for s in self.services:
@@ -71,6 +79,7 @@ class LabState:
     hosts: list[HostSpec]
     pids: dict[str, int] = field(default_factory=dict)
     haproxy_pid: int = 0
+    """The load balancer's PID: HAProxy's, or nginx's master (shape.router)."""
     repo_pid: int = 0
     prometheus_pid: int = 0
     faults: dict[str, list[str]] = field(default_factory=dict)
@@ -83,7 +92,7 @@ class LabState:
     def from_json(cls, text: str) -> LabState:
         doc = json.loads(text)
         shape = LabShape(tuple(doc["shape"]["services"]), int(doc["shape"]["hosts_per_side"]),
-                         doc["shape"].get("state_url"))
+                         doc["shape"].get("state_url"), doc["shape"].get("router", "haproxy"))
         return cls(
             shape=shape,
             hosts=[HostSpec(**h) for h in doc["hosts"]],
