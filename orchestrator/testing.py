@@ -113,6 +113,14 @@ def temp_store(
         yield store
 
 
+def patched(store: Any, service: str, side: Side, level: str, *, audit: Any) -> Any:
+    """`side` patched at `level` the only way a side gets there: a patch begun, then
+    recorded at the generation it began with (the side must not be the live one)."""
+    began = store.begin_patch(service, side, level, audit=audit)
+    return store.record_patch(service, side, level, expected_generation=began.generation,
+                              audit=audit)
+
+
 RouterFault = Literal["refuse", "gone_before", "gone_after", "lost_reply", "persist", "confirm"]
 """What the next flip does wrong:
 - refuse: the router refuses; nothing changes (RouterError);

@@ -82,7 +82,7 @@ def converge_service(
     level = patch_level(packages, False)
     store.acquire_lock(service, run_id)
     try:
-        store.begin_patch(  # a failed or killed converge leaves the side `patching`
+        began = store.begin_patch(  # a failed or killed converge leaves the side `patching`
             service,
             side,
             level,
@@ -101,10 +101,11 @@ def converge_service(
         step = step_record(patched, side, level)
         level = step["patch_level"]  # what is installed, not what was asked
         versions = {h: d["versions"] for h, d in step["hosts"].items()}
-        store.record_patch(
+        store.record_patch(  # refused when the side changed meanwhile (e.g. quarantined)
             service,
             side,
             level,
+            expected_generation=began.generation,
             audit=AuditEntryInput(
                 actor=actor,
                 command="campaign.converge.patch",

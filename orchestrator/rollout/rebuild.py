@@ -99,7 +99,7 @@ def rebuild_side(config: LoadedConfig, store: StateStore, service: str, side: Si
     store.acquire_lock(service, run_id)
     try:
         _refuse_live(config, service, side)
-        store.begin_patch(service, side, level, audit=AuditEntryInput(
+        began = store.begin_patch(service, side, level, audit=AuditEntryInput(
             actor=actor, command="rebuild.begin", service=service, reason=reason,
             after={"side": side, "playbook": str(playbook), "level": level}))
         result = run_playbook(run)
@@ -113,10 +113,13 @@ def rebuild_side(config: LoadedConfig, store: StateStore, service: str, side: Si
                 "patching: it takes no traffic",
                 hint=f"fix the cause and run `bluegreen rebuild {service} --side {side}` again")
         pinned = _to_live_versions(config, service, side)
-        state = store.record_patch(service, side, level, audit=AuditEntryInput(
-            actor=actor, command="rebuild", service=service, reason=reason,
-            after={"side": side, "level": level, "playbook_seconds": round(result.seconds, 3),
-                   "live_versions": pinned}))
+        # refused (SideChanged) when the side changed meanwhile, e.g. quarantined again
+        state = store.record_patch(
+            service, side, level, expected_generation=began.generation,
+            audit=AuditEntryInput(
+                actor=actor, command="rebuild", service=service, reason=reason,
+                after={"side": side, "level": level,
+                       "playbook_seconds": round(result.seconds, 3), "live_versions": pinned}))
         outcome = verify_side(config, store, service, side, actor=actor, patch_level=level,
                               expected_generation=state.generation)
     finally:

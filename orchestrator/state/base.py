@@ -36,12 +36,13 @@ from orchestrator.state.models import (
     RunStatus,
     ServiceState,
     SideState,
-    SideStateName,
 )
 
 
 class SideStore(Protocol):
-    """Services and their sides (the side state machine), and the flips between them."""
+    """Services and their sides, and the flips between them. Every side change is one
+    event of `orchestrator.state.transitions` (a compare-and-set on the side's
+    generation): there is no generic "set state"."""
 
     def get_service(self, service: str) -> ServiceState | None: ...
     def list_services(self) -> list[ServiceState]: ...
@@ -53,7 +54,8 @@ class SideStore(Protocol):
         self, service: str, side: Side, patch_level: str, *, audit: AuditEntryInput
     ) -> SideState: ...
     def record_patch(
-        self, service: str, side: Side, patch_level: str, *, audit: AuditEntryInput
+        self, service: str, side: Side, patch_level: str, *, expected_generation: int,
+        audit: AuditEntryInput,
     ) -> SideState: ...
     def record_verification(
         self,
@@ -67,9 +69,8 @@ class SideStore(Protocol):
         hosts: dict[str, str] | None = None,
         expected_generation: int | None = None,
     ) -> SideState: ...
-    def set_side_state(
-        self, service: str, side: Side, state: SideStateName, reason: str, *,
-        audit: AuditEntryInput,
+    def quarantine(
+        self, service: str, side: Side, reason: str, *, audit: AuditEntryInput
     ) -> SideState: ...
     def reset_service(
         self, service: str, live_side: Side, sides: Sequence[Side], reason: str, *,
@@ -90,6 +91,7 @@ class SideStore(Protocol):
         rollback: bool = False,
         forced: bool = False,
         expected_generation: int | None = None,
+        quarantine: str | None = None,
     ) -> PendingFlip: ...
     def record_flip(
         self,
@@ -100,6 +102,8 @@ class SideStore(Protocol):
         rollback: bool,
         problem: str | None,
         audit: AuditEntryInput,
+        expected_generation: int | None = None,
+        quarantine: str | None = None,
     ) -> ServiceState: ...
     def cancel_flip(self, service: str, why: str, *, audit: AuditEntryInput) -> ServiceState: ...
     def set_flip_problem(

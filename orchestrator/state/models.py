@@ -119,6 +119,9 @@ class PendingFlip(_Record):
     """Rollback semantics: the side traffic leaves becomes `failed_live`."""
     run_id: str | None = None
     forced: bool = False
+    quarantine: str | None = None
+    """A reason: the side traffic leaves is quarantined in the flip's record (also when a
+    crash leaves the record to the next traffic command)."""
 
     def __post_init__(self) -> None:
         _non_empty(self, "id", "command", "actor")
@@ -201,13 +204,14 @@ class SideState(_Record):
 
     @property
     def verified_after_patch(self) -> bool:
-        """True only if the side is `verified`, its last verification passed, is not older
-        than its last patch, and checked the patch level the side has now."""
+        """True only if the side is `verified`, its last verification passed and checked
+        the patch level the side has now. Order comes from the state machine, not from
+        clocks: `verified` is reached only by a verification recorded after the last patch
+        transition (each a compare-and-set on the generation), so timestamps written by two
+        machines' clocks (or a clock stepped back) are never compared."""
         if self.state != "verified":
             return False
         if self.verification_ok is not True or self.verified_at is None:
-            return False
-        if self.patched_at is not None and self.verified_at < self.patched_at:
             return False
         return self.verified_patch_level == self.patch_level
 

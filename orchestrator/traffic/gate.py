@@ -89,3 +89,25 @@ def refusal(
         "the last flip",
         f"run {verify}; {override}",
     )
+
+
+def stale_verification(
+    service: str, target: Side, side: SideState | None, verified_generation: int | None
+) -> Refusal | None:
+    """None when the flip relies on no particular verification, or `target` is still at the
+    generation that verification left; else why not (it was re-patched, re-imaged,
+    quarantined or verified again since: the flip would go to a side nobody verified for
+    it)."""
+    generation = side.generation if side is not None else 0
+    if verified_generation is None or generation == verified_generation:
+        return None
+    state = side.state if side is not None else "untouched"
+    level = (side.patch_level if side is not None else None) or "no patch recorded"
+    why = f" ({side.state_reason})" if side is not None and side.state_reason else ""
+    return Refusal(
+        f"{service}: refusing to send traffic to {target}: it changed since the verification "
+        f"this flip relies on (generation {verified_generation} -> {generation}; now {state}, "
+        f"{level}{why})",
+        f"verify it again (`bluegreen verify {service} --side {target}`) and run a new "
+        f"rollout; the verified patch is no longer what {target} runs",
+    )

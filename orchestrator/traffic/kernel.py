@@ -46,7 +46,7 @@ from orchestrator.errors import (
     VerificationFailed,
 )
 from orchestrator.routers.base import FlipResult, Router
-from orchestrator.sides import Side
+from orchestrator.sides import Side, other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import (
     RESUMABLE_STATUSES,
@@ -56,6 +56,7 @@ from orchestrator.state.models import (
     SideState,
 )
 from orchestrator.traffic import failpoints, gate
+from orchestrator.traffic.marks import quarantine_standby
 
 ROLLBACK_COMMANDS = frozenset({"rollback", "rollout.auto-rollback"})
 """Commands with rollback semantics: to `rollback_to`, and the side left is failed_live."""
@@ -89,6 +90,11 @@ class FlipRequest:
     """Asked last, under the traffic lock, after the gate, the host recheck and the
     router's health, right before the intent is journaled: a reason (e.g. the maintenance
     window closed) raises OutsideWindow, nothing moved, nothing journaled as a flip."""
+    verified_generation: int | None = None
+    """The target's generation the caller's verification left (`record_verification`):
+    the flip is refused when the side changed since (re-patched, re-imaged, quarantined)."""
+    quarantine: str | None = None
+    """A reason: the side traffic leaves is marked quarantined in the flip's record."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +186,10 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
             if target is None:
                 return unchanged(
                     f"{service}: no earlier flip to roll back; traffic stays on {live}")
+            if target == live and request.quarantine is not None:  # the side is the standby
+                return unchanged(quarantine_standby(store, request.service, other_side(live),
+                                                    request.quarantine, request.actor,
+                                                    request.command, request.reason))
             repaired = svc.flip_problem is not None and _repair(store, router, svc, request)
             note = " (its earlier flip problem is repaired)" if repaired else ""
             return unchanged(f"{service}: {live} is already live; nothing changed{note}",
@@ -193,11 +203,13 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
             service, live, target, command=request.command, actor=request.actor,
             reason=request.reason, run_id=request.run_id, rollback=rollback,
             forced=request.force, expected_generation=side.generation if side else 0,
+            quarantine=request.quarantine,
         )
         failpoints.hit("traffic:intent", request.command)
         result, incomplete = _flip_router(store, router, request, live, target)
         failpoints.hit("traffic:router", request.command)
-        _record(store, router, request, live, target, rollback, pending.id, result, incomplete)
+        _record(store, router, request, live, target, rollback, pending.id, result, incomplete,
+                generation=side.generation if side else 0)
         failpoints.hit("traffic:recorded", request.command)
         if incomplete is not None:
             raise _incomplete_error(service, live, target, incomplete, rollback)
@@ -263,7 +275,7 @@ def resolve_pending(
         problem = _repersist(router, service, live)
         svc = store.record_flip(
             service, pending.from_side, pending.to_side, rollback=pending.rollback,
-            problem=problem,
+            problem=problem, quarantine=pending.quarantine,
             audit=AuditEntryInput(
                 actor=pending.actor, command=pending.command, service=service,
                 reason=pending.reason, result="recovered", before={"live": pending.from_side},
@@ -338,6 +350,9 @@ def _checked_target(
             raise VerificationFailed(refused.message + kept, hint=refused.hint)
         if request.recheck_hosts is not None:
             request.recheck_hosts(target, dict(side.hosts) if side is not None else {})
+    stale = gate.stale_verification(service, target, side, request.verified_generation)
+    if stale is not None:
+        raise VerificationFailed(stale.message + kept, hint=stale.hint)
     health = router.health(service, target)
     if not health.healthy:
         states = ", ".join(f"{s.name}={s.status}" for s in health.servers) or "no servers"
@@ -441,8 +456,12 @@ def _record(
     flip_id: str,
     result: FlipResult | None,
     incomplete: FlipIncomplete | None,
+    *,
+    generation: int | None = None,
 ) -> None:
-    """Record the flip with its audit record; if the store cannot, undo it at the router."""
+    """Record the flip with its audit record (re-checking that the target is still at the
+    `generation` its gate read, and marking a quarantined side left in the same
+    transaction); if the store cannot, undo it at the router."""
     after: dict[str, Any] = {"live": target, "flip_id": flip_id, "run_id": request.run_id}
     if result is not None:
         after.update(confirmed_by=result.confirmed_by, flip_seconds=round(result.seconds, 4))
@@ -455,6 +474,7 @@ def _record(
         store.record_flip(
             request.service, live, target, rollback=rollback,
             problem=incomplete.problem if incomplete is not None else None,
+            expected_generation=generation, quarantine=request.quarantine,
             audit=AuditEntryInput(
                 actor=request.actor, command=request.command, service=request.service,
                 reason=request.reason, before={"live": live}, after=after, result=outcome,

@@ -2,8 +2,10 @@
 
 A side suspected of compromise is not repaired in place: traffic leaves it (when it is
 live) through the kernel's one flip path, gated as every flip (the other side must be
-verified at its level, its hosts the verified ones, a server UP), and then the side is
-marked `quarantined` (audited, with the reason). The kernel's gate refuses a quarantined
+verified at its level, its hosts the verified ones, a server UP), and the side is marked
+`quarantined` (audited, with the reason) in the same transaction as that flip's record; a
+standby is marked under the same traffic lock. One kernel operation: a rollback or a crash
+cannot come between the move and the mark. The kernel's gate refuses a quarantined
 side as a flip target, `rollback` included, until a new patch (a rollout, or a rebuild)
 and a passing verification make it `verified` again; a verification alone does not lift
 it (`record_verification` keeps `quarantined`).
@@ -18,7 +20,6 @@ from orchestrator.errors import BadInput
 from orchestrator.routers.base import Router
 from orchestrator.sides import Side, other_side
 from orchestrator.state.base import StateStore
-from orchestrator.state.models import AuditEntryInput
 from orchestrator.traffic.kernel import FlipOutcome, FlipRequest, HostRecheck, move_traffic
 
 COMMAND = "quarantine"
@@ -49,30 +50,26 @@ def check_reason(reason: str) -> None:
 def quarantine_side(store: StateStore, router: Router, service: str, side: Side, reason: str,
                     actor: str, *, recheck_hosts: HostRecheck | None = None
                     ) -> QuarantineOutcome:
-    """Move traffic off `side` if it is live (VerificationFailed, nothing changed, when the
-    other side may not take traffic), then mark it quarantined with `reason` (audited).
-    Idempotent; audited as `quarantine` (both the move and the mark)."""
+    """Quarantine `side`: one kernel operation under the service's traffic lock. Live:
+    traffic moves to the other side (VerificationFailed, nothing changed, when that one may
+    not take traffic) and the mark is written in the flip's own record (a crash after the
+    router moved leaves the mark to the next traffic command, which records both).
+    Standby: marked under the lock, so no flip is between its gate and its record. Either
+    way the service's runs in flight are aborted (they stop at their next boundary).
+    Idempotent; audited as `quarantine`."""
     check_reason(reason)
-    flip: FlipOutcome | None = None
-    if router.live(service) == side:
-        flip = move_traffic(store, router, FlipRequest(
-            service=service, command=COMMAND, reason=reason, actor=actor,
-            to=other_side(side), abort_in_flight=True, recheck_hosts=recheck_hosts,
-        ))
-    current = store.get_side(service, side)
-    moved = (f"traffic moved {flip.from_side} -> {flip.to_side}; "
-             if flip is not None and flip.changed else "")
-    if current is not None and current.state == "quarantined":
-        return QuarantineOutcome(service, side, False,
-                                 f"{service}: {moved}{side} was already quarantined "
-                                 f"({current.state_reason})", flip)
-    store.set_side_state(service, side, "quarantined", reason, audit=AuditEntryInput(
-        actor=actor, command=COMMAND, service=service, reason=reason,
-        before={"side": side, "state": current.state if current else "untouched"},
-        after={"side": side, "state": "quarantined",
-               "traffic_moved_to": flip.to_side if flip is not None and flip.changed
-               else None},
+    before = store.get_side(service, side)
+    flip = move_traffic(store, router, FlipRequest(
+        service=service, command=COMMAND, reason=reason, actor=actor, to=other_side(side),
+        abort_in_flight=True, recheck_hosts=recheck_hosts, quarantine=reason,
     ))
+    moved = f"traffic moved {flip.from_side} -> {flip.to_side}; " if flip.changed else ""
+    aborted = f"; aborted run {flip.aborted_run}" if flip.aborted_run else ""
+    if not flip.changed and before is not None and before.state == "quarantined":
+        return QuarantineOutcome(service, side, False,
+                                 f"{service}: {side} was already quarantined "
+                                 f"({before.state_reason}){aborted}", None)
     return QuarantineOutcome(service, side, True,
                              f"{service}: {moved}{side} is quarantined: no traffic goes to it "
-                             "until it is rebuilt (patched) and verified", flip)
+                             f"until it is rebuilt (patched) and verified{aborted}",
+                             flip if flip.changed else None)

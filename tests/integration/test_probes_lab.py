@@ -23,6 +23,7 @@ from orchestrator.probes import parse_checks, run_checks
 from orchestrator.probes.gate import targets_for
 from orchestrator.rollout.steps.verify import verify_side
 from orchestrator.state.models import AuditEntryInput
+from orchestrator.testing import patched
 from orchestrator.traffic import open_store
 from tests.support.cli import bluegreen, bluegreen_json
 
@@ -302,7 +303,7 @@ def test_flip_refused_when_a_patch_is_newer_than_the_verification(
     try:
         outcome = verify_side(config, store, "web", "green", actor="test")
         assert outcome.ok, outcome.summary
-        store.record_patch(
+        patched(store,
             "web",
             "green",
             "demo-openssl=9.9.9",

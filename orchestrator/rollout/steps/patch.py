@@ -28,7 +28,7 @@ class Patch:
         service, standby, level = ctx.service, ctx.standing_plan.standby, ctx.level
         # Recorded before Ansible touches the side: a failed or killed patch leaves it
         # `patching`, which no flip (nor rollback) may target until patched and verified.
-        ctx.store.begin_patch(service, standby, level, audit=self._audit(
+        began = ctx.store.begin_patch(service, standby, level, audit=self._audit(
             ctx, "rollout.patch.begin", {"side": standby, "patch_level": level}))
 
         def progress(p: Any) -> None:
@@ -49,7 +49,10 @@ class Patch:
         for warning in patched.warnings:
             ctx.emit("patch", "warning", f"warning: {warning}")
         record = PatchRecord.from_dict(step_record(patched, standby, level))
-        ctx.store.record_patch(service, standby, record.patch_level, audit=self._audit(
+        # refused (SideChanged) when the side changed during the patch (e.g. quarantined):
+        # the run fails, the side keeps its new state
+        ctx.store.record_patch(service, standby, record.patch_level,
+                               expected_generation=began.generation, audit=self._audit(
             ctx, "rollout.patch", {"side": record.side, "patch_level": record.patch_level,
                                    "asked": record.asked, "changes": dict(record.changes)}))
         ctx.level = record.patch_level  # what is installed, not what was asked

@@ -12,7 +12,8 @@ from orchestrator.secrets import scrub
 from orchestrator.sides import Side
 from orchestrator.state.audit import canonical_json, format_ts
 from orchestrator.state.models import AuditEntryInput, PendingFlip, ServiceState
-from orchestrator.state.sql.sides import SideRows, state_change
+from orchestrator.state.sql.sides import SideRows
+from orchestrator.state.transitions import Event, changed, step
 
 
 class FlipRows(SideRows):
@@ -31,6 +32,7 @@ class FlipRows(SideRows):
         rollback: bool = False,
         forced: bool = False,
         expected_generation: int | None = None,
+        quarantine: str | None = None,
     ) -> PendingFlip:
         """Journal a flip before the router is touched (audited "<command>.begin").
 
@@ -49,6 +51,7 @@ class FlipRows(SideRows):
             rollback=rollback,
             run_id=run_id,
             forced=forced,
+            quarantine=scrub(quarantine) if quarantine else None,
         )
         with self._write() as conn:
             svc = self._service_row(conn, service)
@@ -104,31 +107,43 @@ class FlipRows(SideRows):
         rollback: bool,
         problem: str | None,
         audit: AuditEntryInput,
+        expected_generation: int | None = None,
+        quarantine: str | None = None,
     ) -> ServiceState:
         """The router now sends traffic to `to_side`: record it, end the pending flip and
         set (or clear) `flip_problem`. A forward flip makes `from_side` the rollback
-        target; a rollback keeps the rollback target and marks `from_side` failed_live."""
+        target; a rollback keeps the rollback target and marks `from_side` failed_live.
+        `quarantine` (a reason): `from_side` is marked quarantined in this same
+        transaction. With `expected_generation` (what the gate read), a target that changed
+        since is not recorded (SideChanged): the kernel then undoes the flip."""
         now = self._now()
         with self._write() as conn:
             self._ensure_service(conn, service, now)
             old = self._service_row(conn, service)
             assert old is not None
-            extra: dict[str, Any] = {}
-            if rollback and from_side != to_side:
-                left = self._change_side(
-                    conn,
-                    service,
-                    from_side,
-                    now,
-                    state_change("failed_live", f"rolled back: {audit.reason or audit.command}",
-                                  now, forget=False),
-                    None,
-                )
-                extra[f"{from_side}_state"] = left.state
+            target = self._side_row(conn, service, to_side)
+            generation = target.generation if target is not None else 0
+            if expected_generation is not None and generation != expected_generation:
+                assert target is not None
+                raise changed(service, to_side, expected_generation, generation, target.state,
+                              target.state_reason, during="the flip (since its gate)")
             changes = {"live_side": to_side, "flip_problem": problem, "pending_flip": None,
                        "rollback_kept": None,
                        "rollback_to": old.rollback_to if rollback else from_side}
-            return self._change_service(conn, service, now, changes, audit, extra=extra)
+            event: Event | None = None
+            if from_side != to_side:
+                event = "quarantined" if quarantine else "rolled_back_from" if rollback else None
+            extra: dict[str, Any] = {}
+            if event is not None:  # the side left: its new state, in the service's record
+                left = self._side_row(conn, service, from_side)
+                extra[f"{from_side}_state"] = step(
+                    service, from_side, left.state if left else "untouched", event,
+                    None).state
+            svc = self._change_service(conn, service, now, changes, audit, extra=extra)
+            if event is not None:  # after the service row: `from_side` is no longer live
+                why = quarantine or f"rolled back: {audit.reason or audit.command}"
+                self._transition(conn, service, from_side, event, now, {}, why, None)
+            return svc
 
     def cancel_flip(self, service: str, why: str, *, audit: AuditEntryInput) -> ServiceState:
         """End a pending flip that did not change the router (audited with `why`)."""

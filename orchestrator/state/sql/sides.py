@@ -1,6 +1,7 @@
-"""Services and their sides in SQL: the side state machine (patching -> patched ->
-verified | verify_failed, failed_live, quarantined, untouched), each change with its
-audit record in one transaction."""
+"""Services and their sides in SQL. `SideRows._transition` is the only code that writes the
+sides table (a test checks it): every side change is one event of the transition table
+(`orchestrator.state.transitions`), a compare-and-set on the side's generation, with its
+audit record in the same transaction."""
 
 from __future__ import annotations
 
@@ -11,82 +12,23 @@ from typing import Any
 from orchestrator.errors import StateError
 from orchestrator.sides import Side
 from orchestrator.state.audit import format_ts
-from orchestrator.state.models import (
-    AuditEntryInput,
-    ServiceState,
-    SideState,
-    SideStateName,
-)
+from orchestrator.state.models import AuditEntryInput, ServiceState, SideState
 from orchestrator.state.sql.chain import AuditChain
 from orchestrator.state.sql.database import Connection
 from orchestrator.state.sql.rows import db_value, service_dump, service_from_row, side_from_row
+from orchestrator.state.transitions import Event, changed, step
 
-_VERIFIABLE = frozenset({"untouched", "patched", "verified", "verify_failed"})
-"""Side states a verification moves (to verified or verify_failed); the others keep theirs."""
-
-
-def state_change(
-    state: SideStateName, reason: str, now: datetime, *, forget: bool | None = None
-) -> dict[str, Any]:
-    """Columns for a plain state change; `untouched` also forgets patch and verification."""
-    changes: dict[str, Any] = {"state": state, "state_since": now, "state_reason": reason}
-    if forget is None:
-        forget = state == "untouched"
-    if forget:
-        changes.update(
-            patch_level=None,
-            patched_at=None,
-            verified_at=None,
-            verification_ok=None,
-            verified_patch_level=None,
-            verification_summary=None,
-            hosts={},
-        )
-    return changes
+_FORGET: dict[str, Any] = {
+    "patch_level": None, "patched_at": None, "verified_at": None, "verification_ok": None,
+    "verified_patch_level": None, "verification_summary": None, "hosts": {},
+}
+"""Columns a re-image (`reimaged` -> untouched) forgets."""
 
 
-def _patch_change(
-    state: SideStateName, patch_level: str, reason: str | None, now: datetime
-) -> dict[str, Any]:
+def _patch_columns(patch_level: str, now: datetime) -> dict[str, Any]:
     """Columns for patching / patched at `patch_level`: host fingerprints are forgotten
     (they were taken at the level before)."""
-    return {
-        "state": state,
-        "state_since": now,
-        "state_reason": reason or f"{state} {patch_level}",
-        "patch_level": patch_level,
-        "patched_at": now,
-        "hosts": {},
-    }
-
-
-def _refuse_patch(service: str, side: Side, svc: ServiceState | None) -> None:
-    """StateError when `side` may not be patched now (see `begin_patch`)."""
-    if svc is None:
-        return
-    if svc.live_side == side:
-        raise StateError(
-            f"{service}: refusing to patch {side}: the state store records it as the "
-            "live side",
-            hint="only the standby is patched; check `bluegreen status`",
-        )
-    if svc.pending_flip is not None:
-        pending = svc.pending_flip
-        raise StateError(
-            f"{service}: refusing to patch {side}: a flip {pending.from_side} -> "
-            f"{pending.to_side} ({pending.command}) is in progress",
-            hint="retry when it is done; `bluegreen status` shows it",
-        )
-    if (svc.flip_problem or "").startswith("not persisted"):
-        # the map on disk still sends traffic to the other side: a reload of the
-        # load balancer during the patch would put traffic on the hosts Ansible changes
-        raise StateError(
-            f"{service}: refusing to patch {side}: the flip to {svc.live_side} is not "
-            f"persisted at the load balancer ({svc.flip_problem}); a reload would send "
-            f"traffic back to {side}",
-            hint=f"persist it first: `bluegreen flip {service} --to {svc.live_side} "
-            "--reason ...`",
-        )
+    return {"patch_level": patch_level, "patched_at": now, "hosts": {}}
 
 
 class SideRows(AuditChain):
@@ -137,25 +79,33 @@ class SideRows(AuditChain):
     def begin_patch(
         self, service: str, side: Side, patch_level: str, *, audit: AuditEntryInput
     ) -> SideState:
-        """`side` -> patching(patch_level), before Ansible touches it. A failed or
-        interrupted patch leaves it there: not a flip target until patched and verified.
-        Refused (StateError) for the live side, for a side a pending flip moves to, and
-        while the live side's flip is not persisted (a reload would send traffic back)."""
+        """`side` -> patching(patch_level), before Ansible touches it; the returned side's
+        `generation` is what `record_patch` expects. A failed or interrupted patch leaves
+        it there: not a flip target until patched and verified. The one way out of
+        `quarantined` and `failed_live`. Refused (TransitionRefused) for the live side, for
+        a side a pending flip moves to, and while the live side's flip is not persisted (a
+        reload would send traffic back)."""
         now = self._now()
         with self._write() as conn:
-            _refuse_patch(service, side, self._service_row(conn, service))
-            changes = _patch_change("patching", patch_level, audit.reason, now)
-            return self._change_side(conn, service, side, now, changes, audit)
+            return self._transition(conn, service, side, "patch_begun", now,
+                                    _patch_columns(patch_level, now),
+                                    audit.reason or f"patching {patch_level}", audit)
 
     def record_patch(
-        self, service: str, side: Side, patch_level: str, *, audit: AuditEntryInput
+        self, service: str, side: Side, patch_level: str, *, expected_generation: int,
+        audit: AuditEntryInput,
     ) -> SideState:
         """`side` -> patched(patch_level): it now runs `patch_level`. Its earlier
-        verification no longer counts."""
+        verification no longer counts. Refused (SideChanged) when the side is no longer at
+        `expected_generation` (what `begin_patch` returned): e.g. it was quarantined
+        during the patch, and stays so."""
         now = self._now()
-        changes = _patch_change("patched", patch_level, audit.reason, now)
         with self._write() as conn:
-            return self._change_side(conn, service, side, now, changes, audit)
+            return self._transition(conn, service, side, "patch_done", now,
+                                    _patch_columns(patch_level, now),
+                                    audit.reason or f"patched {patch_level}", audit,
+                                    expected_generation=expected_generation,
+                                    during="the patch")
 
     def record_verification(
         self,
@@ -172,53 +122,36 @@ class SideRows(AuditChain):
         """Record a verification of `side`; `patch_level` is the level the probes saw.
 
         With `expected_generation` (the side's generation read when the verification
-        began), a side that changed meanwhile is not recorded: StateError. A pass moves an
+        began), a side that changed meanwhile is not recorded: SideChanged. A pass moves an
         untouched, patched, verified or verify_failed side to verified(patch_level) with
         `hosts`; a failure moves it to verify_failed. `patching`, `failed_live` and
-        `quarantined` keep their state (the result is still stored and audited)."""
+        `quarantined` keep their state (the result is still stored and audited). The
+        returned `generation` is what a flip that relies on this verification passes."""
         now = self._now()
+        changes: dict[str, Any] = {
+            "verified_at": now,
+            "verification_ok": ok,
+            "verified_patch_level": patch_level,
+            "verification_summary": summary,
+            "hosts": dict(hosts or {}) if ok else {},
+        }
         with self._write() as conn:
-            old = self._side_row(conn, service, side)
-            generation = old.generation if old else 0
-            if expected_generation is not None and generation != expected_generation:
-                state = old.state if old else "untouched"
-                raise StateError(
-                    f"{service}: {side} changed during the verification (now {state}, "
-                    f"generation {generation}, the verification began at {expected_generation}):"
-                    " not recorded",
-                    hint=f"verify again: `bluegreen verify {service} --side {side}`",
-                )
-            changes: dict[str, Any] = {
-                "verified_at": now,
-                "verification_ok": ok,
-                "verified_patch_level": patch_level,
-                "verification_summary": summary,
-            }
-            if (old.state if old else "untouched") in _VERIFIABLE:
-                changes.update(
-                    state="verified" if ok else "verify_failed",
-                    state_since=now,
-                    state_reason=summary,
-                    hosts=dict(hosts or {}) if ok else {},
-                )
-            return self._change_side(conn, service, side, now, changes, audit)
+            return self._transition(
+                conn, service, side, "verified_ok" if ok else "verified_failed", now, changes,
+                summary, audit, expected_generation=expected_generation,
+                during="the verification",
+                hint=f"verify again: `bluegreen verify {service} --side {side}`",
+            )
 
-    def set_side_state(
-        self,
-        service: str,
-        side: Side,
-        state: SideStateName,
-        reason: str,
-        *,
-        audit: AuditEntryInput,
+    def quarantine(
+        self, service: str, side: Side, reason: str, *, audit: AuditEntryInput
     ) -> SideState:
-        """An operator's or the lab's decision about a side (e.g. `quarantined`). Setting
-        `untouched` (the hosts were re-imaged) also forgets its patch, verification and
-        host fingerprints."""
+        """Mark the standby `side` quarantined (TransitionRefused for the live side: the
+        flip that takes traffic away marks it, `record_flip(quarantine=...)`). The caller
+        holds the service's traffic lock (`orchestrator.traffic.quarantine`)."""
         now = self._now()
         with self._write() as conn:
-            return self._change_side(conn, service, side, now, state_change(state, reason, now),
-                                     audit)
+            return self._transition(conn, service, side, "quarantined", now, {}, reason, audit)
 
     def reset_service(
         self,
@@ -236,9 +169,8 @@ class SideRows(AuditChain):
         with self._write() as conn:
             self._ensure_service(conn, service, now)
             states = {
-                side: self._change_side(
-                    conn, service, side, now, state_change("untouched", reason, now), None
-                ).state
+                side: self._transition(conn, service, side, "reimaged", now, dict(_FORGET),
+                                       reason, None).state
                 for side in sides
             }
             return self._change_service(
@@ -293,17 +225,29 @@ class SideRows(AuditChain):
             (service, format_ts(now)),
         )
 
-    def _change_side(
+    def _transition(
         self,
         conn: Connection,
         service: str,
         side: Side,
+        event: Event,
         now: datetime,
         changes: dict[str, Any],
+        reason: str | None,
         audit: AuditEntryInput | None,
+        *,
+        expected_generation: int | None = None,
+        during: str = "this command",
+        hint: str | None = None,
     ) -> SideState:
-        """Apply `changes` to one side, generation + 1, and audit it (unless the caller
-        audits the whole transaction itself: audit=None)."""
+        """THE one write of the sides table: `event` applied to `side` by the transition
+        table (`orchestrator.state.transitions`), with `changes` (column -> value), as a
+        compare-and-set on the side's generation (+ 1). Refused, nothing written:
+        SideChanged when the side is no longer at `expected_generation` (or another writer
+        moved it within this transaction), TransitionRefused when the table or a guard
+        says no. Audited (before and after) unless the caller audits the whole transaction
+        itself (audit=None). A move sets state, since and `reason`; a kept state keeps
+        them and its host fingerprints."""
         SideState(service=service, side=side)  # validates `side` before touching the file
         self._ensure_service(conn, service, now)
         conn.execute(
@@ -313,12 +257,27 @@ class SideRows(AuditChain):
         )
         old = self._side_row(conn, service, side)
         assert old is not None
-        columns = {**changes, "generation": old.generation + 1}
+        if expected_generation is not None and old.generation != expected_generation:
+            raise changed(service, side, expected_generation, old.generation, old.state,
+                          old.state_reason, during=during, hint=hint)
+        moved = step(service, side, old.state, event, self._service_row(conn, service))
+        columns = dict(changes)
+        if moved.moved:
+            columns.update(state=moved.state, state_since=now, state_reason=reason)
+        else:
+            columns.pop("hosts", None)
+        columns["generation"] = old.generation + 1
         assignments = ", ".join(f"{name} = ?" for name in columns)
-        conn.execute(
-            f"UPDATE sides SET {assignments} WHERE service = ? AND side = ?",
-            (*(db_value(v) for v in columns.values()), service, side),
+        written = conn.execute(
+            f"UPDATE sides SET {assignments} WHERE service = ? AND side = ? AND generation = ?",
+            (*(db_value(v) for v in columns.values()), service, side, old.generation),
         )
+        if written.rowcount != 1:  # a concurrent writer the transaction did not serialize
+            now_row = self._side_row(conn, service, side)
+            raise changed(service, side, old.generation,
+                          now_row.generation if now_row else -1,
+                          now_row.state if now_row else old.state,
+                          now_row.state_reason if now_row else None, during="this write")
         new = self._side_row(conn, service, side)
         assert new is not None
         if audit is not None:
@@ -328,6 +287,6 @@ class SideRows(AuditChain):
                 now,
                 service=service,
                 before=old.as_json(exclude={"service"}),
-                after=new.as_json(exclude={"service"}),
+                after={**new.as_json(exclude={"service"}), "event": event},
             )
         return new

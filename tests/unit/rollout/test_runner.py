@@ -22,6 +22,7 @@ from orchestrator.testing import (
     crash_at,
     fake_config,
     fake_tools,
+    patched,
     temp_store,
 )
 from orchestrator.traffic import FlipRequest, move_traffic
@@ -192,7 +193,7 @@ def test_a_run_journaled_by_the_old_engine_resumes_from_its_journal(tmp_path: Pa
             store.journal_end(run.run_id, step, data)
         audit = AuditEntryInput(actor="ci", command="rollout.patch", service="web")
         store.begin_patch("web", "green", "demo-web=1.0.1", audit=audit)
-        store.record_patch("web", "green", "demo-web=1.0.1-2", audit=audit)
+        patched(store, "web", "green", "demo-web=1.0.1-2", audit=audit)
         result = rollout(tmp_path, store, router, patcher=patcher, gate=gate).resume(run)
         assert result.status == "done" and (result.from_side, result.to_side) == ("blue", "green")
         assert patcher.calls == [] and gate.calls == [("web", "green")]  # patch not redone

@@ -17,6 +17,8 @@ import pytest
 from orchestrator.errors import LockHeld, StateError
 from orchestrator.state import AuditEntryInput, SQLiteStateStore, StateStore
 from orchestrator.state.sqlite.schema import MIGRATIONS
+from orchestrator.state.transitions import SideChanged, TransitionRefused
+from orchestrator.testing import patched
 from tests.unit.state.conftest import Opener
 
 ENTRY = AuditEntryInput(actor="alice", command="test", reason="unit test")
@@ -84,7 +86,7 @@ def test_patch_verify_lifecycle_counts_generations(store: StateStore) -> None:
     side = store.begin_patch("web", "green", "v2", audit=ENTRY)
     assert (side.state, side.patch_level, side.generation) == ("patching", "v2", 1)
     assert not side.verified_after_patch
-    side = store.record_patch("web", "green", "v2", audit=ENTRY)
+    side = store.record_patch("web", "green", "v2", expected_generation=1, audit=ENTRY)
     assert (side.state, side.generation) == ("patched", 2)
     side = store.record_verification(
         "web", "green", True, "v2", "9 passed", audit=ENTRY,
@@ -107,7 +109,7 @@ def test_the_live_side_is_never_patched(store: StateStore) -> None:
 
 def test_a_verification_that_outlived_a_change_is_not_recorded(store: StateStore) -> None:
     live(store)
-    store.record_patch("web", "green", "v2", audit=ENTRY)
+    patched(store, "web", "green", "v2", audit=ENTRY)
     began = store.get_side("web", "green")
     assert began is not None
     store.begin_patch("web", "green", "v3", audit=ENTRY)  # a rollout started meanwhile
@@ -124,7 +126,13 @@ def test_verification_never_clears_a_state_that_needs_a_new_patch(
     store: StateStore, state: str
 ) -> None:
     live(store)
-    store.set_side_state("web", "green", state, "test", audit=ENTRY)  # type: ignore[arg-type]
+    if state == "patching":
+        store.begin_patch("web", "green", "v2", audit=ENTRY)
+    elif state == "quarantined":
+        store.quarantine("web", "green", "test", audit=ENTRY)
+    else:  # traffic was taken away from green by a rollback
+        store.record_flip("web", "blue", "green", rollback=False, problem=None, audit=ENTRY)
+        store.record_flip("web", "green", "blue", rollback=True, problem=None, audit=ENTRY)
     side = store.record_verification("web", "green", True, None, "all passed", audit=ENTRY)
     assert side.state == state and side.verification_ok is True
     assert not side.verified_after_patch
@@ -132,7 +140,7 @@ def test_verification_never_clears_a_state_that_needs_a_new_patch(
 
 def test_failed_then_passing_verification(store: StateStore) -> None:
     live(store)
-    store.record_patch("web", "green", "v2", audit=ENTRY)
+    patched(store, "web", "green", "v2", audit=ENTRY)
     failed = store.record_verification("web", "green", False, "v2", "1 failed", audit=ENTRY,
                                        hosts={"g1": "x"})
     assert failed.state == "verify_failed" and failed.hosts == {}
@@ -142,13 +150,15 @@ def test_failed_then_passing_verification(store: StateStore) -> None:
 
 def test_untouched_forgets_patch_verification_and_hosts(store: StateStore) -> None:
     live(store)
-    store.record_patch("web", "green", "v2", audit=ENTRY)
+    patched(store, "web", "green", "v2", audit=ENTRY)
     store.record_verification("web", "green", True, "v2", "ok", audit=ENTRY, hosts={"g": "f"})
-    side = store.set_side_state("web", "green", "untouched", "re-imaged", audit=ENTRY)
+    store.reset_service("web", "blue", ["green"], "re-imaged", audit=ENTRY)
+    side = store.get_side("web", "green")
+    assert side is not None
     assert side.state == "untouched" and side.state_reason == "re-imaged"
     assert (side.patch_level, side.verified_at, side.verification_ok, side.hosts) == (
         None, None, None, {})
-    assert store.audit_records()[-1].before["state"] == "verified"
+    assert store.audit_records()[-1].before["live_side"] == "blue"
 
 
 # -- flips ----------------------------------------------------------------------------------
@@ -177,7 +187,7 @@ def test_begin_flip_refusals_change_nothing(store: StateStore) -> None:
     live(store)
     with pytest.raises(StateError, match="records blue as live"):
         store.begin_flip("web", "green", "blue", command="flip", actor="a", reason="r")
-    store.record_patch("web", "green", "v2", audit=ENTRY)
+    patched(store, "web", "green", "v2", audit=ENTRY)
     gen = store.get_side("web", "green").generation  # type: ignore[union-attr]
     store.begin_patch("web", "green", "v3", audit=ENTRY)  # changed after the gate read it
     with pytest.raises(StateError, match="changed while the flip was being checked"):
@@ -204,7 +214,7 @@ def test_flip_problem_is_recorded_and_cleared(store: StateStore) -> None:
 
 def test_reset_service_forgets_everything_about_reimaged_sides(store: StateStore) -> None:
     live(store)
-    store.record_patch("web", "green", "v2", audit=ENTRY)
+    patched(store, "web", "green", "v2", audit=ENTRY)
     store.record_verification("web", "green", True, "v2", "ok", audit=ENTRY)
     store.begin_flip("web", "blue", "green", command="flip", actor="a", reason="r")
     store.record_flip("web", "blue", "green", rollback=False, problem=None, audit=ENTRY)
@@ -290,3 +300,68 @@ def test_traffic_lock_of_a_killed_holder_is_free(store: StateStore, opener: Open
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
+
+# -- fencing: every side write a compare-and-set on its generation (issue 20) --------------------
+
+
+def test_a_quarantine_during_the_patch_stands_and_the_patch_is_not_recorded(
+    store: StateStore,
+) -> None:
+    live(store)
+    began = store.begin_patch("web", "green", "v2", audit=ENTRY)
+    marked = store.quarantine("web", "green", "INC-7 forensics", audit=ENTRY)
+    before = len(store.audit_records())
+    with pytest.raises(SideChanged) as caught:
+        store.record_patch("web", "green", "v2", expected_generation=began.generation,
+                           audit=ENTRY)
+    for part in ("during the patch", f"{began.generation} -> {marked.generation}",
+                 "quarantined", "INC-7 forensics"):
+        assert part in caught.value.message
+    side = store.get_side("web", "green")
+    assert side is not None and side.state == "quarantined" and side == marked
+    assert len(store.audit_records()) == before
+    # the documented way out: a patch begun after the quarantine, then a passing gate
+    again = store.begin_patch("web", "green", "v3", audit=ENTRY)
+    done = store.record_patch("web", "green", "v3", expected_generation=again.generation,
+                              audit=ENTRY)
+    ok = store.record_verification("web", "green", True, "v3", "ok", audit=ENTRY,
+                                   expected_generation=done.generation)
+    assert ok.state == "verified" and ok.verified_after_patch
+    assert ok.generation == marked.generation + 3
+
+
+def test_invalid_transitions_are_refused_and_change_nothing(store: StateStore) -> None:
+    live(store)
+    with pytest.raises(TransitionRefused, match="patch_done"):  # no patch was begun
+        store.record_patch("web", "green", "v2", expected_generation=0, audit=ENTRY)
+    with pytest.raises(TransitionRefused, match="live"):  # the flip away marks a live side
+        store.quarantine("web", "blue", "INC-1", audit=ENTRY)
+    assert store.get_side("web", "blue") is None
+    side = store.get_side("web", "green")
+    assert side is None or (side.state, side.generation) == ("untouched", 0)
+    assert [r.command for r in store.audit_records()] == ["test"]  # the live side only
+
+
+def test_the_flip_record_rechecks_the_target_and_carries_the_quarantine_mark(
+    store: StateStore,
+) -> None:
+    live(store)
+    side = patched(store, "web", "green", "v2", audit=ENTRY)
+    side = store.record_verification("web", "green", True, "v2", "ok", audit=ENTRY)
+    store.begin_flip("web", "blue", "green", command="quarantine", actor="a", reason="INC-2",
+                     expected_generation=side.generation, quarantine="INC-2 root key")
+    store.record_verification("web", "green", False, "v2", "1 failed", audit=ENTRY)
+    with pytest.raises(SideChanged, match="during the flip"):
+        store.record_flip("web", "blue", "green", rollback=False, problem=None, audit=ENTRY,
+                          expected_generation=side.generation, quarantine="INC-2 root key")
+    svc = store.get_service("web")
+    assert svc is not None and svc.live_side == "blue" and svc.pending_flip is not None
+    assert svc.pending_flip.quarantine == "INC-2 root key"  # what recovery records
+    svc = store.record_flip("web", "blue", "green", rollback=False, problem=None, audit=ENTRY,
+                            quarantine="INC-2 root key")
+    blue = store.get_side("web", "blue")
+    assert svc.live_side == "green" and blue is not None and blue.state == "quarantined"
+    record = store.audit_records()[-1]
+    assert record.after["live_side"] == "green" and record.after["blue_state"] == "quarantined"
+    assert store.verify_audit().ok

@@ -25,6 +25,7 @@ from orchestrator.state import (
     SQLiteStateStore,
     StateStore,
 )
+from orchestrator.testing import FrozenClock, patched
 from tests.unit.state.conftest import Opener
 
 ENTRY = AuditEntryInput(actor="alice", command="test", reason="unit test")
@@ -164,19 +165,19 @@ def test_change_and_audit_commit_together_or_not_at_all(store: StateStore) -> No
 
 def test_patch_then_verification_then_repatch(store: StateStore) -> None:
     level = "demo-web=1.0.1,demo-openssl=3.0.15-1"
-    store.record_patch("web", "green", level, audit=ENTRY)
+    patched(store, "web", "green", level, audit=ENTRY)
     side = store.record_verification("web", "green", True, level, "12 passed", audit=ENTRY)
     assert side.verified_after_patch
     assert store.get_side("web", "green") == side
     assert store.get_side("web", "blue") is None
-    repatched = store.record_patch("web", "green", "demo-web=1.0.2", audit=ENTRY)
+    repatched = patched(store, "web", "green", "demo-web=1.0.2", audit=ENTRY)
     assert repatched.verification_ok is True and not repatched.verified_after_patch
-    assert commands(store) == ["test", "test", "test"]
-    assert store.audit_records()[-1].before["patch_level"] == level
+    assert commands(store) == ["test"] * 5  # begun, patched, verified, begun, patched
+    assert store.audit_records()[-2].before["patch_level"] == level  # the begin of the patch
 
 
 def test_failed_verification_is_not_verified(store: StateStore) -> None:
-    store.record_patch("web", "green", "v2", audit=ENTRY)
+    patched(store, "web", "green", "v2", audit=ENTRY)
     side = store.record_verification("web", "green", False, "v2", "1 failed", audit=ENTRY)
     assert side.verification_ok is False and not side.verified_after_patch
 
@@ -196,7 +197,9 @@ def test_verified_after_patch_rules() -> None:
     assert good.verified_after_patch
     for state in ("untouched", "patching", "patched", "verify_failed", "failed_live"):
         assert not dataclasses.replace(good, state=state).verified_after_patch, state
-    assert not dataclasses.replace(good, verified_at=t0 - timedelta(seconds=1)).verified_after_patch
+    # ordered by the state machine, not by clocks: a verifier whose clock is behind the
+    # patcher's (another machine, a clock stepped back) still counts (issue 20, item 13)
+    assert dataclasses.replace(good, verified_at=t0 - timedelta(hours=1)).verified_after_patch
     assert not dataclasses.replace(good, verified_patch_level="v1").verified_after_patch
     assert not dataclasses.replace(good, verification_ok=None).verified_after_patch
     assert not dataclasses.replace(good, verified_at=None).verified_after_patch
@@ -342,3 +345,22 @@ def test_force_release_is_audited_with_reason(store: StateStore) -> None:
     assert record.before["run_id"] == "run-1"
     assert store.force_release_lock("web", "again", "oncall") is None
     assert store.audit_records()[-1].result == "no lock"
+
+
+def test_a_verification_stamped_before_the_patch_by_a_slow_clock_still_counts(
+    opener: Opener,
+) -> None:
+    """Two machines: the patcher's clock is an hour ahead of the verifier's. The store's
+    order (generations) decides, not the timestamps (issue 20, item 13)."""
+    clock = FrozenClock(datetime(2026, 12, 7, 13, tzinfo=UTC))  # the patcher's clock
+    store = opener(clock=clock)
+    try:
+        side = patched(store, "web", "green", "v2", audit=ENTRY)
+        clock.now -= timedelta(hours=1)  # the verifier's clock is an hour behind
+        side = store.record_verification("web", "green", True, "v2", "ok", audit=ENTRY,
+                                         expected_generation=side.generation)
+        assert side.verified_at is not None and side.patched_at is not None
+        assert side.verified_at < side.patched_at
+        assert side.state == "verified" and side.verified_after_patch
+    finally:
+        store.close()

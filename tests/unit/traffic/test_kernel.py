@@ -18,7 +18,7 @@ from orchestrator.errors import (
 )
 from orchestrator.sides import Side
 from orchestrator.state import AuditEntryInput, LockHolder, SQLiteStateStore
-from orchestrator.testing import FakeRouter, SimulatedCrash, crash_at, temp_store
+from orchestrator.testing import FakeRouter, SimulatedCrash, crash_at, patched, temp_store
 from orchestrator.traffic import FlipRequest, move_traffic, settle
 
 SETUP = AuditEntryInput(actor="test", command="setup")
@@ -37,7 +37,7 @@ def router() -> FakeRouter:
 
 def verified(store: SQLiteStateStore, side: Side, level: str = "v2",
              hosts: Mapping[str, str] | None = None) -> None:
-    store.record_patch("web", side, level, audit=SETUP)
+    patched(store, "web", side, level, audit=SETUP)
     store.record_verification("web", side, True, level, "all passed", audit=SETUP,
                               hosts=dict(hosts or {}))
 
@@ -106,12 +106,12 @@ def test_gate_refuses_sides_that_may_not_take_traffic(
     if setup == "patching":
         store.begin_patch("web", "green", "v2", audit=SETUP)
     elif setup == "patched":
-        store.record_patch("web", "green", "v2", audit=SETUP)
+        patched(store, "web", "green", "v2", audit=SETUP)
     elif setup == "verify_failed":
-        store.record_patch("web", "green", "v2", audit=SETUP)
+        patched(store, "web", "green", "v2", audit=SETUP)
         store.record_verification("web", "green", False, "v2", "1 failed", audit=SETUP)
     elif setup == "quarantined":
-        store.set_side_state("web", "green", "quarantined", "INC-9 forensics", audit=SETUP)
+        store.quarantine("web", "green", "INC-9 forensics", audit=SETUP)
     with pytest.raises(VerificationFailed) as caught:
         move_traffic(store, router, req())
     assert word in caught.value.message and caught.value.hint

@@ -36,7 +36,7 @@ from orchestrator.errors import (
 from orchestrator.sides import Side, other_side
 from orchestrator.state import AuditEntryInput, StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES
-from orchestrator.testing import SimulatedCrash, at_failpoints
+from orchestrator.testing import SimulatedCrash, at_failpoints, patched
 from orchestrator.traffic import FlipRequest, failpoints, move_traffic, settle
 from tests.support import postgres
 from tests.support.model import SERVICE, Host, World, env_int
@@ -174,7 +174,7 @@ class RunProcess:
             raise PatchFailed("apt failed")
         truth = self.world.hosts[standby]
         self.world.hosts_changed(standby, Host(self.level, False, truth.fingerprint))
-        self.store.record_patch(SERVICE, standby, self.level, audit=AuditEntryInput(
+        patched(self.store, SERVICE, standby, self.level, audit=AuditEntryInput(
             actor="ci", command="rollout.patch", service=SERVICE, reason=f"run {self.run_id}"))
         self._end("patch", {"side": standby})
 

@@ -10,7 +10,7 @@ import pytest
 from orchestrator.errors import FlipIncomplete, StateError, VerificationFailed
 from orchestrator.sides import Side
 from orchestrator.state import AuditEntryInput, SQLiteStateStore
-from orchestrator.testing import FakeRouter, SimulatedCrash, crash_at, temp_store
+from orchestrator.testing import FakeRouter, SimulatedCrash, crash_at, patched, temp_store
 from orchestrator.traffic import FlipRequest, move_traffic, settle
 from orchestrator.traffic.status import adopt
 
@@ -19,7 +19,7 @@ SERVICE = "web"
 
 def _verified(store: SQLiteStateStore, side: Side, level: str = "L1") -> None:
     setup = AuditEntryInput(actor="test", command="setup")
-    store.record_patch(SERVICE, side, level, audit=setup)
+    patched(store, SERVICE, side, level, audit=setup)
     store.record_verification(SERVICE, side, True, level, "ok", audit=setup)
 
 

@@ -10,7 +10,7 @@ import pytest
 from orchestrator.errors import BadInput, VerificationFailed
 from orchestrator.sides import Side
 from orchestrator.state import AuditEntryInput, SQLiteStateStore
-from orchestrator.testing import FakeRouter, temp_store
+from orchestrator.testing import FakeRouter, patched, temp_store
 from orchestrator.traffic import FlipRequest, move_traffic
 from orchestrator.traffic.quarantine import quarantine_side
 
@@ -29,7 +29,7 @@ def router() -> FakeRouter:
 
 
 def verified(store: SQLiteStateStore, side: Side, level: str = "v2") -> None:
-    store.record_patch("web", side, level, audit=SETUP)
+    patched(store, "web", side, level, audit=SETUP)
     store.record_verification("web", side, True, level, "all passed", audit=SETUP, hosts={})
 
 
@@ -53,7 +53,10 @@ def test_live_side_flips_to_the_verified_standby_then_is_quarantined(
     assert state(store, "blue") == "quarantined"
     assert store.get_side("web", "blue").state_reason == "INC-1 new root key"  # type: ignore[union-attr]
     records = [(r.command, r.actor, r.reason) for r in store.audit_records("web")]
-    assert records[-2:] == [("quarantine", "alice", "INC-1 new root key")] * 2  # flip, mark
+    assert records[-2:] == [("quarantine.begin", "alice", "INC-1 new root key"),
+                            ("quarantine", "alice", "INC-1 new root key")]
+    # the mark is in the flip's own record: one transaction, never one without the other
+    assert store.audit_records("web")[-1].after["blue_state"] == "quarantined"
     # never a flip target again: not by flip, not by rollback, not after a verification
     for command in ("flip", "rollback"):
         with pytest.raises(VerificationFailed, match="quarantined"):
