@@ -13,7 +13,7 @@ import pytest
 from orchestrator.errors import LockHeld, OutsideWindow, RouterError, VerificationFailed
 from orchestrator.sides import Side
 from orchestrator.state import AuditEntryInput, SQLiteStateStore
-from orchestrator.testing import FakeRouter, temp_store
+from orchestrator.testing import FakeRouter, patched, temp_store
 from orchestrator.traffic import FlipRequest, move_traffic
 
 SETUP = AuditEntryInput(actor="test", command="setup")
@@ -31,7 +31,7 @@ def router() -> FakeRouter:
 
 
 def verified(store: SQLiteStateStore, side: Side) -> None:
-    store.record_patch("web", side, "v2", audit=SETUP)
+    patched(store, "web", side, "v2", audit=SETUP)
     store.record_verification("web", side, True, "v2", "all passed", audit=SETUP, hosts={})
 
 
