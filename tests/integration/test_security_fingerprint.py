@@ -224,9 +224,9 @@ def test_watch_quarantine_flips_under_load_and_keeps_the_side_out(
     steps = [(r["command"], r["result"]) for r in records]
     after = steps[steps.index(("deviation", "deviation")):]
     assert [c for c, _ in after if c.startswith("quarantine")] == [
-        "quarantine.begin", "quarantine", "quarantine"], steps  # intent, flip, mark
-    mark = [r for r in records if r["command"] == "quarantine"][-1]
-    assert mark["after"]["state"] == "quarantined" and "authorized-key" in mark["reason"]
+        "quarantine.begin", "quarantine"], steps  # intent, then the flip with the mark
+    mark = [r for r in records if r["command"] == "quarantine"][-1]  # one transaction
+    assert mark["after"]["blue_state"] == "quarantined" and "authorized-key" in mark["reason"]
     audit_ok(cfg)
 
     # the operator's command: the live side (now green) cannot be quarantined while blue
