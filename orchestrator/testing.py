@@ -273,6 +273,7 @@ class FakeVerifyOutcome:
     ok: bool
     summary: str
     report: FakeReport = field(default_factory=FakeReport)
+    generation: int | None = None
 
 
 @dataclass
@@ -294,14 +295,14 @@ class FakeGate:
         self.calls.append((service, side))
         ok = self.verdicts.get((service, side), True)
         summary = "fake gate: all passed" if ok else "fake gate: 1 check failed"
-        store.record_verification(
+        recorded = store.record_verification(
             service, side, ok, patch_level, summary,
             audit=AuditEntryInput(actor=actor, command="verify", service=service,
                                   after={"side": side, "ok": ok}),
             hosts=dict(self.fingerprints) if ok else None,
             expected_generation=expected_generation,
         )
-        return FakeVerifyOutcome(ok, summary)
+        return FakeVerifyOutcome(ok, summary, generation=recorded.generation)
 
 
 def fake_tools(patcher: FakePatcher | None = None, gate: FakeGate | None = None,

@@ -57,6 +57,9 @@ class RunContext:
     """The inventory, parsed once for the command (None: the tools need none, fakes)."""
     plan: Plan | None = None
     """From the precheck (None before it ran)."""
+    verified_generation: int | None = None
+    """The standby's generation its verification left (the verify step, or its journal on
+    resume): the flip is refused when the side changed since."""
 
     @property
     def service(self) -> str:

@@ -3,7 +3,8 @@ entry, as `as_dict()`), hands to the progress event and to the rollout's result.
 
 The journal keeps the JSON objects runs have always kept (same keys), so runs journaled by
 earlier versions resume: `from_dict` reads back the two records a resume needs (the
-precheck's plan and the level the patch installed).
+precheck's plan and the level the patch installed); the verify step reads back the
+generation it verified (absent in older journals: the flip then binds to nothing).
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ class VerifyRecord:
     checks: int
     results: tuple[CheckEvidence, ...] = ()
     ok: bool = True  # a failed verification raises: a record is always a pass
+    generation: int | None = None
+    """The side's generation the verdict left: the flip binds to it."""
+    level: str | None = None
+    """The patch level verified."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +116,8 @@ class VerifyRecord:
             "ok": self.ok,
             "summary": self.summary,
             "checks": self.checks,
+            "generation": self.generation,
+            "level": self.level,
             "results": [{"host": r.host, "check": r.check, "status": r.status,
                          "evidence": r.evidence} for r in self.results],
         }

@@ -29,6 +29,7 @@ class Flip(NothingToResume):
             service=service, command="rollout.flip", reason=f"run {ctx.run_id}",
             actor=ctx.actor, to=standby, run_id=ctx.run_id,
             recheck_hosts=ctx.tools.recheck(ctx.config, service, ctx.fleet),
+            verified_generation=ctx.verified_generation,
             still_allowed=(lambda: may_flip(service)) if may_flip is not None else None,
         ))
         if not outcome.changed:  # resumed after the router had flipped

@@ -28,7 +28,6 @@ from orchestrator.errors import VerificationFailed
 from orchestrator.probes.base import CheckResult, ProbeReport, ProbeTarget
 from orchestrator.rollout.context import RunContext
 from orchestrator.rollout.records import CheckEvidence, VerifyRecord
-from orchestrator.rollout.steps.base import NothingToResume
 from orchestrator.rollout.unjudged import refuse_unjudged
 from orchestrator.sides import Side, other_side
 from orchestrator.state.base import StateStore
@@ -51,6 +50,9 @@ class VerifyOutcome:
     report: ProbeReport
     drift: DriftReport | None = None
     warnings: list[str] = field(default_factory=list)
+    generation: int | None = None
+    """The side's generation the recorded verdict left (None: not recorded): what a flip
+    relying on this verification passes (`FlipRequest.verified_generation`)."""
 
 
 def patched_package_names(
@@ -272,8 +274,9 @@ def verify_side(
         refuse_unjudged(store, service, side, report,
                         [t for ts in _both_sides(config, service, side, fleet) for t in ts],
                         actor=actor, record=record)
+    recorded = None
     if record:
-        store.record_verification(
+        recorded = store.record_verification(
             service,
             side,
             report.ok,
@@ -289,14 +292,21 @@ def verify_side(
             hosts=fingerprints if report.ok else None,
             expected_generation=generation,
         )
-    return VerifyOutcome(service, side, report.ok, summary, report, drift, warnings)
+    return VerifyOutcome(service, side, report.ok, summary, report, drift, warnings,
+                         recorded.generation if recorded is not None else None)
 
 
-class Verify(NothingToResume):
+class Verify:
     """The rollout's verify step: the gate on the patched standby, at the level installed,
-    for the side's generation when it began; a failure stops the run before any flip."""
+    for the side's generation when it began; a failure stops the run before any flip. It
+    journals the generation and level it verified: the flip (also after a resume) passes
+    them to the kernel, which refuses a side that changed since."""
 
     name = "verify"
+
+    def resume(self, ctx: RunContext, ended: Mapping[str, Any]) -> None:
+        generation = ended.get("generation")
+        ctx.verified_generation = generation if isinstance(generation, int) else None
 
     def run(self, ctx: RunContext) -> VerifyRecord:
         service, standby = ctx.service, ctx.standing_plan.standby
@@ -311,8 +321,10 @@ class Verify(NothingToResume):
                 f"{service}: {standby} failed verification: {outcome.summary}",
                 hint=f"see `bluegreen verify {service} --side {standby}`; traffic was not moved",
             )
+        ctx.verified_generation = outcome.generation
         return VerifyRecord(
             standby, outcome.summary, len(outcome.report.results),
             tuple(CheckEvidence(r.host, r.check, r.status, r.evidence[:300])  # for reports
                   for r in outcome.report.results),
+            generation=outcome.generation, level=ctx.level,
         )
