@@ -249,6 +249,10 @@ class CampaignRunner:
 
     def _drive(self, run: Run, *, resumed: bool, webhooks: list[str]) -> CampaignResult:
         campaign = campaign_from_dict(run.params["campaign"], f"campaign run {run.run_id}")
+        if resumed:
+            # a resume keeps the window (and everything else) the run started with: say so
+            self._emit("info", "resumed with the window the run started with: "
+                       + _window_note(window_state(campaign.window, self.clock())))
         waves: list[list[str]] = run.params["waves"]
         total = sum(len(w) for w in waves)
         self._hosts_total = sum(len(self.fleet.service(s).blue) for w in waves for s in w)
@@ -526,7 +530,9 @@ class CampaignRunner:
         journal = Journal(self.store, run.run_id)
         journal.begin(DEFERRED, {"services": rest, "reason": why})
         journal.end(DEFERRED, {"services": rest, "reason": why})
-        msg = f"deferred: {why}; not flipped: {', '.join(rest)}"
+        later = window_state(campaign_from_dict(run.params["campaign"], "campaign run")
+                             .window, self.clock())
+        msg = f"deferred: {why}; not flipped: {', '.join(rest)}; {_window_note(later)}"
         self.store.finish_run(run.run_id, "deferred", msg)
         self._notifier.send("deferred", services=rest, reason=why)
         result.status, result.message, result.exit_code = "deferred", msg, OutsideWindow.exit_code
@@ -644,3 +650,13 @@ def audit_head_text(location: StateLocation) -> str | None:
 
     head = read_head(location)
     return None if head is None else f"{head.count}:{head.head_hash}"
+
+
+def _window_note(state: Any) -> str:
+    """"open now (closes ...)" / "closed; next opening ..." for a WindowState."""
+    if state.open:
+        closes = f" (closes {state.closes_at.isoformat()})" if state.closes_at else ""
+        return f"open now{closes}"
+    if state.next_open is None:
+        return f"{state.reason}; no opening in the next weeks"
+    return f"{state.reason}; next opening {state.next_open.isoformat()}"

@@ -161,3 +161,20 @@ def test_continue_while_a_live_process_drives_the_run_leaves_it_to_that_process(
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_deferral_names_the_next_opening_and_a_resume_names_the_window_it_keeps(
+    engine: Engine,
+) -> None:
+    events: list[tuple[str, str]] = []
+    engine.runner.on_event = lambda ev: events.append((ev.kind, ev.message))
+    doc = campaign_doc(window={"intervals": LATER})
+    deferred = engine.run(doc)
+    assert isinstance(deferred, CampaignResult) and deferred.status == "deferred"
+    assert "next opening 2026-11-08T00:00:00+00:00" in deferred.message
+    assert deferred.message.count("deferred:") == 1
+    engine.clock.advance(2 * 3600 + 60)
+    resumed = engine.runner.resume(engine.store.get_run(deferred.run_id))  # type: ignore[arg-type]
+    assert resumed.status == "done"
+    notes = [m for kind, m in events if "resumed with the window the run started with" in m]
+    assert notes and "open now (closes 2026-11-08T01:00:00+00:00)" in notes[0], events
