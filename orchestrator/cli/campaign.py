@@ -141,7 +141,8 @@ def new_campaign(ctx: click.Context, feeds: tuple[str, ...], min_urgency: str | 
     if as_json:
         emit_json(made.as_dict())
         return made.path
-    for note in made.notes:
+    # the feeds' own notes first: entries not read, repositories read unauthenticated
+    for note in [*found.catalog.notes, *made.notes]:
         click.echo(f"note: {one_line(note)}", err=True)
     if made.path is None:
         click.echo(f"nothing open at or above {found.threshold} on {', '.join(names)}: "

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator.lab.lab import Lab
 from orchestrator.lab.repokey import HOST_KEYRING
@@ -70,3 +71,31 @@ def test_the_lab_repository_is_verified_by_exposure_and_by_apt(lab: Lab, tmp_pat
     assert "InRelease" in update.stdout
     assert "not signed" not in update.stdout + update.stderr
     assert "NO_PUBKEY" not in update.stdout + update.stderr
+
+
+def test_an_unsigned_repository_only_when_trusted_and_said(lab: Lab, tmp_path: Path) -> None:
+    """The lab's security suite without its signatures: refused as configured; with
+    `trusted: true` read, and `exposure` and `campaign new` both say it is not
+    authenticated."""
+    unsigned = tmp_path / "unsigned"
+    shutil.copytree(lab.paths.repo / "bookworm-security", unsigned)
+    for name in ("InRelease", "Release.gpg"):
+        (unsigned / name).unlink()
+    doc = yaml.safe_load(lab.paths.config.read_text())
+    doc["advisories"]["repositories"] = [f"{unsigned} ./"]
+    cfg = tmp_path / "bluegreen.yml"
+    cfg.write_text(yaml.safe_dump(doc))
+    proc = bluegreen(cfg, "exposure", "web", timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"apt repository {unsigned} ./: unsigned" in proc.stderr
+    assert "trusted: true" in proc.stderr  # the fix names the setting
+
+    doc["advisories"]["repositories"] = [{"line": f"{unsigned} ./", "trusted": True}]
+    cfg.write_text(yaml.safe_dump(doc))
+    warning = f"note: apt repository {unsigned} ./: not authenticated (trusted: true)"
+    proc = bluegreen(cfg, "exposure", "web", timeout=300)
+    assert proc.returncode == 3 and warning in proc.stderr, proc.stderr
+    out = tmp_path / "new.yml"
+    proc = bluegreen(cfg, "campaign", "new", "--services", "web", "-o", str(out), timeout=300)
+    assert proc.returncode == 0 and warning in proc.stderr, proc.stderr
+    assert out.is_file()
