@@ -114,12 +114,14 @@ def _verify(repo: RepoSpec, keyring: str, data: Path, signature: Path | None, wh
                                   env={"PATH": "/usr/bin:/bin", "LANG": "C"})
         except subprocess.TimeoutExpired:
             raise refused(repo, f"{what}: gpgv did not answer within 60 s") from None
-        status = proc.stdout.splitlines()
-        bad = [line.split()[1] for line in status if line.startswith("[GNUPG:] ")
-               and len(line.split()) > 1 and line.split()[1] in _BAD_STATUS]
-        good = any(line.startswith("[GNUPG:] GOODSIG ") for line in status)
-        if proc.returncode != 0 or bad or not good:
-            reason = ", ".join(bad) or (proc.stderr.strip().splitlines() or ["no good signature"])[-1]
+        status = [line.split()[1] for line in proc.stdout.splitlines()
+                  if line.startswith("[GNUPG:] ") and len(line.split()) > 1]
+        # apt's rule: a Release is often signed by several keys (the archive's current and
+        # next ones); one good signature by a key of the keyring suffices, the others may
+        # be of keys it does not have (NO_PUBKEY, and so a non-zero exit); a BADSIG never
+        if "BADSIG" in status or "GOODSIG" not in status:
+            reason = ", ".join(sorted({x for x in status if x in _BAD_STATUS})) or (
+                proc.stderr.strip().splitlines() or ["no good signature"])[-1]
             raise refused(repo, f"{what}: bad signature, or not by a key of {keyring} "
                           f"(gpgv: {reason[:200]})")
         raw = (out if signature is None else data).read_bytes()

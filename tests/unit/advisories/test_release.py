@@ -181,3 +181,21 @@ def test_a_suite_repository(mirror: tuple[str, Path], tmp_path: Path,
 def test_trust_settings_are_validated(entry: object, error: str) -> None:
     with pytest.raises(ValidationError, match=error):
         AdvisorySettings.model_validate({"repositories": [entry]})
+
+
+def test_one_good_signature_of_several_suffices(repo: tuple[str, Path], tmp_path: Path) -> None:
+    """Debian signs a Release with several keys (the current and the next archive key): a
+    keyring that has one of them accepts it, as apt does (gpgv then exits non-zero)."""
+    url, folder = repo
+    both = SigningKey(tmp_path / "both", "current archive key")
+    try:
+        both._gpg("--quick-gen-key", "next archive key <next@test.invalid>", "ed25519",
+                  "sign", "never")
+        both._gpg("--local-user", "current archive key", "--local-user", "next archive key",
+                  "--clearsign", "-o", str(folder / "InRelease"), str(folder / "Release"))
+    finally:
+        both.close()
+    assert (folder / "InRelease").read_text().count("BEGIN PGP SIGNATURE") == 1
+    only_current = tmp_path / "current.gpg"
+    both._gpg("--export", "-o", str(only_current), "current archive key")
+    assert CVE in _open_cves(url, tmp_path / "a", keyring=str(only_current))[0]
