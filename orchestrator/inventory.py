@@ -45,8 +45,9 @@ def captured_output() -> Iterator[io.StringIO]:
 
 __all__ = ["Fleet", "Host", "ServiceHosts", "is_secret_key", "load_fleet"]
 
-_SAFE_HOST_RE = re.compile(r"^[A-Za-z0-9._:-]{1,253}$")
-_SAFE_USER_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+# never a leading '-': the value goes on ssh's command line, where it would be an option
+_SAFE_HOST_RE = re.compile(r"^[A-Za-z0-9._:][A-Za-z0-9._:-]{0,252}$")
+_SAFE_USER_RE = re.compile(r"^[A-Za-z0-9._@][A-Za-z0-9._@-]{0,63}$")
 # Variables Ansible adds to every host (not from the inventory); never part of Host.vars.
 _MAGIC_VARS = frozenset(
     {
@@ -323,7 +324,7 @@ def _make_host(
     if not _SAFE_HOST_RE.match(name):
         raise BadInput(
             f"{inv}: host name {name!r} contains characters that are not allowed"
-            " (only letters, digits, '.', '_', ':', '-')",
+            " (only letters, digits, '.', '_', ':', '-'; no '-' first)",
             hint="rename the host, or give it a safe name and put the real address in ansible_host",
         )
     try:
@@ -357,7 +358,7 @@ def _make_host(
     if not _SAFE_HOST_RE.match(address):
         raise BadInput(
             f"{inv}: host {name!r}: ansible_host {address!r} contains characters that are not"
-            " allowed (only letters, digits, '.', '_', ':', '-')",
+            " allowed (only letters, digits, '.', '_', ':', '-'; no '-' first)",
             hint=f"set ansible_host of {name!r} to a plain hostname or IP address",
         )
 
@@ -368,7 +369,7 @@ def _make_host(
     if not _SAFE_USER_RE.match(user):
         raise BadInput(
             f"{inv}: host {name!r}: ansible_user {user!r} contains characters that are not"
-            " allowed (only letters, digits, '.', '_', '@', '-')",
+            " allowed (only letters, digits, '.', '_', '@', '-'; no '-' first)",
             hint=f"set ansible_user of {name!r} to a plain login name",
         )
 

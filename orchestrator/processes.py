@@ -5,6 +5,13 @@ command with a timeout, and tell whether a process id is alive.
 stdin closed unless input is given, text decoded with replacement, and its own session, so
 that on a timeout (or Ctrl-C) the whole process group is killed: a script's children
 (ssh, curl, ...) cannot outlive it or hold our pipes open.
+
+`child_env()` is the one environment bluegreen gives the programs it starts (ansible-runner and
+ansible-playbook, every ssh, the command router's script): an allowlist of what they need
+(PATH with this Python's `bin/` first, HOME, the user's name, locale, TERM, TZ, TMPDIR,
+SSH_AUTH_SOCK), plus what the caller sets itself. Nothing else of bluegreen's environment
+(PGPASSWORD, BLUEGREEN_* tokens, anything a colleague's script should not see) is passed on:
+ansible-runner writes the environment it is given to disk (`artifacts/*/command`).
 """
 
 from __future__ import annotations
@@ -13,8 +20,9 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import overload
 
@@ -38,6 +46,35 @@ class OutputTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(too_large(limit))
         self.limit = limit
+
+
+#: what a child gets from bluegreen's own environment (when set); LC_* too
+CHILD_ENV_NAMES = frozenset(
+    {"HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR", "SSH_AUTH_SOCK"}
+)
+_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def child_env(
+    extra: Mapping[str, str] | None = None,
+    *,
+    keep: Iterable[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The minimal environment of a program bluegreen starts (see the module docstring).
+
+    `extra`: variables the caller sets (they win); `keep`: further names taken from bluegreen's
+    environment when set, each one a caller needs by name (e.g. ANSIBLE_CONFIG);
+    `environ`: the environment to take them from (default: os.environ)."""
+    source = os.environ if environ is None else environ
+    wanted = CHILD_ENV_NAMES | set(keep)
+    env = {k: v for k, v in source.items() if k in wanted or k.startswith("LC_")}
+    bin_dir = str(Path(sys.prefix) / "bin")
+    path = [p for p in (source.get("PATH") or _DEFAULT_PATH).split(os.pathsep) if p]
+    env["PATH"] = os.pathsep.join([bin_dir, *(p for p in path if p != bin_dir)])
+    if extra:
+        env.update(extra)
+    return env
 
 
 def run(

@@ -227,6 +227,9 @@ class CampaignRunner:
         services = [s for w in run.params["waves"] for s in w]
         check_conflicts(self.store, name, services, own_run=run.run_id)
         self.store.acquire_lock(campaign_lock(name), run.run_id)  # takes over a dead holder
+        from orchestrator.patching.ssh import remove_stale_run_dirs
+
+        remove_stale_run_dirs()  # what the killed run left: its ansible-runner artifacts
         return self._drive(run, resumed=True, webhooks=self._stored_webhooks(run))
 
     # ---- the campaign ------------------------------------------------------------------

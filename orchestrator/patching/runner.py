@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -46,11 +45,15 @@ from orchestrator.inventory import Fleet
 from orchestrator.patching.events import Collector, redact, shorten
 from orchestrator.patching.results import HostPatchResult, PatchProgress, PatchResult
 from orchestrator.patching.ssh import ansible_ssh_args, close_masters, control_dir
+from orchestrator.processes import child_env
 from orchestrator.sides import SIDES, Side
 
 __all__ = ["PlaybookRun", "patch_hosts", "prepare", "run_playbook"]
 
 _MAX_FORKS = 64
+#: Ansible settings taken from bluegreen's environment: paths an operator may need for a
+#: vaulted inventory or their ansible.cfg (file names, not secrets)
+_ANSIBLE_KEEP = ("ANSIBLE_CONFIG", "ANSIBLE_VAULT_PASSWORD_FILE")
 
 def _never() -> bool:
     return False
@@ -71,10 +74,9 @@ def _side_hosts(config: LoadedConfig, service: str, side: Side, fleet: Fleet | N
 
 
 def _envvars(config: LoadedConfig, workdir: Path, sockets: Path, forks: int) -> dict[str, str]:
-    bin_dir = str(Path(sys.prefix) / "bin")
-    path = os.pathsep.join([bin_dir, os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")])
-    env = {
-        "PATH": path,
+    # the minimal environment (no PGPASSWORD, no tokens: ansible-runner writes it to disk)
+    env = child_env(keep=_ANSIBLE_KEEP)
+    env |= {
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_SSH_ARGS": ansible_ssh_args(config, sockets),
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(sockets),
@@ -215,8 +217,6 @@ def run_playbook(
     opened by the caller (`patch_side`); the caller closes them and removes it. Without it,
     the run makes its own and cleans up. `ssh_executable`: the ssh Ansible calls (a wrapper).
     """
-    import ansible_runner  # lazy: heavy, and not needed by the fast paths
-
     collector = Collector(on_event, run.check_mode)
     started = time.monotonic()
     own_dir = run_dir is None
@@ -231,7 +231,7 @@ def run_playbook(
         sockets.mkdir(mode=0o700, exist_ok=True)
         (ansible_dir / "tmp").mkdir(mode=0o700)
         try:
-            runner = ansible_runner.run(
+            runner = _start(
                 private_data_dir=str(ansible_dir),
                 playbook=str(run.playbook),
                 inventory=str(run.config.inventory_path),
@@ -266,6 +266,32 @@ def run_playbook(
         collector, run.expected, run.service, run.side, run.check_mode, rc, status, seconds,
         run.timeout,
     )
+
+
+def _start(**kwargs: Any) -> Any:
+    """ansible_runner.run, but the process gets only `envvars` and what the runner sets
+    itself: the runner seeds its environment with a copy of os.environ and writes it to
+    `artifacts/<ident>/command` before starting (PITFALLS: ansible-runner)."""
+    from ansible_runner.interface import init_runner  # lazy: heavy
+
+    inherited = dict(os.environ)
+    runner = init_runner(**kwargs)
+    runner.config.env = runner_env(runner.config.env, inherited, kwargs["envvars"])
+    runner.run()
+    return runner
+
+
+def runner_env(
+    prepared: dict[str, Any], inherited: dict[str, str], envvars: dict[str, str]
+) -> dict[str, Any]:
+    """The runner's prepared environment without what it copied from `inherited` (bluegreen's
+    environment): `envvars` and what it set or changed itself (callback plugins, RUNNER_*),
+    with the runner's values (it overrides a few of ours, e.g. the stdout callback)."""
+    return {
+        k: v
+        for k, v in prepared.items()
+        if k in envvars or k not in inherited or inherited[k] != v
+    }
 
 
 def _finish(

@@ -15,11 +15,19 @@ opens its own connection, which costs time but changes nothing else.
 
 Unix socket paths are limited to 108 bytes: the run directory is kept short (see
 `control_dir`), and %C is 40 characters.
+
+A run directory is named after the process that made it (`bluegreen-patch-PID-XXXXXXXX`):
+one left by a process that was killed (kill -9 skips every cleanup) is removed, its masters
+closed, by `remove_stale_run_dirs`, which every patch run and every `resume` calls first.
+Every ssh gets the minimal environment (`processes.child_env`) and `--` before the host.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
@@ -30,7 +38,7 @@ from typing import TypeVar
 
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.inventory import Host
-from orchestrator.processes import OutputTooLarge, as_root
+from orchestrator.processes import OutputTooLarge, alive, as_root, child_env
 from orchestrator.processes import run as run_process
 
 T = TypeVar("T")
@@ -41,12 +49,48 @@ _SOCKET_PATH_LIMIT = 100  # 108 bytes minus slack; the kernel's sun_path limit
 _EXIT_TIMEOUT = 5.0
 
 
-def control_dir() -> Path:
-    """A new private directory (0700) for a run's control sockets, short enough for them."""
+_PREFIX = "bluegreen-patch-"
+
+
+def _run_base() -> Path:
     base = Path(tempfile.gettempdir())
-    if len(str(base)) + len("/bluegreen-patch-XXXXXXXX/cp/") + 40 > _SOCKET_PATH_LIMIT:
+    if len(str(base)) + len(f"/{_PREFIX}4194304-XXXXXXXX/cp/") + 40 > _SOCKET_PATH_LIMIT:
         base = Path("/tmp")
-    return Path(tempfile.mkdtemp(prefix="bluegreen-patch-", dir=base))
+    return base
+
+
+def control_dir() -> Path:
+    """A new private directory (0700) for a run's control sockets, short enough for them;
+    stale ones of killed runs are removed first."""
+    base = _run_base()
+    remove_stale_run_dirs(base)
+    return Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=base))
+
+
+def remove_stale_run_dirs(base: Path | None = None) -> list[Path]:
+    """Remove the run directories (and close the masters) of bluegreen processes of this
+    user that no longer run: what a kill -9 left behind (ansible-runner's artifacts among
+    them). A directory of a live process, of another user, or a symlink is left alone."""
+    base = _run_base() if base is None else base
+    removed: list[Path] = []
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        owner = entry.name.removeprefix(_PREFIX).split("-", 1)[0]
+        if not entry.name.startswith(_PREFIX) or not owner.isdigit():
+            continue
+        try:
+            info = entry.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or alive(int(owner)):
+            continue
+        close_masters(entry / "cp")
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
 
 
 def strict_options(config: LoadedConfig, sockets: Path) -> list[str]:
@@ -130,9 +174,10 @@ class Masters:
         remote = as_root(command) if self.become else command
 
         def one(host: Host) -> Output:
-            cmd = self._ssh(host, "-o", f"ControlMaster={master}", host.address, remote)
+            cmd = self._ssh(host, "-o", f"ControlMaster={master}", "--", host.address, remote)
             try:
-                proc = run_process(cmd, timeout=timeout, max_output=self.max_output)
+                proc = run_process(cmd, timeout=timeout, max_output=self.max_output,
+                                   env=child_env())
             except subprocess.TimeoutExpired:
                 return Output(-1, "", "", f"no answer within {timeout:g} s")
             except OutputTooLarge as exc:  # a host over the cap is not read, never a pass
@@ -161,6 +206,7 @@ def close_masters(sockets: Path) -> None:
         try:
             subprocess.run(
                 ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "bluegreen-master"],
+                env=child_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -120,6 +120,9 @@ class Rollout:
         if run.service is None:
             raise BluegreenError(f"run {run.run_id} has no service")
         self.store.acquire_lock(run.service, run.run_id)  # takes over a dead holder's lock
+        from orchestrator.patching.ssh import remove_stale_run_dirs
+
+        remove_stale_run_dirs()  # what the killed run left: its ansible-runner artifacts
         self.on_event(Event(run.run_id, "resume", "info", f"resuming {run.run_id}"))
         return self._drive(run)
 

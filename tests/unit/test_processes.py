@@ -103,3 +103,53 @@ def test_max_output_stops_a_huge_answer_at_the_cap_and_keeps_nothing() -> None:
             max_output=105)
     with pytest.raises(subprocess.TimeoutExpired):
         run(["sleep", "5"], timeout=0.3, max_output=100)
+
+
+# -- the minimal environment of every child (issue 21, item 10) ---------------------------------
+BLUEGREEN_ENV = {
+    "PATH": "/usr/bin:/bin",
+    "HOME": "/home/op",
+    "LANG": "C.UTF-8",
+    "LC_TIME": "de_DE.UTF-8",
+    "SSH_AUTH_SOCK": "/run/agent.sock",
+    "PGPASSWORD": "s3cret",
+    "BLUEGREEN_DASHBOARD_TOKEN": "dash-t0ken",
+    "GITHUB_TOKEN": "ghp_x",
+    "AWS_SECRET_ACCESS_KEY": "k",
+    "ANSIBLE_BECOME_PASS": "b",
+    "ANSIBLE_CONFIG": "/etc/ansible/x.cfg",
+    "PYTHONPATH": "/evil",
+}
+
+
+def test_child_env_is_an_allowlist_with_the_venv_first() -> None:
+    from orchestrator.processes import child_env
+
+    env = child_env({"BLUEGREEN_ACTION": "flip"}, environ=BLUEGREEN_ENV)
+    bin_dir = str(Path(sys.prefix) / "bin")
+    assert env == {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "HOME": "/home/op",
+        "LANG": "C.UTF-8",
+        "LC_TIME": "de_DE.UTF-8",
+        "SSH_AUTH_SOCK": "/run/agent.sock",
+        "BLUEGREEN_ACTION": "flip",
+    }
+    kept = child_env(keep=("ANSIBLE_CONFIG", "NOT_SET"), environ=BLUEGREEN_ENV)
+    assert kept["ANSIBLE_CONFIG"] == "/etc/ansible/x.cfg" and "NOT_SET" not in kept
+    # no PATH at all: a sane default; the venv's bin/ is not listed twice
+    assert child_env(environ={"PATH": f"{bin_dir}:/bin"})["PATH"] == f"{bin_dir}:/bin"
+    assert child_env(environ={})["PATH"] == f"{bin_dir}:/usr/local/bin:/usr/bin:/bin"
+
+
+def test_a_child_started_with_it_sees_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.processes import child_env
+
+    for name, value in BLUEGREEN_ENV.items():
+        if name != "PATH":
+            monkeypatch.setenv(name, value)
+    done = run(["env"], timeout=10, env=child_env())
+    names = {line.split("=", 1)[0] for line in done.stdout.splitlines()}
+    assert not names & {"PGPASSWORD", "BLUEGREEN_DASHBOARD_TOKEN", "GITHUB_TOKEN",
+                        "AWS_SECRET_ACCESS_KEY", "ANSIBLE_BECOME_PASS", "PYTHONPATH"}, names
+    assert "s3cret" not in done.stdout and "HOME=/home/op" in done.stdout

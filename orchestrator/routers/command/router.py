@@ -10,9 +10,11 @@ Protocol (the script is run directly with an argument list, never through a shel
     SCRIPT counters SERVICE SIDE   -> {"responses": 1200, "errors_5xx": 3}
                                       (only with `counters: true`)
 
-Environment: the caller's environment plus `BLUEGREEN_ACTION` (live/flip/drain/health),
-`BLUEGREEN_SERVICE`, `BLUEGREEN_SIDE` (flip, drain, health) and `BLUEGREEN_DEADLINE_S`
-(drain: seconds the script may wait for sessions to end).
+Environment: the minimal one (`processes.child_env`: PATH, HOME, locale, ...; never
+bluegreen's secrets such as PGPASSWORD or its tokens), the variables named in `pass_env`,
+plus `BLUEGREEN_ACTION` (live/flip/drain/health), `BLUEGREEN_SERVICE`, `BLUEGREEN_SIDE`
+(flip, drain, health) and `BLUEGREEN_DEADLINE_S` (drain: seconds the script may wait for
+sessions to end).
 
 Rules:
 - Exit 0 and print exactly one JSON object on stdout (diagnostics go to stderr).
@@ -35,13 +37,12 @@ Rules:
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from typing import Any
 
 from orchestrator.errors import FlipIncomplete, RouterError
-from orchestrator.processes import run
+from orchestrator.processes import child_env, run
 from orchestrator.routers.base import (
     DrainResult,
     FlipResult,
@@ -73,7 +74,7 @@ class CommandRouter:
         deadline_s: float | None = None,
     ) -> dict[str, Any]:
         argv = [self.settings.script, action, service]
-        env = dict(os.environ)
+        env = child_env(keep=self.settings.pass_env)
         env["BLUEGREEN_ACTION"] = action
         env["BLUEGREEN_SERVICE"] = service
         if side is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -11,6 +12,8 @@ from orchestrator.sides import Side
 
 if TYPE_CHECKING:
     from orchestrator.routers.base import Router, RouterSettings
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,9 +40,18 @@ class CommandRouterSettings:
     """The script answers `counters SERVICE SIDE` with {"responses": N, "errors_5xx": M}."""
     allow_unpersisted: bool = False
     """Accept `"persisted": false` from `flip` (else the flip is reported incomplete)."""
+    pass_env: tuple[str, ...] = ()
+    """Names of variables of bluegreen's environment the script gets too (e.g. the load
+    balancer's API token); otherwise it gets only the minimal environment."""
 
     def __post_init__(self) -> None:
         check_text(self, "script")
+        bad = [n for n in self.pass_env if not _ENV_NAME.fullmatch(n)]
+        if bad:
+            raise SettingError(
+                "router.pass_env", f"not an environment variable name: {bad[0]!r}",
+                fix="list names such as LB_API_TOKEN (letters, digits, '_')",
+            )
         check_number(self, "timeout", low=0, high=600, low_open=True)
         if self.confirm_header is not None:
             check_text(self, "confirm_header", max_len=200)

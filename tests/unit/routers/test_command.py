@@ -275,3 +275,32 @@ def test_a_frontend_confirms_the_flip(script: Path, frontend: str) -> None:
         router.flip("web", "green")
     assert caught.value.persisted and not caught.value.confirmed
     assert "web_blue" in caught.value.message
+
+
+def test_the_script_gets_the_minimal_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bluegreen's secrets (PGPASSWORD, its tokens) never reach the script; `pass_env`
+    names what it needs."""
+    monkeypatch.setenv("PGPASSWORD", "s3cret-pg")
+    monkeypatch.setenv("BLUEGREEN_DASHBOARD_TOKEN", "s3cret-dash")
+    monkeypatch.setenv("LB_API_TOKEN", "lb-t0ken")
+    dump = tmp_path / "env.txt"
+    script = tmp_path / "dump-env"
+    script.write_text(f"#!/bin/sh\nenv > {dump}\necho '{{\"live\": \"blue\"}}'\n")
+    script.chmod(0o755)
+    assert router_for(script).live("web") == "blue"
+    seen = dump.read_text()
+    assert "s3cret" not in seen and "lb-t0ken" not in seen, seen
+    assert "BLUEGREEN_ACTION=live" in seen and "PATH=" in seen
+    assert router_for(script, pass_env=("LB_API_TOKEN",)).live("web") == "blue"
+    seen = dump.read_text()
+    assert "LB_API_TOKEN=lb-t0ken" in seen and "s3cret" not in seen, seen
+
+
+def test_pass_env_must_name_variables() -> None:
+    from orchestrator.routers.settings import SettingError
+
+    with pytest.raises(SettingError) as info:
+        CommandRouterSettings(kind="command", script="/bin/true", pass_env=("A=B",))
+    assert info.value.field == "router.pass_env" and info.value.fix
