@@ -355,3 +355,25 @@ def test_captured_output_from_parallel_threads_leaves_stdout_as_it_was() -> None
     for t in threads:
         t.join()
     assert sys.stdout is before_out and sys.stderr is before_err
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "field"),
+    [
+        ("ansible_host", "-oProxyCommand=touch%20/tmp/pwned", "ansible_host"),
+        ("ansible_host", "-oProxyCommand", "ansible_host"),
+        ("ansible_user", "-x", "ansible_user"),
+    ],
+)
+def test_a_leading_dash_is_refused(tmp_path: Path, var: str, value: str, field: str) -> None:
+    """A host address or user that ssh would take for an option (issue 21, item 13)."""
+    inv = YAML_INV.replace("              ansible_host: 10.0.2.2\n",
+                           f"              ansible_host: 10.0.2.2\n              {var}: '{value}'\n")
+    msg = bad_fleet(tmp_path, "hosts.yml", inv)
+    assert field in msg and "web-g2" in msg and "no '-' first" in msg, msg
+
+
+def test_a_host_name_with_a_leading_dash_is_refused(tmp_path: Path) -> None:
+    msg = bad_fleet(tmp_path, "hosts.ini", INI_INV.replace("web-g2 ansible_host=10.0.2.2",
+                                                          "-oX ansible_host=10.0.2.2"))
+    assert "host name '-oX'" in msg and "no '-' first" in msg, msg
