@@ -16,15 +16,26 @@ from orchestrator.cli.exit import handles_errors
               help="File (mode 0600) holding the token; or set BLUEGREEN_SERVE_TOKEN.")
 @click.option("--interval", type=click.FloatRange(0.5, 60), default=2.0, show_default=True,
               help="Seconds between two reads of the state store and the router.")
+@click.option("--allowed-host", "allowed", multiple=True, metavar="NAME",
+              help="A further name (or address) browsers reach the dashboard by; requests "
+                   "naming any other Host than these, the listen address and localhost get "
+                   "421. Repeatable.")
 @click.pass_context
 @handles_errors
-def serve_cmd(ctx: click.Context, listen: str, token_file: str | None, interval: float) -> None:
+def serve_cmd(ctx: click.Context, listen: str, token_file: str | None, interval: float,
+              allowed: tuple[str, ...]) -> None:
     """A read-only dashboard, JSON API (/api/v1/...) and /metrics; changes nothing."""
-    from orchestrator.web.server import parse_listen, resolve_token, run_server
+    from orchestrator.web.server import (
+        parse_allowed_host,
+        parse_listen,
+        resolve_token,
+        run_server,
+    )
 
     where = parse_listen(listen)
     token = resolve_token(where, token_file)
-    run_server(load(ctx), where, token, interval, click.echo)
+    hosts = [parse_allowed_host(h) for h in allowed]
+    run_server(load(ctx), where, token, interval, click.echo, hosts)
 
 
 @click.command("metrics")

@@ -29,6 +29,7 @@ from orchestrator.errors import BadInput, unknown_service
 from orchestrator.routers.base import RouterSettings
 from orchestrator.state.audit_settings import AuditSettings
 from orchestrator.state.registry import StateLocation, parse_state_url, sqlite_location
+from orchestrator.trust import check_trusted, check_trusted_tree
 
 #: The repository (or source tree) this package lives in; holds the shipped `playbooks/`.
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -161,6 +162,12 @@ class LoadedConfig:
             ]
         for candidate in candidates:
             if candidate.is_file():
+                # a playbook is code, and so are the group_vars/host_vars Ansible reads
+                # beside it
+                check_trusted(candidate, "playbook")
+                for beside in ("group_vars", "host_vars"):
+                    if (candidate.parent / beside).exists():
+                        check_trusted_tree(candidate.parent / beside, "playbook")
                 return candidate
         tried = ", ".join(str(c) for c in candidates)
         raise BadInput(
@@ -177,6 +184,7 @@ def load_config(path: str | Path | None = None) -> LoadedConfig:
     (one message: file, field path, fix) for every problem.
     """
     cfg_path, source = config_path(path)
+    check_trusted(cfg_path, "config file")  # it names the code bluegreen runs
     data, digest = read_yaml_mapping(cfg_path, CONFIG_FILE, source)
     try:
         model = BluegreenConfig.model_validate(data)

@@ -212,6 +212,9 @@ class Lab:
         p.inventory.write_text(files.inventory(p, shape.services, specs))
         p.config.write_text(files.bluegreen_config(p, shape.services, shape.state_url,
                                                    router=shape.router))
+        # code bluegreen runs (orchestrator.trust): whatever the umask, nobody else writes it
+        for path in (p.inventory.parent, p.inventory, p.config, p.ssh_config):
+            path.chmod(path.stat().st_mode & ~0o022)
         if shape.state_url is not None:  # a server database: its schema is made explicitly
             from orchestrator.state.registry import backend, parse_state_url
 

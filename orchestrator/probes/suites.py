@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.probes.base import CheckResult, ProbeReport, ProbeTarget, Status
 from orchestrator.probes.pool import ConnectionPool, shared
+from orchestrator.trust import check_trusted
 
 if TYPE_CHECKING:
     from orchestrator.probes.pytest_plugin import SuiteRun
@@ -93,6 +94,7 @@ def run_suite(
 
     if not suite.is_file():
         return all_error(f"suite file not found: {suite}")
+    check_trusted(suite, "suite")  # code: refused when others could have changed it
     import pytest
 
     from orchestrator.probes import pytest_plugin

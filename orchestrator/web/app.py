@@ -2,8 +2,10 @@
 
 Pages (`/`, `/audit`), the JSON API (`/api/v1/services|runs|campaigns|audit`), `/metrics`
 (Prometheus text format) and its own static files. Nothing here changes anything: every
-method but GET and HEAD is refused with 405 before anything else runs. With a token every
-request needs it (`Authorization: Bearer TOKEN`, or HTTP basic auth with the token as the
+method but GET and HEAD is refused with 405 before anything else runs. Only requests whose
+`Host:` names the listen address, localhost or an `--allowed-host` are answered (others get
+421: a web page the operator opens cannot reach the API through DNS rebinding). With a token
+every request (websockets too; only the server's own lifespan events pass) needs it (`Authorization: Bearer TOKEN`, or HTTP basic auth with the token as the
 password, which browsers ask for by themselves). Every response carries a CSP without
 inline script (the pages update through /static/live.js; with scripts off a
 <noscript> meta refresh does it), no framing, nosniff, no referrer, no caching.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -49,18 +51,43 @@ SECURITY_HEADERS = {
     "cross-origin-resource-policy": "same-origin",
 }
 API_VERSION = "v1"
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def host_name(header: str) -> str:
+    """The host of a `Host:` header, lowercased, without port or trailing dot
+    ("[::1]:8088" -> "::1")."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        value = value[1:end] if end > 0 else ""
+    elif value.count(":") == 1:
+        value = value.partition(":")[0]
+    return value.rstrip(".")
 
 
 class Guard:
-    """Outermost ASGI layer: read-only methods, the token, the security headers."""
+    """Outermost ASGI layer: the Host, read-only methods, the token, the security headers.
+    Every scope type is guarded: lifespan passes, websockets need an allowed Host and the
+    token like HTTP (the app serves none), any other type is dropped."""
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(self, app: ASGIApp, token: str | None,
+                 allowed_hosts: Collection[str] = LOOPBACK_HOSTS) -> None:
         self.app = app
         self.token = token
+        self.allowed_hosts = frozenset(host_name(h) for h in allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            if self._host_allowed(scope) and (self.token is None or self._authorized(scope)):
+                await self.app(scope, receive, send)
+            else:  # before the handshake: uvicorn answers 403
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] != "http":
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -71,8 +98,11 @@ class Guard:
                 message = {**message, "headers": headers}
             await send(message)
 
-        if scope["method"] not in READ_METHODS:
+        if not self._host_allowed(scope):
             response: Response = PlainTextResponse(
+                "421 this server does not answer for that Host\n", status_code=421)
+        elif scope["method"] not in READ_METHODS:
+            response = PlainTextResponse(
                 "405 read-only: only GET and HEAD\n", status_code=405,
                 headers={"allow": ", ".join(READ_METHODS)})
         elif self.token is not None and not self._authorized(scope):
@@ -83,6 +113,10 @@ class Guard:
             await self.app(scope, receive, send_with_headers)
             return
         await response(scope, receive, send_with_headers)
+
+    def _host_allowed(self, scope: Scope) -> bool:
+        given = dict(scope.get("headers") or []).get(b"host")
+        return given is not None and host_name(given.decode("latin-1")) in self.allowed_hosts
 
     def _authorized(self, scope: Scope) -> bool:
         assert self.token is not None
@@ -139,7 +173,10 @@ def _tone(word: object) -> str:
 
 
 def create_app(snapshots: Snapshots, *, token: str | None = None,
-               clock: Callable[[], datetime] = utc_now) -> ASGIApp:
+               clock: Callable[[], datetime] = utc_now,
+               allowed_hosts: Collection[str] = LOOPBACK_HOSTS) -> ASGIApp:
+    """The app behind its `Guard`; `allowed_hosts`: the names and addresses a request's
+    `Host:` may give (the listen address, localhost, `--allowed-host`)."""
     collector = SnapshotCollector(snapshots.current, clock)
 
     def state() -> tuple[Snapshot | None, datetime | None]:
@@ -192,7 +229,7 @@ def create_app(snapshots: Snapshots, *, token: str | None = None,
         Route("/metrics", metrics, methods=list(READ_METHODS)),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    return Guard(Starlette(routes=routes), token)
+    return Guard(Starlette(routes=routes), token, allowed_hosts)
 
 
 def _starting(snapshots: Snapshots) -> Response:

@@ -2,7 +2,10 @@
 snapshot is read from, and uvicorn.
 
 Loopback by default; any other address needs a token (a file readable by its owner only,
-or `$BLUEGREEN_SERVE_TOKEN`), and `serve` says at start which applies. The server's store
+or `$BLUEGREEN_SERVE_TOKEN`), and `serve` says at start which applies. Only the listen
+address, localhost and the `--allowed-host` names are answered (a request naming another
+`Host:` gets 421: DNS rebinding). uvicorn runs with a concurrency limit, a short keep-alive
+and a deadline for a request's headers (`web.protocol`: a slow client is cut). The server's store
 connection waits at most `READ_BUSY_MS` for a busy database, then shows the last snapshot
 as stale: it never queues behind the engine.
 """
@@ -11,8 +14,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,9 +26,15 @@ from orchestrator.routers.base import Router
 from orchestrator.state.base import StateStore
 
 if TYPE_CHECKING:
+    import uvicorn
+    from starlette.types import ASGIApp
+
     from orchestrator.config.loaded import LoadedConfig
 
 DEFAULT_LISTEN = "127.0.0.1:8088"
+MAX_CONNECTIONS = 64  # more at once get 503: a dashboard has a handful of viewers
+KEEP_ALIVE_S = 5
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*\.?")
 TOKEN_ENV = "BLUEGREEN_SERVE_TOKEN"
 READ_BUSY_MS = 300
 
@@ -58,6 +68,26 @@ def parse_listen(text: str) -> Listen:
             raise BadInput(f"--listen {text!r}: {host!r} is not an IP address",
                            hint=fix + " (an address, not a name)") from None
     return Listen(host, int(port))
+
+
+def parse_allowed_host(text: str) -> str:
+    """`--allowed-host NAME`: a DNS name or an IP address the dashboard answers for (as
+    the browser sends it in `Host:`); BadInput otherwise."""
+    value = text.strip().lower()
+    try:
+        return str(ipaddress.ip_address(value.strip("[]")))
+    except ValueError:
+        pass
+    if not _HOST_NAME.fullmatch(value):
+        raise BadInput(f"--allowed-host {text!r}: not a host name or IP address",
+                       hint="give the name the browser uses, e.g. --allowed-host "
+                            "dash.example.net (no port, no wildcard)")
+    return value.rstrip(".")
+
+
+def allowed_hosts(listen: Listen, extra: Sequence[str] = ()) -> frozenset[str]:
+    """The hosts a request may name: the listen address, localhost, and `extra`."""
+    return frozenset({listen.host, "localhost", *extra})
 
 
 @dataclass(frozen=True)
@@ -134,25 +164,37 @@ def startup_message(listen: Listen, token: Token | None) -> str:
 
 
 def run_server(config: LoadedConfig, listen: Listen, token: Token | None,
-               interval_s: float, say: Callable[[str], None]) -> None:
+               interval_s: float, say: Callable[[str], None],
+               extra_hosts: Sequence[str] = ()) -> None:
     """Serve until interrupted."""
-    import uvicorn
-
     from orchestrator.web.app import create_app
     from orchestrator.web.refresher import Snapshots
 
     snapshots = Snapshots(sources(config), sorted(config.services), interval_s=interval_s,
                           exposure_file=exposure_file(config))
     snapshots.start()
-    app = create_app(snapshots, token=token.value if token else None)
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=listen.host, port=listen.port, log_level="warning", access_log=False,
-        server_header=False, date_header=False, lifespan="off"))
+    app = create_app(snapshots, token=token.value if token else None,
+                     allowed_hosts=allowed_hosts(listen, extra_hosts))
+    server = make_server(app, listen)
     say(startup_message(listen, token))
     try:
         server.run()
     finally:
         snapshots.stop()
+
+
+def make_server(app: ASGIApp, listen: Listen) -> uvicorn.Server:
+    """uvicorn for the dashboard: a concurrency limit, a short keep-alive, and a deadline
+    for the request headers (`web.protocol`)."""
+    import uvicorn
+
+    from orchestrator.web.protocol import HeaderDeadlineH11Protocol
+
+    return uvicorn.Server(uvicorn.Config(
+        app, host=listen.host, port=listen.port, log_level="warning", access_log=False,
+        server_header=False, date_header=False, lifespan="off",
+        http=HeaderDeadlineH11Protocol, limit_concurrency=MAX_CONNECTIONS,
+        timeout_keep_alive=KEEP_ALIVE_S))
 
 
 def metrics_text(config: LoadedConfig) -> bytes:

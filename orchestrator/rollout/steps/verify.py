@@ -32,6 +32,7 @@ from orchestrator.rollout.unjudged import refuse_unjudged
 from orchestrator.sides import Side, other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput
+from orchestrator.trust import check_trusted
 
 if TYPE_CHECKING:
     from orchestrator.inventory import Fleet
@@ -160,6 +161,8 @@ def run_gate(
     from orchestrator.probes.side_effects import unchanged_results
 
     svc = config.service(service)
+    for suite in svc.suites:  # code: refused before anything runs when others can change it
+        check_trusted(config.resolve(suite), "suite")
     checks = gate_checks(config, service, packages, advisories)
     targets, theirs = _both_sides(config, service, side, fleet)
     if svc.drift.mode == "off":

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import FlipIncomplete, RouterError
@@ -54,6 +55,7 @@ from orchestrator.routers.command.settings import CommandRouterSettings
 from orchestrator.routers.confirm import confirm_by_request
 from orchestrator.secrets import redact_text
 from orchestrator.sides import SIDES, Side
+from orchestrator.trust import check_trusted
 
 _STDERR_TAIL = 800
 CONFIRM_WINDOW_S = 2.0
@@ -63,6 +65,8 @@ class CommandRouter:
     """`Router` that runs `settings.script` once per call."""
 
     def __init__(self, settings: CommandRouterSettings) -> None:
+        # a program bluegreen runs: refused when others could have changed it
+        check_trusted(Path(settings.script), "router script")
         self.settings = settings
 
     def _call(

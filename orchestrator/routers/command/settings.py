@@ -40,7 +40,7 @@ class CommandRouterSettings:
     """The script answers `counters SERVICE SIDE` with {"responses": N, "errors_5xx": M}."""
     allow_unpersisted: bool = False
     """Accept `"persisted": false` from `flip` (else the flip is reported incomplete)."""
-    pass_env: tuple[str, ...] = ()
+    pass_env: list[str] = field(default_factory=list)
     """Names of variables of bluegreen's environment the script gets too (e.g. the load
     balancer's API token); otherwise it gets only the minimal environment."""
 

@@ -293,7 +293,7 @@ def test_the_script_gets_the_minimal_environment(
     seen = dump.read_text()
     assert "s3cret" not in seen and "lb-t0ken" not in seen, seen
     assert "BLUEGREEN_ACTION=live" in seen and "PATH=" in seen
-    assert router_for(script, pass_env=("LB_API_TOKEN",)).live("web") == "blue"
+    assert router_for(script, pass_env=["LB_API_TOKEN"]).live("web") == "blue"
     seen = dump.read_text()
     assert "LB_API_TOKEN=lb-t0ken" in seen and "s3cret" not in seen, seen
 
@@ -302,5 +302,5 @@ def test_pass_env_must_name_variables() -> None:
     from orchestrator.routers.settings import SettingError
 
     with pytest.raises(SettingError) as info:
-        CommandRouterSettings(kind="command", script="/bin/true", pass_env=("A=B",))
+        CommandRouterSettings(kind="command", script="/bin/true", pass_env=["A=B"])
     assert info.value.field == "router.pass_env" and info.value.fix

@@ -55,7 +55,8 @@ class World:
 
     def client(self, token: str | None = None) -> TestClient:
         assert self.snapshots.refresh()
-        return TestClient(create_app(self.snapshots, token=token, clock=self.clock))
+        return TestClient(create_app(self.snapshots, token=token, clock=self.clock),
+                          base_url="http://localhost")
 
 
 @pytest.fixture
