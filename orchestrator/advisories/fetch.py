@@ -242,9 +242,9 @@ def _read_meta(path: Path) -> dict[str, object]:
 
 
 def _write_meta(path: Path, meta: dict[str, object]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(meta))
-    tmp.replace(path)
+    from orchestrator.safe_write import write_file  # unpredictable temp name, O_NOFOLLOW
+
+    write_file(path, json.dumps(meta))
 
 
 def iter_decompressed(path: Path, max_bytes: int, name: str) -> Iterator[bytes]:

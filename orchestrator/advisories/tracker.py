@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Collection, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -223,7 +222,7 @@ def _read_index(path: Path) -> _Parsed | None:
 
 def _write_index(path: Path, data: _Parsed) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    from orchestrator.safe_write import write_file  # unpredictable temp name, O_NOFOLLOW
+
     doc = {"format": FORMAT, "vulnerabilities": data.vulnerabilities_raw, "notes": data.notes}
-    tmp.write_text(json.dumps(doc))
-    tmp.replace(path)
+    write_file(path, json.dumps(doc))

@@ -1,8 +1,11 @@
 """Starting campaigns at their window: systemd `.timer` + `.service` units (verified with
 `systemd-analyze`), and the equivalent cron lines for hosts without systemd.
 
-`install_units()` writes a timer that starts the campaign when its window opens;
-`cron_lines()` says the same for cron.
+`install_schedule()` writes a timer that starts the campaign when its window opens, after
+`systemd-analyze verify` passed on the units in a private directory (units systemd would
+refuse are never written); `cron_lines()` says the same for cron. Paths and names with a
+control character (a newline would start a new unit line or cron entry) are refused; `%`
+and `$` are escaped for systemd (specifiers, variables) and `%` for cron (a newline there).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -59,7 +63,8 @@ def on_calendar(window: Window) -> list[str]:
 
 
 def cron_lines(window: Window, command: list[str]) -> list[str]:
-    cmd = shlex.join(command)
+    _refuse_controls(command, "a cron line")
+    cmd = shlex.join(command).replace("%", "\\%")  # cron turns a bare % into a newline
     if window.always:
         return []
     if window.start is not None:
@@ -72,7 +77,10 @@ def cron_lines(window: Window, command: list[str]) -> list[str]:
 
 
 def bluegreen_command(config_path: Path, campaign_path: Path) -> list[str]:
-    """The command a timer runs, with absolute paths."""
+    """The command a timer runs, with absolute paths; BadInput for a path with a control
+    character (it would end the unit's line or the cron entry)."""
+    for what, path in (("config file", config_path), ("campaign file", campaign_path)):
+        _refuse_controls([str(path.resolve())], f"the {what}'s path")
     exe = Path(sys.prefix) / "bin" / "bluegreen"
     found = str(exe) if exe.exists() else shutil.which("bluegreen")
     head = [found] if found else [sys.executable, "-m", "orchestrator"]
@@ -108,22 +116,40 @@ class InstalledUnits:
                 "verified": self.verified, "verify_output": self.verify_output}
 
     def error(self) -> BluegreenError | None:
-        """Units systemd would refuse are an error (exit 1), even though they are written."""
+        """Units systemd refused are an error (exit 1); `install_schedule` writes none."""
         if self.verified is False:
             return BluegreenError("systemd-analyze verify failed on the written units",
                                   hint=self.verify_output[:500])
         return None
 
 
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in text)
+
+
+def _refuse_controls(values: list[str], what: str) -> None:
+    for value in values:
+        if _has_control(value):
+            raise BadInput(
+                f"{what} {value!r} contains a control character (newline, tab, escape...):"
+                " it would change the systemd unit or cron line it is written into",
+                hint="move or rename the file to a path without control characters",
+            )
+
+
 def _systemd_quote(arg: str) -> str:
-    if arg and all(c.isalnum() or c in "/._-=:,@+" for c in arg):
+    # %: a unit specifier (%h, %n, ...); $: a variable; both doubled mean themselves
+    arg = arg.replace("%", "%%")
+    if arg and all(c.isalnum() or c in "/._-=:,@+%" for c in arg):
         return arg
-    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    quoted = arg.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$")
+    return '"' + quoted + '"'
 
 
 def render_units(
     name: str, campaign_path: Path, window: Window, command: list[str]
 ) -> tuple[str, str]:
+    _refuse_controls([name, str(campaign_path.resolve()), *command], "a unit's text")
     calendars = on_calendar(window)
     unit = f"{UNIT_PREFIX}{name}"
     marker = f"# bluegreen campaign: {name} file: {campaign_path.resolve()}"
@@ -183,9 +209,22 @@ def install_units(
 def install_schedule(
     name: str, campaign_path: Path, window: Window, config_path: Path, directory: Path | None
 ) -> InstalledUnits:
-    """Write the campaign's timer and service units, then `systemd-analyze verify` them."""
+    """`systemd-analyze verify` the campaign's timer and service units in a private
+    directory, then write them; units that fail verification are not written (raises
+    BluegreenError, exit 1, with systemd's words)."""
+    command = bluegreen_command(config_path, campaign_path)
+    timer_text, service_text = render_units(name, campaign_path, window, command)
+    with tempfile.TemporaryDirectory(prefix="bluegreen-units-") as tmp:
+        trial = [Path(tmp) / f"{UNIT_PREFIX}{name}{suffix}" for suffix in (".service", ".timer")]
+        for path, text in zip(trial, (service_text, timer_text), strict=True):
+            write_file(path, text, mode=0o644)
+        ok, output = verify_units(trial)
+        output = output.replace(tmp + "/", "")
+    if ok is False:
+        raise BluegreenError(
+            "systemd-analyze verify failed on the campaign's units: nothing was written",
+            hint=output[:500] or "see `systemd-analyze verify` on the units")
     units = install_units(name, campaign_path, window, config_path, directory)
-    ok, output = verify_units([units.service, units.timer])
     return replace(units, verified=ok, verify_output=output)
 
 

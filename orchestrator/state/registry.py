@@ -3,7 +3,8 @@
 its driver, psycopg for PostgreSQL) is imported only when a store of that kind is opened,
 so `bluegreen rollback` on SQLite never pays for PostgreSQL.
 
-A URL never carries a password (`parse_state_url` refuses one): libpq reads it from
+A URL never carries a password (`parse_state_url` refuses one, in the user-info or as a
+`password=` parameter): libpq reads it from
 PGPASSWORD or the password file (~/.pgpass, or `passfile=` in the URL). Other URL
 parameters (sslmode, sslrootcert, connect_timeout, ...) are passed to the driver as given.
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 if TYPE_CHECKING:
     from orchestrator.state.audit import AuditHead
@@ -82,8 +83,11 @@ def parse_state_url(text: str) -> StateLocation:
         _ = parts.port  # ValueError for a port that is not a number
     except ValueError as exc:
         raise ValueError(f"the PostgreSQL URL cannot be parsed: {exc}") from None
-    if parts.password is not None:
-        raise ValueError("the PostgreSQL URL contains a password: remove it, and give it in "
+    # libpq takes `password=` as a URL parameter too: refused like one in the user-info
+    given = {k.strip().lower() for k, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    if parts.password is not None or "password" in given:
+        where = "a password" if parts.password is not None else "a `password=` parameter"
+        raise ValueError(f"the PostgreSQL URL contains {where}: remove it, and give it in "
                          "the environment (PGPASSWORD) or a password file (~/.pgpass, or "
                          "passfile=PATH in the URL)")
     if not parts.path.strip("/"):

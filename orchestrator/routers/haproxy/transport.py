@@ -159,11 +159,11 @@ def map_file_text(reply: str, expect: str) -> str:
 
 @contextmanager
 def _file_lock(path: str, timeout_s: float) -> Iterator[None]:
-    """An exclusive flock on `path` (created 0644), polled until `timeout_s`."""
+    """An exclusive flock on `path` (created 0644, no symlink), polled until `timeout_s`."""
     from orchestrator import flock
 
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as exc:
         raise RouterError(f"cannot open the map lock {path}: {exc}") from exc
     try:

@@ -3,6 +3,8 @@ no router kind is tested by name outside its folder."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orchestrator.routers.command.settings import CommandRouterSettings
@@ -89,3 +91,21 @@ def test_nginx_live_file_round_trip_and_foreign_lines() -> None:
     assert livefile.variable("my-api") == "bluegreen_my_api"
     with pytest.raises(RouterError, match="f:2: not a line bluegreen writes"):
         livefile.parse(text.splitlines()[0] + "\nserver { listen 80; }\n", "f")
+
+
+def test_the_map_lock_is_never_opened_through_a_symlink(tmp_path: Path) -> None:
+    """Issue 21, item 13: a planted MAP_FILE.lock symlink is refused (O_NOFOLLOW), its
+    target neither created nor touched."""
+    from orchestrator.errors import RouterError
+    from orchestrator.routers.haproxy.transport import _file_lock
+
+    victim = tmp_path / "victim"
+    lock = tmp_path / "bluegreen.map.lock"
+    lock.symlink_to(victim)
+    with pytest.raises(RouterError, match="cannot open the map lock"):
+        with _file_lock(str(lock), 1.0):
+            pass
+    assert not victim.exists()
+    plain = tmp_path / "other.map.lock"
+    with _file_lock(str(plain), 1.0):
+        assert plain.is_file()

@@ -99,3 +99,53 @@ def test_install_schedule_verifies_what_it_wrote_and_says_so(tmp_path: Path) -> 
     refused = replace(units, verified=False, verify_output="bad OnCalendar")
     failed = refused.error()
     assert failed is not None and failed.exit_code == 1 and failed.hint == "bad OnCalendar"
+
+
+def test_units_that_systemd_refuses_are_not_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21, item 13: verified before they are written, not after."""
+    from orchestrator.errors import BluegreenError
+    from orchestrator.schedule import systemd
+
+    campaign_file = tmp_path / "c.yml"
+    campaign_file.write_text("name: c\n")
+    units_dir = tmp_path / "units"
+    units_dir.mkdir()
+    w = win(timezone="Europe/Berlin", start="0 22 * * 6", duration="4h")
+    monkeypatch.setattr(systemd, "on_calendar", lambda window: ["Saturn *-*-* 22:00:00"])
+    with pytest.raises(BluegreenError) as info:
+        install_schedule("c", campaign_file, w, tmp_path / "bluegreen.yml", units_dir)
+    assert info.value.exit_code == 1 and "nothing was written" in str(info.value)
+    assert "Saturn" in (info.value.hint or ""), info.value.hint
+    assert list(units_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad", ["c\nExecStartPre=touch pwned.yml", "c\r.yml",
+                                 "c\x1b[2J.yml", "c\x85.yml"])
+def test_control_characters_in_paths_never_reach_units_or_cron(tmp_path: Path, bad: str) -> None:
+    from orchestrator.errors import BadInput
+
+    campaign_file = tmp_path / bad
+    campaign_file.write_text("name: c\n")
+    w = win(timezone="Europe/Berlin", start="0 22 * * 6", duration="4h")
+    for config, campaign in ((tmp_path / "bluegreen.yml", campaign_file),
+                             (campaign_file, tmp_path / "c.yml")):
+        with pytest.raises(BadInput) as info:
+            install_schedule("c", campaign, w, config, tmp_path)
+        assert info.value.exit_code == 2 and "control character" in str(info.value)
+    with pytest.raises(BadInput):
+        cron_lines(w, ["/bin/bluegreen", "campaign", "run", str(campaign_file)])
+    assert not list(tmp_path.glob("bluegreen-campaign-*"))
+
+
+def test_percent_and_dollar_are_escaped(tmp_path: Path) -> None:
+    campaign_file = tmp_path / "c-100%-$HOME.yml"
+    campaign_file.write_text("name: c\n")
+    w = win(timezone="Europe/Berlin", start="0 22 * * 6", duration="4h")
+    units = install_schedule("c", campaign_file, w, tmp_path / "bluegreen.yml", tmp_path)
+    assert units.verified is True
+    exec_start = next(ln for ln in units.service.read_text().splitlines()
+                      if ln.startswith("ExecStart="))
+    assert f'"{tmp_path}/c-100%%-$$HOME.yml"' in exec_start, exec_start
+    assert "c-100\\%-$HOME.yml" in units.cron[-1], units.cron

@@ -302,3 +302,15 @@ def test_a_second_scheduler_sees_who_runs_the_campaign_until_that_holder_dies(
         if holder.poll() is None:
             holder.kill()
         holder.wait(10)
+
+
+def test_a_password_parameter_is_refused_like_one_in_the_user_info() -> None:
+    """libpq takes `?password=` too (issue 21, item 13): refused, case and spacing aside."""
+    for url in ("postgresql://ops@db/bluegreen?password=hunter2",
+                "postgresql://ops@db/bluegreen?sslmode=require&PASSWORD=hunter2",
+                "postgresql://ops@db/bluegreen?password="):
+        with pytest.raises(ValueError, match="password= . parameter|PGPASSWORD") as info:
+            parse_state_url(url)
+        assert "hunter2" not in str(info.value)
+    assert parse_state_url("postgresql://ops@db/bg?passfile=/etc/bg/pgpass").url.endswith(
+        "passfile=/etc/bg/pgpass")
