@@ -51,9 +51,11 @@ from orchestrator.sides import SIDES, Side
 __all__ = ["PlaybookRun", "patch_hosts", "prepare", "run_playbook"]
 
 _MAX_FORKS = 64
-#: Ansible settings taken from bluegreen's environment: paths an operator may need for a
-#: vaulted inventory or their ansible.cfg (file names, not secrets)
-_ANSIBLE_KEEP = ("ANSIBLE_CONFIG", "ANSIBLE_VAULT_PASSWORD_FILE")
+#: taken from bluegreen's environment when set (names and paths, not secrets): what an
+#: operator may need for a vaulted inventory or their ansible.cfg, and which lab a lab
+#: playbook (playbooks/lab-rebuild.yml runs `bluegreen lab reimage`) works on
+_ANSIBLE_KEEP = ("ANSIBLE_CONFIG", "ANSIBLE_VAULT_PASSWORD_FILE", "BLUEGREEN_LAB_INSTANCE",
+                 "BLUEGREEN_LAB_DIR", "BLUEGREEN_LAB_CACHE")
 
 def _never() -> bool:
     return False
