@@ -28,7 +28,7 @@ from orchestrator.errors import BadInput
 from orchestrator.secrets import is_secret_key as is_secret_key  # the one redaction policy
 from orchestrator.secrets import remember_secret_values
 from orchestrator.sides import SIDES, Side
-from orchestrator.trust import check_trusted_tree
+from orchestrator.trust import check_trusted_ansible
 
 #: Ansible prints warnings straight to sys.stdout/sys.stderr, so parsing swaps both for a
 #: buffer, which is process-wide. Hold this lock while they are swapped, and while a worker
@@ -154,7 +154,7 @@ def load_fleet(config: LoadedConfig) -> Fleet:
             " is taken from the config file's directory",
         )
 
-    check_inventory_trusted(inv_path)
+    check_trusted_ansible(inv_path, "inventory")  # code: see orchestrator.trust
     # Ansible prints warnings to stdout/stderr; this module prints nothing.
     with captured_output() as captured:
         return _build(config, inv_path, captured)
@@ -166,22 +166,11 @@ def inventory_groups(inv_path: Path) -> dict[str, int]:
     if not inv_path.exists():
         raise BadInput(f"{inv_path}: inventory not found",
                        hint="give --inventory an Ansible inventory file or directory")
-    check_inventory_trusted(inv_path)
+    check_trusted_ansible(inv_path, "inventory")  # code: see orchestrator.trust
     with captured_output() as captured:
         inventory = _parse(inv_path, captured)[0]
     return {name: len(group.get_hosts()) for name, group in inventory.groups.items()
             if name not in ("all", "ungrouped")}
-
-
-def check_inventory_trusted(inv_path: Path) -> None:
-    """The inventory is code (Ansible renders its templates: a `lookup('pipe', ...)` runs as
-    soon as it is read): refuse it, its directory tree or the group_vars/host_vars beside an
-    inventory file when someone else could have changed them (`orchestrator.trust`)."""
-    check_trusted_tree(inv_path, "inventory")
-    if not inv_path.is_dir():
-        for beside in ("group_vars", "host_vars"):
-            if (inv_path.parent / beside).exists():
-                check_trusted_tree(inv_path.parent / beside, "inventory")
 
 
 def _build(config: LoadedConfig, inv_path: Path, captured: io.StringIO) -> Fleet:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from orchestrator.errors import BadInput
 
-__all__ = ["check_trusted", "check_trusted_tree", "untrusted_reason"]
+__all__ = ["check_trusted", "check_trusted_ansible", "check_trusted_tree", "untrusted_reason"]
 
 _MAX_TREE_ENTRIES = 20_000  # an inventory directory with more is surely the wrong one
 
@@ -114,3 +114,13 @@ def check_trusted_tree(path: Path, what: str) -> None:
                     f" code that runs as {_user(os.geteuid())}",
                     hint=fix,
                 )
+
+
+def check_trusted_ansible(path: Path, what: str) -> None:
+    """`check_trusted_tree` for an inventory or a playbook, and for the group_vars/ and
+    host_vars/ that Ansible reads beside a file of either."""
+    check_trusted_tree(path, what)
+    if not path.is_dir():
+        for beside in ("group_vars", "host_vars"):
+            if (path.parent / beside).exists():
+                check_trusted_tree(path.parent / beside, what)

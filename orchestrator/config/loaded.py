@@ -29,7 +29,7 @@ from orchestrator.errors import BadInput, unknown_service
 from orchestrator.routers.base import RouterSettings
 from orchestrator.state.audit_settings import AuditSettings
 from orchestrator.state.registry import StateLocation, parse_state_url, sqlite_location
-from orchestrator.trust import check_trusted, check_trusted_tree
+from orchestrator.trust import check_trusted, check_trusted_ansible
 
 #: The repository (or source tree) this package lives in; holds the shipped `playbooks/`.
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -162,12 +162,7 @@ class LoadedConfig:
             ]
         for candidate in candidates:
             if candidate.is_file():
-                # a playbook is code, and so are the group_vars/host_vars Ansible reads
-                # beside it
-                check_trusted(candidate, "playbook")
-                for beside in ("group_vars", "host_vars"):
-                    if (candidate.parent / beside).exists():
-                        check_trusted_tree(candidate.parent / beside, "playbook")
+                check_trusted_ansible(candidate, "playbook")  # code: see orchestrator.trust
                 return candidate
         tried = ", ".join(str(c) for c in candidates)
         raise BadInput(
