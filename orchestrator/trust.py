@@ -39,11 +39,13 @@ def _user(uid: int) -> str:
 
 def untrusted_reason(path: Path, info: os.stat_result | None = None) -> tuple[str, str] | None:
     """Why `path` itself (not its parents) cannot be trusted, and the fix; None when it can
-    (or when it does not exist: the reader reports that)."""
+    (or when it does not exist or is no file: the reader reports that)."""
     try:
         st = path.stat() if info is None else info
     except OSError:
         return None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        return None  # a device or a pipe: the reader refuses it as "not a regular file"
     me = os.geteuid()
     if st.st_uid not in (0, me):
         return (

@@ -138,3 +138,8 @@ def test_a_writable_playbook_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BadInput) as info:
         load_config(config).resolve_playbook("patch.yml")
     assert "playbook" in str(info.value) and f"chmod go-w {playbook}" in str(info.value)
+
+
+def test_a_device_is_left_to_the_reader() -> None:
+    """/dev/zero is 0666 but no file: the reader says "not a regular file", not chmod."""
+    check_trusted(Path("/dev/zero"), "config file")
