@@ -46,6 +46,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         f"{'hostile input corpus':<34} {FIGURES['corpus_ok']}/{FIGURES['corpus']} cases rejected "
         "cleanly"
     )
+    tr.write_line(
+        f"{'  of them a database writer':<34} {FIGURES['db_writer_ok']}/{FIGURES['db_writer']} "
+        "refused (audit downgrade, rows edited without the key)"
+    )
     scenarios = FIGURES["hostile_hosts"]
     if FIGURES["hostile_hosts_tried"]:
         tr.write_line(f"{'a compromised fleet host':<34} {len(scenarios)}/"

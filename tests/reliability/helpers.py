@@ -26,6 +26,8 @@ FIGURES: dict[str, Any] = {
     "corpus_ok": 0,
     "hostile_hosts": [],  # (scenario, ok): a compromised fleet host (test_hostile_hosts)
     "hostile_hosts_tried": 0,  # how many scenarios it has (0: the test did not run)
+    "db_writer": 0,  # corpus cases of a database writer without the audit key (kind=state)
+    "db_writer_ok": 0,
 }
 
 WEB = "web"

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from orchestrator.lab.lab import Lab, haproxy_command
+from orchestrator.state.sql.rows import audit_from_row
 from tests.reliability.helpers import FIGURES, state_db
+from tests.support.attacks import downgrade_attack
 from tests.support.cli import bluegreen, bluegreen_json
 from tests.support.lab import reset_state_dir
 
@@ -75,6 +79,8 @@ def _materialize(lab: Lab, case: dict[str, Any], tmp: Path) -> list[str]:
     if case["kind"] == "cli":
         argv = json.loads(data.decode().split("\n", 1)[1])
         return ["-c", str(lab.paths.config), *argv]
+    if case["kind"] == "state":  # the store was edited (`_attack_store`): the lab's config
+        return ["-c", str(lab.paths.config), *case["args"]]
     target = tmp / src.name
     if case.get("pad_to_bytes"):
         data += b"#" * (int(case["pad_to_bytes"]) - len(data)) + b"\n"
@@ -107,9 +113,57 @@ def _materialize(lab: Lab, case: dict[str, Any], tmp: Path) -> list[str]:
     return ["-c", str(tmp / "bluegreen.yml"), *case["args"]]
 
 
+def _attack_store(lab: Lab, case: dict[str, Any], tmp: Path) -> Callable[[], None]:
+    """A database writer without the audit key (kind=state): run the case's setup commands,
+    then edit the lab's store as it says. Returns what puts the store and the witness file
+    back as they were (the corpus shares one primed store)."""
+    spec = json.loads((CORPUS / case["file"]).read_text())
+    db, witness = state_db(lab), lab.paths.witness_file
+    backup = tmp / "state-backup"
+    shutil.copytree(db.parent, backup)
+    witnessed = witness.read_bytes() if witness.exists() else None
+
+    def restore() -> None:
+        shutil.rmtree(db.parent)
+        shutil.copytree(backup, db.parent)
+        if witnessed is None:
+            witness.unlink(missing_ok=True)
+        else:
+            witness.write_bytes(witnessed)
+
+    for argv in spec["setup"]:
+        proc = bluegreen(lab.paths.config, *argv)
+        assert proc.returncode == 0, proc.stderr
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    try:
+        if spec["attack"] == "downgrade":
+            rows = conn.execute("SELECT * FROM audit_log ORDER BY seq").fetchall()
+            downgrade_attack(lambda sql, params=(): conn.execute(sql, params),
+                             [audit_from_row(r) for r in rows])
+        for statement in spec["sql"]:
+            conn.execute(statement)
+    finally:
+        conn.close()
+    return restore
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c["file"] for c in CASES])
 def test_hostile_case(primed: Lab, case: dict[str, Any], tmp_path: Path) -> None:
-    lab = primed
+    if case["kind"] != "state":
+        _hostile_case(primed, case, tmp_path)
+    else:
+        FIGURES["db_writer"] += 1
+        restore = _attack_store(primed, case, tmp_path)
+        try:
+            _hostile_case(primed, case, tmp_path)
+        finally:
+            restore()
+        FIGURES["db_writer_ok"] += 1
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _hostile_case(lab: Lab, case: dict[str, Any], tmp_path: Path) -> None:
     argv = _materialize(lab, case, tmp_path)
     before = snapshot(lab)
     CANARY.unlink(missing_ok=True)
@@ -131,7 +185,6 @@ def test_hostile_case(primed: Lab, case: dict[str, Any], tmp_path: Path) -> None
     assert after == before, "bad input changed the state store or the router"
     assert not CANARY.exists(), "a shell ran a command from the input"
     FIGURES["corpus_ok"] += 1
-    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def test_hostile_reason_is_stored_as_given_and_shown_as_one_line(primed: Lab) -> None:

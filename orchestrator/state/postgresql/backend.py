@@ -52,6 +52,6 @@ def migrate(location: StateLocation, *, audit_key_file: Path) -> tuple[int, int]
     conn = connect(location.url, location.label)
     try:
         with translate(location.label):
-            return schema.migrate(conn, location.label, datetime.now(UTC))
+            return schema.migrate(conn, location.label, datetime.now(UTC), audit_key_file)
     finally:
         conn.close()

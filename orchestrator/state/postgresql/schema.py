@@ -10,6 +10,7 @@ whose schema is older (run `state migrate`) or newer (upgrade bluegreen) than th
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from psycopg import errors as pg_errors
 
@@ -19,6 +20,7 @@ from orchestrator.state.models import SIDE_STATES
 from orchestrator.state.postgresql.connection import PgConnection
 from orchestrator.state.postgresql.keys import lock_key
 from orchestrator.state.sql.fence import EPOCHS
+from orchestrator.state.sql.seals import seal_at_migration
 
 _SIDE = "CHECK (side IN ('blue', 'green'))"
 _STATES = ", ".join(f"'{name}'" for name in SIDE_STATES)
@@ -72,7 +74,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"INSERT INTO audit_head (id, count, head_hash) VALUES (1, 0, '{GENESIS_HASH}')",
     ),
     EPOCHS,  # version 2: SQLite's schema 5 (run epochs, fencing)
+    (  # version 3 (SQLite's 6): the rows that gate traffic are sealed with the audit key;
+        # the rows found are sealed as they are by `migrate` (it trusts them)
+        "ALTER TABLE services ADD COLUMN mac TEXT",
+        "ALTER TABLE sides ADD COLUMN mac TEXT",
+        "ALTER TABLE runs ADD COLUMN mac TEXT",
+    ),
 )
+SEALED_FROM = 3
+"""The first version with row seals."""
 SCHEMA_VERSION = len(MIGRATIONS)
 """The newest schema this code knows."""
 
@@ -101,8 +111,10 @@ def check_version(label: str, version: int) -> None:
         )
 
 
-def migrate(conn: PgConnection, label: str, now: datetime) -> tuple[int, int]:
-    """Apply the missing migrations in one transaction: (version before, version after)."""
+def migrate(conn: PgConnection, label: str, now: datetime,
+            audit_key_file: Path) -> tuple[int, int]:
+    """Apply the missing migrations in one transaction: (version before, version after).
+    Crossing `SEALED_FROM` seals the rows found with the audit key (trusting them)."""
     with conn.raw.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(?)", (lock_key("migrate", ""),))
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
@@ -115,4 +127,6 @@ def migrate(conn: PgConnection, label: str, now: datetime) -> tuple[int, int]:
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
                          (version, format_ts(now)))
+            if version == SEALED_FROM:
+                seal_at_migration(conn, audit_key_file, label)
     return current, SCHEMA_VERSION

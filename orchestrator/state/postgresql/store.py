@@ -67,7 +67,7 @@ class PostgresStateStore(FlipRows, RunRows, PgLocks, TableTransfer):
         try:
             with self._translate():
                 if migrate:
-                    schema.migrate(self._conn, label, self._now())
+                    schema.migrate(self._conn, label, self._now(), self.audit_key_file)
                 schema.check_version(label, schema.schema_version(self._conn))
         except BaseException:
             self._conn.close()

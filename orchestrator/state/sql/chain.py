@@ -25,8 +25,9 @@ from orchestrator.state.audit_key import AuditKey, load_key
 from orchestrator.state.audit_marker import KeyedPoint, read_point, record_point
 from orchestrator.state.audit_verify import ChainReport, Finding, WitnessHead, verify_chain
 from orchestrator.state.models import AuditEntryInput, AuditRecord, OsIdentity
-from orchestrator.state.sql.database import Connection, SqlDatabase
+from orchestrator.state.sql.database import Connection
 from orchestrator.state.sql.rows import audit_from_row, clean, text
+from orchestrator.state.sql.seals import RowSeals
 
 _HEAD = "SELECT count, head_hash, key_id FROM audit_head WHERE id = 1"
 
@@ -36,7 +37,7 @@ def _head_from_row(row: Any) -> AuditHead:
                      key_id=row["key_id"])
 
 
-class AuditChain(SqlDatabase):
+class AuditChain(RowSeals):
     """`AuditStore`, and `_audit` for the other mixins' changes."""
 
     def _audit(
@@ -100,7 +101,9 @@ class AuditChain(SqlDatabase):
             key = self._audit_key(create=True)
             assert key is not None
             # a new key: the chain is keyed from its next record; the records before it
-            # (a chain written before keys) are pinned by their head hash
+            # (a chain written before keys) are pinned by their head hash, the rows written
+            # before it are sealed as they are
+            self._seal_found(conn, key)
             self._point = record_point(self.audit_key_file, self.location, key.key_id,
                                        head.count + 1, head.head_hash)
             return key, self._point
@@ -283,6 +286,7 @@ class AuditChain(SqlDatabase):
         with self._read() as conn:
             rows = conn.execute("SELECT * FROM audit_log ORDER BY seq").fetchall()
             head_row = conn.execute(_HEAD).fetchone()
+            forged_rows = self.row_problems(conn)
         records: list[AuditRecord] = []
         extra: list[Finding] = []
         for row in rows:
@@ -301,5 +305,9 @@ class AuditChain(SqlDatabase):
             head = None  # the rows after an unreadable one were not read: no head check
         point = read_point(self.audit_key_file, self.location,
                            key.key_id if key is not None else None)
-        return verify_chain(records, head, key=key, witnesses=witnesses,
-                            witness_sources=witness_sources, extra=extra, keyed=point)
+        report = verify_chain(records, head, key=key, witnesses=witnesses,
+                              witness_sources=witness_sources, extra=extra, keyed=point)
+        if not forged_rows:
+            return report
+        found = tuple(Finding("row_forged", problem) for problem in forged_rows)
+        return dataclasses.replace(report, ok=False, findings=report.findings + found)

@@ -80,6 +80,7 @@ class FlipRows(SideRows):
                 "UPDATE services SET pending_flip = ?, updated_at = ? WHERE service = ?",
                 (canonical_json(pending.as_json()), format_ts(now), service),
             )
+            self._touch(conn, "services", service)
             entry = AuditEntryInput(
                 actor=actor,
                 command=f"{command}.begin",

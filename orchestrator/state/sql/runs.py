@@ -76,6 +76,7 @@ class RunRows(Fencing):
                     run.epoch,
                 ),
             )
+            self._touch(conn, "runs", run_id)
             entry = AuditEntryInput(
                 actor=actor, command="run.create", service=service, reason=reason
             )
@@ -107,7 +108,7 @@ class RunRows(Fencing):
 
     def get_run(self, run_id: str) -> Run | None:
         rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-        return run_from_row(rows[0]) if rows else None
+        return run_from_row(self._checked("runs", rows[0])) if rows else None
 
     def list_runs(self, service: str | None = None, status: RunStatus | None = None) -> list[Run]:
         """Runs, oldest first, optionally filtered by service and status."""
@@ -129,7 +130,7 @@ class RunRows(Fencing):
             f" ORDER BY started_at DESC, {self.INSERT_ORDER} DESC LIMIT 1",
             (service, *RESUMABLE_STATUSES),
         )
-        return run_from_row(rows[0]) if rows else None
+        return run_from_row(self._checked("runs", rows[0])) if rows else None
 
     def finish_run(self, run_id: str, status: RunStatus, result: str | None) -> Run:
         """End a running or deferred run. A run that already ended cannot be finished again."""
@@ -144,6 +145,7 @@ class RunRows(Fencing):
                 "UPDATE runs SET status = ?, finished_at = ?, result = ? WHERE run_id = ?",
                 (status, format_ts(now), result, run_id),
             )
+            self._touch(conn, "runs", run_id)
             entry = AuditEntryInput(
                 actor=run.actor, command="run.finish", service=run.service, result=status
             )
@@ -160,7 +162,7 @@ class RunRows(Fencing):
         row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             raise StateError(f"run {run_id} does not exist in {self.location}")
-        run = run_from_row(row)
+        run = run_from_row(self._checked("runs", row))
         if run.status not in RESUMABLE_STATUSES:
             fenced = self.fence_of(run_id) is not None and run.status in ("aborted", "abandoned")
             raise (Fenced if fenced else StateError)(

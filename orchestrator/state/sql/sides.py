@@ -36,7 +36,7 @@ class SideRows(AuditChain):
 
     def get_service(self, service: str) -> ServiceState | None:
         rows = self._query("SELECT * FROM services WHERE service = ?", (service,))
-        return service_from_row(rows[0]) if rows else None
+        return service_from_row(self._checked("services", rows[0])) if rows else None
 
     def list_services(self) -> list[ServiceState]:
         return [
@@ -60,6 +60,7 @@ class SideRows(AuditChain):
                 " rollback_kept = NULL, updated_at = ? WHERE service = ?",
                 (problem, side, format_ts(now), service),
             )
+            self._touch(conn, "services", service)
             new = self._service_row(conn, service)
             assert new is not None
             self._audit(
@@ -74,7 +75,7 @@ class SideRows(AuditChain):
 
     def get_side(self, service: str, side: Side) -> SideState | None:
         rows = self._query("SELECT * FROM sides WHERE service = ? AND side = ?", (service, side))
-        return side_from_row(rows[0]) if rows else None
+        return side_from_row(self._checked("sides", rows[0])) if rows else None
 
     def begin_patch(
         self, service: str, side: Side, patch_level: str, *, audit: AuditEntryInput
@@ -184,13 +185,13 @@ class SideRows(AuditChain):
 
     def _service_row(self, conn: Connection, service: str) -> ServiceState | None:
         row = conn.execute("SELECT * FROM services WHERE service = ?", (service,)).fetchone()
-        return service_from_row(row) if row else None
+        return service_from_row(self._checked("services", row)) if row else None
 
     def _side_row(self, conn: Connection, service: str, side: Side) -> SideState | None:
         row = conn.execute(
             "SELECT * FROM sides WHERE service = ? AND side = ?", (service, side)
         ).fetchone()
-        return side_from_row(row) if row else None
+        return side_from_row(self._checked("sides", row)) if row else None
 
     def _change_service(
         self,
@@ -212,6 +213,7 @@ class SideRows(AuditChain):
             f"UPDATE services SET {', '.join(f'{c} = ?' for c in columns)} WHERE service = ?",
             (*(db_value(v) for v in columns.values()), service),
         )
+        self._touch(conn, "services", service)
         new = self._service_row(conn, service)
         assert new is not None
         self._audit(conn, audit, now, service=service, before=service_dump(old),
@@ -219,11 +221,13 @@ class SideRows(AuditChain):
         return new
 
     def _ensure_service(self, conn: Connection, service: str, now: datetime) -> None:
-        conn.execute(
+        inserted = conn.execute(
             "INSERT INTO services (service, live_side, updated_at) VALUES (?, NULL, ?)"
             " ON CONFLICT (service) DO NOTHING",
             (service, format_ts(now)),
         )
+        if inserted.rowcount == 1:  # a new row (never re-seal one this did not check)
+            self._touch(conn, "services", service)
 
     def _transition(
         self,
@@ -250,11 +254,13 @@ class SideRows(AuditChain):
         them and its host fingerprints."""
         SideState(service=service, side=side)  # validates `side` before touching the file
         self._ensure_service(conn, service, now)
-        conn.execute(
+        inserted = conn.execute(
             "INSERT INTO sides (service, side) VALUES (?, ?) ON CONFLICT (service, side)"
             " DO NOTHING",
             (service, side),
         )
+        if inserted.rowcount == 1:
+            self._touch(conn, "sides", service, side)
         old = self._side_row(conn, service, side)
         assert old is not None
         if expected_generation is not None and old.generation != expected_generation:
@@ -278,6 +284,7 @@ class SideRows(AuditChain):
                           now_row.generation if now_row else -1,
                           now_row.state if now_row else old.state,
                           now_row.state_reason if now_row else None, during="this write")
+        self._touch(conn, "sides", service, side)
         new = self._side_row(conn, service, side)
         assert new is not None
         if audit is not None:

@@ -1,5 +1,6 @@
 """Every row of a store, out and in, exactly as stored (`bluegreen state copy`): the audit
-chain keeps its hashes and MACs, so it verifies on the other side with the same key.
+chain keeps its hashes and MACs, and the services, sides and runs their seals (`seals.py`),
+so they verify on the other side with the same key.
 
 Locks are not copied: they belong to the processes (and, on PostgreSQL, the sessions) that
 hold them; the epochs handed out with them are (they only grow). Runs keep their insertion
@@ -16,12 +17,12 @@ from orchestrator.state.sql.chain import AuditChain
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "services": ("service", "live_side", "updated_at", "rollback_to", "flip_problem",
-                 "pending_flip", "rollback_kept"),
+                 "pending_flip", "rollback_kept", "mac"),
     "sides": ("service", "side", "patch_level", "patched_at", "verified_at", "verification_ok",
               "verified_patch_level", "verification_summary", "state", "state_since",
-              "state_reason", "generation", "hosts"),
+              "state_reason", "generation", "hosts", "mac"),
     "runs": ("run_id", "kind", "service", "status", "params", "actor", "started_at",
-             "finished_at", "result", "epoch"),
+             "finished_at", "result", "epoch", "mac"),
     "journal": ("run_id", "seq", "step", "phase", "data", "at"),
     "audit_log": ("seq", "at", "actor", "command", "service", "reason", "before", "after",
                   "result", "prev_hash", "hash", "os_uid", "os_user", "sudo_user", "hostname",

@@ -11,6 +11,7 @@ from orchestrator.errors import StateError
 from orchestrator.state.audit import GENESIS_HASH, format_ts
 from orchestrator.state.models import SIDE_STATES
 from orchestrator.state.sql.fence import EPOCHS
+from orchestrator.state.sql.seals import seal_at_migration
 
 _SIDE_CHECK = "CHECK (side IN ('blue', 'green'))"
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -92,7 +93,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE services ADD COLUMN rollback_kept TEXT",
     ),
     EPOCHS,  # version 5: run epochs (fencing tokens)
+    (  # version 6: the rows that gate traffic are sealed with the audit key (seals.py);
+        # the rows found are sealed as they are by `migrate` (it trusts them)
+        "ALTER TABLE services ADD COLUMN mac TEXT",
+        "ALTER TABLE sides ADD COLUMN mac TEXT",
+        "ALTER TABLE runs ADD COLUMN mac TEXT",
+    ),
 )
+SEALED_FROM = 6
+"""The first version with row seals."""
 SCHEMA_VERSION = len(MIGRATIONS)
 """The newest schema this code knows; older files are migrated forward on open."""
 
@@ -117,9 +126,10 @@ def refuse_newer(path: Path, version: int) -> None:
         )
 
 
-def migrate(conn: sqlite3.Connection, path: Path, now: datetime) -> None:
+def migrate(conn: sqlite3.Connection, path: Path, now: datetime, audit_key_file: Path) -> None:
     """Apply the missing migrations; call inside a writing transaction (another process
-    may have migrated since the caller looked: the version is read again here)."""
+    may have migrated since the caller looked: the version is read again here). Crossing
+    `SEALED_FROM` seals the rows found with the audit key (trusting them)."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_version "
         "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
@@ -133,3 +143,5 @@ def migrate(conn: sqlite3.Connection, path: Path, now: datetime) -> None:
             "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
             (version, format_ts(now)),
         )
+        if version == SEALED_FROM:
+            seal_at_migration(conn, audit_key_file, str(path))

@@ -100,7 +100,7 @@ class SQLiteStateStore(FlipRows, RunRows, SQLiteLocks, TableTransfer):
         if current == schema.SCHEMA_VERSION:
             return
         with self._write() as conn:
-            schema.migrate(conn, self.path, self._now())
+            schema.migrate(conn, self.path, self._now(), self.audit_key_file)
 
     # -- transactions ------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ a real PostgreSQL database (one per test module, emptied before each test)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ class Opener:
     backend: str
     location: StateLocation
     key_file: Path
+    tampered: list[str] = field(default_factory=list)
+    """What `tamper` ran: the row seals are checked after each test that changed no row."""
 
     def __call__(self, **options: Any) -> StateStore:
         return open_store(self.location, audit_key_file=self.key_file, **options)
@@ -50,6 +52,7 @@ class Opener:
 
     def tamper(self, *statements: str, params: tuple[object, ...] = ()) -> None:
         """Edit the store behind its back, as someone with write access could."""
+        self.tampered.extend(statements)
         if self.location.path is not None:
             import sqlite3
 
@@ -64,10 +67,20 @@ class Opener:
 
 
 @pytest.fixture(params=BACKENDS)
-def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     key_file = tmp_path / "keys" / "audit.key"
     if request.param == "sqlite":
-        return Opener("sqlite", sqlite_location(tmp_path / "state" / "state.db"), key_file)
-    url = request.getfixturevalue("pg_database")
-    postgres.empty_tables(url)
-    return Opener("postgresql", parse_state_url(url), key_file)
+        made = Opener("sqlite", sqlite_location(tmp_path / "state" / "state.db"), key_file)
+    else:
+        url = request.getfixturevalue("pg_database")
+        postgres.empty_tables(url)
+        made = Opener("postgresql", parse_state_url(url), key_file)
+    yield made
+    # every write seals the row it wrote: whatever a test did through the store, no row
+    # that gates traffic is left with a stale seal (tests that edit rows by hand excepted)
+    if made.key_file.exists() and not any(
+            table in statement for statement in made.tampered
+            for table in ("services", "sides", "runs")):
+        with made() as store:
+            stale = [f.message for f in store.verify_audit().findings if f.kind == "row_forged"]
+        assert stale == [], stale
