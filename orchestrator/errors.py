@@ -111,6 +111,11 @@ class AuditBroken(BluegreenError):
     """The audit chain does not verify."""
 
 
+class RowForged(AuditBroken):
+    """A row that gates traffic (a service, a side, a run) was changed outside bluegreen:
+    its seal (a MAC under the audit key) fails. Nothing was done with it."""
+
+
 class Aborted(BluegreenError):
     """The run was aborted (by `rollback`, `flip` or `campaign abort`) while it ran;
     nothing more was done by it."""

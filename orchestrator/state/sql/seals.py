@@ -26,7 +26,7 @@ import hmac
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import AuditBroken
+from orchestrator.errors import AuditBroken, RowForged
 from orchestrator.state.audit import canonical_json
 from orchestrator.state.audit_key import AuditKey
 from orchestrator.state.sql.database import Connection, SqlDatabase
@@ -40,10 +40,6 @@ SEALED: dict[str, tuple[str, ...]] = {
 _NOT_COVERED = frozenset({"mac", "insert_order"})
 _SHOWN = {"services": ("live_side", "rollback_to", "pending_flip", "flip_problem"),
           "sides": ("state", "patch_level", "generation"), "runs": ("status",)}
-
-
-class RowForged(AuditBroken):
-    """A row that gates traffic was changed outside bluegreen (its MAC fails)."""
 
 
 def row_mac(secret: bytes, table: str, row: Any) -> str:

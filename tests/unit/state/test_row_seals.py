@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import AuditBroken
+from orchestrator.errors import AuditBroken, RowForged
 from orchestrator.state import AuditEntryInput, SQLiteStateStore, StateStore
 from orchestrator.state.audit_key import load_key
-from orchestrator.state.sql.seals import RowForged
 from orchestrator.state.sqlite.schema import MIGRATIONS, SEALED_FROM
 from orchestrator.testing import FakeRouter
 from orchestrator.traffic import FlipRequest, move_traffic
