@@ -65,7 +65,10 @@ class Fencing(AuditChain):
         else:
             conn.execute("UPDATE epochs SET epoch = ?, run_id = ?, at = ? WHERE lock = ?",
                          (epoch, run_id, format_ts(now), lock))
-        conn.execute("UPDATE runs SET epoch = ? WHERE run_id = ?", (epoch, run_id))
+        if self._checked("runs", conn.execute("SELECT * FROM runs WHERE run_id = ?",
+                                              (run_id,)).fetchone()) is not None:
+            conn.execute("UPDATE runs SET epoch = ? WHERE run_id = ?", (epoch, run_id))
+            self._touch(conn, "runs", run_id)
         before = None if row is None else (str(row["run_id"]), int(row["epoch"]))
         return dataclasses.replace(new, epoch=epoch), before
 
@@ -88,14 +91,15 @@ class Fencing(AuditChain):
         and it is in one of `statuses`: it cannot be resumed; its late writes are fenced."""
         if run_id == new.run_id:
             return
-        row = conn.execute("SELECT status, service FROM runs WHERE run_id = ?",
-                           (run_id,)).fetchone()
+        row = self._checked("runs", conn.execute("SELECT * FROM runs WHERE run_id = ?",
+                                                 (run_id,)).fetchone())
         if row is None or row["status"] not in statuses:
             return
         result = (f"abandoned: {why}; run {new.run_id} took the lock over (epoch {new.epoch}) "
                   f"at {format_ts(now)}")
         conn.execute("UPDATE runs SET status = 'abandoned', finished_at = ?, result = ?"
                      " WHERE run_id = ?", (format_ts(now), result, run_id))
+        self._touch(conn, "runs", run_id)
         entry = AuditEntryInput(actor=new.holder, command="run.abandon", service=row["service"],
                                 reason=why, result="abandoned")
         self._audit(conn, entry, now,
@@ -149,8 +153,8 @@ class Fencing(AuditChain):
                 hint="see `bluegreen status`; a new rollout takes the lock with a new epoch",
             )
         if ended_too:
-            run = conn.execute("SELECT status, result FROM runs WHERE run_id = ?",
-                               (run_id,)).fetchone()
+            run = self._checked("runs", conn.execute("SELECT * FROM runs WHERE run_id = ?",
+                                                     (run_id,)).fetchone())
             if run is not None and run["status"] not in RESUMABLE_STATUSES:
                 raise Fenced(
                     f"run {run_id} (epoch {epoch}) already ended ({run['status']}: "
