@@ -1,6 +1,6 @@
 """Row seals: the rows that gate traffic (services, sides, runs) carry a MAC under the audit
 key, over every column of the row (content and generation; not `mac` itself, nor
-PostgreSQL's `insert_order`), so that one `UPDATE sides SET state = 'verified'` by someone
+PostgreSQL's `insert_order`), so that one side row set to `state = 'verified'` by someone
 who can write the database but not read the key is refused, not obeyed.
 
 - Written: every write of such a row seals it right after (`_touch`), in the same

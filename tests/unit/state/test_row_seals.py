@@ -27,9 +27,11 @@ def store(opener: Opener) -> Iterator[StateStore]:
     opened = opener()
     try:
         opened.set_live_side("web", "blue", audit=E)
-        opened.record_patch("web", "green", "v2", audit=E)
+        begun = opened.begin_patch("web", "green", "v2", audit=E)
+        opened.record_patch("web", "green", "v2", expected_generation=begun.generation,
+                            audit=E)
         opened.record_verification("web", "green", True, "v2", "ok", audit=E)
-        opened.set_side_state("web", "green", "quarantined", "INC-1: bad build", audit=E)
+        opened.quarantine("web", "green", "INC-1: bad build", audit=E)
         opened.create_run("run-1", "rollout", "web", {}, "alice")
         opened.finish_run("run-1", "failed", "patch failed")
         yield opened
@@ -71,7 +73,7 @@ def test_lifting_a_quarantine_by_sql_is_refused_and_reported(store: StateStore,
 
 WRITES = {
     "services": lambda s: s.set_live_side("web", "blue", audit=E),
-    "sides web/green": lambda s: s.record_patch("web", "green", "v3", audit=E),
+    "sides web/green": lambda s: s.begin_patch("web", "green", "v3", audit=E),
     "runs": lambda s: s.begin_flip("web", "blue", "green", command="flip", actor="a",
                                    reason="r", run_id="run-1") and s.get_run("run-1"),
 }
