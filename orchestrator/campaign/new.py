@@ -138,8 +138,9 @@ def _trusted_binaries(
     found: FleetExposure, source: str, reported: dict[str, set[str]], hosts: set[str]
 ) -> tuple[list[str], list[str]]:
     """(binaries to pin, notes on the others): a binary is pinned when the repositories'
-    index says it is built from `source` (when a repository is configured) and at least
-    half of the `hosts` with `source` open report it."""
+    index says it is built from `source` and at least half of the `hosts` with `source` open
+    report it; without an index (no repository configured) only the hosts' word is left, so
+    it takes a strict majority of them, and at least two unless there is only one host."""
     keep: list[str] = []
     notes: list[str] = []
     index = found.catalog.sources_of
@@ -152,12 +153,18 @@ def _trusted_binaries(
             repo = (f"the repositories' index says it is built from {', '.join(sorted(theirs))}"
                     if theirs else "the repositories' index does not list it")
             notes.append(f"not pinned: {name}: {said}; {repo}")
-        elif len(who) * 2 < len(hosts):
-            notes.append(f"not pinned: {name}: only {said}; install it by hand where it "
-                         "belongs")
+        elif len(who) * 2 < len(hosts) or (index is None and not _majority(who, hosts)):
+            notes.append(f"not pinned: {name}: only {said}"
+                         f"{'' if index is not None else ' (and no repository index to check)'}"
+                         "; install it by hand where it belongs")
         else:
             keep.append(name)
     return keep, notes
+
+
+def _majority(who: Sequence[str], hosts: set[str]) -> bool:
+    """More than half of `hosts`, and more than one host unless there is just one."""
+    return len(who) * 2 > len(hosts) and (len(who) >= 2 or len(hosts) == 1)
 
 
 def _pin(found: FleetExposure, binary: str, fixed: str) -> str:

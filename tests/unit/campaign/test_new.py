@@ -155,3 +155,18 @@ def test_a_hosts_package_name_cannot_end_the_header_comment(tmp_path: Path) -> N
     assert "# not pinned: evil\\x1b]0;owned\\x07\\x9b2K: only 1 of 4 host(s)" in text
     assert yaml.safe_load(text).keys() == {"name", "description", "advisories", "waves",
                                            "approval", "window"}
+
+
+def test_without_an_index_one_of_two_hosts_cannot_pin_for_both(tmp_path: Path) -> None:
+    """Two hosts with openssl open, no repository index: the one that lies is half of them,
+    which is no longer enough (review D5); the honest names both report are pinned."""
+    found = _one_host_lies()
+    for side in found.sides:  # keep one host per side: web-blue-1 (the liar), web-green-1
+        side.hosts[:] = side.hosts[:1]
+    made = write_new_campaign(found, ["web"], tmp_path / "c.yml", name="sec-test")
+    assert made.doc is not None
+    (advisory,) = made.doc["advisories"]
+    assert set(advisory["packages"]) == {"libssl3", "openssl"}
+    text = (tmp_path / "c.yml").read_text()
+    assert "# not pinned: inetutils-telnetd: only 1 of 2 host(s)" in text
+    assert "no repository index to check" in text
