@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 mode="${1:-setup}"
+# bluegreen refuses trusted files (configs, inventories, playbooks) that others can write,
+# up to / (orchestrator/trust.py): nothing made here is group- or world-writable
+umask 022
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "error: run as root (the lab mounts overlays and creates network namespaces)" >&2
@@ -75,6 +78,17 @@ case "$mode" in
   demo) exec bluegreen lab demo ;;
   test)
     postgres_up  # the state store's tests run against both backends
+    # the checkout itself must pass bluegreen's trusted-files rule (a clone made under
+    # umask 002 would not); a writable directory above it is named, not changed
+    chmod -R go-w . 2>/dev/null || true
+    dir="$PWD"
+    while [ "$dir" != "/" ]; do
+      dir="$(dirname "$dir")"
+      if [ -n "$(find "$dir" -maxdepth 0 -perm /022 ! -perm -1000)" ]; then
+        echo "warning: $dir is writable by group or others: bluegreen refuses the playbooks" \
+          "and configs under it (chmod go-w $dir)" >&2
+      fi
+    done
     echo "== ruff"; ruff check orchestrator tests benchmarks
     echo "== mypy"; mypy
     echo "== import-linter (layers, see pyproject.toml)"; lint-imports --no-cache

@@ -134,6 +134,8 @@ def _verify(repo: RepoSpec, keyring: str, data: Path, signature: Path | None, wh
 def _parse(repo: RepoSpec, text: str, where: str) -> dict[str, tuple[str, int]]:
     files: dict[str, tuple[str, int]] = {}
     section = ""
+    names: dict[str, str] = {}
+    """Suite: and Codename: of the signed Release."""
     for line in text.splitlines():
         if line.startswith((" ", "\t")):
             if section == "sha256":
@@ -146,6 +148,15 @@ def _parse(repo: RepoSpec, text: str, where: str) -> dict[str, tuple[str, int]]:
         section = key.strip().lower()
         if section == "valid-until":
             _check_valid_until(repo, value.strip(), where)
+        if section in ("suite", "codename"):
+            names[section] = value.strip()
+    if repo.suite not in ("./", ".") and repo.suite.rstrip("/") not in names.values():
+        # a correctly signed Release of ANOTHER suite of the same archive (e.g. bookworm
+        # served as bookworm-security) would hide every security fix: apt's "conflicting
+        # distribution", refused here
+        said = ", ".join(f"{k.capitalize()}: {v}" for k, v in sorted(names.items())) or "none"
+        raise refused(repo, f"{where}: signed for another suite ({said}), not {repo.suite}",
+                      "a mirror serving the wrong suite, or a replay: check the mirror")
     if not files:
         raise refused(repo, f"{where}: lists no SHA256 of any index")
     return files

@@ -169,6 +169,14 @@ def test_a_suite_repository(mirror: tuple[str, Path], tmp_path: Path,
         "keyring": str(signing_key.keyring)})
     catalog = load_catalog(settings, tmp_path / "cache")
     assert CVE in {c.cve for c in catalog.open_on("h", parse_installed(DPKG_QUERY_OUTPUT)).open}
+    # the same archive key's Release of another suite (bookworm, without the security fixes)
+    # served as bookworm-security: signed correctly, and still refused (review D8)
+    (dist / "Release").write_text("\n".join(["Suite: stable", "Codename: bookworm",
+                                             *lines[1:]]) + "\n")
+    signing_key.clearsign(dist / "Release", dist / "InRelease")
+    with pytest.raises(BadInput, match=r"signed for another suite \(Codename: bookworm, "
+                       r"Suite: stable\), not bookworm-security"):
+        load_catalog(settings, tmp_path / "cache2")
 
 
 @pytest.mark.parametrize(("entry", "error"), [
