@@ -186,14 +186,15 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
             if target is None:
                 return unchanged(
                     f"{service}: no earlier flip to roll back; traffic stays on {live}")
-            if target == live and request.quarantine is not None:  # the side is the standby
-                return unchanged(quarantine_standby(store, request.service, other_side(live),
-                                                    request.quarantine, request.actor,
-                                                    request.command, request.reason))
+            # a quarantine of the standby is marked here; then, as for every command, a live
+            # side whose flip is not persisted is persisted (a reload would send traffic back)
+            marked = (quarantine_standby(store, service, other_side(live), request.quarantine,
+                                         request.actor, request.command, request.reason)
+                      if request.quarantine is not None else None)
             repaired = svc.flip_problem is not None and _repair(store, router, svc, request)
             note = " (its earlier flip problem is repaired)" if repaired else ""
-            return unchanged(f"{service}: {live} is already live; nothing changed{note}",
-                             repaired=repaired)
+            return unchanged(marked or f"{service}: {live} is already live; nothing changed"
+                             f"{note}", repaired=repaired)
         rollback = request.command in ROLLBACK_COMMANDS and target == svc.rollback_to
         side = _checked_target(store, router, request, svc, live, target, aborted)
         # every check passed: only now are the runs in flight aborted (a refused command

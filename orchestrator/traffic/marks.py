@@ -17,7 +17,7 @@ def quarantine_standby(store: StateStore, service: str, side: Side, reason: str,
     if current is not None and current.state == "quarantined":
         return f"{service}: {side} was already quarantined ({current.state_reason})"
     store.quarantine(service, side, reason, audit=AuditEntryInput(
-        actor=actor, command=command, service=service, reason=command_reason,
+        actor=actor, command=command, service=service, reason=command_reason, result="marked",
         before={"side": side, "state": current.state if current else "untouched"},
         after={"side": side, "state": "quarantined", "traffic_moved_to": None}))
     return f"{service}: {side} is quarantined"

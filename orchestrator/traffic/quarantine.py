@@ -48,8 +48,8 @@ def check_reason(reason: str) -> None:
 
 
 def quarantine_side(store: StateStore, router: Router, service: str, side: Side, reason: str,
-                    actor: str, *, recheck_hosts: HostRecheck | None = None
-                    ) -> QuarantineOutcome:
+                    actor: str, *, recheck_hosts: HostRecheck | None = None,
+                    lock_timeout_s: float = 30.0) -> QuarantineOutcome:
     """Quarantine `side`: one kernel operation under the service's traffic lock. Live:
     traffic moves to the other side (VerificationFailed, nothing changed, when that one may
     not take traffic) and the mark is written in the flip's own record (a crash after the
@@ -62,6 +62,7 @@ def quarantine_side(store: StateStore, router: Router, service: str, side: Side,
     flip = move_traffic(store, router, FlipRequest(
         service=service, command=COMMAND, reason=reason, actor=actor, to=other_side(side),
         abort_in_flight=True, recheck_hosts=recheck_hosts, quarantine=reason,
+        lock_timeout_s=lock_timeout_s,
     ))
     moved = f"traffic moved {flip.from_side} -> {flip.to_side}; " if flip.changed else ""
     aborted = f"; aborted run {flip.aborted_run}" if flip.aborted_run else ""

@@ -34,7 +34,8 @@ from orchestrator.state.models import RESUMABLE_STATUSES, SideState
 from orchestrator.testing import FakeRouter, FrozenClock
 
 SERVICE = "web"
-FLIP_COMMANDS = frozenset({"flip", "rollback", "rollout.flip", "rollout.auto-rollback"})
+FLIP_COMMANDS = frozenset({"flip", "rollback", "rollout.flip", "rollout.auto-rollback",
+                           "quarantine"})
 ROLLBACK_COMMANDS = frozenset({"rollback", "rollout.auto-rollback"})
 DONE_RESULTS = frozenset({"ok", "forced", "incomplete", "recovered"})
 """Results of a flip's one audit record (not its `.begin`, `.failed` or `.repair`)."""
@@ -111,6 +112,9 @@ class World:
     """Sides a rollback took traffic away from: no target until patched again."""
     window_open: bool = True
     """A campaign's maintenance window: no rollout flips outside it."""
+    quarantined: set[Side] = field(default_factory=set)
+    """Sides a `quarantine` (or `watch --quarantine`) said it quarantined (the command
+    returned): they stay quarantined until a patch begins on them (issue 20)."""
     holders: list[subprocess.Popen[bytes]] = field(default_factory=list)
     state_url: str | None = None
     """The store: a SQLite file in `directory` (None), or this (emptied) PostgreSQL
@@ -172,6 +176,7 @@ class World:
         """Ansible begins on `side`: never on the side that takes traffic."""
         if self.router.memory.get(SERVICE) == side and side not in self.forced_onto:
             self.violations.append(f"Ansible started on {side}, which takes traffic")
+        self.quarantined.discard(side)  # the documented way out: a patch begun after it
         old = self.hosts[side]
         self.hosts_changed(side, Host(level, True, old.fingerprint), patched=True)
 
@@ -228,6 +233,8 @@ class World:
         """Why traffic may not go to `target` now (ARCHITECTURE.md, issue 10), or None."""
         state = side.state if side else "untouched"
         truth = self.hosts[target]
+        if target in self.quarantined:
+            return f"it was quarantined, and no patch began on it since ({state})"
         if target in self.failed_under_traffic:
             return f"a rollback took traffic away from it and it was not patched since ({state})"
         if truth.partial:
@@ -290,6 +297,13 @@ class World:
                 assert not truth.partial and truth.level == (side.verified_patch_level or "L0"), (
                     f"{side_name}: verified at {side.verified_patch_level}, really "
                     f"{truth.level}{' (half patched)' if truth.partial else ''}")
+        for side_name in self.quarantined:  # an acknowledged quarantine is never lost
+            side = store.get_side(SERVICE, side_name)
+            assert side is not None and side.state == "quarantined", (
+                f"{side_name} was quarantined, no patch began on it, and the store says "
+                f"{side.state if side else 'untouched'}")
+            if not router.unreachable and side_name not in self.forced_onto:
+                assert router.memory[SERVICE] != side_name, f"{side_name}: quarantined, live"
         lock = store.get_lock(SERVICE)
         if lock is not None:
             run = store.get_run(lock.run_id)

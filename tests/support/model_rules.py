@@ -28,6 +28,7 @@ from orchestrator.state import AuditEntryInput, SQLiteStateStore
 from orchestrator.state.models import RESUMABLE_STATUSES
 from orchestrator.testing import RouterFault, SimulatedCrash, crash_at
 from orchestrator.traffic import FlipOutcome, FlipRequest, move_traffic, settle
+from orchestrator.traffic.quarantine import QuarantineOutcome, quarantine_side
 from orchestrator.traffic.status import adopt
 from tests.support.model import SERVICE, Host, World
 
@@ -36,10 +37,12 @@ FAULTS: tuple[RouterFault, ...] = (
     "refuse", "gone_before", "gone_after", "lost_reply", "persist", "confirm")
 OPERATOR_COMMANDS = ("rollback", "flip_blue", "flip_green", "status", "reload",
                      "reimage_blue", "reimage_green", "window_closes", "window_opens",
-                     "clock_steps_back")
+                     "clock_steps_back", "quarantine_blue", "quarantine_green",
+                     "watch_quarantine")
 """What can happen while another process is somewhere (a failpoint, inside the patch step):
-an operator's command, the load balancer reloading its configuration, a host re-imaged,
-the maintenance window closing or opening, the clock stepped back (NTP, a VM restored)."""
+an operator's command (a quarantine too: `watch --quarantine` is the same operation on the
+live side), the load balancer reloading its configuration, a host re-imaged, the
+maintenance window closing or opening, the clock stepped back (NTP, a VM restored)."""
 
 crash_points = st.one_of(st.none(), st.sampled_from(KERNEL_POINTS))
 
@@ -96,6 +99,10 @@ class TrafficMachine(RuleBasedStateMachine):
             self.maintenance_window(command == "window_opens")
         elif command == "clock_steps_back":
             self.clock_steps_back()
+        elif command in ("quarantine_blue", "quarantine_green"):
+            self._quarantine("blue" if command == "quarantine_blue" else "green", None)
+        elif command == "watch_quarantine":
+            self.watch_quarantine(None)
         else:
             self.status(None)
 
@@ -187,6 +194,62 @@ class TrafficMachine(RuleBasedStateMachine):
         assert router.memory[SERVICE] == router.persisted[SERVICE] == to
         assert svc is not None and svc.live_side == to and svc.pending_flip is None
         assert svc.flip_problem is None
+
+    @rule(side=st.sampled_from(SIDES), crash=crash_points)
+    def quarantine(self, side: Side, crash: str | None) -> None:
+        self._quarantine(side, crash)
+
+    @rule(crash=crash_points)
+    def watch_quarantine(self, crash: str | None) -> None:
+        """`watch --quarantine` found a deviation on the live side: the same operation."""
+        if not self.world.router.unreachable:
+            self._quarantine(self.world.router.memory[SERVICE], crash)
+
+    def _quarantine(self, side: Side, crash: str | None) -> None:
+        """`bluegreen quarantine --side`: one kernel operation (issue 20, 1 and 2)."""
+        def body(store: SQLiteStateStore) -> Any:
+            return quarantine_side(store, self.world.router, SERVICE, side, "INC-7", "op",
+                                   recheck_hosts=self.world.recheck, lock_timeout_s=0)
+
+        in_flight = self._runs_in_flight()
+        outcome = self._op(crash, body)
+        if isinstance(outcome, QuarantineOutcome):  # acknowledged: never lost from now on
+            self.world.quarantined.add(side)
+            if outcome.flip is not None:
+                self._succeeded(outcome.flip)
+            self._aborted_all(in_flight, outcome.flip or outcome)
+        else:
+            self._aborted_all(in_flight, outcome)
+
+    @rule(side=st.sampled_from(SIDES), ok=st.booleans())
+    def rebuild(self, side: Side, ok: bool) -> None:
+        """`bluegreen rebuild --side`: re-image the standby (a patch begun: the way out of a
+        quarantine), record it at the generation the begin returned, then the gate."""
+        lock = self.world.observer.get_lock(SERVICE)
+        if lock is not None and not lock.holder_is_gone():
+            return  # LockHeld: a rollout is running
+        router = self.world.router
+        if router.unreachable or router.memory[SERVICE] == side:
+            return  # the router is asked first (the store may never have seen the service)
+        self.count += 1
+        level = f"rebuild-{self.count}"
+
+        def body(store: SQLiteStateStore) -> Any:
+            audit = AuditEntryInput(actor="op", command="rebuild", service=SERVICE)
+            began = store.begin_patch(SERVICE, side, level, audit=audit)
+            self.world.ansible_starts(side, level)
+            old = self.world.hosts[side]
+            self.world.hosts_changed(side, Host(level, False, old.fingerprint + 1),
+                                     patched=True)
+            done = store.record_patch(SERVICE, side, level, audit=audit,
+                                      expected_generation=began.generation)
+            truth = self.world.hosts[side]
+            return store.record_verification(
+                SERVICE, side, ok, level, "model", hosts=truth.fingerprints(side),
+                expected_generation=done.generation,
+                audit=AuditEntryInput(actor="op", command="verify", service=SERVICE))
+
+        self._op(None, body)
 
     @rule(side=st.sampled_from(SIDES), ok=st.booleans())
     def verify(self, side: Side, ok: bool) -> None:

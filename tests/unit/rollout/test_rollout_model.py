@@ -273,6 +273,23 @@ SCENARIOS: dict[str, tuple[list[tuple[str, dict[str, Any]]], Side, dict[Side, st
         _resume(crash="bake:begin"),
         _resume(),
     ], "green", {"green": "verified", "blue": "untouched"}, "done"),
+    # issue 20, 3: a quarantine while Ansible runs on the standby stands (the run stops);
+    # the way out: a rebuild (a patch begun after it) and its passing gate
+    "quarantine_while_ansible_runs": ([
+        _start(meanwhile=(DURING_PATCH, "quarantine_green")),
+        ("flip", {"to": "green", "force": False, "crash": None}),  # refused: quarantined
+        ("rebuild", {"side": "green", "ok": True}),
+        ("flip", {"to": "green", "force": False, "crash": None}),
+    ], "green", {"green": "verified"}, "aborted"),
+    # issue 20, 8: verified, deferred by the window; a rebuild changed the side (its own
+    # gate passed); the resumed run does not flip to it
+    "resume_after_a_rebuild_of_the_verified_side": ([
+        ("maintenance_window", {"open_": False}),
+        _start(),
+        ("maintenance_window", {"open_": True}),
+        ("rebuild", {"side": "green", "ok": True}),
+        _resume(),
+    ], "blue", {"green": "verified"}, "failed"),
 }
 
 

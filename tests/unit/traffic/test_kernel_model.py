@@ -36,7 +36,7 @@ from orchestrator.errors import (
 from orchestrator.sides import Side, other_side
 from orchestrator.state import AuditEntryInput, StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES
-from orchestrator.testing import SimulatedCrash, at_failpoints, patched
+from orchestrator.testing import SimulatedCrash, at_failpoints
 from orchestrator.traffic import FlipRequest, failpoints, move_traffic, settle
 from tests.support import postgres
 from tests.support.model import SERVICE, Host, World, env_int
@@ -65,6 +65,10 @@ class RunProcess:
         self.ended = False
         self.plan: dict[str, Any] = {}
         self.level = "L0"
+        self.patch_generation = 0
+        """What `begin_patch` returned: `record_patch` is refused if the side moved on."""
+        self.verified_generation: int | None = None
+        """What the verification left (journaled): the flip binds to it."""
 
     # -- entry points -------------------------------------------------------------------
     def start(self, level: str) -> None:
@@ -109,6 +113,7 @@ class RunProcess:
         ends = {e.step: e.data for e in self.store.journal(self.run_id) if e.phase == "end"}
         begun = {e.step for e in self.store.journal(self.run_id) if e.phase == "begin"}
         self.plan = dict(ends.get("precheck", {}))
+        self.verified_generation = ends.get("verify", {}).get("generation")
         if not self.plan:
             return
         live = settle(self.store, self.world.router, SERVICE, "ci")
@@ -158,9 +163,10 @@ class RunProcess:
 
     def _patch(self, ok: bool) -> dict[str, Any]:
         standby: Side = self.plan["standby"]
-        self.store.begin_patch(SERVICE, standby, self.level, audit=AuditEntryInput(
+        began = self.store.begin_patch(SERVICE, standby, self.level, audit=AuditEntryInput(
             actor="ci", command="rollout.patch.begin", service=SERVICE,
             reason=f"run {self.run_id}"))
+        self.patch_generation = began.generation
         self.world.ansible_starts(standby, self.level)
         self.in_patch = True  # Ansible runs now; the next advance() sees how it ended
         return {}
@@ -174,8 +180,9 @@ class RunProcess:
             raise PatchFailed("apt failed")
         truth = self.world.hosts[standby]
         self.world.hosts_changed(standby, Host(self.level, False, truth.fingerprint))
-        patched(self.store, SERVICE, standby, self.level, audit=AuditEntryInput(
-            actor="ci", command="rollout.patch", service=SERVICE, reason=f"run {self.run_id}"))
+        self.store.record_patch(SERVICE, standby, self.level, audit=AuditEntryInput(
+            actor="ci", command="rollout.patch", service=SERVICE, reason=f"run {self.run_id}"),
+            expected_generation=self.patch_generation)
         self._end("patch", {"side": standby})
 
     def _verify(self, ok: bool) -> dict[str, Any]:
@@ -183,13 +190,14 @@ class RunProcess:
         began = self.store.get_side(SERVICE, standby)
         truth = self.world.hosts[standby]
         passed = ok and not truth.partial and truth.level == self.level
-        self.store.record_verification(
+        recorded = self.store.record_verification(
             SERVICE, standby, passed, self.level, "model", hosts=truth.fingerprints(standby),
             expected_generation=began.generation if began else 0,
             audit=AuditEntryInput(actor="ci", command="verify", service=SERVICE))
         if not passed:
             raise VerificationFailed("verification failed")
-        return {"side": standby}
+        self.verified_generation = recorded.generation
+        return {"side": standby, "generation": recorded.generation, "level": self.level}
 
     def _may_flip(self) -> str | None:
         return None if self.world.window_open else "outside the maintenance window"
@@ -201,7 +209,7 @@ class RunProcess:
         outcome = move_traffic(self.store, self.world.router, FlipRequest(
             service=SERVICE, command="rollout.flip", reason=f"run {self.run_id}", actor="ci",
             to=self.plan["standby"], run_id=self.run_id, recheck_hosts=self.world.recheck,
-            still_allowed=self._may_flip))
+            still_allowed=self._may_flip, verified_generation=self.verified_generation))
         return {"changed": outcome.changed}
 
     def _bake(self, ok: bool) -> dict[str, Any]:
@@ -489,6 +497,44 @@ SCENARIOS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("rollout_resume", {"crash": None}),
         ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),
     ],
+    # issue 20, 1: a quarantine of the standby while the run's flip is on its way (it
+    # cannot come between the flip's gate and its record: the traffic lock); 3: during the
+    # patch; the way out is a patch begun after it (rebuild) and a passing gate
+    "quarantine_races_the_runs_flip_and_patch": [
+        ("rollout_start", {"level": "L1"}),
+        (R, {"step": "flip", "ok": True, "crash": None,
+             "meanwhile": ("flip:begin", "quarantine_green")}),
+        ("rollout_start", {"level": "L1"}),
+        (R, {"step": "flip", "ok": True, "crash": None,
+             "meanwhile": ("traffic:intent", "quarantine_green")}),  # waits: LockHeld
+        ("rollout_start", {"level": "L2"}),
+        (R, {"step": "patch", "ok": True, "crash": None, "meanwhile": None}),
+        ("quarantine", {"side": "green", "crash": None}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),  # aborted
+        ("flip", {"to": "blue", "force": False, "crash": None}),
+    ],
+    # issue 20, 2: quarantine of the live side killed between the router and the record,
+    # then a rollback (watch --quarantine racing an operator): the next command records
+    # both the flip and the mark; the rollback is refused
+    "quarantine_live_killed_then_rollback": [
+        ("verify", {"side": "green", "ok": True}),
+        ("quarantine", {"side": "blue", "crash": "traffic:router"}),
+        ("rollback", {"to": None, "crash": None}),
+        ("watch_quarantine", {"crash": None}),  # green live: blue may not take traffic
+        ("rebuild", {"side": "blue", "ok": True}),
+        ("flip", {"to": "blue", "force": False, "crash": None}),
+    ],
+    # issue 20, 8: verified, the flip deferred by the window; a rebuild changed the side
+    # (its own gate passed); the resumed run's flip is refused
+    "resume_after_a_rebuild_of_the_verified_side": [
+        ("rollout_start", {"level": "L1"}),
+        ("maintenance_window", {"open_": False}),
+        (R, {"step": "flip", "ok": True, "crash": None, "meanwhile": None}),  # deferred
+        ("maintenance_window", {"open_": True}),
+        ("rebuild", {"side": "green", "ok": True}),
+        ("rollout_resume", {"crash": None}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),  # refused
+    ],
 }
 
 
@@ -502,6 +548,10 @@ ENDS: dict[str, tuple[Side, dict[Side, str]]] = {
     "crashes_at_each_kernel_failpoint": ("blue", {"green": "failed_live"}),
     "no_patch_after_a_reload_of_an_unpersisted_flip": ("blue", {"blue": "untouched"}),
     "window_closes_while_the_flip_waits_for_the_lock": ("green", {"green": "verified"}),
+    "quarantine_races_the_runs_flip_and_patch": ("blue", {"green": "quarantined"}),
+    "quarantine_live_killed_then_rollback": ("blue", {"blue": "verified",
+                                                      "green": "verified"}),
+    "resume_after_a_rebuild_of_the_verified_side": ("blue", {"green": "verified"}),
 }
 """Where each scenario leaves traffic (router memory) and side states."""
 

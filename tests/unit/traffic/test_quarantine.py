@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import BadInput, VerificationFailed
+from orchestrator.errors import BadInput, FlipIncomplete, LockHeld, VerificationFailed
 from orchestrator.sides import Side
 from orchestrator.state import AuditEntryInput, SQLiteStateStore
-from orchestrator.testing import FakeRouter, patched, temp_store
+from orchestrator.testing import FakeRouter, SimulatedCrash, crash_at, patched, temp_store
 from orchestrator.traffic import FlipRequest, move_traffic
 from orchestrator.traffic.quarantine import quarantine_side
 
@@ -91,3 +91,75 @@ def test_standby_is_marked_without_moving_traffic_and_again_is_a_no_op(
     assert [r.command for r in store.audit_records("web")].count("quarantine") == 1
     with pytest.raises(BadInput, match="reason"):
         quarantine_side(store, router, "web", "green", " ", "alice")
+
+
+# -- one kernel operation (issue 20, 1 and 2) -------------------------------------------------
+
+
+@pytest.mark.parametrize("point, moved", [("traffic:intent", False), ("traffic:router", True),
+                                          ("traffic:recorded", True)])
+def test_a_kill_inside_a_live_quarantine_leaves_both_or_nothing(
+    tmp_path: Path, point: str, moved: bool
+) -> None:
+    """kill -9 anywhere in the quarantine of the live side: the next traffic command (here
+    an operator's rollback, racing `watch --quarantine`) finds the flip and its mark
+    together, or neither; it never sends traffic back to the suspect side."""
+    router = FakeRouter({"web": "blue"})
+    with temp_store(tmp_path) as store:
+        verified(store, "green")
+        with crash_at(point), pytest.raises(SimulatedCrash):
+            quarantine_side(store, router, "web", "blue", "INC-4 root key", "watch")
+    with temp_store(tmp_path) as store:  # the next process
+        if moved:
+            with pytest.raises(VerificationFailed, match="quarantined"):
+                flip(store, router, "blue", "rollback")
+            assert router.live("web") == "green" and state(store, "blue") == "quarantined"
+            svc = store.get_service("web")
+            assert svc is not None and svc.live_side == "green" and svc.pending_flip is None
+            recovered = [r for r in store.audit_records("web") if r.command == "quarantine"]
+            assert recovered[-1].after["blue_state"] == "quarantined"
+        else:
+            flip(store, router, "blue", "rollback")  # nothing to roll back: nothing moved
+            assert router.live("web") == "blue" and state(store, "blue") == "untouched"
+        assert store.verify_audit().ok
+
+
+def test_a_standby_quarantine_waits_for_the_traffic_lock(
+    store: SQLiteStateStore, router: FakeRouter, tmp_path: Path
+) -> None:
+    """A flip between its gate and its record holds the traffic lock: the mark cannot
+    come in between (it waits; here with no time to wait: LockHeld, nothing marked)."""
+    verified(store, "green")
+    with store.traffic_lock("web", command="rollout.flip"):
+        with SQLiteStateStore(tmp_path / "state" / "state.db") as other:
+            with pytest.raises(LockHeld, match=r"rollout\.flip"):
+                quarantine_side(other, router, "web", "green", "INC-5", "alice",
+                                lock_timeout_s=0)
+    assert state(store, "green") == "verified"
+
+
+def test_a_quarantine_aborts_the_runs_in_flight(
+    store: SQLiteStateStore, router: FakeRouter
+) -> None:
+    store.create_run("r1", "rollout", "web", {}, "ci")
+    out = quarantine_side(store, router, "web", "green", "INC-6", "alice")
+    assert out.changed and "aborted run r1" in out.message
+    run = store.get_run("r1")
+    assert run is not None and run.status == "aborted" and "quarantine" in str(run.result)
+
+
+def test_a_standby_quarantine_persists_a_live_flip_a_reload_would_undo(
+    store: SQLiteStateStore, router: FakeRouter
+) -> None:
+    """The live side's flip was not persisted: a reload would send traffic back to the
+    side now quarantined. The quarantine marks it, then persists the live side again."""
+    verified(store, "green")
+    router.fail_next("persist")
+    with pytest.raises(FlipIncomplete):
+        flip(store, router, "green")
+    assert router.persisted["web"] == "blue"
+    out = quarantine_side(store, router, "web", "blue", "INC-8", "alice")
+    assert out.changed and out.flip is None and state(store, "blue") == "quarantined"
+    assert router.persisted["web"] == router.live("web") == "green"
+    svc = store.get_service("web")
+    assert svc is not None and svc.flip_problem is None
