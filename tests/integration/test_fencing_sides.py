@@ -109,8 +109,11 @@ def test_a_resumed_flip_is_refused_when_the_side_changed_since_its_verification(
                               env=bob)
     assert code == 0, ok
     code, doc = bluegreen_json(config, "campaign", "resume", "fenced")
-    assert code != 0, doc
-    assert "changed since the verification" in json.dumps(doc), doc
+    assert code != 0 and doc["services"]["web"]["status"] == "failed", doc
+    code, hist = bluegreen_json(config, "history", WEB, "--limit", "10000")
+    ended = [r["after"]["result"] for r in hist
+             if r["command"] == "run.finish" and r["result"] == "failed"]
+    assert "changed since the verification this flip relies on" in ended[-1], ended
     st = traffic_on(lab, config, "green")
     assert st["sides"]["blue"]["patch_level"] == rebuilt["patch_level"], st
     assert audit(config).count(("rollout.flip", "ok")) == 1  # the first rollout's only
