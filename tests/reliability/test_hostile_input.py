@@ -113,11 +113,12 @@ def _materialize(lab: Lab, case: dict[str, Any], tmp: Path) -> list[str]:
     return ["-c", str(tmp / "bluegreen.yml"), *case["args"]]
 
 
-def _attack_store(lab: Lab, case: dict[str, Any], tmp: Path) -> Callable[[], None]:
+def _attack_store(lab: Lab, case: dict[str, Any], tmp: Path,
+                  standby: str) -> Callable[[], None]:
     """A database writer without the audit key (kind=state): run the case's setup commands,
-    then edit the lab's store as it says. Returns what puts the store and the witness file
-    back as they were (the corpus shares one primed store)."""
-    spec = json.loads((CORPUS / case["file"]).read_text())
+    then edit the lab's store as it says ({standby}: web's standby side). Returns what puts
+    the store and the witness file back as they were (the corpus shares one primed store)."""
+    spec = json.loads((CORPUS / case["file"]).read_text().replace("{standby}", standby))
     db, witness = state_db(lab), lab.paths.witness_file
     backup = tmp / "state-backup"
     shutil.copytree(db.parent, backup)
@@ -154,7 +155,11 @@ def test_hostile_case(primed: Lab, case: dict[str, Any], tmp_path: Path) -> None
         _hostile_case(primed, case, tmp_path)
     else:
         FIGURES["db_writer"] += 1
-        restore = _attack_store(primed, case, tmp_path)
+        code, status = bluegreen_json(primed.paths.config, "status", "web")
+        assert code == 0, status
+        standby = "green" if status["live"] == "blue" else "blue"  # whatever earlier tests did
+        case = json.loads(json.dumps(case).replace("{standby}", standby))
+        restore = _attack_store(primed, case, tmp_path, standby)
         try:
             _hostile_case(primed, case, tmp_path)
         finally:
