@@ -7,10 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import BadInput, FlipIncomplete, LockHeld, VerificationFailed
+from orchestrator.errors import (
+    BadInput,
+    FlipIncomplete,
+    LockHeld,
+    StateError,
+    VerificationFailed,
+)
 from orchestrator.sides import Side
 from orchestrator.state import AuditEntryInput, SQLiteStateStore
-from orchestrator.testing import FakeRouter, SimulatedCrash, crash_at, patched, temp_store
+from orchestrator.testing import (
+    FakeRouter,
+    SimulatedCrash,
+    at_failpoints,
+    crash_at,
+    patched,
+    temp_store,
+)
 from orchestrator.traffic import FlipRequest, move_traffic
 from orchestrator.traffic.quarantine import quarantine_side
 
@@ -163,3 +176,24 @@ def test_a_standby_quarantine_persists_a_live_flip_a_reload_would_undo(
     assert router.persisted["web"] == router.live("web") == "green"
     svc = store.get_service("web")
     assert svc is not None and svc.flip_problem is None
+
+
+def test_a_target_that_changed_between_gate_and_record_is_not_recorded_and_undone(
+    store: SQLiteStateStore, router: FakeRouter, tmp_path: Path
+) -> None:
+    """Defence in depth: the record of a flip re-checks the target's generation in its own
+    transaction; a target written meanwhile (here a failing verification, which takes no
+    traffic lock) is not recorded, and the flip is undone at the router."""
+    verified(store, "green")
+
+    def verification_fails() -> None:
+        with SQLiteStateStore(tmp_path / "state" / "state.db") as other:
+            other.record_verification("web", "green", False, "v2", "1 failed", audit=SETUP)
+
+    with at_failpoints(meanwhile=("traffic:router", verification_fails)):
+        with pytest.raises(StateError, match="changed during the flip"):
+            flip(store, router, "green")
+    assert router.live("web") == router.persisted["web"] == "blue"
+    svc = store.get_service("web")
+    assert svc is not None and svc.live_side == "blue"
+    assert state(store, "green") == "verify_failed"
