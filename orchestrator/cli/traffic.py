@@ -156,6 +156,9 @@ def status(
             click.echo(
                 f"  run in flight: {r.run_in_flight['run_id']} ({r.run_in_flight['status']})"
             )
+        if r.last_abandoned:
+            click.echo(f"  last abandoned run: {r.last_abandoned['run_id']} "
+                       f"({r.last_abandoned['result']})")
     if not fleet.agrees:
         sys.exit(1)
 

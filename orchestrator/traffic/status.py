@@ -34,6 +34,9 @@ class ServiceStatus:
     rollback_kept: str | None = None
     rollback_refused: str | None = None
     """Why `rollback` would refuse the rollback side now (the gate's words), or None."""
+    last_abandoned: dict[str, Any] | None = None
+    """The newest run of the service that was `abandoned` (another run took its lock over
+    after its holder was gone): run_id, when, why."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +54,7 @@ class ServiceStatus:
             "sides": self.sides,
             "run_in_flight": self.run_in_flight,
             "lock": self.lock,
+            "last_abandoned": self.last_abandoned,
         }
 
 
@@ -107,6 +111,7 @@ def service_status(
             "holder": lock.holder,
             "pid": lock.pid,
             "since": lock.acquired_at.isoformat(),
+            "epoch": lock.epoch,
         }
         if lock
         else None,
@@ -117,6 +122,9 @@ def service_status(
         flip_problem=svc.flip_problem if svc else None,
         pending_flip=pending.as_json() if pending else None,
         rollback_kept=svc.rollback_kept if svc else None,
+        last_abandoned=next(({"run_id": r.run_id, "at": r.finished_at.isoformat()
+                              if r.finished_at else None, "result": r.result}
+                             for r in reversed(store.list_runs(service, "abandoned"))), None),
     )
 
 

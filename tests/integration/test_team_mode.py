@@ -191,3 +191,47 @@ def test_two_timers_firing_the_same_campaign_start_one_run(
                and r["after"].get("kind") == "campaign"]
     assert len(creates) == 1, creates
     assert served_by(lab, WEB) == "green"
+
+
+def test_10_a_holder_whose_session_was_terminated_records_nothing_and_is_taken_over(
+        lab: Lab, team: list[tuple[Path, dict[str, str]]], tmp_path: Path) -> None:
+    """Issue 20, 10: the database ends machine a's session (pg_terminate_backend, as a
+    server restart, a failover or a partition would) while its rollout patches. Its
+    advisory lock went with the session: its next write is refused (nothing recorded),
+    and machine b takes the run lock over (a new epoch; a's run abandoned)."""
+    (a, env_a), (b, env_b) = team
+    url = yaml.safe_load(a.read_text())["state"]["url"]
+    key = a.parent / "audit.key"
+    slow = slow_patch_config(a, tmp_path, seconds=6)
+    proc = start_cli(slow, "rollout", WEB, "--yes", "--json", env=env_a)
+    try:
+        wait_for(lambda: ("patch", "begin") in running_steps(url, key)
+                 or proc.poll() is not None, 120, "the patch step on machine a")
+        assert proc.poll() is None, proc.communicate()
+        postgres.execute(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         " WHERE application_name LIKE ?", params=(f"bluegreen pid {proc.pid} %",))
+        code, st = bluegreen_json(b, "status", WEB, env=env_b)
+        assert code == 0 and st["lock"] is None, st  # its lock ended with its session
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        stop(proc)
+    refused = json.loads(out)
+    assert proc.returncode == 1, refused
+    assert "session holding the lock of web" in refused["error"], refused
+    assert "nothing recorded" in refused["error"], refused
+    code, st = bluegreen_json(b, "status", WEB, env=env_b)
+    assert st["sides"]["green"]["state"] == "patching", st  # a's patch was not recorded
+    first = st["run_in_flight"]["run_id"]
+    code, doc = bluegreen_json(b, "rollout", WEB, "--yes", env=env_b, timeout=900)
+    assert code == 0 and doc["to"] == "green", doc
+    assert served_by(lab, WEB) == "green" and router_live(lab, WEB) == "web_green"
+    for config, env in team:
+        code, st = bluegreen_json(config, "status", WEB, env=env)
+        assert code == 0 and st["agrees"] and st["live"] == "green", st
+        assert st["last_abandoned"]["run_id"] == first, st
+        code, verified = bluegreen_json(config, "audit", "verify", env=env)
+        assert code == 0 and verified["ok"], verified
+    code, hist = bluegreen_json(b, "history", WEB, "--limit", "10000", env=env_b)
+    late = [r for r in hist if r["command"] == "rollout.patch" and r["reason"] == f"run {first}"]
+    assert not late and ("run.abandon", "abandoned") in [(r["command"], r["result"])
+                                                         for r in hist], hist
