@@ -54,6 +54,11 @@ class FlipRows(SideRows):
             quarantine=scrub(quarantine) if quarantine else None,
         )
         with self._write() as conn:
+            # a run's flip: its epoch still holds (and, on PostgreSQL, its session still
+            # holds the lock): the last check before the router changes
+            self._check_service_fence(conn, service)
+            if run_id is not None:
+                self._check_run_fence(conn, run_id)
             svc = self._service_row(conn, service)
             if svc is None or svc.live_side != from_side:
                 raise StateError(

@@ -13,8 +13,8 @@ from orchestrator.errors import StateError
 from orchestrator.sides import Side
 from orchestrator.state.audit import format_ts
 from orchestrator.state.models import AuditEntryInput, ServiceState, SideState
-from orchestrator.state.sql.chain import AuditChain
 from orchestrator.state.sql.database import Connection
+from orchestrator.state.sql.fence import Fencing
 from orchestrator.state.sql.rows import db_value, service_dump, service_from_row, side_from_row
 from orchestrator.state.transitions import Event, changed, step
 
@@ -31,7 +31,7 @@ def _patch_columns(patch_level: str, now: datetime) -> dict[str, Any]:
     return {"patch_level": patch_level, "patched_at": now, "hosts": {}}
 
 
-class SideRows(AuditChain):
+class SideRows(Fencing):
     """The services-and-sides part of `SideStore`."""
 
     def get_service(self, service: str) -> ServiceState | None:
@@ -51,6 +51,7 @@ class SideRows(AuditChain):
         view ends a pending flip, and a flip problem when the live side changes."""
         now = self._now()
         with self._write() as conn:
+            self._check_service_fence(conn, service)  # a run's write: its epoch still holds
             old = self._service_row(conn, service)
             self._ensure_service(conn, service, now)
             # a flip problem described the flip to the side that was live: gone with it
@@ -204,7 +205,9 @@ class SideRows(AuditChain):
         extra: dict[str, Any] | None = None,
     ) -> ServiceState:
         """Apply `changes` (column -> value) to an existing service row and audit it,
-        before and after, plus `extra` in the record's `after`."""
+        before and after, plus `extra` in the record's `after`. A run's write (this store
+        holds the service's run lock) is refused once its epoch moved on (`fence`)."""
+        self._check_service_fence(conn, service)
         old = self._service_row(conn, service)
         if old is None:
             raise StateError(f"{service}: no such service in {self.location}")
@@ -253,6 +256,7 @@ class SideRows(AuditChain):
         itself (audit=None). A move sets state, since and `reason`; a kept state keeps
         them and its host fingerprints."""
         SideState(service=service, side=side)  # validates `side` before touching the file
+        self._check_service_fence(conn, service)  # a run's write: refused once superseded
         self._ensure_service(conn, service, now)
         inserted = conn.execute(
             "INSERT INTO sides (service, side) VALUES (?, ?) ON CONFLICT (service, side)"

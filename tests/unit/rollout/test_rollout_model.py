@@ -23,12 +23,14 @@ from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import invariant, precondition, rule
 
 from orchestrator.config.loaded import parse_package_arg
-from orchestrator.errors import BluegreenError
+from orchestrator.errors import BluegreenError, StateError
 from orchestrator.rollout.runner import Rollout
 from orchestrator.rollout.steps.patch import patch_level
 from orchestrator.routers.base import TrafficCounters
 from orchestrator.sides import Side
 from orchestrator.state import LockHolder, SQLiteStateStore
+from orchestrator.state.copy import copy_store
+from orchestrator.state.registry import parse_state_url, sqlite_location
 from orchestrator.testing import (
     FakeGate,
     FakePatcher,
@@ -37,6 +39,7 @@ from orchestrator.testing import (
     fake_config,
     fake_tools,
 )
+from orchestrator.traffic.unlock import Unlocked, unlock
 from tests.support.model import SERVICE, Host, World, env_int
 from tests.support.model_rules import KERNEL_POINTS, OPERATOR_COMMANDS, TrafficMachine
 
@@ -48,10 +51,15 @@ RUN_POINTS = (
     *(f"{s}:{p}" for s in STEPS for p in ("begin", "end")),
 )
 DURING_PATCH = "patch:during"
+RUN_COMMANDS = ("unlock",)
+"""Commands that end a run from another process without moving traffic: `unlock` (and
+`campaign abort`, which does the same to its child) marks it aborted and frees its lock
+only when its holder is gone."""
 
 run_crash = st.one_of(st.none(), st.sampled_from(RUN_POINTS))
 meanwhile = st.one_of(st.none(), st.tuples(st.sampled_from((*RUN_POINTS, DURING_PATCH)),
-                                           st.sampled_from(OPERATOR_COMMANDS)))
+                                           st.sampled_from((*OPERATOR_COMMANDS,
+                                                            *RUN_COMMANDS))))
 
 
 class ModelPatcher(FakePatcher):
@@ -167,6 +175,17 @@ class RolloutModel(TrafficMachine):
         patcher = self.patcher
         return patcher.running_on if patcher is not None else None
 
+    def _operator(self, command: str) -> None:
+        if command == "unlock":
+            self.unlock()
+        else:
+            super()._operator(command)
+
+    def _running_run(self) -> str | None:
+        runs = [r for r in self.world.observer.list_runs(service=SERVICE)
+                if r.status == "running"]
+        return runs[-1].run_id if runs else None
+
     # -- rules --------------------------------------------------------------------------------
     @rule(level=st.sampled_from(LEVELS), patch_ok=st.booleans(), verify_ok=st.booleans(),
           bake_ok=st.booleans(), crash=run_crash, meanwhile=meanwhile)
@@ -201,9 +220,91 @@ class RolloutModel(TrafficMachine):
         self._run(resume, level, patch_ok=patch_ok, verify_ok=verify_ok, bake_ok=bake_ok,
                   crash=crash, meanwhile=meanwhile)
 
+    @precondition(lambda self: self._running_run() is not None)
+    @rule(level=st.sampled_from(LEVELS), crash=run_crash, meanwhile=meanwhile)
+    def rollout_takes_over(self, level: str, crash: str | None,
+                           meanwhile: tuple[str, str] | None) -> None:
+        """A new rollout while a killed one was never resumed (issue 20, 7): it takes the
+        dead holder's lock over with a new epoch, and the old run is abandoned."""
+        stale = self._running_run()
+
+        def start(store: SQLiteStateStore, rollout: Rollout) -> None:
+            rollout.start(SERVICE, [parse_package_arg(level)])
+
+        self._run(start, level, patch_ok=True, verify_ok=True, bake_ok=True, crash=crash,
+                  meanwhile=meanwhile)
+        old = self.world.observer.get_run(stale or "")
+        assert old is not None and old.status in ("abandoned", "aborted"), old
+
+    @rule()
+    def unlock(self) -> None:
+        """`bluegreen unlock web` (or `campaign abort` of the run's campaign)."""
+        before = self.world.observer.get_lock(SERVICE)
+        out = self._op(None, lambda store: unlock(store, SERVICE, "model", "op"))
+        after = self.world.observer.get_lock(SERVICE)
+        if before is not None and not before.holder_is_gone():
+            assert after == before, f"a live holder's lock was freed: {out}"  # never taken
+        elif isinstance(out, Unlocked):
+            assert after is None, out
+
+    @rule()
+    def state_copy(self) -> None:
+        """`bluegreen state copy` into a new store: refused, nothing written, while the
+        source is in use (a run that may act or resume, a pending flip, a live lock)."""
+        observer = self.world.observer
+        svc = observer.get_service(SERVICE)
+        lock = observer.get_lock(SERVICE)
+        busy = (self._resumable_run() is not None
+                or (svc is not None and svc.pending_flip is not None)
+                or (lock is not None and not lock.holder_is_gone()))
+        self.count += 1
+        target = self.tmp / f"copy-{self.count}" / "state.db"
+        source = (sqlite_location(self.world.db) if self.world.state_url is None
+                  else parse_state_url(self.world.state_url))
+        key = (self.world.db.with_name("audit.key") if self.world.state_url is None
+               else self.tmp / "audit.key")
+        if not key.exists():
+            return  # nothing was ever recorded: no chain to copy
+        try:
+            copy_store(source, sqlite_location(target), audit_key_file=key, actor="op")
+        except StateError as exc:
+            assert busy and "in use" in exc.message, exc
+            assert not target.exists(), "a refused copy wrote its target"
+            return
+        assert not busy, "a store in use was copied"
+        with SQLiteStateStore(target, audit_key_file=key) as copied:
+            assert copied.verify_audit().ok
+
     @invariant()
     def check_world(self) -> None:
         self.world.check(run_alive=False, aborted_run_alive=False)
+        self._one_run_acts()
+
+    def _one_run_acts(self) -> None:
+        """At most one run acts on the service: at most one is running, and no run wrote
+        anything (journal, patch records, flips) after another process ended it (aborted,
+        abandoned): a superseded epoch records nothing."""
+        observer = self.world.observer
+        running = [r.run_id for r in observer.list_runs(service=SERVICE)
+                   if r.status == "running"]
+        assert len(running) <= 1, f"runs acting on {SERVICE} at once: {running}"
+        records = observer.audit_records(SERVICE)
+        ended: dict[str, int] = {}
+        for rec in records:
+            if rec.command == "run.abandon":
+                ended.setdefault(str(rec.after["run_id"]), rec.seq)
+            elif rec.command == "run.finish" and rec.result == "aborted":
+                ended.setdefault(str(rec.before["run_id"]), rec.seq)
+        for rec in records:
+            if rec.result in ("recovered", "cancelled"):
+                continue  # another command completing or cancelling the run's crashed flip
+            if rec.command.startswith("journal."):
+                run_id = str(rec.after.get("run_id"))
+            else:
+                run_id = (rec.reason or "").removeprefix("run ").split(":")[0]
+            if run_id in ended and rec.seq > ended[run_id]:
+                raise AssertionError(f"run {run_id} wrote {rec.command} (seq {rec.seq}) after "
+                                     f"it was ended (seq {ended[run_id]})")
 
 
 TestRolloutModel = RolloutModel.TestCase
@@ -265,6 +366,29 @@ SCENARIOS: dict[str, tuple[list[tuple[str, dict[str, Any]]], Side, dict[Side, st
     "flip_while_the_auto_rollback_holds_the_lock": ([
         _start(bake_ok=False, meanwhile=("traffic:intent:rollout.auto-rollback", "flip_green")),
     ], "blue", {"green": "failed_live"}, "rolled_back"),
+    # issue 20, 7: a run killed after its flip, never resumed; the next rollout takes its
+    # lock over (the killed run is abandoned) and flips back; a rollback still goes back
+    "takeover_after_a_kill": ([
+        _start(crash="flip:end"),
+        ("rollout_takes_over", {"level": LEVELS[1], "crash": None, "meanwhile": None}),
+        ("rollback", {"to": None, "crash": None}),
+    ], "green", {"blue": "failed_live", "green": "verified"}, "done"),
+    # issue 20, 6: `unlock` / `campaign abort` while Ansible runs: the live holder keeps its
+    # lock, its run is aborted and stops (Ansible cancelled), nothing it writes later counts
+    "unlock_while_ansible_runs": ([
+        _start(meanwhile=(DURING_PATCH, "unlock")),
+    ], "blue", {"green": "patching"}, "aborted"),
+    # ... and right before its patch step: its late begin_patch is refused (green untouched)
+    "unlock_before_the_patch_is_recorded": ([
+        _start(meanwhile=("patch:begin", "unlock")),
+    ], "blue", {"green": "untouched"}, "aborted"),
+    # issue 20, 9: a store with a killed run is not copied; once resumed to its end it is
+    "state_copy_of_a_store_in_use": ([
+        _start(crash="patch:end"),
+        ("state_copy", {}),
+        _resume(),
+        ("state_copy", {}),
+    ], "green", {"green": "verified"}, "done"),
     # a crash at every step, each resumed
     "crash_at_every_step_then_resume": ([
         _start(crash="precheck:end"),

@@ -158,11 +158,14 @@ def test_no_flip_to_a_side_without_a_server_up(store: SQLiteStateStore,
 
 
 def running_rollout(store: SQLiteStateStore, *, flipped: bool) -> str:
-    store.create_run("r1", "rollout", "web", {}, "ci")
-    store.acquire_lock("web", "r1")  # held by this (live) process
-    store.journal_begin("r1", "precheck")
-    store.journal_end("r1", "precheck", {"live": "green" if flipped else "blue",
-                                         "standby": "blue" if flipped else "green"})
+    """A rollout in flight, written by its own process (its own store: the operator's
+    commands below are another process's)."""
+    with SQLiteStateStore(store.path) as own:
+        own.create_run("r1", "rollout", "web", {}, "ci")
+        own.acquire_lock("web", "r1")  # held by this (live) process
+        own.journal_begin("r1", "precheck")
+        own.journal_end("r1", "precheck", {"live": "green" if flipped else "blue",
+                                           "standby": "blue" if flipped else "green"})
     return "r1"
 
 

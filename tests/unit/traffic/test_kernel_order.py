@@ -36,12 +36,14 @@ def verified(store: SQLiteStateStore, side: Side) -> None:
 
 
 def rollout_patching_green(store: SQLiteStateStore) -> None:
-    """Run r1 (its process alive: this one) between its precheck and its verify."""
-    store.create_run("r1", "rollout", "web", {}, "ci")
-    store.acquire_lock("web", "r1")
-    store.journal_begin("r1", "precheck")
-    store.journal_end("r1", "precheck", {"live": "blue", "standby": "green"})
-    store.begin_patch("web", "green", "v3", audit=SETUP)
+    """Run r1 (its process alive: this one) between its precheck and its verify, written
+    by its own store (the operator's commands are another process's)."""
+    with SQLiteStateStore(store.path) as own:
+        own.create_run("r1", "rollout", "web", {}, "ci")
+        own.acquire_lock("web", "r1")
+        own.journal_begin("r1", "precheck")
+        own.journal_end("r1", "precheck", {"live": "blue", "standby": "green"})
+        own.begin_patch("web", "green", "v3", audit=SETUP)
 
 
 def status_of(store: SQLiteStateStore, run_id: str) -> str:
@@ -86,8 +88,9 @@ def test_a_flip_to_a_side_with_no_server_up_aborts_no_run(
     store: SQLiteStateStore, router: FakeRouter
 ) -> None:
     verified(store, "green")
-    store.create_run("r1", "rollout", "web", {}, "ci")
-    store.acquire_lock("web", "r1")
+    with SQLiteStateStore(store.path) as own:  # the run's own process
+        own.create_run("r1", "rollout", "web", {}, "ci")
+        own.acquire_lock("web", "r1")
     router.down.add(("web", "green"))
     with pytest.raises(RouterError, match="run r1 was not aborted"):
         move_traffic(store, router, flip_to_green())
@@ -98,8 +101,9 @@ def test_a_flip_that_passes_its_checks_aborts_the_run(
     store: SQLiteStateStore, router: FakeRouter
 ) -> None:
     verified(store, "green")
-    store.create_run("r1", "rollout", "web", {}, "ci")
-    store.acquire_lock("web", "r1")
+    with SQLiteStateStore(store.path) as own:  # the run's own process
+        own.create_run("r1", "rollout", "web", {}, "ci")
+        own.acquire_lock("web", "r1")
     out = move_traffic(store, router, flip_to_green())
     assert out.changed and out.aborted_run == "r1" and status_of(store, "r1") == "aborted"
 
