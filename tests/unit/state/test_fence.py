@@ -141,6 +141,34 @@ def test_interleaved_starts_of_one_campaign_leave_one_run(opener: Opener) -> Non
         second.close()
 
 
+def test_side_writes_and_flips_of_an_ended_or_superseded_run_are_refused(
+    opener: Opener,
+) -> None:
+    """The sides' one write and a run's flip check the run's fence in their transaction:
+    once someone else ended the run (abort) nothing it writes for the service counts."""
+    run, operator = opener(), opener()
+    try:
+        operator.set_live_side("web", "blue", audit=ENTRY)
+        started(run, "run-1")
+        patching = run.begin_patch("web", "green", "v2", audit=ENTRY)  # its own: fine
+        operator.finish_run("run-1", "aborted", "campaign abort by oncall")
+        count = operator.audit_head().count
+        with pytest.raises(Fenced, match=r"run run-1 \(epoch 1\) already ended \(aborted"):
+            run.record_patch("web", "green", "v2", expected_generation=patching.generation,
+                             audit=ENTRY)
+        with pytest.raises(Fenced):
+            run.begin_flip("web", "blue", "green", command="rollout.flip", actor="ci",
+                           reason="run run-1", run_id="run-1")
+        assert operator.audit_head().count == count  # nothing recorded
+        side = operator.get_side("web", "green")
+        assert side is not None and side.state == "patching"
+        # another process's writes (an operator's) are no run's: not fenced
+        operator.begin_patch("web", "green", "v3", audit=ENTRY)
+    finally:
+        run.close()
+        operator.close()
+
+
 # -- migration --------------------------------------------------------------------------------
 
 
