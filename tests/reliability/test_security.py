@@ -59,10 +59,18 @@ def test_changed_host_key_is_refused_by_ansible_and_probes(lab: Lab) -> None:
         bad = [r for r in doc["results"] if r["host"] == "web-green-1"]
         assert bad and all(r["status"] != "pass" for r in bad), bad
         assert any("key" in r["evidence"].lower() for r in bad), bad
-        # Ansible (OpenSSH, StrictHostKeyChecking=yes)
+        # Ansible's way (OpenSSH with Ansible's options, StrictHostKeyChecking=yes) and the
+        # probes' (paramiko) both refuse it: `doctor` tries each as the rollout would
+        code, checks = bluegreen_json(config, "doctor", WEB)
+        assert code == 1, checks
+        failed = {c["name"]: c for c in checks["checks"] if c["ok"] is False}
+        assert {"ssh web-green-1", "ansible-ssh web-green-1"} <= set(failed), failed
+        assert "mismatch" in failed["ssh web-green-1"]["detail"], failed
+        # and the rollout stops in its precheck, before Ansible touches any host
         proc = bluegreen(config, "rollout", WEB, "--yes")
         assert proc.returncode == 1, proc.stderr
-        assert "web-green-1" in proc.stderr and "patching green failed" in proc.stderr
+        assert "not ready, no host was touched" in proc.stderr, proc.stderr
+        assert "web-green-1" in proc.stderr and "host key mismatch" in proc.stderr
         assert versions(lab, "web-green-1") == VULNERABLE
         assert router_live(lab, WEB) == "web_blue" and served_by(lab, WEB) == "blue"
         assert_consistent(lab, config)
