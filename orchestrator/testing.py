@@ -121,7 +121,8 @@ def patched(store: Any, service: str, side: Side, level: str, *, audit: Any) -> 
                               audit=audit)
 
 
-RouterFault = Literal["refuse", "gone_before", "gone_after", "lost_reply", "persist", "confirm"]
+RouterFault = Literal["refuse", "gone_before", "gone_after", "lost_reply", "persist", "confirm",
+                      "reload"]
 """What the next flip does wrong:
 - refuse: the router refuses; nothing changes (RouterError);
 - gone_before: the socket is gone before the change (RouterError; the router stays
@@ -131,7 +132,11 @@ RouterFault = Literal["refuse", "gone_before", "gone_after", "lost_reply", "pers
   (RouterError; the router answers again at once);
 - persist: the change is made, persisting it fails (FlipIncomplete, persisted=False);
 - confirm: made and persisted, the confirming request fails (FlipIncomplete,
-  confirmed=False)."""
+  confirmed=False);
+- reload: the change is made, the load balancer reloads before it is persisted (memory
+  back to the old map file), then the map file is written from the map read before the
+  reload: memory routes to the old side, the file to the new one; the read-back after
+  persisting sees it (FlipIncomplete, moved=False, as the HAProxy driver raises it)."""
 
 
 @dataclass
@@ -149,15 +154,15 @@ class FakeRouter:
     """When set, answers `counters()` (e.g. growing 5xx to make bake roll back)."""
     flips: list[tuple[str, Side]] = field(default_factory=list)
     """Every flip that changed (or re-set) the memory, in order."""
-    _faults: list[RouterFault] = field(default_factory=list)
+    _faults: list[RouterFault | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for service, side in self.memory.items():
             self.persisted.setdefault(service, side)
 
     # -- cues ---------------------------------------------------------------------------
-    def fail_next(self, *faults: RouterFault) -> None:
-        """The next flips fail this way, one fault per flip."""
+    def fail_next(self, *faults: RouterFault | None) -> None:
+        """The next flips fail this way, one fault per flip (None: that flip works)."""
         self._faults.extend(faults)
 
     def heal(self) -> None:
@@ -201,6 +206,13 @@ class FakeRouter:
             raise RouterError("fake router: timed out waiting for the reply to `set map`")
         if fault == "persist":
             raise FlipIncomplete("fake router: disk full", persisted=False)
+        if fault == "reload":
+            self.memory[service] = self.persisted.get(service, to_side)
+            self.persisted[service] = to_side
+            raise FlipIncomplete(
+                f"fake router: after persisting, memory routes {service} to "
+                f"{self.memory[service]}, the map file to {to_side} (a reload between `set "
+                "map` and persisting)", moved=False, persisted=False)
         self.persisted[service] = to_side
         if fault == "confirm":
             raise FlipIncomplete("fake router: no confirming response", persisted=True,

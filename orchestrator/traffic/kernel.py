@@ -20,9 +20,12 @@ campaign) move traffic with `move_traffic`, which, under the service's short tra
 4. journals and audits the intent (`begin_flip`), flips at the router, records the flip in
    one transaction with its audit record (`record_flip`).
 
-Every failure after the router changed ends recorded and resumable: the store follows the
-router with the problem named ("not persisted: ...", "not confirmed: ...") and the caller
-gets FlipIncomplete, or the flip is undone at the router; never a silent split.
+Every failure after the router changed ends recorded and resumable: the router is read
+back, and the store follows where traffic IS with the problem named ("not persisted: ...",
+"not confirmed: ...") and the caller gets FlipIncomplete (or, when traffic stayed on or
+went back to the old side, a RouterError/StateError saying so), or the flip is undone at
+the router; never a silent split. `reconcile.py` holds these paths and the reconciliation
+that persists the live side again whenever the map on disk may differ.
 
 Imports: standard library, `errors`, `sides`, `routers.base`, `state` only (`rollback`
 must start fast; a test checks its imports).
@@ -42,7 +45,6 @@ from orchestrator.errors import (
     OutsideWindow,
     RouterError,
     StateError,
-    StateMismatch,
     VerificationFailed,
 )
 from orchestrator.routers.base import FlipResult, Router
@@ -57,6 +59,13 @@ from orchestrator.state.models import (
 )
 from orchestrator.traffic import failpoints, gate
 from orchestrator.traffic.marks import quarantine_standby
+from orchestrator.traffic.reconcile import (
+    not_moved,
+    persist_live_again,
+    read_live,
+    reconcile,
+    undo_unrecorded_flip,
+)
 
 ROLLBACK_COMMANDS = frozenset({"rollback", "rollout.auto-rollback"})
 """Commands with rollback semantics: to `rollback_to`, and the side left is failed_live."""
@@ -144,7 +153,8 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
         raise BadInput("--reason is empty", hint="say why, e.g. --reason INC-4711")
     with store.traffic_lock(service, request.lock_timeout_s, command=request.command):
         failpoints.hit("traffic:locked", request.command)
-        live, svc, recovered = _reconcile(store, router, service, request.actor)
+        live, svc, recovered, reconciled = reconcile(store, router, service, request.actor,
+                                                      request.command)
         if request.run_id is not None:
             _check_run(store, request.run_id)
         in_flight = _runs_in_flight(store, service, request) if request.abort_in_flight else []
@@ -191,7 +201,8 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
             marked = (quarantine_standby(store, service, other_side(live), request.quarantine,
                                          request.actor, request.command, request.reason)
                       if request.quarantine is not None else None)
-            repaired = svc.flip_problem is not None and _repair(store, router, svc, request)
+            repaired = reconciled or (
+                svc.flip_problem is not None and _repair(store, router, svc, request))
             note = " (its earlier flip problem is repaired)" if repaired else ""
             return unchanged(marked or f"{service}: {live} is already live; nothing changed"
                              f"{note}", repaired=repaired)
@@ -230,84 +241,11 @@ def settle(
     completed or cancelled (audited), a first contact recorded; a disagreement raises
     StateMismatch. What a rollout's precheck (and resume) relies on."""
     with store.traffic_lock(service, lock_timeout_s, command="settle"):
-        live, _svc, _recovered = _reconcile(store, router, service, actor)
+        live, _svc, _recovered, _repaired = reconcile(store, router, service, actor, "settle")
     return live
 
 
 # -- steps of move_traffic ------------------------------------------------------------------
-
-
-def _reconcile(
-    store: StateStore, router: Router, service: str, actor: str
-) -> tuple[Side, ServiceState, list[str]]:
-    live = router.live(service)
-    svc = store.get_service(service)
-    if svc is None or svc.live_side is None:
-        svc = store.set_live_side(
-            service,
-            live,
-            audit=AuditEntryInput(
-                actor=actor, command="adopt", service=service,
-                reason="first contact: recorded the router's live side", after={"live": live},
-            ),
-        )
-    svc, recovered = resolve_pending(store, router, svc, live, actor)
-    if svc.live_side != live:
-        raise StateMismatch(
-            f"{service}: the router says {live} is live, the state store says {svc.live_side}",
-            hint=f"find out who changed the load balancer; then `bluegreen status {service} "
-            "--adopt --reason TEXT` accepts the router's view (audited)",
-        )
-    return live, svc, recovered
-
-
-def resolve_pending(
-    store: StateStore, router: Router, svc: ServiceState, live: Side, actor: str
-) -> tuple[ServiceState, list[str]]:
-    """End the flip a crash interrupted (the caller holds the traffic lock and read `live`
-    from the router): the router had moved -> recorded with its own command and semantics
-    (a rollback's side left becomes failed_live), result "recovered"; it had not -> cancelled.
-    Returns the service afterwards and what was done."""
-    service = svc.service
-    pending = svc.pending_flip
-    if pending is None:
-        return svc, []
-    if live == pending.to_side:
-        problem = _repersist(router, service, live)
-        svc = store.record_flip(
-            service, pending.from_side, pending.to_side, rollback=pending.rollback,
-            problem=problem, quarantine=pending.quarantine,
-            audit=AuditEntryInput(
-                actor=pending.actor, command=pending.command, service=service,
-                reason=pending.reason, result="recovered", before={"live": pending.from_side},
-                after={"live": live, "flip_id": pending.id, "run_id": pending.run_id,
-                       "recovered_by": actor, "problem": problem,
-                       "how": "the router had flipped; the record was missing"},
-            ),
-        )
-        return svc, [f"completed {pending.command} {pending.from_side} -> {live}"]
-    svc = store.cancel_flip(
-        service, "the router had not changed",
-        audit=AuditEntryInput(
-            actor=actor, command=f"{pending.command}.failed", service=service,
-            reason=pending.reason, result="cancelled",
-            after={"live": live, "flip_id": pending.id, "run_id": pending.run_id,
-                   "how": "interrupted before the router changed"},
-        ),
-    )
-    return svc, [f"cancelled {pending.command} {pending.from_side} -> {pending.to_side}"]
-
-
-def _repersist(router: Router, service: str, live: Side) -> str | None:
-    """Flip to the side that already takes traffic: persists and confirms it again. When
-    that fails, nothing says the map on disk holds `live`: recorded as not persisted."""
-    try:
-        router.flip(service, live)
-    except FlipIncomplete as exc:
-        return exc.problem
-    except RouterError as exc:
-        return f"not persisted: persisting it again failed: {exc.message}"
-    return None
 
 
 def _runs_in_flight(store: StateStore, service: str, request: FlipRequest) -> list[Run]:
@@ -394,39 +332,41 @@ def _check_run(store: StateStore, run_id: str) -> None:
 
 def _repair(store: StateStore, router: Router, svc: ServiceState, request: FlipRequest) -> bool:
     """The live side's last flip was not persisted or confirmed: do it again, and clear
-    the problem (audited). FlipIncomplete again: the new problem is recorded and raised."""
+    the problem (audited). Failing again: the new problem is recorded and raised."""
     live = svc.live_side
-    assert live is not None
-    audit = AuditEntryInput(
-        actor=request.actor, command=f"{request.command}.repair", service=svc.service,
-        reason=request.reason, before={"flip_problem": svc.flip_problem},
+    svc, now = persist_live_again(store, router, svc, request.actor,
+                                  f"{request.command}.repair", request.reason)
+    if svc.flip_problem is None:
+        return True
+    where = f"traffic is on {now}" if now is not None else "the router cannot be read"
+    raise FlipIncomplete(
+        f"{svc.service}: {live} is live, but persisting and confirming it again failed "
+        f"({svc.flip_problem}); {where}; recorded as a flip problem",
+        persisted=not svc.flip_problem.startswith("not persisted"), confirmed=False,
+        hint=f"fix the cause, then `bluegreen flip {svc.service} --to {live} --reason ...`",
     )
-    try:
-        router.flip(svc.service, live)
-    except FlipIncomplete as exc:
-        store.set_flip_problem(svc.service, exc.problem, audit=audit)
-        raise
-    store.set_flip_problem(svc.service, None, audit=audit)
-    return True
 
 
 def _flip_router(
     store: StateStore, router: Router, request: FlipRequest, live: Side, target: Side
 ) -> tuple[FlipResult | None, FlipIncomplete | None]:
-    """Flip at the router: (result, None), or (None, what is incomplete) when it moved.
-    A failure that left the router unchanged cancels the intent and raises."""
+    """Flip at the router: (result, None), or (None, what is incomplete) when traffic is
+    on `target`, read back from the router after the failure (never taken from the
+    router's own word). A failure that left (or put back) traffic on `live` cancels the
+    intent and raises; a router that cannot be read leaves the intent journaled."""
     service = request.service
     try:
         return router.flip(service, target), None
-    except FlipIncomplete as exc:
-        return None, exc
     except RouterError as exc:
-        try:
-            now: Side | None = router.live(service)
-            unreadable = ""
-        except RouterError as again:
-            now, unreadable = None, again.message
-        if now == live:
+        now, unreadable = read_live(router, service)
+        if now == target:  # moved; a lost reply says nothing about persisting
+            return None, (exc if isinstance(exc, FlipIncomplete)
+                          else FlipIncomplete(exc.message, persisted=False))
+        if now == live and isinstance(exc, FlipIncomplete):
+            svc = store.get_service(service)
+            assert svc is not None
+            return None, not_moved(store, router, svc, request.actor, exc)
+        if now == live:  # refused before anything changed
             store.cancel_flip(
                 service, f"the router refused: {exc.message}",
                 audit=AuditEntryInput(
@@ -436,8 +376,6 @@ def _flip_router(
                 ),
             )
             raise
-        if now == target:  # moved, and the reply was lost: nothing says it was persisted
-            return None, FlipIncomplete(exc.message, persisted=False)
         raise RouterError(
             f"{service}: the flip {live} -> {target} failed ({exc.message}) and the router "
             f"cannot be read now ({unreadable}): traffic may be on either side; the flip's "
@@ -482,29 +420,8 @@ def _record(
             ),
         )
     except StateError as exc:
-        _undo_unrecorded_flip(router, request.service, live, target, exc)
-
-
-def _undo_unrecorded_flip(
-    router: Router, service: str, live: Side, target: Side, exc: StateError
-) -> None:
-    """The router flipped but the store cannot record it (locked, disk full): put traffic
-    back, so every change stays in the audit chain and router and store agree. The intent
-    stays journaled: the next traffic command finishes the bookkeeping."""
-    try:
-        router.flip(service, live)
-    except RouterError as undo:
-        raise StateError(
-            f"{service}: flipped {live} -> {target} at the router, but could not record it "
-            f"({exc.message}) nor flip back ({undo.message})",
-            hint=f"traffic is on {target}; when the state store works again, any traffic "
-            f"command (`bluegreen flip {service} --to {target} --reason ...`) records it",
-        ) from exc
-    raise StateError(
-        f"{service}: not flipped: the state store cannot record it ({exc.message}); traffic "
-        f"is back on {live}",
-        hint=exc.hint,
-    ) from exc
+        raise undo_unrecorded_flip(store, router, request.service, live, target, exc,
+                                   actor=request.actor, command=request.command) from exc
 
 
 def _incomplete_error(

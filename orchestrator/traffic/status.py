@@ -15,7 +15,8 @@ from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput, SideState
 from orchestrator.traffic import gate
 from orchestrator.traffic.connect import TrafficConfig, open_router, open_store
-from orchestrator.traffic.kernel import resolve_pending, settle
+from orchestrator.traffic.kernel import settle
+from orchestrator.traffic.reconcile import resolve_pending
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,7 @@ def adopt(store: StateStore, router: Router, service: str, actor: str, reason: s
         svc = store.get_service(service)
         if svc is not None and svc.pending_flip is not None:
             svc, _done = resolve_pending(store, router, svc, live, actor)
+            live = svc.live_side or live  # where it settled: read back from the router
         store.set_live_side(
             service,
             live,

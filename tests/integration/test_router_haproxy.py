@@ -22,6 +22,7 @@ if _ROOT not in sys.path:
 from orchestrator.errors import FlipIncomplete, RouterError  # noqa: E402
 from orchestrator.routers.haproxy.router import HAProxyRouter  # noqa: E402
 from orchestrator.routers.haproxy.settings import SSHTarget  # noqa: E402
+from orchestrator.routers.haproxy.transport import UnixSocketTransport  # noqa: E402
 from orchestrator.routers.registry import make_router  # noqa: E402
 from tests.support.haproxy_fixture import SERVICE, HAProxyLab, running_haproxy  # noqa: E402
 
@@ -56,7 +57,7 @@ def test_flip_moves_traffic_and_persists(lab: HAProxyLab, router: HAProxyRouter)
     result = router.flip(SERVICE, "green")
 
     assert result.from_side == "blue" and result.to_side == "green"
-    assert result.confirmed_by == ["map-readback", "request"]
+    assert result.confirmed_by == ["map-readback", "persisted-readback", "request"]
     assert result.persisted
     assert result.seconds < 1.0
     assert router.live(SERVICE) == "green"
@@ -138,6 +139,55 @@ def test_persist_failure_after_the_change_is_a_flip_incomplete(
     finally:
         lab.map_file.rmdir()
         lab.map_file.write_text(saved)
+
+
+class ReloadBeforeWriting(UnixSocketTransport):
+    """The load balancer reloads once, after the map to persist was read (`show map`) and
+    before the file is written: memory goes back to the old file, the file gets the new
+    line (issue 20, item 5)."""
+
+    def __init__(self, lab: HAProxyLab) -> None:
+        super().__init__(str(lab.admin_socket), 2.0)
+        self.lab, self.reloaded = lab, False
+
+    def write_atomic(self, path: str, text: str, mode: int = 0o644) -> None:
+        if path == str(self.lab.map_file) and not self.reloaded:
+            self.reloaded = True
+            self.lab.reload()
+        super().write_atomic(path, text, mode)
+
+
+def test_a_reload_between_set_and_persist_is_no_move(lab: HAProxyLab, tmp_path: Path) -> None:
+    from orchestrator.state import AuditEntryInput
+    from orchestrator.testing import temp_store
+    from orchestrator.traffic import FlipRequest, move_traffic
+
+    router = HAProxyRouter(lab.settings(), ReloadBeforeWriting(lab))
+    with pytest.raises(FlipIncomplete) as caught:
+        router.flip(SERVICE, "green")
+    assert not caught.value.moved and not caught.value.persisted
+    assert "web_blue in memory" in caught.value.message
+    assert "routes it to web_green" in caught.value.message
+    assert lab.serving() == "blue" and lab.map_file.read_text() == "web web_green\n"
+    # through the kernel: recorded as no move, the live side persisted again
+    lab.map_file.write_text("web web_blue\n")
+    router = HAProxyRouter(lab.settings(), ReloadBeforeWriting(lab))
+    setup = AuditEntryInput(actor="test", command="setup")
+    with temp_store(tmp_path) as store:
+        store.record_patch(SERVICE, "green", "v2", audit=setup)
+        store.record_verification(SERVICE, "green", True, "v2", "ok", audit=setup, hosts={})
+        with pytest.raises(RouterError) as moved:
+            move_traffic(store, router, FlipRequest(service=SERVICE, command="flip",
+                                                    reason="test", actor="op", to="green"))
+        assert not isinstance(moved.value, FlipIncomplete)
+        assert "traffic is on blue" in moved.value.message
+        assert "written again for blue" in moved.value.message
+        svc = store.get_service(SERVICE)
+        assert svc is not None and svc.live_side == "blue" and svc.pending_flip is None
+        assert svc.flip_problem is None and store.verify_audit().ok
+    assert lab.serving() == "blue" and lab.map_file.read_text() == "web web_blue\n"
+    lab.reload()
+    assert lab.serving() == "blue"
 
 
 def test_confirm_failure_after_persisting_is_a_flip_incomplete(lab: HAProxyLab) -> None:
@@ -322,7 +372,8 @@ def test_ssh_transport_flips_and_persists_remotely(lab: HAProxyLab, sshd: dict[s
     try:
         assert remote.live(SERVICE) == "blue"
         result = remote.flip(SERVICE, "green")
-        assert result.persisted and result.confirmed_by == ["map-readback", "request"]
+        assert result.persisted and result.confirmed_by == ["map-readback", "persisted-readback",
+                                                            "request"]
         assert lab.map_file.read_text() == "web web_green\n"
         assert lab.map_file.stat().st_mode & 0o777 == 0o644
         assert "web_green" in lab.server_state_file.read_text()

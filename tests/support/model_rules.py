@@ -34,7 +34,7 @@ from tests.support.model import SERVICE, Host, World
 
 KERNEL_POINTS = ("traffic:locked", "traffic:intent", "traffic:router", "traffic:recorded")
 FAULTS: tuple[RouterFault, ...] = (
-    "refuse", "gone_before", "gone_after", "lost_reply", "persist", "confirm")
+    "refuse", "gone_before", "gone_after", "lost_reply", "persist", "confirm", "reload")
 OPERATOR_COMMANDS = ("rollback", "flip_blue", "flip_green", "status", "reload",
                      "reimage_blue", "reimage_green", "window_closes", "window_opens",
                      "clock_steps_back", "quarantine_blue", "quarantine_green",

@@ -16,9 +16,12 @@ and the map file `/etc/haproxy/bluegreen.map` holds one line per service: `web w
 A flip changes the map in memory (`set map`, or `add map` for a new key), reads it back,
 writes the map file from what HAProxy holds (`show map`) and `show servers state` to disk
 in the same step, under an flock of `MAP_FILE.lock` (so a reload or restart keeps the flip,
-and two services flipping at once never lose each other's line), then confirms with a real
-request through the frontend. Once the map in memory changed, a failure to persist (after
-3 tries) or to confirm raises `FlipIncomplete`: traffic moved, the caller records it.
+and two services flipping at once never lose each other's line), reads back both the map
+in memory and the map file, then confirms with a real request through the frontend. Once
+the map in memory changed, a failure to persist (after 3 tries), a read-back that differs
+(a reload between `set map` and persisting: `moved` says whether memory still routes to
+the new side) or a failed confirmation raises `FlipIncomplete`; the caller re-reads the
+router and records where traffic is.
 """
 
 from __future__ import annotations
@@ -252,7 +255,12 @@ class HAProxyRouter:
         #    from what HAProxy holds (every service's line), under the map's lock.
         self._persist(service, target)
 
-        # 5. Confirm with a real request through the frontend.
+        # 5. Read back memory and file: a reload between `set map` and persisting puts
+        #    memory back on the old side (and the file maybe on the new one): no move.
+        self._check_persisted(service, target)
+        confirmed_by.append("persisted-readback")
+
+        # 6. Confirm with a real request through the frontend.
         url = self.settings.frontends.get(service)
         if url:
             try:
@@ -327,9 +335,43 @@ class HAProxyRouter:
             f"{self.settings.server_state_file} writable (disk space, permissions)",
         )
 
+    def _check_persisted(self, service: str, target: str) -> None:
+        """Memory and the map file both route `service` to `target`, or FlipIncomplete
+        naming what each holds."""
+        map_file = self.settings.map_file
+        try:
+            memory = self._map_entry(service)
+            on_disk = map_file_entry(self.transport.read_text(map_file) or "", service)
+        except RouterError as exc:
+            raise FlipIncomplete(f"reading back {map_file} after persisting failed: "
+                                 f"{exc.message}", persisted=False) from exc
+        if memory == target and on_disk == target:
+            return
+        raise FlipIncomplete(
+            f"after persisting the flip to {target}, HAProxy routes {service} to "
+            f"{memory or 'nothing'} in memory and the map file {map_file} routes it to "
+            f"{on_disk or 'nothing'} (did the load balancer reload between `set map` and "
+            "persisting?)",
+            moved=memory == target, persisted=False,
+            hint="find out what reloads the load balancer during flips",
+        )
+
     def _confirm_by_request(self, service: str, url: str, target: str) -> None:
         confirm_by_request(service, url, self.settings.confirm_header, {target},
                            self.settings.timeout, CONFIRM_WINDOW_S)
+
+
+def map_file_entry(text: str, service: str) -> str | None:
+    """The backend a map file's text routes `service` to, None when it has no line for it;
+    RouterError when lines for it disagree."""
+    values = {
+        parts[1]
+        for parts in (line.split() for line in text.splitlines())
+        if len(parts) >= 2 and parts[0] == service
+    }
+    if len(values) > 1:
+        raise RouterError(f"{service}: the map file has conflicting entries {sorted(values)}")
+    return values.pop() if values else None
 
 
 def _check_name(what: str, value: str) -> None:

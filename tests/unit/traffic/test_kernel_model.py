@@ -464,12 +464,13 @@ SCENARIOS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("rollout_start", {"level": "L1"}),
         ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),
     ],
-    # a flip not persisted, a rollout's precheck, then a reload: no patch of the side that
-    # takes traffic again
+    # a flip not persisted, a rollout's precheck that cannot persist it either, then a
+    # reload: no patch of the side that takes traffic again
     "no_patch_after_a_reload_of_an_unpersisted_flip": [
         ("verify", {"side": "green", "ok": True}),
         ("router_fault", {"fault": "persist"}),
         ("flip", {"to": "green", "force": False, "crash": None}),
+        ("router_fault", {"fault": "persist"}),
         ("rollout_start", {"level": "L1"}),
         ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),  # precheck
         ("router_reload", {}),
@@ -485,6 +486,29 @@ SCENARIOS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("status", {"crash": None}),
         ("flip", {"to": "blue", "force": True, "crash": "traffic:recorded"}),
         ("rollback", {"to": None, "crash": None}),
+    ],
+    # issue 20, 4 and 5: a flip not persisted is persisted again by the next command's
+    # reconciliation (a rollout's precheck), so a reload keeps it; a reload between `set
+    # map` and persisting (the file then routes to green, memory to blue) is no move, the
+    # live side is persisted again, or (that failing too) named until the next command
+    "the_next_command_persists_the_live_side_again": [
+        ("verify", {"side": "green", "ok": True}),
+        ("router_fault", {"fault": "persist"}),
+        ("flip", {"to": "green", "force": False, "crash": None}),
+        ("rollout_start", {"level": "L1"}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),  # precheck
+        ("router_reload", {}),  # traffic stays on green: the precheck persisted it
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),  # patch blue
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),  # verify blue
+        ("router_fault", {"fault": "reload"}),
+        ("rollout_step", {"ok": True, "crash": None, "meanwhile": None}),  # flip: not moved
+        ("router_fault", {"fault": "reload"}),
+        ("router_fault", {"fault": "persist"}),
+        ("flip", {"to": "blue", "force": False, "crash": None}),  # not moved, not persisted
+        ("router_reload", {}),  # the file said blue: traffic on blue, the store says green
+        ("status", {"crash": None}),  # StateMismatch, named
+        ("adopt", {}),
     ],
     # issue 20, 11: the window closes while the run's flip waits for the traffic lock; it
     # opens again and the resumed run flips; the clock stepped back meanwhile
@@ -552,6 +576,7 @@ ENDS: dict[str, tuple[Side, dict[Side, str]]] = {
     "quarantine_live_killed_then_rollback": ("blue", {"blue": "verified",
                                                       "green": "verified"}),
     "resume_after_a_rebuild_of_the_verified_side": ("blue", {"green": "verified"}),
+    "the_next_command_persists_the_live_side_again": ("blue", {"blue": "verified"}),
 }
 """Where each scenario leaves traffic (router memory) and side states."""
 

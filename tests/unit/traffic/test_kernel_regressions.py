@@ -114,11 +114,12 @@ def test_a_second_rollback_after_one_that_aborted_a_run_changes_nothing(
 def test_no_patch_while_the_live_sides_flip_is_not_persisted(tmp_path: Path) -> None:
     """A flip recorded as not persisted, then a rollout: a reload of the load balancer
     between its precheck and its patch step sent traffic back to the standby, and Ansible
-    patched the side taking traffic. The store now refuses to begin that patch."""
+    patched the side taking traffic. The store now refuses to begin that patch (the
+    precheck persists the live side again, issue 20: here that fails too)."""
     router = FakeRouter({SERVICE: "blue"})
     with temp_store(tmp_path) as store:
         _verified(store, "green")
-        router.fail_next("persist")
+        router.fail_next("persist", "persist")  # the flip; the precheck's persist again
         with pytest.raises(FlipIncomplete):
             move_traffic(store, router, FlipRequest(service=SERVICE, command="flip",
                                                     reason="x", actor="op", to="green"))
