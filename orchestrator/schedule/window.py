@@ -5,6 +5,16 @@ timezone) close it whatever else says.
 `window_state(window, now)` says whether flips may happen now, when the window closes and
 when it opens next. The pydantic models of the `window:` section live here too, so the
 campaign model imports windows, never the other way round.
+
+Time base (one, on purpose): a cron window's opening is a wall-clock time in the window's
+timezone (`0 1 * * 0` opens at 01:00 Europe/Berlin, summer or winter); its `duration` is
+elapsed time (4h is four real hours, also across a DST change). All arithmetic and every
+comparison is done on UTC instants: Python's arithmetic on a zone-aware datetime is
+wall-clock arithmetic, and comparing two datetimes of the same zone compares wall clocks.
+An opening that does not exist (in the spring gap, 02:30 when clocks jump from 02:00 to
+03:00) happens at the same offset as before the change (03:30 summer time); one that exists
+twice (in the autumn fold) happens once, at its first occurrence. Freeze dates and the
+"close at midnight before a frozen day" rule use the local (wall-clock) date.
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -72,16 +82,21 @@ class CronSpec:
         return dom_ok and dow_ok
 
     def starts(self, tz: ZoneInfo, after: datetime, until: datetime) -> Iterator[datetime]:
-        """Start times in [after, until], in order, as aware datetimes in `tz`."""
+        """Openings in [after, until] (compared as instants), in order, as aware datetimes
+        in `tz`: each a wall-clock time in `tz` (see the module docstring for the DST gap
+        and fold)."""
+        lo, hi = _utc(after), _utc(until)
         day = after.astimezone(tz).date()
         last = until.astimezone(tz).date()
         while day <= last:
             if self.matches_day(day):
-                for h in self.hours:
-                    for m in self.minutes:
-                        at = datetime(day.year, day.month, day.day, h, m, tzinfo=tz)
-                        if after <= at <= until:
-                            yield at
+                found = {
+                    _utc(datetime(day.year, day.month, day.day, h, m, tzinfo=tz))
+                    for h in self.hours for m in self.minutes
+                }
+                for at in sorted(found):
+                    if lo <= at <= hi:
+                        yield at.astimezone(tz)
             day += timedelta(days=1)
 
 
@@ -146,7 +161,8 @@ class FreezeRange(StrictModel):
 
 class Window(StrictModel):
     """When flips may happen: always, a cron-style start + duration, or explicit intervals.
-    Freeze dates (in `timezone`) close it whatever else says."""
+    Freeze dates (in `timezone`) close it whatever else says. `start` is a wall-clock time
+    in `timezone`; `duration` is elapsed time (see the module docstring)."""
 
     timezone: TimeZone = "UTC"
     always: bool = False
@@ -191,6 +207,11 @@ class WindowState:
         }
 
 
+def _utc(at: datetime) -> datetime:
+    """The instant, in UTC: what arithmetic and comparisons here work on."""
+    return at.astimezone(UTC)
+
+
 def frozen(window: Window, day: date) -> bool:
     for item in window.freeze:
         if isinstance(item, date):
@@ -202,19 +223,22 @@ def frozen(window: Window, day: date) -> bool:
 
 
 def _open_span(window: Window, now: datetime) -> tuple[datetime, datetime | None] | None:
-    """(start, end) of the span of the window that contains `now`, ignoring freezes."""
+    """(start, end) of the span of the window that contains `now`, ignoring freezes. A
+    cron span ends `duration` of elapsed time after its opening."""
     if window.always:
         return now, None
     if window.start is not None and window.duration is not None:
         tz = ZoneInfo(window.timezone)
         spec = CronSpec.parse(window.start)
+        instant = _utc(now)
         best = None
-        for s in spec.starts(tz, now - window.duration, now):
-            if s + window.duration > now:
-                best = (s, s + window.duration)  # latest start that still covers now
+        for s in spec.starts(tz, instant - window.duration, instant):
+            end = _utc(s) + window.duration
+            if end > instant:
+                best = (s, end.astimezone(tz))  # latest start that still covers now
         return best
     for iv in window.intervals:
-        if iv.start <= now < iv.end:
+        if _utc(iv.start) <= _utc(now) < _utc(iv.end):
             return iv.start, iv.end
     return None
 
@@ -228,7 +252,7 @@ def window_state(window: Window, now: datetime) -> WindowState:
         end = span[1]
         midnight = datetime.combine(local_day + timedelta(days=1), datetime.min.time(), tz)
         if frozen(window, local_day + timedelta(days=1)):
-            end = midnight if end is None else min(end, midnight)
+            end = midnight if end is None else min(end, midnight, key=_utc)
         return WindowState(True, "window open", end, now)
     reason = (
         f"freeze on {local_day.isoformat()}"
@@ -246,13 +270,15 @@ def next_open(window: Window, now: datetime) -> datetime | None:
     if window.always:
         day = now.astimezone(tz).date()
         candidates = (
-            max(now, datetime.combine(day + timedelta(days=i), datetime.min.time(), tz))
+            max(now, datetime.combine(day + timedelta(days=i), datetime.min.time(), tz),
+                key=_utc)
             for i in range(SEARCH_DAYS)
         )
     elif window.start is not None:
         candidates = CronSpec.parse(window.start).starts(tz, now, horizon)
     else:
-        candidates = iter(sorted(max(iv.start, now) for iv in window.intervals if iv.end > now))
+        candidates = iter(sorted((max(iv.start, now, key=_utc) for iv in window.intervals
+                                  if _utc(iv.end) > _utc(now)), key=_utc))
     for at in candidates:
         if not frozen(window, at.astimezone(tz).date()) and _open_span(window, at) is not None:
             return at
