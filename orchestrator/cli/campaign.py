@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from orchestrator.cli.advisories import FEED_HELP, URGENCY
-from orchestrator.cli.context import actor, load
+from orchestrator.cli.context import actor, load, witness_step
 from orchestrator.cli.exit import handles_errors
 from orchestrator.cli.render import emit_json
 from orchestrator.errors import BadInput
@@ -43,7 +43,13 @@ def _campaign_engine(ctx: click.Context, config: Any, as_json: bool, wait: bool)
     from orchestrator.traffic import open_router, open_store
 
     store, router = open_store(config), open_router(config)
-    on_event = None if as_json else _show_campaign_event
+    root = ctx.find_root().obj
+
+    def on_event(ev: Any) -> None:  # after every step that appended records, the head
+        witness_step(root)          # is witnessed (also while it waits for the window)
+        if not as_json:
+            _show_campaign_event(ev)
+
     return CampaignRunner(
         config, store, router, actor=actor(ctx), on_event=on_event, wait_for_window=wait
     ), router

@@ -66,6 +66,27 @@ def witness_now() -> dict[str, Any] | None:
             "results": [r.as_json() for r in results]}
 
 
+def witness_step(obj: Ctx) -> None:
+    """In a long-running command (a `watch` round, a campaign's step): publish the head
+    now if records were appended since the last publish, so that they cannot be truncated
+    unnoticed while the command still runs; warn (stderr) when no witness took it. Takes
+    the root `Ctx` (callable from a campaign's worker threads, which have no click
+    context); never raises."""
+    witness = obj.witness
+    if witness is None:
+        return
+    from orchestrator.state.witness import summary
+
+    before = witness.last
+    try:
+        results = witness.publish_if_changed()
+        problem = summary(results) if witness.last != before else None
+    except Exception as exc:  # noqa: BLE001 - a witness must never fail the command
+        problem = f"audit head not witnessed: {exc}"
+    if problem:
+        click.secho(f"warning: {problem}", fg="yellow", err=True)
+
+
 def witness_at_exit(obj: Ctx) -> None:
     """At the end of every command: publish a new head, and say loudly if no witness
     took it (stderr; the command's own outcome and exit code stay as they are)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from orchestrator.cli.context import actor, load
+from orchestrator.cli.context import actor, load, witness_step
 from orchestrator.cli.exit import handles_errors
 from orchestrator.cli.render import emit_json
 from orchestrator.text import one_line, terminal
@@ -78,9 +78,14 @@ def watch(ctx: click.Context, service: str, interval: float | None, once: bool,
         return
     stopped: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, _frame: stopped.append(signum))
+    root = ctx.find_root().obj
+
+    def on_round(result: Any) -> None:
+        witness_step(root)  # a deviation's (and a quarantine's) records: witnessed now
+        render_round(result, as_json)
+
     found = watch_loop(config, service, actor=who, interval=every, path=path,
-                       quarantine=quarantine, on_round=lambda r: render_round(r, as_json),
-                       stop=lambda: bool(stopped))
+                       quarantine=quarantine, on_round=on_round, stop=lambda: bool(stopped))
     if found:
         sys.exit(VerificationFailed.exit_code)
 
