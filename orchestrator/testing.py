@@ -134,9 +134,11 @@ RouterFault = Literal["refuse", "gone_before", "gone_after", "lost_reply", "pers
 - confirm: made and persisted, the confirming request fails (FlipIncomplete,
   confirmed=False);
 - reload: the change is made, the load balancer reloads before it is persisted (memory
-  back to the old map file), then the map file is written from the map read before the
-  reload: memory routes to the old side, the file to the new one; the read-back after
-  persisting sees it (FlipIncomplete, moved=False, as the HAProxy driver raises it)."""
+  back to the old map file, through `reload()`), then the map file is written from the map
+  read before the reload: memory routes to the old side, the file to the new one; the
+  read-back after persisting sees it (FlipIncomplete, moved=False, as the HAProxy driver
+  raises it). On a flip to the side memory already routes to (a re-persist) the file keeps
+  what it held."""
 
 
 @dataclass
@@ -207,12 +209,15 @@ class FakeRouter:
         if fault == "persist":
             raise FlipIncomplete("fake router: disk full", persisted=False)
         if fault == "reload":
-            self.memory[service] = self.persisted.get(service, to_side)
-            self.persisted[service] = to_side
+            # the file gets what persisting read before the reload; a re-persist (memory
+            # already routed there) has nothing new to write: its file stays
+            written = self.persisted.get(service, to_side) if before == to_side else to_side
+            self.reload()
+            self.persisted[service] = written
             raise FlipIncomplete(
                 f"fake router: after persisting, memory routes {service} to "
-                f"{self.memory[service]}, the map file to {to_side} (a reload between `set "
-                "map` and persisting)", moved=False, persisted=False)
+                f"{self.memory.get(service)}, the map file to {written} (a reload between "
+                "`set map` and persisting)", moved=False, persisted=False)
         self.persisted[service] = to_side
         if fault == "confirm":
             raise FlipIncomplete("fake router: no confirming response", persisted=True,

@@ -76,23 +76,37 @@ class WatchedRouter(FakeRouter):
     """A FakeRouter that tells its world about every change of its memory."""
 
     world: World | None = None
+    _flipping: tuple[str, Side | None] | None = None
+    """(service, memory before) while a flip runs: its own move is judged at its end, or
+    before a reload inside it (the fault "reload"), which is the load balancer's move."""
 
     def flip(self, service: str, to_side: Side) -> FlipResult:
-        before = self.memory.get(service)
+        self._flipping = (service, self.memory.get(service))
         try:
             return super().flip(service, to_side)
         finally:
-            after = self.memory.get(service)
-            if after is not None and after != before and self.world is not None:
-                self.world.router_moved(service, before, after)
+            self._judge_flip()
+            self._flipping = None
+
+    def _judge_flip(self) -> None:
+        if self._flipping is None:
+            return
+        service, before = self._flipping
+        after = self.memory.get(service)
+        if after is not None and after != before and self.world is not None:
+            self.world.router_moved(service, before, after)
+        self._flipping = (service, after)
 
     def reload(self) -> None:
+        self._judge_flip()
         before = dict(self.memory)
         super().reload()
         for service, side in self.memory.items():
             if before.get(service) != side and self.world is not None:
                 self.world.moves.append(Move(None, None, before.get(service), side,
                                              external=True))
+        if self._flipping is not None:
+            self._flipping = (self._flipping[0], self.memory.get(self._flipping[0]))
 
 
 @dataclass

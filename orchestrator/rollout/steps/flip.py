@@ -1,13 +1,14 @@
 """The flip step: traffic to the verified standby through the kernel (`move_traffic`),
-after the campaign's window and approval say yes; then the old side drains, bounded."""
+which asks the campaign's window and approval last, right before the router changes; then
+the old side drains, bounded."""
 
 from __future__ import annotations
 
-from orchestrator.errors import OutsideWindow, RouterError
+from orchestrator.errors import RouterError
 from orchestrator.rollout.context import RunContext
 from orchestrator.rollout.records import FlipRecord
 from orchestrator.rollout.steps.base import NothingToResume
-from orchestrator.traffic import FlipRequest, move_traffic, settle
+from orchestrator.traffic import FlipRequest, move_traffic
 
 
 class Flip(NothingToResume):
@@ -15,16 +16,11 @@ class Flip(NothingToResume):
 
     def run(self, ctx: RunContext) -> FlipRecord:
         service, live, standby = ctx.service, ctx.standing_plan.live, ctx.standing_plan.standby
-        # A flip a crash interrupted is completed (or cancelled) first: then the window and
-        # approval are asked only when traffic still has to move: once here (a closed
-        # window defers at once), and again by the kernel under the traffic lock, after the
-        # host recheck, right before the router changes (the window may close meanwhile).
-        current = settle(ctx.store, ctx.router, service, ctx.actor)
+        # The window and approval (`may_flip`) are asked by the kernel, under the traffic
+        # lock, after it completed (or cancelled) a flip a crash interrupted, after the gate
+        # and the host recheck, right before the router changes: only when traffic still has
+        # to move, and never before a wait for the lock (the window may close meanwhile).
         may_flip = ctx.may_flip
-        if current != standby and may_flip is not None:
-            why = may_flip(service)
-            if why:
-                raise OutsideWindow(f"{service}: not flipping: {why}")
         outcome = move_traffic(ctx.store, ctx.router, FlipRequest(
             service=service, command="rollout.flip", reason=f"run {ctx.run_id}",
             actor=ctx.actor, to=standby, run_id=ctx.run_id,

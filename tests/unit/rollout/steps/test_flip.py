@@ -1,5 +1,6 @@
-"""The flip step asks the campaign's window (`may_flip`) twice: before it waits for the
-traffic lock, and through the kernel right before the router changes (issue 20, 11)."""
+"""The flip step's window (`may_flip`) is asked by the kernel under the traffic lock, right
+before the router changes: a window that closes while the flip waits for the lock defers
+it (issue 20, 11)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import OutsideWindow
+from orchestrator.errors import LockHeld, OutsideWindow
 from orchestrator.rollout.runner import Rollout
 from orchestrator.testing import FakeRouter, fake_config, fake_tools, temp_store
 
 
-def test_a_window_that_closes_after_the_first_check_defers_the_flip(tmp_path: Path) -> None:
-    asked: list[str] = []
+def test_a_window_that_closes_while_the_flip_waits_defers_it(tmp_path: Path) -> None:
+    asked: list[bool] = []
 
     def may_flip(service: str) -> str | None:
-        asked.append(service)
-        # open at the step's first look, closed by the time the kernel holds the lock
-        return None if len(asked) == 1 else "outside the maintenance window"
+        with temp_store(tmp_path) as other:  # another process: the lock is the flip's now
+            try:
+                with other.traffic_lock(service, 0.0):
+                    asked.append(False)
+            except LockHeld:
+                asked.append(True)
+        return "outside the maintenance window"  # it closed while the flip waited
 
     router = FakeRouter()
     with temp_store(tmp_path) as store:
@@ -26,7 +31,7 @@ def test_a_window_that_closes_after_the_first_check_defers_the_flip(tmp_path: Pa
                          tools=fake_tools(), may_flip=may_flip)
         with pytest.raises(OutsideWindow, match="not flipping: outside the maintenance"):
             engine.start("web")
-        assert asked == ["web", "web"]
+        assert asked == [True]  # asked once, under the traffic lock
         assert router.memory["web"] == "blue" and router.flips == []
         green = store.get_side("web", "green")
         assert green is not None and green.state == "verified"  # kept for the next window
