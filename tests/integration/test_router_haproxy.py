@@ -159,7 +159,7 @@ class ReloadBeforeWriting(UnixSocketTransport):
 
 def test_a_reload_between_set_and_persist_is_no_move(lab: HAProxyLab, tmp_path: Path) -> None:
     from orchestrator.state import AuditEntryInput
-    from orchestrator.testing import temp_store
+    from orchestrator.testing import patched, temp_store
     from orchestrator.traffic import FlipRequest, move_traffic
 
     router = HAProxyRouter(lab.settings(), ReloadBeforeWriting(lab))
@@ -174,7 +174,7 @@ def test_a_reload_between_set_and_persist_is_no_move(lab: HAProxyLab, tmp_path: 
     router = HAProxyRouter(lab.settings(), ReloadBeforeWriting(lab))
     setup = AuditEntryInput(actor="test", command="setup")
     with temp_store(tmp_path) as store:
-        store.record_patch(SERVICE, "green", "v2", audit=setup)
+        patched(store, SERVICE, "green", "v2", audit=setup)
         store.record_verification(SERVICE, "green", True, "v2", "ok", audit=setup, hosts={})
         with pytest.raises(RouterError) as moved:
             move_traffic(store, router, FlipRequest(service=SERVICE, command="flip",

@@ -20,6 +20,7 @@ from orchestrator.testing import (
     crash_at,
     fake_config,
     fake_tools,
+    patched,
     temp_store,
 )
 from orchestrator.traffic import FlipRequest, move_traffic, settle
@@ -39,7 +40,7 @@ def router() -> FakeRouter:
 
 
 def verified(store: SQLiteStateStore, side: Side) -> None:
-    store.record_patch("web", side, "v2", audit=SETUP)
+    patched(store, "web", side, "v2", audit=SETUP)
     store.record_verification("web", side, True, "v2", "all passed", audit=SETUP, hosts={})
 
 
