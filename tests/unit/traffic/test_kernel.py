@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -17,29 +17,15 @@ from orchestrator.errors import (
     VerificationFailed,
 )
 from orchestrator.sides import Side
-from orchestrator.state import AuditEntryInput, LockHolder, SQLiteStateStore
+from orchestrator.state import LockHolder, SQLiteStateStore
 from orchestrator.testing import FakeRouter, SimulatedCrash, crash_at, patched, temp_store
 from orchestrator.traffic import FlipRequest, move_traffic, settle
-
-SETUP = AuditEntryInput(actor="test", command="setup")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStateStore]:
-    with temp_store(tmp_path) as opened:
-        yield opened
+from tests.support.kernel import SETUP, verified
 
 
 @pytest.fixture
 def router() -> FakeRouter:
     return FakeRouter({"web": "blue", "api": "blue"})
-
-
-def verified(store: SQLiteStateStore, side: Side, level: str = "v2",
-             hosts: Mapping[str, str] | None = None) -> None:
-    patched(store, "web", side, level, audit=SETUP)
-    store.record_verification("web", side, True, level, "all passed", audit=SETUP,
-                              hosts=dict(hosts or {}))
 
 
 def req(command: str = "flip", to: Side | None = "green", **kw: object) -> FlipRequest:

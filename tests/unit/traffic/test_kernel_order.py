@@ -5,34 +5,17 @@ router changes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from orchestrator.errors import LockHeld, OutsideWindow, RouterError, VerificationFailed
 from orchestrator.sides import Side
-from orchestrator.state import AuditEntryInput, SQLiteStateStore
-from orchestrator.testing import FakeRouter, patched, temp_store
+from orchestrator.state import SQLiteStateStore
+from orchestrator.testing import FakeRouter, temp_store
 from orchestrator.traffic import FlipRequest, move_traffic
-
-SETUP = AuditEntryInput(actor="test", command="setup")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStateStore]:
-    with temp_store(tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture
-def router() -> FakeRouter:
-    return FakeRouter({"web": "blue"})
-
-
-def verified(store: SQLiteStateStore, side: Side) -> None:
-    patched(store, "web", side, "v2", audit=SETUP)
-    store.record_verification("web", side, True, "v2", "all passed", audit=SETUP, hosts={})
+from tests.support.kernel import SETUP, verified
 
 
 def rollout_patching_green(store: SQLiteStateStore) -> None:

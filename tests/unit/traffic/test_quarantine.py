@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,35 +14,17 @@ from orchestrator.errors import (
     VerificationFailed,
 )
 from orchestrator.sides import Side
-from orchestrator.state import AuditEntryInput, SQLiteStateStore
+from orchestrator.state import SQLiteStateStore
 from orchestrator.testing import (
     FakeRouter,
     SimulatedCrash,
     at_failpoints,
     crash_at,
-    patched,
     temp_store,
 )
 from orchestrator.traffic import FlipRequest, move_traffic
 from orchestrator.traffic.quarantine import quarantine_side
-
-SETUP = AuditEntryInput(actor="test", command="setup")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStateStore]:
-    with temp_store(tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture
-def router() -> FakeRouter:
-    return FakeRouter({"web": "blue"})
-
-
-def verified(store: SQLiteStateStore, side: Side, level: str = "v2") -> None:
-    patched(store, "web", side, level, audit=SETUP)
-    store.record_verification("web", side, True, level, "all passed", audit=SETUP, hosts={})
+from tests.support.kernel import SETUP, verified
 
 
 def state(store: SQLiteStateStore, side: Side) -> str:

@@ -4,7 +4,6 @@ on disk may differ (issue 20, items 4 and 5). Fake router, real SQLite store."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,35 +12,17 @@ from orchestrator.errors import BluegreenError, RouterError, StateError
 from orchestrator.rollout.runner import Rollout
 from orchestrator.routers.base import TrafficCounters
 from orchestrator.sides import Side
-from orchestrator.state import AuditEntryInput, SQLiteStateStore
+from orchestrator.state import SQLiteStateStore
 from orchestrator.testing import (
     FakeRouter,
     SimulatedCrash,
     crash_at,
     fake_config,
     fake_tools,
-    patched,
     temp_store,
 )
 from orchestrator.traffic import FlipRequest, move_traffic, settle
-
-SETUP = AuditEntryInput(actor="test", command="setup")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStateStore]:
-    with temp_store(tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture
-def router() -> FakeRouter:
-    return FakeRouter({"web": "blue"})
-
-
-def verified(store: SQLiteStateStore, side: Side) -> None:
-    patched(store, "web", side, "v2", audit=SETUP)
-    store.record_verification("web", side, True, "v2", "all passed", audit=SETUP, hosts={})
+from tests.support.kernel import verified
 
 
 def flip_to(side: Side) -> FlipRequest:
