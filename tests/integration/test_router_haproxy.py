@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,12 @@ from orchestrator.routers.haproxy.router import HAProxyRouter  # noqa: E402
 from orchestrator.routers.haproxy.settings import SSHTarget  # noqa: E402
 from orchestrator.routers.haproxy.transport import UnixSocketTransport  # noqa: E402
 from orchestrator.routers.registry import make_router  # noqa: E402
-from tests.support.haproxy_fixture import SERVICE, HAProxyLab, running_haproxy  # noqa: E402
+from tests.support.haproxy_fixture import (  # noqa: E402
+    SERVICE,
+    HAProxyLab,
+    flips_under_requests,
+    running_haproxy,
+)
 
 
 @pytest.fixture
@@ -274,34 +278,9 @@ def test_drain_returns_sessions_left(router: HAProxyRouter) -> None:
 
 
 def test_zero_dropped_requests_during_flips(lab: HAProxyLab, router: HAProxyRouter) -> None:
-    failures: list[str] = []
-    served = {"blue": 0, "green": 0}
-    stop = threading.Event()
-
-    def traffic() -> None:
-        deadline = time.monotonic() + 10
-        for _ in range(2000):
-            if stop.is_set() or time.monotonic() > deadline:
-                return
-            try:
-                header, body = lab.get("/")
-                if header != f"{SERVICE}_{body}":
-                    failures.append(f"mismatch {header} {body}")
-                else:
-                    served[body] += 1
-            except (OSError, urllib.error.URLError) as exc:
-                failures.append(repr(exc))
-
-    sender = threading.Thread(target=traffic)
-    sender.start()
-    try:
-        for i in range(10):
-            router.flip(SERVICE, "green" if i % 2 == 0 else "blue")
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        sender.join(timeout=15)
-    assert not sender.is_alive()
+    served, failures = flips_under_requests(
+        lambda: lab.get("/"), lambda side: router.flip(SERVICE, side), flips=10, pause=0.05,
+        seconds=10, most=2000)
     assert failures == []
     assert served["blue"] > 0 and served["green"] > 0
     assert router.live(SERVICE) == "blue"

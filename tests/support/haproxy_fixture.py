@@ -300,3 +300,41 @@ def running_haproxy(directory: Path, wait_healthy: bool = True) -> Iterator[HAPr
         lab.stop_haproxy()
         for backend in lab.backends.values():
             backend.stop()
+
+
+def flips_under_requests(
+    get: Callable[[], tuple[str | None, str]], flip: Callable[[Side], Any], *, flips: int,
+    pause: float, seconds: float, most: int,
+) -> tuple[dict[str, int], list[str]]:
+    """Flip `flips` times (green, blue, ...) while one client sends requests through the
+    frontend (at most `most`, for at most `seconds`); (served per side, failures). A reply
+    whose backend header does not name the side that answered is a failure too."""
+    failures: list[str] = []
+    served = {"blue": 0, "green": 0}
+    stop = threading.Event()
+
+    def traffic() -> None:
+        deadline = time.monotonic() + seconds
+        for _ in range(most):
+            if stop.is_set() or time.monotonic() > deadline:
+                return
+            try:
+                header, body = get()
+                if header != f"{SERVICE}_{body}":
+                    failures.append(f"mismatch {header} {body}")
+                else:
+                    served[body] += 1
+            except (OSError, urllib.error.URLError) as exc:
+                failures.append(repr(exc))
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        for i in range(flips):
+            flip("green" if i % 2 == 0 else "blue")
+            time.sleep(pause)
+    finally:
+        stop.set()
+        sender.join(timeout=seconds + 5)
+    assert not sender.is_alive(), "the request loop did not stop"
+    return served, failures
