@@ -45,12 +45,16 @@ MAX_LOG_BYTES = 64 * 1024 * 1024
 SHUTTING_DOWN = b"nginx: worker process is shutting down"
 _UPSTREAM = re.compile(r"upstream\s+([A-Za-z0-9_.-]+)\s*\{(.*?)\}", re.S)
 _SERVER = re.compile(r"^\s*server\s+([^\s;]+)([^;]*);", re.M)
+_PID = re.compile(r"^\s*pid\s+([^;]+);", re.M)
+DEFAULT_PID_FILE = "/run/nginx.pid"
+"""Debian's nginx when the config names none."""
 
 
 class NginxRouter:
     def __init__(self, settings: NginxSettings) -> None:
         self.settings = settings
         self._upstreams: dict[str, list[tuple[str, bool]]] | None = None
+        self._pid_file = DEFAULT_PID_FILE
 
     # -- the contract --------------------------------------------------------------------
 
@@ -92,6 +96,8 @@ class NginxRouter:
             entries = livefile.parse(old_text or "", s.live_file)
             before = entries.get(self._key(service))
             entries[self._key(service)] = target
+            master = self._master()
+            old_workers = _workers(master)
             lock.write(livefile.render(entries))
             for step in (["-t", "-q"], ["-s", "reload"]):
                 problem = self._nginx(*step)
@@ -100,6 +106,16 @@ class NginxRouter:
                     raise RouterError(
                         f"{service}: `nginx {' '.join(step)}` failed, nothing moved: {problem}",
                         hint="fix nginx's config (or start nginx), then flip again")
+        # until every worker of the old configuration stopped taking connections: right
+        # after the reload one of them may still accept one, with the old routing
+        deadline = time.monotonic() + max(5.0, 2 * s.timeout)
+        while master and not _workers(master).isdisjoint(old_workers):
+            if time.monotonic() > deadline:
+                raise FlipIncomplete(
+                    f"{service}: nginx reloaded, but workers of the old configuration "
+                    f"({sorted(_workers(master) & old_workers)}) still take connections",
+                    persisted=True, confirmed=False)
+            time.sleep(0.02)
         confirmed_by = ["nginx -t", "reload"]
         url = s.frontends.get(service)
         if url is not None:
@@ -179,6 +195,17 @@ class NginxRouter:
         said = (done.stderr or done.stdout).strip().splitlines()
         return " / ".join(said[-3:])[:600] or f"exit {done.returncode}"
 
+    def _master(self) -> int:
+        """nginx's master PID from its pid file (`pid` in the config; 0: unknown)."""
+        try:
+            self._upstream_servers()  # reads `nginx -T`, and with it the pid directive
+        except RouterError:
+            pass  # `nginx -t` says what is wrong with the config, next
+        try:
+            return int(Path(self._pid_file).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+
     def _put_back(self, lock: livefile.Locked, old_text: str | None) -> None:
         if old_text is None:
             Path(self.settings.live_file).unlink(missing_ok=True)
@@ -197,6 +224,8 @@ class NginxRouter:
             if done.returncode != 0:
                 raise RouterError(f"`nginx -T -c {s.conf}` failed: {done.stderr.strip()[:400]}")
             text = re.sub(r"#[^\n]*", "", done.stdout)
+            pid = _PID.search(text)
+            self._pid_file = pid.group(1).strip() if pid else DEFAULT_PID_FILE
             self._upstreams = {
                 match.group(1): [(server.group(1), " down" in f" {server.group(2)}")
                                  for server in _SERVER.finditer(match.group(2))]
@@ -216,6 +245,27 @@ class NginxRouter:
                 return ServerHealth(address, "UP", "L4OK")
         except OSError as exc:
             return ServerHealth(address, "DOWN", f"L4CON {exc.strerror or exc}")
+
+
+def _workers(master: int) -> set[int]:
+    """The workers of `master` that take connections (not the ones shutting down)."""
+    found: set[int] = set()
+    if not master:
+        return found
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                title = fh.read(200)
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                parent = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == master and title.startswith(b"nginx: worker process") and \
+                not title.startswith(SHUTTING_DOWN):
+            found.add(int(entry.name))
+    return found
 
 
 def _shutting_down_workers() -> int:
