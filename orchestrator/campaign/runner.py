@@ -24,6 +24,7 @@ import hashlib
 import json
 import secrets
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -117,6 +118,12 @@ class CampaignResult:
         }
 
 
+_SETTLE_ATTEMPTS = 40
+_SETTLE_DELAY_S = 0.25
+"""`run --continue` losing the lock race to a holder whose lock row is not committed yet
+looks again this often (10 s in all) before it reports the lock as held."""
+
+
 def campaign_lock(name: str) -> str:
     return f"campaign:{name}"  # also read by campaign.runs.running_elsewhere
 
@@ -181,17 +188,24 @@ class CampaignRunner:
         run) the campaign's unfinished run is resumed, nothing happens once its last run
         ended (NothingToContinue), and a run another live process drives is left to it
         (RunningElsewhere)."""
-        earlier = run_to_continue(self.store, campaign.name, file) if continue_run else None
-        if isinstance(earlier, NothingToContinue):
-            return earlier
-        try:
-            return self.resume(earlier) if earlier else self.start(campaign, Path(file))
-        except LockHeld:
-            # timers of several machines fire together: one runs the window, the rest say who
-            elsewhere = running_elsewhere(self.store, campaign.name) if continue_run else None
-            if elsewhere is None:
-                raise
-            return elsewhere
+        attempts = _SETTLE_ATTEMPTS if continue_run else 1
+        for attempt in range(attempts):
+            earlier = run_to_continue(self.store, campaign.name, file) if continue_run else None
+            if isinstance(earlier, NothingToContinue):
+                return earlier
+            try:
+                return self.resume(earlier) if earlier else self.start(campaign, Path(file))
+            except LockHeld:
+                # timers of several machines fire together: one runs the window, the rest
+                # say who. The winner holds the lock a moment before its lock row and run
+                # are committed: until they are, look again (its row, its run, or its end).
+                elsewhere = running_elsewhere(self.store, campaign.name) if continue_run else None
+                if elsewhere is not None:
+                    return elsewhere
+                if attempt + 1 >= attempts:
+                    raise
+                time.sleep(_SETTLE_DELAY_S)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def start(self, campaign: Campaign, source: Path) -> CampaignResult:
         waves = resolve_waves(campaign, self.config, self.fleet)

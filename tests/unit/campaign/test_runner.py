@@ -163,6 +163,50 @@ def test_continue_while_a_live_process_drives_the_run_leaves_it_to_that_process(
         other.wait()
 
 
+def test_continue_that_loses_the_race_before_the_winner_committed_looks_again(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two timers fire together. On PostgreSQL the winner holds the advisory lock a moment
+    before its lock row is committed: the loser sees "held" with no row, so no holder to
+    name. It looks again (not exit 5) and reports the winner once its row is there."""
+    import socket
+    import subprocess
+
+    from orchestrator.campaign import runner as runner_module
+    from orchestrator.campaign.runner import campaign_lock
+    from orchestrator.campaign.runs import RunningElsewhere
+    from orchestrator.errors import LockHeld
+    from orchestrator.state import LockHolder
+
+    monkeypatch.setattr(runner_module, "_SETTLE_DELAY_S", 0.0)
+    doc = campaign_doc(window={"intervals": LATER})
+    deferred = engine.run(doc)
+    assert isinstance(deferred, CampaignResult) and deferred.status == "deferred"
+    other = subprocess.Popen(["sleep", "60"])
+    real_acquire = engine.store.acquire_lock
+    attempts: list[str] = []
+
+    def racing(service: str, run_id: str, holder: LockHolder | None = None) -> object:
+        if service == campaign_lock("c1"):
+            attempts.append(run_id)
+            if len(attempts) == 1:  # the winner's lock is taken, its row not yet visible
+                raise LockHeld("the run lock is held by a session (row not committed yet)")
+            if len(attempts) == 2:  # by now the winner's row is committed
+                real_acquire(service, deferred.run_id, LockHolder(
+                    holder="ci@other", pid=other.pid, hostname=socket.gethostname()))
+        return real_acquire(service, run_id, holder)
+
+    monkeypatch.setattr(engine.store, "acquire_lock", racing)
+    try:
+        engine.clock.advance(2 * 3600 + 60)
+        again = engine.run(doc, continue_run=True)
+        assert isinstance(again, RunningElsewhere) and str(other.pid) in again.message
+        assert len(attempts) == 2 and engine.patcher.calls == []
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_a_deferral_names_the_next_opening_and_a_resume_names_the_window_it_keeps(
     engine: Engine,
 ) -> None:
