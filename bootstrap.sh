@@ -92,7 +92,7 @@ case "$mode" in
     echo "== ruff"; ruff check orchestrator tests benchmarks
     echo "== mypy"; mypy
     echo "== import-linter (layers, see pyproject.toml)"; lint-imports --no-cache
-    echo "== pytest"; exec pytest -p no:cacheprovider "${@:2}"
+    echo "== pytest"; exec pytest -p no:cacheprovider --durations=25 "${@:2}"
     ;;
   *) echo "usage: $0 demo|test|setup|postgres" >&2; exit 2 ;;
 esac
