@@ -11,6 +11,7 @@ its snapshot does not match the file, see `config.snapshot`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,12 @@ from orchestrator.config.location import (
     MAX_CONFIG_BYTES,
     config_path,
 )
-from orchestrator.config.models import BluegreenConfig, PackageSpec, ServiceConfig
+from orchestrator.config.models import (
+    DEFAULT_SITE,
+    BluegreenConfig,
+    PackageSpec,
+    ServiceConfig,
+)
 from orchestrator.errors import BadInput, unknown_service
 from orchestrator.routers.base import RouterSettings
 from orchestrator.state.audit_settings import AuditSettings
@@ -66,6 +72,42 @@ class LoadedConfig:
     @property
     def services(self) -> dict[str, ServiceConfig]:
         return self.model.services
+
+    site: str | None = None
+    """Set on the view `for_site()` returns: the site whose settings `model` holds."""
+
+    @property
+    def sites(self) -> dict[str, list[str]]:
+        """Every site that has services -> its services, sorted (`default`: the services
+        that name no site)."""
+        out: dict[str, list[str]] = {}
+        for name, service in sorted(self.model.services.items()):
+            out.setdefault(service.site, []).append(name)
+        return out
+
+    def site_of(self, service: str) -> str:
+        return self.service(service).site
+
+    def for_site(self, site: str) -> LoadedConfig:
+        """This config as one site's worker sees it: the site's inventory, ssh and router
+        (each the top-level one where the site gives none) and only the site's services.
+        BadInput naming the sites there are when `site` has no services."""
+        services = self.sites.get(site)
+        if not services:
+            known = sorted({DEFAULT_SITE, *self.model.sites})
+            raise BadInput(
+                f"{self.path}: site {site!r} has no services (sites with services: "
+                f"{', '.join(sorted(self.sites))}; sites: {', '.join(known)})",
+                hint="name a site that services use (`site:` under each service), or set "
+                "`site: " + site + "` on the services its machine reaches",
+            )
+        own = self.model.sites.get(site)
+        update: dict[str, object] = {
+            "services": {name: self.model.services[name] for name in services}}
+        if own is not None:
+            update.update({k: v for k, v in (("inventory", own.inventory), ("ssh", own.ssh),
+                                             ("router", own.router)) if v is not None})
+        return dataclasses.replace(self, model=self.model.model_copy(update=update), site=site)
 
     def resolve(self, p: str | Path) -> Path:
         """`~` expanded; a relative path is taken relative to the config file's directory."""

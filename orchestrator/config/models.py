@@ -28,6 +28,7 @@ from orchestrator.config.types import (
 from orchestrator.processes import MAX_OUTPUT
 from orchestrator.routers.base import RouterSettings
 from orchestrator.routers.registry import settings_classes
+from orchestrator.routers.settings import SettingError
 
 
 def _router_union() -> Any:
@@ -304,9 +305,33 @@ class WatchSettings(StrictModel):
         return self
 
 
+DEFAULT_SITE = "default"
+"""The site of a service that names none: the top-level inventory, ssh and router."""
+
+
+class SiteConfig(StrictModel):
+    """One site (`sites.NAME`): the hosts one orchestrator machine can reach and their load
+    balancer. A worker (`bluegreen worker --site NAME`) runs the site's services with these
+    settings; each one left out is the top-level one."""
+
+    inventory: NonEmptyStr | None = Field(
+        default=None, description="the site's Ansible inventory (default: `inventory`)")
+    ssh: SSHSettings | None = Field(
+        default=None, description="how the site's machine reaches its hosts (default: `ssh`)")
+    router: RouterField | None = Field(
+        default=None, description="the site's load balancer (default: `router`)")
+    max_parallel: int | None = Field(
+        default=None, ge=1, le=1000,
+        description="at most this many of the site's services in flight at once, counted "
+        "across all its workers (default: no limit beyond the waves' max_parallel)")
+
+
 class ServiceConfig(StrictModel):
     """One service: its two sides, how to patch it, and how to tell it is healthy."""
 
+    site: ServiceName = Field(
+        default=DEFAULT_SITE,
+        description="the site (a key of `sites:`) whose workers patch this service")
     sides: SidesConfig
     patch: PatchSettings
     health: list[HttpCheck] = Field(default_factory=list, max_length=100)
@@ -336,6 +361,10 @@ class BluegreenConfig(StrictModel):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     router: RouterField
     services: dict[ServiceName, ServiceConfig] = Field(min_length=1)
+    sites: dict[ServiceName, SiteConfig] = Field(
+        default_factory=dict, max_length=1000,
+        description="sites beside the implicit `default` one (the top-level inventory, ssh "
+        "and router); see SiteConfig")
     reports_dir: NonEmptyStr = "reports"
     advisories: AdvisorySettings = Field(default_factory=AdvisorySettings)
     """CVE feeds and the apt repositories the hosts use (`exposure`, `campaign new`, the
@@ -343,11 +372,40 @@ class BluegreenConfig(StrictModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> BluegreenConfig:
-        unknown = sorted(set(self.router.frontends) - set(self.services))
-        if unknown:
-            raise ValueError(
-                f"router.frontends names services that are not under `services:`:"
-                f" {', '.join(unknown)} (services: {', '.join(sorted(self.services))})"
-            )
-        self.router.check_services(sorted(self.services))
+        known = sorted({DEFAULT_SITE, *self.sites})
+        for name, service in sorted(self.services.items()):
+            if service.site not in known:
+                raise SettingError(
+                    f"services.{name}.site",
+                    f"unknown site {service.site!r} (sites: {', '.join(known)})",
+                    fix=f"add `{service.site}:` under `sites:`, or name one of: "
+                        + ", ".join(known))
+        for field, router, served in self._routers():
+            unknown = sorted(set(router.frontends) - set(served))
+            if unknown:
+                where = "are not under `services:`" if field == "router" and not self.sites \
+                    else "are not services of this router's sites"
+                raise ValueError(
+                    f"{field}.frontends names services that {where}:"
+                    f" {', '.join(unknown)} (services: {', '.join(served) or 'none'})"
+                )
+            try:
+                router.check_services(served)
+            except SettingError as exc:
+                if field == "router":
+                    raise
+                raise SettingError(f"{field}.{exc.field.removeprefix('router.')}",
+                                   str(exc), fix=exc.fix) from None
         return self
+
+    def _routers(self) -> list[tuple[str, RouterSettings, list[str]]]:
+        """(field, router settings, the services it serves): the top-level router serves
+        the services of every site without a router of its own."""
+        own = {name: site.router for name, site in self.sites.items() if site.router}
+        out: list[tuple[str, RouterSettings, list[str]]] = [(
+            "router", self.router,
+            sorted(s for s, c in self.services.items() if c.site not in own))]
+        for name, router in sorted(own.items()):
+            out.append((f"sites.{name}.router", router,
+                        sorted(s for s, c in self.services.items() if c.site == name)))
+        return out
