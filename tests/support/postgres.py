@@ -20,7 +20,7 @@ ADMIN_URL = os.environ.get("BLUEGREEN_TEST_PG_ADMIN", "postgresql:///postgres")
 cluster over its unix socket as the OS user (bootstrap creates that role)."""
 
 TABLES = ("journal", "runs", "sides", "services", "locks", "traffic_holders", "audit_log",
-          "epochs")
+          "epochs", "work_queue", "work_campaigns", "workers")
 
 
 def admin() -> psycopg.Connection[tuple[object, ...]]:

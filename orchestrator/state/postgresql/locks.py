@@ -46,7 +46,7 @@ def _run_lock_held(lock: LockInfo) -> LockHeld:
     return held
 
 
-def _halves(key: int) -> tuple[int, int]:
+def halves(key: int) -> tuple[int, int]:
     """How pg_locks shows a bigint advisory key: (classid, objid), both unsigned."""
     unsigned = key & 0xFFFFFFFFFFFFFFFF
     return unsigned >> 32, unsigned & 0xFFFFFFFF
@@ -68,7 +68,7 @@ class PgLocks(Fencing):
     def _session_holding(self, key: int) -> dict[str, Any] | None:
         """The server session holding advisory lock `key` (pid, application_name naming the
         bluegreen process and host, client address, since), or None when it is free."""
-        rows = self._query(_SESSION, _halves(key))
+        rows = self._query(_SESSION, halves(key))
         return dict(rows[0]) if rows else None
 
     def get_lock(self, service: str) -> LockInfo | None:
@@ -149,7 +149,7 @@ class PgLocks(Fencing):
         advisory lock (a terminated or lost session released it, silently)."""
         if not super()._still_holding(conn, lock, run_id, epoch):
             return False
-        classid, objid = _halves(lock_key("run", lock))
+        classid, objid = halves(lock_key("run", lock))
         return conn.execute(
             "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
             " AND pid = pg_backend_pid() AND classid = ?::bigint::oid"

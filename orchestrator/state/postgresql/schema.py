@@ -21,6 +21,7 @@ from orchestrator.state.postgresql.connection import PgConnection
 from orchestrator.state.postgresql.keys import lock_key
 from orchestrator.state.sql.fence import EPOCHS
 from orchestrator.state.sql.seals import seal_at_migration
+from orchestrator.state.sql.workqueue import WORK_QUEUE
 
 _SIDE = "CHECK (side IN ('blue', 'green'))"
 _STATES = ", ".join(f"'{name}'" for name in SIDE_STATES)
@@ -80,6 +81,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE sides ADD COLUMN mac TEXT",
         "ALTER TABLE runs ADD COLUMN mac TEXT",
     ),
+    WORK_QUEUE,  # version 4 (SQLite's 7): the work queue of campaigns run by workers
 )
 SEALED_FROM = 3
 """The first version with row seals."""

@@ -12,6 +12,7 @@ from orchestrator.state.audit import GENESIS_HASH, format_ts
 from orchestrator.state.models import SIDE_STATES
 from orchestrator.state.sql.fence import EPOCHS
 from orchestrator.state.sql.seals import seal_at_migration
+from orchestrator.state.sql.workqueue import WORK_QUEUE
 
 _SIDE_CHECK = "CHECK (side IN ('blue', 'green'))"
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -99,6 +100,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE sides ADD COLUMN mac TEXT",
         "ALTER TABLE runs ADD COLUMN mac TEXT",
     ),
+    WORK_QUEUE,  # version 7: the work queue of workers (filled only on PostgreSQL)
 )
 SEALED_FROM = 6
 """The first version with row seals."""
