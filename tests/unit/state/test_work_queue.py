@@ -20,6 +20,8 @@ from orchestrator.state.registry import open_store, parse_state_url, sqlite_loca
 from orchestrator.state.sql.workqueue import Budget, QueuedService
 from tests.support import postgres
 
+NO_BUDGET = Budget()
+
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
@@ -38,7 +40,7 @@ def queue(url: str) -> WorkQueue:
 
 
 def campaign(url: str, key: Path, run_id: str, waves: list[list[QueuedService]], *,
-             budget: Budget = Budget(), limits: dict[str, int] | None = None) -> None:
+             budget: Budget = NO_BUDGET, limits: dict[str, int] | None = None) -> None:
     """A running campaign run (as `campaign run --workers` makes it) with its services."""
     with open_store(parse_state_url(url), audit_key_file=key) as store:
         store.create_run(run_id, "campaign", None, {"name": run_id}, "alice")
