@@ -135,6 +135,29 @@ class Notify(_Model):
     retries: int = Field(default=3, ge=0, le=10)
 
 
+class FailureBudget(_Model):
+    """With workers (`campaign run --workers`): no new service starts once this much has
+    failed, counted in the store across every worker, site and wave (services in flight
+    then still end). Unset: only `on_failure` of the waves stops a campaign."""
+
+    max_failed_services: int | None = Field(default=None, ge=1, le=100_000)
+    max_failed_hosts_percent: int | None = Field(
+        default=None, ge=1, le=100,
+        description="the failed services' hosts (one side each) as a share of all the "
+        "campaign's hosts (one side per service)")
+
+
+class WorkersPolicy(_Model):
+    """How a campaign run by workers treats a site that has no live worker, and its
+    fleet-wide failure budget."""
+
+    no_worker_deadline: Duration = timedelta(minutes=10)
+    """How long services of a site wait for a live worker of that site before..."""
+    on_no_worker: Literal["defer", "fail"] = "defer"
+    """... the campaign is deferred (exit 6, `campaign resume` later) or fails (exit 1)."""
+    budget: FailureBudget = Field(default_factory=FailureBudget)
+
+
 class Campaign(_Model):
     """The whole campaign file."""
 
@@ -148,6 +171,8 @@ class Campaign(_Model):
     window: Window = Field(default_factory=lambda: Window(always=True))
     retention: Retention = Field(default_factory=Retention)
     notify: Notify = Field(default_factory=Notify)
+    workers: WorkersPolicy = Field(default_factory=WorkersPolicy)
+    """Used only by `campaign run --workers` (README: Sites and workers)."""
 
     @model_validator(mode="after")
     def _cross(self) -> Campaign:

@@ -32,6 +32,8 @@ def test_minimal_defaults() -> None:
     assert c.window.always and c.approval.mode == "auto"
     assert c.waves[0].on_failure == "stop" and c.waves[0].max_parallel == 1
     assert [str(p) for p in packages_for(c, "web")] == ["demo-openssl=3.0.15-1"]
+    assert c.workers.on_no_worker == "defer" and c.workers.no_worker_deadline.seconds == 600
+    assert c.workers.budget.max_failed_services is None
 
 
 def test_unknown_field_names_file_field_and_fix() -> None:
@@ -58,6 +60,10 @@ def test_unknown_field_names_file_field_and_fix() -> None:
         ({"approval": {"mode": "sometimes"}}, "approval.mode"),
         ({"waves": [{"services": ["web"], "on_failure": "retry"}]}, "on_failure"),
         ({"retention": {"keep": "soon"}}, "duration"),
+        ({"workers": {"on_no_worker": "wait"}}, "workers.on_no_worker: must be 'defer' or"),
+        ({"workers": {"budget": {"max_failed_hosts_percent": 101}}},
+         "workers.budget.max_failed_hosts_percent: input should be less than or equal to 100"),
+        ({"workers": {"budget": {"max_failed_service": 1}}}, "did you mean 'max_failed_services'"),
     ],
 )
 def test_bad_values_are_one_clear_error(over: dict[str, Any], needle: str) -> None:
