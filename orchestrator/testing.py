@@ -251,11 +251,13 @@ class FakeRouter:
 @dataclass
 class FakePatcher:
     """Stands in for Ansible (`patching.patch_side`). `fail`: (service, side) pairs whose
-    patch fails;
+    patch fails after its task ran (the host may have changed); `untouched`: pairs whose
+    patch fails before any task ran (sudo wants a password);
     `during`: called while "patching" (e.g. to run a rollback or a crash then). Every call is
     logged in `calls` as (service, side) — the live side must never appear there."""
 
     fail: set[tuple[str, Side]] = field(default_factory=set)
+    untouched: set[tuple[str, Side]] = field(default_factory=set)
     during: Callable[[str, Side], None] | None = None
     calls: list[tuple[str, Side]] = field(default_factory=list)
 
@@ -272,8 +274,12 @@ class FakePatcher:
         if cancel():
             result = PatchResult(False, 254, "canceled", {}, 0.0, message="cancelled: aborted")
         elif (service, side) in self.fail:
-            result = PatchResult(False, 2, "failed",
-                                 {host: HostPatchResult(message="apt failed")}, 0.0)
+            result = PatchResult(False, 2, "failed", {host: HostPatchResult(
+                message="apt failed", failed_task="apt", reached=True)}, 0.0)
+        elif (service, side) in self.untouched:
+            result = PatchResult(False, 2, "failed", {host: HostPatchResult(
+                message="sudo: a password is required", failed_task="Gathering Facts",
+                reached=True, escalation_refused=True)}, 0.0)
         else:
             result = PatchResult(True, 0, "successful", {host: HostPatchResult(
                 ok=True, changed=True, versions={"demo-web": "1.0.1"}, reached=True)}, 0.0)

@@ -42,6 +42,36 @@ def _tail(text: Any, lines: int = 3) -> str:
     return " / ".join(ln.strip() for ln in kept)
 
 
+CONTROLLER_ONLY = frozenset({"assert", "debug", "set_fact", "fail", "meta", "pause",
+                             "include_vars", "add_host", "group_by", "set_stats"})
+"""Actions that run on the controller only: an ok result of one never touched the host."""
+
+_BECOME_FAILED = ("Missing sudo password", "Incorrect sudo password",
+                  "waiting for privilege escalation prompt")
+
+
+def escalation_refused(res: Mapping[str, Any], action: str = "") -> bool:
+    """True when a failed task's result says sudo refused before the task started: Ansible's
+    own become errors; a "MODULE FAILURE" with no module output whose stderr is only sudo's
+    (`sudo: a password is required`, `sudo: unknown user ...`); a `raw` task (run whole
+    under sudo) that exited 1 having printed only sudo's lines. A module that started and
+    failed answers with its own JSON, or a traceback: never this."""
+    msg = str(res.get("msg") or "")
+    if any(text in msg for text in _BECOME_FAILED):
+        return True
+    if msg.startswith("MODULE FAILURE") and not str(res.get("module_stdout") or "").strip():
+        return _only_sudo(res.get("module_stderr"))
+    if action == "raw" and msg == "non-zero return code" and res.get("rc") == 1:
+        return _only_sudo(res.get("stdout")) and _only_sudo(res.get("stderr"), empty=True)
+    return False
+
+
+def _only_sudo(text: Any, *, empty: bool = False) -> bool:
+    lines = [line.strip() for line in str(text or "").splitlines()
+             if line.strip() and not line.strip().startswith("Shared connection to ")]
+    return (empty or bool(lines)) and all(line.startswith("sudo: ") for line in lines)
+
+
 def _failure_text(res: Mapping[str, Any]) -> str:
     """The module's reason for a failure: msg plus the tail of stderr (or stdout)."""
     parts: list[str] = []
@@ -150,10 +180,12 @@ class Collector:
         res = data.get("res")
         res = res if isinstance(res, Mapping) else {}
 
+        action = str(data.get("task_action") or "").rsplit(".", 1)[-1]
+        if bool(res.get("changed")):
+            host.changed = True  # also a failed task's (it may have changed before failing)
         if kind == "runner_on_ok":
+            host.ran = host.ran or action not in CONTROLLER_ONLY
             changed = bool(res.get("changed"))
-            if changed:
-                host.changed = True
             if self.check_mode:
                 host.would_change.update(_planned_changes(res))
             if task in REPORT_TASKS:
@@ -164,12 +196,14 @@ class Collector:
             self._emit(PatchProgress(str(host_name), task, status, None))
         elif kind == "runner_on_failed":
             if data.get("ignore_errors"):
+                host.ran = host.ran or action not in CONTROLLER_ONLY
                 self._emit(PatchProgress(str(host_name), task, "ok", "failed (ignored)"))
                 return
             reason = _failure_text(res)
             if host.failed_task is None:
                 host.failed_task = task
                 host.message = f"{host_name}: task {task!r} failed: {reason}"
+                host.escalation_refused = escalation_refused(res, action)
             self._emit(PatchProgress(str(host_name), task, "failed", reason))
         elif kind == "runner_on_unreachable":
             reason = _failure_text(res)

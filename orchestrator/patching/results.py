@@ -42,6 +42,11 @@ class HostPatchResult:
     would_change: dict[str, PackageChange] = field(default_factory=dict)
     #: False when the play never reached the host (e.g. it stopped after an earlier batch)
     reached: bool = False
+    #: a task ended ok on the host (also a failure the play ignored): it ran something
+    ran: bool = False
+    #: its failure was sudo refusing before the module started (a password required, an
+    #: unknown become user): the task itself never ran
+    escalation_refused: bool = False
 
 
 @dataclass

@@ -57,6 +57,10 @@ class SideStore(Protocol):
         self, service: str, side: Side, patch_level: str, *, expected_generation: int,
         audit: AuditEntryInput,
     ) -> SideState: ...
+    def restore_untouched(
+        self, service: str, side: Side, prior: SideState | None, why: str, *,
+        expected_generation: int, audit: AuditEntryInput,
+    ) -> SideState: ...
     def record_verification(
         self,
         service: str,

@@ -7,6 +7,8 @@ A state missing from an event's `moves` and `keeps` refuses the event (Transitio
 naming state, event and fix). `keeps`: the event is recorded (e.g. a verification's
 result) but the state stays, with its reason and since-when. Only a patch begun after a
 quarantine (then a passing verification) leads out of `quarantined` and `failed_live`.
+`patch_untouched` is the one event whose target is not in the table: it gives the side back
+the state it had before its `patch_begun` (the caller passes it), because no host changed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from orchestrator.state.models import SIDE_STATES, ServiceState, SideStateName
 
 Event = Literal[
     "patch_begun", "patch_done", "verified_ok", "verified_failed", "rolled_back_from",
-    "quarantined", "reimaged",
+    "quarantined", "reimaged", "patch_untouched",
 ]
 EVENTS: tuple[Event, ...] = get_args(Event)
 
@@ -46,6 +48,9 @@ class Rule:
     moves: dict[SideStateName, SideStateName]
     keeps: frozenset[SideStateName] = field(default_factory=frozenset)
     fix: str = ""
+    restores: bool = False
+    """The move leads back to the state the caller names (the one before the patch began);
+    `moves` gives the default when the side had no row before."""
 
 
 TABLE: dict[Event, Rule] = {
@@ -83,6 +88,14 @@ TABLE: dict[Event, Rule] = {
         dict.fromkeys(_ALL - {"quarantined"}, "quarantined"),
         keeps=frozenset({"quarantined"}),
     ),
+    "patch_untouched": Rule(
+        "the run that began the patch, at the generation its `patch_begun` returned, when "
+        "the playbook failed before changing any host (`orchestrator.patching.untouched`): "
+        "the side gets back the state, level, host fingerprints and since-when it had",
+        {"patching": "untouched"},
+        fix="only a side still `patching` since the run's own `patch_begun` is restored",
+        restores=True,
+    ),
     "reimaged": Rule(
         "`lab reset` (the hosts were re-imaged): forgets patch, verification and host "
         "fingerprints",
@@ -100,13 +113,17 @@ class Step:
 
 
 def step(service: str, side: Side, state: SideStateName, event: Event,
-         svc: ServiceState | None) -> Step:
+         svc: ServiceState | None, *, restore: SideStateName | None = None) -> Step:
     """The next state of `side` (now `state`) on `event`, given its service row `svc`
-    (read in the same transaction). TransitionRefused when the table or a guard says no."""
+    (read in the same transaction). TransitionRefused when the table or a guard says no.
+    `restore`: the state a `restores` event leads back to (refused for any other event)."""
     rule = TABLE[event]
+    if restore is not None and not rule.restores:
+        raise TransitionRefused(f"{service}: `{event}` does not restore a state; nothing "
+                                "was recorded")
     _guard(service, side, event, svc)
     if state in rule.moves:
-        return Step(rule.moves[state], True)
+        return Step(restore or rule.moves[state], True)
     if state in rule.keeps:
         return Step(state, False)
     allowed = ", ".join(sorted(rule.moves))

@@ -112,6 +112,25 @@ def same_store(lab: Lab, where: Path, edit: Callable[[dict[str, Any]], None]) ->
     return path
 
 
+def sudo_refuses(lab: Lab, where: Path, prefix: str) -> Path:
+    """A copy of the lab's inventory whose hosts named `prefix...` have Ansible become a
+    user that does not exist (sudo refuses before any module runs)."""
+    inventory = yaml.safe_load(lab.paths.inventory.read_text())
+
+    def walk(group: dict[str, Any]) -> None:
+        for name, host in (group.get("hosts") or {}).items():
+            if name.startswith(prefix):
+                group["hosts"][name] = {**(host or {}), "ansible_become": True,
+                                        "ansible_become_user": "bg-no-such-user"}
+        for child in (group.get("children") or {}).values():
+            walk(child or {})
+
+    walk(inventory["all"])
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    return where / "hosts.yml"
+
+
 def rollback_side(config: Path) -> dict[str, Any]:
     code, doc = bluegreen_json(config, "status", "web")
     assert code == 0, doc
@@ -237,6 +256,24 @@ def test_the_orchestrators_own_mistakes_cost_no_rollback_side(
     sudo = as_deploy(lab, tmp_path / "sudo", become=True, own_store=False)
     refused_before_any_host(lab, sudo, "NOPASSWD")
     assert rollback_side(config)["rollback_eligible"]
+
+    # a patch that begins and fails before any task ran (the inventory gives blue's hosts a
+    # become user that does not exist: the precheck passes, Ansible's sudo refuses): blue
+    # gets back its state, audited with why, and stays the eligible rollback side
+    hosts = fingerprints(lab, hosts_of(lab, "web"))
+    refusing = same_store(lab, tmp_path / "refusing", lambda doc: doc.update(
+        inventory=str(sudo_refuses(lab, tmp_path / "refusing", "web-blue-"))))
+    proc = bluegreen(refusing, "rollout", "web", "--yes", timeout=600)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "no host of blue was changed" in proc.stderr, proc.stderr
+    assert "sudo refused before any task ran" in proc.stderr, proc.stderr
+    assert "bluegreen resume" not in proc.stderr and "bluegreen rollout web" in proc.stderr
+    assert fingerprints(lab, hosts_of(lab, "web")) == hosts
+    after = rollback_side(config)
+    assert after["rollback_eligible"], after
+    assert after["sides"]["blue"]["state"] == before["sides"]["blue"]["state"], after
+    code, history = bluegreen_json(config, "history", "web")
+    assert any(r["command"] == "rollout.patch.untouched" for r in history), history
 
     code, doc = bluegreen_json(config, "rollback", "web", "--reason", "test", timeout=120)
     assert code == 0 and doc["to"] == "blue", doc

@@ -12,7 +12,12 @@ from typing import Any
 from orchestrator.errors import StateError
 from orchestrator.sides import Side
 from orchestrator.state.audit import format_ts
-from orchestrator.state.models import AuditEntryInput, ServiceState, SideState
+from orchestrator.state.models import (
+    AuditEntryInput,
+    ServiceState,
+    SideState,
+    SideStateName,
+)
 from orchestrator.state.sql.database import Connection
 from orchestrator.state.sql.fence import Fencing
 from orchestrator.state.sql.rows import db_value, service_dump, service_from_row, side_from_row
@@ -108,6 +113,27 @@ class SideRows(Fencing):
                                     audit.reason or f"patched {patch_level}", audit,
                                     expected_generation=expected_generation,
                                     during="the patch")
+
+    def restore_untouched(
+        self, service: str, side: Side, prior: SideState | None, why: str, *,
+        expected_generation: int, audit: AuditEntryInput,
+    ) -> SideState:
+        """The patch begun at `expected_generation` failed before changing any host (`why`):
+        `side` gets back what it had before (`prior`, read before `begin_patch`; None: it had
+        no row, so untouched): its state, since-when, reason, level and host fingerprints.
+        Refused (SideChanged) when the side moved on since; the audit record says why."""
+        now = self._now()
+        changes: dict[str, Any] = (
+            {"patch_level": prior.patch_level, "patched_at": prior.patched_at,
+             "hosts": dict(prior.hosts), "state_since": prior.state_since,
+             "state_reason": prior.state_reason}
+            if prior is not None else {"patch_level": None, "patched_at": None, "hosts": {},
+                                       "state_since": None, "state_reason": None})
+        with self._write() as conn:
+            return self._transition(
+                conn, service, side, "patch_untouched", now, changes, why, audit,
+                expected_generation=expected_generation, during="the patch",
+                restore=prior.state if prior is not None else "untouched")
 
     def record_verification(
         self,
@@ -246,6 +272,7 @@ class SideRows(Fencing):
         expected_generation: int | None = None,
         during: str = "this command",
         hint: str | None = None,
+        restore: SideStateName | None = None,
     ) -> SideState:
         """THE one write of the sides table: `event` applied to `side` by the transition
         table (`orchestrator.state.transitions`), with `changes` (column -> value), as a
@@ -270,10 +297,12 @@ class SideRows(Fencing):
         if expected_generation is not None and old.generation != expected_generation:
             raise changed(service, side, expected_generation, old.generation, old.state,
                           old.state_reason, during=during, hint=hint)
-        moved = step(service, side, old.state, event, self._service_row(conn, service))
+        moved = step(service, side, old.state, event, self._service_row(conn, service),
+                     restore=restore)
         columns = dict(changes)
-        if moved.moved:
-            columns.update(state=moved.state, state_since=now, state_reason=reason)
+        if moved.moved:  # `changes` may restore since and reason (`patch_untouched`)
+            columns = {"state": moved.state, "state_since": now, "state_reason": reason,
+                       **changes}
         else:
             columns.pop("hosts", None)
         columns["generation"] = old.generation + 1

@@ -246,3 +246,35 @@ def test_the_inventory_is_parsed_once_per_rollout_and_passed_down(
     assert probed == ["web-blue-1", "web-green-1"]
     assert result.as_dict()["steps"]["precheck"]["standby_hosts"] == ["web-green-1"]
     assert len(fleets) == 3 and all(f is fleets[0] and f is not None for f in fleets)
+
+
+def test_a_patch_that_changed_no_host_leaves_the_rollback_side_eligible(tmp_path: Path) -> None:
+    """Issue 22: a rollout whose patch of blue (the rollback side) fails before any task ran
+    (sudo wants a password) gives blue back its state, audited; `rollback` still works."""
+    from orchestrator.inventory import Fleet, Host, ServiceHosts
+
+    router = FakeRouter()
+    fleet = Fleet({"web": ServiceHosts("web", (Host("web-blue-1", "10.9.0.1"),),
+                                       (Host("web-green-1", "10.9.0.2"),))})
+    config = fake_config(tmp_path)
+    with temp_store(tmp_path) as store:
+        first = Rollout(config, store, router, actor="ci", tools=fake_tools(), fleet=fleet)
+        assert first.start("web").status == "done"  # green live, blue the rollback side
+        assert store.get_side("web", "blue") is None  # untouched: never patched
+        tools = fake_tools(patcher=FakePatcher(untouched={("web", "blue")}))
+        with pytest.raises(PatchFailed) as caught:
+            Rollout(config, store, router, actor="ci", tools=tools, fleet=fleet).start("web")
+        assert "no host of blue was changed (web-blue-1: sudo refused" in caught.value.message
+        assert "bluegreen rollout web" in (caught.value.hint or "")
+        after = store.get_side("web", "blue")
+        assert after is not None and after.state == "untouched" and after.patch_level is None
+        assert ("rollout.patch.untouched", "ok") in commands(store)
+        result = move_traffic(store, router, FlipRequest(
+            service="web", command="rollback", reason="x", actor="op", abort_in_flight=True))
+        assert result.to_side == "blue" and router.memory["web"] == "blue"
+
+        # a patch whose task ran and failed may have changed the host: blue stays patching
+        tools = fake_tools(patcher=FakePatcher(fail={("web", "green")}))
+        with pytest.raises(PatchFailed, match="green stays `patching`"):
+            Rollout(config, store, router, actor="ci", tools=tools, fleet=fleet).start("web")
+        assert state(store, "green") == "patching"

@@ -365,3 +365,38 @@ def test_the_flip_record_rechecks_the_target_and_carries_the_quarantine_mark(
     record = store.audit_records()[-1]
     assert record.after["live_side"] == "green" and record.after["blue_state"] == "quarantined"
     assert store.verify_audit().ok
+
+
+def test_a_patch_that_changed_no_host_gives_the_side_back_what_it_had(store: StateStore) -> None:
+    """`restore_untouched`: state, since, reason, level and host fingerprints as before the
+    patch began; audited with why; refused once the side moved on (then it stands)."""
+    live(store)
+    done = patched(store, "web", "green", "v2", audit=ENTRY)
+    prior = store.record_verification("web", "green", True, "v2", "ok", audit=ENTRY,
+                                      hosts={"g1": "fp"}, expected_generation=done.generation)
+    began = store.begin_patch("web", "green", "v3", audit=ENTRY)
+    assert began.state == "patching" and began.hosts == {}
+    back = store.restore_untouched("web", "green", prior, "g1: sudo refused",
+                                   expected_generation=began.generation, audit=ENTRY)
+    assert (back.state, back.state_since, back.state_reason) == (
+        prior.state, prior.state_since, prior.state_reason)
+    assert (back.patch_level, back.hosts, back.verified_after_patch) == ("v2", {"g1": "fp"},
+                                                                        True)
+    assert back.generation == began.generation + 1
+    record = store.audit_records("web")[-1]
+    assert record.after["event"] == "patch_untouched" and record.after["state"] == "verified"
+    assert record.before["state"] == "patching"
+    # a side with no row before the patch: untouched again
+    assert store.get_side("api", "green") is None
+    fresh = store.begin_patch("api", "green", "v4", audit=ENTRY)
+    again = store.restore_untouched("api", "green", None, "why",
+                                    expected_generation=fresh.generation, audit=ENTRY)
+    assert again.state == "untouched" and again.patch_level is None
+    # moved on meanwhile (quarantined): refused, the quarantine stands
+    began = store.begin_patch("web", "green", "v5", audit=ENTRY)
+    store.quarantine("web", "green", "INC-9", audit=ENTRY)
+    with pytest.raises(SideChanged, match="during the patch"):
+        store.restore_untouched("web", "green", prior, "why",
+                                expected_generation=began.generation, audit=ENTRY)
+    side = store.get_side("web", "green")
+    assert side is not None and side.state == "quarantined"

@@ -15,6 +15,7 @@ from orchestrator.state.transitions import (
     TABLE,
     Event,
     SideChanged,
+    Step,
     TransitionRefused,
     changed,
     step,
@@ -44,6 +45,9 @@ EXPECTED: dict[Event, dict[SideStateName, tuple[SideStateName, bool] | None]] = 
                          else ("failed_live", True) for s in SIDE_STATES},
     "quarantined": {s: ("quarantined", s != "quarantined") for s in SIDE_STATES},
     "reimaged": {s: ("untouched", True) for s in SIDE_STATES},
+    # without a state to restore: the table's default (the side had no row before)
+    "patch_untouched": {s: ("untouched", True) if s == "patching" else None
+                        for s in SIDE_STATES},
 }
 
 
@@ -59,6 +63,20 @@ def test_every_state_and_event(state: SideStateName, event: Event) -> None:
         return
     moved = step("web", "green", state, event, STANDBY)
     assert (moved.state, moved.moved) == expected
+
+
+@pytest.mark.parametrize("prior", SIDE_STATES)
+def test_an_untouched_patch_restores_whatever_state_came_before(prior: SideStateName) -> None:
+    assert step("web", "green", "patching", "patch_untouched", STANDBY, restore=prior) == (
+        Step(prior, True))
+    with pytest.raises(TransitionRefused, match="patch_untouched"):
+        step("web", "green", "verified", "patch_untouched", STANDBY, restore=prior)
+
+
+@pytest.mark.parametrize("event", [e for e in EVENTS if not TABLE[e].restores])
+def test_only_a_restoring_event_takes_a_state_to_restore(event: Event) -> None:
+    with pytest.raises(TransitionRefused, match="does not restore"):
+        step("web", "green", "patching", event, STANDBY, restore="verified")
 
 
 def test_the_table_names_who_may_cause_each_event() -> None:
