@@ -346,7 +346,7 @@ def fake_tools(patcher: FakePatcher | None = None, gate: FakeGate | None = None,
 
 
 def fake_rollouts(patcher: FakePatcher | None = None, gate: FakeGate | None = None) -> Any:
-    """A `campaign.runner.RolloutFactory`: child rollouts made of `fake_tools()`, for the
+    """A `campaign.child.RolloutFactory`: child rollouts made of `fake_tools()`, for the
     campaign engine's tests (`CampaignRunner(..., rollouts=fake_rollouts(), fleet=...)`)."""
     from functools import partial
 

@@ -2,6 +2,8 @@
 window, with approvals, deferral, resume, converge, webhooks and evidence reports.
 
 Import-free. `model` (the campaign file), `waves`, `journal` (typed step keys and
-outcomes), `state` (each service's status, conflicts), `runner` (CampaignRunner), `plan`,
+outcomes), `state` (each service's status, conflicts), `events` (progress, result, lock name),
+`runner` (CampaignRunner: start, resume, one run's life), `scheduler` (the waves),
+`child` (one service's child rollout), `context` (what they share), `plan`,
 `ops` (status, approve, abort), `converge`, `notify` (webhooks), `report` (evidence).
 """

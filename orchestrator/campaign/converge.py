@@ -9,15 +9,21 @@ live again, and converging would patch live traffic: refused).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
+from orchestrator.campaign.events import CampaignResult, now_text
+from orchestrator.campaign.journal import Journal, Step
 from orchestrator.campaign.model import Campaign, advisories_for, packages_for
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.inventory import Fleet
 from orchestrator.routers.base import Router
 from orchestrator.sides import other_side
 from orchestrator.state.base import StateStore
-from orchestrator.state.models import AuditEntryInput
+from orchestrator.state.models import AuditEntryInput, Run
+
+if TYPE_CHECKING:
+    from orchestrator.campaign.context import RunContext
 
 
 @dataclass(frozen=True)
@@ -155,3 +161,48 @@ def converge_service(
         lock = store.get_lock(service)
         if lock is not None and lock.run_id == run_id:
             store.release_lock(service, run_id)
+
+
+def converge_due(
+    ctx: RunContext, run: Run, campaign: Campaign, waves: list[list[str]], result: CampaignResult
+) -> None:
+    """After all waves (`retention.converge`): the old side of every service whose flip is
+    older than `retention.keep` converged (its `converge:NAME` step); the run ends failed
+    at the first converge that fails, or "converge_pending" when some are not due yet."""
+    journal = Journal(ctx.store, run.run_id)
+    ends = journal.ended()
+    pending: list[str] = []
+    for svc in (s for w in waves for s in w):
+        step = Step.converge(svc)
+        data = ends.get(Step.of_service(svc), {})
+        if step in ends or data.get("status") != "done":
+            continue
+        flipped = datetime.fromisoformat(str(data["at"]))
+        due = flipped + campaign.retention.keep
+        if due > ctx.clock():
+            pending.append(f"{svc} after {due.isoformat()}")
+            continue
+        ctx.check_not_aborted(run.run_id)
+        ctx.emit("service", f"{svc}: converge the old side", {"service": svc})
+        if step not in journal.begun():
+            journal.begin(step, {"at": now_text()})
+        out = converge_service(
+            ctx.config,
+            ctx.store,
+            ctx.router,
+            svc,
+            campaign,
+            run.run_id,
+            ctx.actor,
+            expected_live=str(data.get("to")),
+            fleet=ctx.fleet,
+        )
+        journal.end(step, out.as_dict())
+        ctx.emit("service", f"{svc}: {out.message}", {"service": svc})
+        if not out.ok:
+            return ctx.fail(run.run_id, f"{svc}: converge failed: {out.message}", 3, result)
+    if pending:
+        msg = "patched; converge pending: " + "; ".join(pending)
+        ctx.store.finish_run(run.run_id, "deferred", msg)
+        result.status, result.message, result.exit_code = "converge_pending", msg, 0
+    return None

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.campaign.events import AWAITING, campaign_lock
 from orchestrator.campaign.journal import APPROVAL, Journal, StepKind
-from orchestrator.campaign.runner import AWAITING, campaign_lock
 from orchestrator.campaign.runs import find_run
 from orchestrator.campaign.state import ServiceProgress, service_states
 from orchestrator.errors import BadInput, LockHeld

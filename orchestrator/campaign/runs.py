@@ -141,7 +141,7 @@ class RunningElsewhere:
 def running_elsewhere(store: StateStore, name: str) -> RunningElsewhere | None:
     """The live holder of campaign `name`'s lock (None: free, or its holder is gone, so a
     resume takes it over)."""
-    lock = store.get_lock(f"campaign:{name}")  # runner.campaign_lock
+    lock = store.get_lock(f"campaign:{name}")  # events.campaign_lock
     if lock is None or lock.holder_is_gone():
         return None
     return RunningElsewhere(name, lock)

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from orchestrator.campaign.events import CampaignResult
 from orchestrator.campaign.model import campaign_from_dict
-from orchestrator.campaign.runner import CampaignResult, CampaignRunner
+from orchestrator.campaign.runner import CampaignRunner
 from orchestrator.campaign.runs import NothingToContinue, campaign_runs
 from orchestrator.errors import OutsideWindow
 from orchestrator.sides import Side
@@ -143,7 +144,7 @@ def test_continue_while_a_live_process_drives_the_run_leaves_it_to_that_process(
     import socket
     import subprocess
 
-    from orchestrator.campaign.runner import campaign_lock
+    from orchestrator.campaign.events import campaign_lock
     from orchestrator.campaign.runs import RunningElsewhere
     from orchestrator.state import LockHolder
 
@@ -173,7 +174,7 @@ def test_continue_that_loses_the_race_before_the_winner_committed_looks_again(
     import subprocess
 
     from orchestrator.campaign import runner as runner_module
-    from orchestrator.campaign.runner import campaign_lock
+    from orchestrator.campaign.events import campaign_lock
     from orchestrator.campaign.runs import RunningElsewhere
     from orchestrator.errors import LockHeld
     from orchestrator.state import LockHolder

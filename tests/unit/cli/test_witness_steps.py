@@ -72,7 +72,7 @@ def test_a_campaign_publishes_the_head_after_each_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from orchestrator.campaign import runner as runner_module
-    from orchestrator.campaign.runner import CampaignEvent
+    from orchestrator.campaign.events import CampaignEvent
 
     cfg, witness = config_with_witness(tmp_path)
     camp = tmp_path / "c.yml"  # read by the stand-in loader below: never parsed

@@ -282,7 +282,7 @@ def test_state_copy_from_sqlite_keeps_the_chain_verifiable(url: str, tmp_path: P
 
 def test_a_second_scheduler_sees_who_runs_the_campaign_until_that_holder_dies(
         url: str, tmp_path: Path) -> None:
-    from orchestrator.campaign.runner import campaign_lock
+    from orchestrator.campaign.events import campaign_lock
     from orchestrator.campaign.runs import running_elsewhere
 
     key = tmp_path / "audit.key"
