@@ -28,9 +28,10 @@ def analyze(
     window: str,
     min_volume: float,
     at: float | None = None,
+    volume_query: str = VOLUME,
 ) -> Judgement:
     """`canary` / `baseline`: the two sides' label selectors (e.g. `proxy="web_green"`)."""
-    volume = {side: source.query(render(VOLUME, selector, window), at)
+    volume = {side: source.query(render(volume_query, selector, window), at)
               for side, selector in (("canary", canary), ("baseline", baseline))}
     measurements: list[Measurement] = []
     for spec in metrics:
@@ -47,7 +48,8 @@ def analyze(
             measured = Measurement(measured.metric, measured.verdict,
                                    f"{measured.why}: {problems[0]}", measured.canary,
                                    measured.baseline, measured.canary_volume,
-                                   measured.baseline_volume, measured.queries)
+                                   measured.baseline_volume, measured.queries,
+                                   error=any(p.startswith("Prometheus") for p in problems))
         measurements.append(measured)
     return combine(measurements)
 

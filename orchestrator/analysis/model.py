@@ -43,12 +43,15 @@ class Measurement:
     baseline_volume: float | None = None
     queries: dict[str, str] = field(default_factory=dict)
     """side -> the query as sent."""
+    error: bool = False
+    """The source failed (unreachable, an error answer): counted against the limit of
+    consecutive errors, unlike no data, which only holds the step."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "verdict": self.verdict, "why": self.why,
                 "canary": self.canary, "baseline": self.baseline,
                 "canary_volume": self.canary_volume, "baseline_volume": self.baseline_volume,
-                "queries": dict(self.queries)}
+                "queries": dict(self.queries), "error": self.error}
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,11 @@ class Judgement:
 
     verdict: Verdict
     measurements: tuple[Measurement, ...]
+
+    @property
+    def errored(self) -> bool:
+        """Inconclusive because the source failed (not merely no data)."""
+        return self.verdict == "inconclusive" and any(m.error for m in self.measurements)
 
     @property
     def why(self) -> str:

@@ -13,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 
 MAX_REPLY_BYTES = 4 * 1024 * 1024
+NO_SERIES = "no series (no data)"
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def parse_reply(raw: bytes, promql: str = "") -> Sample:
     if kind != "vector" or not isinstance(result, list):
         return Sample(None, f"expected an instant vector, got {kind!r}", promql)
     if not result:
-        return Sample(None, "no series (no data)", promql)
+        return Sample(None, NO_SERIES, promql)
     total = 0.0
     for series in result:
         value = series.get("value") if isinstance(series, dict) else None

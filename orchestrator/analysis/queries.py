@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from orchestrator.analysis.model import MetricSpec
 
-VOLUME = "sum(increase(haproxy_backend_http_responses_total{{{selector}}}[{window}]))"
+VOLUME = "sum(increase(haproxy_backend_http_responses_total{{selector}}[{window}]))"
 ERROR_RATIO = (
-    'sum(rate(haproxy_backend_http_responses_total{{{selector},code="5xx"}}[{window}]))'
-    " / sum(rate(haproxy_backend_http_responses_total{{{selector}}}[{window}]))"
+    'sum(rate(haproxy_backend_http_responses_total{{selector},code="5xx"}[{window}]))'
+    " / sum(rate(haproxy_backend_http_responses_total{{selector}}[{window}]))"
 )
-LATENCY = "max(haproxy_backend_response_time_average_seconds{{{selector}}})"
+LATENCY = "max(haproxy_backend_response_time_average_seconds{{selector}})"
 
 DEFAULT_METRICS = (
     MetricSpec("error_ratio", ERROR_RATIO, relative=0.5, floor=0.01, max_value=0.05),
@@ -28,4 +28,6 @@ worse than the twin by 50 % and by 100 ms fails."""
 
 
 def render(template: str, selector: str, window: str) -> str:
-    return template.format(selector=selector, window=window)
+    """`{selector}` and `{window}` replaced; every other brace is PromQL's own (so a
+    template in bluegreen.yml is written as Prometheus reads it, braces not doubled)."""
+    return template.replace("{selector}", selector).replace("{window}", window)

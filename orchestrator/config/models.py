@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from orchestrator.advisories.settings import AdvisorySettings
+from orchestrator.config.bake import MAX_STEPS, AnalysisSettings, BakeStep, check_steps
 from orchestrator.config.types import (
     SAFE_USER_RE,
     GroupName,
@@ -229,7 +230,8 @@ class HttpCheck(StrictModel):
 
 
 class BakeSettings(StrictModel):
-    """Watching the new live side through the load balancer after a flip."""
+    """Watching the new live side through the load balancer after a flip; with `steps`
+    (config/bake.py), exposed step by step and judged against its twin before it."""
 
     seconds: float = Field(default=30.0, ge=0, le=86400)
     interval_seconds: float = Field(default=1.0, gt=0, le=3600)
@@ -246,6 +248,23 @@ class BakeSettings(StrictModel):
         default=20, ge=1, le=10_000_000,
         description="responses the load balancer must have counted before the ratio is judged",
     )
+    steps: list[BakeStep] = Field(default_factory=list, max_length=MAX_STEPS)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+
+    @model_validator(mode="after")
+    def _steps(self) -> BakeSettings:
+        check_steps(self.steps)
+        return self
+
+    @property
+    def exposure_steps(self) -> list[BakeStep]:
+        """The steps before the flip (empty: today's bake)."""
+        return self.steps[:-1]
+
+    @property
+    def final_seconds(self) -> float:
+        """How long the new live side is watched after the flip: the last step's hold."""
+        return self.steps[-1].seconds if self.steps else self.seconds
 
 
 class DriftSettings(StrictModel):

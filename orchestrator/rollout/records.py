@@ -172,4 +172,49 @@ class BakeRecord:
         return f"baked {self.seconds}s: {self.requests} requests, {self.failed} failed"
 
 
-StepRecord = Plan | PatchRecord | VerifyRecord | FlipRecord | BakeRecord
+@dataclass(frozen=True)
+class CanaryStep:
+    """One exposure step of the bake: its verdict, why, and every measurement (each the
+    analysis's JSON: queries as sent, both sides' values and volumes, verdict, why)."""
+
+    number: int
+    percent: int
+    verdict: str
+    why: str
+    seconds: float
+    source: str
+    measurements: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CanaryStep:
+        return cls(int(data["number"]), int(data["percent"]), str(data["verdict"]),
+                   str(data.get("why", "")), float(data.get("seconds", 0.0)),
+                   str(data.get("source", "")), tuple(data.get("measurements") or ()))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"number": self.number, "percent": self.percent, "verdict": self.verdict,
+                "why": self.why, "seconds": self.seconds, "source": self.source,
+                "measurements": list(self.measurements)}
+
+    def describe(self) -> str:
+        return (f"step {self.number} ({self.percent}%): {self.verdict} after "
+                f"{self.seconds:g}s: {self.why}")
+
+
+@dataclass(frozen=True)
+class CanaryRecord:
+    """The bake's exposure steps before the flip (none: the service has no `bake.steps`)."""
+
+    steps: tuple[CanaryStep, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"steps": [{k: v for k, v in s.as_dict().items() if k != "measurements"}
+                          for s in self.steps]}
+
+    def describe(self) -> str:
+        if not self.steps:
+            return "no exposure steps (bake.steps not set)"
+        return "passed " + ", ".join(f"{s.percent}%" for s in self.steps)
+
+
+StepRecord = Plan | PatchRecord | VerifyRecord | FlipRecord | BakeRecord | CanaryRecord

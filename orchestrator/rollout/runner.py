@@ -1,4 +1,5 @@
-"""The per-service rollout: precheck -> patch standby -> verify -> flip -> bake -> done.
+"""The per-service rollout: precheck -> patch standby -> verify -> canary (the bake's
+exposure steps, when configured) -> flip -> bake -> done.
 
 Every step is journaled before and after it runs; a killed run (even `kill -9`) resumes from
 the journal with `resume`: ended steps are skipped (they give back what they found, see
@@ -27,6 +28,7 @@ from orchestrator.rollout.records import StepRecord
 from orchestrator.rollout.recovery import check_traffic, ends_recorded
 from orchestrator.rollout.steps.bake import Bake
 from orchestrator.rollout.steps.base import Step
+from orchestrator.rollout.steps.canary import Canary
 from orchestrator.rollout.steps.flip import Flip
 from orchestrator.rollout.steps.patch import Patch, patch_level
 from orchestrator.rollout.steps.precheck import Precheck
@@ -40,7 +42,7 @@ from orchestrator.traffic import failpoints
 # new_run_id (context) and patch_level (steps.patch) are also importable from here
 __all__ = ["PIPELINE", "STEPS", "Rollout", "RolloutResult", "new_run_id", "patch_level"]
 
-PIPELINE: tuple[Step, ...] = (Precheck(), Patch(), Verify(), Flip(), Bake())
+PIPELINE: tuple[Step, ...] = (Precheck(), Patch(), Verify(), Canary(), Flip(), Bake())
 STEPS = tuple(step.name for step in PIPELINE)
 
 

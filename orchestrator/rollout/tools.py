@@ -4,6 +4,7 @@ reachability, the flip's host recheck and the bake's requests. Tests swap them f
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -12,9 +13,11 @@ from typing import Any
 
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.config.models import PackageSpec
+from orchestrator.errors import BluegreenError
 from orchestrator.inventory import Fleet, Host
 from orchestrator.routers.base import Check, Router
 from orchestrator.sides import Side
+from orchestrator.state.base import StateStore
 from orchestrator.traffic.kernel import HostRecheck
 
 
@@ -65,6 +68,36 @@ def probe_once(url: str, header: str | None, backend: str | None) -> tuple[bool,
         return False, f"{type(exc).__name__}: {exc}"
 
 
+@dataclass(frozen=True)
+class Exposure:
+    """One change of the bake's split: `percent` of new requests to `side` (None: none)."""
+
+    service: str
+    side: Side | None
+    percent: int
+    command: str
+    reason: str
+    actor: str
+    run_id: str
+
+
+def expose_through_kernel(store: StateStore, router: Router, change: Exposure) -> None:
+    """The traffic kernel's `expose_traffic` (issue 23's exposure primitive)."""
+    from orchestrator import traffic
+
+    expose: Any = getattr(traffic, "expose_traffic", None)
+    request: Any = getattr(traffic, "ExposeRequest", None)
+    if expose is None or request is None:
+        raise BluegreenError(
+            f"{change.service}: bake.steps needs the traffic kernel's exposure "
+            "(orchestrator.traffic.expose_traffic), which this build does not have",
+            hint="remove `bake.steps` from the service (the bake then flips at once)")
+    expose(store, router, request(
+        service=change.service, side=change.side, percent=change.percent,
+        command=change.command, reason=change.reason, actor=change.actor,
+        run_id=change.run_id))
+
+
 @dataclass
 class RolloutTools:
     """The outside world of a rollout (see the module's docstring)."""
@@ -87,6 +120,14 @@ class RolloutTools:
     probe: Callable[[str, str | None, str | None], tuple[bool, str]] = field(
         default_factory=lambda: probe_once
     )
+    expose: Callable[[StateStore, Router, Exposure], None] = field(
+        default_factory=lambda: expose_through_kernel
+    )
+    """Sets the share of new requests the patched side takes (the bake's steps), through
+    the traffic kernel; side None: the split is cleared (all on the live side)."""
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    """How the bake's steps wait (fakes advance a clock instead)."""
     check_inputs: bool = True
     """Read the inventory (once: it is passed down) and find the playbook before anything
     is written. False: no inventory at all (the fakes need none)."""

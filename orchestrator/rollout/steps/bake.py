@@ -32,7 +32,7 @@ class Bake(NothingToResume):
         url = bake_url(ctx.config, service)
         backend = ctx.config.router.backend_name(service, new)
         header = ctx.config.router.confirm_header
-        deadline = time.monotonic() + bake.seconds
+        deadline = time.monotonic() + bake.final_seconds
         sent = failed = streak = 0
         watch = TrafficWatch(ctx.router, service, new, bake.max_error_ratio,
                              bake.min_responses)
@@ -52,7 +52,7 @@ class Bake(NothingToResume):
             if degraded:
                 auto_rollback(ctx, old, new, degraded)
             time.sleep(bake.interval_seconds)
-        return BakeRecord(bake.seconds, sent, failed, url, watch.counted())
+        return BakeRecord(bake.final_seconds, sent, failed, url, watch.counted())
 
 
 def auto_rollback(ctx: RunContext, old: Side, new: Side, why: str) -> None:

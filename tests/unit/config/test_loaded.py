@@ -220,7 +220,7 @@ def test_unknown_field_suggests_closest(tmp_path: Path) -> None:
     assert first.endswith(
         "bluegreen.yml: services.web.bake.secnds: unknown field — did you mean 'seconds'?"
         " (allowed: seconds, interval_seconds, url_path, max_failures, max_error_ratio,"
-        " min_responses)"
+        " min_responses, steps, analysis)"
     )
     assert "did you mean 'seconds'?" in first
     assert "(allowed: seconds, interval_seconds, url_path, max_failures," in first
