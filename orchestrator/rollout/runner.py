@@ -152,6 +152,8 @@ class Rollout:
                 self._sides(result, ctx)
                 if step.name in ended:
                     continue
+                if isinstance(step, Canary) and not step.applies(ctx):
+                    continue  # no bake.steps: not journaled, the rollout as before
                 ctx.check_not_aborted()
                 self.store.journal_begin(run.run_id, step.name, {"at": _now()})
                 failpoints.hit(f"{step.name}:begin")

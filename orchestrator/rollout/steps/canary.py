@@ -45,6 +45,11 @@ class BakePaused(OutsideWindow):
 class Canary(NothingToResume):
     name = "canary"
 
+    @staticmethod
+    def applies(ctx: RunContext) -> bool:
+        """Only for a service with exposure steps (the runner skips it otherwise)."""
+        return bool(ctx.config.service(ctx.service).bake.exposure_steps)
+
     def run(self, ctx: RunContext) -> CanaryRecord:
         bake = ctx.config.service(ctx.service).bake
         steps = bake.exposure_steps
