@@ -43,6 +43,7 @@ from orchestrator.config.models import PackageSpec
 from orchestrator.errors import BadInput, PatchFailed
 from orchestrator.inventory import Fleet
 from orchestrator.patching.events import Collector, redact, shorten
+from orchestrator.patching.lifetime import PIDFILE, Guarded, end_group, leashed
 from orchestrator.patching.results import HostPatchResult, PatchProgress, PatchResult
 from orchestrator.patching.ssh import ansible_ssh_args, close_masters, control_dir
 from orchestrator.processes import child_env
@@ -232,6 +233,7 @@ def run_playbook(
         os.chmod(workdir, 0o700)
         sockets.mkdir(mode=0o700, exist_ok=True)
         (ansible_dir / "tmp").mkdir(mode=0o700)
+        guard = Guarded(cancel if cancel is not None else _never, collector)
         try:
             runner = _start(
                 private_data_dir=str(ansible_dir),
@@ -244,17 +246,19 @@ def run_playbook(
                 suppress_env_files=True,
                 quiet=True,
                 timeout=run.timeout,
-                event_handler=collector,
-                cancel_callback=cancel if cancel is not None else _never,
+                event_handler=guard.event,
+                cancel_callback=guard.cancel,
                 # never pass a status_handler that logs: the `starting` payload holds the env
             )
         except Exception as exc:  # ansible-runner raises plain exceptions when it cannot start
+            guard.raise_kept()  # a callback's own error (the run was cancelled and ended)
             raise PatchFailed(
                 f"cannot run ansible-runner for {run.service}/{run.side}: "
                 f"{shorten(redact(str(exc)))}",
                 hint="check that ansible-core and ansible-runner are installed in the same"
                 " environment as bluegreen",
             ) from None
+        guard.raise_kept()  # e.g. the store lost its session: the playbook was cancelled
         rc = int(runner.rc) if runner.rc is not None else -1
         status = str(runner.status)
     finally:
@@ -273,13 +277,19 @@ def run_playbook(
 def _start(**kwargs: Any) -> Any:
     """ansible_runner.run, but the process gets only `envvars` and what the runner sets
     itself: the runner seeds its environment with a copy of os.environ and writes it to
-    `artifacts/<ident>/command` before starting (PITFALLS: ansible-runner)."""
+    `artifacts/<ident>/command` before starting (PITFALLS: ansible-runner). ansible-playbook
+    runs on a leash (it dies with this process) and has ended when this returns or raises."""
     from ansible_runner.interface import init_runner  # lazy: heavy
 
     inherited = dict(os.environ)
     runner = init_runner(**kwargs)
     runner.config.env = runner_env(runner.config.env, inherited, kwargs["envvars"])
-    runner.run()
+    pidfile = Path(kwargs["private_data_dir"]) / PIDFILE
+    runner.config.command = leashed(runner.config.command, pidfile)
+    try:
+        runner.run()
+    finally:  # a callback or a signal that escaped the runner left the playbook running
+        end_group(pidfile)
     return runner
 
 

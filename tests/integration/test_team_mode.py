@@ -21,6 +21,8 @@ from tests.support.lab import (
     ROOT,
     fingerprints,
     hosts_of,
+    no_playbook_left,
+    playbooks_running,
     router_live,
     served_by,
     slow_patch_config,
@@ -117,8 +119,11 @@ def test_a_rollout_killed_on_one_machine_is_resumed_on_the_other(
         code, doc = bluegreen_json(b, "rollout", WEB, "--yes", env=env_b)
         assert code == 5, doc  # the run lock is held by machine a's live session
         assert str(proc.pid) in doc["error"], doc
+        wait_for(lambda: bool(playbooks_running(str(slow.parent / "slow-patch.yml"))), 60,
+                 "machine a's ansible-playbook")
     finally:
         stop(proc)  # kill -9: its session ends, and the lock with it
+    no_playbook_left(str(slow.parent / "slow-patch.yml"))  # its playbook died with it
     code, st = bluegreen_json(b, "status", WEB, env=env_b)
     assert code == 0 and st["lock"] is None, st  # a dead holder's lock is no lock
     code, doc = bluegreen_json(b, "resume", env=env_b, timeout=900)
@@ -208,6 +213,10 @@ def test_10_a_holder_whose_session_was_terminated_records_nothing_and_is_taken_o
         wait_for(lambda: ("patch", "begin") in running_steps(url, key)
                  or proc.poll() is not None, 120, "the patch step on machine a")
         assert proc.poll() is None, proc.communicate()
+        playbook = str(slow.parent / "slow-patch.yml")
+        wait_for(lambda: bool(playbooks_running(playbook)) or proc.poll() is not None, 60,
+                 "machine a's ansible-playbook")
+        assert proc.poll() is None, proc.communicate()
         postgres.execute(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                          " WHERE application_name LIKE ?", params=(f"bluegreen pid {proc.pid} %",))
         code, st = bluegreen_json(b, "status", WEB, env=env_b)
@@ -215,6 +224,8 @@ def test_10_a_holder_whose_session_was_terminated_records_nothing_and_is_taken_o
         out, _ = proc.communicate(timeout=300)
     finally:
         stop(proc)
+    # the holder cancelled its playbook and waited for it before it exited
+    assert not playbooks_running(playbook)
     refused = json.loads(out)
     assert proc.returncode == 1, refused
     assert "session holding the lock of web" in refused["error"], refused

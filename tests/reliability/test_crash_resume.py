@@ -29,7 +29,13 @@ from tests.reliability.helpers import (
     wait_for,
 )
 from tests.support.cli import bluegreen_json
-from tests.support.lab import assert_consistent, fingerprints, hosts_of, versions
+from tests.support.lab import (
+    assert_consistent,
+    fingerprints,
+    hosts_of,
+    no_playbook_left,
+    versions,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
@@ -112,6 +118,8 @@ def _kill_during(lab: Lab, point: KillPoint) -> None:
             os.kill(proc.pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == -signal.SIGKILL, (proc.returncode, out, err)
+        # its playbook died with it: none patches beside the resume
+        no_playbook_left(str(lab.paths.inventory))
     finally:
         stop(proc)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,31 @@ def assert_consistent(lab: Lab, config: Path, service: str = "web") -> dict[str,
         assert live_side["verified_after_patch"], f"traffic on an unverified side: {st}"
     audit_ok(config)
     return dict(st)
+
+
+def playbooks_running(needle: str) -> list[str]:
+    """Command lines of the ansible-playbook processes (and their leash, not zombies) whose
+    command line holds `needle` (a playbook or inventory path of one test's runs)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and "ansible-playbook" in cmdline and needle in cmdline:
+            found.append(f"{proc.name}: {cmdline.replace(chr(0), ' ')}")
+    return found
+
+
+def no_playbook_left(needle: str, timeout: float = 60) -> None:
+    """Waits until no ansible-playbook of `needle` runs (a bluegreen that ended or was
+    killed takes its playbook with it); fails naming what still runs."""
+    deadline = time.monotonic() + timeout
+    while playbooks_running(needle):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"ansible-playbook left running: {playbooks_running(needle)}")
+        time.sleep(0.2)
 
 
 def slow_patch_config(config: Path, tmp_path: Path, *, seconds: int) -> Path:
