@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
+from types import EllipsisType
 from typing import Any, Protocol
 
 from orchestrator.sides import Side
@@ -47,7 +48,8 @@ class SideStore(Protocol):
     def get_service(self, service: str) -> ServiceState | None: ...
     def list_services(self) -> list[ServiceState]: ...
     def set_live_side(
-        self, service: str, side: Side | None, *, audit: AuditEntryInput
+        self, service: str, side: Side | None, *, audit: AuditEntryInput,
+        problem: str | None | EllipsisType = ...,
     ) -> ServiceState: ...
     def get_side(self, service: str, side: Side) -> SideState | None: ...
     def begin_patch(

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from orchestrator.errors import BadInput
+from orchestrator.errors import BadInput, RouterError
 from orchestrator.routers.base import Router
 from orchestrator.sides import SIDES, Side, other_side
 from orchestrator.state.base import StateStore
@@ -16,7 +16,7 @@ from orchestrator.state.models import AuditEntryInput, SideState
 from orchestrator.traffic import gate
 from orchestrator.traffic.connect import TrafficConfig, open_router, open_store
 from orchestrator.traffic.kernel import settle
-from orchestrator.traffic.reconcile import resolve_pending
+from orchestrator.traffic.reconcile import repersist_and_read, resolve_pending
 
 
 @dataclass(frozen=True)
@@ -182,26 +182,41 @@ def fleet_status(config: StatusConfig, service: str | None, actor: str, *,
 def adopt(store: StateStore, router: Router, service: str, actor: str, reason: str) -> Side:
     """Accept the router's view of which side is live (explicit, audited). A flip a crash
     interrupted is first ended by the kernel's rule (completed with its own command and
-    semantics, or cancelled), so adopting never erases a rollback's failed_live side."""
+    semantics, or cancelled), so adopting never erases a rollback's failed_live side.
+    The adopted side is persisted again (the map on disk may route elsewhere, e.g. after a
+    reload inside an earlier re-persist) and recorded with the outcome in one write: when
+    that persist fails, its problem is the live side's flip problem, never "no problem"."""
     with store.traffic_lock(service, command="adopt"):
         live = router.live(service)
         svc = store.get_service(service)
         if svc is not None and svc.pending_flip is not None:
             svc, _done = resolve_pending(store, router, svc, live, actor)
             live = svc.live_side or live  # where it settled: read back from the router
+        problem, now = repersist_and_read(router, service, live)
+        if now is None:
+            raise RouterError(
+                f"{service}: persisting {live} failed ({problem}) and the router cannot be "
+                "read now: nothing adopted",
+                hint=f"when the load balancer answers again, run `bluegreen status {service} "
+                "--adopt` again",
+            )
+        if problem is not None and now != live:
+            problem += f"; the load balancer now routes to {now} (reloaded meanwhile?)"
         store.set_live_side(
             service,
-            live,
+            now,
+            problem=problem,
             audit=AuditEntryInput(
                 actor=actor,
                 command="adopt",
                 service=service,
                 reason=reason,
+                result="ok" if problem is None else "not persisted",
                 before={"state_live": svc.live_side if svc else None},
-                after={"live": live},
+                after={"live": now, "flip_problem": problem},
             ),
         )
-    return live
+    return now
 
 
 def check_agreement(store: StateStore, router: Router, service: str, actor: str) -> Side:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from types import EllipsisType
 from typing import Any
 
 from orchestrator.errors import StateError
@@ -49,18 +50,25 @@ class SideRows(Fencing):
         ]
 
     def set_live_side(
-        self, service: str, side: Side | None, *, audit: AuditEntryInput
+        self, service: str, side: Side | None, *, audit: AuditEntryInput,
+        problem: str | None | EllipsisType = ...,
     ) -> ServiceState:
         """Record which side the router now sends traffic to (first contact, `adopt`).
         Records, never decides: the caller checks the router first. Accepting the router's
-        view ends a pending flip, and a flip problem when the live side changes."""
+        view ends a pending flip, and a flip problem when the live side changes. `problem`:
+        the live side's flip problem as the caller found it (`adopt` persists the side
+        again: None when that worked); `...` keeps the old one while the side stays."""
         now = self._now()
         with self._write() as conn:
             self._check_service_fence(conn, service)  # a run's write: its epoch still holds
             old = self._service_row(conn, service)
             self._ensure_service(conn, service, now)
-            # a flip problem described the flip to the side that was live: gone with it
-            problem = old.flip_problem if old is not None and old.live_side == side else None
+            if isinstance(problem, EllipsisType):
+                # a flip problem described the flip to the side that was live: gone with it
+                problem = (old.flip_problem if old is not None and old.live_side == side
+                           else None)
+            old_problem = old.flip_problem if old is not None else None
+            changed_problem = problem != old_problem
             conn.execute(
                 "UPDATE services SET flip_problem = ?, live_side = ?, pending_flip = NULL,"
                 " rollback_kept = NULL, updated_at = ? WHERE service = ?",
@@ -74,8 +82,10 @@ class SideRows(Fencing):
                 audit,
                 now,
                 service=service,
-                before={"live_side": old.live_side if old else None},
-                after={"live_side": side},
+                before={"live_side": old.live_side if old else None,
+                        **({"flip_problem": old_problem} if changed_problem else {})},
+                after={"live_side": side,
+                       **({"flip_problem": problem} if changed_problem else {})},
             )
         return new
 

@@ -163,3 +163,59 @@ def test_adopting_the_side_a_reload_restored_forgets_the_old_flips_problem(
         store.set_live_side(SERVICE, "blue", audit=setup)
         svc = store.get_service(SERVICE)
         assert svc is not None and svc.flip_problem == "not persisted: disk full"
+
+
+def _split(store: SQLiteStateStore, router: FakeRouter) -> None:
+    """The adversarial reload (kernel-truth's note): a reload lands inside the kernel's
+    re-persist of blue, between `show map` and the file write: memory routes to green, the
+    map file to blue. The kernel names it and stops (StateMismatch)."""
+    _verified(store, "green")
+    router.fail_next("persist")
+    with pytest.raises(FlipIncomplete):
+        move_traffic(store, router, FlipRequest(service=SERVICE, command="flip",
+                                                reason="x", actor="op", to="green"))
+    router.memory[SERVICE] = "blue"  # the operator moved it back by hand
+    store.set_live_side(SERVICE, "blue", problem="not persisted: disk full",
+                        audit=AuditEntryInput(actor="test", command="setup"))
+    router.memory[SERVICE], router.persisted[SERVICE] = "green", "blue"
+
+
+def test_adopt_persists_what_it_adopts(tmp_path: Path) -> None:
+    """`status --adopt` recorded the router's memory (green) with no flip problem while the
+    map on disk still routed to blue: the next reload sent traffic to blue, silently."""
+    router = FakeRouter({SERVICE: "blue"})
+    with temp_store(tmp_path) as store:
+        _split(store, router)
+        assert adopt(store, router, SERVICE, "op", "memory is right") == "green"
+        assert router.memory[SERVICE] == router.persisted[SERVICE] == "green"
+        svc = store.get_service(SERVICE)
+        assert svc is not None and svc.live_side == "green" and svc.flip_problem is None
+        router.reload()
+        assert router.live(SERVICE) == "green"
+        last = store.audit_records(SERVICE)[-1]
+        assert (last.command, last.result) == ("adopt", "ok")
+
+
+@pytest.mark.parametrize("fault", ["persist", "reload"])
+def test_adopt_names_a_persist_that_failed(tmp_path: Path, fault: str) -> None:
+    """When the adopted side cannot be persisted (disk full; a reload inside the persist
+    moved traffic back to what the file held), the store says so, in the adopt's own
+    write: the side traffic is on afterwards, and "not persisted"."""
+    router = FakeRouter({SERVICE: "blue"})
+    with temp_store(tmp_path) as store:
+        _split(store, router)
+        router.fail_next(fault)  # type: ignore[arg-type]
+        now = adopt(store, router, SERVICE, "op", "memory is right")
+        assert now == router.live(SERVICE) == ("green" if fault == "persist" else "blue")
+        svc = store.get_service(SERVICE)
+        assert svc is not None and svc.live_side == now, svc
+        assert (svc.flip_problem or "").startswith("not persisted"), svc
+        last = store.audit_records(SERVICE)[-1]
+        assert (last.command, last.result) == ("adopt", "not persisted")
+        assert last.after["flip_problem"] == svc.flip_problem
+        # the next traffic command persists the live side again and clears it
+        router.heal()
+        assert settle(store, router, SERVICE, "op") == now
+        svc = store.get_service(SERVICE)
+        assert svc is not None and svc.flip_problem is None
+        assert router.persisted[SERVICE] == router.memory[SERVICE] == now
