@@ -60,6 +60,9 @@ class RunContext:
     verified_generation: int | None = None
     """The standby's generation its verification left (the verify step, or its journal on
     resume): the flip is refused when the side changed since."""
+    run_again: set[str] = field(default_factory=set)
+    """On resume: ended steps whose journaled record no longer stands (a verification
+    journaled without its generation, before the flip bound to it): they run again."""
 
     @property
     def service(self) -> str:

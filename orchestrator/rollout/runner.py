@@ -148,9 +148,11 @@ class Rollout:
                 if step.name in ended:
                     step.resume(ctx, ended[step.name])
             check_traffic(ctx, set(ended), {e.step for e in journal if e.phase == "begin"})
+            if "flip" in ended:
+                ctx.run_again.clear()  # traffic moved already: nothing left to bind
             for step in PIPELINE:
                 self._sides(result, ctx)
-                if step.name in ended:
+                if step.name in ended and step.name not in ctx.run_again:
                     continue
                 if isinstance(step, Canary) and not step.applies(ctx):
                     continue  # no bake.steps: not journaled, the rollout as before

@@ -309,7 +309,10 @@ class Verify:
 
     def resume(self, ctx: RunContext, ended: Mapping[str, Any]) -> None:
         generation = ended.get("generation")
-        ctx.verified_generation = generation if isinstance(generation, int) else None
+        if isinstance(generation, int):
+            ctx.verified_generation = generation
+        else:  # journaled before verifications named their generation: nothing to bind the
+            ctx.run_again.add(self.name)  # flip to, so verify again (unless it flipped)
 
     def run(self, ctx: RunContext) -> VerifyRecord:
         service, standby = ctx.service, ctx.standing_plan.standby

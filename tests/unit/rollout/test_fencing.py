@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import Aborted, OutsideWindow, VerificationFailed
+from orchestrator.rollout.records import VerifyRecord
 from orchestrator.rollout.runner import Rollout
 from orchestrator.sides import Side
 from orchestrator.state import SQLiteStateStore
 from orchestrator.state.models import AuditEntryInput
 from orchestrator.state.transitions import SideChanged
 from orchestrator.testing import (
+    FakeGate,
     FakePatcher,
     FakeRouter,
     fake_config,
@@ -29,9 +31,9 @@ OPERATOR = AuditEntryInput(actor="oncall", command="test", reason="INC-7")
 
 def rollout(tmp_path: Path, store: SQLiteStateStore, router: FakeRouter,
             **kw: Any) -> Rollout:
-    patcher = kw.pop("patcher", None)
+    patcher, gate = kw.pop("patcher", None), kw.pop("gate", None)
     return Rollout(fake_config(tmp_path), store, router, actor="ci",
-                   tools=fake_tools(patcher=patcher), **kw)
+                   tools=fake_tools(patcher=patcher, gate=gate), **kw)
 
 
 def state(store: SQLiteStateStore, side: Side) -> str:
@@ -116,3 +118,44 @@ def test_resume_flips_when_the_verified_side_is_unchanged(tmp_path: Path) -> Non
         assert run is not None
         result = rollout(tmp_path, store, router, may_flip=lambda _s: None).resume(run)
         assert result.status == "done" and router.memory["web"] == "green"
+
+
+@pytest.mark.parametrize("changed_overnight", [False, True])
+def test_a_run_deferred_before_the_flip_bound_to_its_verification_verifies_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changed_overnight: bool,
+) -> None:
+    """Review D6: a run deferred by a version whose verify step journaled no generation
+    has nothing to bind its flip to. On resume it verifies again (journaled, bound): a side
+    still good flips; one a rebuild changed overnight fails the gate and nothing moves."""
+    router = FakeRouter()
+    with temp_store(tmp_path) as store:
+        journaled = VerifyRecord.as_dict
+        with monkeypatch.context() as old_version:  # what the earlier version journaled
+            old_version.setattr(VerifyRecord, "as_dict", lambda self: {
+                k: v for k, v in journaled(self).items() if k not in ("generation", "level")})
+            with pytest.raises(OutsideWindow):
+                rollout(tmp_path, store, router,
+                        may_flip=lambda _s: "the window closed").start("web")
+        run = store.get_run(store.list_runs(service="web")[-1].run_id)
+        assert run is not None and run.status == "deferred"
+        assert [e.data.get("generation") for e in store.journal(run.run_id)
+                if e.step == "verify" and e.phase == "end"] == [None]
+        if changed_overnight:
+            side = patched(store, "web", "green", "rebuild-20261207", audit=OPERATOR)
+            store.record_verification("web", "green", True, "rebuild-20261207", "ok",
+                                      audit=OPERATOR, expected_generation=side.generation)
+        gate = FakeGate(verdicts={("web", "green"): not changed_overnight})
+        resumed = rollout(tmp_path, store, router, may_flip=lambda _s: None, gate=gate)
+        if changed_overnight:
+            with pytest.raises(VerificationFailed, match="failed verification"):
+                resumed.resume(run)
+            assert router.memory["web"] == "blue" and router.flips == []
+            assert state(store, "green") == "verify_failed"
+        else:
+            result = resumed.resume(run)
+            assert result.status == "done" and router.memory["web"] == "green"
+            ends = [e.data for e in store.journal(run.run_id)
+                    if e.step == "verify" and e.phase == "end"]
+            assert len(ends) == 2 and isinstance(ends[-1]["generation"], int), ends
+        assert gate.calls == [("web", "green")]  # verified again, once
+        assert store.verify_audit().ok
