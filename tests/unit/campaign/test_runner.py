@@ -3,6 +3,7 @@ FakeGate (`fake_rollouts`), a FakeRouter, a frozen clock and the real SQLite sto
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +13,10 @@ import pytest
 
 from orchestrator.campaign.events import CampaignResult
 from orchestrator.campaign.model import campaign_from_dict
+from orchestrator.campaign.ops import AbortedCampaign, abort
 from orchestrator.campaign.runner import CampaignRunner
 from orchestrator.campaign.runs import NothingToContinue, campaign_runs
-from orchestrator.errors import OutsideWindow
+from orchestrator.errors import LockHeld, OutsideWindow
 from orchestrator.sides import Side
 from orchestrator.state import SQLiteStateStore
 from orchestrator.testing import (
@@ -223,3 +225,43 @@ def test_a_deferral_names_the_next_opening_and_a_resume_names_the_window_it_keep
     assert resumed.status == "done"
     notes = [m for kind, m in events if "resumed with the window the run started with" in m]
     assert notes and "open now (closes 2026-11-08T01:00:00+00:00)" in notes[0], events
+
+
+def test_campaign_abort_while_a_child_patches_leaves_its_lock_until_it_stops(
+    engine: Engine, tmp_path: Path,
+) -> None:
+    """Issue 20, 6 (review D10): `campaign abort` from another process while the web child's
+    Ansible runs. The child is marked aborted but its holder lives: its lock is not freed
+    (no second rollout can start Ansible on green meanwhile); the child stops at its next
+    boundary (the patch is cancelled, nothing recorded after the abort) and releases the
+    lock itself; nothing flips; api is never touched."""
+    seen: dict[str, Any] = {}
+
+    def operator_aborts(service: str, side: Side) -> None:
+        with SQLiteStateStore(tmp_path / "state" / "state.db") as other:
+            seen["aborted"] = abort(other, "c1", "oncall", "window too short")
+            seen["lock"] = other.get_lock("web")
+            child = other.get_run(seen["lock"].run_id)
+            seen["child_status"] = child.status if child else None
+            with pytest.raises(LockHeld):  # a second rollout cannot take green over
+                other.acquire_lock("web", "rollout-web-2")
+
+    engine.patcher.during = operator_aborts
+    result = engine.run(campaign_doc())
+    assert isinstance(result, CampaignResult), result
+    aborted: AbortedCampaign = seen["aborted"]
+    child_id = seen["lock"].run_id
+    assert aborted.aborted_children == [child_id] and seen["child_status"] == "aborted"
+    # both holders live (this process): neither lock is freed, both are named
+    assert [s.split(": run ")[0] for s in aborted.still_stopping] == ["web", "campaign:c1"]
+    assert f"web: run {child_id} (pid {os.getpid()} " in aborted.still_stopping[0]
+    run = engine.store.get_run(result.run_id)
+    assert result.status == "aborted" and run is not None and run.status == "aborted"
+    assert engine.patcher.calls == [("web", "green")] and engine.router.flips == []
+    green = engine.store.get_side("web", "green")
+    assert green is not None and green.state == "patching"  # no late record of the patch
+    assert engine.store.get_lock("web") is None  # released by the child as it stopped
+    assert engine.store.get_lock("campaign:c1") is None
+    commands = [r.command for r in engine.store.audit_records()]
+    assert "lock.force_release" not in commands and "rollout.patch" not in commands
+    assert engine.store.verify_audit().ok
