@@ -7,6 +7,7 @@ refused there with the fix. psycopg is imported only when a queue is opened.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -19,6 +20,8 @@ from orchestrator.state.sql.workqueue import (
     QueuedService,
     WorkerInfo,
 )
+
+_QUEUE_MODULE = "orchestrator.state.postgresql.queue"
 
 
 class WorkQueue(Protocol):
@@ -50,6 +53,6 @@ def open_work_queue(location: StateLocation, *, what: str = "--workers") -> Work
             hint="set `state.url: postgresql://USER@HOST/DB` in bluegreen.yml on every machine "
             "(README: Team mode), or run the campaign on this machine without --workers",
         )
-    from orchestrator.state.postgresql.queue import PgWorkQueue
-
-    return PgWorkQueue(location.url, label=location.label)
+    module = importlib.import_module(_QUEUE_MODULE)  # psycopg: only now, only here
+    queue: WorkQueue = module.PgWorkQueue(location.url, label=location.label)
+    return queue

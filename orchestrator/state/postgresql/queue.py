@@ -100,12 +100,21 @@ class PgWorkQueue:
     def enqueue(self, campaign_run: str, waves: Sequence[Sequence[QueuedService]], *,
                 budget: Budget, site_limits: Mapping[str, int]) -> int:
         """Hand the services of `campaign_run` to the workers, wave by wave; their order in
-        a wave is the order of claims. Idempotent: a run enqueued before (a resumed
-        waiter) keeps its rows. Returns how many services are queued or in flight."""
+        a wave is the order of claims. A run enqueued before (resumed: `campaign resume`)
+        keeps its rows; its deferred services are queued again and a stop that was a
+        deferral is lifted (failures and a spent budget stay). Returns how many services
+        are queued or in flight."""
         with self._tx() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (lock_key("queue", campaign_run),))
             exists = conn.execute("SELECT 1 FROM work_campaigns WHERE campaign_run = ?",
                                   (campaign_run,)).fetchone()
-            if exists is None:
+            if exists is not None:
+                conn.execute("UPDATE work_queue SET state = 'queued', outcome = NULL,"
+                             " finished_at = NULL WHERE campaign_run = ? AND state = 'deferred'",
+                             (campaign_run,))
+                conn.execute("UPDATE work_campaigns SET stopped = NULL WHERE campaign_run = ?"
+                             " AND stopped LIKE 'deferred:%'", (campaign_run,))
+            else:
                 total = sum(s.hosts for wave in waves for s in wave)
                 conn.execute(
                     "INSERT INTO work_campaigns (campaign_run, max_failed_services,"

@@ -212,6 +212,14 @@ def test_hosts_budget_on_failure_stop_and_deferral_stop_new_claims(url: str,
                             failed_hosts=hosts)
             assert w.stopped(run) == why
         assert w.claim() is None
+        # `campaign resume`: the deferred service is queued again, the deferral lifted;
+        # a spent budget and on_failure stop stay
+        for run, left in (("d", 2), ("h", 1), ("s", 1)):
+            assert w.enqueue(run, [], budget=NO_BUDGET, site_limits={}) == left
+        assert (w.stopped("d"), w.stopped("h")) == (None, "failure budget spent: 3 of 10 "
+                                                    "hosts failed (max_failed_hosts_percent: 30)")
+        again = w.claim()
+        assert again is not None and (again.campaign_run, again.service) == ("d", "e")
     finally:
         w.close()
 
