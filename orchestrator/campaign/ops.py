@@ -3,9 +3,10 @@ the run, `campaign.plan` says what a run would do.)"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.campaign.events import AWAITING, campaign_lock
 from orchestrator.campaign.journal import APPROVAL, Journal, StepKind
@@ -15,6 +16,9 @@ from orchestrator.errors import BadInput, LockHeld
 from orchestrator.processes import alive
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, AuditEntryInput, OsIdentity, Run
+
+if TYPE_CHECKING:
+    from orchestrator.campaign.queued import QueueView
 
 
 def display_status(store: StateStore, run: Run) -> str:
@@ -42,6 +46,8 @@ class CampaignStatus:
     """The approval's record (actor, at, point, reason) once approved."""
     waves: list[list[str]]
     services: dict[str, ServiceProgress]
+    sites: dict[str, dict[str, Any]] | None = None
+    """A run by workers: per site, its live workers and waiting services."""
 
     @property
     def services_done(self) -> int:
@@ -70,17 +76,25 @@ class CampaignStatus:
                 "waves": len(self.waves),
             },
             "services": {name: state.as_dict() for name, state in self.services.items()},
+            **({} if self.sites is None else {"sites": self.sites}),
         }
 
 
-def campaign_status(store: StateStore, run: Run) -> CampaignStatus:
+def campaign_status(store: StateStore, run: Run,
+                    queue: QueueView | None = None) -> CampaignStatus:
+    """`queue`: for a run by workers, who runs what (`campaign.queued.queue_view`)."""
     waves: list[list[str]] = run.params.get("waves", [])
+    services = service_states(store, run.run_id, waves)
+    if queue is not None:
+        services = {name: dataclasses.replace(state, worker=queue.workers.get(name))
+                    for name, state in services.items()}
     return CampaignStatus(
         run=run,
         status=display_status(store, run),
         approval=Journal(store, run.run_id).ended().get(APPROVAL),
         waves=waves,
-        services=service_states(store, run.run_id, waves),
+        services=services,
+        sites=None if queue is None else queue.sites,
     )
 
 

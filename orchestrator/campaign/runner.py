@@ -98,7 +98,16 @@ class CampaignRunner:
         clock: Callable[[], datetime] = now_utc,
         fleet: Fleet | None = None,
         rollouts: RolloutFactory | None = None,
+        workers: bool = False,
     ) -> None:
+        if workers:  # before anything changes: the queue needs the shared store
+            from orchestrator.state.queue import check_shared
+
+            check_shared(config.state)
+        self.workers = workers
+        """Hand the services to the workers of their sites (`campaign.queued`) instead of
+        patching them here."""
+        self._site_fleets: dict[str, Fleet] = {}
         self.config = config
         self._fleet = fleet  # the inventory, parsed once for the command (here if not given)
         self._rollouts = rollouts
@@ -117,6 +126,20 @@ class CampaignRunner:
 
             self._fleet = load_fleet(self.config)
         return self._fleet
+
+    def site_fleet(self, site: str) -> Fleet:
+        """The inventory of `site` (the command's own unless the site has one of its own)."""
+        own = self.config.model.sites.get(site)
+        if own is None or own.inventory is None:
+            return self.fleet
+        if site not in self._site_fleets:
+            from orchestrator.inventory import load_fleet
+
+            self._site_fleets[site] = load_fleet(self.config.for_site(site))
+        return self._site_fleets[site]
+
+    def _fleet_of(self, service: str) -> Fleet:
+        return self.site_fleet(self.config.site_of(service)) if self.workers else self.fleet
 
     # ---- entry points ------------------------------------------------------------------
     def run(self, campaign: Campaign, file: str, *, continue_run: bool = False
@@ -157,6 +180,7 @@ class CampaignRunner:
             "campaign": storable(campaign),
             "webhooks_sha256": webhooks_digest(campaign.notify.webhooks),
             "waves": waves,
+            **({"workers": True} if self.workers else {}),  # run by the sites' workers
         }
         try:
             run = self.store.create_run(  # a start interleaved with another leaves one run
@@ -209,7 +233,7 @@ class CampaignRunner:
                        + window_note(window_state(campaign.window, self.clock())))
         waves: list[list[str]] = run.params["waves"]
         total = sum(len(w) for w in waves)
-        hosts_total = sum(len(self.fleet.service(s).blue) for w in waves for s in w)
+        hosts_total = sum(len(self._fleet_of(s).service(s).blue) for w in waves for s in w)
         result = CampaignResult(run.run_id, campaign.name, "running", "", 0)
         notifier = Notifier(
             webhooks,
@@ -224,6 +248,12 @@ class CampaignRunner:
                          notifier=notifier)
         scheduler = WaveScheduler(ctx, ChildRuns(ctx, self._rollouts), hosts_total=hosts_total,
                                   wait_for_window=self.wait_for_window, stop=self._stop)
+        if self.workers:
+            from orchestrator.campaign.queued import QueueScheduler
+
+            scheduler = QueueScheduler(ctx, ChildRuns(ctx, self._rollouts),
+                                       fleets=self.site_fleet, hosts_total=hosts_total,
+                                       wait_for_window=self.wait_for_window, stop=self._stop)
         crashed = False
         notifier.send("started", resumed=resumed, services=total, waves=len(waves))
         try:

@@ -87,11 +87,15 @@ class ServiceProgress:
     to_side: str | None = None
     converged: bool | None = None
     """None until a converge of its old side ended."""
+    worker: dict[str, Any] | None = None
+    """A run by workers: the worker that runs (or ran) it, {site, host, pid, alive}."""
 
     def as_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "wave": self.wave, "child_run": self.child_run, "status": self.status
         }
+        if self.worker is not None:
+            doc["worker"] = self.worker
         if self.ended:
             doc["from"], doc["to"] = self.from_side, self.to_side
         if self.converged is not None:

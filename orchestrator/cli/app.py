@@ -101,6 +101,9 @@ VERBS: dict[str, Verb] = {
                   "baseline (security fingerprint included), every --interval seconds until "
                   "stopped; a deviation is reported by exit code 3, an audit record, the "
                   "webhook event `deviation` and /metrics."),
+    "worker": Verb("worker", "worker", "Run campaigns' services of one site, handed out by "
+                   "`campaign run --workers` through the shared PostgreSQL store, until "
+                   "SIGTERM: claim, patch, verify, flip, bake, record."),
 }
 
 

@@ -229,12 +229,14 @@ def campaign_resume(ctx: click.Context, name: str, wait_for_window: bool, as_jso
 def campaign_status_cmd(ctx: click.Context, name: str | None, as_json: bool) -> None:
     """The newest run of each campaign (or of NAME): status, approval, per-service progress."""
     from orchestrator.campaign.ops import campaign_status
+    from orchestrator.campaign.queued import queue_view
     from orchestrator.campaign.runs import find_run, latest_runs
     from orchestrator.traffic import open_store
 
-    store = open_store(load(ctx))
+    config = load(ctx)
+    store = open_store(config)
     runs = [find_run(store, name)] if name else latest_runs(store)
-    docs = [campaign_status(store, r).as_dict() for r in runs]
+    docs = [campaign_status(store, r, queue_view(config.state, r)).as_dict() for r in runs]
     if as_json:
         emit_json(docs[0] if name else docs)
         return
@@ -249,7 +251,14 @@ def campaign_status_cmd(ctx: click.Context, name: str | None, as_json: bool) -> 
         if d["approval"]:
             click.echo(f"  approved by {d['approval']['actor']} at {d['approval']['at']}")
         for svc, info in d["services"].items():
-            click.echo(f"  {svc:<12} wave {info['wave']}  {info['status']}")
+            who = info.get("worker")
+            by = f"  worker {who['host']} pid {who['pid']} ({who['site']})" if who else ""
+            click.echo(terminal(f"  {svc:<12} wave {info['wave']}  {info['status']}{by}"))
+        for site, seen in (d.get("sites") or {}).items():
+            if seen["waiting"] and not seen["live_workers"]:
+                click.secho(terminal(f"  site {site}: {seen['waiting']} services wait and no "
+                                     f"worker is live (`bluegreen worker --site {site}`)"),
+                            fg="yellow")
 
 
 @campaign.command("approve")

@@ -21,6 +21,8 @@ from orchestrator.state.sql.workqueue import (
     WorkerInfo,
 )
 
+__all__ = ["Budget", "Claim", "ItemStatus", "QueuedService", "WorkQueue", "WorkerInfo",
+           "check_shared", "open_work_queue"]
 _QUEUE_MODULE = "orchestrator.state.postgresql.queue"
 
 
@@ -46,6 +48,15 @@ class WorkQueue(Protocol):
 
 def open_work_queue(location: StateLocation, *, what: str = "--workers") -> WorkQueue:
     """The queue in the store at `location`; BadInput (exit 2) for a SQLite store."""
+    check_shared(location, what=what)
+    module = importlib.import_module(_QUEUE_MODULE)  # psycopg: only now, only here
+    queue: WorkQueue = module.PgWorkQueue(location.url, label=location.label)
+    return queue
+
+
+def check_shared(location: StateLocation, *, what: str = "--workers") -> None:
+    """BadInput (exit 2) unless the store at `location` can hold the queue: before a
+    command that needs one changes anything."""
     if location.scheme != "postgresql":
         raise BadInput(
             f"{what} needs the shared PostgreSQL store (team mode); the state store here is "
@@ -53,6 +64,3 @@ def open_work_queue(location: StateLocation, *, what: str = "--workers") -> Work
             hint="set `state.url: postgresql://USER@HOST/DB` in bluegreen.yml on every machine "
             "(README: Team mode), or run the campaign on this machine without --workers",
         )
-    module = importlib.import_module(_QUEUE_MODULE)  # psycopg: only now, only here
-    queue: WorkQueue = module.PgWorkQueue(location.url, label=location.label)
-    return queue

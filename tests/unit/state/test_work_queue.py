@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import BadInput
-from orchestrator.state.queue import WorkQueue, open_work_queue
+from orchestrator.state.queue import Budget, QueuedService, WorkQueue, open_work_queue
 from orchestrator.state.registry import open_store, parse_state_url, sqlite_location
-from orchestrator.state.sql.workqueue import Budget, QueuedService
 from tests.support import postgres
 
 NO_BUDGET = Budget()
@@ -119,7 +118,7 @@ def test_many_workers_at_once_keep_the_site_limit(url: str, tmp_path: Path) -> N
             i, name = claimed.pop()
             item = next(c for c in workers[i].items("c1") if c.service == name)
             assert item.worker is not None and item.state == "claimed"
-            from orchestrator.state.sql.workqueue import Claim
+            from orchestrator.state.queue import Claim
 
             assert workers[i].finish(Claim("c1", name, "dc1", 0, 1), "done", "ok")
             done += 1
