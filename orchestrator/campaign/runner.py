@@ -139,7 +139,7 @@ class CampaignRunner:
         return self._site_fleets[site]
 
     def _fleet_of(self, service: str) -> Fleet:
-        return self.site_fleet(self.config.site_of(service)) if self.workers else self.fleet
+        return self.site_fleet(self.config.site_of(service))
 
     # ---- entry points ------------------------------------------------------------------
     def run(self, campaign: Campaign, file: str, *, continue_run: bool = False
@@ -248,7 +248,7 @@ class CampaignRunner:
                          notifier=notifier)
         scheduler = WaveScheduler(ctx, ChildRuns(ctx, self._rollouts), hosts_total=hosts_total,
                                   wait_for_window=self.wait_for_window, stop=self._stop)
-        if self.workers:
+        if self.workers or run.params.get("workers"):  # also on resume, as it started
             from orchestrator.campaign.queued import QueueScheduler
 
             scheduler = QueueScheduler(ctx, ChildRuns(ctx, self._rollouts),

@@ -38,7 +38,8 @@ def _show_campaign_event(ev: Any) -> None:
         click.echo(f"     {one_line(ev.message)}", err=True)
 
 
-def _campaign_engine(ctx: click.Context, config: Any, as_json: bool, wait: bool) -> Any:
+def _campaign_engine(ctx: click.Context, config: Any, as_json: bool, wait: bool,
+                     workers: bool = False) -> Any:
     from orchestrator.campaign.runner import CampaignRunner
     from orchestrator.traffic import open_router, open_store
 
@@ -51,7 +52,8 @@ def _campaign_engine(ctx: click.Context, config: Any, as_json: bool, wait: bool)
             _show_campaign_event(ev)
 
     return CampaignRunner(
-        config, store, router, actor=actor(ctx), on_event=on_event, wait_for_window=wait
+        config, store, router, actor=actor(ctx), on_event=on_event, wait_for_window=wait,
+        workers=workers,
     ), router
 
 
@@ -166,25 +168,33 @@ def new_campaign(ctx: click.Context, feeds: tuple[str, ...], min_urgency: str | 
               help="Resume this campaign's unfinished run; if its last run ended, do "
                    "nothing (exit 0). What timers run.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--workers", is_flag=True,
+              help="Hand the services to the workers of their sites (`bluegreen worker`, "
+                   "PostgreSQL store) and wait until the run ended.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handles_errors
 def campaign_run(
-    ctx: click.Context, file: str, wait_for_window: bool, cont: bool, yes: bool, as_json: bool
+    ctx: click.Context, file: str, wait_for_window: bool, cont: bool, yes: bool,
+    workers: bool, as_json: bool,
 ) -> None:
     """Run a campaign: waves in order, each service patched, verified, flipped and baked
-    inside the window."""
+    inside the window (here, or by the sites' workers with --workers)."""
 
     from orchestrator.campaign.model import load_campaign
     from orchestrator.campaign.runs import NothingToContinue, RunningElsewhere
 
     config = load(ctx)
     camp = load_campaign(file)
+    if workers:  # before anything is opened or written
+        from orchestrator.state.queue import check_shared
+
+        check_shared(config.state)
     if not yes:
         if not sys.stdin.isatty():
             raise BadInput("campaign run needs confirmation", hint="pass --yes")
         click.confirm(f"Run campaign {camp.name}?", abort=True)
-    engine, router = _campaign_engine(ctx, config, as_json, wait_for_window)
+    engine, router = _campaign_engine(ctx, config, as_json, wait_for_window, workers)
     try:
         result = engine.run(camp, file, continue_run=cont)
     finally:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,3 +187,54 @@ def test_sqlite_refuses_workers_before_anything_changes(tmp_path: Path) -> None:
         CampaignRunner(config, None, None, actor="ci", workers=True)  # type: ignore[arg-type]
     assert "--workers needs the shared PostgreSQL store" in str(info.value)
     assert not (tmp_path / "state").exists()
+
+
+def test_campaign_run_workers_on_sqlite_is_exit_2_and_writes_nothing(tmp_path: Path) -> None:
+    config = fake_config(tmp_path, ("web",))
+    camp = tmp_path / "c1.yml"
+    camp.write_text(json.dumps({"name": "c1", "advisories": [
+        {"id": "DEMO-1", "packages": {"demo-web": "1.0.1"}}], "waves": [{"services": ["web"]}]}))
+    out = CliRunner().invoke(main, ["-c", str(config.path), "campaign", "run", str(camp),
+                                    "--yes", "--workers"])
+    assert out.exit_code == 2, out.output
+    assert "--workers needs the shared PostgreSQL store" in out.output
+    assert not (tmp_path / "state").exists()
+
+
+def test_the_worker_command_serves_until_sigterm(config: Any, tmp_path: Path) -> None:
+    groups = {f"{name}_{side}": {"hosts": {f"{name}-{side}-1": {
+        "ansible_host": f"127.0.{i}.{j + 1}"}}}
+        for i, name in enumerate(SERVICES) for j, side in enumerate(("blue", "green"))}
+    (tmp_path / "hosts.yml").write_text(json.dumps({"all": {"children": groups}}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "-c", str(config.path), "worker", "--site",
+         "dc2", "--max-parallel", "2", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith('{"event"'):
+            proc.kill()
+            out, err = proc.communicate(timeout=30)
+            pytest.fail(f"no started event: {line}{out}\n{err}")
+        started = json.loads(line)
+        assert started["event"] == "started" and started["site"] == "dc2"
+        assert (started["pid"], started["max_parallel"], started["alive"]) == (proc.pid, 2, True)
+        with open_work_queue(config.state) as work:
+            assert [(w.pid, w.alive) for w in work.workers("dc2")] == [(proc.pid, True)]
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert json.loads(out.splitlines()[-1])["event"] == "stopped"
+        with open_work_queue(config.state) as work:
+            gone = work.workers("dc2")
+        assert len(gone) == 1 and not gone[0].alive and gone[0].stopped_at is not None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+
+def test_a_site_without_services_is_refused(config: Any) -> None:
+    with pytest.raises(BadInput, match="site 'dc9' has no services"):
+        Worker(config, "dc9")
