@@ -28,6 +28,7 @@ from typing import Any, Literal
 from orchestrator.errors import FlipIncomplete, RouterError
 from orchestrator.routers.base import (
     DrainResult,
+    Exposure,
     FlipResult,
     ServerHealth,
     SideHealth,
@@ -141,6 +142,12 @@ RouterFault = Literal["refuse", "gone_before", "gone_after", "lost_reply", "pers
   what it held."""
 
 
+ExposeFault = Literal["refuse", "gone_after", "persist"]
+"""What the next exposure change does wrong: refused (nothing changes); made, then the
+socket is gone (unreadable until `heal()`); made in memory, persisting it fails
+(FlipIncomplete, persisted=False)."""
+
+
 @dataclass
 class FakeRouter:
     """A `Router` with a memory (what traffic uses) and a persisted copy (what a reload
@@ -156,7 +163,14 @@ class FakeRouter:
     """When set, answers `counters()` (e.g. growing 5xx to make bake roll back)."""
     flips: list[tuple[str, Side]] = field(default_factory=list)
     """Every flip that changed (or re-set) the memory, in order."""
+    exposed: dict[str, Exposure] = field(default_factory=dict)
+    """The exposures in memory (what traffic uses); `exposed_persisted`: what a reload
+    restores."""
+    exposed_persisted: dict[str, Exposure] = field(default_factory=dict)
+    exposures: list[tuple[str, Exposure | None]] = field(default_factory=list)
+    """Every exposure change that reached the memory, in order."""
     _faults: list[RouterFault | None] = field(default_factory=list)
+    _expose_faults: list[ExposeFault | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for service, side in self.memory.items():
@@ -167,13 +181,57 @@ class FakeRouter:
         """The next flips fail this way, one fault per flip (None: that flip works)."""
         self._faults.extend(faults)
 
+    def fail_next_expose(self, *faults: ExposeFault | None) -> None:
+        """The next exposure changes fail this way, one fault per call (None: it works)."""
+        self._expose_faults.extend(faults)
+
     def heal(self) -> None:
         self.unreachable = False
         self._faults.clear()
+        self._expose_faults.clear()
 
     def reload(self) -> None:
         """The load balancer reloads: memory is what was persisted."""
         self.memory = dict(self.persisted)
+        self.exposed = dict(self.exposed_persisted)
+
+    def expose(self, service: str, side: Side | None, percent: int) -> FlipResult:
+        """`routers.base.Exposing`."""
+        self._reachable("expose")
+        started = time.monotonic()
+        live = self.live(service)
+        if side is not None and (service, side) in self.down:
+            raise RouterError(f"fake router: no server of {side} is UP")
+        fault = self._expose_faults.pop(0) if self._expose_faults else None
+        if fault == "refuse":
+            raise RouterError("fake router: refused the exposure")
+        wanted = Exposure(side, percent) if side is not None else None
+        self._set_exposed(service, wanted)
+        if fault == "gone_after":
+            self.unreachable = True
+            raise RouterError("fake router: connection lost after `set map`")
+        if fault == "persist":
+            raise FlipIncomplete("fake router: disk full", persisted=False)
+        if wanted is None:
+            self.exposed_persisted.pop(service, None)
+        else:
+            self.exposed_persisted[service] = wanted
+        return FlipResult(service, live, live, time.monotonic() - started, ["fake"],
+                          persisted=True)
+
+    def _set_exposed(self, service: str, wanted: Exposure | None) -> None:
+        if self.exposed.get(service) == wanted:
+            return
+        if wanted is None:
+            self.exposed.pop(service, None)
+        else:
+            self.exposed[service] = wanted
+        self.exposures.append((service, wanted))
+
+    def exposure(self, service: str) -> Exposure | None:
+        """`routers.base.Exposing`."""
+        self._reachable("exposure")
+        return self.exposed.get(service)
 
     # -- Router ---------------------------------------------------------------------------
     def _reachable(self, what: str) -> None:

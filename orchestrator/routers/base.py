@@ -120,6 +120,52 @@ class Check:
         return {"name": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix}
 
 
+@dataclass(frozen=True)
+class Exposure:
+    """A progressive exposure at the router: `percent` % of new requests (0..99) go to the
+    standby `side`, the live side takes the rest; requests carrying the preview header
+    (`X-Bluegreen-Preview: 1`) always go to `side`. `percent` 0 is a preview only."""
+
+    side: Side
+    percent: int
+
+    @property
+    def preview(self) -> bool:
+        return self.percent == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"side": self.side, "percent": self.percent, "preview": self.preview}
+
+
+PREVIEW_HEADER = "X-Bluegreen-Preview"
+"""The request header (value `1`) that sends a request to the exposed side."""
+
+
+class Exposing(Protocol):
+    """A router that can expose a standby to a share of traffic without moving the live
+    side (optional: the kernel refuses an exposure on a router without it, and reads no
+    exposure from it). `flip` does not change the exposure: the kernel clears it first."""
+
+    def expose(self, service: str, side: Side | None, percent: int) -> FlipResult:
+        """Send `percent` % of new requests (0..99; 0: preview requests only) to `side`
+        (None: clear the exposure, all traffic on the live side), read it back, persist it
+        (a reload keeps it); RouterError when not done, FlipIncomplete (persisted=False)
+        when it is set in memory but not persisted. `FlipResult.to_side` is the live side."""
+        ...
+
+    def exposure(self, service: str) -> Exposure | None:
+        """The exposure the router applies now (None: none, or the router is not set up
+        for exposures); RouterError when it cannot be read."""
+        ...
+
+
+def exposing(router: object) -> Exposing | None:
+    """`router` when it implements `Exposing`, else None."""
+    if callable(getattr(router, "expose", None)) and callable(getattr(router, "exposure", None)):
+        return router  # type: ignore[return-value]
+    return None
+
+
 class SelfChecking(Protocol):
     """A router that can check its own setup beyond the `Router` contract (optional: a
     driver without it gets only the contract's checks from `bluegreen doctor`)."""

@@ -119,6 +119,32 @@ class SideStore(Protocol):
         self, service: str, why: str, *, audit: AuditEntryInput
     ) -> ServiceState: ...
 
+    # exposures: a share of traffic on the standby (orchestrator.traffic.exposure)
+    def begin_exposure(
+        self,
+        service: str,
+        live: Side,
+        side: Side | None,
+        percent: int,
+        *,
+        command: str,
+        actor: str,
+        reason: str,
+        run_id: str | None = None,
+        rollback: bool = False,
+        expected_generation: int | None = None,
+    ) -> PendingFlip: ...
+    def record_exposure(
+        self,
+        service: str,
+        side: Side | None,
+        percent: int,
+        *,
+        audit: AuditEntryInput,
+        rolled_back: Side | None = None,
+        kept: str | None = None,
+    ) -> ServiceState: ...
+
 
 class LockStore(Protocol):
     """The run lock (one run per service) and the short traffic lock per service."""

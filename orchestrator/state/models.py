@@ -122,11 +122,18 @@ class PendingFlip(_Record):
     quarantine: str | None = None
     """A reason: the side traffic leaves is quarantined in the flip's record (also when a
     crash leaves the record to the next traffic command)."""
+    exposure: bool = False
+    """An exposure change (`orchestrator.traffic.exposure`), not a flip: the live side
+    (`from_side` = `to_side`) stays; `exposed_side` is the side exposed afterwards (None:
+    the exposure is cleared) at `percent`."""
+    exposed_side: Side | None = None
+    percent: int = 0
 
     def __post_init__(self) -> None:
         _non_empty(self, "id", "command", "actor")
         _one_of(self, "from_side", SIDES)
         _one_of(self, "to_side", SIDES)
+        _one_of(self, "exposed_side", SIDES, optional=True)
         _utc(self, "at")
 
     @classmethod
@@ -145,7 +152,10 @@ class ServiceState(_Record):
     confirmed ("not persisted: ..."), until a later flip or rollback repairs it.
     `pending_flip`: a flip in progress, or one a crash interrupted. `rollback_kept`: set
     when a rollback was answered by aborting a run that had not flipped yet (traffic kept
-    where it was): a second rollback is then already done, until the next flip."""
+    where it was), or took an exposure back: a second rollback is then already done, until
+    the next flip. `exposed_side`/`exposure_percent`: the progressive exposure the router
+    holds (`orchestrator.traffic.exposure`): that share of new requests (0: only preview
+    requests) goes to the standby `exposed_side`; None: all traffic on the live side."""
 
     service: str
     live_side: Side | None
@@ -154,10 +164,13 @@ class ServiceState(_Record):
     flip_problem: str | None = None
     pending_flip: PendingFlip | None = None
     rollback_kept: str | None = None
+    exposed_side: Side | None = None
+    exposure_percent: int = 0
 
     def __post_init__(self) -> None:
         _one_of(self, "live_side", SIDES, optional=True)
         _one_of(self, "rollback_to", SIDES, optional=True)
+        _one_of(self, "exposed_side", SIDES, optional=True)
         _utc(self, "updated_at")
 
 

@@ -160,6 +160,12 @@ def _refuse_patch(service: str, side: Side, svc: ServiceState | None) -> None:
             "live side",
             hint="only the standby is patched; check `bluegreen status`",
         )
+    if svc.exposed_side == side:
+        raise TransitionRefused(
+            f"{service}: refusing to patch {side}: it takes a share of the traffic "
+            f"(exposed at {svc.exposure_percent} %{', preview' if not svc.exposure_percent else ''})",
+            hint=f"roll the exposure back first: `bluegreen rollback {service} --reason ...`",
+        )
     if svc.pending_flip is not None:
         pending = svc.pending_flip
         raise TransitionRefused(

@@ -14,6 +14,7 @@ from orchestrator.traffic.connect import (
     parse_side,
     side_or_default,
 )
+from orchestrator.traffic.exposure import ExposeRequest, ExposeResult, expose_traffic
 from orchestrator.traffic.kernel import FlipOutcome, FlipRequest, move_traffic, settle
 from orchestrator.traffic.status import (
     FleetStatus,
@@ -25,6 +26,8 @@ from orchestrator.traffic.status import (
 )
 
 __all__ = [
+    "ExposeRequest",
+    "ExposeResult",
     "FlipOutcome",
     "FleetStatus",
     "FlipRequest",
@@ -33,6 +36,7 @@ __all__ = [
     "adopt",
     "check_agreement",
     "default_actor",
+    "expose_traffic",
     "fleet_status",
     "move_traffic",
     "open_router",

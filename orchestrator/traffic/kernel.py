@@ -20,6 +20,11 @@ campaign) move traffic with `move_traffic`, which, under the service's short tra
 4. journals and audits the intent (`begin_flip`), flips at the router, records the flip in
    one transaction with its audit record (`record_flip`).
 
+A progressive exposure (`exposure.expose_traffic`: a share of traffic, or preview
+requests, on the standby) ends in every move: a rollback (to the live side) from a step
+takes it back and marks the exposed side failed_live (`exposed.withdraw`), once; any
+other move takes it back first, with its own record, under the same lock.
+
 Every failure after the router changed ends recorded and resumable: the router is read
 back, and the store follows where traffic IS with the problem named ("not persisted: ...",
 "not confirmed: ...") and the caller gets FlipIncomplete (or, when traffic stayed on or
@@ -58,6 +63,7 @@ from orchestrator.state.models import (
     SideState,
 )
 from orchestrator.traffic import failpoints, gate
+from orchestrator.traffic.exposed import withdraw
 from orchestrator.traffic.marks import quarantine_standby
 from orchestrator.traffic.reconcile import (
     not_moved,
@@ -166,6 +172,23 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
             return FlipOutcome(service, live, live, False, time.perf_counter() - started,
                                message, aborted, [], recovered, request.force, repaired)
 
+        if svc.exposed_side is not None and request.command in ROLLBACK_COMMANDS \
+                and request.to in (None, live):
+            # a rollback from a step: the exposure taken back, the exposed side failed_live
+            _abort_runs(store, service, request, in_flight)
+            exposed, percent = svc.exposed_side, svc.exposure_percent
+            svc, problem = withdraw(store, router, svc, live, command=request.command,
+                                    actor=request.actor, reason=request.reason,
+                                    run_id=request.run_id, rollback=True)
+            note = (f"; {problem}: a reload of the load balancer may bring it back until the "
+                    "next traffic command takes it back again" if problem else "")
+            more = f"; aborted run {aborted}" if aborted is not None else ""
+            return FlipOutcome(
+                service, live, live, True, time.perf_counter() - started,
+                f"{service}: rolled back the exposure of {exposed} ({percent} %): all traffic "
+                f"on {live}; {exposed} is failed_live{note}{more}", aborted, [], recovered,
+                request.force)
+
         if request.to is None and any(not _has_flipped(store, r) for r in in_flight):
             # the rollback is answered: a second one (another operator, a retry) is done
             _abort_runs(store, service, request, in_flight)
@@ -198,6 +221,10 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
                     f"{service}: no earlier flip to roll back; traffic stays on {live}")
             # a quarantine of the standby is marked here; then, as for every command, a live
             # side whose flip is not persisted is persisted (a reload would send traffic back)
+            if svc.exposed_side is not None:  # all traffic on the live side: exposure ends
+                svc, _problem = withdraw(store, router, svc, live, command=request.command,
+                                         actor=request.actor, reason=request.reason,
+                                         run_id=request.run_id, rollback=False)
             marked = (quarantine_standby(store, service, other_side(live), request.quarantine,
                                          request.actor, request.command, request.reason)
                       if request.quarantine is not None else None)
@@ -211,6 +238,10 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
         # every check passed: only now are the runs in flight aborted (a refused command
         # aborts nothing), and the intent is journaled in the same lock
         _abort_runs(store, service, request, in_flight)
+        if svc.exposed_side is not None:  # the exposure ends first (its own record)
+            svc, _problem = withdraw(store, router, svc, live, command=request.command,
+                                     actor=request.actor, reason=request.reason,
+                                     run_id=request.run_id, rollback=False)
         pending = store.begin_flip(
             service, live, target, command=request.command, actor=request.actor,
             reason=request.reason, run_id=request.run_id, rollback=rollback,

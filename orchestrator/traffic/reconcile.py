@@ -20,6 +20,7 @@ from orchestrator.routers.base import Router
 from orchestrator.sides import Side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput, PendingFlip, ServiceState
+from orchestrator.traffic.exposed import reconcile_exposure, resolve_pending_exposure
 
 
 def read_live(router: Router, service: str) -> tuple[Side | None, str]:
@@ -57,8 +58,9 @@ def reconcile(
     store: StateStore, router: Router, service: str, actor: str, command: str
 ) -> tuple[Side, ServiceState, list[str], bool]:
     """The router's live side and the service once the store agrees with it: a first
-    contact recorded, a flip a crash interrupted completed or cancelled, a live side whose
-    map on disk may differ ("not persisted") persisted again. Returns (live, service, what
+    contact recorded, a flip (or exposure change) a crash interrupted completed or
+    cancelled, a live side whose map on disk may differ ("not persisted") persisted again,
+    the exposure agreed on (`exposed.reconcile_exposure`). Returns (live, service, what
     was recovered, whether a flip problem was repaired); StateMismatch when the store
     still disagrees."""
     live = router.live(service)
@@ -89,6 +91,7 @@ def reconcile(
             hint=f"find out who changed the load balancer; then `bluegreen status {service} "
             "--adopt --reason TEXT` accepts the router's view (audited)",
         )
+    svc = reconcile_exposure(store, router, svc, live, actor, command)
     return live, svc, recovered, repaired
 
 
@@ -107,6 +110,8 @@ def resolve_pending(
     pending = svc.pending_flip
     if pending is None:
         return svc, []
+    if pending.exposure:
+        return resolve_pending_exposure(store, router, svc, pending, actor)
     problem, now = repersist_and_read(router, service, live)
     if now is None:
         raise RouterError(

@@ -19,6 +19,7 @@ from orchestrator.state.audit import GENESIS_HASH, format_ts
 from orchestrator.state.models import SIDE_STATES
 from orchestrator.state.postgresql.connection import PgConnection
 from orchestrator.state.postgresql.keys import lock_key
+from orchestrator.state.sql.exposures import EXPOSURE
 from orchestrator.state.sql.fence import EPOCHS
 from orchestrator.state.sql.seals import seal_at_migration
 from orchestrator.state.sql.workqueue import WORK_QUEUE
@@ -82,6 +83,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN mac TEXT",
     ),
     WORK_QUEUE,  # version 4 (SQLite's 7): the work queue of campaigns run by workers
+    EXPOSURE,  # version 5 (SQLite's 8): progressive exposure
 )
 SEALED_FROM = 3
 """The first version with row seals."""

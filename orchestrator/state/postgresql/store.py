@@ -33,7 +33,7 @@ from orchestrator.errors import Fenced, StateError
 from orchestrator.state.postgresql import schema
 from orchestrator.state.postgresql.connection import PgConnection, connect, translate
 from orchestrator.state.postgresql.locks import PgLocks
-from orchestrator.state.sql.flips import FlipRows
+from orchestrator.state.sql.exposures import ExposureRows
 from orchestrator.state.sql.runs import RunRows
 from orchestrator.state.sql.transfer import TableTransfer
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from orchestrator.state.base import StateStore
 
 
-class PostgresStateStore(FlipRows, RunRows, PgLocks, TableTransfer):
+class PostgresStateStore(ExposureRows, RunRows, PgLocks, TableTransfer):
     """`StateStore` backed by a PostgreSQL database. Use as a context manager or call
     `close()` (closing ends the session, and so releases its locks)."""
 

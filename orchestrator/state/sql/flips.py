@@ -116,8 +116,9 @@ class FlipRows(SideRows):
         expected_generation: int | None = None,
         quarantine: str | None = None,
     ) -> ServiceState:
-        """The router now sends traffic to `to_side`: record it, end the pending flip and
-        set (or clear) `flip_problem`. A forward flip makes `from_side` the rollback
+        """The router now sends all traffic to `to_side` (no exposure left: the kernel
+        cleared it before the flip): record it, end the pending flip and set (or clear)
+        `flip_problem`. A forward flip makes `from_side` the rollback
         target; a rollback keeps the rollback target and marks `from_side` failed_live.
         `quarantine` (a reason): `from_side` is marked quarantined in this same
         transaction. With `expected_generation` (what the gate read), a target that changed
@@ -134,7 +135,7 @@ class FlipRows(SideRows):
                 raise changed(service, to_side, expected_generation, generation, target.state,
                               target.state_reason, during="the flip (since its gate)")
             changes = {"live_side": to_side, "flip_problem": problem, "pending_flip": None,
-                       "rollback_kept": None,
+                       "rollback_kept": None, "exposed_side": None, "exposure_percent": 0,
                        "rollback_to": old.rollback_to if rollback else from_side}
             event: Event | None = None
             if from_side != to_side:

@@ -68,6 +68,8 @@ def service_from_row(row: Any) -> ServiceState:
         flip_problem=row["flip_problem"],
         pending_flip=PendingFlip.from_json(json.loads(pending)) if pending else None,
         rollback_kept=row["rollback_kept"],
+        exposed_side=row["exposed_side"],
+        exposure_percent=int(row["exposure_percent"] or 0),
     )
 
 
@@ -162,6 +164,8 @@ def service_dump(svc: ServiceState | None) -> dict[str, Any]:
         "flip_problem": svc.flip_problem,
         "pending_flip": svc.pending_flip.id if svc.pending_flip else None,
         "rollback_kept": svc.rollback_kept,
+        "exposed_side": svc.exposed_side,
+        "exposure_percent": svc.exposure_percent,
     }
 
 

@@ -38,12 +38,19 @@ SEALED: dict[str, tuple[str, ...]] = {
 }
 """The sealed tables and their primary keys."""
 _NOT_COVERED = frozenset({"mac", "insert_order"})
-_SHOWN = {"services": ("live_side", "rollback_to", "pending_flip", "flip_problem"),
+_COVERED_WHEN_SET: dict[str, object] = {"exposed_side": None, "exposure_percent": 0}
+"""Columns added after the seals (services' exposure, schema 8 / 5): covered when they
+differ from their default, so that the seals written before them still verify (a column at
+its default says what its absence said: no exposure), and any change of them is caught."""
+_SHOWN = {"services": ("live_side", "rollback_to", "pending_flip", "flip_problem",
+                      "exposed_side", "exposure_percent"),
           "sides": ("state", "patch_level", "generation"), "runs": ("status",)}
 
 
 def row_mac(secret: bytes, table: str, row: Any) -> str:
-    content = {name: row[name] for name in row.keys() if name not in _NOT_COVERED}  # noqa: SIM118
+    content = {name: row[name] for name in row.keys()  # noqa: SIM118
+               if name not in _NOT_COVERED
+               and not (name in _COVERED_WHEN_SET and row[name] == _COVERED_WHEN_SET[name])}
     body = canonical_json({"table": table, "row": content}).encode("ascii")
     return hmac.new(secret, body, hashlib.sha256).hexdigest()
 

@@ -214,7 +214,8 @@ class SideRows(Fencing):
             return self._change_service(
                 conn, service, now,
                 {"live_side": live_side, "rollback_to": None, "flip_problem": None,
-                 "pending_flip": None, "rollback_kept": None},
+                 "pending_flip": None, "rollback_kept": None, "exposed_side": None,
+                 "exposure_percent": 0},
                 audit, extra={"sides": states},
             )
 

@@ -17,7 +17,7 @@ from orchestrator.state.sql.chain import AuditChain
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "services": ("service", "live_side", "updated_at", "rollback_to", "flip_problem",
-                 "pending_flip", "rollback_kept", "mac"),
+                 "pending_flip", "rollback_kept", "exposed_side", "exposure_percent", "mac"),
     "sides": ("service", "side", "patch_level", "patched_at", "verified_at", "verification_ok",
               "verified_patch_level", "verification_summary", "state", "state_since",
               "state_reason", "generation", "hosts", "mac"),

@@ -10,6 +10,7 @@ from pathlib import Path
 from orchestrator.errors import StateError
 from orchestrator.state.audit import GENESIS_HASH, format_ts
 from orchestrator.state.models import SIDE_STATES
+from orchestrator.state.sql.exposures import EXPOSURE
 from orchestrator.state.sql.fence import EPOCHS
 from orchestrator.state.sql.seals import seal_at_migration
 from orchestrator.state.sql.workqueue import WORK_QUEUE
@@ -101,6 +102,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN mac TEXT",
     ),
     WORK_QUEUE,  # version 7: the work queue of workers (filled only on PostgreSQL)
+    EXPOSURE,  # version 8: progressive exposure (services.exposed_side, exposure_percent)
 )
 SEALED_FROM = 6
 """The first version with row seals."""

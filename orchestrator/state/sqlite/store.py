@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.state.sql.flips import FlipRows
+from orchestrator.state.sql.exposures import ExposureRows
 from orchestrator.state.sql.runs import RunRows
 from orchestrator.state.sql.transfer import TableTransfer
 from orchestrator.state.sqlite import schema
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from orchestrator.state.base import StateStore
 
 
-class SQLiteStateStore(FlipRows, RunRows, SQLiteLocks, TableTransfer):
+class SQLiteStateStore(ExposureRows, RunRows, SQLiteLocks, TableTransfer):
     """`StateStore` backed by one SQLite file. Use as a context manager or call `close()`."""
 
     INSERT_ORDER = "rowid"

@@ -84,6 +84,7 @@ WRITES = {
     ("UPDATE sides SET generation = generation + 5 WHERE side = 'green'", "sides web/green"),
     ("UPDATE services SET mac = NULL", "services web: it carries no MAC"),
     ("UPDATE runs SET status = 'running' WHERE run_id = 'run-1'", "runs run-1"),
+    ("UPDATE services SET exposed_side = 'green', exposure_percent = 50", "services web"),
 ])
 def test_every_gating_row_is_sealed(store: StateStore, opener: Opener, statement: str,
                                     named: str) -> None:
@@ -151,3 +152,21 @@ def test_rows_without_a_key_are_sealed_when_the_key_is_made(tmp_path: Path) -> N
         sqlite3.connect(path, isolation_level=None).execute("UPDATE services SET mac = NULL")
         with pytest.raises(RowForged, match="carries no MAC"):
             keyed.get_service("web")
+
+
+class _Row(dict[str, object]):
+    """What sqlite3.Row and psycopg's dict rows offer `row_mac`: keys() and [name]."""
+
+
+def test_seals_written_before_the_exposure_columns_still_verify() -> None:
+    """Schema 7 (PostgreSQL 4) adds the exposure columns: at their defaults they leave a
+    row's MAC as it was, so the migration needs no re-sealing; set, they are covered."""
+    from orchestrator.state.sql.seals import row_mac
+
+    old = _Row(service="web", live_side="blue", updated_at="t", rollback_to=None,
+               flip_problem=None, pending_flip=None, rollback_kept=None, mac="x")
+    new = _Row(old, exposed_side=None, exposure_percent=0)
+    assert row_mac(b"k", "services", old) == row_mac(b"k", "services", new)
+    for changed in ({"exposed_side": "green"}, {"exposure_percent": 5},
+                    {"exposed_side": "green", "exposure_percent": 0}):
+        assert row_mac(b"k", "services", _Row(new, **changed)) != row_mac(b"k", "services", new)
