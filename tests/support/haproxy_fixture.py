@@ -128,7 +128,7 @@ defaults
 frontend fe_web
     bind 127.0.0.1:{port}
     http-response set-header {header} %b
-    use_backend %[str({service}),map({map},{service}_blue)]
+{routing}
 
 backend {service}_blue
     option httpchk GET /health
@@ -141,7 +141,8 @@ backend {service}_green
 
 
 class HAProxyLab:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, exposure: bool = False) -> None:
+        self.exposure = exposure
         self.dir = directory
         self.port = free_port()
         self.backends: dict[Side, Backend] = {side: Backend(side) for side in SIDES}
@@ -156,13 +157,22 @@ class HAProxyLab:
 
     # -- files and process --------------------------------------------------------------
     def write_files(self) -> None:
+        from orchestrator.routers.haproxy.exposure import config_lines
+
+        routing = [f"use_backend %[str({SERVICE}),map({self.map_file},{SERVICE}_blue)]"]
+        if self.exposure:  # the exposure maps (progressive steps, preview) in front of it
+            settings = self.settings()
+            routing = config_lines(SERVICE, f"{SERVICE}_blue", str(self.map_file),
+                                   settings.percent_map(), settings.exposed_map())
+            for path in (settings.percent_map(), settings.exposed_map()):
+                Path(path).write_text("")
         self.cfg.write_text(
             CONFIG.format(
                 dir=self.dir,
                 port=self.port,
                 header=HEADER,
                 service=SERVICE,
-                map=self.map_file,
+                routing="\n".join(f"    {line}" for line in routing),
                 blue_port=self.backends["blue"].port,
                 green_port=self.backends["green"].port,
             )
@@ -285,8 +295,10 @@ class HAProxyLab:
 
 
 @contextmanager
-def running_haproxy(directory: Path, wait_healthy: bool = True) -> Iterator[HAProxyLab]:
-    lab = HAProxyLab(directory)
+def running_haproxy(directory: Path, wait_healthy: bool = True, *,
+                    exposure: bool = False) -> Iterator[HAProxyLab]:
+    """`exposure`: the frontend also has the exposure maps' lines (progressive steps)."""
+    lab = HAProxyLab(directory, exposure)
     try:
         for backend in lab.backends.values():
             backend.start()

@@ -36,6 +36,7 @@ from orchestrator.errors import FlipIncomplete, RouterError
 from orchestrator.routers.base import (
     Check,
     DrainResult,
+    Exposure,
     FlipResult,
     ServerHealth,
     SideHealth,
@@ -103,8 +104,11 @@ class HAProxyRouter:
     """`Router` for HAProxy 2.x. One instance per thread (transports are not shared-safe)."""
 
     def __init__(self, settings: HAProxySettings, transport: Transport | None = None) -> None:
-        if not _PATH.match(settings.map_file):
-            raise RouterError(f"map_file {settings.map_file!r} must be a path without spaces")
+        for name, path in (("map_file", settings.map_file),
+                           ("percent_map_file", settings.percent_map()),
+                           ("exposed_map_file", settings.exposed_map())):
+            if not _PATH.match(path):
+                raise RouterError(f"{name} {path!r} must be a path without spaces")
         self.settings = settings
         self.transport = transport if transport is not None else make_transport(settings)
 
@@ -295,6 +299,18 @@ class HAProxyRouter:
 
     def close(self) -> None:
         self.transport.close()
+
+    def expose(self, service: str, side: Side | None, percent: int) -> FlipResult:
+        """`routers.base.Exposing`: see `haproxy.exposure`."""
+        from orchestrator.routers.haproxy import exposure
+
+        return exposure.apply(self, service, side, percent)
+
+    def exposure(self, service: str) -> Exposure | None:
+        """`routers.base.Exposing`: see `haproxy.exposure`."""
+        from orchestrator.routers.haproxy import exposure
+
+        return exposure.read(self, service)
 
     def readiness(self, services: Sequence[str]) -> list[Check]:
         """`routers.base.SelfChecking`: see `haproxy.readiness`."""

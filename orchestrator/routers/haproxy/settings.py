@@ -64,6 +64,11 @@ class HAProxySettings:
     drain_seconds: float = 10.0
     timeout: float = 2.0
     ssh: SSHTarget | None = None
+    percent_map_file: str | None = None
+    """The map of exposure percents (progressive steps); default: `map_file` with
+    `.percent` before its suffix (see `routers.haproxy.exposure`)."""
+    exposed_map_file: str | None = None
+    """The map of exposed backends; default: `map_file` with `.exposed`."""
 
     def __post_init__(self) -> None:
         check_text(self, "socket")
@@ -74,6 +79,9 @@ class HAProxySettings:
                                ".sock), unix:///PATH or tcp://HOST:PORT")
         check_text(self, "map_file")
         check_text(self, "server_state_file")
+        for name in ("percent_map_file", "exposed_map_file"):
+            if getattr(self, name) is not None:
+                check_text(self, name)
         check_number(self, "drain_seconds", low=0, high=3600)
         check_number(self, "timeout", low=0, high=60, low_open=True)
 
@@ -82,6 +90,12 @@ class HAProxySettings:
         """Rebuild from `dataclasses.asdict` output (the config snapshot)."""
         ssh = data.get("ssh")
         return cls(**{**data, "ssh": SSHTarget(**ssh) if ssh is not None else None})
+
+    def percent_map(self) -> str:
+        return self.percent_map_file or _beside(self.map_file, "percent")
+
+    def exposed_map(self) -> str:
+        return self.exposed_map_file or _beside(self.map_file, "exposed")
 
     def backend_name(self, service: str, side: Side) -> str:
         return self.backend_template.format(service=service, side=side)
@@ -102,6 +116,14 @@ class HAProxySettings:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _beside(map_file: str, what: str) -> str:
+    """/etc/haproxy/bluegreen.map -> /etc/haproxy/bluegreen.WHAT.map"""
+    head, dot, tail = map_file.rpartition(".")
+    if dot and "/" not in tail:
+        return f"{head}.{what}.{tail}"
+    return f"{map_file}.{what}"
 
 
 if TYPE_CHECKING:  # mypy proves the settings keep the contract
