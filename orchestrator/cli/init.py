@@ -47,6 +47,8 @@ def init(inventory: Path, haproxy_cfg: Path | None, services: tuple[str, ...],
       bluegreen.yml            validated; services from your NAME_blue/NAME_green groups
       haproxy.cfg.bluegreen    your haproxy.cfg plus the lines bluegreen needs (# bluegreen)
       bluegreen.map            the initial map: each service on the side that routes today
+      bluegreen.percent.map    the exposure maps (empty: progressive steps and preview
+      bluegreen.exposed.map    set them at runtime)
     and prints the diff between your haproxy.cfg and the adapted one. Then: install the map
     at its path, review and install the adapted config, reload HAProxy, `bluegreen doctor`.
     Exit 0 written, 2 bad input (nothing written).
@@ -76,6 +78,11 @@ def init(inventory: Path, haproxy_cfg: Path | None, services: tuple[str, ...],
     if result.map_file:
         click.echo(f"  install -m 644 {output.parent / 'bluegreen.map'} {result.map_file}"
                    "   # before the reload: HAProxy reads it at start")
+        from orchestrator.routers.haproxy.settings import beside_map
+
+        for what in ("percent", "exposed"):
+            click.echo(f"  install -m 644 {output.parent / f'bluegreen.{what}.map'} "
+                       f"{beside_map(result.map_file, what)}")
     if result.adapted_config:
         click.echo(f"  haproxy -c -f {result.adapted_config}   # then install it and reload "
                    "HAProxy")

@@ -10,10 +10,18 @@ from pathlib import Path
 from orchestrator.lab.hosts import HostSpec
 from orchestrator.lab.paths import LabPaths
 from orchestrator.lab.proc import run
+from orchestrator.routers.haproxy.exposure import config_lines
 
 
 def frontend_port(paths: LabPaths, index: int) -> int:
     return paths.frontend_base_port + index
+
+
+def exposure_maps(paths: LabPaths) -> tuple[str, str]:
+    """The percent map and the exposed-backend map (the router's defaults beside the map)."""
+    from orchestrator.routers.haproxy.settings import beside_map
+
+    return beside_map(str(paths.map_file), "percent"), beside_map(str(paths.map_file), "exposed")
 
 
 def render_config(paths: LabPaths, services: Sequence[str], hosts: Sequence[HostSpec]) -> str:
@@ -44,7 +52,9 @@ def render_config(paths: LabPaths, services: Sequence[str], hosts: Sequence[Host
             f"frontend fe_{service}",
             f"    bind 127.0.0.1:{frontend_port(paths, i)}",
             "    http-response set-header X-Bluegreen-Backend %b",
-            f"    use_backend %[str({service}),map({paths.map_file},{service}_blue)]",
+            # progressive exposure and preview (routers/haproxy/exposure.py), then the live map
+            *(f"    {line}" for line in config_lines(
+                service, f"{service}_blue", str(paths.map_file), *exposure_maps(paths))),
             "",
         ]
         for side in ("blue", "green"):
@@ -68,6 +78,9 @@ def write_files(paths: LabPaths, services: Sequence[str], hosts: Sequence[HostSp
     paths.haproxy.mkdir(parents=True, exist_ok=True)
     (paths.haproxy / "haproxy.cfg").write_text(render_config(paths, services, hosts))
     paths.map_file.write_text("".join(f"{s} {s}_blue\n" for s in services))
+    for path in exposure_maps(paths):  # no exposure
+        Path(path).write_text("")
+        Path(path).chmod(0o644)
     paths.server_state_file.write_text("")
 
 

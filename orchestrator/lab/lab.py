@@ -433,8 +433,13 @@ class Lab:
                             else state.shape.services):
                 haproxy_command(self.paths.haproxy_socket,
                                 f"set map {self.paths.map_file} {service} {service}_blue")
+                for exposure_map in balancer.exposure_maps(self.paths):  # no exposure
+                    haproxy_command(self.paths.haproxy_socket,
+                                    f"del map {exposure_map} {service}")
             self.paths.map_file.write_text(
                 "".join(f"{s} {s}_blue\n" for s in state.shape.services))
+            for exposure_map in balancer.exposure_maps(self.paths):
+                Path(exposure_map).write_text("")
         self._wait_haproxy(state.shape)
         self._forget_reimaged(targets, reset_all=names is None)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from orchestrator.errors import BadInput
 from orchestrator.inventory import inventory_groups
+from orchestrator.routers.haproxy.settings import beside_map
 
 MAX_LB_CONFIG_BYTES = 4 * 1024 * 1024
 SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -77,9 +78,12 @@ def run_init(request: InitRequest) -> InitResult:
     load balancer config, or a config that would not validate."""
     directory = request.output.parent
     outputs = [request.output]
+    map_name = "bluegreen.map"
     if request.haproxy_cfg is not None:
         outputs += [directory / f"{request.haproxy_cfg.name}.bluegreen",
-                    directory / "bluegreen.map"]
+                    directory / "bluegreen.map",
+                    *(directory / Path(beside_map(map_name, what)).name
+                      for what in ("percent", "exposed"))]
     for path in outputs:
         if path.exists() or path.is_symlink():
             raise BadInput(f"{path}: exists already; init never writes over a file",
@@ -120,6 +124,7 @@ def run_init(request: InitRequest) -> InitResult:
                               frontend=route.frontend)
     files[outputs[1]] = adapted.text
     files[outputs[2]] = "\n".join(adapted.map_lines) + "\n"
+    files[outputs[3]] = files[outputs[4]] = ""  # the exposure maps: no exposure
     diff, notes = adapted.diff, list(adapted.notes)
     notes.append("each service patches `security_updates: true`; add health checks "
                  "(`health:`) and `fixed_versions:` before the first rollout")

@@ -10,7 +10,9 @@ gains (each line marked `# bluegreen` so a diff shows it):
 - each backend of a service: `load-server-state-from-file global` (unless a defaults
   section already says it), so a reload keeps the servers' states;
 - the frontend of each service: `use_backend %[str(SERVICE),map(MAP,SERVICE_LIVE)]` (the
-  map's default is today's live backend, so nothing changes until a flip) and the confirm
+  map's default is today's live backend, so nothing changes until a flip), before it the
+  lines of progressive exposure and preview (`haproxy.exposure`: two more maps, empty: no
+  exposure until a bake step sets one), and the confirm
   header `http-response set-header X-Bluegreen-Backend %b` (required: a flip is confirmed
   by a request through the frontend).
 
@@ -23,6 +25,9 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+
+from orchestrator.routers.haproxy.exposure import config_lines
+from orchestrator.routers.haproxy.settings import beside_map
 
 SECTIONS = frozenset({"global", "defaults", "frontend", "backend", "listen", "resolvers",
                       "peers", "userlist", "mailers", "program", "http-errors", "ring",
@@ -64,6 +69,8 @@ class Adapted:
     routes: dict[str, ServiceRoute]
     map_lines: list[str]
     notes: list[str]
+    exposure_maps: tuple[str, str] = ("", "")
+    """The percent map and the exposed-backend map the frontends read (created empty)."""
 
 
 def _split(text: str) -> tuple[list[str], list[Section]]:
@@ -126,6 +133,7 @@ def adapt_config(
     """Adapt `text` for `services` (service -> (blue backend, green backend)). ValueError
     naming the service and the fix when a service's backends or frontend are not there."""
     lines, sections = _split(text)
+    exposure = (beside_map(map_file, "percent"), beside_map(map_file, "exposed"))
     by_kind: dict[str, list[Section]] = {}
     for section in sections:
         by_kind.setdefault(section.kind, []).append(section)
@@ -197,9 +205,15 @@ def adapt_config(
                 f"{source_name}: no frontend routes to {blue} or {green} (`default_backend` or "
                 f"`use_backend`): bluegreen flips the frontend that serves {service!r}")
         frontend, live_backend, at = route
-        if not any(map_file in lines[i] for i in _find(lines, frontend, "use_backend")):
-            add_after(at - 1 if at > frontend.start else frontend.start, frontend,
-                      f"use_backend %[str({service}),map({map_file},{live_backend})]")
+        routing = config_lines(service, live_backend, map_file, *exposure)
+        uses = [i for i in _find(lines, frontend, "use_backend") if map_file in lines[i]]
+        where = (uses[0] if uses else at) - 1
+        where = where if where >= frontend.start else frontend.start
+        if not any(exposure[0] in lines[i] for i in frontend.lines):
+            for line in routing[:-1]:  # progressive exposure and preview, before the map
+                add_after(where, frontend, line)
+        if not uses:
+            add_after(where, frontend, routing[-1])
         if not any(CONFIRM_HEADER.lower() in lines[i].lower() for i in frontend.lines):
             add_after(last_line(frontend), frontend,
                       f"http-response set-header {CONFIRM_HEADER} %b")
@@ -221,6 +235,7 @@ def adapt_config(
         text=adapted, diff=diff, socket=socket_path, map_file=map_file,
         server_state_file=state_file, routes=routes,
         map_lines=[f"{r.service} {r.live_backend}" for r in routes.values()], notes=notes,
+        exposure_maps=exposure,
     )
 
 

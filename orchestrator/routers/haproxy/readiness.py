@@ -10,7 +10,10 @@ rollout's precheck):
   `load-server-state-from-file` (read from the running process's `-f` files when they can
   be read, else unknown);
 - the directories of the map file and the server-state file are writable (a flip writes
-  a temporary file beside each and renames it).
+  a temporary file beside each and renames it);
+- the exposure maps (progressive steps, preview; `haproxy.exposure`) are loaded: without
+  them a service without steps works as before (the check is unknown, not failed), and
+  `exposure_maps(..., required=True)` fails for a service whose bake has steps.
 
 Every check is a `routers.base.Check`; none raises.
 """
@@ -36,7 +39,8 @@ def readiness(router: HAProxyRouter, services: Sequence[str]) -> list[Check]:
     level = socket_level(router)
     if level.ok is False and level.name == "router socket":
         return [level]  # nothing else can be asked
-    return [level, map_loaded(router), state_file(router), files_writable(router)]
+    return [level, map_loaded(router), state_file(router), files_writable(router),
+            exposure_maps(router, services, required=False)]
 
 
 def _socket_path(router: HAProxyRouter) -> str:
@@ -191,3 +195,31 @@ def files_writable(router: HAProxyRouter) -> Check:
                      "write those directories, or move the files (router.map_file, "
                      "router.server_state_file and haproxy.cfg together)")
     return Check(name, True, f"{' and '.join(paths)} can be written")
+
+
+def exposure_maps(router: HAProxyRouter, services: Sequence[str], *,
+                  required: bool) -> Check:
+    """Are the percent and exposed-backend maps loaded? `required`: some service's bake
+    has progressive steps (then missing maps fail; otherwise they are unknown)."""
+    from orchestrator.routers.haproxy.exposure import config_lines
+
+    settings = router.settings
+    wanted = [settings.percent_map(), settings.exposed_map()]
+    name = "router exposure maps"
+    try:
+        maps = loaded_maps(router)
+    except RouterError as exc:
+        return Check(name, None, f"`show map` failed: {exc.message}",
+                     exc.hint or "check the socket (see `router socket`)")
+    missing = [m for m in wanted if m not in maps]
+    if not missing:
+        return Check(name, True, f"HAProxy has the exposure maps {' and '.join(wanted)} "
+                     "(progressive steps and preview)")
+    service = services[0] if services else "SERVICE"
+    lines = "; ".join(config_lines(service, f"{service}_blue", settings.map_file, *wanted))
+    return Check(
+        name, False if required else None,
+        f"HAProxy has no map {' and no '.join(missing)}: progressive steps and preview "
+        f"{'are configured but ' if required else ''}cannot work (flips work as before)",
+        f"create the map files (empty) and put these lines in the frontend of {service} "
+        f"(before its use_backend), then reload HAProxy: {lines}")

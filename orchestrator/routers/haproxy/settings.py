@@ -92,10 +92,10 @@ class HAProxySettings:
         return cls(**{**data, "ssh": SSHTarget(**ssh) if ssh is not None else None})
 
     def percent_map(self) -> str:
-        return self.percent_map_file or _beside(self.map_file, "percent")
+        return self.percent_map_file or beside_map(self.map_file, "percent")
 
     def exposed_map(self) -> str:
-        return self.exposed_map_file or _beside(self.map_file, "exposed")
+        return self.exposed_map_file or beside_map(self.map_file, "exposed")
 
     def backend_name(self, service: str, side: Side) -> str:
         return self.backend_template.format(service=service, side=side)
@@ -118,7 +118,7 @@ class HAProxySettings:
         return asdict(self)
 
 
-def _beside(map_file: str, what: str) -> str:
+def beside_map(map_file: str, what: str) -> str:
     """/etc/haproxy/bluegreen.map -> /etc/haproxy/bluegreen.WHAT.map"""
     head, dot, tail = map_file.rpartition(".")
     if dot and "/" not in tail:

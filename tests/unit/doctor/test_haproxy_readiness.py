@@ -7,7 +7,7 @@ from pathlib import Path
 
 from orchestrator.errors import RouterError
 from orchestrator.routers.base import Check
-from orchestrator.routers.haproxy.readiness import files_writable, readiness
+from orchestrator.routers.haproxy.readiness import exposure_maps, files_writable, readiness
 from orchestrator.routers.haproxy.router import HAProxyRouter
 from orchestrator.routers.haproxy.settings import HAProxySettings
 
@@ -72,7 +72,7 @@ def by_name(transport: ScriptedTransport, **settings: str) -> dict[str, Check]:
 
 def test_a_good_setup_passes_and_files_of_an_unknown_transport_are_unknown() -> None:
     checks = by_name(ScriptedTransport())
-    assert [c.ok for c in checks.values()] == [True, True, True, None]
+    assert [c.ok for c in checks.values()] == [True, True, True, None, None]
     assert "/etc/haproxy/haproxy.cfg loads /var/lib/haproxy/server-state" in \
         checks["router server state"].detail
 
@@ -129,3 +129,17 @@ def test_files_a_flip_writes_must_be_in_writable_directories(tmp_path: Path) -> 
     assert check.failed and f"no directory {tmp_path / 'nowhere'}" in check.detail
     (tmp_path / "nowhere").mkdir()
     assert files_writable(HAProxyRouter(settings, local)).ok is True
+
+
+def test_exposure_maps_are_unknown_without_steps_and_fail_with_them() -> None:
+    """A config without the exposure maps keeps working (unknown, with the lines to add);
+    a bake with progressive steps needs them (failed)."""
+    bare = router(ScriptedTransport())
+    check = exposure_maps(bare, ["web"], required=False)
+    assert check.ok is None and "/etc/haproxy/bluegreen.percent.map" in check.detail
+    assert "map_str_int(/etc/haproxy/bluegreen.percent.map,0)" in check.fix
+    assert "X-Bluegreen-Preview" in check.fix and "use_backend" in check.fix
+    assert exposure_maps(bare, ["web"], required=True).failed
+    full = router(ScriptedTransport(maps=(MAP, "/etc/haproxy/bluegreen.percent.map",
+                                          "/etc/haproxy/bluegreen.exposed.map")))
+    assert exposure_maps(full, ["web"], required=True).ok is True

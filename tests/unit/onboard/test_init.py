@@ -82,7 +82,9 @@ def test_init_writes_a_valid_config_an_adapted_haproxy_cfg_and_the_map(fleet: Pa
     result = run_init(request(fleet))
     out = fleet / "out"
     assert sorted(p.name for p in out.iterdir()) == [
-        "bluegreen.map", "bluegreen.yml", "haproxy.cfg.bluegreen"]
+        "bluegreen.exposed.map", "bluegreen.map", "bluegreen.percent.map", "bluegreen.yml",
+        "haproxy.cfg.bluegreen"]
+    assert (out / "bluegreen.percent.map").read_text() == ""
     loaded = load_config(out / "bluegreen.yml")
     assert list(loaded.model.services) == ["shop"]
     shop = loaded.model.services["shop"]
@@ -99,6 +101,10 @@ def test_init_writes_a_valid_config_an_adapted_haproxy_cfg_and_the_map(fleet: Pa
     assert "level admin  # bluegreen" in adapted and "level operator" not in adapted
     use = f"use_backend %[str(shop),map({fleet}/etc/bluegreen.map,shop_green)]"
     assert use in adapted
+    # progressive exposure and preview: read before the live map
+    percent = f"map_str_int({fleet}/etc/bluegreen.percent.map,0)"
+    assert adapted.index(percent) < adapted.index(use)
+    assert "{ req.hdr(X-Bluegreen-Preview) -m str 1 }" in adapted
     assert "http-response set-header X-Bluegreen-Backend %b" in adapted
     assert adapted.count("load-server-state-from-file global") == 2
     assert "server-state-file /var/lib/haproxy/server-state" in adapted
@@ -114,7 +120,8 @@ def test_the_adapted_config_passes_haproxy_check(fleet: Path) -> None:
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     run_init(request(fleet))
     (fleet / "etc").mkdir()
-    shutil.copy(fleet / "out" / "bluegreen.map", fleet / "etc" / "bluegreen.map")
+    for name in ("bluegreen.map", "bluegreen.percent.map", "bluegreen.exposed.map"):
+        shutil.copy(fleet / "out" / name, fleet / "etc" / name)
     check = subprocess.run([haproxy, "-c", "-f", str(fleet / "out" / "haproxy.cfg.bluegreen")],
                            capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
