@@ -78,11 +78,8 @@ def init(inventory: Path, haproxy_cfg: Path | None, services: tuple[str, ...],
     if result.map_file:
         click.echo(f"  install -m 644 {output.parent / 'bluegreen.map'} {result.map_file}"
                    "   # before the reload: HAProxy reads it at start")
-        from orchestrator.routers.haproxy.settings import beside_map
-
-        for what in ("percent", "exposed"):
-            click.echo(f"  install -m 644 {output.parent / f'bluegreen.{what}.map'} "
-                       f"{beside_map(result.map_file, what)}")
+        for what, target in zip(("percent", "exposed"), result.exposure_maps, strict=False):
+            click.echo(f"  install -m 644 {output.parent / f'bluegreen.{what}.map'} {target}")
     if result.adapted_config:
         click.echo(f"  haproxy -c -f {result.adapted_config}   # then install it and reload "
                    "HAProxy")

@@ -10,7 +10,7 @@ from pathlib import Path
 from orchestrator.lab.hosts import HostSpec
 from orchestrator.lab.paths import LabPaths
 from orchestrator.lab.proc import run
-from orchestrator.routers.haproxy.exposure import config_lines
+from orchestrator.routers.registry import routing_lines
 
 
 def frontend_port(paths: LabPaths, index: int) -> int:
@@ -18,10 +18,9 @@ def frontend_port(paths: LabPaths, index: int) -> int:
 
 
 def exposure_maps(paths: LabPaths) -> tuple[str, str]:
-    """The percent map and the exposed-backend map (the router's defaults beside the map)."""
-    from orchestrator.routers.haproxy.settings import beside_map
-
-    return beside_map(str(paths.map_file), "percent"), beside_map(str(paths.map_file), "exposed")
+    """The percent map and the exposed-backend map (router.percent_map_file and
+    router.exposed_map_file in the lab's bluegreen.yml)."""
+    return str(paths.percent_map_file), str(paths.exposed_map_file)
 
 
 def render_config(paths: LabPaths, services: Sequence[str], hosts: Sequence[HostSpec]) -> str:
@@ -53,7 +52,7 @@ def render_config(paths: LabPaths, services: Sequence[str], hosts: Sequence[Host
             f"    bind 127.0.0.1:{frontend_port(paths, i)}",
             "    http-response set-header X-Bluegreen-Backend %b",
             # progressive exposure and preview (routers/haproxy/exposure.py), then the live map
-            *(f"    {line}" for line in config_lines(
+            *(f"    {line}" for line in routing_lines("haproxy")(
                 service, f"{service}_blue", str(paths.map_file), *exposure_maps(paths))),
             "",
         ]

@@ -80,6 +80,8 @@ def _router(paths: LabPaths, services: Sequence[str], kind: str) -> dict[str, ob
         "kind": "haproxy",
         "socket": f"unix://{paths.haproxy_socket}",
         "map_file": str(paths.map_file),
+        "percent_map_file": str(paths.percent_map_file),
+        "exposed_map_file": str(paths.exposed_map_file),
         "server_state_file": str(paths.server_state_file),
         "frontends": frontends,
         "drain_seconds": 5,

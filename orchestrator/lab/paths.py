@@ -131,6 +131,14 @@ class LabPaths:
         return self.haproxy / "bluegreen.map"
 
     @property
+    def percent_map_file(self) -> Path:
+        return self.haproxy / "bluegreen.percent.map"
+
+    @property
+    def exposed_map_file(self) -> Path:
+        return self.haproxy / "bluegreen.exposed.map"
+
+    @property
     def server_state_file(self) -> Path:
         return self.haproxy / "server-state"
 

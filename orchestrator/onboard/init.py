@@ -18,7 +18,6 @@ from typing import Any
 
 from orchestrator.errors import BadInput
 from orchestrator.inventory import inventory_groups
-from orchestrator.routers.haproxy.settings import beside_map
 
 MAX_LB_CONFIG_BYTES = 4 * 1024 * 1024
 SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -47,11 +46,13 @@ class InitResult:
     notes: list[str]
     map_file: str | None
     adapted_config: Path | None
+    exposure_maps: tuple[str, ...] = ()
+    """Where HAProxy reads the exposure maps (install the empty ones written there)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"config": str(self.config), "written": [str(p) for p in self.written],
                 "services": self.services, "diff": self.diff, "notes": self.notes,
-                "map_file": self.map_file,
+                "map_file": self.map_file, "exposure_maps": list(self.exposure_maps),
                 "adapted_config": str(self.adapted_config) if self.adapted_config else None}
 
 
@@ -78,12 +79,10 @@ def run_init(request: InitRequest) -> InitResult:
     load balancer config, or a config that would not validate."""
     directory = request.output.parent
     outputs = [request.output]
-    map_name = "bluegreen.map"
     if request.haproxy_cfg is not None:
         outputs += [directory / f"{request.haproxy_cfg.name}.bluegreen",
                     directory / "bluegreen.map",
-                    *(directory / Path(beside_map(map_name, what)).name
-                      for what in ("percent", "exposed"))]
+                    directory / "bluegreen.percent.map", directory / "bluegreen.exposed.map"]
     for path in outputs:
         if path.exists() or path.is_symlink():
             raise BadInput(f"{path}: exists already; init never writes over a file",
@@ -133,6 +132,7 @@ def run_init(request: InitRequest) -> InitResult:
         _write_new(path, text)
     return InitResult(config=request.output, written=list(files), services=services,
                       diff=diff, notes=notes, map_file=map_file,
+                      exposure_maps=adapted.exposure_maps,
                       adapted_config=outputs[1] if len(outputs) > 1 else None)
 
 

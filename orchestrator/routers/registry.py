@@ -36,6 +36,21 @@ ADAPTERS: dict[str, str] = {
 """`bluegreen init`: kind -> the function that adapts that load balancer's existing config."""
 
 
+ROUTING_LINES: dict[str, str] = {
+    "haproxy": "orchestrator.routers.haproxy.exposure:config_lines",
+}
+"""kind -> the function that writes a service's routing lines (the lab's haproxy.cfg):
+(service, live backend, map file, percent map, exposed map) -> lines."""
+
+
+def routing_lines(kind: str) -> Any:
+    """The routing-lines writer of `kind` (RouterError when that driver has none)."""
+    if kind not in ROUTING_LINES:
+        raise RouterError(f"no routing lines for a {kind} router")
+    module_name, _, name = ROUTING_LINES[kind].partition(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
 def config_adapter(kind: str) -> Any:
     """The config adapter of `kind` (RouterError when that driver has none)."""
     if kind not in ADAPTERS:
