@@ -145,6 +145,17 @@ def status(
                        f"{since}{traffic}")
             if info["reason"] and info["state"] not in ("untouched", "verified"):
                 click.echo(f"         {one_line(info['reason'])}")
+        if r.exposure:
+            e = r.exposure
+            share = ("preview only (requests with X-Bluegreen-Preview: 1)" if e["preview"]
+                     else f"{e['percent']} % of new requests")
+            click.secho(f"  step: {share} -> {e['side']}, the rest -> {r.live}", fg="yellow")
+        if r.exposure != r.state_exposure:
+            rec = r.state_exposure
+            said = f"{rec['percent']} % on {rec['side']}" if rec else "no exposure"
+            why = f" ({one_line(r.exposure_error)})" if r.exposure_error else ""
+            click.secho(f"  EXPOSURE: the store recorded {said}{why}; the next traffic "
+                        "command reconciles it", fg="red")
         if r.flip_problem:
             click.secho(f"  FLIP PROBLEM: {one_line(r.flip_problem)}", fg="red")
         if r.pending_flip:

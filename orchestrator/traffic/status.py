@@ -1,6 +1,7 @@
 """What `status` shows and what `--adopt` does: the router's live side next to the store's
 view of the service and of each side (state, level, since, why; verification; what the
-load balancer counted), the rollback side, a flip problem or a pending flip."""
+load balancer counted), the rollback side, a flip problem or a pending flip, and the
+progressive exposure (the current step: side, percent, preview)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditEntryInput, SideState
 from orchestrator.traffic import gate
 from orchestrator.traffic.connect import TrafficConfig, open_router, open_store
+from orchestrator.traffic.exposed import read_exposure, stored_exposure
 from orchestrator.traffic.kernel import settle
 from orchestrator.traffic.reconcile import repersist_and_read, resolve_pending
 
@@ -38,6 +40,12 @@ class ServiceStatus:
     last_abandoned: dict[str, Any] | None = None
     """The newest run of the service that was `abandoned` (another run took its lock over
     after its holder was gone): run_id, when, why."""
+    exposure: dict[str, Any] | None = None
+    """The progressive exposure the router applies now ({side, percent, preview}; None:
+    all traffic on the live side); `state_exposure`: what the store recorded."""
+    state_exposure: dict[str, Any] | None = None
+    exposure_error: str | None = None
+    """Why the router's exposure could not be read (None: read)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +64,9 @@ class ServiceStatus:
             "run_in_flight": self.run_in_flight,
             "lock": self.lock,
             "last_abandoned": self.last_abandoned,
+            "exposure": self.exposure,
+            "state_exposure": self.state_exposure,
+            "exposure_error": self.exposure_error,
         }
 
 
@@ -97,6 +108,8 @@ def service_status(
     lock = store.get_lock(service)
     state_live = svc.live_side if svc else None
     pending = svc.pending_flip if svc else None
+    exposure, unreadable = read_exposure(router, service)
+    recorded = stored_exposure(svc)
     return ServiceStatus(
         service=service,
         live=live,
@@ -126,6 +139,9 @@ def service_status(
         last_abandoned=next(({"run_id": r.run_id, "at": r.finished_at.isoformat()
                               if r.finished_at else None, "result": r.result}
                              for r in reversed(store.list_runs(service, "abandoned"))), None),
+        exposure=exposure.as_dict() if exposure else None,
+        state_exposure=recorded.as_dict() if recorded else None,
+        exposure_error=unreadable,
     )
 
 

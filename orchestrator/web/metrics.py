@@ -48,6 +48,13 @@ def families(snap: Snapshot, now: datetime, stale_since: datetime | None = None
         "bluegreen_side_state", "1 for the side's current state (untouched, patching, "
         "patched, verified, verify_failed, failed_live, quarantined)",
         labels=["service", "side", "state"])
+    share = GaugeMetricFamily(
+        "bluegreen_traffic_percent", "Percent of new requests the load balancer sends to the "
+        "side (a progressive step: the standby's share; 100 on the live side otherwise)",
+        labels=["service", "side"])
+    preview = GaugeMetricFamily(
+        "bluegreen_preview", "1 when requests with the preview header go to the side "
+        "(an exposure of the standby, any percent)", labels=["service", "side"])
     router_ok = GaugeMetricFamily(
         "bluegreen_router_up", "1 when the load balancer answered for this service",
         labels=["service"])
@@ -83,6 +90,12 @@ def families(snap: Snapshot, now: datetime, stale_since: datetime | None = None
         for side in svc.sides:
             if svc.live is not None:
                 live.add_metric([svc.name, side.side], 1.0 if side.live else 0.0)
+                step = svc.step
+                exposed_here = step is not None and step["side"] == side.side
+                percent = float(step["percent"]) if step is not None else 0.0
+                share.add_metric([svc.name, side.side], percent if exposed_here else (
+                    100.0 - percent if side.live else 0.0))
+                preview.add_metric([svc.name, side.side], 1.0 if exposed_here else 0.0)
             state.add_metric([svc.name, side.side, side.state], 1.0)
         flipped = seconds_since(svc.last_flip_at, now)
         if flipped is not None:
@@ -111,7 +124,8 @@ def families(snap: Snapshot, now: datetime, stale_since: datetime | None = None
     stale = GaugeMetricFamily("bluegreen_snapshot_stale",
                               "1 while the state store could not be read")
     stale.add_metric([], 0.0 if stale_since is None else 1.0)
-    return [live, since, rollbacks, auto, failures, deviations, state, router_ok, campaign,
+    return [live, share, preview, since, rollbacks, auto, failures, deviations, state,
+            router_ok, campaign,
             audit, records, age, stale, cves, exposed, unread, measured, outdated]
 
 

@@ -20,6 +20,7 @@ from orchestrator.routers.base import Router
 from orchestrator.sides import SIDES, Side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditRecord, JournalEntry, Run
+from orchestrator.traffic.exposed import read_exposure
 from orchestrator.traffic.status import side_view
 
 FLIP_COMMANDS = frozenset({"flip", "flip --force", "rollback", "rollout.flip",
@@ -75,6 +76,10 @@ class ServiceView:
     exposure: dict[str, Any] | None = None
     """side -> its exposure (as `SideView.exposure`) for the measured sides; None: neither
     side was ever measured."""
+    step: dict[str, Any] | None = None
+    """The current progressive step at the router ({side, percent, preview}: that share of
+    new requests, or only preview requests, goes to the standby `side`); None: all traffic
+    on the live side (or the router could not be read)."""
 
     def as_json(self, now: datetime) -> dict[str, Any]:
         return {**_plain(self), "seconds_since_last_flip": seconds_since(self.last_flip_at, now)}
@@ -214,6 +219,7 @@ def _service(name: str, store: StateStore, router: Router,
     except BluegreenError as exc:
         router_error = exc.message
     svc = store.get_service(name)
+    step = read_exposure(router, name)[0] if router_error is None else None
     sides = []
     for side in SIDES:
         view = side_view(store.get_side(name, side))
@@ -254,6 +260,7 @@ def _service(name: str, store: StateStore, router: Router,
         verification_failures={side: failed_verifications.get(side, 0) for side in SIDES},
         deviations=sum(1 for r in mine if r.command == DEVIATION),
         exposure={s.side: s.exposure for s in sides if s.exposure is not None} or None,
+        step=step.as_dict() if step is not None else None,
     )
 
 

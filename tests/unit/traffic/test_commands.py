@@ -60,3 +60,25 @@ def test_status_marks_a_rollback_side_that_rollback_would_refuse(tmp_path: Path)
         assert refused.rollback_refused is not None
         assert refused.rollback_refused.startswith("it is patching (L2) since ")
         assert refused.as_dict()["rollback_eligible"] is False
+
+
+def test_status_shows_the_current_step_and_a_store_that_differs(tmp_path: Path) -> None:
+    from orchestrator.routers.base import Exposure
+    from orchestrator.testing import FakeRouter, temp_store
+    from orchestrator.traffic import ExposeRequest, expose_traffic
+    from orchestrator.traffic.status import service_status
+    from tests.support.kernel import verified
+
+    config = fake_config(tmp_path)
+    router = FakeRouter({"web": "blue"})
+    with temp_store(tmp_path) as store:
+        verified(store, "green")
+        expose_traffic(store, router, ExposeRequest(
+            service="web", side="green", percent=5, command="rollout.step", reason="t",
+            actor="alice"))
+        doc = service_status(config, store, router, "web").as_dict()
+        step = {"side": "green", "percent": 5, "preview": False}
+        assert doc["exposure"] == doc["state_exposure"] == step
+        router.exposed["web"] = Exposure("green", 0)  # a hand edit of the maps
+        doc = service_status(config, store, router, "web").as_dict()
+        assert doc["exposure"]["preview"] and doc["state_exposure"] == step

@@ -270,3 +270,26 @@ def test_listen_and_token_rules(tmp_path: Path) -> None:
     assert from_file is not None and from_file.value == TOKEN
     with pytest.raises(BadInput, match="cannot be read"):
         resolve_token(public, str(tmp_path / "missing"), {})
+
+
+def test_the_current_step_on_the_dashboard_the_api_and_metrics(world: World) -> None:
+    from orchestrator.routers.base import Exposure
+
+    def share(m: dict[tuple[str, tuple[tuple[str, str], ...]], float], side: str) -> float:
+        return m[("bluegreen_traffic_percent", (("service", "web"), ("side", side)))]
+
+    m = metrics(world.client())
+    assert (share(m, "blue"), share(m, "green")) == (100.0, 0.0)
+    assert _service(world.client(), "web")["step"] is None
+    world.router.exposed["web"] = Exposure("green", 25)
+    client = world.client()
+    m = metrics(client)
+    assert (share(m, "blue"), share(m, "green")) == (75.0, 25.0)
+    assert m[("bluegreen_preview", (("service", "web"), ("side", "green")))] == 1.0
+    assert _service(client, "web")["step"] == {"side": "green", "percent": 25,
+                                               "preview": False}
+    assert 'data-step-percent="25"' in client.get("/").text
+    world.router.exposed["web"] = Exposure("green", 0)
+    client = world.client()
+    assert share(metrics(client), "green") == 0.0
+    assert "preview &rarr; green" in client.get("/").text
