@@ -84,6 +84,9 @@ class Lab:
             found.append("the apt repository server is not running")
         if state.shape.router == "haproxy" and not alive(state.prometheus_pid):
             found.append("prometheus is not running")
+        if state.shape.router == "haproxy" and not Path(
+                balancer.exposure_maps(self.paths)[0]).exists():
+            found.append("its haproxy.cfg was written by an older bluegreen (no exposure maps)")
         return found
 
     def status(self) -> dict[str, Any]:

@@ -183,11 +183,12 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
             note = (f"; {problem}: a reload of the load balancer may bring it back until the "
                     "next traffic command takes it back again" if problem else "")
             more = f"; aborted run {aborted}" if aborted is not None else ""
+            repaired = svc.flip_problem is not None and _repair(store, router, svc, request)
             return FlipOutcome(
                 service, live, live, True, time.perf_counter() - started,
                 f"{service}: rolled back the exposure of {exposed} ({percent} %): all traffic "
                 f"on {live}; {exposed} is failed_live{note}{more}", aborted, [], recovered,
-                request.force)
+                request.force, repaired)
 
         if request.to is None and any(not _has_flipped(store, r) for r in in_flight):
             # the rollback is answered: a second one (another operator, a retry) is done

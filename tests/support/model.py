@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import LockHeld, VerificationFailed
-from orchestrator.routers.base import FlipResult
+from orchestrator.routers.base import Exposure, FlipResult
 from orchestrator.sides import SIDES, Side
 from orchestrator.state import LockHolder, SQLiteStateStore, StateStore
 from orchestrator.state.models import RESUMABLE_STATUSES, SideState
@@ -96,6 +96,12 @@ class WatchedRouter(FakeRouter):
         if after is not None and after != before and self.world is not None:
             self.world.router_moved(service, before, after)
         self._flipping = (service, after)
+
+    def _set_exposed(self, service: str, wanted: Exposure | None) -> None:
+        before = self.exposed.get(service)
+        super()._set_exposed(service, wanted)
+        if wanted is not None and wanted != before and self.world is not None:
+            self.world.router_exposed(service, wanted)
 
     def reload(self) -> None:
         self._judge_flip()
@@ -187,9 +193,13 @@ class World:
     # -- the truth ----------------------------------------------------------------------
 
     def ansible_starts(self, side: Side, level: str) -> None:
-        """Ansible begins on `side`: never on the side that takes traffic."""
+        """Ansible begins on `side`: never on the side that takes traffic (all of it, or a
+        share: an exposure)."""
         if self.router.memory.get(SERVICE) == side and side not in self.forced_onto:
             self.violations.append(f"Ansible started on {side}, which takes traffic")
+        exposed = self.router.exposed.get(SERVICE)
+        if exposed is not None and exposed.side == side:
+            self.violations.append(f"Ansible started on {side}, which takes a share of traffic")
         self.quarantined.discard(side)  # the documented way out: a patch begun after it
         old = self.hosts[side]
         self.hosts_changed(side, Host(level, True, old.fingerprint), patched=True)
@@ -270,6 +280,28 @@ class World:
                         f"run {truth.level}")
         return None
 
+    def router_exposed(self, service: str, exposure: Exposure) -> None:
+        """An exposure set at the router (taking one back is always allowed): journaled as
+        such, on the standby, to a side the gate allows (issue 23)."""
+        svc = self.observer.get_service(service)
+        pending = svc.pending_flip if svc is not None else None
+        if pending is None or not pending.exposure:
+            self.violations.append(f"the router exposed {exposure} with no journaled intent")
+            return
+        if (pending.exposed_side, pending.percent) != (exposure.side, exposure.percent):
+            self.violations.append(f"the router exposed {exposure}, the journal says "
+                                   f"{pending.exposed_side} at {pending.percent} %")
+            return
+        if self.router.memory.get(service) == exposure.side:
+            self.violations.append(f"{exposure.side} was exposed while it is live")
+        if self.hosts[exposure.side].partial and exposure.side not in self.forced_onto:
+            self.violations.append(f"{exposure.side} was exposed while half patched")
+        side = self.observer.get_side(service, exposure.side)
+        why = self.illegal_target(exposure.side, side, svc.rollback_to if svc else None,
+                                  rollback=False)
+        if why:
+            self.violations.append(f"{pending.command} exposed {exposure.side}: {why}")
+
     # -- invariants, after every rule -----------------------------------------------------
 
     def check(self, *, run_alive: bool, aborted_run_alive: bool) -> None:
@@ -302,6 +334,7 @@ class World:
             # nothing patches the side that takes traffic (unless forced there)
             if self.hosts[live].partial and live not in self.forced_onto:
                 raise AssertionError(f"{live} takes traffic and is half patched")
+            self._exposure_recorded(store, svc)
         for side_name in SIDES:
             side = store.get_side(SERVICE, side_name)
             if side is None or side.state != "verified":
@@ -327,6 +360,23 @@ class World:
                 assert run.status == "aborted" and aborted_run_alive, (
                     f"lock left behind by run {run.run_id} ({run.status})")
 
+    def _exposure_recorded(self, store: StateStore, svc: Any) -> None:
+        """The router's exposure is the store's, unless an exposure change is pending, or
+        the router lost it (a reload: less traffic on the standby), or taking one back was
+        recorded with its persist problem (a reload brings it back until the next traffic
+        command takes it back again)."""
+        exposed = self.router.exposed.get(SERVICE)
+        recorded = (Exposure(svc.exposed_side, svc.exposure_percent)
+                    if svc.exposed_side is not None else None)
+        if exposed == recorded or exposed is None:
+            return
+        if svc.pending_flip is not None and svc.pending_flip.exposure:
+            return
+        last = [r for r in store.audit_records(SERVICE) if r.after.get("exposure")]
+        if recorded is None and last and last[-1].after.get("problem"):
+            return
+        raise AssertionError(f"the router exposes {exposed}, the store records {recorded}")
+
     def _traffic_lock_is_free(self, store: StateStore) -> None:
         try:
             with store.traffic_lock(SERVICE, 0.0, command="model-check"):
@@ -339,6 +389,8 @@ class World:
         record has its router change."""
         done: dict[str, list[str]] = {}
         for rec in store.audit_records(SERVICE):
+            if rec.after.get("exposure"):
+                continue  # an exposure change: the live side did not move
             if rec.command in FLIP_COMMANDS and rec.result in DONE_RESULTS:
                 flip_id = str(rec.after.get("flip_id"))
                 done.setdefault(flip_id, []).append(f"{rec.command}/{rec.result}")

@@ -23,11 +23,20 @@ from orchestrator.errors import (
     StateMismatch,
     VerificationFailed,
 )
-from orchestrator.sides import SIDES, Side
+from orchestrator.routers.base import Exposure
+from orchestrator.sides import SIDES, Side, other_side
 from orchestrator.state import AuditEntryInput, SQLiteStateStore
 from orchestrator.state.models import RESUMABLE_STATUSES
-from orchestrator.testing import RouterFault, SimulatedCrash, crash_at
-from orchestrator.traffic import FlipOutcome, FlipRequest, move_traffic, settle
+from orchestrator.testing import ExposeFault, RouterFault, SimulatedCrash, crash_at
+from orchestrator.traffic import (
+    ExposeRequest,
+    ExposeResult,
+    FlipOutcome,
+    FlipRequest,
+    expose_traffic,
+    move_traffic,
+    settle,
+)
 from orchestrator.traffic.quarantine import QuarantineOutcome, quarantine_side
 from orchestrator.traffic.status import adopt
 from tests.support.model import SERVICE, Host, World
@@ -35,7 +44,7 @@ from tests.support.model import SERVICE, Host, World
 KERNEL_POINTS = ("traffic:locked", "traffic:intent", "traffic:router", "traffic:recorded")
 FAULTS: tuple[RouterFault, ...] = (
     "refuse", "gone_before", "gone_after", "lost_reply", "persist", "confirm", "reload")
-OPERATOR_COMMANDS = ("rollback", "flip_blue", "flip_green", "status", "reload",
+OPERATOR_COMMANDS = ("rollback", "flip_blue", "flip_green", "status", "reload", "expose",
                      "reimage_blue", "reimage_green", "window_closes", "window_opens",
                      "clock_steps_back", "quarantine_blue", "quarantine_green",
                      "watch_quarantine")
@@ -103,6 +112,8 @@ class TrafficMachine(RuleBasedStateMachine):
             self._quarantine("blue" if command == "quarantine_blue" else "green", None)
         elif command == "watch_quarantine":
             self.watch_quarantine(None)
+        elif command == "expose":
+            self.expose(25, False, None)
         else:
             self.status(None)
 
@@ -194,6 +205,33 @@ class TrafficMachine(RuleBasedStateMachine):
         assert router.memory[SERVICE] == router.persisted[SERVICE] == to
         assert svc is not None and svc.live_side == to and svc.pending_flip is None
         assert svc.flip_problem is None
+
+    @rule(percent=st.sampled_from((0, 5, 25, 50)), clear=st.booleans(), crash=crash_points)
+    def expose(self, percent: int, clear: bool, crash: str | None) -> None:
+        """A progressive step (or preview, or taking it back) on the standby (issue 23)."""
+        router = self.world.router
+        if router.unreachable:
+            return
+        side = None if clear else other_side(router.memory[SERVICE])
+
+        def body(store: SQLiteStateStore) -> Any:
+            return expose_traffic(store, router, ExposeRequest(
+                service=SERVICE, side=side, percent=0 if clear else percent,
+                command="rollout.step", reason="model", actor="op",
+                recheck_hosts=self.world.recheck, lock_timeout_s=0))
+
+        outcome = self._op(crash, body)
+        if isinstance(outcome, ExposeResult) and outcome.changed:
+            wanted = Exposure(side, percent) if side is not None else None
+            assert router.exposed.get(SERVICE) == router.exposed_persisted.get(SERVICE) == \
+                wanted, (outcome, router.exposed)
+            svc = self.world.observer.get_service(SERVICE)
+            assert svc is not None and svc.pending_flip is None
+            assert (svc.exposed_side, svc.exposure_percent) == (side, percent if side else 0)
+
+    @rule(fault=st.sampled_from(("refuse", "gone_after", "persist")))
+    def expose_fault(self, fault: ExposeFault) -> None:
+        self.world.router._expose_faults[:] = [fault]
 
     @rule(side=st.sampled_from(SIDES), crash=crash_points)
     def quarantine(self, side: Side, crash: str | None) -> None:
