@@ -94,7 +94,7 @@ def test_schema_version_is_recorded_and_reopen_keeps_data(db_path: Path) -> None
     with SQLiteStateStore(db_path) as store:
         store.set_live_side("web", "green", audit=ENTRY)
     versions = raw(db_path).execute("SELECT version FROM schema_version").fetchall()
-    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)] == [(1,), (2,), (3,), (4,), (5,), (6,), (7,)]
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)] == [(1,), (2,), (3,), (4,), (5,), (6,), (7,), (8,)]
     with SQLiteStateStore(db_path) as store:
         service = store.get_service("web")
         assert service is not None and service.live_side == "green"
