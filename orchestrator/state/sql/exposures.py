@@ -50,23 +50,7 @@ class ExposureRows(FlipRows):
         gate read it, or the run's epoch no longer holds (Fenced)."""
         now = self._now()
         with self._write() as conn:
-            self._check_service_fence(conn, service)
-            if run_id is not None:
-                self._check_run_fence(conn, run_id)
-            svc = self._service_row(conn, service)
-            if svc is None or svc.live_side != live:
-                raise StateError(
-                    f"{service}: cannot expose: the state store records "
-                    f"{svc.live_side if svc else None} as live, not {live}",
-                    hint=f"run `bluegreen status {service}`",
-                )
-            if svc.pending_flip is not None:
-                other = svc.pending_flip
-                raise StateError(
-                    f"{service}: another traffic change is pending ({other.command} by "
-                    f"{other.actor} at {format_ts(other.at)})",
-                    hint="the next traffic command completes or cancels it; retry",
-                )
+            svc = self._may_begin(conn, service, live, run_id, "an exposure")
             target = self._side_row(conn, service, side) if side is not None else None
             generation = target.generation if target else 0
             if side is not None and expected_generation is not None \

@@ -12,6 +12,7 @@ from orchestrator.secrets import scrub
 from orchestrator.sides import Side
 from orchestrator.state.audit import canonical_json, format_ts
 from orchestrator.state.models import AuditEntryInput, PendingFlip, ServiceState
+from orchestrator.state.sql.database import Connection
 from orchestrator.state.sql.sides import SideRows
 from orchestrator.state.transitions import Event, changed, step
 
@@ -54,25 +55,7 @@ class FlipRows(SideRows):
             quarantine=scrub(quarantine) if quarantine else None,
         )
         with self._write() as conn:
-            # a run's flip: its epoch still holds (and, on PostgreSQL, its session still
-            # holds the lock): the last check before the router changes
-            self._check_service_fence(conn, service)
-            if run_id is not None:
-                self._check_run_fence(conn, run_id)
-            svc = self._service_row(conn, service)
-            if svc is None or svc.live_side != from_side:
-                raise StateError(
-                    f"{service}: cannot begin a flip from {from_side}: the state store records "
-                    f"{svc.live_side if svc else None} as live",
-                    hint=f"run `bluegreen status {service}`",
-                )
-            if svc.pending_flip is not None:
-                other = svc.pending_flip
-                raise StateError(
-                    f"{service}: another flip is pending ({other.command} {other.from_side} -> "
-                    f"{other.to_side} by {other.actor} at {format_ts(other.at)})",
-                    hint="the next traffic command completes or cancels it; retry",
-                )
+            svc = self._may_begin(conn, service, from_side, run_id, "a flip")
             target = self._side_row(conn, service, to_side)
             generation = target.generation if target else 0
             if expected_generation is not None and generation != expected_generation:
@@ -103,6 +86,31 @@ class FlipRows(SideRows):
                        "forced": forced, "target_state": target.state if target else "untouched"},
             )
         return pending
+
+    def _may_begin(self, conn: Connection, service: str, live: Side, run_id: str | None,
+                   what: str) -> ServiceState:
+        """The service row, when a traffic change (`what`) from `live` may be journaled:
+        a run's change only while its epoch holds (and, on PostgreSQL, its session still
+        holds the lock): the last check before the router changes; the store records
+        `live` as live; nothing else is pending. StateError (Fenced) otherwise."""
+        self._check_service_fence(conn, service)
+        if run_id is not None:
+            self._check_run_fence(conn, run_id)
+        svc = self._service_row(conn, service)
+        if svc is None or svc.live_side != live:
+            raise StateError(
+                f"{service}: cannot begin {what} from {live}: the state store records "
+                f"{svc.live_side if svc else None} as live",
+                hint=f"run `bluegreen status {service}`",
+            )
+        if svc.pending_flip is not None:
+            other = svc.pending_flip
+            raise StateError(
+                f"{service}: another flip is pending ({other.command} {other.from_side} -> "
+                f"{other.to_side} by {other.actor} at {format_ts(other.at)})",
+                hint="the next traffic command completes or cancels it; retry",
+            )
+        return svc
 
     def record_flip(
         self,
