@@ -82,7 +82,7 @@ def test_steps_preview_reload_and_rollback_under_load(lab: Lab) -> None:
         assert served(url, 30, preview=False) == {live_b: 30}
         assert served(url, 20, preview=True) == {standby_b: 20}
 
-        # 2. 25 %: about a quarter of 400 requests (binomial: 15..35 % is beyond 6 sigma)
+        # 2. 25 %: about a quarter of 400 requests (binomial: 15..35 % is 4.6 sigma each way)
         step(25)
         quarter = send(url, rps=200, seconds=2.0)
         no_errors(quarter)
@@ -117,8 +117,8 @@ def test_steps_preview_reload_and_rollback_under_load(lab: Lab) -> None:
         no_errors(loaded[0])
         assert loaded[0].sent >= 500, loaded[0].as_dict()
         assert code == 0 and out["changed"] and out["to"] == live, out
-        assert rollback_s < 5, rollback_s  # a CLI process; the kernel's own part is in out
-        assert out["seconds"] < 1.0, out
+        assert rollback_s < 10, rollback_s  # a CLI process on a busy CI machine
+        assert out["seconds"] < 2.0, out  # the kernel's own part (about 0.1 s when idle)
 
         # 5. after the rollback: no request on the exposed side, preview neither
         assert router.exposure(WEB) is None  # type: ignore[attr-defined]
@@ -135,5 +135,8 @@ def test_steps_preview_reload_and_rollback_under_load(lab: Lab) -> None:
         assert [r.after["percent"] for r in steps] == [0, 25, 50, 5, 0, 25]
         audit_ok(config_path)
     finally:
+        ex = exposing(router)
+        if ex is not None:  # whatever happened: no share of web's traffic left behind
+            ex.expose(WEB, None, 0)
         router.close()
         store.close()

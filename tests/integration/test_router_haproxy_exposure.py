@@ -53,7 +53,7 @@ def test_steps_preview_reload_and_the_kernel(tmp_path: Path) -> None:
             assert router.exposure(SERVICE) == Exposure("green", 0)
             assert served(lab, 30) == {"web_blue": 30}
             assert served(lab, 20, preview=True) == {"web_green": 20}
-            # 2. 25 %: about a quarter of new requests (binomial, n=400: 15..35 % is > 6 sigma)
+            # 2. 25 %: about a quarter of new requests (binomial, n=400: 15..35 % is 4.6 sigma)
             router.expose(SERVICE, "green", 25)
             seen = served(lab, 400)
             assert set(seen) == {"web_blue", "web_green"}
