@@ -102,7 +102,7 @@ def withdraw(store: StateStore, router: Router, svc: ServiceState, live: Side, *
             ) from exc
         problem = f"not persisted: {exc.message}"
     failpoints.hit("traffic:router", command)
-    kept = (f"rolled back the exposure of {before.side} ({_describe(before)}) by {actor}"
+    kept = (f"rolled back the exposure of {before.side} ({before.percent} %) by {actor}"
             if rollback else None)
     svc = store.record_exposure(
         service, None, 0, rolled_back=before.side if rollback else None, kept=kept,
