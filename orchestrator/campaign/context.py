@@ -18,7 +18,7 @@ from orchestrator.routers.base import Router
 from orchestrator.state.base import StateStore
 
 if TYPE_CHECKING:
-    from orchestrator.campaign.notify import Notifier
+    from orchestrator.notify import Notifier
 
 
 class RunContext:

@@ -1,146 +1,224 @@
-"""Campaign evidence rendered: JSON, Markdown or HTML, all from one typed model.
+"""A campaign run's evidence built from the state store (`evidence.model.CampaignReport`;
+`evidence.render` renders it).
 
-The model (`report_model.CampaignReport`, built by `build_report()` from the state store)
-holds what an auditor asks for; `render()` gives JSON (`CampaignReport.as_json()`),
-Markdown (every value escaped: one visible line, no markup) or HTML (`report_html`: Jinja2 templates,
-autoescaped, one self-contained file). `write_report()` writes it with mode 0600 through
-`safe_write`.
+`build_report()` reads the state store only (no router, no hosts): the advisories, per
+service its steps with their real times (the child rollout's journal), the versions before
+and after per host, every probe result of its verification gate (failures first, with their
+evidence; a failed gate's results come from its audit record, since the rollout's journal
+ends the verify step only when it passed), approvals, flips and rollbacks with their
+reasons, and the audit chain's head as SEQ:HASH (`bluegreen audit verify --report FILE`
+checks later that it is a prefix of the chain). Every text in it is untrusted: the
+renderers escape it. Webhook URLs are reduced to scheme and host (they often embed tokens);
+the store already redacts secrets.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.campaign.report_model import CampaignReport, build_report
-from orchestrator.safe_write import write_file
-from orchestrator.text import markdown, one_line
+from orchestrator.campaign.journal import Journal, Step
+from orchestrator.campaign.ops import campaign_status
+from orchestrator.evidence.model import (
+    AUTOMATIC_ROLLBACK,
+    ApprovalEntry,
+    AuditHeadView,
+    CampaignReport,
+    ProbeRow,
+    RollbackEntry,
+    ServiceReport,
+    StepSpan,
+    VersionRow,
+)
+from orchestrator.secrets import safe_url
+from orchestrator.state.base import StateStore
+from orchestrator.state.models import AuditRecord, JournalEntry, Run
 
-__all__ = ["FORMATS", "build_report", "default_report_path", "render", "write_report"]
-
-FORMATS = ("json", "md", "html", "openvex")
-
-
-def render(report: CampaignReport, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(report.as_json(), indent=2, default=str) + "\n"
-    if fmt == "openvex":
-        from orchestrator.campaign.openvex import openvex
-
-        return json.dumps(openvex(report.as_json()), indent=2) + "\n"
-    if fmt == "md":
-        return _markdown(report.as_json())
-    from orchestrator.campaign.report_html import render_html
-
-    return render_html(report)
+ROLLBACK_COMMANDS = ("rollback", AUTOMATIC_ROLLBACK, "flip", "flip --force")
+ROLLOUT_STEPS = ("precheck", "patch", "verify", "flip", "bake")
 
 
-def _markdown(doc: dict[str, Any]) -> str:
-    """Every interpolated value goes through `_t` (`text.markdown`): names, versions and
-    check ids from hosts, actors and reasons from people are shown, never interpreted."""
-    out = [
-        f"# Campaign {_t(doc['campaign'])} — {_t(doc['status'])}",
-        "",
-        f"- run: {_code(doc['run_id'])} by {_t(doc['actor'])}, {_t(doc['started_at'])} → "
-        f"{_t(doc['finished_at'] or '-')} ({_t(doc['seconds'] or '-')} s)",
-        f"- result: {_t(doc['result'] or '-')}",
-        f"- audit chain: {'ok' if doc['audit']['ok'] else 'BROKEN'}, "
-        f"{_t(doc['audit']['records'])} records, head {_code(_audit_head(doc))} (check it "
-        "later: `bluegreen audit verify --report THIS-FILE`)",
-        "",
-        "## Exposure now",
-        "",
-        *([f"- {_t(w)}" for w in doc.get("exposure_now", [])] or ["- not measured"]),
-        "",
-        "## Advisories",
-        "",
+def build_report(
+    store: StateStore, run: Run, host_now: dict[str, Any] | None = None, *,
+    now: datetime | None = None,
+) -> CampaignReport:
+    """`host_now`: what `evidence.now.read_now` read from the hosts at report time, per service
+    (None: not read; the report then says exposure now is unknown)."""
+    params = run.params
+    campaign = params.get("campaign", {})
+    status = campaign_status(store, run)
+    begun = Journal(store, run.run_id).begun()
+    ends = Journal(store, run.run_id).ended()
+    names = [s for w in params.get("waves", []) for s in w]
+    records = store.audit_records()
+    rollbacks = [
+        _rollback(r) for r in records
+        if r.command in ROLLBACK_COMMANDS and r.service in names and r.at >= run.started_at
     ]
-    for a in doc["advisories"]:
-        pkgs = ", ".join(f"{n} {v}" for n, v in a.get("packages", {}).items())
-        out.append(
-            f"- **{_t(a['id'])}** ({_t(a.get('severity'))}): "
-            f"{_t(', '.join(a.get('cves', [])))} — {_t(pkgs)}"
-        )
-    out += ["", "## Approvals", ""]
-    out += [f"- {_t(a['actor'])}{_os_user(a)} at {_t(a['at'])} ({_t(a.get('point'))})"
-            + (f": {_t(a['reason'])}" if a.get("reason") else "")
-            for a in doc["approvals"]] or ["- none"]
-    out += ["", "## Services", ""]
-    for svc, s in doc["services"].items():
-        flip = s.get("flip") or {}
-        out += [
-            f"### {_t(svc)} (wave {_t(s['wave'])}): {_t(s['status'])}",
-            "",
-            f"- rollout {_code(s.get('child_run'))}: {_t(s.get('child_result') or '-')} "
-            f"({_t(s.get('seconds') or '-')} s)",
-            f"- flip: {_t(flip.get('from', '-'))} → {_t(flip.get('to', '-'))} at "
-            f"{_t(flip.get('at', '-'))}",
-            f"- verification: {_t(s['verification']['summary'] or '-')}",
-            "",
-            "| host | package | before | after |",
-            "|---|---|---|---|",
-        ]
-        for host, v in s["hosts"].items():
-            for pkg in sorted(set(v["before"]) | set(v["after"])):
-                out.append(
-                    f"| {_t(host)} | {_t(pkg)} | {_t(v['before'].get(pkg, '-'))} | "
-                    f"{_t(v['after'].get(pkg, '-'))} |"
-                )
-        out += ["", "| host | check | result |", "|---|---|---|"]
-        for r in s["verification"]["results"]:
-            out.append(f"| {_t(r['host'])} | {_t(r['check'])} | {_t(r['status'])} |")
-        cves = s.get("cves") or {}
-        if cves.get("hosts"):
-            out += ["", f"CVEs: {_t(cves['now']['words'])} (read {_t(cves['now']['at'] or '-')}"
-                    "; versions as each host's package database reports them)", "",
-                    "| host | side | advisory | CVEs | before | after | now |",
-                    "|---|---|---|---|---|---|---|"]
-            for host, h in cves["hosts"].items():
-                for a in h["advisories"]:
-                    out.append(f"| {_t(host)} | {_t(h['side'] or '-')} | {_t(a['id'])} | "
-                               f"{_t(', '.join(a['cves']) or '-')} | {_t(a['before'] or '-')} | "
-                               f"{_t(a['after'] or '-')} | {_t(a['now'])} |")
-        if s.get("converge"):
-            out += ["", f"- converge: {_t(s['converge'].get('message'))}"]
-        out.append("")
-    out += ["## Rollbacks", ""]
-    out += [
-        f"- {_t(r['at'])} {_t(r['service'])}: {_t(r['from'])} → {_t(r['to'])} by "
-        f"{_t(r['actor'])}{_os_user(r)} ({_t(r['command'])}: {_t(r['reason'])})"
-        for r in doc["rollbacks"]
-    ] or ["- none"]
-    return "\n".join(out) + "\n"
+    services = {
+        svc: _service(store, svc, status.services[svc].as_dict(),
+                      begun.get(Step.of_service(svc)) or {}, ends.get(Step.converge(svc)),
+                      records)
+        for svc in names
+    }
+    exposure = _add_cves(services, list(campaign.get("advisories", [])), host_now, rollbacks)
+    chain = store.verify_audit()
+    return CampaignReport(
+        campaign=params.get("name"),
+        file=params.get("file"),
+        run_id=run.run_id,
+        status=status.status,
+        result=run.result,
+        actor=run.actor,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        seconds=_seconds(run),
+        generated_at=now or datetime.now(UTC),
+        advisories=list(campaign.get("advisories", [])),
+        window=campaign.get("window"),
+        approval_policy=campaign.get("approval"),
+        approvals=[
+            ApprovalEntry(actor=r.actor, os_user=r.os_user, sudo_user=r.sudo_user,
+                          hostname=r.hostname, at=r.at, reason=r.reason, extra=dict(r.after))
+            for r in records
+            if r.command == "campaign.approve" and r.after.get("run_id") == run.run_id
+        ],
+        waves=params.get("waves", []),
+        services=services,
+        rollbacks=rollbacks,
+        webhooks=[safe_url(u) for u in (campaign.get("notify") or {}).get("webhooks", [])],
+        audit=AuditHeadView(ok=chain.ok, records=chain.count, head_hash=chain.head_hash,
+                            problem=chain.problem),
+        exposure=exposure,
+    )
 
 
-def write_report(report: CampaignReport, fmt: str, output: Path) -> Path:
-    """Write with mode 0600, atomically, never through a symlink (`safe_write`)."""
-    return write_file(output, render(report, fmt), make_parents=True)
+def _add_cves(
+    services: dict[str, ServiceReport], advisories: list[dict[str, Any]],
+    host_now: dict[str, Any] | None, rollbacks: list[RollbackEntry],
+) -> dict[str, Any] | None:
+    """Each service's CVE evidence (in place), and the exposure now on the live sides."""
+    from orchestrator.evidence.now import cve_evidence
+
+    if not any(a.get("cves") for a in advisories):
+        return None
+    open_now: set[str] = set()
+    for name, svc in list(services.items()):
+        rolled_back = any(r.service == name for r in rollbacks)
+        cves = cve_evidence(advisories, svc.hosts, (host_now or {}).get(name), name, rolled_back)
+        services[name] = replace(svc, cves=cves)
+        open_now.update(cves["now"]["open_on_live"])
+    if host_now is None:
+        return None
+    return {"open": len(open_now),
+            "services": {n: s.exposure_words for n, s in services.items()}}
 
 
-def _t(value: Any) -> str:
-    """Any value as Markdown text: one visible line, markup escaped (also a table cell)."""
-    return markdown(None if value is None else str(value))
+def _service(
+    store: StateStore, svc: str, progress: dict[str, Any], step: dict[str, Any],
+    converge: dict[str, Any] | None, records: list[AuditRecord],
+) -> ServiceReport:
+    child_id = step.get("child_run")
+    child = store.get_run(child_id) if child_id else None
+    journal = store.journal(child.run_id) if child else []
+    entries = {e.step + ":" + e.phase: e for e in journal}
+    patch, verify, flip = (entries.get(k) for k in ("patch:end", "verify:end", "flip:end"))
+    before: dict[str, dict[str, str]] = step.get("before") or {}
+    after = {
+        h: d.get("versions", {})
+        for h, d in ((patch.data if patch else {}).get("hosts") or {}).items()
+    }
+    hosts = {
+        h: {"before": before.get(h, {}), "after": after.get(h, {})}
+        for h in sorted(set(before) | set(after))
+    }
+    versions = [
+        VersionRow(host, pkg, v["before"].get(pkg), v["after"].get(pkg))
+        for host, v in hosts.items()
+        for pkg in sorted(set(v["before"]) | set(v["after"]))
+    ]
+    summary, rows = _verification(svc, child, verify, records)
+    complete = verify is not None
+    return ServiceReport(
+        name=svc,
+        wave=int(progress.get("wave", 0)),
+        status=str(progress.get("status")),
+        progress=progress,
+        child_run=child.run_id if child else None,
+        child_status=child.status if child else None,
+        child_result=child.result if child else None,
+        started_at=child.started_at if child else None,
+        finished_at=child.finished_at if child else None,
+        seconds=_seconds(child),
+        patch_level=patch.data.get("patch_level") if patch else None,
+        verification_summary=summary,
+        probes=sorted(rows, key=lambda p: (not p.failed, p.host, p.check)),
+        probes_complete=complete,
+        versions=versions,
+        hosts=hosts,
+        steps=_timeline(child, journal, svc, records),
+        flip={"at": flip.at.isoformat(), **flip.data} if flip else None,
+        converge=converge,
+    )
 
 
-def _code(value: Any) -> str:
-    """A code span (bluegreen's own ids): one visible line, no backtick to close it early."""
-    return "`" + one_line(None if value is None else str(value)).replace("`", "'") + "`"
+def _verification(
+    svc: str, child: Run | None, verify: JournalEntry | None, records: list[AuditRecord]
+) -> tuple[str | None, list[ProbeRow]]:
+    """The gate's summary and results: from the journal when the step passed, else from the
+    audit record of the verification the child run made (it names the failures)."""
+    if verify is not None:
+        return verify.data.get("summary"), [_probe(r) for r in verify.data.get("results", [])]
+    if child is None:
+        return None, []
+    end = child.finished_at or datetime.max.replace(tzinfo=UTC)
+    mine = [r for r in records if r.command == "verify" and r.service == svc
+            and child.started_at <= r.at <= end]
+    if not mine:
+        return None, []
+    last = mine[-1].after  # a failed gate's record names its failures (rollout/steps/verify.py)
+    return last.get("summary"), [_probe(r) for r in last.get("failures", [])]
 
 
-def _os_user(rec: dict[str, Any]) -> str:
-    """ (OS user, via sudo) next to the claimed actor, when the record has them."""
-    user, sudo = rec.get("os_user"), rec.get("sudo_user")
-    if not user:
-        return ""
-    return f" (OS user {_t(user)}" + (f", sudo from {_t(sudo)})" if sudo else ")")
+def _probe(raw: dict[str, Any]) -> ProbeRow:
+    return ProbeRow(str(raw.get("host")), str(raw.get("check")), str(raw.get("status")),
+                    str(raw.get("evidence") or ""))
 
 
-def _audit_head(doc: dict[str, Any]) -> str:
-    audit = doc["audit"]
-    return str(audit.get("head") or f"{audit['records']}:{audit['head_hash']}")
+def _timeline(
+    child: Run | None, journal: list[JournalEntry], svc: str, records: list[AuditRecord]
+) -> list[StepSpan]:
+    if child is None:
+        return []
+    begins = {e.step: e.at for e in journal if e.phase == "begin"}
+    ends = {e.step: e.at for e in journal if e.phase == "end"}
+    stopped = child.finished_at
+    spans: list[StepSpan] = []
+    for name in ROLLOUT_STEPS:
+        if name not in begins:
+            continue
+        if name in ends:
+            spans.append(StepSpan(name, begins[name], ends[name], "ok"))
+        elif child.status == "running":
+            spans.append(StepSpan(name, begins[name], None, "running"))
+        else:  # the run ended inside this step
+            spans.append(StepSpan(name, begins[name], stopped, child.status))
+    end = stopped or datetime.max.replace(tzinfo=UTC)
+    for r in records:  # the automatic rollback of its bake, or a rollback during the run
+        if r.service == svc and r.command in ROLLBACK_COMMANDS[:2] and \
+                child.started_at <= r.at <= end:
+            spans.append(StepSpan("rollback", r.at, r.at, "rolled_back"))
+    return sorted(spans, key=lambda s: s.started_at)
 
 
-def default_report_path(reports_dir: Path, report: CampaignReport, fmt: str) -> Path:
-    suffix = "openvex.json" if fmt == "openvex" else fmt
-    return reports_dir / f"{report.run_id}.{suffix}"
+def _rollback(r: AuditRecord) -> RollbackEntry:
+    return RollbackEntry(at=r.at, service=str(r.service), command=r.command, actor=r.actor,
+                         os_user=r.os_user, sudo_user=r.sudo_user, reason=r.reason,
+                         from_side=r.before.get("live"), to_side=r.after.get("live"))
+
+
+def _seconds(run: Run | None) -> float | None:
+    if run is None or run.finished_at is None:
+        return None
+    return round((run.finished_at - run.started_at).total_seconds(), 1)

@@ -54,7 +54,6 @@ from orchestrator.campaign.model import (
     campaign_from_dict,
     load_campaign,
 )
-from orchestrator.campaign.notify import Notifier
 from orchestrator.campaign.runs import (
     NothingToContinue,
     RunningElsewhere,
@@ -67,6 +66,7 @@ from orchestrator.campaign.waves import resolve_waves
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.errors import BadInput, BluegreenError, LockHeld
 from orchestrator.inventory import Fleet
+from orchestrator.notify import Notifier
 from orchestrator.routers.base import Router
 from orchestrator.schedule.window import window_state
 from orchestrator.secrets import safe_url

@@ -335,9 +335,10 @@ def report_cmd(
     each advisory's CVEs per host before, after and NOW (the hosts are read, both sides)."""
     from pathlib import Path
 
-    from orchestrator.campaign.evidence import read_now
-    from orchestrator.campaign.report import build_report, default_report_path, write_report
+    from orchestrator.campaign.report import build_report
     from orchestrator.campaign.runs import find_run
+    from orchestrator.evidence.now import read_now
+    from orchestrator.evidence.render import default_report_path, write_report
     from orchestrator.traffic import open_router, open_store
 
     config = load(ctx)

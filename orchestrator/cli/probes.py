@@ -121,7 +121,7 @@ def baseline_save(
     ctx: click.Context, service: str, side: str | None, path: str | None, as_json: bool
 ) -> None:
     """Write what all hosts of a side agree on as the approved baseline (sorted JSON)."""
-    from orchestrator.probes.baseline import save_baseline
+    from orchestrator.baseline.approved import save_baseline
     from orchestrator.traffic import side_or_default
 
     config = load(ctx)
@@ -148,7 +148,7 @@ def baseline_check(
     """Compare the live side's hosts (or --side) against the approved baseline, security
     fingerprint included; exit 3 on any difference (also recorded in the audit chain and
     sent as the webhook event `deviation`, as `watch` does)."""
-    from orchestrator.campaign.watch import check_round
+    from orchestrator.baseline.watch import check_round
     from orchestrator.traffic import parse_side
 
     config = load(ctx)

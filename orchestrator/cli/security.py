@@ -53,8 +53,8 @@ def watch(ctx: click.Context, service: str, interval: float | None, once: bool,
     """Compare the live side's hosts with the approved baseline (security fingerprint
     included), every --interval seconds until stopped; a deviation is reported by exit code
     3, an audit record, the webhook event `deviation` and /metrics."""
-    from orchestrator.campaign.watch import check_round
-    from orchestrator.campaign.watch import watch as watch_loop
+    from orchestrator.baseline.watch import check_round
+    from orchestrator.baseline.watch import watch as watch_loop
     from orchestrator.errors import BadInput, VerificationFailed
 
     config = load(ctx)

@@ -16,9 +16,9 @@ from orchestrator.campaign.context import RunContext
 from orchestrator.campaign.events import CampaignEvent
 from orchestrator.campaign.journal import APPROVAL, Journal, Outcome
 from orchestrator.campaign.model import Campaign, campaign_from_dict
-from orchestrator.campaign.notify import Notifier
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.inventory import Fleet
+from orchestrator.notify import Notifier
 from orchestrator.routers.base import Router
 from orchestrator.schedule.window import window_state
 from orchestrator.state.base import StateStore

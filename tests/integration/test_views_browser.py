@@ -9,7 +9,8 @@ from pathlib import Path
 
 from selenium.webdriver.common.by import By
 
-from orchestrator.campaign.report import build_report, write_report
+from orchestrator.campaign.report import build_report
+from orchestrator.evidence.render import write_report
 from orchestrator.state.sqlite import SQLiteStateStore
 from orchestrator.testing import FrozenClock
 from tests.support.browser import chromium

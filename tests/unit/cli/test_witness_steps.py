@@ -45,7 +45,7 @@ def append_deviation(tmp_path: Path) -> int:
 def test_a_watch_publishes_the_head_of_its_deviation_before_its_next_round(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_json: bool
 ) -> None:
-    from orchestrator.campaign import watch as watch_module
+    from orchestrator.baseline import watch as watch_module
 
     cfg, witness = config_with_witness(tmp_path)
     seen: dict[str, Any] = {}

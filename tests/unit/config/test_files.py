@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.baseline.approved import BASELINE_FILE, read_baseline
 from orchestrator.campaign.model import CAMPAIGN_FILE, load_campaign
 from orchestrator.config.files import FileKind, read_json_mapping, read_yaml_mapping
 from orchestrator.config.loaded import CONFIG_FILE, load_config
 from orchestrator.errors import BadInput
-from orchestrator.probes.baseline import BASELINE_FILE, read_baseline
 
 SMALL = FileKind(
     what="test file",

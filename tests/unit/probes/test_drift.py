@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.probes.baseline import common_part
+from orchestrator.baseline.approved import common_part
 from orchestrator.probes.drift import (
     Fingerprint,
     FingerprintError,

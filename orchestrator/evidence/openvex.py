@@ -40,7 +40,7 @@ def _bluegreen_version() -> str:
 
 
 def openvex(doc: dict[str, Any]) -> dict[str, Any]:
-    """An OpenVEX document from a report (`report.build_report`)."""
+    """An OpenVEX document from a report (`campaign.report.build_report`)."""
     head = f"{doc['audit']['records']}:{doc['audit']['head_hash']}"
     where = f"campaign {doc['campaign']} run {doc['run_id']}"
     statements: list[dict[str, Any]] = []

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.campaign.report import build_report, render, write_report
-from orchestrator.campaign.report_html import timeline
-from orchestrator.campaign.report_model import CampaignReport, StepSpan
+from orchestrator.campaign.report import build_report
+from orchestrator.evidence.model import CampaignReport, StepSpan
+from orchestrator.evidence.render import render, write_report
+from orchestrator.evidence.report_html import timeline
 from orchestrator.state.audit_check import report_head
 from orchestrator.state.sqlite import SQLiteStateStore
 from orchestrator.testing import FrozenClock
@@ -169,7 +170,7 @@ def test_timeline_bars_are_proportional_to_durations() -> None:
 
 
 def _now(live: str, web_blue: dict[str, str]) -> dict[str, Any]:
-    """What `evidence.read_now` would read: web live on `live`, api on green (patched)."""
+    """What `evidence.now.read_now` would read: web live on `live`, api on green (patched)."""
     return {
         "web": {"live": live, "at": "2026-11-08T00:00:00+00:00", "router_error": None,
                 "hosts": {"web-blue-1": {"side": "blue", "versions": web_blue},

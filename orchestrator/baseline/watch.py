@@ -1,7 +1,7 @@
 """Watch the live side against its approved baseline (`bluegreen watch`, `baseline check`).
 
 One round: read the fingerprint (security part included) of every host of the side the
-router says is live, compare it with the approved baseline (`probes.baseline`), and on a
+router says is live, compare it with the approved baseline (`baseline.approved`), and on a
 deviation report it everywhere an operator looks: an audit record (command `deviation`,
 which `/metrics` counts as `bluegreen_deviations_total`), a webhook event `deviation` to
 the service's `watch.webhooks`, and the caller's exit code. A host that cannot be read is
@@ -94,7 +94,7 @@ def check_round(
     kind in `watch.quarantine_on`) quarantine the live side. `notify(event, data)`: the
     webhook sender (default: one for the service's `watch.webhooks`, drained before we
     return). Raises BadInput (baseline file, service), RouterError, StateError."""
-    from orchestrator.probes.baseline import baseline_path, check_baseline, read_baseline
+    from orchestrator.baseline.approved import baseline_path, check_baseline, read_baseline
     from orchestrator.traffic import open_router, open_store
 
     settings = config.service(service).watch
@@ -144,7 +144,7 @@ def _send(config: LoadedConfig, service: str,
     urls = list(config.service(service).watch.webhooks)
     if not urls:
         return
-    from orchestrator.campaign.notify import Notifier
+    from orchestrator.notify import Notifier
 
     notifier = Notifier(urls)
     try:

@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.campaign.report_model import CampaignReport, StepSpan, tone
+from orchestrator.evidence.model import CampaignReport, StepSpan, tone
 from orchestrator.text import one_line
 
 if TYPE_CHECKING:

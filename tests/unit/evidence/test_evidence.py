@@ -11,9 +11,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from orchestrator.campaign.evidence import advisory_status, cve_evidence
-from orchestrator.campaign.openvex import HOST_WORD, openvex, purl
 from orchestrator.errors import BadInput
+from orchestrator.evidence.now import advisory_status, cve_evidence
+from orchestrator.evidence.openvex import HOST_WORD, openvex, purl
 
 SCHEMA = json.loads(
     (Path(__file__).parents[2] / "data/openvex/openvex_json_schema.json").read_text()

@@ -10,7 +10,7 @@ from typing import get_args
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.campaign.watch import findings_in_words, quarantine_kinds
+from orchestrator.baseline.watch import findings_in_words, quarantine_kinds
 from orchestrator.cli.app import main
 from orchestrator.config.models import FingerprintKind
 from orchestrator.probes.drift import KINDS, Difference, DriftReport
