@@ -1,5 +1,5 @@
-"""The PostgreSQL schema: the same tables and columns as SQLite's newest schema (values
-stored the same way: timestamps and maps as text, flags as 0/1, so records and their hashes
+"""The PostgreSQL schema: the same tables and columns as SQLite's newest schema (both
+generated from `state.sql.tables`; values stored the same way: timestamps and maps as text, flags as 0/1, so records and their hashes
 read back identically), in versioned migrations applied by `bluegreen state migrate`.
 
 Migrations run in one transaction under a namespaced advisory transaction lock, so two
@@ -15,77 +15,17 @@ from pathlib import Path
 from psycopg import errors as pg_errors
 
 from orchestrator.errors import StateError
-from orchestrator.state.audit import GENESIS_HASH, format_ts
-from orchestrator.state.models import SIDE_STATES
+from orchestrator.state.audit import format_ts
 from orchestrator.state.postgresql.connection import PgConnection
 from orchestrator.state.postgresql.keys import lock_key
-from orchestrator.state.sql.exposures import EXPOSURE
-from orchestrator.state.sql.fence import EPOCHS
 from orchestrator.state.sql.seals import seal_at_migration
-from orchestrator.state.sql.workqueue import WORK_QUEUE
+from orchestrator.state.sql.tables import POSTGRESQL, SEALS_ADDED, migrations
 
-_SIDE = "CHECK (side IN ('blue', 'green'))"
-_STATES = ", ".join(f"'{name}'" for name in SIDE_STATES)
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (  # version 1: SQLite's schema 4
-        """CREATE TABLE services (
-            service TEXT PRIMARY KEY,
-            live_side TEXT CHECK (live_side IN ('blue', 'green')),
-            updated_at TEXT NOT NULL,
-            rollback_to TEXT CHECK (rollback_to IN ('blue', 'green')),
-            flip_problem TEXT, pending_flip TEXT, rollback_kept TEXT)""",
-        f"""CREATE TABLE sides (
-            service TEXT NOT NULL REFERENCES services (service),
-            side TEXT NOT NULL {_SIDE},
-            patch_level TEXT, patched_at TEXT,
-            verified_at TEXT, verification_ok INTEGER,
-            verified_patch_level TEXT, verification_summary TEXT,
-            state TEXT NOT NULL DEFAULT 'untouched' CHECK (state IN ({_STATES})),
-            state_since TEXT, state_reason TEXT,
-            generation INTEGER NOT NULL DEFAULT 0,
-            hosts TEXT NOT NULL DEFAULT '{{}}',
-            PRIMARY KEY (service, side))""",
-        # insert_order: what SQLite's rowid gives for free (ties of started_at)
-        """CREATE TABLE runs (
-            run_id TEXT PRIMARY KEY, kind TEXT NOT NULL, service TEXT,
-            status TEXT NOT NULL, params TEXT NOT NULL, actor TEXT NOT NULL,
-            started_at TEXT NOT NULL, finished_at TEXT, result TEXT,
-            insert_order BIGINT GENERATED ALWAYS AS IDENTITY)""",
-        "CREATE INDEX runs_by_service ON runs (service, status)",
-        """CREATE TABLE journal (
-            run_id TEXT NOT NULL REFERENCES runs (run_id), seq INTEGER NOT NULL,
-            step TEXT NOT NULL, phase TEXT NOT NULL CHECK (phase IN ('begin', 'end')),
-            data TEXT NOT NULL, at TEXT NOT NULL,
-            PRIMARY KEY (run_id, seq))""",
-        """CREATE TABLE locks (
-            service TEXT PRIMARY KEY, run_id TEXT NOT NULL, holder TEXT NOT NULL,
-            pid INTEGER NOT NULL, hostname TEXT NOT NULL, acquired_at TEXT NOT NULL)""",
-        # who holds a service's traffic lock (the lock itself is an advisory lock)
-        """CREATE TABLE traffic_holders (
-            service TEXT PRIMARY KEY, command TEXT NOT NULL, pid INTEGER NOT NULL,
-            hostname TEXT NOT NULL, since TEXT NOT NULL)""",
-        """CREATE TABLE audit_log (
-            seq BIGINT PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL,
-            command TEXT NOT NULL, service TEXT, reason TEXT, before TEXT NOT NULL,
-            after TEXT NOT NULL, result TEXT NOT NULL, prev_hash TEXT NOT NULL,
-            hash TEXT NOT NULL, os_uid INTEGER, os_user TEXT, sudo_user TEXT,
-            hostname TEXT, key_id TEXT, mac TEXT)""",
-        """CREATE TABLE audit_head (
-            id INTEGER PRIMARY KEY CHECK (id = 1), count BIGINT NOT NULL,
-            head_hash TEXT NOT NULL, key_id TEXT)""",
-        f"INSERT INTO audit_head (id, count, head_hash) VALUES (1, 0, '{GENESIS_HASH}')",
-    ),
-    EPOCHS,  # version 2: SQLite's schema 5 (run epochs, fencing)
-    (  # version 3 (SQLite's 6): the rows that gate traffic are sealed with the audit key;
-        # the rows found are sealed as they are by `migrate` (it trusts them)
-        "ALTER TABLE services ADD COLUMN mac TEXT",
-        "ALTER TABLE sides ADD COLUMN mac TEXT",
-        "ALTER TABLE runs ADD COLUMN mac TEXT",
-    ),
-    WORK_QUEUE,  # version 4 (SQLite's 7): the work queue of campaigns run by workers
-    EXPOSURE,  # version 5 (SQLite's 8): progressive exposure
-)
-SEALED_FROM = 3
+MIGRATIONS: tuple[tuple[str, ...], ...] = migrations(POSTGRESQL)
+"""Generated from the table list (`state.sql.tables`): version 1 is SQLite's schema 4
+created at once, version k is SQLite's k + 3 (2: run epochs, 3: row seals, 4: the work
+queue of workers, 5: progressive exposure)."""
+SEALED_FROM = POSTGRESQL.version(SEALS_ADDED)
 """The first version with row seals."""
 SCHEMA_VERSION = len(MIGRATIONS)
 """The newest schema this code knows."""

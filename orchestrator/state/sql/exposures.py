@@ -16,15 +16,6 @@ from orchestrator.state.models import AuditEntryInput, PendingFlip, ServiceState
 from orchestrator.state.sql.flips import FlipRows
 from orchestrator.state.transitions import step
 
-EXPOSURE: tuple[str, ...] = (
-    "ALTER TABLE services ADD COLUMN exposed_side TEXT"
-    " CHECK (exposed_side IN ('blue', 'green'))",
-    "ALTER TABLE services ADD COLUMN exposure_percent INTEGER NOT NULL DEFAULT 0"
-    " CHECK (exposure_percent BETWEEN 0 AND 99)",
-)
-"""The migration (SQLite 8, PostgreSQL 5). The seals written before it still verify: the
-new columns are covered when set (`seals._COVERED_WHEN_SET`)."""
-
 
 class ExposureRows(FlipRows):
     """`SideStore`: the exposure part."""

@@ -27,21 +27,6 @@ from orchestrator.state.models import RESUMABLE_STATUSES, AuditEntryInput, LockI
 from orchestrator.state.sql.chain import AuditChain
 from orchestrator.state.sql.database import Connection
 
-EPOCHS: tuple[str, ...] = (
-    # the newest epoch handed out per lock (a service, or campaign:NAME), which run got it
-    # and when; a lock row and a run row carry the epoch they hold
-    """CREATE TABLE epochs (
-        lock TEXT PRIMARY KEY, epoch INTEGER NOT NULL, run_id TEXT NOT NULL,
-        at TEXT NOT NULL)""",
-    "ALTER TABLE locks ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE runs ADD COLUMN epoch INTEGER",
-    # a lock held while the store is migrated gets epoch 1 (its run learns it on resume)
-    "INSERT INTO epochs (lock, epoch, run_id, at) SELECT service, 1, run_id, acquired_at"
-    " FROM locks",
-    "UPDATE locks SET epoch = 1",
-)
-"""The migration adding run epochs: SQLite's schema 5, PostgreSQL's schema 2."""
-
 
 class Fencing(AuditChain):
     """Epochs handed out with locks, and the fence check of every run write."""

@@ -16,35 +16,6 @@ from typing import Any, Literal
 ItemState = Literal["queued", "claimed", "done", "failed", "deferred"]
 TERMINAL: tuple[ItemState, ...] = ("done", "failed", "deferred")
 
-WORK_QUEUE: tuple[str, ...] = (
-    # one row per campaign run handed to workers: its fleet-wide failure budget and the
-    # per-site limits, and why no new service may start any more (stopped)
-    """CREATE TABLE work_campaigns (
-        campaign_run TEXT PRIMARY KEY, max_failed_services INTEGER,
-        max_failed_hosts_percent INTEGER, hosts_total INTEGER NOT NULL,
-        site_limits TEXT NOT NULL, enqueued_at TEXT NOT NULL, stopped TEXT)""",
-    # one row per service of such a run: where it runs (site), its place (wave, position),
-    # who claimed it, how often (claims: 2 and more are takeovers), and how it ended
-    """CREATE TABLE work_queue (
-        campaign_run TEXT NOT NULL REFERENCES work_campaigns (campaign_run),
-        service TEXT NOT NULL, site TEXT NOT NULL, wave INTEGER NOT NULL,
-        position INTEGER NOT NULL, hosts INTEGER NOT NULL,
-        stop_on_failure INTEGER NOT NULL,
-        state TEXT NOT NULL DEFAULT 'queued'
-            CHECK (state IN ('queued', 'claimed', 'done', 'failed', 'deferred')),
-        worker_id TEXT, claims INTEGER NOT NULL DEFAULT 0, claimed_at TEXT,
-        outcome TEXT, failed_hosts INTEGER NOT NULL DEFAULT 0, finished_at TEXT,
-        PRIMARY KEY (campaign_run, service))""",
-    "CREATE INDEX work_queue_by_site ON work_queue (site, state)",
-    # one row per worker process: its site and host, and the session advisory lock
-    # (lock_key("worker", worker_id), as pg_locks shows it) that says it is alive
-    """CREATE TABLE workers (
-        worker_id TEXT PRIMARY KEY, site TEXT NOT NULL, hostname TEXT NOT NULL,
-        pid INTEGER NOT NULL, max_parallel INTEGER NOT NULL, lock_classid BIGINT NOT NULL,
-        lock_objid BIGINT NOT NULL, started_at TEXT NOT NULL, heartbeat_at TEXT NOT NULL,
-        stopped_at TEXT)""",
-)
-"""The migration adding the work queue: SQLite's schema 7, PostgreSQL's schema 4."""
 
 
 @dataclass(frozen=True)
