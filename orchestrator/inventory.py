@@ -98,6 +98,8 @@ class Host:
     port: int = 22
     user: str = "root"
     vars: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    key_file: str | None = None
+    """ansible_ssh_private_key_file (~ expanded): the path, never the key; not in `vars`."""
 
 
 @dataclass(frozen=True)
@@ -376,6 +378,8 @@ def _make_host(
             hint=f"set ansible_user of {name!r} to a plain login name",
         )
 
+    key = conn_var("ansible_ssh_private_key_file", "ansible_private_key_file")
+    key_file = None if key is None else os.path.expanduser(str(key))
     clean = {
         str(k): _plain(v)
         for k, v in all_vars.items()
@@ -386,7 +390,7 @@ def _make_host(
     remember_secret_values(
         _plain_secret(v) for k, v in all_vars.items() if is_secret_key(str(k)) and not _is_vaulted(v)
     )
-    return Host(name=name, address=address, port=port, user=user, vars=clean)
+    return Host(name=name, address=address, port=port, user=user, vars=clean, key_file=key_file)
 
 
 def _port(raw: Any, name: str, inv: str) -> int:

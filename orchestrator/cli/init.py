@@ -27,7 +27,7 @@ from orchestrator.cli.render import emit_json
 @click.option("--ssh-user", default=None, help="SSH user for hosts without ansible_user.")
 @click.option("--private-key-file", default=None, metavar="PATH",
               help="The SSH key bluegreen (probes and Ansible) logs in with (ssh.private_key_file;"
-              " an inventory's ansible_ssh_private_key_file is not read by the probes).")
+              " a host's ansible_ssh_private_key_file in the inventory comes first).")
 @click.option("--map-file", default=None,
               help="Where HAProxy will read the map (default: bluegreen.map beside "
               "haproxy.cfg).")

@@ -119,11 +119,15 @@ def status(
 ) -> None:
     """Live side (from the router), standby, patch level and verification of each side,
     and what the load balancer counted for each side since it started (responses, 5xx)."""
+    from orchestrator.doctor.groups import side_group_problems
     from orchestrator.traffic import fleet_status
 
-    fleet = fleet_status(load(ctx), service, actor(ctx), adopt_reason=reason, adopt_live=adopt)
+    config = load(ctx)
+    fleet = fleet_status(config, service, actor(ctx), adopt_reason=reason, adopt_live=adopt)
+    groups = side_group_problems(config, [r.service for r in fleet.rows])
     if as_json:
-        emit_json(fleet.as_json())
+        docs = [{**r.as_dict(), "inventory": groups.get(r.service, {})} for r in fleet.rows]
+        emit_json(docs[0] if fleet.one else docs)
         if not fleet.agrees:
             sys.exit(1)
         return
@@ -136,6 +140,8 @@ def status(
         if r.rollback_to and r.rollback_refused:
             back += f" (not eligible: {r.rollback_refused})"
         click.echo(f"{r.service}: live={r.live} standby={r.standby}{back}{warn}")
+        for side, problem in sorted(groups.get(r.service, {}).items()):
+            click.secho(f"  INVENTORY ({side}): {one_line(problem)}", fg="red")
         for side, info in r.sides.items():
             counted = info["traffic"]
             traffic = (f"  lb: {counted['responses']} responses, {counted['errors_5xx']} 5xx"

@@ -159,6 +159,8 @@ class Masters:
         cmd += ["-o", f"User={host.user}"]
         if host.port != 22:  # as Ansible: Port only when the inventory sets one
             cmd += ["-o", f"Port={host.port}"]
+        if host.key_file:  # ansible_ssh_private_key_file: offered as Ansible offers it
+            cmd += ["-o", f"IdentityFile={host.key_file}"]
         return [*cmd, *extra]
 
     def open_and_run(self, command: str, timeout: float) -> dict[str, Output]:

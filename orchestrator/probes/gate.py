@@ -26,7 +26,7 @@ def targets_for(config: LoadedConfig, hosts: Sequence[Host]) -> list[ProbeTarget
             known_hosts=str(config.known_hosts_path),
             port=h.port,
             user=h.user,
-            key_file=str(key) if key else None,
+            key_file=h.key_file or (str(key) if key else None),  # the host's first, as Ansible
             connect_timeout=config.model.ssh.connect_timeout,
             max_output=config.model.ssh.max_output_mb * 2**20,
             become=config.model.ssh.become,

@@ -147,6 +147,13 @@ def test_doctor_passes_the_lab_and_each_mistake_fails_doctor_and_the_precheck(
             "ssh web-green-1", "ansible-ssh web-green-1", "root web-green-1",
             "health web-green-1", "state store", "witness file"} <= names
 
+    # 0. the key only in the inventory (ansible_ssh_private_key_file), none in bluegreen.yml:
+    #    the probes log in with it as Ansible does, and a verification passes
+    inventory_key = variant(lab, tmp_path / "inventory-key",
+                            lambda doc: doc["ssh"].pop("private_key_file"))
+    proc = bluegreen(inventory_key, "verify", "web", "--side", "green", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
     # 1. the admin socket at `level operator`: doctor and the precheck say so (plan too:
     #    a unit test, tests/unit/doctor/test_checks.py)
     operator = variant(lab, tmp_path / "operator", lambda doc: doc["router"].update(

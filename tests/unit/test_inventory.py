@@ -178,6 +178,42 @@ def test_directory_inventory_with_group_and_host_vars(tmp_path: Path) -> None:
     assert g1.vars["region"] == "eu" and g1.vars["app_port"] == 8080
 
 
+def test_the_probes_connect_with_the_inventorys_key_user_and_port(tmp_path: Path) -> None:
+    """ansible_ssh_private_key_file (host_vars beat group_vars, ~ expanded) and
+    ansible_user/ansible_port reach the probes' targets and bluegreen's own ssh as Ansible
+    uses them; a host without one gets ssh.private_key_file."""
+    from orchestrator.patching.ssh import Masters
+    from orchestrator.probes.gate import targets_for
+
+    inv = tmp_path / "inv"
+    (inv / "group_vars").mkdir(parents=True)
+    (inv / "host_vars").mkdir()
+    (inv / "hosts").write_text("[web_blue]\nb1\nb2\n\n[web_green]\ng1\n\n"
+                               "[web:children]\nweb_blue\nweb_green\n")
+    (inv / "group_vars" / "web_blue.yml").write_text(
+        "ansible_ssh_private_key_file: ~/.ssh/blue_key\nansible_user: deploy\n")
+    (inv / "host_vars" / "b2.yml").write_text(
+        "ansible_ssh_private_key_file: /keys/b2\nansible_port: 2200\n")
+    config = make_config(tmp_path, "inv")
+    (tmp_path / "config.key").write_text("")
+    data = yaml.safe_load(config.path.read_text())
+    data["ssh"]["private_key_file"] = "config.key"
+    config.path.write_text(yaml.safe_dump(data))
+    config = load_config(config.path)
+    web = load_fleet(config).services["web"]
+    b1, b2, g1 = (*web.blue, *web.green)
+    assert b1.key_file == str(Path.home() / ".ssh" / "blue_key")
+    assert not any("key" in k for k in b1.vars)  # the path is not a var (still "secret")
+    targets = {t.name: t for t in targets_for(config, [b1, b2, g1])}
+    assert (targets["b1"].key_file, targets["b1"].user, targets["b1"].port) == (
+        b1.key_file, "deploy", 22)
+    assert (targets["b2"].key_file, targets["b2"].user, targets["b2"].port) == (
+        "/keys/b2", "deploy", 2200)
+    assert targets["g1"].key_file == str(tmp_path / "config.key")
+    ssh = Masters(config, [b2], tmp_path / "cp", timeout=5)._ssh(b2, "b2")
+    assert "IdentityFile=/keys/b2" in ssh and "Port=2200" in ssh and "User=deploy" in ssh
+
+
 def test_templated_ansible_host_is_rendered(tmp_path: Path) -> None:
     text = YAML_INV.replace("ansible_host: 10.0.2.2", "ansible_host: '10.0.2.{{ 1 + 1 }}'")
     fleet = fleet_from(tmp_path, "hosts.yml", text)
