@@ -45,6 +45,9 @@ def test_status_names_a_missing_or_empty_side_group(tmp_path: Path) -> None:
     text = CliRunner().invoke(main, ["-c", str(path), "status"])
     assert text.exit_code == 0, text.output
     assert "INVENTORY (green): inventory group 'web_green'" in text.output
+    doctor = CliRunner().invoke(main, ["-c", str(path), "doctor", "web"])
+    assert doctor.exit_code == 2, doctor.output  # refused, naming the group and a fix
+    assert "'web_green'" in doctor.output and "did you mean 'web_gren'?" in doctor.output
 
     (tmp_path / "hosts.yml").write_text("all:\n  children:\n    web_blue: {hosts: {b1: {}}}\n"
                                         "    web_green: {}\n")
