@@ -140,8 +140,8 @@ def status(
         if r.rollback_to and r.rollback_refused:
             back += f" (not eligible: {r.rollback_refused})"
         click.echo(f"{r.service}: live={r.live} standby={r.standby}{back}{warn}")
-        for side, problem in sorted(groups.get(r.service, {}).items()):
-            click.secho(f"  INVENTORY ({side}): {one_line(problem)}", fg="red")
+        for bad, problem in sorted(groups.get(r.service, {}).items()):
+            click.secho(f"  INVENTORY ({bad}): {one_line(problem)}", fg="red")
         for side, info in r.sides.items():
             counted = info["traffic"]
             traffic = (f"  lb: {counted['responses']} responses, {counted['errors_5xx']} 5xx"
