@@ -55,6 +55,11 @@ def test_rollout_reload_rollback_and_bake_on_nginx(nginx_lab: Lab) -> None:
     config = lab.paths.config
     status = lab.status()
     assert status["router"] == "nginx" and served_by(lab) == ("web_blue", "blue")
+    doctor = bluegreen(config, "doctor", "web", "--json", timeout=300)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    names = {c["name"] for c in json.loads(doctor.stdout)["checks"]}
+    assert {"router config", "router live file", "router include", "router confirm header",
+            "router access log", "router master pid"} <= names, names
     rollout = bluegreen(config, "rollout", "web", "--yes", timeout=600)
     assert rollout.returncode == 0, rollout.stdout + rollout.stderr
     assert served_by(lab) == ("web_green", "green")

@@ -117,3 +117,32 @@ def test_zero_dropped_requests_during_flips(lab: NginxLab, router: NginxRouter) 
     assert failures == []
     assert served["blue"] > 0 and served["green"] > 0
     wait_until(lambda: router.live(SERVICE) == "blue", 5, "blue live")
+
+
+def test_readiness_passes_and_names_each_mistake(lab: NginxLab, router: NginxRouter) -> None:
+    """doctor's nginx checks against the real nginx: the fixture's config (as the README
+    says) passes; a config without `always`, with the access log in another format and a
+    pid file nginx does not have, and a live file nginx never includes, each fail."""
+    good = {c.name: c for c in router.readiness([SERVICE])}
+    assert set(good) == {"router config", "router live file", "router include",
+                         "router confirm header", "router access log", "router master pid"}
+    assert all(c.ok for c in good.values()), [c for c in good.values() if not c.ok]
+    assert str(lab.process.pid) in good["router master pid"].detail
+    text = lab.conf.read_text()
+    broken = lab.dir / "broken.conf"
+    broken.write_text(text.replace(" always;", ";")
+                      .replace("'$proxy_host $status ", "'$status $proxy_host ")
+                      .replace(f"pid {lab.dir}/nginx.pid;", f"pid {lab.dir}/none.pid;"))
+    elsewhere = lab.dir / "elsewhere" / "live.conf"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(lab.live_file.read_text())
+    bad = make_router(lab.settings(conf=str(broken), live_file=str(elsewhere)))
+    checks = {c.name: c for c in bad.readiness([SERVICE])}  # type: ignore[attr-defined]
+    assert checks["router config"].ok and checks["router live file"].ok
+    failed = {name for name, c in checks.items() if c.ok is False}
+    assert failed == {"router include", "router confirm header", "router access log",
+                      "router master pid"}, checks
+    assert f"include {elsewhere};" in checks["router include"].fix
+    assert "without `always`" in checks["router confirm header"].detail
+    assert "does not begin `$proxy_host $status`" in checks["router access log"].detail
+    assert "none.pid" in checks["router master pid"].detail

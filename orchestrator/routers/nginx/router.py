@@ -23,10 +23,12 @@ import re
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator.errors import FlipIncomplete, RouterError
 from orchestrator.routers.base import (
+    Check,
     DrainResult,
     FlipResult,
     ServerHealth,
@@ -170,6 +172,12 @@ class NginxRouter:
 
     def close(self) -> None:
         """Nothing held open."""
+
+    def readiness(self, services: Sequence[str]) -> list[Check]:
+        """`routers.base.SelfChecking`: see `nginx.readiness`."""
+        from orchestrator.routers.nginx.readiness import readiness
+
+        return readiness(self, services)
 
     # -- helpers ---------------------------------------------------------------------------
 
