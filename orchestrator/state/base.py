@@ -143,6 +143,7 @@ class SideStore(Protocol):
         audit: AuditEntryInput,
         rolled_back: Side | None = None,
         kept: str | None = None,
+        persist_problem: str | None = None,
     ) -> ServiceState: ...
 
 

@@ -143,6 +143,12 @@ class PendingFlip(_Record):
         return cls(**{**data, "at": at})
 
 
+EXPOSURE_NOT_PERSISTED = "exposure not persisted: "
+"""How a service's `flip_problem` begins when an exposure was taken back in memory but the
+exposure maps on disk may still hold it (a reload would bring it back): the next traffic
+command persists it again; until then no side of the service is patched."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServiceState(_Record):
     """A service and the side the store last recorded as live (None: never recorded).

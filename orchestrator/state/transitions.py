@@ -18,7 +18,12 @@ from typing import Literal, get_args
 
 from orchestrator.errors import StateError
 from orchestrator.sides import Side
-from orchestrator.state.models import SIDE_STATES, ServiceState, SideStateName
+from orchestrator.state.models import (
+    EXPOSURE_NOT_PERSISTED,
+    SIDE_STATES,
+    ServiceState,
+    SideStateName,
+)
 
 Event = Literal[
     "patch_begun", "patch_done", "verified_ok", "verified_failed", "rolled_back_from",
@@ -165,6 +170,13 @@ def _refuse_patch(service: str, side: Side, svc: ServiceState | None) -> None:
             f"{service}: refusing to patch {side}: it takes a share of the traffic "
             f"(exposed at {svc.exposure_percent} %{', preview' if not svc.exposure_percent else ''})",
             hint=f"roll the exposure back first: `bluegreen rollback {service} --reason ...`",
+        )
+    if (svc.flip_problem or "").startswith(EXPOSURE_NOT_PERSISTED):
+        raise TransitionRefused(
+            f"{service}: refusing to patch {side}: {svc.flip_problem}; a reload of the load "
+            "balancer could send it a share of the traffic again",
+            hint=f"persist it first: any traffic command (`bluegreen flip {service} --to "
+            f"{svc.live_side} --reason ...`) writes the exposure maps again",
         )
     if svc.pending_flip is not None:
         pending = svc.pending_flip

@@ -13,11 +13,16 @@ recorded as gone. The caller holds the service's traffic lock. Imports: as `kern
 
 from __future__ import annotations
 
-from orchestrator.errors import RouterError
+from orchestrator.errors import FlipIncomplete, RouterError
 from orchestrator.routers.base import Exposure, Router, exposing
 from orchestrator.sides import Side
 from orchestrator.state.base import StateStore
-from orchestrator.state.models import AuditEntryInput, PendingFlip, ServiceState
+from orchestrator.state.models import (
+    EXPOSURE_NOT_PERSISTED,
+    AuditEntryInput,
+    PendingFlip,
+    ServiceState,
+)
 from orchestrator.traffic import failpoints
 
 
@@ -100,13 +105,13 @@ def withdraw(store: StateStore, router: Router, svc: ServiceState, live: Side, *
                 f"{now.percent} % of new requests still go to {now.side}",
                 hint=exc.hint or "check the load balancer, then retry",
             ) from exc
-        problem = f"not persisted: {exc.message}"
+        problem = exc.message
     failpoints.hit("traffic:router", command)
     kept = (f"rolled back the exposure of {before.side} ({before.percent} %) by {actor}"
             if rollback else None)
     svc = store.record_exposure(
         service, None, 0, rolled_back=before.side if rollback else None, kept=kept,
-        audit=AuditEntryInput(
+        persist_problem=problem, audit=AuditEntryInput(
             actor=actor, command=command, service=service, reason=reason,
             result="incomplete" if problem else "ok",
             before={"live": live, **audit_view(before)},
@@ -170,11 +175,16 @@ def reconcile_exposure(store: StateStore, router: Router, svc: ServiceState, liv
                           hint="check the load balancer; then retry")
     recorded = stored_exposure(svc)
     if now == recorded:
+        if (svc.flip_problem or "").startswith(EXPOSURE_NOT_PERSISTED):
+            svc = _persist_again(store, router, svc, now, actor, command)
         return svc
     how = (f"the router holds {_describe(now)}, the store recorded {_describe(recorded)}")
+    problem: str | None = None
     if now is not None:  # never adopted: taken back (all traffic on the live side)
         try:
             _set(router, service, None)
+        except FlipIncomplete as exc:  # gone from memory, the maps on disk may hold it
+            problem = exc.message
         except RouterError as exc:
             raise RouterError(
                 f"{service}: {how}; taking it back failed: {exc.message}",
@@ -183,9 +193,31 @@ def reconcile_exposure(store: StateStore, router: Router, svc: ServiceState, liv
         how += "; it was taken back at the router (an exposure nobody recorded)"
     else:
         how += " (a reload before it was persisted?)"
-    return store.record_exposure(service, None, 0, audit=AuditEntryInput(
+    return store.record_exposure(service, None, 0, persist_problem=problem, audit=AuditEntryInput(
         actor=actor, command=f"{command}.reconcile", service=service, result="repaired",
         reason="the router's exposure differs from the store's",
         before={"live": live, **audit_view(recorded)},
         after={"live": live, "exposure": True, **audit_view(None),
                "how": how}))
+
+
+def _persist_again(store: StateStore, router: Router, svc: ServiceState,
+                   now: Exposure | None, actor: str, command: str) -> ServiceState:
+    """The exposure maps on disk may differ from memory (an earlier persist failed): write
+    them again from what the router holds, and clear the problem (audited); a failure
+    again keeps it (the patch guard stays)."""
+    problem: str | None
+    try:
+        _set(router, svc.service, now)
+    except RouterError as exc:
+        problem = EXPOSURE_NOT_PERSISTED + exc.message
+        if problem == svc.flip_problem:
+            return svc
+        result = "failed"
+    else:
+        problem, result = None, "ok"
+    return store.set_flip_problem(svc.service, problem, audit=AuditEntryInput(
+        actor=actor, command=f"{command}.repair", service=svc.service, result=result,
+        reason="the exposure maps on disk may differ from memory: written again",
+        before={"flip_problem": svc.flip_problem},
+        after={"flip_problem": problem, "exposure": True, **audit_view(now)}))

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.errors import BadInput, RouterError
+from orchestrator.errors import BadInput, FlipIncomplete, RouterError
 from orchestrator.routers.base import Exposure, Router, exposing
 from orchestrator.sides import Side, other_side
 from orchestrator.state.base import StateStore
@@ -211,8 +211,11 @@ def _after_failure(store: StateStore, router: Router, request: ExposeRequest,
         raise exc
     ex = exposing(router)
     assert ex is not None
+    problem: str | None = None
     try:
         ex.expose(service, None, 0)
+    except FlipIncomplete as again:  # taken back in memory; the maps on disk may differ
+        problem = again.message
     except RouterError:
         pass  # read back below: the store records what the router holds
     now, unreadable = read_exposure(router, service)
@@ -224,7 +227,7 @@ def _after_failure(store: StateStore, router: Router, request: ExposeRequest,
         ) from exc
     store.record_exposure(
         service, now.side if now else None, now.percent if now else 0,
-        audit=AuditEntryInput(
+        persist_problem=problem if now is None else None, audit=AuditEntryInput(
             actor=request.actor, command=f"{request.command}.failed", service=service,
             reason=request.reason, result="failed",
             before={"live": live, **audit_view(before)},

@@ -56,6 +56,7 @@ from orchestrator.routers.base import FlipResult, Router
 from orchestrator.sides import Side, other_side
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import (
+    EXPOSURE_NOT_PERSISTED,
     RESUMABLE_STATUSES,
     AuditEntryInput,
     Run,
@@ -183,7 +184,7 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
             note = (f"; {problem}: a reload of the load balancer may bring it back until the "
                     "next traffic command takes it back again" if problem else "")
             more = f"; aborted run {aborted}" if aborted is not None else ""
-            repaired = svc.flip_problem is not None and _repair(store, router, svc, request)
+            repaired = _live_problem(svc) and _repair(store, router, svc, request)
             return FlipOutcome(
                 service, live, live, True, time.perf_counter() - started,
                 f"{service}: rolled back the exposure of {exposed} ({percent} %): all traffic "
@@ -230,7 +231,7 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
                                          request.actor, request.command, request.reason)
                       if request.quarantine is not None else None)
             repaired = reconciled or (
-                svc.flip_problem is not None and _repair(store, router, svc, request))
+                _live_problem(svc) and _repair(store, router, svc, request))
             note = " (its earlier flip problem is repaired)" if repaired else ""
             return unchanged(marked or f"{service}: {live} is already live; nothing changed"
                              f"{note}", repaired=repaired)
@@ -360,6 +361,12 @@ def _check_run(store: StateStore, run_id: str) -> None:
                       "traffic after that")
     if run.status not in RESUMABLE_STATUSES:
         raise StateError(f"run {run_id} already ended ({run.status}); traffic was not moved")
+
+
+def _live_problem(svc: ServiceState) -> bool:
+    """The live side's own flip problem (not an exposure's: `exposed` persists those)."""
+    return svc.flip_problem is not None and not svc.flip_problem.startswith(
+        EXPOSURE_NOT_PERSISTED)
 
 
 def _repair(store: StateStore, router: Router, svc: ServiceState, request: FlipRequest) -> bool:

@@ -363,8 +363,8 @@ class World:
     def _exposure_recorded(self, store: StateStore, svc: Any) -> None:
         """The router's exposure is the store's, unless an exposure change is pending, or
         the router lost it (a reload: less traffic on the standby), or taking one back was
-        recorded with its persist problem (a reload brings it back until the next traffic
-        command takes it back again)."""
+        recorded with its persist problem in the service's flip problem (a reload brings it
+        back until the next traffic command takes it back again)."""
         exposed = self.router.exposed.get(SERVICE)
         recorded = (Exposure(svc.exposed_side, svc.exposure_percent)
                     if svc.exposed_side is not None else None)
@@ -372,9 +372,8 @@ class World:
             return
         if svc.pending_flip is not None and svc.pending_flip.exposure:
             return
-        last = [r for r in store.audit_records(SERVICE) if r.after.get("exposure")]
-        if recorded is None and last and last[-1].after.get("problem"):
-            return
+        if recorded is None and (svc.flip_problem or "").startswith("exposure not persisted"):
+            return  # said: the next traffic command takes it back and persists that
         raise AssertionError(f"the router exposes {exposed}, the store records {recorded}")
 
     def _traffic_lock_is_free(self, store: StateStore) -> None:

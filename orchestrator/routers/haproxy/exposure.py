@@ -38,6 +38,9 @@ from orchestrator.sides import Side
 if TYPE_CHECKING:
     from orchestrator.routers.haproxy.router import HAProxyRouter
 
+PERSIST_ATTEMPTS = 3
+PERSIST_BACKOFF_S = 0.2
+
 
 def config_lines(service: str, live_backend: str, map_file: str, percent_map: str,
                  exposed_map: str) -> list[str]:
@@ -128,12 +131,21 @@ def apply(router: HAProxyRouter, service: str, side: Side | None, percent: int) 
     if now != wanted:
         raise FlipIncomplete(f"{service}: the exposure maps read back {now} after setting "
                              f"{wanted}", persisted=False)
-    try:
-        _persist(router)
-        _check_files(router, service, wanted)
-    except RouterError as exc:
-        raise FlipIncomplete(f"{service}: the exposure is set in memory but not persisted: "
-                             f"{exc.message}", persisted=False, hint=exc.hint) from exc
+    last: RouterError | None = None
+    for attempt in range(PERSIST_ATTEMPTS):  # as a flip's persist: retried, then incomplete
+        if attempt:
+            time.sleep(PERSIST_BACKOFF_S * attempt)
+        try:
+            _persist(router)
+            _check_files(router, service, wanted)
+            last = None
+            break
+        except RouterError as exc:
+            last = exc
+    if last is not None:
+        raise FlipIncomplete(f"{service}: the exposure is set in memory but not persisted "
+                             f"({PERSIST_ATTEMPTS} tries): {last.message}", persisted=False,
+                             hint=last.hint)
     return FlipResult(service, live, live, time.monotonic() - started,
                       ["map-readback", "persisted-readback"], persisted=True)
 

@@ -12,7 +12,12 @@ from orchestrator.errors import StateError
 from orchestrator.secrets import scrub
 from orchestrator.sides import Side
 from orchestrator.state.audit import canonical_json, format_ts
-from orchestrator.state.models import AuditEntryInput, PendingFlip, ServiceState
+from orchestrator.state.models import (
+    EXPOSURE_NOT_PERSISTED,
+    AuditEntryInput,
+    PendingFlip,
+    ServiceState,
+)
 from orchestrator.state.sql.flips import FlipRows
 from orchestrator.state.transitions import step
 
@@ -85,11 +90,15 @@ class ExposureRows(FlipRows):
         audit: AuditEntryInput,
         rolled_back: Side | None = None,
         kept: str | None = None,
+        persist_problem: str | None = None,
     ) -> ServiceState:
         """The router now exposes `side` at `percent` (None: no exposure): record it, end
         the pending change. `rolled_back`: that side (exposed before, it served users) is
         marked failed_live in this same transaction; `kept`: a second rollback finds this
-        one done (`rollback_kept`) until the next traffic change."""
+        one done (`rollback_kept`) until the next traffic change. `persist_problem`: the
+        exposure maps on disk may differ from memory: recorded as the service's flip
+        problem (`EXPOSURE_NOT_PERSISTED`, unless the live side has a flip problem of its
+        own); without it, such an exposure problem is cleared."""
         if side is None:
             percent = 0
         now = self._now()
@@ -97,8 +106,14 @@ class ExposureRows(FlipRows):
             old = self._service_row(conn, service)
             if old is None:
                 raise StateError(f"{service}: no such service in {self.location}")
+            problem = old.flip_problem
+            ours = (problem or "").startswith(EXPOSURE_NOT_PERSISTED)
+            if persist_problem is not None and (problem is None or ours):
+                problem = EXPOSURE_NOT_PERSISTED + persist_problem
+            elif persist_problem is None and ours:
+                problem = None
             changes: dict[str, Any] = {"exposed_side": side, "exposure_percent": percent,
-                                       "pending_flip": None,
+                                       "pending_flip": None, "flip_problem": problem,
                                        "rollback_kept": kept if kept is not None or side
                                        is not None else old.rollback_kept}
             extra: dict[str, Any] = {"preview": side is not None and percent == 0}

@@ -216,3 +216,47 @@ def test_a_router_without_exposure_refuses_cleanly(store: SQLiteStateStore) -> N
     with pytest.raises(RouterError, match="cannot expose"):
         expose_traffic(store, Plain({"web": "blue"}), step("green", 5))
     move_traffic(store, Plain({"web": "blue"}), flip("flip", "green"))  # flips still work
+
+
+def test_a_rollback_whose_clear_is_not_persisted_is_recorded_and_repaired(
+    store: SQLiteStateStore, router: FakeRouter
+) -> None:
+    """Taken back in memory, the maps on disk still hold the step: the service's flip
+    problem says so (no patch until it is persisted), a reload that brings the step back
+    is taken back by the next traffic command, which clears the problem."""
+    verified(store, "green")
+    expose_traffic(store, router, step("green", 25))
+    router.fail_next_expose("persist")
+    out = move_traffic(store, router, flip("rollback", None))
+    assert out.changed and "a reload of the load balancer may bring it back" in out.message
+    assert "web" not in router.exposed and router.exposed_persisted["web"] == Exposure("green", 25)
+    svc = store.get_service("web")
+    assert svc is not None and (svc.flip_problem or "").startswith("exposure not persisted")
+    with pytest.raises(StateError, match="exposure not persisted"):
+        store.begin_patch("web", "green", "v3", audit=SETUP)
+    router.reload()  # the step is back in memory, unrecorded
+    assert router.exposed["web"] == Exposure("green", 25)
+    again = move_traffic(store, router, flip("flip", "blue"))  # any traffic command
+    assert not again.changed and "web" not in router.exposed
+    assert "web" not in router.exposed_persisted
+    svc = store.get_service("web")
+    assert svc is not None and svc.flip_problem is None and exposure(store) == (None, 0)
+    assert state(store, "green") == "failed_live"
+    store.begin_patch("web", "green", "v3", audit=SETUP)  # allowed again
+    assert store.verify_audit().ok
+
+
+def test_an_unpersisted_clear_without_a_reload_is_persisted_again(
+    store: SQLiteStateStore, router: FakeRouter
+) -> None:
+    verified(store, "green")
+    expose_traffic(store, router, step("green", 5))
+    router.fail_next_expose("persist")
+    expose_traffic(store, router, step(None, 0))
+    svc = store.get_service("web")
+    assert svc is not None and (svc.flip_problem or "").startswith("exposure not persisted")
+    move_traffic(store, router, flip("flip", "blue"))
+    svc = store.get_service("web")
+    assert svc is not None and svc.flip_problem is None
+    assert "web" not in router.exposed_persisted
+    assert [r.result for r in store.audit_records("web") if r.command == "flip.repair"] == ["ok"]
