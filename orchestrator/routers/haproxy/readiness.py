@@ -29,7 +29,8 @@ from pathlib import Path
 from orchestrator.errors import RouterError
 from orchestrator.routers.base import Check
 from orchestrator.routers.haproxy.router import HAProxyRouter
-from orchestrator.routers.haproxy.transport import SSHTransport, _LocalFiles
+from orchestrator.routers.haproxy.ssh_transport import SSHTransport
+from orchestrator.routers.haproxy.transport import _LocalFiles
 
 _MAP_LINE = re.compile(r"^-?\d+ \(([^)]*)\)")
 

@@ -225,7 +225,7 @@ def test_writability_on_a_remote_load_balancer_is_checked_there(tmp_path: Path) 
     import subprocess
 
     from orchestrator.routers.haproxy.readiness import _unwritable_remote
-    from orchestrator.routers.haproxy.transport import SSHTransport
+    from orchestrator.routers.haproxy.ssh_transport import SSHTransport
 
     class Local(SSHTransport):
         def __init__(self) -> None:
