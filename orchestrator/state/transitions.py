@@ -72,12 +72,14 @@ TABLE: dict[Event, Rule] = {
             "patch keeps its new state",
     ),
     "verified_ok": Rule(
-        "`verify`, a rollout's verify step (at the generation read when it began)",
+        "`verify`, a rollout's verify step, `rebuild`'s gate (at the generation read when "
+        "it began)",
         dict.fromkeys(_VERIFIABLE, "verified"),
         keeps=_ALL - _VERIFIABLE,
     ),
     "verified_failed": Rule(
-        "`verify`, a rollout's verify step (at the generation read when it began)",
+        "`verify`, a rollout's verify step, `rebuild`'s gate (at the generation read when "
+        "it began)",
         dict.fromkeys(_VERIFIABLE, "verify_failed"),
         keeps=_ALL - _VERIFIABLE,
     ),
