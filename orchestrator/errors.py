@@ -107,6 +107,13 @@ class Fenced(StateError):
     someone else. Nothing was recorded."""
 
 
+class LocksLost(Fenced):
+    """The database session that held this process's locks ended (a server restart, a
+    failover, a partition, `pg_terminate_backend`): its advisory locks (run and traffic)
+    ended with it, another process may hold them now. Nothing was recorded, and the
+    process must change nothing more (not even undo a flip)."""
+
+
 class AuditBroken(BluegreenError):
     """The audit chain does not verify."""
 

@@ -164,6 +164,12 @@ class LockStore(Protocol):
         """(lock, epoch) this store object took for `run_id`: its writes for the run are
         refused (`Fenced`) once a newer epoch exists. None: it holds no lock for it."""
         ...
+    def check_still_holding(self, service: str) -> None:
+        """Right before a change outside the store (the router): refuse (`Fenced`) when
+        this store lost what it holds for `service`: the run lock it took (a newer epoch,
+        freed, its run ended by someone else) or, on PostgreSQL, its session (and with it
+        its advisory locks: traffic and run). One read; nothing changes."""
+        ...
     def get_lock(self, service: str) -> LockInfo | None: ...
     def traffic_lock(
         self, service: str, timeout_s: float = 30.0, *, command: str = "traffic"

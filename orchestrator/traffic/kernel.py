@@ -47,6 +47,7 @@ from orchestrator.errors import (
     Aborted,
     BadInput,
     FlipIncomplete,
+    LocksLost,
     OutsideWindow,
     RouterError,
     StateError,
@@ -251,6 +252,7 @@ def move_traffic(store: StateStore, router: Router, request: FlipRequest) -> Fli
             quarantine=request.quarantine,
         )
         failpoints.hit("traffic:intent", request.command)
+        store.check_still_holding(service)  # a lost session / superseded run moves nothing
         result, incomplete = _flip_router(store, router, request, live, target)
         failpoints.hit("traffic:router", request.command)
         _record(store, router, request, live, target, rollback, pending.id, result, incomplete,
@@ -458,6 +460,17 @@ def _record(
                 reason=request.reason, before={"live": live}, after=after, result=outcome,
             ),
         )
+    except LocksLost as exc:
+        # this process's locks ended with its database session: another process may hold
+        # the traffic lock and flip now, so this one touches the router no more; the journaled intent is completed or cancelled by the next
+        # traffic command of whoever holds the lock now
+        now, unreadable = read_live(router, request.service)
+        where = f"traffic is on {now}" if now is not None else f"the router: {unreadable}"
+        raise LocksLost(
+            f"{request.service}: flipped {live} -> {target} at the router, but {exc.message}; "
+            f"{where}; the journaled flip is settled by the next traffic command",
+            hint=exc.hint,
+        ) from exc
     except StateError as exc:
         raise undo_unrecorded_flip(store, router, request.service, live, target, exc,
                                    actor=request.actor, command=request.command) from exc

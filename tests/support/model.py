@@ -139,6 +139,10 @@ class World:
     state_url: str | None = None
     """The store: a SQLite file in `directory` (None), or this (emptied) PostgreSQL
     database."""
+    session_lost: bool = False
+    """The process acting now lost its database session (and with it its locks): it may
+    move traffic no more, except back where its own flip found it (the undo of a flip it
+    cannot record)."""
 
     def __post_init__(self) -> None:
         if self.state_url is not None:
@@ -229,6 +233,9 @@ class World:
         self.moves.append(Move(pending.id, pending.command, before, after))
         if after == pending.from_side:
             return  # an undo: traffic back where it was before this flip
+        if self.session_lost:
+            self.violations.append(f"{pending.command} moved traffic {before} -> {after} "
+                                   "after its process lost its database session (its locks)")
         if after != pending.to_side:
             self.violations.append(f"the router moved to {after}, the journal says "
                                    f"{pending.to_side}")
@@ -421,3 +428,19 @@ class World:
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "")
     return int(value) if value.strip() else default
+
+
+def model_settings(examples_variable: str, examples: int, steps: int) -> Any:
+    """Hypothesis settings of a model's machine: `examples` derandomized examples of
+    `steps` steps for CI; `examples_variable=N` (and `BLUEGREEN_MODEL_STEPS=M`) explores N
+    random ones instead."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=env_int(examples_variable, examples),
+        stateful_step_count=env_int("BLUEGREEN_MODEL_STEPS", steps),
+        derandomize=not env_int(examples_variable, 0),
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )

@@ -77,3 +77,34 @@ def execute(url: str, *statements: str, params: tuple[object, ...] = ()) -> None
         for statement in statements:
             sql = statement.replace("?", "%s")
             conn.execute(sql, params) if params else conn.execute(sql)
+
+
+def backend_pid(store: object) -> int:
+    """The server process (session) of a PostgreSQL store's connection."""
+    pid = store._conn.raw.info.backend_pid  # type: ignore[attr-defined]
+    return int(pid)
+
+
+def terminate_session(url: str, pid: int, *, timeout_s: float = 20.0) -> None:
+    """`pg_terminate_backend(pid)` (what `unlock`, a DBA or a failover does to a holder),
+    then wait until the session is really gone: its advisory locks end with it, not with
+    the signal. Fails the test if it outlives `timeout_s`."""
+    import time
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + timeout_s
+        while conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s",
+                           (pid,)).fetchone() is not None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"session {pid} still exists {timeout_s} s after "
+                            "pg_terminate_backend")
+            time.sleep(0.01)
+
+
+def snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every bluegreen table's rows (and the audit head), to prove nothing was written."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {table: sorted(map(tuple, conn.execute(f"SELECT * FROM {table}").fetchall()),
+                              key=repr)
+                for table in (*TABLES, "audit_head")}

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from orchestrator.errors import BadInput, LockHeld
+from orchestrator.errors import BadInput, LockHeld, LocksLost
 from orchestrator.state.audit import format_ts
 from orchestrator.state.models import AuditEntryInput, LockHolder, LockInfo
 from orchestrator.state.postgresql.connection import PgConnection
@@ -154,6 +154,24 @@ class PgLocks(Fencing):
             "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
             " AND pid = pg_backend_pid() AND classid = ?::bigint::oid"
             " AND objid = ?::bigint::oid", (classid, objid)).fetchone() is not None
+
+    def check_still_holding(self, service: str) -> None:
+        """`StateStore.check_still_holding` in one round trip: this session still holds
+        the traffic lock of `service` if it took it, and the run lock's fence holds. A
+        session that ended (restart, failover, `pg_terminate_backend`) fails the read:
+        `Fenced` when it held a run lock, else a `StateError` naming the database."""
+        with self._read() as conn:
+            if service in self._traffic_locks:
+                classid, objid = _halves(lock_key("traffic", service))
+                if conn.execute(
+                        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                        " AND objsubid = 1 AND pid = pg_backend_pid()"
+                        " AND classid = ?::bigint::oid AND objid = ?::bigint::oid",
+                        (classid, objid)).fetchone() is None:
+                    raise LocksLost(f"{service}: this process no longer holds the traffic lock "
+                                 "(its database session was reset); nothing changed",
+                                 hint="retry the command")
+            self._check_service_fence(conn, service)
 
     def release_lock(self, service: str, run_id: str) -> bool:
         """Release the lock held by `run_id`. False if unlocked, or if this store took it

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from orchestrator.errors import Fenced, StateError
+from orchestrator.errors import LocksLost, StateError
 from orchestrator.state.postgresql import schema
 from orchestrator.state.postgresql.connection import PgConnection, connect, translate
 from orchestrator.state.postgresql.locks import PgLocks
@@ -93,18 +93,20 @@ class PostgresStateStore(ExposureRows, RunRows, PgLocks, TableTransfer):
 
     @contextmanager
     def _translate(self) -> Iterator[None]:
-        """psycopg errors as StateError; a lost session while this store holds run locks as
-        `Fenced`: the locks ended with the session (another process may hold them now),
+        """psycopg errors as StateError; a lost session while this store holds run or
+        traffic locks as `LocksLost` (a `Fenced`): the locks ended with the session (another process may hold them now),
         so nothing this store does on their behalf may be recorded any more."""
         try:
             with translate(self.location):
                 yield
         except StateError as exc:
-            if not (self._fences and self._conn.raw.broken):
+            if not ((self._fences or self._traffic_locks) and self._conn.raw.broken):
                 raise
-            held = ", ".join(f"{lock} (run {run_id}, epoch {epoch})"
-                             for lock, (run_id, epoch) in sorted(self._fences.items()))
-            raise Fenced(
+            held = ", ".join([*(f"{lock} (run {run_id}, epoch {epoch})"
+                                for lock, (run_id, epoch) in sorted(self._fences.items())),
+                              *(f"traffic of {service}"
+                                for service in sorted(self._traffic_locks))])
+            raise LocksLost(
                 f"the database session holding the lock of {held} ended ({exc.message}); "
                 "its locks ended with it; nothing recorded",
                 hint="another process may have taken the lock over: see `bluegreen status`",

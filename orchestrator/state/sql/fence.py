@@ -112,6 +112,14 @@ class Fencing(AuditChain):
         if fence is not None:
             self._check_fence(conn, fence[0], run_id, fence[1], ended_too=False)
 
+    def check_still_holding(self, service: str) -> None:
+        """`StateStore.check_still_holding`: the fence of `service`'s run lock, if this
+        store holds it, read in one transaction (a backend whose locks live in a session
+        adds its own checks)."""
+        if service in self._fences:
+            with self._read() as conn:
+                self._check_service_fence(conn, service)
+
     def _check_service_fence(self, conn: Connection, service: str) -> None:
         """In a write's transaction: refuse (Fenced) a change of `service` (its sides, its
         flips) made by a store holding its run lock, once that lock moved on or the run

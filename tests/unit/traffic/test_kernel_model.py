@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
@@ -39,7 +38,7 @@ from orchestrator.state.models import RESUMABLE_STATUSES
 from orchestrator.testing import SimulatedCrash, at_failpoints
 from orchestrator.traffic import FlipRequest, failpoints, move_traffic, settle
 from tests.support import postgres
-from tests.support.model import SERVICE, Host, World, env_int
+from tests.support.model import SERVICE, Host, World, model_settings
 from tests.support.model_rules import KERNEL_POINTS, OPERATOR_COMMANDS, TrafficMachine
 
 STEPS = ("precheck", "patch", "verify", "flip", "bake")
@@ -342,14 +341,7 @@ class KernelModel(TrafficMachine):
 
 
 TestKernelModel = KernelModel.TestCase
-TestKernelModel.settings = settings(
-    max_examples=env_int("BLUEGREEN_MODEL_EXAMPLES", 150),
-    stateful_step_count=env_int("BLUEGREEN_MODEL_STEPS", 40),
-    derandomize=not env_int("BLUEGREEN_MODEL_EXAMPLES", 0),
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+TestKernelModel.settings = model_settings("BLUEGREEN_MODEL_EXAMPLES", 150, 40)
 
 
 
@@ -373,14 +365,7 @@ def _postgres_for_the_model() -> Iterator[None]:
 
 
 TestKernelModelOnPostgres = KernelModelOnPostgres.TestCase
-TestKernelModelOnPostgres.settings = settings(
-    max_examples=env_int("BLUEGREEN_MODEL_PG_EXAMPLES", 20),
-    stateful_step_count=env_int("BLUEGREEN_MODEL_STEPS", 30),
-    derandomize=not env_int("BLUEGREEN_MODEL_PG_EXAMPLES", 0),
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+TestKernelModelOnPostgres.settings = model_settings("BLUEGREEN_MODEL_PG_EXAMPLES", 14, 30)
 
 
 # -- the interleavings of issue 10, as fixed examples of the same machine ------------------
