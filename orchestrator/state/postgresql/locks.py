@@ -52,6 +52,15 @@ def halves(key: int) -> tuple[int, int]:
     return unsigned >> 32, unsigned & 0xFFFFFFFF
 
 
+def _session_holds(conn: Connection, key: int) -> bool:
+    """Does this session hold advisory lock `key`?"""
+    classid, objid = halves(key)
+    return conn.execute(
+        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+        " AND pid = pg_backend_pid() AND classid = ?::bigint::oid"
+        " AND objid = ?::bigint::oid", (classid, objid)).fetchone() is not None
+
+
 class PgLocks(Fencing):
     """`LockStore` on PostgreSQL advisory locks."""
 
@@ -149,28 +158,19 @@ class PgLocks(Fencing):
         advisory lock (a terminated or lost session released it, silently)."""
         if not super()._still_holding(conn, lock, run_id, epoch):
             return False
-        classid, objid = halves(lock_key("run", lock))
-        return conn.execute(
-            "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
-            " AND pid = pg_backend_pid() AND classid = ?::bigint::oid"
-            " AND objid = ?::bigint::oid", (classid, objid)).fetchone() is not None
+        return _session_holds(conn, lock_key("run", lock))
 
     def check_still_holding(self, service: str) -> None:
-        """`StateStore.check_still_holding` in one round trip: this session still holds
-        the traffic lock of `service` if it took it, and the run lock's fence holds. A
-        session that ended (restart, failover, `pg_terminate_backend`) fails the read:
-        `Fenced` when it held a run lock, else a `StateError` naming the database."""
+        """`StateStore.check_still_holding` in one read transaction: this session still
+        holds the traffic lock of `service` if it took it, and the run lock's fence holds.
+        A session that ended (restart, failover, `pg_terminate_backend`) fails the read:
+        `LocksLost` when it held a lock, else a `StateError` naming the database."""
         with self._read() as conn:
-            if service in self._traffic_locks:
-                classid, objid = _halves(lock_key("traffic", service))
-                if conn.execute(
-                        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                        " AND objsubid = 1 AND pid = pg_backend_pid()"
-                        " AND classid = ?::bigint::oid AND objid = ?::bigint::oid",
-                        (classid, objid)).fetchone() is None:
-                    raise LocksLost(f"{service}: this process no longer holds the traffic lock "
-                                 "(its database session was reset); nothing changed",
-                                 hint="retry the command")
+            if service in self._traffic_locks and not _session_holds(
+                    conn, lock_key("traffic", service)):
+                raise LocksLost(f"{service}: this process no longer holds the traffic lock "
+                                "(its database session was reset); nothing changed",
+                                hint="retry the command")
             self._check_service_fence(conn, service)
 
     def release_lock(self, service: str, run_id: str) -> bool:

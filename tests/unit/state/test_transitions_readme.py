@@ -35,8 +35,9 @@ def render() -> str:
         for from_state, to_state in rule.moves.items():
             targets.setdefault(to_state, set()).add(from_state)
         for to_state in [s for s in SIDE_STATES if s in targets]:
-            lines.append(f"| `{event}` | {_states(targets[to_state])} | `{to_state}` | "
-                         f"{rule.who} |")
+            to = ("the state it had before its `patch_begun` (restored)" if rule.restores
+                  else f"`{to_state}`")
+            lines.append(f"| `{event}` | {_states(targets[to_state])} | {to} | {rule.who} |")
         if rule.keeps:
             lines.append(f"| `{event}` | {_states(set(rule.keeps))} | (kept: the event is "
                          f"recorded, the state stays) | {rule.who} |")
