@@ -170,6 +170,7 @@ def _expose(store: StateStore, router: Router, request: ExposeRequest, svc: Serv
         reason=request.reason, run_id=request.run_id,
         expected_generation=state.generation if state else 0)
     failpoints.hit("traffic:intent", request.command)
+    store.check_still_holding(service)  # a lost session / superseded run moves nothing
     ex = exposing(router)
     assert ex is not None
     try:
