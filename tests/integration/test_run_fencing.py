@@ -19,7 +19,7 @@ from orchestrator.lab.lab import Lab
 from tests.integration.test_kernel_scenarios import audit, traffic_on
 from tests.reliability.helpers import fresh_web, journal_phases, start_cli, state_db, stop, wait_for
 from tests.support.cli import bluegreen_json
-from tests.support.lab import FIXED, slow_patch_config
+from tests.support.lab import FIXED, quick_bake_config, slow_patch_config
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
@@ -36,7 +36,7 @@ def history(config: Path) -> list[dict[str, Any]]:
 
 
 def test_7_a_killed_run_is_abandoned_by_the_takeover_and_a_rollback_still_flips(
-    lab: Lab,
+    lab: Lab, tmp_path: Path
 ) -> None:
     fresh_web(lab)
     config = lab.paths.config
@@ -52,7 +52,8 @@ def test_7_a_killed_run_is_abandoned_by_the_takeover_and_a_rollback_still_flips(
     first = st["run_in_flight"]["run_id"]
     assert st["lock"]["epoch"] == 1 and st["live"] == "green", st
     # R2 takes the lock over (epoch 2): R1 is abandoned; R2 patches blue and flips to it
-    code, doc = bluegreen_json(config, "rollout", WEB, "--yes", timeout=900)
+    code, doc = bluegreen_json(quick_bake_config(config, tmp_path), "rollout", WEB, "--yes",
+                               timeout=900)
     assert code == 0 and doc["to"] == "blue", doc
     st = traffic_on(lab, config, "blue")
     assert st["run_in_flight"] is None and st["lock"] is None, st
@@ -146,6 +147,7 @@ def test_6_campaign_abort_keeps_the_live_childs_lock_and_refuses_its_late_write(
     assert not late, late
     assert "lock.force_release" not in [r["command"] for r in hist]
     traffic_on(lab, lab.paths.config, "blue")
-    code, second = bluegreen_json(lab.paths.config, "rollout", WEB, "--yes", timeout=900)
+    code, second = bluegreen_json(quick_bake_config(lab.paths.config, tmp_path), "rollout", WEB,
+                                  "--yes", timeout=900)
     assert code == 0 and second["to"] == "green", json.dumps(second)
     traffic_on(lab, lab.paths.config, "green")

@@ -23,6 +23,7 @@ from tests.support.lab import (
     hosts_of,
     no_playbook_left,
     playbooks_running,
+    quick_bake,
     router_live,
     served_by,
     slow_patch_config,
@@ -35,10 +36,11 @@ WEB = "web"
 
 def machine(lab: Lab, root: Path, name: str, url: str, key: Path) -> tuple[Path, dict[str, str]]:
     """A machine of the team: its bluegreen.yml (the lab's, with the shared store), its own
-    copy of the audit key, its own snapshot cache. Returns (config, env)."""
+    copy of the audit key, its own snapshot cache; a quick bake (team mode is not about the
+    bake). Returns (config, env)."""
     home = root / name
     home.mkdir(mode=0o700)
-    doc = yaml.safe_load(lab.paths.config.read_text())
+    doc = quick_bake(yaml.safe_load(lab.paths.config.read_text()))
     doc["state"] = {"url": url}
     doc["audit"]["key_file"] = str(home / "audit.key")
     doc["reports_dir"] = str(home / "reports")

@@ -143,3 +143,22 @@ def slow_patch_config(config: Path, tmp_path: Path, *, seconds: int) -> Path:
     path = tmp_path / "bluegreen-slow-patch.yml"
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+QUICK_BAKE_S = 3.0  # the lab's bake watches 10 s
+
+
+def quick_bake(doc: dict[str, Any], service: str = "web") -> dict[str, Any]:
+    """`doc` (a parsed bluegreen.yml) whose `service` bakes QUICK_BAKE_S instead of the lab's
+    10 s, still probed every 0.2 s: for tests whose rollouts must bake and pass but whose
+    assertions are about something else (CI time; the bake itself is tested with the lab's
+    own config, e.g. tests/integration/test_rollout.py)."""
+    doc["services"][service]["bake"]["seconds"] = QUICK_BAKE_S
+    return doc
+
+
+def quick_bake_config(config: Path, tmp_path: Path) -> Path:
+    """A copy of `config` with a quick bake of web (`quick_bake`): same store, key, router."""
+    path = tmp_path / "bluegreen-quick-bake.yml"
+    path.write_text(yaml.safe_dump(quick_bake(yaml.safe_load(config.read_text()))))
+    return path
