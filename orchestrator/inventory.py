@@ -120,7 +120,8 @@ class ServiceHosts:
 
 @dataclass(frozen=True)
 class Fleet:
-    """Every service of the config, with its hosts per side."""
+    """Every service of the inventory it was read from (`LoadedConfig.inventory_services`),
+    with its hosts per side."""
 
     services: Mapping[str, ServiceHosts]
     groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
@@ -183,7 +184,8 @@ def _build(config: LoadedConfig, inv_path: Path, captured: io.StringIO) -> Fleet
 
     built: dict[str, Host] = {}
     services: dict[str, ServiceHosts] = {}
-    for svc_name, svc in config.model.services.items():
+    for svc_name in config.inventory_services:  # a site with its own inventory: not here
+        svc = config.model.services[svc_name]
         pools: dict[str, tuple[Host, ...]] = {}
         for side in SIDES:
             group_name: str = getattr(svc.sides, side)

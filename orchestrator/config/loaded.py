@@ -85,6 +85,15 @@ class LoadedConfig:
             out.setdefault(service.site, []).append(name)
         return out
 
+    @property
+    def inventory_services(self) -> list[str]:
+        """The services whose hosts are in `inventory` (the view of a site: all of its
+        services; the whole config: those of sites without an inventory of their own)."""
+        if self.site is not None:
+            return list(self.model.services)
+        own = {name for name, site in self.model.sites.items() if site.inventory}
+        return [name for name, svc in self.model.services.items() if svc.site not in own]
+
     def site_of(self, service: str) -> str:
         return self.service(service).site
 

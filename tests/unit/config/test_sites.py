@@ -3,6 +3,7 @@ router and concurrency limit; each mistake one message naming file, field and fi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,22 @@ def test_bad_site_settings_name_the_field(tmp_path: Path) -> None:
     data = two_sites()
     data["sites"]["Bad Name"] = {}
     assert "sites.Bad Name: invalid key: invalid service name" in bad(write(tmp_path, data))
+
+
+def test_each_inventory_holds_the_services_of_its_sites(tmp_path: Path) -> None:
+    from orchestrator.inventory import load_fleet
+
+    def group(name: str, host: str, address: str) -> dict[str, Any]:
+        return {name: {"hosts": {host: {"ansible_host": address}}}}
+
+    top = {**group("web_blue", "w1", "10.0.0.1"), **group("web_green", "w2", "10.0.0.2"),
+           **group("db_blue", "d1", "10.0.0.3"), **group("db_green", "d2", "10.0.0.4")}
+    (tmp_path / "hosts.yml").write_text(json.dumps({"all": {"children": top}}))
+    (tmp_path / "dc2").mkdir()
+    dc2 = {**group("api_blue", "a1", "10.2.0.1"), **group("api_green", "a2", "10.2.0.2")}
+    (tmp_path / "dc2" / "hosts.yml").write_text(json.dumps({"all": {"children": dc2}}))
+    config = load_config(write(tmp_path, two_sites()))
+    assert config.inventory_services == ["web", "db"]
+    assert sorted(load_fleet(config).services) == ["db", "web"]  # api's groups: not here
+    assert sorted(load_fleet(config.for_site("dc2")).services) == ["api"]
+    assert [h.name for h in load_fleet(config.for_site("dc2")).service("api").green] == ["a2"]
