@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from typing import Any
 
 import click
@@ -206,7 +208,6 @@ def lab_demo(ctx: click.Context, service: str) -> None:
     (`campaign new`) run over both services (patch the standby, verify, flip, bake), the
     CVEs closed on the live sides, a rollback on command (exposed again), audit check, the
     evidence report and its OpenVEX form. Safe to run again."""
-    import time
 
     from orchestrator.cli.advisories import show_exposure
     from orchestrator.cli.audit import audit_verify, history
@@ -257,6 +258,11 @@ def lab_demo(ctx: click.Context, service: str) -> None:
         rollback, service=service, reason="INC-4711 demo incident", to_side=None, as_json=False
     )
     show_exposure(ctx, service, None, (), "high", False, False, brief=True)
+    if service == "web" and the_lab.paths.steps_config.exists():
+        banner("6b. a bad patch (demo-web 1.1.2: 500 on about 3 % of requests; health and "
+               "the gate pass) under user traffic, baked as steps judged on Prometheus "
+               "against the twin: caught at the first step, rolled back, with the evidence")
+        _bad_patch_caught(ctx, the_lab)
     banner("7. the audit trail, and its hash chain verified")
     # the head is witnessed when a command ends; the demo is one long command: now
     witness_now()
@@ -274,3 +280,47 @@ def lab_demo(ctx: click.Context, service: str) -> None:
         "exposure just measured); bluegreen lab down removes the lab.",
         fg="green",
     )
+
+
+def _bad_patch_caught(ctx: click.Context, the_lab: Any) -> None:
+    """`bluegreen -c bluegreen-steps.yml rollout web --package demo-web=1.1.2` while user
+    traffic runs through the frontend: exit 4 expected; then who served the users."""
+    import threading
+
+    import yaml
+
+    from orchestrator.cli.rollout import rollout
+    from orchestrator.cli.traffic import status
+    from orchestrator.lab.traffic import TrafficReport, send
+
+    plain = ctx.obj.config_path
+    url = yaml.safe_load(the_lab.paths.config.read_text())["router"]["frontends"]["web"]
+    users = TrafficReport(url + "/")
+    done = threading.Event()
+
+    def user_traffic() -> None:  # 40 requests a second, at most 3 minutes
+        deadline = time.monotonic() + 180
+        while not done.is_set() and time.monotonic() < deadline:
+            part = send(users.url, 40, 1.0)
+            for backend, classes in part.by_backend.items():
+                users.by_backend.setdefault(backend, Counter()).update(classes)
+
+    thread = threading.Thread(target=user_traffic, daemon=True)
+    thread.start()
+    ctx.obj.config_path = str(the_lab.paths.steps_config)
+    try:
+        ctx.invoke(rollout, service="web", packages=("demo-openssl=3.0.15-1",
+                                                     "demo-web=1.1.2"),
+                   reason="demo: a bad patch", yes=True, as_json=False)
+    except SystemExit as exc:
+        if exc.code != 4:
+            raise
+    finally:
+        done.set()
+        thread.join(timeout=30)
+        ctx.obj.config_path = plain
+    click.echo("users' requests while it ran, by the backend that answered:")
+    for backend, classes in sorted(users.by_backend.items()):
+        click.echo(f"  {backend:<16} " + ", ".join(f"{n} {c}" for c, n in
+                                                   sorted(classes.items())))
+    ctx.invoke(status, service="web", adopt=False, reason=None, as_json=False)

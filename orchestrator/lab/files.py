@@ -88,8 +88,27 @@ def _router(paths: LabPaths, services: Sequence[str], kind: str) -> dict[str, ob
     }
 
 
+STEPS_SERVICE = "web"
+LAB_STEPS = [{"percent": 20, "seconds": 10}, {"percent": 50, "seconds": 6},
+             {"percent": 100, "seconds": 3}]
+"""The lab's bake as steps (seconds, not minutes): 1.1.2's 500s (one in 33 requests per
+host) show within the first step at the traffic `lab demo` and the tests send."""
+
+
+def bake_steps(paths: LabPaths) -> dict[str, object]:
+    """`bake:` of the steps config's web: steps judged on the lab's Prometheus."""
+    from orchestrator.lab.metrics import url
+
+    return {"seconds": 3, "interval_seconds": 0.2, "url_path": "/", "max_failures": 3,
+            "steps": LAB_STEPS,
+            "analysis": {"source": url(paths), "min_volume": 20, "interval_seconds": 1,
+                         "inconclusive_limit": 3, "inconclusive_seconds": 6,
+                         "on_inconclusive": "rollback"}}
+
+
 def bluegreen_config(paths: LabPaths, services: Sequence[str],
-                     state_url: str | None = None, *, router: str = "haproxy") -> str:
+                     state_url: str | None = None, *, router: str = "haproxy",
+                     steps: bool = False) -> str:
     doc = {
         "version": 1,
         "inventory": str(paths.inventory),
@@ -147,4 +166,6 @@ def bluegreen_config(paths: LabPaths, services: Sequence[str],
             "min_urgency": "low",
         },
     }
+    if steps and STEPS_SERVICE in services:
+        doc["services"][STEPS_SERVICE]["bake"] = bake_steps(paths)  # type: ignore[index]
     return "# written by `bluegreen lab up`\n" + yaml.safe_dump(doc, sort_keys=False)

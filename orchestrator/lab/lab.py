@@ -87,6 +87,8 @@ class Lab:
         if state.shape.router == "haproxy" and not Path(
                 balancer.exposure_maps(self.paths)[0]).exists():
             found.append("its haproxy.cfg was written by an older bluegreen (no exposure maps)")
+        if not self.paths.steps_config.exists():
+            found.append("it has no bluegreen-steps.yml (written by an older bluegreen)")
         return found
 
     def status(self) -> dict[str, Any]:
@@ -94,6 +96,7 @@ class Lab:
         p = self.paths
         return {
             "config": str(p.config),
+            "steps_config": str(p.steps_config),
             "inventory": str(p.inventory),
             "ssh_config": str(p.ssh_config),
             "known_hosts": str(p.known_hosts),
@@ -215,8 +218,12 @@ class Lab:
         p.inventory.write_text(files.inventory(p, shape.services, specs))
         p.config.write_text(files.bluegreen_config(p, shape.services, shape.state_url,
                                                    router=shape.router))
+        p.steps_config.write_text(files.bluegreen_config(
+            p, shape.services, shape.state_url, router=shape.router,
+            steps=shape.router == "haproxy"))
         # code bluegreen runs (orchestrator.trust): whatever the umask, nobody else writes it
-        for path in (p.inventory.parent, p.inventory, p.config, p.ssh_config):
+        for path in (p.inventory.parent, p.inventory, p.config, p.steps_config,
+                     p.ssh_config):
             path.chmod(path.stat().st_mode & ~0o022)
         if shape.state_url is not None:  # a server database: its schema is made explicitly
             from orchestrator.state.registry import backend, parse_state_url

@@ -33,6 +33,8 @@ class TrafficReport:
     """backend -> status class ("2xx", "5xx", ...) -> count."""
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    log: list[tuple[float, str, str]] = field(default_factory=list)
+    """Every answered request: (when it was sent, `time.time()`, backend, status class)."""
 
     def as_dict(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -73,6 +75,7 @@ def send(url: str, rps: float, seconds: float, *, timeout: float = 5.0,
     total = int(rps * seconds)
 
     def one() -> None:
+        sent_at = time.time()
         started = time.perf_counter()
         try:
             status, backend = backend_header(url, HEADER, timeout)
@@ -84,6 +87,7 @@ def send(url: str, rps: float, seconds: float, *, timeout: float = 5.0,
         with lock:
             report.by_backend.setdefault(backend or "-", Counter())[f"{status // 100}xx"] += 1
             report.latencies.append(elapsed)
+            report.log.append((sent_at, backend or "-", f"{status // 100}xx"))
 
     began = time.monotonic()
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -13,7 +13,6 @@ from typing import Any
 
 from orchestrator.config.loaded import LoadedConfig
 from orchestrator.config.models import PackageSpec
-from orchestrator.errors import BluegreenError
 from orchestrator.inventory import Fleet, Host
 from orchestrator.routers.base import Check, Router
 from orchestrator.sides import Side
@@ -70,7 +69,8 @@ def probe_once(url: str, header: str | None, backend: str | None) -> tuple[bool,
 
 @dataclass(frozen=True)
 class Exposure:
-    """One change of the bake's split: `percent` of new requests to `side` (None: none)."""
+    """One change of the bake's split: `percent` of new requests to `side` (None: none;
+    0: preview requests only)."""
 
     service: str
     side: Side | None
@@ -79,23 +79,40 @@ class Exposure:
     reason: str
     actor: str
     run_id: str
+    verified_generation: int | None = None
+    still_allowed: Callable[[], str | None] | None = None
 
 
 def expose_through_kernel(store: StateStore, router: Router, change: Exposure) -> None:
-    """The traffic kernel's `expose_traffic` (issue 23's exposure primitive)."""
-    from orchestrator import traffic
+    """The traffic kernel's `expose_traffic` (journaled, gated, fenced, audited)."""
+    from orchestrator.traffic import ExposeRequest, expose_traffic
 
-    expose: Any = getattr(traffic, "expose_traffic", None)
-    request: Any = getattr(traffic, "ExposeRequest", None)
-    if expose is None or request is None:
-        raise BluegreenError(
-            f"{change.service}: bake.steps needs the traffic kernel's exposure "
-            "(orchestrator.traffic.expose_traffic), which this build does not have",
-            hint="remove `bake.steps` from the service (the bake then flips at once)")
-    expose(store, router, request(
+    expose_traffic(store, router, ExposeRequest(
         service=change.service, side=change.side, percent=change.percent,
         command=change.command, reason=change.reason, actor=change.actor,
-        run_id=change.run_id))
+        run_id=change.run_id, verified_generation=change.verified_generation,
+        still_allowed=change.still_allowed))
+
+
+def preview_probe(url: str, header: str | None, backend: str | None) -> tuple[bool, str]:
+    """One preview request through the load balancer (`X-Bluegreen-Preview: 1`): (ok,
+    why not); ok only when answered below 500 by `backend` (when the router says who)."""
+    from orchestrator.routers.base import PREVIEW_HEADER
+
+    request = urllib.request.Request(url, headers={PREVIEW_HEADER: "1"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=2) as resp:  # noqa: S310
+            served_by = resp.headers.get(header) if header else None
+            resp.read()
+    except urllib.error.HTTPError as exc:
+        served_by = exc.headers.get(header) if header else None
+        if exc.code >= 500:
+            return False, f"HTTP {exc.code} from {served_by or 'the load balancer'}"
+    except OSError as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    if backend and header and served_by != backend:
+        return False, f"served by {served_by or 'an unnamed backend'}, expected {backend}"
+    return True, ""
 
 
 @dataclass
@@ -125,6 +142,10 @@ class RolloutTools:
     )
     """Sets the share of new requests the patched side takes (the bake's steps), through
     the traffic kernel; side None: the split is cleared (all on the live side)."""
+    preview: Callable[[str, str | None, str | None], tuple[bool, str]] = field(
+        default_factory=lambda: preview_probe
+    )
+    """One request with the preview header through the frontend (the bake's steps)."""
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     """How the bake's steps wait (fakes advance a clock instead)."""

@@ -2,9 +2,11 @@
 of new requests (`bake.steps`, through the traffic kernel's exposure), held for the step's
 seconds and judged against its twin over the same window (orchestrator/analysis):
 
-- fail (the failure limit reached): the split is cleared, the patched side recorded as
-  failed (no flip may go to it before it is verified again), RolledBack naming the metric
-  and both sides' values (exit 4);
+- first, the preview: only requests with `X-Bluegreen-Preview: 1` go to the standby, and
+  bluegreen's own requests through the real frontend must be answered there;
+- fail (the failure limit reached): the kernel's rollback from a step (the exposure taken
+  back, the patched side failed_live: a new rollout must patch and verify it again),
+  RolledBack naming the metric and both sides' values (exit 4);
 - inconclusive (no data, NaN, too little volume, the source failing): never promotes; the
   step is held up to `inconclusive_seconds` past its seconds (or until `inconclusive_limit`
   errors of the source in a row), then `on_inconclusive`: rollback, or pause (the split
@@ -30,12 +32,15 @@ from orchestrator.config.bake import AnalysisSettings, BakeStep
 from orchestrator.errors import OutsideWindow, RolledBack
 from orchestrator.rollout.context import RunContext
 from orchestrator.rollout.records import CanaryRecord, CanaryStep
+from orchestrator.rollout.steps.bake import auto_rollback, bake_url
 from orchestrator.rollout.steps.base import NothingToResume
 from orchestrator.rollout.tools import Exposure
 from orchestrator.sides import Side
 from orchestrator.state.models import AuditEntryInput
+from orchestrator.traffic import failpoints
 
 PREFIX = "canary:"
+PREVIEW_REQUESTS = 5
 
 
 class BakePaused(OutsideWindow):
@@ -64,6 +69,8 @@ class Canary(NothingToResume):
                     _stop(ctx, bake.analysis, record)
                 done.append(record)
                 continue
+            if number == 1:
+                self._preview(ctx)
             name = f"{PREFIX}{number}"
             ctx.store.journal_begin(ctx.run_id, name, {"percent": step.percent,
                                                        "seconds": step.seconds})
@@ -72,11 +79,32 @@ class Canary(NothingToResume):
             _expose(ctx, ctx.standing_plan.standby, step.percent, f"bake step {number}")
             record = hold(ctx, number, step, bake.analysis)
             ctx.store.journal_end(ctx.run_id, name, record.as_dict())
+            failpoints.hit("canary:judged")
             ctx.emit("canary", "progress", record.describe(), record.as_dict())
             if record.verdict != "pass":
                 _stop(ctx, bake.analysis, record)
             done.append(record)
         return CanaryRecord(tuple(done))
+
+    @staticmethod
+    def _preview(ctx: RunContext) -> None:
+        """Before any user: only requests with the preview header go to the standby;
+        bluegreen's own requests through the real frontend must be answered there."""
+        url = bake_url(ctx.config, ctx.service)
+        if not url:
+            return  # no frontend to send them through
+        plan = ctx.standing_plan
+        backend = ctx.config.router.backend_name(ctx.service, plan.standby)
+        header = ctx.config.router.confirm_header
+        _expose(ctx, plan.standby, 0, "bake preview")
+        for _ in range(PREVIEW_REQUESTS):
+            ok, why = ctx.tools.preview(url, header, backend)
+            if not ok:
+                record = CanaryStep(0, 0, "fail", f"a preview request to {url}: {why}", 0.0,
+                                    "preview")
+                _stop(ctx, ctx.config.service(ctx.service).bake.analysis, record)
+        ctx.emit("canary", "progress", f"preview: {PREVIEW_REQUESTS} requests through {url} "
+                 f"with the preview header answered by {backend or plan.standby}")
 
 
 def _ended_steps(ctx: RunContext) -> dict[int, Mapping[str, Any]]:
@@ -133,32 +161,45 @@ def _record(number: int, step: BakeStep, verdict: str, last: Judgement,
 
 
 def _expose(ctx: RunContext, side: Side | None, percent: int, why: str) -> None:
+    may_flip = ctx.may_flip
+    service = ctx.service
     ctx.tools.expose(ctx.store, ctx.router, Exposure(
-        service=ctx.service, side=side, percent=percent, command="rollout.bake-step",
-        reason=f"run {ctx.run_id}: {why}", actor=ctx.actor, run_id=ctx.run_id))
+        service=service, side=side, percent=percent, command="rollout.step",
+        reason=f"run {ctx.run_id}: {why}", actor=ctx.actor, run_id=ctx.run_id,
+        verified_generation=ctx.verified_generation if side else None,
+        still_allowed=(lambda: may_flip(service)) if may_flip and side else None))
 
 
 def _stop(ctx: RunContext, settings: AnalysisSettings, record: CanaryStep) -> None:
-    """After a failed or inconclusive step: the split cleared, then roll back or pause.
-    Always raises."""
+    """After a failed or inconclusive step: roll back or pause. Always raises."""
     service, plan = ctx.service, ctx.standing_plan
-    what = f"bake step {record.number} ({record.percent}% to {plan.standby})"
-    _expose(ctx, None, 0, f"{what}: {record.verdict}: {record.why}")
+    what = (f"bake step {record.number} ({record.percent}% to {plan.standby})"
+            if record.number else f"bake preview of {plan.standby}")
     if record.verdict == "inconclusive" and settings.on_inconclusive == "pause":
+        _expose(ctx, None, 0, f"{what}: inconclusive: {record.why}")
         raise BakePaused(
             f"{service}: {what} was inconclusive ({record.why}); no user request goes to "
             f"{plan.standby} now, paused",
             hint=f"`bluegreen resume {ctx.run_id}` repeats the step; `bluegreen abort "
             f"{ctx.run_id}` ends the run")
     why = f"{what} {record.verdict}: {record.why}"
-    ctx.store.record_verification(
-        service, plan.standby, False, ctx.level, why,
-        audit=AuditEntryInput(actor=ctx.actor, command="rollout.bake-step", service=service,
-                              reason=f"run {ctx.run_id}", after={
-                                  "side": plan.standby, "ok": False, "step": record.number,
-                                  "verdict": record.verdict,
-                                  "measurements": list(record.measurements[-1:])}))
+    state = ctx.store.get_service(service)
+    if state is not None and state.exposed_side == plan.standby:
+        # the kernel's rollback from a step: the exposure taken back, the live side
+        # unchanged, the exposed side failed_live (a new rollout patches and verifies it)
+        auto_rollback(ctx, plan.live, plan.standby, why)
+    # nothing exposed any more (taken back by the kernel, or a resumed rollback): the
+    # side is recorded as failed so that no flip goes to it before it is verified again
+    side = ctx.store.get_side(service, plan.standby)
+    if side is None or side.state not in ("failed_live", "verify_failed"):
+        ctx.store.record_verification(
+            service, plan.standby, False, ctx.level, why,
+            audit=AuditEntryInput(actor=ctx.actor, command="rollout.bake-step",
+                                  service=service, reason=f"run {ctx.run_id}",
+                                  after={"side": plan.standby, "ok": False,
+                                         "step": record.number, "verdict": record.verdict}))
     raise RolledBack(
-        f"{service}: {why}; every user request is back on {plan.live}",
+        f"{service}: {plan.standby} degraded during bake ({why}); traffic is back on "
+        f"{plan.live}",
         hint=f"{plan.standby} keeps the patch and is recorded as failed: a new rollout must "
         "patch and verify it again")

@@ -1,5 +1,6 @@
-"""The bake's exposure steps on fakes (a fake exposure, the router's counters as the
-source, a clock that sleeps instantly) and the real SQLite store: a patched side that fails
+"""The bake's exposure steps through the real kernel (`expose_traffic`, `move_traffic`) on
+the fake router (its counters as the source, a clock that sleeps instantly) and the real
+SQLite store: a patched side that fails
 3 % of requests is caught at the first step and rolled back naming the error ratio and both
 sides' values; a healthy one goes through every step and flips; no traffic, or a source
 that fails, never promotes; resume after a crash continues at the step that did not pass."""
@@ -16,7 +17,7 @@ import pytest
 from orchestrator.config.loaded import load_config
 from orchestrator.errors import OutsideWindow, RolledBack, RouterError
 from orchestrator.rollout.runner import Rollout
-from orchestrator.rollout.tools import Exposure
+from orchestrator.rollout.tools import Exposure, expose_through_kernel
 from orchestrator.routers.base import TrafficCounters
 from orchestrator.sides import Side
 from orchestrator.state import SQLiteStateStore
@@ -38,9 +39,8 @@ RPS = 100.0  # user requests a second at the frontend
 class World:
     """A clock, the split the exposure set, and user traffic counted per side."""
 
+    router: FakeRouter = field(default_factory=FakeRouter)
     now: float = 0.0
-    percent: int = 0
-    canary: Side | None = None
     error_ratio: dict[Side, float] = field(default_factory=dict)
     rps: float = RPS
     served: dict[Side, float] = field(default_factory=lambda: {"blue": 0.0, "green": 0.0})
@@ -49,15 +49,17 @@ class World:
     counters_fail: bool = False
 
     def sleep(self, seconds: float) -> None:
-        share = self.percent / 100 if self.canary else 0.0
+        exposed = self.router.exposed.get("web")
+        share = exposed.percent / 100 if exposed is not None and exposed.side == "green" \
+            else 0.0
         for side, part in (("green", share), ("blue", 1 - share)):
             n = self.rps * seconds * part
             self.served[side] += n  # type: ignore[index]
             self.errors[side] += n * self.error_ratio.get(side, 0.0)  # type: ignore[arg-type, index]
         self.now += seconds
 
-    def expose(self, _store: Any, _router: Any, change: Exposure) -> None:
-        self.canary, self.percent = change.side, change.percent
+    def expose(self, store: Any, router: Any, change: Exposure) -> None:
+        expose_through_kernel(store, router, change)
         self.splits.append((change.side, change.percent))
 
     def counters(self, _service: str, side: Side) -> TrafficCounters | None:
@@ -68,6 +70,7 @@ class World:
 
 def rollout(tmp_path: Path, store: SQLiteStateStore, router: FakeRouter, world: World,
             **analysis: Any) -> Rollout:
+    world.router = router
     fake_config(tmp_path)
     path = tmp_path / "bluegreen.yml"
     doc = json.loads(path.read_text())
@@ -107,10 +110,11 @@ def test_three_percent_of_errors_is_caught_at_the_first_step(tmp_path: Path) -> 
         message = info.value.message
         assert "step 1 (5% to green) fail" in message and "error_ratio" in message
         assert "vs twin 0" in message and "back on blue" in message
-        assert world.splits == [("green", 5), (None, 0)]  # caught at 5 %, split cleared
-        assert router.memory["web"] == "blue" and router.flips == []
+        assert world.splits == [("green", 5)]  # caught at 5 %
+        assert router.exposed == {} and router.memory["web"] == "blue" and router.flips == []
         green = store.get_side("web", "green")
-        assert green is not None and green.state == "verify_failed"
+        assert green is not None and green.state == "failed_live"
+        assert any(r.command == "rollout.auto-rollback" for r in store.audit_records("web"))
         # users exposed: a small share of what a full flip would have sent
         assert world.served["green"] < 0.1 * world.served["blue"]
         run = store.get_run(store.list_runs()[-1].run_id)
@@ -125,7 +129,7 @@ def test_no_user_traffic_never_promotes(tmp_path: Path) -> None:
         message = info.value.message
         assert "inconclusive" in message and "too little volume" in message, message
         assert world.now >= 20  # held up to the deadline (10 s + 10 s) first
-        assert router.memory["web"] == "blue" and world.splits[-1] == (None, 0)
+        assert router.memory["web"] == "blue" and router.exposed == {}
 
 
 def test_inconclusive_with_pause_defers_the_run_with_nothing_exposed(tmp_path: Path) -> None:
@@ -162,19 +166,21 @@ def test_resume_after_a_crash_continues_at_the_step_that_did_not_pass(tmp_path: 
         assert world.splits == [("green", 5), ("green", 25)]  # no step repeated
 
 
-def test_without_the_kernels_exposure_nothing_is_exposed_nor_flipped(tmp_path: Path) -> None:
-    from orchestrator import traffic
-    from orchestrator.errors import BluegreenError
-    from orchestrator.rollout.tools import expose_through_kernel
 
-    world, router = World(), FakeRouter()
+def test_a_kill_after_the_failed_verdict_is_rolled_back_on_resume(tmp_path: Path) -> None:
+    world, router = World(error_ratio={"green": 0.03}), FakeRouter()
     with temp_store(tmp_path) as store:
-        job = rollout(tmp_path, store, router, world)
-        job.tools.expose = expose_through_kernel
-        if hasattr(traffic, "expose_traffic"):  # landed: the kernel's own tests cover it
-            return
-        with pytest.raises(BluegreenError) as info:
-            job.start("web")
-        assert "bake.steps needs the traffic kernel's exposure" in info.value.message
-        assert router.memory["web"] == "blue" and router.flips == []
-        assert store.list_runs()[-1].status == "failed"
+        with crash_at("canary:judged"), pytest.raises(SimulatedCrash):
+            rollout(tmp_path, store, router, world).start("web")
+        assert router.exposed["web"].percent == 5  # the split the kernel recorded
+        run = store.list_runs()[-1]
+    with temp_store(tmp_path) as store:
+        with pytest.raises(RolledBack) as info:
+            rollout(tmp_path, store, router, world).resume(store.get_run(run.run_id))  # type: ignore[arg-type]
+        assert "error_ratio" in info.value.message and router.exposed == {}
+        assert router.memory["web"] == "blue"
+        green = store.get_side("web", "green")
+        assert green is not None and green.state == "failed_live"
+        # a second resume finds the run ended; nothing moves again
+        flips = list(router.flips)
+    assert router.flips == flips
