@@ -2,10 +2,13 @@
 
 `{selector}` is the side's label selector (e.g. `proxy="web_green"`), `{window}` the
 step's window (e.g. `30s`; at least two scrape intervals, or `rate` has no data).
-HAProxy 2.6 keeps no latency histogram: latency is its own average response time over the
-side's last 1024 responses (`..._response_time_average_seconds`), read at the end of the
-window (a standby took no user traffic before the step, so those are the step's responses;
-averaging the gauge over the window would mostly measure the time before the change).
+HAProxy 2.6 keeps no latency histogram: its `..._response_time_average_seconds` is a sliding
+average updated per response, avg += (t - avg) / 512 (measured on the lab: it climbs by
+t/512 per response from zero). The window's own mean response time m is solved from the
+gauge at the window's start (A0) and end (A1) and the n responses between:
+A1 = A0 * k + m * (1 - k), k = (511/512)^n; so earlier responses of the same backend (an
+earlier step, an earlier version) do not dilute the window, and no responses is NaN (no
+data).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ ERROR_RATIO = (
     'sum(rate(haproxy_backend_http_responses_total{{selector},code="5xx"}[{window}]))'
     " / sum(rate(haproxy_backend_http_responses_total{{selector}}[{window}]))"
 )
-LATENCY = "max(haproxy_backend_response_time_average_seconds{{selector}})"
+_AVG = "max(haproxy_backend_response_time_average_seconds{{selector}}"
+_KEEP = "(511 / 512) ^ " + VOLUME
+LATENCY = f"({_AVG}) - {_AVG} offset {{window}}) * {_KEEP}) / (1 - {_KEEP})"
 
 DEFAULT_METRICS = (
     MetricSpec("error_ratio", ERROR_RATIO, relative=0.5, floor=0.01, max_value=0.05),

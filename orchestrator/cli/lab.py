@@ -298,10 +298,10 @@ def _bad_patch_caught(ctx: click.Context, the_lab: Any) -> None:
     users = TrafficReport(url + "/")
     done = threading.Event()
 
-    def user_traffic() -> None:  # 40 requests a second, at most 3 minutes
+    def user_traffic() -> None:  # 60 requests a second, at most 3 minutes
         deadline = time.monotonic() + 180
         while not done.is_set() and time.monotonic() < deadline:
-            part = send(users.url, 40, 1.0)
+            part = send(users.url, 60, 1.0)
             for backend, classes in part.by_backend.items():
                 users.by_backend.setdefault(backend, Counter()).update(classes)
 

@@ -78,13 +78,19 @@ def live(config: Path) -> str:
 def test_the_bake_as_steps_judges_like_an_sre(fresh_lab: Lab, tmp_path: Path) -> None:
     lab, config = fresh_lab, fresh_lab.paths.steps_config
     green_hosts = ["web-green-1", "web-green-2"]  # downgrades are refused: fresh roots
-    # 1. no user traffic: 1.1.2 is never promoted (inconclusive -> on_inconclusive: rollback)
+    # 1. +300 ms on every request, no errors: rolled back naming latency
+    with traffic(lab):
+        code, doc, _, _ = rollout(config, "1.1.3")
+    assert code == 4, doc
+    assert "latency_seconds" in doc["error"] and live(config) == "blue", doc
+    lab.reset(green_hosts)
+    # 2. no user traffic: 1.1.2 is never promoted (inconclusive -> on_inconclusive: rollback)
     code, doc, _, _ = rollout(config, "1.1.2")
     assert code == 4, doc
     assert "inconclusive" in doc["error"] and "too little volume" in doc["error"], doc
     assert live(config) == "blue"
     lab.reset(green_hosts)
-    # 2. 3 % of 500s: caught at the first step (20 %), rolled back, few users exposed
+    # 3. 3 % of 500s: caught at the first step (20 %), rolled back, few users exposed
     with traffic(lab) as users:
         code, doc, _, ended = rollout(config, "1.1.2")
     assert code == 4, doc
@@ -93,11 +99,6 @@ def test_the_bake_as_steps_judges_like_an_sre(fresh_lab: Lab, tmp_path: Path) ->
     assert live(config) == "blue"
     share = patched_share(users, "web_green", ended)
     assert share <= 0.25, share  # a flip at once gives about all of them
-    # 3. +300 ms on every request, no errors: rolled back naming latency
-    with traffic(lab):
-        code, doc, _, _ = rollout(config, "1.1.3")
-    assert code == 4, doc
-    assert "latency_seconds" in doc["error"] and live(config) == "blue", doc
     lab.reset(green_hosts)
     # 4. a healthy patch goes through every step, then every user request is on it
     with traffic(lab) as users:
