@@ -238,6 +238,13 @@ def lab_demo(ctx: click.Context, service: str) -> None:
            "of the packages the lab repository offers)")
     ctx.invoke(status, service=None, adopt=False, reason=None, as_json=False)
     show_exposure(ctx, None, None, (), "high", False, False)
+    if the_lab.paths.steps_config.exists():
+        banner("2b. a bad patch (demo-web 1.1.2: 500 on about 3 % of requests; health and "
+               "the gate pass) under user traffic, baked as steps judged on Prometheus "
+               "against the twin (bluegreen-steps.yml): caught at the first step, rolled "
+               "back, with the evidence")
+        _bad_patch_caught(ctx, the_lab)
+        the_lab.reset(["web-green-1", "web-green-2"])  # fresh roots for the campaign
     banner("3. a campaign from what is open at or above high (`campaign new`): one advisory per "
            "package and fixed version")
     demo_file = the_lab.paths.root / "campaigns" / f"security-demo-{int(time.time())}.yml"
@@ -258,11 +265,6 @@ def lab_demo(ctx: click.Context, service: str) -> None:
         rollback, service=service, reason="INC-4711 demo incident", to_side=None, as_json=False
     )
     show_exposure(ctx, service, None, (), "high", False, False, brief=True)
-    if service == "web" and the_lab.paths.steps_config.exists():
-        banner("6b. a bad patch (demo-web 1.1.2: 500 on about 3 % of requests; health and "
-               "the gate pass) under user traffic, baked as steps judged on Prometheus "
-               "against the twin: caught at the first step, rolled back, with the evidence")
-        _bad_patch_caught(ctx, the_lab)
     banner("7. the audit trail, and its hash chain verified")
     # the head is witnessed when a command ends; the demo is one long command: now
     witness_now()
