@@ -108,6 +108,18 @@ def running_steps(url: str, key: Path) -> set[tuple[str, str]]:
         store.close()
 
 
+def side_state(url: str, key: Path, service: str, side: str) -> str | None:
+    """The side's state in the shared store, read through the store's own API."""
+    from orchestrator.state.registry import open_store, parse_state_url
+
+    store = open_store(parse_state_url(url), audit_key_file=key)
+    try:
+        found = store.get_side(service, side)  # type: ignore[arg-type]
+        return found.state if found is not None else None
+    finally:
+        store.close()
+
+
 def test_a_rollout_killed_on_one_machine_is_resumed_on_the_other(
         lab: Lab, team: list[tuple[Path, dict[str, str]]], tmp_path: Path) -> None:
     (a, env_a), (b, env_b) = team
@@ -212,7 +224,9 @@ def test_10_a_holder_whose_session_was_terminated_records_nothing_and_is_taken_o
     slow = slow_patch_config(a, tmp_path, seconds=6)
     proc = start_cli(slow, "rollout", WEB, "--yes", "--json", env=env_a)
     try:
-        wait_for(lambda: ("patch", "begin") in running_steps(url, key)
+        # the side's `patching` is written just after the journal's patch:begin: wait for
+        # it, or the session may end between the two (then nothing of the patch is recorded)
+        wait_for(lambda: side_state(url, key, WEB, "green") == "patching"
                  or proc.poll() is not None, 120, "the patch step on machine a")
         assert proc.poll() is None, proc.communicate()
         playbook = str(slow.parent / "slow-patch.yml")
