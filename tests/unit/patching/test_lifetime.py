@@ -140,7 +140,10 @@ def test_a_kill_9_of_bluegreen_takes_the_playbook_down(tmp_path: Path) -> None:
         proc.kill()
         proc.wait()
         wait_until(lambda: not marked(mark), 30, "the playbook to end with its parent")
-        assert not group_members(int((tmp_path / "run" / "leash.pid").read_text()))
+        group = int((tmp_path / "run" / "leash.pid").read_text())
+        # the leash kills the group, then each member takes a moment to exit: wait for it
+        wait_until(lambda: not group_members(group), 30, "the playbook's group to end")
+        assert not group_members(group)
     finally:
         if proc.poll() is None:
             proc.kill()
