@@ -64,6 +64,7 @@ def ends_recorded(ctx: RunContext) -> Iterator[None]:
     except Aborted:
         raise
     except OutsideWindow as exc:
+        take_back_exposure(ctx, exc.message)
         finish(ctx, "deferred", exc.message)
         raise
     except BluegreenError as exc:
@@ -80,6 +81,29 @@ def ends_recorded(ctx: RunContext) -> Iterator[None]:
     finally:
         if not crashed:
             release(ctx)
+
+
+def take_back_exposure(ctx: RunContext, why: str) -> None:
+    """A run deferred (the window closed, an approval is awaited) after a bake step leaves
+    no share of users on its patched side with nothing judging it: the exposure is taken
+    back through the kernel (audited) before the run ends deferred; a resume starts the
+    steps again where they stopped. A failure to take it back is said, never hidden."""
+    plan = ctx.plan
+    if plan is None:
+        return
+    try:
+        state = ctx.store.get_service(ctx.service)
+        if state is None or state.exposed_side != plan.standby:
+            return
+        from orchestrator.rollout.tools import Exposure
+
+        ctx.tools.expose(ctx.store, ctx.router, Exposure(
+            service=ctx.service, side=None, percent=0, command="rollout.step",
+            reason=f"run {ctx.run_id}: deferred: {why}", actor=ctx.actor, run_id=ctx.run_id))
+    except BluegreenError as exc:
+        ctx.emit("canary", "warning", f"{ctx.service}: the run is deferred but its exposure "
+                 f"of {plan.standby} could not be taken back: {exc.message}; run `bluegreen "
+                 f"rollback {ctx.service} --reason ...` to take it back")
 
 
 def finish(ctx: RunContext, status: RunStatus, message: str) -> None:

@@ -144,6 +144,33 @@ def test_inconclusive_with_pause_defers_the_run_with_nothing_exposed(tmp_path: P
         assert green is not None and green.state == "verified"  # a person decides
 
 
+def test_a_window_that_closes_between_steps_leaves_nobody_on_the_patched_side(
+        tmp_path: Path) -> None:
+    """The campaign's window closes after step 1: step 2 is refused by the kernel, and the
+    deferred run does not leave step 1's share of users on green with nothing judging it."""
+    world, router = World(), FakeRouter()
+    asked: list[str] = []
+
+    def may_flip(_service: str) -> str | None:
+        asked.append(_service)
+        return None if len(world.splits) < 1 else "the maintenance window closed"
+
+    with temp_store(tmp_path) as store:
+        job = rollout(tmp_path, store, router, world)
+        job.may_flip = may_flip
+        with pytest.raises(OutsideWindow) as info:
+            job.start("web")
+        assert "window closed" in info.value.message
+        assert world.splits == [("green", 5), (None, 0)], world.splits
+        assert router.exposed == {} and router.memory["web"] == "blue"
+        state = store.get_service("web")
+        assert state is not None and state.exposed_side is None
+        run = store.list_runs()[-1]
+        assert run.status == "deferred"
+        green = store.get_side("web", "green")
+        assert green is not None and green.state == "verified"  # the resume goes on
+
+
 def test_a_source_that_keeps_failing_stops_the_step_early(tmp_path: Path) -> None:
     world, router = World(counters_fail=True), FakeRouter()
     with temp_store(tmp_path) as store:
