@@ -85,7 +85,10 @@ def test_init_doctor_rollout_rollback_on_a_handwritten_setup(lab: Lab, team: Pat
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "+    use_backend %[str(shop)" in proc.stdout and "level admin" in proc.stdout
     # the README's next steps: install the map, then start HAProxy with the adapted config
-    shutil.copy(out / "bluegreen.map", lb_dir / "bluegreen.map")
+    # (init prints an `install` line for each of the three maps it wrote)
+    for name in ("bluegreen.map", "bluegreen.percent.map", "bluegreen.exposed.map"):
+        assert f"install -m 644 {out / name} {lb_dir / name}" in proc.stdout, proc.stdout
+        shutil.copy(out / name, lb_dir / name)
     assert (lb_dir / "bluegreen.map").read_text() == "shop shop_blue\n"
     haproxy = subprocess.Popen([HAPROXY, "-W", "-db", "-f", str(out / "haproxy.cfg.bluegreen")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -239,7 +239,7 @@ def test_state_directory_disk_full(lab: Lab, tmp_path: Path) -> None:
     mount = tmp_path / "state"
     mount.mkdir()
     subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(mount)], check=True
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mount)], check=True
     )
     try:
         text = lab.paths.config.read_text()
