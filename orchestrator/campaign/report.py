@@ -31,6 +31,7 @@ from orchestrator.evidence.model import (
     StepSpan,
     VersionRow,
 )
+from orchestrator.rollout.records import canary_steps
 from orchestrator.secrets import safe_url
 from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditRecord, JournalEntry, Run
@@ -160,6 +161,7 @@ def _service(
         steps=_timeline(child, journal, svc, records),
         flip={"at": flip.at.isoformat(), **flip.data} if flip else None,
         converge=converge,
+        bake_steps=[s.as_dict() for s in canary_steps(journal)],
     )
 
 

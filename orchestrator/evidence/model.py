@@ -111,6 +111,10 @@ class ServiceReport:
     cves: dict[str, Any] | None = None
     """Each advisory's CVEs per host before, after and now (`evidence.now.cve_evidence`); None
     when the campaign names no CVEs or the report was built without reading the hosts."""
+    bake_steps: list[dict[str, Any]] = field(default_factory=list)
+    """The bake's exposure steps as journaled (`canary:N`): per step its verdict and every
+    measurement (queries as sent, both sides' values and volumes, verdict, why); rows for
+    the renderers: `evidence.bake.measurement_rows`. Empty: the service has no bake.steps."""
 
     @property
     def exposure_words(self) -> str | None:
@@ -139,6 +143,7 @@ class ServiceReport:
             "flip": self.flip,
             "converge": self.converge,
             "cves": self.cves,
+            "bake_steps": self.bake_steps,
         }
 
 

@@ -102,6 +102,7 @@ def _markdown(doc: dict[str, Any]) -> str:
                     out.append(f"| {_t(host)} | {_t(h['side'] or '-')} | {_t(a['id'])} | "
                                f"{_t(', '.join(a['cves']) or '-')} | {_t(a['before'] or '-')} | "
                                f"{_t(a['after'] or '-')} | {_t(a['now'])} |")
+        out += _bake_steps(s.get("bake_steps") or [])
         if s.get("converge"):
             out += ["", f"- converge: {_t(s['converge'].get('message'))}"]
         out.append("")
@@ -112,6 +113,25 @@ def _markdown(doc: dict[str, Any]) -> str:
         for r in doc["rollbacks"]
     ] or ["- none"]
     return "\n".join(out) + "\n"
+
+
+def _bake_steps(steps: list[dict[str, Any]]) -> list[str]:
+    """The bake's exposure steps: each step's verdict, then every measurement of it."""
+    from orchestrator.evidence.bake import measurement_rows, step_words
+
+    if not steps:
+        return []
+    out = ["", "Bake steps (the patched side against its twin, same window):", ""]
+    out += [f"- {_t(step_words(step))}" for step in steps]
+    out += ["", "| step | # | metric | verdict | patched | twin | volume | why | queries |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for step in steps:
+        for m in measurement_rows(step):
+            queries = "; ".join(f"{side}: {q}" for side, q in m.queries)
+            out.append(f"| {m.step} ({m.percent}%) | {m.at} | {_t(m.metric)} | {_t(m.verdict)} "
+                       f"| {_t(m.canary)} | {_t(m.baseline)} | {_t(m.volume)} | {_t(m.why)} "
+                       f"| {_t(queries or '-')} |")
+    return out
 
 
 def write_report(report: CampaignReport, fmt: str, output: Path) -> Path:

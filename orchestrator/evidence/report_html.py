@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.evidence.bake import measurement_rows, step_words
 from orchestrator.evidence.model import CampaignReport, StepSpan, tone
 from orchestrator.text import one_line
 
@@ -93,6 +94,8 @@ def environment() -> Environment:
     env.filters["when"] = lambda d: "-" if d is None else d.strftime("%Y-%m-%d %H:%M:%S UTC")
     env.filters["secs"] = lambda s: "-" if s is None else f"{s:.1f} s"
     env.globals["timeline"] = timeline
+    env.globals["measurement_rows"] = measurement_rows
+    env.globals["step_words"] = step_words
     return env
 
 

@@ -9,12 +9,18 @@ generation it verified (absent in older journals: the flip then binds to nothing
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.routers.base import TrafficCounters
 from orchestrator.sides import Side
+
+if TYPE_CHECKING:
+    from orchestrator.state.models import JournalEntry
+
+CANARY_PREFIX = "canary:"
+"""The journal's name of an exposure step of the bake: `canary:N` (N from 1)."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +205,25 @@ class CanaryStep:
     def describe(self) -> str:
         return (f"step {self.number} ({self.percent}%): {self.verdict} after "
                 f"{self.seconds:g}s: {self.why}")
+
+
+def canary_steps(journal: Iterable[JournalEntry]) -> list[CanaryStep]:
+    """The bake's exposure steps a run journaled, in order: each ended one as recorded
+    (every measurement), a begun one not ended as verdict `running` (its measurements are
+    journaled when it ends)."""
+    begun: dict[int, Mapping[str, Any]] = {}
+    ended: dict[int, CanaryStep] = {}
+    for entry in journal:
+        if not entry.step.startswith(CANARY_PREFIX):
+            continue
+        number = int(entry.step[len(CANARY_PREFIX):])
+        if entry.phase == "end":
+            ended[number] = CanaryStep.from_dict(entry.data)
+        elif entry.phase == "begin":
+            begun[number] = entry.data
+    running = [CanaryStep(n, int(d.get("percent", 0)), "running", "", 0.0, "")
+               for n, d in begun.items() if n not in ended]
+    return sorted([*ended.values(), *running], key=lambda s: s.number)
 
 
 @dataclass(frozen=True)

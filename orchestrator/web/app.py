@@ -29,6 +29,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestrator.evidence.bake import measurement_rows, step_words
 from orchestrator.text import one_line
 from orchestrator.web.metrics import SnapshotCollector, exposition
 from orchestrator.web.refresher import Snapshots, utc_now
@@ -146,6 +147,8 @@ def environment() -> Environment:
         d if isinstance(d, str) else d.strftime("%Y-%m-%d %H:%M:%S UTC"))
     env.filters["ago"] = _ago
     env.filters["tone"] = _tone
+    env.globals["measurement_rows"] = measurement_rows
+    env.globals["step_words"] = step_words
     return env
 
 

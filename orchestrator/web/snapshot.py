@@ -16,6 +16,7 @@ from typing import Any
 
 from orchestrator.advisories.measured import SideMeasurement
 from orchestrator.errors import BluegreenError
+from orchestrator.rollout.records import canary_steps
 from orchestrator.routers.base import Router
 from orchestrator.sides import SIDES, Side
 from orchestrator.state.base import StateStore
@@ -107,6 +108,9 @@ class RunView:
     step_running: bool
     steps_done: list[str]
     hosts: list[HostProgress]
+    bake_steps: list[dict[str, Any]] = field(default_factory=list)
+    """The bake's exposure steps the run journaled (`canary:N`, as in the campaign report:
+    each ended step with every measurement, a begun one as `running`)."""
 
     def as_json(self) -> dict[str, Any]:
         return _plain(self)
@@ -281,6 +285,7 @@ def _run(store: StateStore, run: Run) -> RunView:
         actor=run.actor, started_at=run.started_at, finished_at=run.finished_at,
         result=run.result, step=step, step_running=bool(open_steps), steps_done=ended,
         hosts=_host_progress(journal, run),
+        bake_steps=[s.as_dict() for s in canary_steps(journal)],
     )
 
 

@@ -35,4 +35,10 @@ def test_hostile_names_and_output_are_text_in_chromium(tmp_path: Path) -> None:
             assert host.replace("\u202e", "\\u202e") in shown, (host, shown)
         first = browser.find_element(By.CSS_SELECTOR, "#service-2 table.probes tbody tr")
         assert MARKUP in first.text and "fail" in first.text
+        # the bake's measurements: a metric name and query from bluegreen.yml, as text
+        metrics = browser.find_elements(By.CSS_SELECTOR,
+                                        "table.bake tr.measurement td:nth-child(3)")
+        assert len(metrics) == 3 and all(MARKUP in m.text for m in metrics)
+        queries = browser.find_elements(By.CSS_SELECTOR, "table.bake tr.measurement code")
+        assert queries and all(MARKUP in q.text for q in queries)
         assert browser.execute_script("return document.images.length") == 0

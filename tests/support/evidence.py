@@ -5,9 +5,12 @@ host, a config or a person can set carries markup, quotes and control characters
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from orchestrator.analysis.model import Judgement, Measurement, Verdict
 from orchestrator.campaign.journal import Journal, Step
+from orchestrator.rollout.records import CanaryStep
 from orchestrator.state.models import AuditEntryInput
 from orchestrator.state.sqlite import SQLiteStateStore
 from orchestrator.testing import FrozenClock
@@ -20,6 +23,31 @@ LINK = "[verified OK](https://evil.example/)"
 
 def hostile_text(what: str) -> str:
     return f"{what}{MARKUP}{LINK}&amp;\"'\u202e"
+
+
+def bake_steps(store: SQLiteStateStore, clock: FrozenClock, run_id: str,
+               h: Callable[[str], str] = lambda s: s) -> None:
+    """Two exposure steps journaled as the canary step journals them (`canary:N`, the
+    analysis's own records): 20 % inconclusive (too little volume) then passed, 50 %
+    passed; the metric's name and query come from bluegreen.yml (`h` makes them hostile)."""
+    metric, query = h("error_ratio"), h("sum(rate(errors{SEL}[8s]))")
+
+    def measured(verdict: Verdict, canary: float, volume: float, why: str) -> dict[str, Any]:
+        m = Measurement(metric, verdict, why, canary, 0.0, volume, volume * 4,
+                        {"canary": query.replace("SEL", 'backend="web_green"'),
+                         "baseline": query.replace("SEL", 'backend="web_blue"')})
+        return Judgement(verdict, (m,)).as_dict()
+
+    for number, percent, verdict, judged in (
+            (1, 20, "pass", [measured("inconclusive", 0.0, 12, "volume 12 below 20"),
+                             measured("pass", 0.0, 121, h("0 within the twin's 0 + 0.01"))]),
+            (2, 50, "pass", [measured("pass", 0.0021, 400, "0.0021 within the twin's 0 + 0.01")])):
+        clock.advance(0.1)
+        store.journal_begin(run_id, f"canary:{number}", {"percent": percent, "seconds": 6})
+        clock.advance(6.0)
+        store.journal_end(run_id, f"canary:{number}", CanaryStep(
+            number, percent, verdict, str(judged[-1]["why"]), 6.0, "prometheus",
+            tuple(judged)).as_dict())
 
 
 def write_campaign(store: SQLiteStateStore, clock: FrozenClock, *, hostile: bool = False
@@ -75,6 +103,7 @@ def write_campaign(store: SQLiteStateStore, clock: FrozenClock, *, hostile: bool
                                                  "results": results})
             else:
                 store.journal_end(run_id, step, {"live": "blue", "standby": "green"})
+        bake_steps(store, clock, run_id, h)
         for step, seconds in (("flip", 0.05), ("bake", 10.0)):
             clock.advance(0.1)
             store.journal_begin(run_id, step, {})

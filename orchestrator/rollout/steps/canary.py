@@ -22,16 +22,13 @@ failed; a split is only ever set through the kernel, which records it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from orchestrator.analysis.judge import Budget
 from orchestrator.analysis.model import Judgement
 from orchestrator.analysis.window import StepWindow
 from orchestrator.config.bake import AnalysisSettings, BakeStep
 from orchestrator.errors import OutsideWindow, RolledBack
 from orchestrator.rollout.context import RunContext
-from orchestrator.rollout.records import CanaryRecord, CanaryStep
+from orchestrator.rollout.records import CANARY_PREFIX, CanaryRecord, CanaryStep, canary_steps
 from orchestrator.rollout.steps.bake import auto_rollback, bake_url
 from orchestrator.rollout.steps.base import NothingToResume
 from orchestrator.rollout.tools import Exposure
@@ -39,7 +36,7 @@ from orchestrator.sides import Side
 from orchestrator.state.models import AuditEntryInput
 from orchestrator.traffic import failpoints
 
-PREFIX = "canary:"
+PREFIX = CANARY_PREFIX
 PREVIEW_REQUESTS = 5
 
 
@@ -64,7 +61,7 @@ class Canary(NothingToResume):
         done: list[CanaryStep] = []
         for number, step in enumerate(steps, 1):
             if number in ended:
-                record = CanaryStep.from_dict(ended[number])
+                record = ended[number]
                 if record.verdict != "pass":  # a crash in its rollback: finish it
                     _stop(ctx, bake.analysis, record)
                 done.append(record)
@@ -107,12 +104,9 @@ class Canary(NothingToResume):
                  f"with the preview header answered by {backend or plan.standby}")
 
 
-def _ended_steps(ctx: RunContext) -> dict[int, Mapping[str, Any]]:
-    ended: dict[int, Mapping[str, Any]] = {}
-    for entry in ctx.store.journal(ctx.run_id):
-        if entry.phase == "end" and entry.step.startswith(PREFIX):
-            ended[int(entry.step[len(PREFIX):])] = entry.data
-    return ended
+def _ended_steps(ctx: RunContext) -> dict[int, CanaryStep]:
+    return {s.number: s for s in canary_steps(ctx.store.journal(ctx.run_id))
+            if s.verdict != "running"}
 
 
 def hold(ctx: RunContext, number: int, step: BakeStep,

@@ -154,6 +154,42 @@ def test_markdown_shows_markup_as_text(tmp_path: Path) -> None:
     assert "3.0.15-1" + MARKUP + LINK in text
 
 
+def test_bake_steps_every_measurement_in_json_markdown_and_html(plain: Any) -> None:
+    """The bake's exposure steps as the canary step journaled them: each measurement with
+    the queries as sent, both sides' values, the volumes, the verdict and why."""
+    report, _ = plain
+    assert report.services["api"].bake_steps == []  # failed at verify: no bake
+    doc = json.loads(render(report, "json"))
+    steps = doc["services"]["web"]["bake_steps"]
+    assert [(s["number"], s["percent"], s["verdict"], s["source"]) for s in steps] == [
+        (1, 20, "pass", "prometheus"), (2, 50, "pass", "prometheus")]
+    first = steps[0]["measurements"][0]["measurements"][0]
+    assert first["verdict"] == "inconclusive" and first["why"] == "volume 12 below 20"
+    assert first["queries"]["canary"] == \
+        'sum(rate(errors{backend="web_green"}[8s]))'
+    md = render(report, "md")
+    assert "- step 1 \\(20%\\): pass after 6s from prometheus" in md
+    rows = [line for line in md.splitlines() if line.startswith("| 1 (20%) |")]
+    assert len(rows) == 2 and "inconclusive" in rows[0] and "121 / 484" in rows[1]
+    html = render(report, "html")
+    bake = html[html.index('class="bake"'):].split("</table>")[0]
+    assert bake.count('class="measurement"') == 3
+    assert 'data-verdict="inconclusive"' in bake and "0.0021" in bake
+    assert "canary: sum(rate(errors{backend=&#34;web_green&#34;}[8s]))" in bake
+
+
+def test_bake_steps_hostile_metric_and_query_are_text(tmp_path: Path) -> None:
+    """A metric's name and its query come from bluegreen.yml: untrusted on the page."""
+    report, _ = _report(tmp_path, hostile=True)
+    html = render(report, "html")
+    bake = html[html.index('class="bake"'):].split("</table>")[0]
+    assert MARKUP not in bake and "&lt;script&gt;document.title=2" in bake
+    assert not {t for t, _ in parse(bake).tags} & {"script", "img"}
+    md = render(report, "md")
+    rows = [line for line in md.splitlines() if line.startswith("| 1 (20%) |")]
+    assert rows and all("<script>" not in r and LINK not in r for r in rows)
+
+
 def test_timeline_bars_are_proportional_to_durations() -> None:
     from datetime import UTC, datetime, timedelta
 

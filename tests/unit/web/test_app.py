@@ -104,6 +104,16 @@ def test_pages_api_and_headers(world: World) -> None:
     assert [w[0]["status"] for w in campaigns[0]["waves"]] == ["done", "failed"]
     runs = client.get("/api/v1/runs").json()["runs"]
     assert {r["run_id"] for r in runs} == {"c1", "r-web", "r-api"}
+    # the bake's steps with every measurement: in the API and on the page, as text
+    steps = next(r for r in runs if r["run_id"] == "r-web")["bake_steps"]
+    assert [(s["number"], s["percent"], s["verdict"]) for s in steps] == [
+        (1, 20, "pass"), (2, 50, "pass")]
+    assert [j["verdict"] for j in steps[0]["measurements"]] == ["inconclusive", "pass"]
+    bake = page[page.index('<details class="bake" data-run="r-web"'):].split("</details>")[0]
+    assert bake.count('<tr class="measurement"') == 3
+    assert "volume 12 below 20" in bake and "0.0021" in bake and "121 / 484" in bake
+    assert 'backend=&#34;web_green&#34;' in bake  # the query as sent, escaped
+    assert "<script>" not in bake and "&lt;script&gt;document.title=2" in bake
     audit = client.get("/api/v1/audit").json()["audit"]
     assert audit["ok"] and audit["head"] == f"{audit['count']}:{audit['head_hash']}"
 
