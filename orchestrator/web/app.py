@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.evidence.bake import measurement_rows, step_words
+from orchestrator.evidence.report_html import TEMPLATES as EVIDENCE_TEMPLATES
 from orchestrator.text import one_line
 from orchestrator.web.metrics import SnapshotCollector, exposition
 from orchestrator.web.refresher import Snapshots, utc_now
@@ -138,9 +139,12 @@ class Guard:
 
 @cache
 def environment() -> Environment:
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+    from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 
-    env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=True,
+    # the campaign report's templates too: the bake's measurements table is shared
+    loader = ChoiceLoader([FileSystemLoader(str(HERE / "templates")),
+                           FileSystemLoader(str(EVIDENCE_TEMPLATES))])
+    env = Environment(loader=loader, autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["t"] = lambda v: one_line(None if v is None else str(v))
     env.filters["when"] = lambda d: "-" if d is None else (
