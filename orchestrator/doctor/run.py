@@ -10,6 +10,7 @@ from orchestrator.config.loaded import LoadedConfig
 from orchestrator.doctor.health import health_checks
 from orchestrator.doctor.hosts import host_checks
 from orchestrator.doctor.local import store_check, witness_checks
+from orchestrator.doctor.metrics import metric_source_checks
 from orchestrator.doctor.report import Check, Report
 from orchestrator.doctor.routing import router_checks
 from orchestrator.errors import RouterError
@@ -31,9 +32,11 @@ def _with_router(config: LoadedConfig, open_router: Callable[[LoadedConfig], Rou
     try:
         router = open_router(config)
     except RouterError as exc:
-        return [Check("router", False, exc.message, exc.hint or "fix `router:` in bluegreen.yml")]
+        return [Check("router", False, exc.message, exc.hint or "fix `router:` in bluegreen.yml"),
+                *metric_source_checks(config, None, services)]
     try:
-        return router_checks(config, router, services)
+        return router_checks(config, router, services) + \
+            metric_source_checks(config, router, services)
     finally:
         router.close()
 
