@@ -5,9 +5,8 @@ the precheck's use of them, and the CLI's table, JSON and exit codes."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from orchestrator.probes.base import ProbeTarget
 from orchestrator.rollout.runner import Rollout
 from orchestrator.routers.base import Check
 from orchestrator.testing import FakeRouter, fake_config, fake_tools, temp_store
+from tests.support.loopback_http import serving
 
 
 @pytest.fixture
@@ -44,13 +44,9 @@ def frontend() -> Iterator[dict[str, Any]]:
         def log_message(self, *_args: Any) -> None:
             """Quiet."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as url:
+        state["url"] = url
+        yield state
 
 
 def haproxy_config(tmp_path: Path, url: str) -> Any:

@@ -5,9 +5,8 @@ answers, one that is gone, the load balancer's counters readable or not, doctor'
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from orchestrator.config.loaded import load_config
 from orchestrator.doctor.metrics import PROBE_QUERY, metric_source_checks
 from orchestrator.routers.base import TrafficCounters
 from orchestrator.testing import FakeRouter, fake_config
+from tests.support.loopback_http import serving
 
 VECTOR_ONE = {"status": "success",
               "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, "1"]}]}}
@@ -44,13 +44,9 @@ def prometheus() -> Iterator[dict[str, Any]]:
         def log_message(self, *_args: Any) -> None:
             """Quiet."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as url:
+        state["url"] = url
+        yield state
 
 
 def with_steps(tmp_path: Path, source: str, services: tuple[str, ...] = ("web",)) -> Any:
