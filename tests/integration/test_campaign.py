@@ -366,10 +366,18 @@ def test_a_wave_with_max_parallel_patches_its_services_at_the_same_time(
         tmp_path, "together", waves=[{"services": ["web", "api"], "max_parallel": 2}]
     )
     code, doc = bluegreen_json(config, "campaign", "run", str(camp), "--yes", timeout=900)
-    assert code == 0, doc
-    assert {s: v["status"] for s, v in doc["services"].items()} == {"web": "done", "api": "done"}
     with SQLiteStateStore(lab.paths.root / "state" / "state.db") as store:
-        at = {(e.step, e.phase): e.at for e in store.journal(doc["run_id"])}
+        entries = store.journal(doc["run_id"])
+        children = [e.data.get("child_run") for e in entries if e.phase == "begin"]
+        why = {  # on failure: what each child said, so a rare failure can be read afterwards
+            "journal": [(e.step, e.phase, e.data) for e in entries],
+            "children": [(r.run_id, r.status, r.result,
+                          [(e.step, e.phase, e.data) for e in store.journal(c)][-3:])
+                         for c in children if c for r in [store.get_run(c)] if r is not None],
+        }
+    assert code == 0, (doc.get("message"), why)
+    assert {s: v["status"] for s, v in doc["services"].items()} == {"web": "done", "api": "done"}
+    at = {(e.step, e.phase): e.at for e in entries}
     for a, b in (("web", "api"), ("api", "web")):  # each began before the other ended
         assert at[(f"service:{a}", "begin")] < at[(f"service:{b}", "end")], at
     for service in ("web", "api"):

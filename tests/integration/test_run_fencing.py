@@ -6,6 +6,7 @@ and that the audit chain verifies."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -76,6 +77,11 @@ def test_7_a_killed_run_is_abandoned_by_the_takeover_and_a_rollback_still_flips(
 
 def descendants(pid: int) -> list[str]:
     """Command names of every process below `pid` (from /proc)."""
+    return [cmdline for _, cmdline in descendant_processes(pid)]
+
+
+def descendant_processes(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of every process below `pid` (from /proc)."""
     parents: dict[int, list[int]] = {}
     names: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
@@ -89,10 +95,11 @@ def descendants(pid: int) -> list[str]:
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         parents.setdefault(ppid, []).append(int(entry.name))
         names[int(entry.name)] = cmdline
-    found, todo = [], list(parents.get(pid, []))
+    found: list[tuple[int, str]] = []
+    todo = list(parents.get(pid, []))
     while todo:
         child = todo.pop()
-        found.append(names.get(child, ""))
+        found.append((child, names.get(child, "")))
         todo.extend(parents.get(child, []))
     return found
 
@@ -103,7 +110,9 @@ def test_6_campaign_abort_keeps_the_live_childs_lock_and_refuses_its_late_write(
     """The campaign's process is paused (SIGSTOP: a hung or slow holder) right after the
     abort, while its child's Ansible works on green: the lock stays with it, so a second
     rollout cannot start Ansible there; when the holder wakes up after its playbook ended,
-    the child's late write (the patch's record) is refused and nothing is recorded."""
+    the child's late write (the patch's record) is refused and nothing is recorded. The test
+    ends the playbook itself: a stopped holder does not read the playbook's output (ansible-
+    runner's pty), so the playbook blocks on it and would end only minutes later."""
     fresh_web(lab)
     config = slow_patch_config(lab.paths.config, tmp_path, seconds=6)
     camp = tmp_path / "fenced.yml"
@@ -127,6 +136,9 @@ def test_6_campaign_abort_keeps_the_live_childs_lock_and_refuses_its_late_write(
         assert doc["still_stopping"] and f"pid {proc.pid}" in doc["still_stopping"][0], doc
         code, second = bluegreen_json(lab.paths.config, "rollout", WEB, "--yes")
         assert code == 5 and child in second["error"], second  # no second Ansible on green
+        for leash, _ in [p for p in descendant_processes(proc.pid) if "leash.py" in p[1]]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(leash, signal.SIGKILL)  # the leash leads the playbook's group
         wait_for(lambda: not any("ansible-playbook" in c for c in descendants(proc.pid)), 180,
                  "the child's playbook to end")
         os.kill(proc.pid, signal.SIGCONT)

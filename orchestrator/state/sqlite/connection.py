@@ -28,26 +28,24 @@ def connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
             f"cannot create the state database {path}: {exc.strerror}",
             hint="make its directory writable by this user, or set state.path elsewhere",
         ) from exc
-    old_umask = os.umask(0o077)  # -wal/-shm and anything else SQLite creates: 0600
-    try:
-        with translate(path, busy_timeout_ms):
-            conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
-            try:
-                conn.row_factory = sqlite3.Row
-                conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise StateError(
-                        f"state database {path} cannot use WAL mode (got {mode!r})",
-                        hint="put the state file on a local filesystem (not NFS/SMB)",
-                    )
-                conn.execute("PRAGMA foreign_keys = ON")
-                conn.execute("PRAGMA synchronous = FULL")
-            except BaseException:
-                conn.close()
-                raise
-    finally:
-        os.umask(old_umask)
+    # SQLite gives -wal/-shm the database file's permissions (0600): no umask is set here,
+    # since the umask is the whole process's and another thread may be creating files
+    with translate(path, busy_timeout_ms):
+        conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StateError(
+                    f"state database {path} cannot use WAL mode (got {mode!r})",
+                    hint="put the state file on a local filesystem (not NFS/SMB)",
+                )
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = FULL")
+        except BaseException:
+            conn.close()
+            raise
     return conn
 
 

@@ -4,9 +4,9 @@ What a caller must know:
 - One `SQLiteStateStore` per thread (the connection is not shared across threads).
   Several processes may open the same file; writers wait up to `busy_timeout_ms`, then
   get a `StateError` instead of hanging.
-- The file is created 0600 in a directory created 0700 (it holds who-did-what). Opening
-  temporarily sets the process umask, so do not open stores concurrently with other
-  threads that create files.
+- The file is created 0600 in a directory created 0700 (it holds who-did-what); SQLite
+  gives its -wal/-shm files the same permissions. Opening never touches the process umask
+  (a parallel wave opens one store per thread while other threads create files).
 - Every state-changing method runs in one `BEGIN IMMEDIATE` transaction together with
   its audit record; it returns after the commit (synchronous=FULL) or raises with
   nothing changed.

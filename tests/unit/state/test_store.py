@@ -82,6 +82,35 @@ def test_files_are_private_even_with_a_permissive_umask(db_path: Path) -> None:
         os.umask(old_umask)
 
 
+def test_opening_never_touches_the_process_umask(db_path: Path) -> None:
+    """The umask is the whole process's: a parallel wave opens one store per thread while
+    other threads create files, so opening must neither change it nor leave it changed."""
+    import threading
+
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            current = os.umask(0o022)  # reading the umask means setting it: set it back
+            os.umask(current)
+            seen.append(current)
+
+    old_umask = os.umask(0o022)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for _ in range(20):
+            with SQLiteStateStore(db_path) as store:
+                store.get_service("web")
+    finally:
+        stop.set()
+        watcher.join(10)
+        os.umask(old_umask)
+    assert not watcher.is_alive()
+    assert seen and set(seen) == {0o022}, sorted(set(seen))
+
+
 def test_wal_busy_timeout_and_foreign_keys(db_path: Path) -> None:
     with SQLiteStateStore(db_path, busy_timeout_ms=1234) as store:
         conn = store._conn  # the pragmas are per connection: look at the store's own
