@@ -33,9 +33,13 @@ def lab() -> None:
 @click.option("--router", default="haproxy", show_default=True,
               type=click.Choice(["haproxy", "nginx"]),
               help="The load balancer in front of the pools (nginx: bluegreen's nginx router).")
+@click.option("--sites", default=0, type=click.IntRange(0, 9), metavar="N",
+              help="Share the services between N sites (site1..siteN): per site a network "
+              "namespace playing its orchestrator machine (the only place its hosts are "
+              "reachable from), its bridge and its HAProxy. Workers need --state postgresql.")
 @click.option("--json", "as_json", is_flag=True, help="Print the lab status as JSON.")
 @handles_errors
-def lab_up(services: str, hosts_per_side: int, state_choice: str, router: str,
+def lab_up(services: str, hosts_per_side: int, state_choice: str, router: str, sites: int,
            as_json: bool) -> None:
     """Build (once) and boot the lab. Idempotent: a second `up` changes nothing."""
     from orchestrator.lab.database import lab_state_url
@@ -43,7 +47,7 @@ def lab_up(services: str, hosts_per_side: int, state_choice: str, router: str,
 
     the_lab = Lab(say=say)
     shape = LabShape(tuple(s.strip() for s in services.split(",") if s.strip()), hosts_per_side,
-                     lab_state_url(the_lab.paths, state_choice), router)
+                     lab_state_url(the_lab.paths, state_choice), router, sites)
     result = the_lab.up(shape)
     if as_json:
         emit_json(
@@ -72,6 +76,9 @@ def _print_lab_status(status: dict[str, Any]) -> None:
         if h["faults"]:
             state += " faults=" + ",".join(h["faults"])
         click.echo(f"  {h['name']:<16} {h['service']:<8} {h['side']:<6} {h['address']:<14} {state}")
+    for site in status.get("sites", []):
+        click.echo(f"  {site['name']}: services {','.join(site['services'])}; its machine: "
+                   f"ip netns exec {site['netns']} ...; haproxy {site['haproxy_socket']}")
     for problem in status.get("problems", []):
         click.secho(f"  problem: {problem}", fg="yellow")
 

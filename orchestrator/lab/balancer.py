@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from orchestrator.lab.hosts import HostSpec
@@ -23,7 +23,12 @@ def exposure_maps(paths: LabPaths) -> tuple[str, str]:
     return str(paths.percent_map_file), str(paths.exposed_map_file)
 
 
-def render_config(paths: LabPaths, services: Sequence[str], hosts: Sequence[HostSpec]) -> str:
+def render_config(paths: LabPaths, services: Sequence[str], hosts: Sequence[HostSpec], *,
+                  ports: Mapping[str, int] | None = None, netns: str | None = None) -> str:
+    """`ports`: each service's frontend port (default: numbered in order); `netns`: a
+    site's namespace (sites.py): its servers are reached from there, each frontend also
+    listens on its loopback, and the exporter is left out (one per lab, not per site)."""
+    ports = ports or {s: frontend_port(paths, i) for i, s in enumerate(services)}
     lines = [
         "# written by `bluegreen lab up`",
         "global",
@@ -41,15 +46,20 @@ def render_config(paths: LabPaths, services: Sequence[str], hosts: Sequence[Host
         "    option redispatch",
         "    load-server-state-from-file global",
         "",
-        "frontend prometheus",  # HAProxy's built-in exporter, scraped by the lab's Prometheus
-        f"    bind 127.0.0.1:{paths.haproxy_metrics_port}",
-        "    http-request use-service prometheus-exporter if { path /metrics }",
-        "",
     ]
-    for i, service in enumerate(services):
+    if netns is None:
+        lines += [
+            "frontend prometheus",  # HAProxy's built-in exporter, scraped by the lab's Prometheus
+            f"    bind 127.0.0.1:{paths.haproxy_metrics_port}",
+            "    http-request use-service prometheus-exporter if { path /metrics }",
+            "",
+        ]
+    in_ns = "" if netns is None else f" namespace {netns}"
+    for service in services:
         lines += [
             f"frontend fe_{service}",
-            f"    bind 127.0.0.1:{frontend_port(paths, i)}",
+            f"    bind 127.0.0.1:{ports[service]}",
+            *([f"    bind 127.0.0.1:{ports[service]}{in_ns}"] if netns else []),
             "    http-response set-header X-Bluegreen-Backend %b",
             # progressive exposure and preview (routers/haproxy/exposure.py), then the live map
             *(f"    {line}" for line in routing_lines("haproxy")(
@@ -65,7 +75,7 @@ def render_config(paths: LabPaths, services: Sequence[str], hosts: Sequence[Host
                 "    default-server check inter 1s fall 2 rise 2",
             ]
             lines += [
-                f"    server {h.name} {h.address}:8080"
+                f"    server {h.name} {h.address}:8080{in_ns}"
                 for h in hosts
                 if h.service == service and h.side == side
             ]
@@ -73,9 +83,11 @@ def render_config(paths: LabPaths, services: Sequence[str], hosts: Sequence[Host
     return "\n".join(lines)
 
 
-def write_files(paths: LabPaths, services: Sequence[str], hosts: Sequence[HostSpec]) -> None:
+def write_files(paths: LabPaths, services: Sequence[str], hosts: Sequence[HostSpec], *,
+                ports: Mapping[str, int] | None = None, netns: str | None = None) -> None:
     paths.haproxy.mkdir(parents=True, exist_ok=True)
-    (paths.haproxy / "haproxy.cfg").write_text(render_config(paths, services, hosts))
+    (paths.haproxy / "haproxy.cfg").write_text(
+        render_config(paths, services, hosts, ports=ports, netns=netns))
     paths.map_file.write_text("".join(f"{s} {s}_blue\n" for s in services))
     for path in exposure_maps(paths):  # no exposure
         Path(path).write_text("")
@@ -124,6 +136,19 @@ def haproxy_command(sock_path: Path, command: str, timeout: float = 2.0) -> str:
             chunks.append(data)
     return b"".join(chunks).decode()
 
+
+def route_back_to_blue(paths: LabPaths, services: Sequence[str],
+                       all_services: Sequence[str]) -> None:
+    """`lab reset`: `services` back on blue with no exposure, in HAProxy's memory and in
+    its files (`all_services`: every service of this HAProxy's map)."""
+    for service in services:
+        haproxy_command(paths.haproxy_socket,
+                        f"set map {paths.map_file} {service} {service}_blue")
+        for exposure_map in exposure_maps(paths):  # no exposure
+            haproxy_command(paths.haproxy_socket, f"del map {exposure_map} {service}")
+    paths.map_file.write_text("".join(f"{s} {s}_blue\n" for s in all_services))
+    for exposure_map in exposure_maps(paths):
+        Path(exposure_map).write_text("")
 
 
 def wait_up(paths: LabPaths, hosts_per_side_total: int) -> None:

@@ -42,10 +42,16 @@ class FaultTarget:
     index: int
     nspawn_pid: int
     root: Path
+    site_netns: str | None = None
+    """The namespace of the host's site (`lab up --sites`), where its veth is."""
 
     @property
     def veth(self) -> str:
         return net.veth_name(self.paths, self.index)
+
+    def outside(self, tool: str, *argv: str) -> list[str]:
+        """`ip`/`tc` on the host's veth, in its site's namespace when it has one."""
+        return [tool, *(["-n", self.site_netns] if self.site_netns else []), *argv]
 
     def in_netns(self, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", net.netns_name(self.paths, self.host), *argv]
@@ -53,7 +59,7 @@ class FaultTarget:
 
 def _link(state: str) -> Callable[[FaultTarget], None]:
     def act(t: FaultTarget) -> None:
-        run(["ip", "link", "set", t.veth, state])
+        run(t.outside("ip", "link", "set", t.veth, state))
 
     return act
 
@@ -66,12 +72,12 @@ def _unit(action: str, unit: str) -> Callable[[FaultTarget], None]:
 
 
 def _slow_on(t: FaultTarget) -> None:
-    run(["tc", "qdisc", "replace", "dev", t.veth, "root", *SLOW])
+    run(t.outside("tc", "qdisc", "replace", "dev", t.veth, "root", *SLOW))
     run(t.in_netns(["tc", "qdisc", "replace", "dev", "eth0", "root", *SLOW]))
 
 
 def _slow_off(t: FaultTarget) -> None:
-    run(["tc", "qdisc", "del", "dev", t.veth, "root"], check=False)
+    run(t.outside("tc", "qdisc", "del", "dev", t.veth, "root"), check=False)
     run(t.in_netns(["tc", "qdisc", "del", "dev", "eth0", "root"]), check=False)
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import yaml
 
-from orchestrator.lab.balancer import frontend_port
 from orchestrator.lab.hosts import HostSpec
 from orchestrator.lab.packages import FIXED_OPENSSL
 from orchestrator.lab.paths import REPO_PORT, LabPaths
+from orchestrator.lab.sites import SiteState, config_sites, ports, site_of, site_paths
 
 
 def ssh_config(paths: LabPaths, hosts: Sequence[HostSpec]) -> str:
@@ -69,13 +69,19 @@ def inventory(paths: LabPaths, services: Sequence[str], hosts: Sequence[HostSpec
 
 
 def _router(paths: LabPaths, services: Sequence[str], kind: str) -> dict[str, object]:
-    frontends = {s: f"http://127.0.0.1:{frontend_port(paths, i)}" for i, s in enumerate(services)}
     if kind == "nginx":
         from orchestrator.lab import nginx
 
+        frontends = {s: f"http://127.0.0.1:{port}" for s, port in ports(paths, services).items()}
         return {"kind": "nginx", "live_file": str(nginx.live_file(paths)),
                 "conf": str(nginx.conf(paths)), "frontends": frontends,
                 "access_log": str(nginx.access_log(paths)), "drain_seconds": 5}
+    return haproxy_router(paths, ports(paths, services))
+
+
+def haproxy_router(paths: LabPaths, ports: Mapping[str, int]) -> dict[str, object]:
+    """`router:` of the lab's HAProxy (or of a site's: `paths` under its directory)."""
+    frontends = {s: f"http://127.0.0.1:{port}" for s, port in ports.items()}
     return {
         "kind": "haproxy",
         "socket": f"unix://{paths.haproxy_socket}",
@@ -112,7 +118,13 @@ def bake_steps(paths: LabPaths) -> dict[str, object]:
 
 def bluegreen_config(paths: LabPaths, services: Sequence[str],
                      state_url: str | None = None, *, router: str = "haproxy",
-                     steps: bool = False) -> str:
+                     steps: bool = False, sites: Sequence[SiteState] = ()) -> str:
+    """`sites`: the lab's sites (`lab up --sites`): `sites:` and each service's `site:`;
+    the top-level router is site1's."""
+    own = {s: port for s, port in ports(paths, services).items() if s in sites[0].services} \
+        if sites else {}
+    top = haproxy_router(site_paths(paths, sites[0]), own) if sites \
+        else _router(paths, services, router)
     doc = {
         "version": 1,
         "inventory": str(paths.inventory),
@@ -130,9 +142,11 @@ def bluegreen_config(paths: LabPaths, services: Sequence[str],
             "witness": {"syslog": "off", "file": str(paths.witness_file)},
         },
         "reports_dir": str(paths.root / "reports"),
-        "router": _router(paths, services, router),
+        "router": top,
+        **({"sites": config_sites(paths, sites, haproxy_router, services)} if sites else {}),
         "services": {
             s: {
+                **({"site": site.name} if (site := site_of(sites, s)) else {}),
                 "sides": {"blue": f"{s}_blue", "green": f"{s}_green"},
                 "patch": {
                     "packages": [

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from orchestrator.lab import (
     preflight,
     repokey,
     security,
+    sites,
     waits,
 )
 from orchestrator.lab.balancer import haproxy_command as haproxy_command
@@ -78,6 +78,8 @@ class Lab:
     def problems(self, state: LabState) -> list[str]:
         """What is wrong with a running lab (empty when it is whole)."""
         found = [f"host {h} is not running" for h, pid in state.pids.items() if not alive(pid)]
+        if state.sites:
+            return found + sites.problems(state.sites)
         if not alive(state.haproxy_pid):
             found.append(f"{state.shape.router} is not running")
         if not alive(state.repo_pid):
@@ -94,6 +96,7 @@ class Lab:
     def status(self) -> dict[str, Any]:
         state = self.require()
         p = self.paths
+        lb = p if not state.sites else sites.site_paths(p, state.sites[0])  # site1's HAProxy
         return {
             "config": str(p.config),
             "steps_config": str(p.steps_config),
@@ -101,8 +104,9 @@ class Lab:
             "ssh_config": str(p.ssh_config),
             "known_hosts": str(p.known_hosts),
             "router": state.shape.router,
-            **({"haproxy_socket": str(p.haproxy_socket), "map_file": str(p.map_file),
-                "prometheus": metrics.url(p)} if state.shape.router == "haproxy" else
+            **({"haproxy_socket": str(lb.haproxy_socket), "map_file": str(lb.map_file),
+                "prometheus": None if state.sites else metrics.url(p)}
+               if state.shape.router == "haproxy" else
                {"nginx_conf": str(nginx.conf(p)), "live_file": str(nginx.live_file(p)),
                 "prometheus": None}),
             "repo_url": f"http://{self.paths.gateway}:{REPO_PORT}/",
@@ -125,6 +129,7 @@ class Lab:
                 for i, s in enumerate(state.shape.services)
             },
             "problems": self.problems(state),
+            **({"sites": sites.status(self.paths, state.sites)} if state.sites else {}),
         }
 
     def host(self, name: str) -> tuple[LabState, HostSpec]:
@@ -200,15 +205,21 @@ class Lab:
         self.say("publishing the lab apt repository")
         packages.publish_repo(packages.ensure_debs(p), p.repo, self._security(),
                               sign=lambda folders: repokey.sign_suites(p, folders))
-        net.ensure_bridge(p)
-        state = LabState(shape=shape, hosts=specs)
-        state.repo_pid = self._start_repo()
+        state = LabState(shape=shape, hosts=specs,
+                         sites=sites.plan(p, shape.services, shape.sites) if shape.sites else [])
+        if not state.sites:
+            net.ensure_bridge(p)
+            state.repo_pid = self._start_repo()
+        for site in state.sites:  # its namespace, bridge and repository (sites.py)
+            site.repo_pid = sites.start_net(p, site)
+            self._save(state)
         self._save(state)
         self._keys(specs)
         pub = (p.client_key.with_suffix(".pub")).read_text()
         self.say(f"booting {len(specs)} hosts")
         for spec in specs:
-            net.create_host_net(p, spec.name, spec.index, spec.address)
+            net.create_host_net(p, spec.name, spec.index, spec.address,
+                                sites.link_of(state.sites, spec.service))
             hosts.prepare_root(p, spec, lower, p.ssh / "hostkeys" / spec.name, pub)
             state.pids[spec.name] = hosts.boot(p, spec)
             self._save(state)
@@ -217,13 +228,17 @@ class Lab:
         p.known_hosts.write_text(files.known_hosts(specs, pubkeys))
         p.inventory.write_text(files.inventory(p, shape.services, specs))
         p.config.write_text(files.bluegreen_config(p, shape.services, shape.state_url,
-                                                   router=shape.router))
-        p.steps_config.write_text(files.bluegreen_config(
+                                                   router=shape.router, sites=state.sites))
+        p.steps_config.write_text(files.bluegreen_config(  # no Prometheus with sites
             p, shape.services, shape.state_url, router=shape.router,
-            steps=shape.router == "haproxy"))
+            steps=shape.router == "haproxy" and not state.sites, sites=state.sites))
+        own = [sites.site_paths(p, s).inventory for s in state.sites]
+        for site, inventory in zip(state.sites, own, strict=True):
+            inventory.parent.mkdir(parents=True, exist_ok=True)
+            inventory.write_text(files.inventory(p, site.services, specs))
         # code bluegreen runs (orchestrator.trust): whatever the umask, nobody else writes it
         for path in (p.inventory.parent, p.inventory, p.config, p.steps_config,
-                     p.ssh_config):
+                     p.ssh_config, *own, *(i.parent for i in own)):
             path.chmod(path.stat().st_mode & ~0o022)
         if shape.state_url is not None:  # a server database: its schema is made explicitly
             from orchestrator.state.registry import backend, parse_state_url
@@ -239,6 +254,12 @@ class Lab:
             state.haproxy_pid = nginx.start(p)
             self._save(state)
             self._wait_haproxy(shape)
+            return
+        for site in state.sites:
+            self.say(f"starting {site.name}'s HAProxy")
+            site.haproxy_pid = sites.start_balancer(p, site, shape.services, specs)
+            self._save(state)
+        if state.sites:
             return
         balancer.write_files(p, shape.services, specs)
         (p.haproxy / "bluegreen.map").chmod(0o644)
@@ -299,30 +320,12 @@ class Lab:
                    "the lab apt repository to listen", f"see {log}")
         return proc.pid
 
-    def _wait_hosts(
-        self, state: LabState, specs: Sequence[HostSpec], timeout: float | None = None
-    ) -> None:
-        # all hosts boot at once: on 2 cores, 100 of them take minutes, not seconds
-        timeout = timeout if timeout is not None else 90 + 3 * len(specs)
-        def ready(spec: HostSpec) -> None:
-            def check() -> bool:
-                if not alive(state.pids[spec.name]):
-                    raise LabError(
-                        f"lab host {spec.name} stopped while booting",
-                        hint=f"see {self.paths.logs / (spec.name + '.console.log')}",
-                    )
-                return waits.ssh_banner(spec.address) and waits.http_ok(
-                    f"http://{spec.address}:8080/health")
+    def _wait_hosts(self, state: LabState, specs: Sequence[HostSpec]) -> None:
+        def netns(spec: HostSpec) -> str | None:
+            site = sites.site_of(state.sites, spec.service)
+            return site.netns if site else None
 
-            waits.wait(
-                check,
-                timeout,
-                f"{spec.name} (sshd and demo-web)",
-                f"see {self.paths.logs / (spec.name + '.console.log')}",
-            )
-
-        with ThreadPoolExecutor(max_workers=min(16, len(specs))) as pool:
-            list(pool.map(ready, specs))
+        waits.wait_hosts(self.paths, state.pids, specs, netns)
 
     def _wait_haproxy(self, shape: LabShape) -> None:
         """Until the load balancer sees every host UP (nginx: every frontend answers)."""
@@ -336,6 +339,7 @@ class Lab:
         import signal
 
         state = self.require()
+        sites.require_none(state.sites, "reload_haproxy")
         os.kill(state.haproxy_pid, signal.SIGUSR2)
         time.sleep(0.5)
         self._wait_haproxy(state.shape)
@@ -343,6 +347,7 @@ class Lab:
     def restart_haproxy(self) -> None:
         """Stop HAProxy and start it again from its files (map file, server-state file)."""
         state = self.require()
+        sites.require_none(state.sites, "restart_haproxy")
         kill_and_wait([state.haproxy_pid], timeout=10)
         self.paths.haproxy_socket.unlink(missing_ok=True)
         self.paths.haproxy_operator_socket.unlink(missing_ok=True)
@@ -360,11 +365,13 @@ class Lab:
     def stop_repo(self) -> None:
         """Stop the lab apt repository server (a fault: "the repository is down")."""
         state = self.require()
+        sites.require_none(state.sites, "stop_repo")
         kill_and_wait([state.repo_pid], timeout=10)
 
     def start_repo(self) -> None:
         """Start the lab apt repository server again (no-op when it is running)."""
         state = self.require()
+        sites.require_none(state.sites, "start_repo")
         if alive(state.repo_pid):
             return
         state.repo_pid = self._start_repo()
@@ -413,7 +420,9 @@ class Lab:
     def _fault_target(self, name: str) -> tuple[LabState, faults.FaultTarget]:
         state, spec = self.host(name)
         root = hosts.host_dir(self.paths, name) / "root"
-        return state, faults.FaultTarget(self.paths, name, spec.index, state.pids[name], root)
+        site = sites.site_of(state.sites, spec.service)
+        return state, faults.FaultTarget(self.paths, name, spec.index, state.pids[name], root,
+                                         site.netns if site else None)
 
     def fault(self, name: str, kind: str) -> None:
         faults.check_kind(kind)
@@ -439,18 +448,13 @@ class Lab:
         if state.shape.router == "nginx":
             nginx.reset_live(self.paths, state.shape.services, state.haproxy_pid)
         else:
-            for service in ({h.service for h in targets} if names is not None
-                            else state.shape.services):
-                haproxy_command(self.paths.haproxy_socket,
-                                f"set map {self.paths.map_file} {service} {service}_blue")
-                for exposure_map in balancer.exposure_maps(self.paths):  # no exposure
-                    haproxy_command(self.paths.haproxy_socket,
-                                    f"del map {exposure_map} {service}")
-            self.paths.map_file.write_text(
-                "".join(f"{s} {s}_blue\n" for s in state.shape.services))
-            for exposure_map in balancer.exposure_maps(self.paths):
-                Path(exposure_map).write_text("")
-        self._wait_haproxy(state.shape)
+            back = {h.service for h in targets} if names is not None else state.shape.services
+            for paths, served in ([(sites.site_paths(self.paths, s), s.services)
+                                   for s in state.sites]
+                                  or [(self.paths, list(state.shape.services))]):
+                balancer.route_back_to_blue(paths, [s for s in served if s in back], served)
+        sites.wait_balancers(self.paths, state.sites, state.hosts) if state.sites \
+            else self._wait_haproxy(state.shape)
         self._forget_reimaged(targets, reset_all=names is None)
 
     def reimage(self, names: Sequence[str]) -> None:

@@ -6,13 +6,21 @@ anything beyond the bridge.
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import json
+import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from orchestrator.errors import LabError
 from orchestrator.lab.paths import LabPaths
 from orchestrator.lab.proc import run
+
+T = TypeVar("T")
+_CLONE_NEWNET = 0x40000000
 
 
 def check_subnet_free(paths: LabPaths) -> None:
@@ -49,12 +57,16 @@ def veth_name(paths: LabPaths, index: int) -> str:
     return f"{paths.veth_prefix}{index}"
 
 
-def create_host_net(paths: LabPaths, host: str, index: int, address: str) -> None:
+def create_host_net(paths: LabPaths, host: str, index: int, address: str,
+                    site: tuple[str, str] | None = None) -> None:
+    """`site`: (namespace, bridge) of the host's site (sites.py), where its veth goes
+    instead of the lab's bridge in the root namespace."""
     ns = netns_name(paths, host)
     veth = veth_name(paths, index)
+    ip, bridge = (["ip", "-n", site[0]], site[1]) if site else (["ip"], paths.bridge)
     run(["ip", "netns", "add", ns])
-    run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
-    run(["ip", "link", "set", veth, "master", paths.bridge, "up"])
+    run([*ip, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
+    run([*ip, "link", "set", veth, "master", bridge, "up"])
     run(["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0"])
     run(["ip", "-n", ns, "link", "set", "eth0", "up"])
     run(["ip", "-n", ns, "link", "set", "lo", "up"])
@@ -87,3 +99,31 @@ def leftovers(paths: LabPaths) -> list[str]:
         if link.name.startswith(paths.veth_prefix) or link.name == paths.bridge
     ]
     return found
+
+
+def call_in_netns(netns: str, fn: Callable[[], T]) -> T:
+    """`fn()` in a thread of its own that entered `netns` (setns is per thread): its
+    sockets are the namespace's. The thread ends with the call."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                if libc.setns(fd, _CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns({netns}): {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            result.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            error.append(exc)
+
+    thread = threading.Thread(target=body, name=f"netns-{netns}", daemon=True)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]

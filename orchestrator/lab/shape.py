@@ -9,6 +9,7 @@ from typing import Any
 
 from orchestrator.errors import BadInput
 from orchestrator.lab.hosts import HostSpec
+from orchestrator.lab.sites import SiteState, check_shape
 
 SERVICE_NAME = r"^[a-z][a-z0-9]{0,9}$"
 # Host addresses are .11 up in the lab's /24; 200 hosts (~20 MB each) also fit in memory.
@@ -28,6 +29,8 @@ class LabShape:
     """The lab's state store when not its SQLite file (`lab up --state`)."""
     router: str = "haproxy"
     """The load balancer in front of the pools: haproxy or nginx (`lab up --router`)."""
+    sites: int = 0
+    """`lab up --sites N`: the services shared between N sites (sites.py); 0: none."""
 
     def validate(self) -> None:
         import re
@@ -53,6 +56,9 @@ class LabShape:
                 hint=f"use 1..{MAX_HOSTS_PER_SIDE}, and at most {MAX_HOSTS} hosts in all"
                 " (services x 2 sides x hosts per side)",
             )
+        why = check_shape(self.sites, self.services, self.router) if self.sites else None
+        if why:
+            raise BadInput(why, hint="e.g. --services web,api --sites 2")
 
     def host_specs(self, subnet_prefix: str) -> list[HostSpec]:
         specs = []
@@ -83,6 +89,8 @@ class LabState:
     repo_pid: int = 0
     prometheus_pid: int = 0
     faults: dict[str, list[str]] = field(default_factory=dict)
+    sites: list[SiteState] = field(default_factory=list)
+    """`lab up --sites N`: each site's namespace, HAProxy and repository server."""
 
     def to_json(self) -> str:
         doc = asdict(self)
@@ -92,7 +100,8 @@ class LabState:
     def from_json(cls, text: str) -> LabState:
         doc = json.loads(text)
         shape = LabShape(tuple(doc["shape"]["services"]), int(doc["shape"]["hosts_per_side"]),
-                         doc["shape"].get("state_url"), doc["shape"].get("router", "haproxy"))
+                         doc["shape"].get("state_url"), doc["shape"].get("router", "haproxy"),
+                         int(doc["shape"].get("sites", 0)))
         return cls(
             shape=shape,
             hosts=[HostSpec(**h) for h in doc["hosts"]],
@@ -101,6 +110,7 @@ class LabState:
             repo_pid=int(doc["repo_pid"]),
             prometheus_pid=int(doc.get("prometheus_pid", 0)),
             faults={k: list(v) for k, v in doc.get("faults", {}).items()},
+            sites=[SiteState(**s) for s in doc.get("sites", [])],
         )
 
 

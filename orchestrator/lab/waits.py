@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import socket
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from orchestrator.errors import LabError
+from orchestrator.lab.hosts import HostSpec
+from orchestrator.lab.net import call_in_netns
+from orchestrator.lab.paths import LabPaths
 from orchestrator.lab.proc import alive
 
 
@@ -57,3 +61,29 @@ def http_ok(url: str) -> bool:
             return bool(r.status == 200)
     except OSError:
         return False
+
+
+def wait_hosts(paths: LabPaths, pids: Mapping[str, int], specs: Sequence[HostSpec],
+               netns: Callable[[HostSpec], str | None]) -> None:
+    """Until every host answers SSH and demo-web's health (from its site's namespace,
+    `netns(spec)`, when it has one)."""
+    # all hosts boot at once: on 2 cores, 100 of them take minutes, not seconds
+    timeout = 90 + 3 * len(specs)
+
+    def ready(spec: HostSpec) -> None:
+        console = paths.logs / (spec.name + ".console.log")
+
+        def up() -> bool:
+            return ssh_banner(spec.address) and http_ok(f"http://{spec.address}:8080/health")
+
+        def check() -> bool:
+            if not alive(pids[spec.name]):
+                raise LabError(f"lab host {spec.name} stopped while booting",
+                               hint=f"see {console}")
+            ns = netns(spec)
+            return call_in_netns(ns, up) if ns else up()
+
+        wait(check, timeout, f"{spec.name} (sshd and demo-web)", f"see {console}")
+
+    with ThreadPoolExecutor(max_workers=min(16, len(specs))) as pool:
+        list(pool.map(ready, specs))

@@ -1,0 +1,172 @@
+"""Two sites on the lab (issue 24): `bluegreen lab up --sites 2 --state postgresql` (its own
+lab instance: web in site1, api in site2, one host per side), one worker per site started
+INSIDE its site's network namespace (the site's orchestrator machine, with a hostname of its
+own), the real CLI, Ansible, HAProxy (one per site) and PostgreSQL (reached through its unix
+socket from both namespaces).
+
+1. `lab status --json` names each site's services and namespace; a site's host answers from
+   its own site's namespace only (not from the other site's).
+2. A campaign with no worker for its sites reports them and fails after its short
+   `no_worker_deadline` (`on_no_worker: fail`, exit 1), nothing patched.
+3. With one worker per site, a `--workers` campaign of both services completes; each service
+   was patched and flipped by the worker of its own site (`campaign status`' worker, the
+   audit's lock records name that worker's host and pid); both frontends serve green.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestrator.lab import sites
+from orchestrator.lab.lab import Lab
+from orchestrator.lab.paths import MAX_INSTANCES, LabPaths
+from orchestrator.state.queue import open_work_queue
+from orchestrator.state.registry import parse_state_url
+from tests.reliability.helpers import stop, wait_for
+from tests.support.cli import BLUEGREEN, bluegreen, bluegreen_json
+from tests.support.lab import ROOT, served_by
+
+pytestmark = [pytest.mark.lab, pytest.mark.destructive]
+
+SITE_OF = {"web": "site1", "api": "site2"}
+
+
+@pytest.fixture(scope="module")
+def sites_lab() -> Iterator[tuple[Lab, dict[str, str]]]:
+    """A lab of two sites on an instance of its own (BLUEGREEN_LAB_SITES_INSTANCE, default
+    the session lab's + 5, as the nginx lab; the two never run at once), made and taken
+    down by the real CLI: (lab, env of its CLI)."""
+    base = LabPaths.default()
+    raw = os.environ.get("BLUEGREEN_LAB_SITES_INSTANCE")
+    instance = int(raw) if raw else (base.instance + 5) % MAX_INSTANCES
+    suffix = "" if instance == 0 else str(instance)
+    paths = replace(base, instance=instance, root=base.root.with_name(f"bluegreen-lab{suffix}"))
+    env = {"BLUEGREEN_LAB_INSTANCE": str(instance), "BLUEGREEN_LAB_DIR": str(paths.root)}
+    full = {**os.environ, **env}
+    up = subprocess.run([*BLUEGREEN, "lab", "up", "--services", "web,api", "--hosts-per-side",
+                         "1", "--sites", "2", "--state", "postgresql"],
+                        capture_output=True, text=True, env=full, timeout=600, check=False)
+    try:
+        if up.returncode != 0:
+            pytest.fail(f"the sites lab could not start: {up.stdout}{up.stderr}",
+                        pytrace=False)
+        yield Lab(paths), env
+    finally:
+        down = subprocess.run([*BLUEGREEN, "lab", "down", "--json"], capture_output=True,
+                              text=True, env=full, timeout=300, check=False)
+        assert down.returncode == 0 and not json.loads(down.stdout)["leftovers"], down
+
+
+def site_worker(config: Path, netns: str, site: str, env: dict[str, str]) -> \
+        subprocess.Popen[str]:
+    """`bluegreen worker --site SITE` on the site's machine: in its network namespace, with
+    a hostname of its own (a UTS namespace), the same process all along (exec)."""
+    return subprocess.Popen(
+        ["ip", "netns", "exec", netns, "unshare", "--uts", "--", "sh", "-c",
+         'hostname "$0" && exec "$@"', f"{site}-machine",
+         *BLUEGREEN, "-c", str(config), "worker", "--site", site, "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **env})
+
+
+def campaign_file(tmp_path: Path, name: str, deadline: str) -> Path:
+    doc = yaml.safe_load((ROOT / "inventories" / "lab" / "campaigns" / "lab-demo.yml")
+                         .read_text())
+    doc["name"] = name
+    doc["waves"] = [{"name": "both sites", "services": ["web", "api"], "max_parallel": 2,
+                     "on_failure": "stop"}]
+    doc["workers"] = {"no_worker_deadline": deadline, "on_no_worker": "fail"}
+    path = tmp_path / f"{name}.yml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def quick_config(lab: Lab, tmp_path: Path) -> Path:
+    """The lab's config with a short bake and drain (what this test checks is where each
+    service ran, not the bake)."""
+    doc = yaml.safe_load(lab.paths.config.read_text())
+    for service in doc["services"].values():
+        service["bake"]["seconds"] = 2
+    for router in (doc["router"], *(s["router"] for s in doc["sites"].values()
+                                    if "router" in s)):
+        router["drain_seconds"] = 1
+    path = tmp_path / "bluegreen.yml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def lock_holders(history: list[dict[str, Any]]) -> set[tuple[str, int]]:
+    return {(r["hostname"], r["after"]["pid"]) for r in history
+            if r["command"] == "lock.acquire"}
+
+
+def test_two_sites_each_service_is_patched_by_a_worker_of_its_own_site(
+        sites_lab: tuple[Lab, dict[str, str]], tmp_path: Path) -> None:
+    lab, env = sites_lab
+    code, status = bluegreen_json(lab.paths.config, "lab", "status", env=env)
+    assert code == 0, status
+    by_site = {s["name"]: s for s in status["sites"]}
+    assert {n: s["services"] for n, s in by_site.items()} == {"site1": ["web"],
+                                                             "site2": ["api"]}
+    assert not status["problems"], status["problems"]
+    netns = {n: s["netns"] for n, s in by_site.items()}
+    address = {h["service"]: h["address"] for h in status["hosts"] if h["side"] == "blue"}
+    # 1. a site's hosts answer from its namespace only
+    assert sites.reachable(netns["site1"], address["web"], 8080)
+    assert not sites.reachable(netns["site2"], address["web"], 8080)
+    assert sites.reachable(netns["site2"], address["api"], 8080)
+    assert not sites.reachable(netns["site1"], address["api"], 8080)
+
+    config = quick_config(lab, tmp_path)
+    # 2. no worker anywhere: reported, and the run fails at its deadline; nothing patched
+    idle = bluegreen(config, "campaign", "run", str(campaign_file(tmp_path, "nobody", "2s")),
+                     "--yes", "--workers", env=env, timeout=120)
+    assert idle.returncode == 1, (idle.stdout, idle.stderr)
+    said = idle.stdout + idle.stderr
+    assert "site site1 has no live worker" in said and "no live worker of site" in said, said
+    assert {s: served_by(lab, s) for s in SITE_OF} == {"web": "blue", "api": "blue"}
+
+    # 3. one worker per site, in its site's namespace
+    workers = {site: site_worker(config, netns[site], site, env) for site in netns}
+    try:
+        url = yaml.safe_load(config.read_text())["state"]["url"]
+        with open_work_queue(parse_state_url(url)) as work:
+            wait_for(lambda: all(any(w.alive for w in work.workers(site)) for site in netns)
+                     or any(p.poll() is not None for p in workers.values()), 120,
+                     "a live worker in each site")
+        assert all(p.poll() is None for p in workers.values())
+        run = bluegreen(config, "campaign", "run", str(campaign_file(tmp_path, "sites", "60s")),
+                        "--yes", "--workers", "--json", env=env, timeout=600)
+        assert run.returncode == 0, (run.stdout, run.stderr)
+        assert json.loads(run.stdout)["status"] == "done"
+        code, st = bluegreen_json(config, "campaign", "status", "sites", env=env)
+        assert code == 0, st
+        for service, site in SITE_OF.items():
+            worker = st["services"][service]["worker"]
+            assert (worker["site"], worker["host"], worker["pid"]) == (
+                site, f"{site}-machine", workers[site].pid), st
+            code, history = bluegreen_json(config, "history", service, "--limit", "10000",
+                                           env=env)
+            assert code == 0, history
+            assert lock_holders(history) == {(f"{site}-machine", workers[site].pid)}, history
+            assert served_by(lab, service) == "green"
+        code, verified = bluegreen_json(config, "audit", "verify", env=env)
+        assert code == 0 and verified["ok"], verified
+        for proc in workers.values():
+            proc.terminate()
+        for proc in workers.values():
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            assert json.loads(out.splitlines()[-1])["event"] == "stopped", out
+    finally:
+        for proc in workers.values():
+            stop(proc)
