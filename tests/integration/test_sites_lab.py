@@ -5,7 +5,8 @@ own), the real CLI, Ansible, HAProxy (one per site) and PostgreSQL (reached thro
 socket from both namespaces).
 
 1. `lab status --json` names each site's services and namespace; a site's host answers from
-   its own site's namespace only (not from the other site's).
+   its own site's namespace only (not from the other site's; the root namespace has no
+   route to the lab's subnet at all).
 2. A campaign with no worker for its sites reports them and fails after its short
    `no_worker_deadline` (`on_no_worker: fail`, exit 1), nothing patched.
 3. With one worker per site, a `--workers` campaign of both services completes; each service
@@ -132,6 +133,11 @@ def test_two_sites_each_service_is_patched_by_a_worker_of_its_own_site(
     assert not sites.reachable(netns["site2"], address["web"], 8080)
     assert sites.reachable(netns["site2"], address["api"], 8080)
     assert not sites.reachable(netns["site1"], address["api"], 8080)
+    # ... and the root namespace (this machine) has no bridge nor route to the lab's subnet
+    routes = json.loads(subprocess.run(["ip", "-j", "route", "show"], capture_output=True,
+                                       text=True, check=True).stdout or "[]")
+    assert f"{lab.paths.subnet_prefix}.0/24" not in {r.get("dst") for r in routes}, routes
+    assert not Path(f"/sys/class/net/{lab.paths.bridge}").exists()
 
     config = quick_config(lab, tmp_path)
     # 2. no worker anywhere: reported, and the run fails at its deadline; nothing patched
