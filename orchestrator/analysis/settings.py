@@ -12,12 +12,9 @@ from orchestrator.config.bake import AnalysisSettings
 
 
 def metric_specs(settings: AnalysisSettings) -> tuple[MetricSpec, ...]:
-    """The defaults, each overridden field by field, then the new metrics; with the load
-    balancer's counters as the source, the error ratio only (they count no latency)."""
-    defaults = {spec.name: spec for spec in DEFAULT_METRICS}
-    if settings.prometheus is None:
-        defaults = {"error_ratio": defaults["error_ratio"]}
-    specs = dict(defaults)
+    """The defaults, each overridden field by field, then the new metrics (with the load
+    balancer's counters as the source, only the defaults: error ratio and latency)."""
+    specs = {spec.name: spec for spec in DEFAULT_METRICS}
     for name, m in settings.metrics.items():
         base = specs.get(name) or MetricSpec(name, m.query or "")
         specs[name] = replace(

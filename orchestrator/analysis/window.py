@@ -57,9 +57,8 @@ class StepWindow:
 
     def measure(self) -> Judgement:
         if self.source is None:
-            spec = self.specs[0]
             return analyze_counters(self.before, self._counters(), canary=self.canary,
-                                    baseline=self.baseline, spec=spec,
+                                    baseline=self.baseline, specs=self.specs,
                                     min_volume=self.settings.min_volume)
         return analyze(
             self.source, self.specs,

@@ -69,8 +69,8 @@ class AnalysisSettings(StrictModel):
     """How each step is judged (orchestrator/analysis)."""
 
     source: NonEmptyStr = Field(
-        default="counters", description="`counters` (the load balancer's own, error ratio "
-        "only) or a Prometheus base URL, http:// or https://")
+        default="counters", description="`counters` (the load balancer's own: error ratio "
+        "and latency) or a Prometheus base URL, http:// or https://")
     selector: NonEmptyStr = Field(
         default='proxy="{backend}"', description="a side's PromQL label selector; "
         "{backend} is the side's backend name")
@@ -122,7 +122,8 @@ class AnalysisSettings(StrictModel):
                              f"(only {', '.join(DEFAULT_METRIC_NAMES)} have defaults)")
         if self.source == "counters" and any(m.query for m in self.metrics.values()):
             raise ValueError("bake.analysis: PromQL queries need a Prometheus `source` "
-                             "(the load balancer's counters give the error ratio only)")
+                             "(the load balancer's counters give the error ratio and the "
+                             "latency only)")
         return self
 
     @property

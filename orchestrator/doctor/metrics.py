@@ -6,7 +6,8 @@ inconclusive, which never promotes: the rollout would patch, verify, then hold a
 - a Prometheus (`bake.analysis.source: URL`): one instant query, `vector(1)`, over
   `/api/v1/query`, must come back as the value 1;
 - the load balancer's counters (`source: counters`, the default): both sides' counters must
-  be readable (HAProxy `show stat`)."""
+  be readable (HAProxy `show stat`: responses, 5xx and the average response time; a load
+  balancer that keeps no times is judged on the error ratio alone, and doctor says so)."""
 
 from __future__ import annotations
 
@@ -59,18 +60,25 @@ def _counters(name: str, config: LoadedConfig, router: Router | None, service: s
     if router is None:
         return Check(name, None, f"{what}: not read (the router could not be opened)",
                      "fix the router first")
-    unread = []
+    unread, timed = [], True
     for side in SIDES:
         backend = config.router.backend_name(service, side) or side
         try:
-            if router.counters(service, side) is None:
-                unread.append(f"{backend}: the load balancer does not count it")
+            counted = router.counters(service, side)
         except RouterError as exc:
             unread.append(f"{backend}: {exc.message}")
+            continue
+        if counted is None:
+            unread.append(f"{backend}: the load balancer does not count it")
+        elif counted.response_ms is None:
+            timed = False
     if unread:
         return Check(name, False, f"{what} cannot be read ({'; '.join(unread)}): every bake "
                      "step would be inconclusive and never promote",
                      f"use a router that counts responses per backend (HAProxy), or point "
                      f"services.{service}.bake.analysis.source at a Prometheus")
-    return Check(name, True, f"{what}: both sides' responses and 5xx readable "
-                 "(HAProxy show stat)")
+    if timed:
+        return Check(name, True, f"{what}: both sides' responses, 5xx and response times "
+                     "readable: error ratio and latency judged")
+    return Check(name, True, f"{what}: both sides' responses and 5xx readable; this load "
+                 "balancer keeps no response times: error ratio judged, latency not")

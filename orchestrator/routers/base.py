@@ -88,16 +88,25 @@ class TrafficCounters:
 
     responses: int
     errors_5xx: int
+    response_ms: float | None = None
+    """The backend's average response time as the load balancer keeps it, in ms (HAProxy's
+    `rtime`: a sliding average, avg += (t - avg) / 512 per response; the analysis solves a
+    window's mean from two readings); None: not counted."""
 
     def since(self, earlier: TrafficCounters) -> TrafficCounters:
-        """The difference to an earlier reading (a counter reset counts from zero)."""
+        """The difference to an earlier reading (a counter reset counts from zero; an
+        average has no difference: the analysis reads `response_ms` of both readings)."""
         if self.responses < earlier.responses or self.errors_5xx < earlier.errors_5xx:
             return self
         return TrafficCounters(self.responses - earlier.responses,
                                self.errors_5xx - earlier.errors_5xx)
 
-    def as_dict(self) -> dict[str, int]:
-        return {"responses": self.responses, "errors_5xx": self.errors_5xx}
+    def as_dict(self) -> dict[str, float]:
+        counted: dict[str, float] = {"responses": self.responses,
+                                     "errors_5xx": self.errors_5xx}
+        if self.response_ms is not None:
+            counted["response_ms"] = self.response_ms
+        return counted
 
 
 @dataclass(frozen=True)

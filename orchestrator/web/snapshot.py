@@ -46,7 +46,7 @@ class SideView:
     verified_at: str | None
     verification_ok: bool | None
     verified_after_patch: bool
-    traffic: dict[str, int] | None
+    traffic: dict[str, float] | None
     patched_at: str | None = None
     exposure: dict[str, Any] | None = None
     """The newest `bluegreen exposure` measurement of this side (`advisories.measured`):

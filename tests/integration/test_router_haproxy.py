@@ -277,6 +277,39 @@ def test_drain_returns_sessions_left(router: HAProxyRouter) -> None:
     assert result.seconds < 1.0
 
 
+def test_counters_give_the_window_mean_response_time(lab: HAProxyLab,
+                                                     router: HAProxyRouter) -> None:
+    """The counters path's latency (no Prometheus) on a real HAProxy: `show stat`'s average
+    read before and after 40 requests answered 300 ms late gives their own mean (the
+    average itself is diluted by the earlier fast ones), then the fast ones' again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from orchestrator.analysis.queries import rtime_sum, window_mean
+
+    def window(requests: int) -> float:
+        before = router.counters(SERVICE, "blue")
+        with ThreadPoolExecutor(8) as pool:
+            assert all(side == "blue" for _, side in pool.map(lambda _: lab.get("/", 5),
+                                                               range(requests)))
+        after = router.counters(SERVICE, "blue")
+        assert before is not None and after is not None
+        assert before.response_ms is not None and after.response_ms is not None
+        assert after.responses - before.responses == requests
+        mean = window_mean(rtime_sum(before.response_ms, before.responses),
+                           rtime_sum(after.response_ms, after.responses),
+                           before.responses, after.responses)
+        assert mean is not None
+        return mean / 1000
+
+    window(40)
+    lab.backends["blue"].slow(0.3)
+    slow = window(40)
+    assert 0.28 <= slow <= 0.6, slow
+    lab.backends["blue"].slow(0.0)
+    fast = window(40)
+    assert fast < 0.1, fast  # HAProxy's average itself still says about 0.1 s here
+
+
 def test_zero_dropped_requests_during_flips(lab: HAProxyLab, router: HAProxyRouter) -> None:
     served, failures = flips_under_requests(
         lambda: lab.get("/"), lambda side: router.flip(SERVICE, side), flips=10, pause=0.05,

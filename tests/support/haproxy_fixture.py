@@ -61,6 +61,8 @@ class _SideHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         body = b"ok\n" if self.path == "/health" else self.server.side.encode() + b"\n"
+        if self.path != "/health" and self.server.delay:
+            time.sleep(self.server.delay)  # a slow version: users' requests only
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
@@ -77,6 +79,7 @@ class _SideServer(ThreadingHTTPServer):
 
     def __init__(self, side: Side, port: int) -> None:
         self.side = side
+        self.delay = 0.0
         super().__init__(("127.0.0.1", port), _SideHandler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -99,6 +102,11 @@ class Backend:
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, daemon=True)
         self._thread.start()
+
+    def slow(self, seconds: float) -> None:
+        """Answer every request but health checks `seconds` later (0: at once)."""
+        assert self._server is not None, "start the backend first"
+        self._server.delay = seconds
 
     def stop(self) -> None:
         if self._server is not None:

@@ -188,7 +188,8 @@ class HAProxyRouter:
 
     # -- Router ---------------------------------------------------------------------
     def counters(self, service: str, side: Side) -> TrafficCounters | None:
-        """From the BACKEND row of `show stat`: hrsp_1xx..hrsp_5xx and hrsp_other."""
+        """From the BACKEND row of `show stat`: hrsp_1xx..hrsp_5xx and hrsp_other, and
+        `rtime` (the average response time, ms; empty: not counted)."""
         backend = self.backend(service, side)
         for record in self._stat_records():
             if record.get("pxname") == backend and record.get("svname") == "BACKEND":
@@ -196,7 +197,8 @@ class HAProxyRouter:
                     counts = {k: int(record.get(k) or 0) for k in _RESPONSE_COLUMNS}
                 except ValueError:
                     return None
-                return TrafficCounters(sum(counts.values()), counts["hrsp_5xx"])
+                return TrafficCounters(sum(counts.values()), counts["hrsp_5xx"],
+                                       _milliseconds(record.get("rtime")))
         return None
 
     def live(self, service: str) -> Side:
@@ -394,3 +396,11 @@ def _check_name(what: str, value: str) -> None:
     # Names go into runtime API commands: no spaces, separators or newlines.
     if not _NAME.match(value):
         raise RouterError(f"invalid {what} name {value!r} (letters, digits, . _ - only)")
+
+
+def _milliseconds(text: str | None) -> float | None:
+    """A `show stat` time column (ms): None when empty or not a number."""
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None

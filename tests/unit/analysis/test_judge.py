@@ -138,7 +138,7 @@ def test_analyze_queries_both_sides_over_the_same_window() -> None:
 def test_counters_without_prometheus() -> None:
     before = {"blue": TrafficCounters(100, 0), "green": TrafficCounters(0, 0)}
     after = {"blue": TrafficCounters(400, 0), "green": TrafficCounters(100, 3)}
-    args = {"canary": "green", "baseline": "blue", "spec": ERRORS, "min_volume": 50}
+    args = {"canary": "green", "baseline": "blue", "specs": [ERRORS], "min_volume": 50}
     assert analyze_counters(before, after, **args).verdict == "fail"  # type: ignore[arg-type]
     quiet = {"blue": TrafficCounters(400, 0), "green": TrafficCounters(10, 0)}
     assert analyze_counters(before, quiet, **args).verdict == "inconclusive"  # type: ignore[arg-type]

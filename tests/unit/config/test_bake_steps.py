@@ -52,9 +52,9 @@ def test_steps_and_analysis_load(tmp_path: Path) -> None:
     assert "web_green" in render(volume_query(bake.analysis), selector, "10s")
 
 
-def test_counters_judge_the_error_ratio_only(tmp_path: Path) -> None:
+def test_counters_judge_the_error_ratio_and_the_latency(tmp_path: Path) -> None:
     bake = load_config(write(tmp_path, with_bake({"steps": STEPS}))).service("web").bake
-    assert [s.name for s in metric_specs(bake.analysis)] == ["error_ratio"]
+    assert [s.name for s in metric_specs(bake.analysis)] == ["error_ratio", "latency_seconds"]
     assert set(DEFAULT_METRIC_NAMES) == {s.name for s in DEFAULT_METRICS}
 
 

@@ -87,6 +87,10 @@ def test_the_load_balancers_counters_readable_or_not(tmp_path: Path) -> None:
     counted.counted = {("web", s): TrafficCounters(10, 0) for s in ("blue", "green")}
     (check,) = metric_source_checks(config, counted, ["web"])
     assert check.ok is True and "load balancer's counters" in check.detail
+    assert "error ratio judged, latency not" in check.detail  # no times kept
+    counted.counted = {("web", s): TrafficCounters(10, 0, 3.0) for s in ("blue", "green")}
+    (check,) = metric_source_checks(config, counted, ["web"])
+    assert check.ok is True and "error ratio and latency judged" in check.detail
     (check,) = metric_source_checks(config, FakeRouter(), ["web"])  # counts nothing
     assert check.ok is False and "blue: the load balancer does not count it" in check.detail
     (check,) = metric_source_checks(config, None, ["web"])  # the router did not open

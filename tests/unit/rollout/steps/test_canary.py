@@ -98,7 +98,7 @@ def test_a_healthy_patch_goes_through_every_step_then_flips(tmp_path: Path) -> N
         assert first["source"] == "counters" and first["seconds"] >= 10
         last = first["measurements"][-1]["measurements"][0]
         assert last["metric"] == "error_ratio" and last["verdict"] == "pass"
-        assert last["queries"]["canary"] == "load balancer counters of green"
+        assert last["queries"]["canary"] == "load balancer counters (error_ratio) of green"
 
 
 def test_three_percent_of_errors_is_caught_at_the_first_step(tmp_path: Path) -> None:
