@@ -153,7 +153,8 @@ def status(
                 click.echo(f"         {one_line(info['reason'])}")
         if r.exposure:
             e = r.exposure
-            share = ("preview only (requests with X-Bluegreen-Preview: 1)" if e["preview"]
+            share = ("preview only (X-Bluegreen-Preview: 1 or cookie bluegreen_preview=1)"
+                     if e["preview"]
                      else f"{e['percent']} % of new requests")
             click.secho(f"  step: {share} -> {e['side']}, the rest -> {r.live}", fg="yellow")
         if r.exposure != r.state_exposure:

@@ -133,7 +133,8 @@ class Check:
 class Exposure:
     """A progressive exposure at the router: `percent` % of new requests (0..99) go to the
     standby `side`, the live side takes the rest; requests carrying the preview header
-    (`X-Bluegreen-Preview: 1`) always go to `side`. `percent` 0 is a preview only."""
+    (`X-Bluegreen-Preview: 1`) or cookie (`bluegreen_preview=1`) always go to `side`.
+    `percent` 0 is a preview only."""
 
     side: Side
     percent: int
@@ -148,6 +149,9 @@ class Exposure:
 
 PREVIEW_HEADER = "X-Bluegreen-Preview"
 """The request header (value `1`) that sends a request to the exposed side."""
+PREVIEW_COOKIE = "bluegreen_preview"
+"""The cookie (value `1`) that does the same, for a browser: `Cookie: bluegreen_preview=1`
+(set it in the browser's developer tools, or from a page of your own on the site)."""
 
 
 class Exposing(Protocol):

@@ -1,6 +1,7 @@
 """Progressive exposure and preview through the safety kernel: `expose_traffic` sends a
 share of new requests (1..99 %) to the standby while the live side keeps the rest, or
-(0 %) only the requests that carry the preview header (`X-Bluegreen-Preview: 1`); side
+(0 %) only the requests that carry the preview header (`X-Bluegreen-Preview: 1`) or cookie
+(`bluegreen_preview=1`); side
 None takes the exposure back. 100 % is not an exposure: the caller flips with
 `kernel.move_traffic`, which ends any exposure in the same kernel operation; a rollback
 from any step is `move_traffic`'s rollback (the exposure taken back, the exposed side

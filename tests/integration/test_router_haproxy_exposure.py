@@ -17,7 +17,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from orchestrator.errors import RouterError  # noqa: E402
-from orchestrator.routers.base import PREVIEW_HEADER, Exposure  # noqa: E402
+from orchestrator.routers.base import PREVIEW_COOKIE, PREVIEW_HEADER, Exposure  # noqa: E402
 from orchestrator.routers.haproxy.router import HAProxyRouter  # noqa: E402
 from orchestrator.testing import temp_store  # noqa: E402
 from orchestrator.traffic import (  # noqa: E402
@@ -30,12 +30,16 @@ from tests.support.haproxy_fixture import HEADER, SERVICE, HAProxyLab, running_h
 from tests.support.kernel import verified  # noqa: E402
 
 
-def served(lab: HAProxyLab, count: int, *, preview: bool = False) -> Counter[str]:
-    """Which backend answered each of `count` requests through the frontend."""
+def served(lab: HAProxyLab, count: int, *, preview: bool = False,
+           cookie: str | None = None) -> Counter[str]:
+    """Which backend answered each of `count` requests through the frontend (`preview`:
+    with the preview header; `cookie`: with this Cookie header)."""
     seen: Counter[str] = Counter()
+    headers = {PREVIEW_HEADER: "1"} if preview else {}
+    if cookie is not None:
+        headers["Cookie"] = cookie
     for _ in range(count):
-        request = urllib.request.Request(lab.url("/"), headers={PREVIEW_HEADER: "1"} if preview
-                                         else {})
+        request = urllib.request.Request(lab.url("/"), headers=headers)
         with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
             seen[str(response.headers.get(HEADER))] += 1
     return seen
@@ -53,6 +57,11 @@ def test_steps_preview_reload_and_the_kernel(tmp_path: Path) -> None:
             assert router.exposure(SERVICE) == Exposure("green", 0)
             assert served(lab, 30) == {"web_blue": 30}
             assert served(lab, 20, preview=True) == {"web_green": 20}
+            # ... or the preview cookie, among others; another value or name is no preview
+            assert served(lab, 10, cookie=f"session=abc; {PREVIEW_COOKIE}=1; theme=dark") == \
+                {"web_green": 10}
+            assert served(lab, 10, cookie=f"{PREVIEW_COOKIE}=0; x_{PREVIEW_COOKIE}=1") == \
+                {"web_blue": 10}
             # 2. 25 %: about a quarter of new requests (binomial, n=400: 15..35 % is 4.6 sigma)
             router.expose(SERVICE, "green", 25)
             seen = served(lab, 400)
@@ -72,6 +81,7 @@ def test_steps_preview_reload_and_the_kernel(tmp_path: Path) -> None:
             assert router.exposure(SERVICE) is None
             assert served(lab, 50) == {"web_blue": 50}
             assert served(lab, 10, preview=True) == {"web_blue": 10}
+            assert served(lab, 10, cookie=f"{PREVIEW_COOKIE}=1") == {"web_blue": 10}
             lab.reload()
             assert router.exposure(SERVICE) is None
             # 5. through the kernel: recorded, then the flip to green ends the exposure

@@ -2,8 +2,9 @@
 of new requests (`bake.steps`, through the traffic kernel's exposure), held for the step's
 seconds and judged against its twin over the same window (orchestrator/analysis):
 
-- first, the preview: only requests with `X-Bluegreen-Preview: 1` go to the standby, and
-  bluegreen's own requests through the real frontend must be answered there;
+- first, the preview: only requests with `X-Bluegreen-Preview: 1` (or the cookie
+  `bluegreen_preview=1`) go to the standby, and bluegreen's own requests (with the header)
+  through the real frontend must be answered there;
 - fail (the failure limit reached): the kernel's rollback from a step (the exposure taken
   back, the patched side failed_live: a new rollout must patch and verify it again),
   RolledBack naming the metric and both sides' values (exit 4);

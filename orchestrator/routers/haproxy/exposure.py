@@ -8,12 +8,14 @@ the live map `/etc/haproxy/bluegreen.map`; the exposure maps default to its name
         http-request set-var(txn.bg_pct) str(web),map_str_int(/etc/haproxy/bluegreen.percent.map,0)
         http-request set-var(txn.bg_exposed) str(web),map(/etc/haproxy/bluegreen.exposed.map)
         use_backend %[var(txn.bg_exposed)] if { var(txn.bg_exposed) -m found } { req.hdr(X-Bluegreen-Preview) -m str 1 }
+        use_backend %[var(txn.bg_exposed)] if { var(txn.bg_exposed) -m found } { req.cook(bluegreen_preview) -m str 1 }
         use_backend %[var(txn.bg_exposed)] if { var(txn.bg_exposed) -m found } { rand(100),sub(txn.bg_pct) lt 0 }
         use_backend %[str(web),map(/etc/haproxy/bluegreen.map,web_blue)]
 
 The percent map holds `web 25` (0..99), the exposed map `web web_green` (no line: no
 exposure). `rand(100)` is 0..99, so `rand(100) - pct < 0` holds for pct of 100 new
-requests; a preview (pct 0) sends only requests with `X-Bluegreen-Preview: 1`.
+requests; a preview (pct 0) sends only requests with `X-Bluegreen-Preview: 1` or the cookie
+`bluegreen_preview=1` (a config written before the cookie line honours the header only).
 
 A change sets the exposed map first and the percent second (every state in between is the
 old share or a preview), clears in the other order (the exposed line goes first: at once no
@@ -31,7 +33,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 from orchestrator.errors import FlipIncomplete, RouterError
-from orchestrator.routers.base import PREVIEW_HEADER, Exposure, FlipResult
+from orchestrator.routers.base import PREVIEW_COOKIE, PREVIEW_HEADER, Exposure, FlipResult
 from orchestrator.routers.haproxy.transport import MAP_LOCK_TIMEOUT_S, _file_lock, _LocalFiles
 from orchestrator.sides import Side
 
@@ -51,6 +53,8 @@ def config_lines(service: str, live_backend: str, map_file: str, percent_map: st
         f"http-request set-var(txn.bg_exposed) str({service}),map({exposed_map})",
         f"use_backend %[var(txn.bg_exposed)] if {found} "
         f"{{ req.hdr({PREVIEW_HEADER}) -m str 1 }}",
+        f"use_backend %[var(txn.bg_exposed)] if {found} "
+        f"{{ req.cook({PREVIEW_COOKIE}) -m str 1 }}",
         f"use_backend %[var(txn.bg_exposed)] if {found} {{ rand(100),sub(txn.bg_pct) lt 0 }}",
         f"use_backend %[str({service}),map({map_file},{live_backend})]",
     ]

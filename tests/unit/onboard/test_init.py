@@ -105,6 +105,7 @@ def test_init_writes_a_valid_config_an_adapted_haproxy_cfg_and_the_map(fleet: Pa
     percent = f"map_str_int({fleet}/etc/bluegreen.percent.map,0)"
     assert adapted.index(percent) < adapted.index(use)
     assert "{ req.hdr(X-Bluegreen-Preview) -m str 1 }" in adapted
+    assert "{ req.cook(bluegreen_preview) -m str 1 }" in adapted
     assert "http-response set-header X-Bluegreen-Backend %b" in adapted
     assert adapted.count("load-server-state-from-file global") == 2
     assert "server-state-file /var/lib/haproxy/server-state" in adapted
