@@ -95,9 +95,9 @@ def take_back_exposure(ctx: RunContext, why: str) -> None:
         state = ctx.store.get_service(ctx.service)
         if state is None or state.exposed_side != plan.standby:
             return
-        from orchestrator.rollout.tools import Exposure
+        from orchestrator.traffic.exposure import ExposeRequest
 
-        ctx.tools.expose(ctx.store, ctx.router, Exposure(
+        ctx.tools.expose(ctx.store, ctx.router, ExposeRequest(
             service=ctx.service, side=None, percent=0, command="rollout.step",
             reason=f"run {ctx.run_id}: deferred: {why}", actor=ctx.actor, run_id=ctx.run_id))
     except BluegreenError as exc:

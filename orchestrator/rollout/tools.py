@@ -17,6 +17,7 @@ from orchestrator.inventory import Fleet, Host
 from orchestrator.routers.base import Check, Router
 from orchestrator.sides import Side
 from orchestrator.state.base import StateStore
+from orchestrator.traffic.exposure import ExposeRequest
 from orchestrator.traffic.kernel import HostRecheck
 
 
@@ -67,31 +68,11 @@ def probe_once(url: str, header: str | None, backend: str | None) -> tuple[bool,
         return False, f"{type(exc).__name__}: {exc}"
 
 
-@dataclass(frozen=True)
-class Exposure:
-    """One change of the bake's split: `percent` of new requests to `side` (None: none;
-    0: preview requests only)."""
-
-    service: str
-    side: Side | None
-    percent: int
-    command: str
-    reason: str
-    actor: str
-    run_id: str
-    verified_generation: int | None = None
-    still_allowed: Callable[[], str | None] | None = None
-
-
-def expose_through_kernel(store: StateStore, router: Router, change: Exposure) -> None:
+def expose_through_kernel(store: StateStore, router: Router, change: ExposeRequest) -> None:
     """The traffic kernel's `expose_traffic` (journaled, gated, fenced, audited)."""
-    from orchestrator.traffic import ExposeRequest, expose_traffic
+    from orchestrator.traffic import expose_traffic
 
-    expose_traffic(store, router, ExposeRequest(
-        service=change.service, side=change.side, percent=change.percent,
-        command=change.command, reason=change.reason, actor=change.actor,
-        run_id=change.run_id, verified_generation=change.verified_generation,
-        still_allowed=change.still_allowed))
+    expose_traffic(store, router, change)
 
 
 def preview_probe(url: str, header: str | None, backend: str | None) -> tuple[bool, str]:
@@ -137,7 +118,7 @@ class RolloutTools:
     probe: Callable[[str, str | None, str | None], tuple[bool, str]] = field(
         default_factory=lambda: probe_once
     )
-    expose: Callable[[StateStore, Router, Exposure], None] = field(
+    expose: Callable[[StateStore, Router, ExposeRequest], None] = field(
         default_factory=lambda: expose_through_kernel
     )
     """Sets the share of new requests the patched side takes (the bake's steps), through

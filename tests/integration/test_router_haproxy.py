@@ -27,22 +27,24 @@ from tests.support.haproxy_fixture import (  # noqa: E402
     SERVICE,
     HAProxyLab,
     flips_under_requests,
-    running_haproxy,
+    haproxy_and_router,
 )
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[HAProxyLab]:
-    with running_haproxy(tmp_path) as running:
+def both(tmp_path: Path) -> Iterator[tuple[HAProxyLab, HAProxyRouter]]:
+    with haproxy_and_router(tmp_path) as running:
         yield running
 
 
 @pytest.fixture
-def router(lab: HAProxyLab) -> Iterator[HAProxyRouter]:
-    made = make_router(lab.settings())
-    assert isinstance(made, HAProxyRouter)
-    yield made
-    made.close()
+def lab(both: tuple[HAProxyLab, HAProxyRouter]) -> HAProxyLab:
+    return both[0]
+
+
+@pytest.fixture
+def router(both: tuple[HAProxyLab, HAProxyRouter]) -> HAProxyRouter:
+    return both[1]
 
 
 def test_live_is_blue_at_start(lab: HAProxyLab, router: HAProxyRouter) -> None:

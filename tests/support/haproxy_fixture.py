@@ -23,9 +23,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.routers.haproxy.settings import HAProxySettings
+
+if TYPE_CHECKING:
+    from orchestrator.routers.haproxy.router import HAProxyRouter
 from orchestrator.sides import SIDES, Side
 
 HAPROXY = "/usr/sbin/haproxy"
@@ -320,6 +323,20 @@ def running_haproxy(directory: Path, wait_healthy: bool = True, *,
         lab.stop_haproxy()
         for backend in lab.backends.values():
             backend.stop()
+
+
+@contextmanager
+def haproxy_and_router(directory: Path, *, exposure: bool = False
+                       ) -> Iterator[tuple[HAProxyLab, HAProxyRouter]]:
+    """`running_haproxy` with a router on its admin socket, closed on exit."""
+    from orchestrator.routers.haproxy.router import HAProxyRouter
+
+    with running_haproxy(directory, exposure=exposure) as lab:
+        router = HAProxyRouter(lab.settings())
+        try:
+            yield lab, router
+        finally:
+            router.close()
 
 
 def flips_under_requests(

@@ -32,10 +32,10 @@ from orchestrator.rollout.context import RunContext
 from orchestrator.rollout.records import CANARY_PREFIX, CanaryRecord, CanaryStep, canary_steps
 from orchestrator.rollout.steps.bake import auto_rollback, bake_url
 from orchestrator.rollout.steps.base import NothingToResume
-from orchestrator.rollout.tools import Exposure
 from orchestrator.sides import Side
 from orchestrator.state.models import AuditEntryInput
 from orchestrator.traffic import failpoints
+from orchestrator.traffic.exposure import ExposeRequest
 
 PREFIX = CANARY_PREFIX
 PREVIEW_REQUESTS = 5
@@ -158,7 +158,7 @@ def _record(number: int, step: BakeStep, verdict: str, last: Judgement,
 def _expose(ctx: RunContext, side: Side | None, percent: int, why: str) -> None:
     may_flip = ctx.may_flip
     service = ctx.service
-    ctx.tools.expose(ctx.store, ctx.router, Exposure(
+    ctx.tools.expose(ctx.store, ctx.router, ExposeRequest(
         service=service, side=side, percent=percent, command="rollout.step",
         reason=f"run {ctx.run_id}: {why}", actor=ctx.actor, run_id=ctx.run_id,
         verified_generation=ctx.verified_generation if side else None,

@@ -17,7 +17,7 @@ import pytest
 from orchestrator.config.loaded import load_config
 from orchestrator.errors import OutsideWindow, RolledBack, RouterError
 from orchestrator.rollout.runner import Rollout
-from orchestrator.rollout.tools import Exposure, expose_through_kernel
+from orchestrator.rollout.tools import expose_through_kernel
 from orchestrator.routers.base import TrafficCounters
 from orchestrator.sides import Side
 from orchestrator.state import SQLiteStateStore
@@ -29,6 +29,7 @@ from orchestrator.testing import (
     fake_tools,
     temp_store,
 )
+from orchestrator.traffic.exposure import ExposeRequest
 
 STEPS = [{"percent": 5, "seconds": 10}, {"percent": 25, "seconds": 10},
          {"percent": 100, "seconds": 0.5}]
@@ -58,7 +59,7 @@ class World:
             self.errors[side] += n * self.error_ratio.get(side, 0.0)  # type: ignore[arg-type, index]
         self.now += seconds
 
-    def expose(self, store: Any, router: Any, change: Exposure) -> None:
+    def expose(self, store: Any, router: Any, change: ExposeRequest) -> None:
         expose_through_kernel(store, router, change)
         self.splits.append((change.side, change.percent))
 
