@@ -153,10 +153,10 @@ def test_verdicts_on_real_metrics(setup: Setup) -> None:
     slow = setup.judge()
     assert slow.verdict == "fail", slow.as_dict()
     assert [m.metric for m in slow.measurements if m.verdict == "fail"] == ["latency_seconds"]
-    # the window's own mean (HAProxy's average is a plain mean below 512 responses: read
-    # as a sliding one it came out about half again too high here)
+    # the window's own mean: 0.305 s measured (HAProxy's sum only slides past its 512th
+    # response; the query that assumed it slid from the first read 0.375 s here)
     latency = next(m for m in slow.measurements if m.metric == "latency_seconds")
-    assert latency.canary is not None and 0.27 < latency.canary < 0.4, latency
+    assert latency.canary is not None and 0.27 < latency.canary < 0.36, latency
     # the patched side fails about 10 % of requests (twin: none): fail, naming both values
     setup.green.error_ratio, setup.green.delay_s = 0.1, 0.0
     setup.traffic(9, rps=20, threads=2)
