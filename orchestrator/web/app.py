@@ -1,6 +1,6 @@
 """The read-only dashboard: a Starlette app over a `Snapshots` refresher.
 
-Pages (`/`, `/audit`), the JSON API (`/api/v1/services|runs|campaigns|audit`), `/metrics`
+Pages (`/`, `/audit`), the JSON API (`/api/v1/services|runs|campaigns|workers|audit`), `/metrics`
 (Prometheus text format) and its own static files. Nothing here changes anything: every
 method but GET and HEAD is refused with 405 before anything else runs. Only requests whose
 `Host:` names the listen address, localhost or an `--allowed-host` are answered (others get
@@ -172,7 +172,7 @@ def _ago(seconds: float | None) -> str:
 
 GOOD = frozenset({"done", "verified", "ok", "live", "pass", "patched"})
 BAD = frozenset({"failed", "verify_failed", "failed_live", "quarantined", "rolled_back",
-                 "aborted", "broken", "interrupted"})
+                 "aborted", "broken", "interrupted", "unserved"})
 
 
 def _tone(word: object) -> str:
@@ -215,6 +215,8 @@ def create_app(snapshots: Snapshots, *, token: str | None = None,
                 body = [r.as_json() for r in snap.runs]
             elif part == "campaigns":
                 body = [c.as_json() for c in snap.campaigns]
+            elif part == "workers":  # null: the store has no workers (SQLite)
+                body = None if snap.workers is None else [w.as_json() for w in snap.workers]
             else:
                 body = snap.audit.as_json()
             return JSONResponse({
@@ -232,7 +234,7 @@ def create_app(snapshots: Snapshots, *, token: str | None = None,
         Route("/", page("overview.html.j2"), methods=list(READ_METHODS)),
         Route("/audit", page("audit.html.j2"), methods=list(READ_METHODS)),
         *(Route(f"/api/{API_VERSION}/{part}", api(part), methods=list(READ_METHODS))
-          for part in ("services", "runs", "campaigns", "audit")),
+          for part in ("services", "runs", "campaigns", "workers", "audit")),
         Route("/metrics", metrics, methods=list(READ_METHODS)),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

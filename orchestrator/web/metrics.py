@@ -126,7 +126,34 @@ def families(snap: Snapshot, now: datetime, stale_since: datetime | None = None
     stale.add_metric([], 0.0 if stale_since is None else 1.0)
     return [live, share, preview, since, rollbacks, auto, failures, deviations, state,
             router_ok, campaign,
-            audit, records, age, stale, cves, exposed, unread, measured, outdated]
+            audit, records, age, stale, cves, exposed, unread, measured, outdated,
+            *_worker_families(snap)]
+
+
+def _worker_families(snap: Snapshot) -> list[Metric]:
+    """Workers per site (issue 24); none for a store without workers (SQLite)."""
+    if snap.workers is None:
+        return []
+    live = GaugeMetricFamily(
+        "bluegreen_workers_live", "Live `bluegreen worker` processes of the site (their "
+        "database session is there)", labels=["site"])
+    queue = GaugeMetricFamily(
+        "bluegreen_work_queue", "Services of running campaigns by workers, per site and "
+        "queue state", labels=["site", "state"])
+    unserved = GaugeMetricFamily(
+        "bluegreen_site_unserved", "1 when a campaign by workers waits on the site and no "
+        "worker of the site is live", labels=["site"])
+    heartbeat = GaugeMetricFamily(
+        "bluegreen_workers_heartbeat_age_max_seconds", "Seconds since the stalest live "
+        "worker of the site last beat (0 without a live worker)", labels=["site"])
+    for site in snap.workers:
+        live.add_metric([site.site], float(len(site.workers)))
+        for name, count in site.queue.items():
+            queue.add_metric([site.site, name], float(count))
+        unserved.add_metric([site.site], 1.0 if site.unserved else 0.0)
+        heartbeat.add_metric([site.site], max((w.heartbeat_age_s for w in site.workers),
+                                              default=0.0))
+    return [live, queue, unserved, heartbeat]
 
 
 class SnapshotCollector(Collector):

@@ -15,6 +15,7 @@ from orchestrator.errors import BluegreenError
 from orchestrator.routers.base import Router
 from orchestrator.state.base import StateStore
 from orchestrator.web.snapshot import Measured, Snapshot, read_snapshot
+from orchestrator.web.workers import WorkersReader
 
 Sources = Callable[[], tuple[StateStore, Router]]
 
@@ -29,9 +30,12 @@ class Snapshots:
 
     def __init__(self, sources: Sources, services: list[str], *, interval_s: float = 2.0,
                  clock: Callable[[], datetime] = utc_now,
-                 exposure_file: Path | None = None) -> None:
+                 exposure_file: Path | None = None,
+                 workers: WorkersReader | None = None) -> None:
         """`exposure_file`: where `bluegreen exposure` leaves its newest measurement
-        (`advisories.measured`); None: exposure is not shown."""
+        (`advisories.measured`); None: exposure is not shown. `workers`: reads the sites'
+        workers (`web.workers.reader`); None: not shown (a SQLite store has none)."""
+        self._workers = workers
         self._sources = sources
         self._exposure_file = exposure_file
         self._services = services
@@ -63,7 +67,8 @@ class Snapshots:
             self._opened = self._sources()
             store, router = self._opened
             measured, measured_problem = self._measured()
-            snap = read_snapshot(self._services, store, router, now, measured, measured_problem)
+            snap = read_snapshot(self._services, store, router, now, measured, measured_problem,
+                                 self._workers)
         except Exception as exc:  # noqa: BLE001 - the thread must live on; shown as stale
             message = exc.message if isinstance(exc, BluegreenError) else (
                 f"{type(exc).__name__}: {exc}")

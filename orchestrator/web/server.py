@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
     from orchestrator.config.loaded import LoadedConfig
+    from orchestrator.web.workers import WorkersReader
 
 DEFAULT_LISTEN = "127.0.0.1:8088"
 MAX_CONNECTIONS = 64  # more at once get 503: a dashboard has a handful of viewers
@@ -150,6 +151,14 @@ def sources(config: LoadedConfig) -> Callable[[], tuple[StateStore, Router]]:
     return open_both
 
 
+def workers(config: LoadedConfig) -> WorkersReader | None:
+    """The sites' workers for the views: from the shared PostgreSQL store; None (not
+    shown) for a SQLite store."""
+    from orchestrator.web.workers import reader
+
+    return reader(config.state)
+
+
 def exposure_file(config: LoadedConfig) -> Path:
     """Where `bluegreen exposure` leaves its newest measurement for the views."""
     from orchestrator.advisories.measured import path_in
@@ -171,7 +180,7 @@ def run_server(config: LoadedConfig, listen: Listen, token: Token | None,
     from orchestrator.web.refresher import Snapshots
 
     snapshots = Snapshots(sources(config), sorted(config.services), interval_s=interval_s,
-                          exposure_file=exposure_file(config))
+                          exposure_file=exposure_file(config), workers=workers(config))
     snapshots.start()
     app = create_app(snapshots, token=token.value if token else None,
                      allowed_hosts=allowed_hosts(listen, extra_hosts))
@@ -203,7 +212,7 @@ def metrics_text(config: LoadedConfig) -> bytes:
     from orchestrator.web.refresher import Snapshots, utc_now
 
     snapshots = Snapshots(sources(config), sorted(config.services),
-                          exposure_file=exposure_file(config))
+                          exposure_file=exposure_file(config), workers=workers(config))
     try:
         if not snapshots.refresh():
             raise StateError(f"the state store could not be read: {snapshots.problem}",

@@ -23,6 +23,7 @@ from orchestrator.state.base import StateStore
 from orchestrator.state.models import AuditRecord, JournalEntry, Run
 from orchestrator.traffic.exposed import read_exposure
 from orchestrator.traffic.status import side_view
+from orchestrator.web.workers import SiteWorkers, WorkersReader
 
 FLIP_COMMANDS = frozenset({"flip", "flip --force", "rollback", "rollout.flip",
                            "rollout.auto-rollback", "campaign.flip", "quarantine"})
@@ -159,6 +160,9 @@ class Snapshot:
     campaigns: list[CampaignView]
     audit: AuditView
     notes: list[str] = field(default_factory=list)
+    workers: list[SiteWorkers] | None = None
+    """Per site, its live workers and its share of the queue (`web.workers`); None: the
+    store has no workers (SQLite)."""
 
     def runs_in_flight(self) -> list[RunView]:
         return [r for r in self.runs if r.finished_at is None]
@@ -177,9 +181,11 @@ def seconds_since(at: datetime | None, now: datetime) -> float | None:
 def read_snapshot(
     services: list[str], store: StateStore, router: Router, now: datetime,
     measured: Measured | None = None, measured_problem: str | None = None,
+    workers: WorkersReader | None = None,
 ) -> Snapshot:
     """`measured`: the newest exposure per (service, side) (`advisories.measured.load`);
-    None, with `measured_problem`, when its record could not be read."""
+    None, with `measured_problem`, when its record could not be read. `workers`: reads the
+    sites' workers (`web.workers.reader`; None: the store has none)."""
     records = store.audit_records()
     chain = store.verify_audit()
     runs = store.list_runs()
@@ -194,6 +200,7 @@ def read_snapshot(
             recent=[_record(r) for r in reversed(records[-RECENT_AUDIT:])],
         ),
         notes=_exposure_notes(views, measured_problem),
+        workers=None if workers is None else workers(runs, now),
     )
 
 
