@@ -63,7 +63,7 @@ def on_calendar(window: Window) -> list[str]:
 
 
 def cron_lines(window: Window, command: list[str]) -> list[str]:
-    _refuse_controls(command, "a cron line")
+    refuse_controls(command, "a cron line")
     cmd = shlex.join(command).replace("%", "\\%")  # cron turns a bare % into a newline
     if window.always:
         return []
@@ -80,12 +80,9 @@ def bluegreen_command(config_path: Path, campaign_path: Path) -> list[str]:
     """The command a timer runs, with absolute paths; BadInput for a path with a control
     character (it would end the unit's line or the cron entry)."""
     for what, path in (("config file", config_path), ("campaign file", campaign_path)):
-        _refuse_controls([str(path.resolve())], f"the {what}'s path")
-    exe = Path(sys.prefix) / "bin" / "bluegreen"
-    found = str(exe) if exe.exists() else shutil.which("bluegreen")
-    head = [found] if found else [sys.executable, "-m", "orchestrator"]
+        refuse_controls([str(path.resolve())], f"the {what}'s path")
     return [
-        *head,
+        *bluegreen_executable(),
         "-c",
         str(config_path.resolve()),
         "--actor",
@@ -96,6 +93,14 @@ def bluegreen_command(config_path: Path, campaign_path: Path) -> list[str]:
         "--yes",
         "--continue",
     ]
+
+
+def bluegreen_executable() -> list[str]:
+    """How a unit starts this bluegreen: its own `bluegreen` script (absolute), else the
+    one on PATH, else this Python with `-m orchestrator`."""
+    exe = Path(sys.prefix) / "bin" / "bluegreen"
+    found = str(exe) if exe.exists() else shutil.which("bluegreen")
+    return [found] if found else [sys.executable, "-m", "orchestrator"]
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,7 @@ def _has_control(text: str) -> bool:
     return any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in text)
 
 
-def _refuse_controls(values: list[str], what: str) -> None:
+def refuse_controls(values: list[str], what: str) -> None:
     for value in values:
         if _has_control(value):
             raise BadInput(
@@ -137,7 +142,7 @@ def _refuse_controls(values: list[str], what: str) -> None:
             )
 
 
-def _systemd_quote(arg: str) -> str:
+def systemd_quote(arg: str) -> str:
     # %: a unit specifier (%h, %n, ...); $: a variable; both doubled mean themselves
     arg = arg.replace("%", "%%")
     if arg and all(c.isalnum() or c in "/._-=:,@+%" for c in arg):
@@ -149,7 +154,7 @@ def _systemd_quote(arg: str) -> str:
 def render_units(
     name: str, campaign_path: Path, window: Window, command: list[str]
 ) -> tuple[str, str]:
-    _refuse_controls([name, str(campaign_path.resolve()), *command], "a unit's text")
+    refuse_controls([name, str(campaign_path.resolve()), *command], "a unit's text")
     calendars = on_calendar(window)
     unit = f"{UNIT_PREFIX}{name}"
     marker = f"# bluegreen campaign: {name} file: {campaign_path.resolve()}"
@@ -179,7 +184,7 @@ def render_units(
             "",
             "[Service]",
             "Type=oneshot",
-            "ExecStart=" + " ".join(_systemd_quote(a) for a in command),
+            "ExecStart=" + " ".join(systemd_quote(a) for a in command),
             # 6 = window closed / deferred: expected, not a unit failure
             "SuccessExitStatus=6",
             "",
