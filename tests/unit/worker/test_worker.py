@@ -38,6 +38,7 @@ from orchestrator.testing import (
 from orchestrator.traffic import open_store
 from orchestrator.worker.loop import Worker, WorkerEvent
 from tests.support import postgres
+from tests.support.pipes import read_line
 
 SERVICES = ("web", "api", "db", "mail")
 SITES = {"web": "default", "db": "default", "api": "dc2", "mail": "dc2"}
@@ -212,7 +213,7 @@ def test_the_worker_command_serves_until_sigterm(config: Any, tmp_path: Path) ->
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
+        line = read_line(proc.stdout, 60, "the worker's first event")
         if not line.startswith('{"event"'):
             proc.kill()
             out, err = proc.communicate(timeout=30)
