@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -59,6 +60,10 @@ class Measured:
     cpu_s_per_host: float
     transactions: int
     transactions_per_service: float
+    audit_records_per_service: float
+    peak_connections: int
+    """Most sessions on the store's database at once during the run (this script's own
+    sampling session not counted)."""
     step_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -76,6 +81,43 @@ def transactions(url: str) -> int:
                            "WHERE datname = current_database()").fetchone()
     assert row is not None
     return int(row[0])
+
+
+class Sessions:
+    """Samples the sessions on the store's database twice a second, on its own thread."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.peak = 0
+        self.queries = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.is_set():
+                row = conn.execute("SELECT count(*) FROM pg_stat_activity "
+                                   "WHERE datname = current_database()").fetchone()
+                assert row is not None
+                self.queries += 1
+                self.peak = max(self.peak, int(row[0]) - 1)
+                self._stop.wait(0.5)
+
+    def __enter__(self) -> Sessions:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def audit_count(url: str, key: Path) -> int:
+    store = open_store(parse_state_url(url), audit_key_file=key)
+    try:
+        return len(store.audit_records())
+    finally:
+        store.close()
 
 
 def bench_config(lab: Lab, workdir: Path) -> Path:
@@ -149,7 +191,9 @@ def measure(lab: Lab, config: Path, url: str, key: Path, workdir: Path, variant:
     workers = VARIANTS[variant]
     file = campaign_file(workdir, name, services, parallel)
     time.sleep(1.5)  # the reset's sessions have reported their transactions
+    records = audit_count(url, key)
     before_x, before_cpu, since = transactions(url), children_cpu(), time.time()
+    sessions = Sessions(url).__enter__()
     procs = [start_worker(config, parallel, workdir / f"{name}-worker{i}.log")
              for i in range(workers)]
     try:
@@ -163,9 +207,11 @@ def measure(lab: Lab, config: Path, url: str, key: Path, workdir: Path, variant:
         for proc, out in procs:
             stop_worker(proc)
             out.close()
+        sessions.__exit__()
     cpu = children_cpu() - before_cpu
     time.sleep(1.5)
     count = transactions(url) - before_x - 1  # the read above, itself one
+    count -= sessions.queries  # the sampler's own reads, one transaction each
     if done.returncode != 0:
         raise SystemExit(f"{variant}: campaign run exited {done.returncode}:\n"
                          f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
@@ -173,7 +219,9 @@ def measure(lab: Lab, config: Path, url: str, key: Path, workdir: Path, variant:
     if sorted(statuses) != sorted(f"{s}:done" for s in services):
         raise SystemExit(f"{variant}: the rollouts ended {statuses}")
     patched = len(services) * hosts
-    return Measured(variant, wall, cpu, cpu / patched, count, count / len(services), steps)
+    added = audit_count(url, key) - records
+    return Measured(variant, wall, cpu, cpu / patched, count, count / len(services),
+                    added / len(services), sessions.peak, steps)
 
 
 def shares(steps: dict[str, float]) -> str:
@@ -236,7 +284,8 @@ def main() -> None:
         print(f"{variant:<12} wall {row['wall_s']:6.1f} s (x{row['wall_ratio']:.2f})  "
               f"cpu/host {row['cpu_s_per_host']:5.2f} s (x{row['cpu_ratio']:.2f})  "
               f"store xacts/service {row['transactions_per_service']:6.1f} "
-              f"(x{row['transactions_ratio']:.2f})")
+              f"(x{row['transactions_ratio']:.2f})  audit records/service "
+              f"{row['audit_records_per_service']:4.1f}  peak sessions {row['peak_connections']}")
         print(f"{'':<12} steps: {shares(row['step_seconds'])}")
 
 
@@ -264,6 +313,8 @@ def summarize(results: list[Measured], args: argparse.Namespace,
             "transactions_per_service": med(variant, "transactions_per_service"),
             "transactions_ratio": (med(variant, "transactions_per_service")
                                    / max(med(base, "transactions_per_service"), 1e-9)),
+            "audit_records_per_service": med(variant, "audit_records_per_service"),
+            "peak_connections": max(m.peak_connections for m in by[variant]),
             "step_seconds": dict(steps),
         }
     return {"services": args.services, "hosts_per_side": args.hosts_per_side,
