@@ -34,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -65,6 +65,8 @@ class Measured:
     """Most sessions on the store's database at once during the run (this script's own
     sampling session not counted)."""
     step_seconds: dict[str, float] = field(default_factory=dict)
+    audit_commands: dict[str, int] = field(default_factory=dict)
+    """The run's audit records per command (what the chain's appends are spent on)."""
 
 
 def children_cpu() -> float:
@@ -112,10 +114,10 @@ class Sessions:
         self._thread.join(30)
 
 
-def audit_count(url: str, key: Path) -> int:
+def audit_commands(url: str, key: Path) -> list[str]:
     store = open_store(parse_state_url(url), audit_key_file=key)
     try:
-        return len(store.audit_records())
+        return [r.command for r in store.audit_records()]
     finally:
         store.close()
 
@@ -191,7 +193,7 @@ def measure(lab: Lab, config: Path, url: str, key: Path, workdir: Path, variant:
     workers = VARIANTS[variant]
     file = campaign_file(workdir, name, services, parallel)
     time.sleep(1.5)  # the reset's sessions have reported their transactions
-    records = audit_count(url, key)
+    records = len(audit_commands(url, key))
     before_x, before_cpu, since = transactions(url), children_cpu(), time.time()
     sessions = Sessions(url).__enter__()
     procs = [start_worker(config, parallel, workdir / f"{name}-worker{i}.log")
@@ -219,9 +221,10 @@ def measure(lab: Lab, config: Path, url: str, key: Path, workdir: Path, variant:
     if sorted(statuses) != sorted(f"{s}:done" for s in services):
         raise SystemExit(f"{variant}: the rollouts ended {statuses}")
     patched = len(services) * hosts
-    added = audit_count(url, key) - records
+    added = audit_commands(url, key)[records:]
     return Measured(variant, wall, cpu, cpu / patched, count, count / len(services),
-                    added / len(services), sessions.peak, steps)
+                    len(added) / len(services), sessions.peak, steps,
+                    dict(Counter(added).most_common()))
 
 
 def shares(steps: dict[str, float]) -> str:
@@ -287,6 +290,9 @@ def main() -> None:
               f"(x{row['transactions_ratio']:.2f})  audit records/service "
               f"{row['audit_records_per_service']:4.1f}  peak sessions {row['peak_connections']}")
         print(f"{'':<12} steps: {shares(row['step_seconds'])}")
+    last = results[-1].audit_commands
+    print("audit records of the last run, by command: "
+          + ", ".join(f"{name} {n}" for name, n in last.items()))
 
 
 def summarize(results: list[Measured], args: argparse.Namespace,
