@@ -382,9 +382,9 @@ class Lab:
         """Remove everything the lab made. Works after a crashed or half-finished `up`."""
         started = time.monotonic()
         root = self.paths.root
-        ours = _lab_processes(root)
+        ours = _lab_processes(root) + sites.processes(self.paths)  # + its sites' workers
         kill_and_wait(ours, timeout=15)
-        ours += [p for p in _lab_processes(root) if p not in ours]
+        ours += [p for p in _lab_processes(root) + sites.processes(self.paths) if p not in ours]
         kill_and_wait(ours, timeout=5)
         stuck = hosts.unmount_under(root)
         net.remove_all(self.paths)

@@ -18,7 +18,9 @@ site namespace reaches the shared store.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -178,6 +180,18 @@ def config_sites(paths: LabPaths, sites: Sequence[SiteState],
             doc["router"] = router(own, {s: wanted[s] for s in site.services})
         out[site.name] = doc
     return out
+
+
+def processes(paths: LabPaths) -> list[int]:
+    """What runs inside the lab's site namespaces (workers started on a site's "machine",
+    their Ansible): `lab down` ends them with the machine they ran on."""
+    listed = json.loads(run(["ip", "-j", "netns", "list"], check=False).stdout or "[]")
+    found: list[int] = []
+    for name in (n.get("name", "") for n in listed):
+        if re.fullmatch(re.escape(paths.netns_prefix) + r"site\d+", name):
+            pids = run(["ip", "netns", "pids", name], check=False).stdout.split()
+            found += [int(p) for p in pids if p.isdigit()]
+    return found
 
 
 def require_none(sites: Sequence[SiteState], what: str) -> None:
