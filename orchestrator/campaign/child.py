@@ -22,7 +22,7 @@ from orchestrator.campaign.journal import (
 from orchestrator.campaign.model import Campaign, advisories_for, packages_for
 from orchestrator.campaign.state import engine_result_from_run, standby_versions
 from orchestrator.config.loaded import LoadedConfig
-from orchestrator.errors import BluegreenError, OutsideWindow, RolledBack
+from orchestrator.errors import BluegreenError, LockHeld, OutsideWindow, RolledBack, StateError
 from orchestrator.inventory import Fleet
 from orchestrator.routers.base import Router
 from orchestrator.state.base import StateStore
@@ -49,12 +49,28 @@ def real_rollout(config: LoadedConfig, store: StateStore, router: Router, *, act
                    advisories=advisories, may_flip=may_flip, fleet=fleet)
 
 
+def recorded_outcome(end: dict[str, Any]) -> ServiceOutcome:
+    """What became of a service, from its journal step's end record."""
+    status = end.get("status")
+    if status == DONE.outcome:
+        return DONE
+    if status == ROLLED_BACK.outcome:
+        return ROLLED_BACK
+    if status == DEFERRED_OUTCOME.outcome:
+        return DEFERRED_OUTCOME
+    return ServiceOutcome.failed(int(end.get("exit_code") or 1))
+
+
 class ChildRuns:
     """The child rollouts of one campaign run (in this thread's store and router)."""
 
-    def __init__(self, ctx: RunContext, rollouts: RolloutFactory | None = None) -> None:
+    def __init__(self, ctx: RunContext, rollouts: RolloutFactory | None = None, *,
+                 raise_lock_held: bool = False) -> None:
         self.ctx = ctx
         self._rollouts = rollouts or real_rollout
+        self._raise_lock_held = raise_lock_held
+        """A worker's: LockHeld (the service's run lock has a live holder) is raised with
+        nothing recorded, for the worker to give the service back to the queue."""
 
     def service(self, run: Run, campaign: Campaign, svc: str, wave: int,
                 may_flip: Callable[[str], str | None]) -> ServiceOutcome:
@@ -65,6 +81,9 @@ class ChildRuns:
         ctx = self.ctx
         step = Step.of_service(svc)
         journal = Journal(ctx.store, run.run_id)
+        ended = journal.ended().get(step)
+        if ended is not None:  # another worker's child ended it (that worker lost its queue)
+            return recorded_outcome(ended)
         begun = journal.begun().get(step)
         engine = self._rollouts(
             ctx.config,
@@ -101,14 +120,22 @@ class ChildRuns:
             self._end(journal, step, ROLLED_BACK, exc)
             return ROLLED_BACK
         except BluegreenError as exc:
+            if isinstance(exc, LockHeld) and self._raise_lock_held:
+                raise
             ctx.check_not_aborted(run.run_id)
             ctx.notifier.send("failed", service=svc, error=exc.message)
             failed = ServiceOutcome.failed(exc.exit_code)
             self._end(journal, step, failed, exc)
             return failed
         status = str(out.get("status", "done"))
-        journal.end(step, {"status": status, "from": out.get("from"), "to": out.get("to"),
-                           "at": now_text()})
+        try:
+            journal.end(step, {"status": status, "from": out.get("from"), "to": out.get("to"),
+                               "at": now_text()})
+        except StateError:  # ended meanwhile by the child's first worker: its record holds
+            ended = journal.ended().get(step)
+            if ended is None:
+                raise
+            return recorded_outcome(ended)
         ctx.emit("service", f"{svc}: {out.get('message', status)}", {"service": svc})
         return DONE if status == "done" else ServiceOutcome.failed(1)
 

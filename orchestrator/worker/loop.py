@@ -6,7 +6,10 @@ and router, the site's reach); the queue connection is used by the loop's thread
 
 Stopping (SIGTERM, `stop` set): no new claims; the services in flight run to their end
 (a rollout is not cut in the middle by a stop: systemd's TimeoutStopSec must allow for
-it), then the worker unregisters. A worker killed -9 instead loses its session: another
+it), then the worker unregisters. When the queue fails (its session lost), the same: no
+new claims, the services in flight run to their end, then the error is raised (non-zero
+exit). A claimed service whose run lock a live holder has (a worker that lost its queue
+session, its child still running) is given back to the queue, not failed. A worker killed -9 instead loses its session: another
 worker of the site takes its services over and resumes their children from the journal.
 """
 
@@ -69,6 +72,8 @@ class Worker:
         self._fleet = fleet
         self._done: threads_queue.Queue[tuple[Claim, Served]] = threads_queue.Queue()
         self._emit_lock = threading.Lock()
+        self._paused_until = 0.0
+        """No claims before (monotonic): a service was just given back to the queue."""
 
     def run(self) -> int:
         """Serve until `stop` is set and the services in flight ended; the number of
@@ -83,18 +88,11 @@ class Worker:
             self._emit("started", f"worker {me.worker_id} of site {self.site} "
                        f"(max_parallel {self.max_parallel})", me.as_dict())
             in_flight: dict[str, threading.Thread] = {}
-            beat = time.monotonic()
-            while True:
-                served += self._collect(work, in_flight)
-                if time.monotonic() - beat >= self.heartbeat_s:
-                    work.heartbeat()
-                    beat = time.monotonic()
-                if self.stop.is_set():
-                    if not in_flight:
-                        break
-                else:
-                    self._claim_more(work, in_flight, fleet)
-                self.stop.wait(self.poll_s) if not in_flight else self._wait_one(in_flight)
+            try:
+                served = self._serve_until_stopped(work, in_flight, fleet)
+            except Exception as exc:
+                self._drain(me.worker_id, in_flight, exc)
+                raise
             work.unregister()
             self._emit("stopped", f"worker {me.worker_id} stopped; {served} services served",
                        {"served": served})
@@ -102,8 +100,45 @@ class Worker:
             work.close()
         return served
 
+    def _serve_until_stopped(self, work: WorkQueue, in_flight: dict[str, threading.Thread],
+                             fleet: Fleet) -> int:
+        served = 0
+        beat = time.monotonic()
+        while True:
+            served += self._collect(work, in_flight)
+            if time.monotonic() - beat >= self.heartbeat_s:
+                work.heartbeat()
+                beat = time.monotonic()
+            if self.stop.is_set():
+                if not in_flight:
+                    return served
+            else:
+                self._claim_more(work, in_flight, fleet)
+            self.stop.wait(self.poll_s) if not in_flight else self._wait_one(in_flight)
+
+    def _drain(self, worker_id: str, in_flight: dict[str, threading.Thread],
+               exc: Exception) -> None:
+        """The queue failed (its session lost, the server restarted): claim nothing more,
+        let the services in flight run to their end (their children hold their run locks
+        on sessions of their own; what they did is in the runs, journal and audit), then
+        the caller raises. What they ended cannot be recorded in the queue: the worker
+        that takes them over finds their children ended and records that."""
+        self._emit("stopping", f"worker {worker_id}: the work queue failed "
+                   f"({type(exc).__name__}: {exc}); claiming nothing more, waiting for "
+                   f"{len(in_flight)} services in flight", {"in_flight": sorted(in_flight)})
+        for thread in list(in_flight.values()):
+            thread.join()
+        while not self._done.empty():
+            claim, out = self._done.get_nowait()
+            self._emit("finished", f"{claim.service}: {out.state}: {out.outcome} (not "
+                       "recorded in the queue: it failed)",
+                       {"service": claim.service, "state": out.state,
+                        "outcome": out.outcome, "recorded": False})
+
     def _claim_more(self, work: WorkQueue, in_flight: dict[str, threading.Thread],
                     fleet: Fleet) -> None:
+        if time.monotonic() < self._paused_until:
+            return
         while len(in_flight) < self.max_parallel and not self.stop.is_set():
             claim = work.claim()
             if claim is None:
@@ -143,6 +178,13 @@ class Worker:
             except threads_queue.Empty:
                 return ended
             in_flight.pop(claim.service).join()
+            if out.state == "queued":  # a live holder has it: back to the queue, a pause
+                work.give_back(claim, out.outcome)
+                self._paused_until = time.monotonic() + self.poll_s
+                self._emit("finished", f"{claim.service}: given back: {out.outcome}",
+                           {"service": claim.service, "state": out.state,
+                            "outcome": out.outcome, "recorded": False})
+                continue
             mine = work.finish(claim, out.state, out.outcome, failed_hosts=out.failed_hosts)
             ended += 1
             note = "" if mine else " (no longer this worker's: taken over; nothing recorded)"

@@ -17,6 +17,7 @@ from orchestrator.campaign.events import CampaignEvent
 from orchestrator.campaign.journal import APPROVAL, Journal, Outcome
 from orchestrator.campaign.model import Campaign, campaign_from_dict
 from orchestrator.config.loaded import LoadedConfig
+from orchestrator.errors import LockHeld
 from orchestrator.inventory import Fleet
 from orchestrator.notify import Notifier
 from orchestrator.routers.base import Router
@@ -31,7 +32,8 @@ class Served:
     """How a claimed service ended, for `WorkQueue.finish`."""
 
     state: str
-    """done | failed | deferred"""
+    """done | failed | deferred | queued (given back: another live holder has the
+    service's run lock)"""
     outcome: str
     failed_hosts: int = 0
 
@@ -61,9 +63,12 @@ def serve(view: LoadedConfig, fleet: Fleet, claim: Claim, *,
         try:
             ctx = RunContext(view, store, router, fleet=fleet, actor=run.actor, clock=clock,
                              on_event=on_event, notifier=Notifier([]))
-            children = ChildRuns(ctx, rollouts)
-            outcome = children.service(run, campaign, claim.service, wave,
-                                       lambda _s: _may_flip(store, run, campaign, clock))
+            children = ChildRuns(ctx, rollouts, raise_lock_held=True)
+            try:
+                outcome = children.service(run, campaign, claim.service, wave,
+                                           lambda _s: _may_flip(store, run, campaign, clock))
+            except LockHeld as exc:  # a live holder: it ends the service, or gives it up
+                return Served("queued", exc.message)
         finally:
             router.close()
     finally:

@@ -289,6 +289,19 @@ class PgWorkQueue:
         return True
 
 
+    def give_back(self, claim: Claim, why: str) -> bool:
+        """The claimed service goes back to the queue, untouched by this worker (its run
+        lock is held by a live holder: a worker whose queue session was lost but whose
+        child still runs). False: it is no longer this worker's."""
+        me = self._me()
+        with self._tx() as conn:
+            row = conn.execute(
+                "UPDATE work_queue SET state = 'queued', outcome = ? WHERE campaign_run = ?"
+                " AND service = ? AND state = 'claimed' AND worker_id = ? RETURNING service",
+                (why, claim.campaign_run, claim.service, me.worker_id)).fetchone()
+        return row is not None
+
+
 def _budget_spent(conn: PgConnection, run: str) -> str | None:
     """Why `run`'s failure budget is spent (counted over every worker), or None."""
     row = conn.execute(

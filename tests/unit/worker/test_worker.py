@@ -38,6 +38,7 @@ from orchestrator.testing import (
 from orchestrator.traffic import open_store
 from orchestrator.worker.loop import Worker, WorkerEvent
 from tests.support import postgres
+from tests.support.haproxy_fixture import wait_until
 from tests.support.pipes import read_line
 
 SERVICES = ("web", "api", "db", "mail")
@@ -239,3 +240,74 @@ def test_the_worker_command_serves_until_sigterm(config: Any, tmp_path: Path) ->
 def test_a_site_without_services_is_refused(config: Any) -> None:
     with pytest.raises(BadInput, match="site 'dc9' has no services"):
         Worker(config, "dc9")
+
+
+def test_a_worker_that_loses_its_queue_finishes_what_it_runs_and_nobody_fails_it(
+        config: Any, fleet: Fleetwide, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """review5 N6: worker A's queue session ends while its child patches `api` (its run
+    lock on a session of its own). A claims nothing more, its child runs to its end, then
+    A raises; worker B sees A dead and takes `api` over, but its child meets A's live
+    child holding the run lock: B gives the service back (not failed, no budget spent)
+    until A's child ended, then records it done. One patch of api, the campaign done."""
+    queues: list[Any] = []
+
+    def recorded_queue(*args: Any, **kwargs: Any) -> Any:
+        queue = open_work_queue(*args, **kwargs)
+        if threading.current_thread().name == "worker-a":
+            queues.append(queue)
+        return queue
+
+    monkeypatch.setattr("orchestrator.worker.loop.open_work_queue", recorded_queue)
+    patching, release = threading.Event(), threading.Event()
+
+    def during(service: str, _side: str) -> None:
+        if service == "api" and not patching.is_set():
+            patching.set()
+            assert release.wait(60), "the test never released the patch"
+
+    fleet.patcher.during = during
+    fleet.start("default")
+    a_events: list[WorkerEvent] = []
+    a_failed: list[BaseException] = []
+    a = Worker(config, "dc2", stop=fleet.stop, poll_s=0.05, heartbeat_s=0.05,
+               on_event=a_events.append, rollouts=fake_rollouts(fleet.patcher, FakeGate()),
+               routers=lambda _view: fleet.router, fleet=fake_fleet(config))
+
+    def run_a() -> None:
+        try:
+            a.run()
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            a_failed.append(exc)
+
+    a_thread = threading.Thread(target=run_a, name="worker-a")
+    a_thread.start()
+
+    def meanwhile() -> None:
+        assert patching.wait(60), "worker A never patched api"
+        postgres.terminate_session(config.state.url, postgres.backend_pid(queues[0]))
+        fleet.start("dc2")  # worker B
+        wait_until(lambda: any(ev.kind == "finished" and ev.data.get("state") == "queued"
+                               for _site, ev in list(fleet.events)), 60, "B gave api back")
+        assert a_thread.is_alive()  # A waits for its child, claims nothing
+        release.set()
+
+    helper = threading.Thread(target=meanwhile, name="meanwhile")
+    helper.start()
+    try:
+        result = run(config, fleet, campaign(on_failure="continue",
+                                             budget={"max_failed_services": 1}), tmp_path)
+    finally:
+        release.set()
+        helper.join(60)
+        a_thread.join(60)
+    assert not helper.is_alive() and not a_thread.is_alive()
+    assert (result.status, result.exit_code) == ("done", 0), result.message
+    assert fleet.patcher.calls.count(("api", "green")) == 1
+    assert len(a_failed) == 1, a_failed  # A ends with the queue's error: exit non-zero
+    assert [ev.kind for ev in a_events].count("claimed") == 1  # nothing after the loss
+    assert any(ev.kind == "stopping" and "work queue failed" in ev.message for ev in a_events)
+    with open_work_queue(config.state) as work:
+        items = {i.service: i for i in work.items(result.run_id)}
+    assert items["api"].state == "done" and items["api"].claims >= 2
+    assert items["api"].worker is not None and items["api"].worker.alive  # B recorded it
