@@ -170,6 +170,7 @@ class CampaignRunner:
     def start(self, campaign: Campaign, source: Path) -> CampaignResult:
         waves = resolve_waves(campaign, self.config, self.fleet)
         services = [s for w in waves for s in w]
+        self._check_reach(services, self.workers)
         check_conflicts(self.store, campaign.name, services, own_run=None)
         run_id = f"campaign-{campaign.name}-{now_utc():%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
         self.store.acquire_lock(campaign_lock(campaign.name), run_id)
@@ -200,12 +201,31 @@ class CampaignRunner:
             )
         name = str(run.params["name"])
         services = [s for w in run.params["waves"] for s in w]
+        self._check_reach(services, self.workers or bool(run.params.get("workers")))
         check_conflicts(self.store, name, services, own_run=run.run_id)
         self.store.acquire_lock(campaign_lock(name), run.run_id)  # takes over a dead holder
         from orchestrator.patching.ssh import remove_stale_run_dirs
 
         remove_stale_run_dirs()  # what the killed run left: its ansible-runner artifacts
         return self._drive(run, resumed=True, webhooks=self._stored_webhooks(run))
+
+    def _check_reach(self, services: Sequence[str], workers: bool) -> None:
+        """Run here (no workers), every service is patched, probed and flipped with this
+        config's top-level inventory, ssh and router: BadInput (exit 2, before anything
+        changes) for a service of a site with reach of its own."""
+        if workers:
+            return
+        reach = set(self.config.sites_with_reach)
+        for svc in services:
+            site = self.config.site_of(svc)
+            if site in reach:
+                raise BadInput(
+                    f"{self.config.path}: services.{svc}.site: site {site!r} has its own "
+                    f"inventory, ssh or router (sites.{site}); a campaign run on this one "
+                    f"machine would patch and flip {svc} with the top-level ones",
+                    hint=f"run it with --workers and `bluegreen worker --site {site}` on a "
+                    f"machine of {site}, or leave {svc} out of this campaign",
+                )
 
     # ---- the campaign ------------------------------------------------------------------
     def _stored_webhooks(self, run: Run) -> list[str]:

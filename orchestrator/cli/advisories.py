@@ -57,7 +57,7 @@ def show_exposure(ctx: click.Context, service: str | None, side: str | None, fee
     from orchestrator.probes.exposure import fleet_exposure
     from orchestrator.traffic import parse_side
 
-    config = load(ctx)
+    config = load(ctx, service)
     names = [service] if service else list(config.services)
     for name in names:
         config.service(name)

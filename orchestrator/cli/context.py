@@ -27,23 +27,29 @@ class Ctx:
         return config
 
 
-def load(ctx: click.Context) -> Any:
-    """Load and validate bluegreen.yml in full; leave the incident snapshot behind."""
+def load(ctx: click.Context, service: str | None = None) -> Any:
+    """Load and validate bluegreen.yml in full; leave the incident snapshot behind. With
+    `service`: the config that service's commands use (`LoadedConfig.for_service`: the
+    inventory, ssh and router of its site when the site has its own)."""
     from orchestrator.config import snapshot as config_snapshot
     from orchestrator.config.loaded import load_config
 
     config = load_config(ctx.obj.config_path)
     config_snapshot.save(config)
-    return ctx.find_root().obj.loaded(config)
+    config = ctx.find_root().obj.loaded(config)
+    return config if service is None else config.for_service(service)
 
 
-def load_for_traffic(ctx: click.Context) -> Any:
+def load_for_traffic(ctx: click.Context, service: str) -> Any:
     """The validated snapshot when it matches the file's bytes (no YAML, no pydantic),
-    else the full load (which refreshes the snapshot)."""
+    else the full load (which refreshes the snapshot); as `service`'s commands use it
+    (its site's router when the site has its own)."""
     from orchestrator.config import snapshot as config_snapshot
 
     snapshot = config_snapshot.load(ctx.obj.config_path)
-    return ctx.find_root().obj.loaded(snapshot) if snapshot else load(ctx)
+    if snapshot is None:
+        return load(ctx, service)
+    return ctx.find_root().obj.loaded(snapshot).for_service(service)
 
 
 def actor(ctx: click.Context) -> str:

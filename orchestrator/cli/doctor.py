@@ -32,7 +32,7 @@ def doctor(ctx: click.Context, service: str | None, as_json: bool) -> None:
     from orchestrator.doctor.run import diagnose
     from orchestrator.text import one_line
 
-    config = load(ctx)
+    config = load(ctx, service)
     report = diagnose(config, [service] if service else None)
     if as_json:
         emit_json(report.as_dict())

@@ -27,7 +27,7 @@ def verify(ctx: click.Context, service: str, side: str | None, as_json: bool) ->
     from orchestrator.rollout.steps.verify import verify_side
     from orchestrator.traffic import open_store, side_or_default
 
-    config = load(ctx)
+    config = load(ctx, service)
     target = side_or_default(config, service, side, default="standby")
     store = open_store(config)
     # The service's run lock: no rollout patches the side while it is judged (LockHeld,
@@ -97,7 +97,7 @@ def drift(ctx: click.Context, service: str, side: str | None, as_json: bool) -> 
     from orchestrator.rollout.steps.verify import side_drift
     from orchestrator.traffic import side_or_default
 
-    config = load(ctx)
+    config = load(ctx, service)
     target = side_or_default(config, service, side, default="standby")
     report = side_drift(config, service, target)
     _finish_drift(report, {"service": service, "side": target},
@@ -124,7 +124,7 @@ def baseline_save(
     from orchestrator.baseline.approved import save_baseline
     from orchestrator.traffic import side_or_default
 
-    config = load(ctx)
+    config = load(ctx, service)
     saved = save_baseline(config, service, side_or_default(config, service, side, default="live"),
                           path)
     if as_json:
@@ -151,7 +151,7 @@ def baseline_check(
     from orchestrator.baseline.watch import check_round
     from orchestrator.traffic import parse_side
 
-    config = load(ctx)
+    config = load(ctx, service)
     result = check_round(config, service, actor=actor(ctx), path=path, by="baseline check",
                          side=None if side == "both" else parse_side(side) or "live")
     source = result.baseline

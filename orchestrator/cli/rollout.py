@@ -43,7 +43,7 @@ def rollout(
     """
     from orchestrator.config.loaded import parse_package_arg
 
-    config = load(ctx)
+    config = load(ctx, service)
     config.service(service)
     specs = [parse_package_arg(p) for p in packages]
     if not yes:
@@ -68,7 +68,7 @@ def plan(ctx: click.Context, service: str, packages: tuple[str, ...], as_json: b
     from orchestrator.rollout.plan import plan_rollout
     from orchestrator.traffic import open_router
 
-    config = load(ctx)
+    config = load(ctx, service)
     config.service(service)
     specs = [parse_package_arg(p) for p in packages]
     router = open_router(config)
@@ -109,7 +109,7 @@ def resume(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
     if run is None:
         click.echo("nothing to resume")
         return
-    _run_rollout(ctx, config, as_json, lambda r: r.resume(run))
+    _run_rollout(ctx, config.for_service(run.service), as_json, lambda r: r.resume(run))
 
 
 def _run_rollout(ctx: click.Context, config: Any, as_json: bool, go: Callable[[Any], Any]) -> None:

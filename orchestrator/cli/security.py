@@ -57,7 +57,7 @@ def watch(ctx: click.Context, service: str, interval: float | None, once: bool,
     from orchestrator.baseline.watch import watch as watch_loop
     from orchestrator.errors import BadInput, VerificationFailed
 
-    config = load(ctx)
+    config = load(ctx, service)
     settings = config.service(service).watch
     every = settings.interval if interval is None else interval
     if not 1 <= every <= 86_400:
@@ -105,7 +105,7 @@ def quarantine(ctx: click.Context, service: str, side: str, reason: str, as_json
     from orchestrator.traffic import open_router, open_store, parse_side
     from orchestrator.traffic.quarantine import check_reason, quarantine_side
 
-    config = load(ctx)
+    config = load(ctx, service)
     config.service(service)
     check_reason(reason)
     target = parse_side(side)
@@ -141,7 +141,7 @@ def rebuild(ctx: click.Context, service: str, side: str, reason: str, as_json: b
     from orchestrator.traffic import open_store, parse_side
     from orchestrator.traffic.quarantine import check_reason
 
-    config = load(ctx)
+    config = load(ctx, service)
     rebuild_playbook(config, service)  # bad input before anything opens
     check_reason(reason)
     target = parse_side(side)

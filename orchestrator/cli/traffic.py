@@ -53,7 +53,7 @@ def rollback(
     record, audit. A rollout of SERVICE is aborted; if it had not flipped yet, traffic
     stays where it is. The side traffic leaves becomes failed_live.
     """
-    out = _move(ctx, load_for_traffic(ctx), service, to_side, reason, command="rollback")
+    out = _move(ctx, load_for_traffic(ctx, service), service, to_side, reason, command="rollback")
     if as_json:
         emit_json(out.as_dict())
     elif out.changed:
@@ -94,7 +94,7 @@ def flip(
             f"verification gate; audited as forced ({reason})",
             fg="red", bold=True, err=True,
         )
-    out = _move(ctx, load(ctx), service, to_side, reason, command="flip", force=force,
+    out = _move(ctx, load(ctx, service), service, to_side, reason, command="flip", force=force,
                 recheck=not force)
     if as_json:
         emit_json(out.as_dict())
@@ -120,10 +120,12 @@ def status(
     """Live side (from the router), standby, patch level and verification of each side,
     and what the load balancer counted for each side since it started (responses, 5xx)."""
     from orchestrator.doctor.groups import side_group_problems
-    from orchestrator.traffic import fleet_status
+    from orchestrator.traffic import FleetStatus, fleet_status
 
-    config = load(ctx)
-    fleet = fleet_status(config, service, actor(ctx), adopt_reason=reason, adopt_live=adopt)
+    config = load(ctx, service)
+    parts = [fleet_status(view, service, actor(ctx), adopt_reason=reason, adopt_live=adopt)
+             for view in ([config] if service else config.views())]  # each site its router
+    fleet = FleetStatus([r for part in parts for r in part.rows], one=service is not None)
     groups = side_group_problems(config, [r.service for r in fleet.rows])
     if as_json:
         docs = [{**r.as_dict(), "inventory": groups.get(r.service, {})} for r in fleet.rows]

@@ -97,6 +97,43 @@ class LoadedConfig:
     def site_of(self, service: str) -> str:
         return self.service(service).site
 
+    @property
+    def sites_with_reach(self) -> list[str]:
+        """The sites with an inventory, ssh or router of their own (sorted)."""
+        return sorted(name for name, own in self.model.sites.items()
+                      if (own.inventory, own.ssh, own.router) != (None, None, None))
+
+    @property
+    def site_routers(self) -> dict[str, RouterSettings]:
+        """Service -> the router of its site, for the services of sites with a router of
+        their own (the config snapshot keeps them for `rollback`)."""
+        if self.site is not None:
+            return {}
+        return {name: own.router for name, svc in self.model.services.items()
+                if (own := self.model.sites.get(svc.site)) is not None and own.router is not None}
+
+    def for_service(self, name: str) -> LoadedConfig:
+        """The config a command acting on service `name` uses: the view of its site
+        (`for_site`) when that site has reach of its own (inventory, ssh or router), so
+        that its Ansible, probes and flips go to that site's hosts and load balancer; else
+        this config (an unknown name too: the command says so itself)."""
+        if self.site is not None or name not in self.model.services:
+            return self
+        site = self.model.services[name].site
+        return self.for_site(site) if site in self.sites_with_reach else self
+
+    def views(self) -> list[LoadedConfig]:
+        """Every service once, each in the config its commands use (`for_service`): this
+        config with the services of the sites without reach of their own, then one view
+        per site with its own."""
+        reach = self.sites_with_reach
+        if self.site is not None or not reach:
+            return [self]
+        here = {n: s for n, s in self.model.services.items() if s.site not in reach}
+        out = [dataclasses.replace(self, model=self.model.model_copy(update={"services": here}))
+               ] if here else []
+        return out + [self.for_site(site) for site in reach if site in self.sites]
+
     def for_site(self, site: str) -> LoadedConfig:
         """This config as one site's worker sees it: the site's inventory, ssh and router
         (each the top-level one where the site gives none) and only the site's services.

@@ -20,7 +20,7 @@ import json
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,7 +34,7 @@ from orchestrator.state.audit_settings import AuditSettings
 from orchestrator.state.registry import StateLocation, parse_state_url
 
 CACHE_ENV = "BLUEGREEN_CACHE_DIR"
-FORMAT = 3
+FORMAT = 4
 """Bump when the snapshot's content changes shape; older snapshots are then ignored."""
 _MAX_SNAPSHOT_BYTES = 256 * 1024
 
@@ -55,6 +55,8 @@ class Validated(Protocol):
     def state(self) -> StateLocation: ...
     @property
     def audit(self) -> AuditSettings: ...
+    @property
+    def site_routers(self) -> Mapping[str, RouterSettings]: ...
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,14 @@ class IncidentConfig:
     router: RouterSettings
     state: StateLocation
     audit: AuditSettings
+    site_routers: Mapping[str, RouterSettings] = field(default_factory=dict)
+    """Service -> its site's own router (sites with one: `sites.NAME.router`)."""
+
+    def for_service(self, name: str) -> IncidentConfig:
+        """As `LoadedConfig.for_service`: a service of a site with a router of its own
+        flips at that router."""
+        own = self.site_routers.get(name)
+        return self if own is None else replace(self, router=own)
 
     @property
     def state_path(self) -> Path | None:
@@ -110,6 +120,7 @@ def save(loaded: Validated) -> Path | None:
         "router": loaded.router.as_dict(),
         "state_url": loaded.state.url,
         "audit": loaded.audit.as_dict(),
+        "site_routers": {n: r.as_dict() for n, r in sorted(loaded.site_routers.items())},
     }
     text = json.dumps(doc, sort_keys=True)
     try:
@@ -146,6 +157,8 @@ def load(path: str | Path | None) -> IncidentConfig | None:
             router=settings_from_dict(doc["router"]),
             state=parse_state_url(str(doc["state_url"])),
             audit=AuditSettings.from_dict(doc["audit"]),
+            site_routers={str(n): settings_from_dict(r)
+                          for n, r in dict(doc["site_routers"]).items()},
         )
     except (KeyError, TypeError, ValueError, RouterError):  # damaged: use the full load
         return None
