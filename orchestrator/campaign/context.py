@@ -60,19 +60,13 @@ class RunContext:
     def worker(self) -> Iterator[None]:
         """A parallel wave's worker thread: its own store connection and router while in
         here, both closed on the way out."""
-        from orchestrator.traffic import open_router, open_store
+        from orchestrator.traffic import store_and_router
 
-        self._local.store = open_store(self.config)
-        try:
-            self._local.router = open_router(self.config)
+        with store_and_router(self.config) as (self._local.store, self._local.router):
             try:
                 yield
             finally:
-                self._local.router.close()
-                del self._local.router
-        finally:
-            self._local.store.close()
-            del self._local.store
+                del self._local.store, self._local.router
 
     def emit(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
         emit(self.on_event, kind, message, data)

@@ -13,6 +13,7 @@ from orchestrator.traffic.connect import (
     open_store,
     parse_side,
     side_or_default,
+    store_and_router,
 )
 from orchestrator.traffic.exposure import ExposeRequest, ExposeResult, expose_traffic
 from orchestrator.traffic.kernel import FlipOutcome, FlipRequest, move_traffic, settle
@@ -46,4 +47,5 @@ __all__ = [
     "service_status",
     "settle",
     "side_or_default",
+    "store_and_router",
 ]

@@ -4,7 +4,9 @@ side named on the command line. Standard library only (the rollback fast path)."
 from __future__ import annotations
 
 import getpass
-from typing import Literal, Protocol
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Literal, Protocol, TypeVar
 
 from orchestrator.errors import BadInput
 from orchestrator.routers.base import Router, RouterSettings
@@ -47,6 +49,25 @@ def open_router(config: TrafficConfig) -> Router:
     from orchestrator.routers.registry import make_router
 
     return make_router(config.router)
+
+
+C = TypeVar("C", bound=TrafficConfig)
+
+
+@contextmanager
+def store_and_router(config: C, routers: Callable[[C], Router] | None = None
+                     ) -> Iterator[tuple[StateStore, Router]]:
+    """A thread's own store connection and router (neither is shared between threads),
+    both closed on the way out. `routers`: how to make the router (tests: a fake)."""
+    store = open_store(config)
+    try:
+        router = (routers or open_router)(config)
+        try:
+            yield store, router
+        finally:
+            router.close()
+    finally:
+        store.close()
 
 
 def parse_side(value: str | None) -> Side | None:

@@ -46,10 +46,9 @@ def serve(view: LoadedConfig, fleet: Fleet, claim: Claim, *,
     service's own failures (they are its outcome); a claim this worker must not act on
     (not a running campaign run of this store, not a service of this site) is failed
     without touching anything."""
-    from orchestrator.traffic import open_router, open_store
+    from orchestrator.traffic import store_and_router
 
-    store = open_store(view)
-    try:
+    with store_and_router(view, routers) as (store, router):
         run = store.get_run(claim.campaign_run)  # its seal is checked: a forged row raises
         refused = _refusal(view, run, claim)
         if refused is not None or run is None:
@@ -59,20 +58,14 @@ def serve(view: LoadedConfig, fleet: Fleet, claim: Claim, *,
         if not window.open:  # patching starts only inside the window, as on one machine
             return Served("deferred", f"the maintenance window is closed: {window.reason}")
         wave = next(i for i, w in enumerate(run.params["waves"]) if claim.service in w)
-        router = (routers or open_router)(view)
+        ctx = RunContext(view, store, router, fleet=fleet, actor=run.actor, clock=clock,
+                         on_event=on_event, notifier=Notifier([]))
+        children = ChildRuns(ctx, rollouts, raise_lock_held=True)
         try:
-            ctx = RunContext(view, store, router, fleet=fleet, actor=run.actor, clock=clock,
-                             on_event=on_event, notifier=Notifier([]))
-            children = ChildRuns(ctx, rollouts, raise_lock_held=True)
-            try:
-                outcome = children.service(run, campaign, claim.service, wave,
-                                           lambda _s: _may_flip(store, run, campaign, clock))
-            except LockHeld as exc:  # a live holder: it ends the service, or gives it up
-                return Served("queued", exc.message)
-        finally:
-            router.close()
-    finally:
-        store.close()
+            outcome = children.service(run, campaign, claim.service, wave,
+                                       lambda _s: _may_flip(store, run, campaign, clock))
+        except LockHeld as exc:  # a live holder: it ends the service, or gives it up
+            return Served("queued", exc.message)
     if outcome.outcome is Outcome.DONE:
         return Served("done", "done")
     if outcome.outcome is Outcome.DEFERRED:
