@@ -70,24 +70,30 @@ def ends_recorded(ctx: RunContext) -> Iterator[None]:
     except BluegreenError as exc:
         if ctx.is_aborted():  # aborted meanwhile: that is what stopped it
             raise Aborted(ctx.aborted_message(), hint=exc.message) from exc
+        if not isinstance(exc, Fenced):  # fenced: another holder owns the traffic now
+            take_back_exposure(ctx, exc.message, ending="failed")
         finish(ctx, "failed", exc.message)
         raise
     except failpoints.Crash:
         crashed = True
         raise
     except BaseException as exc:
-        finish(ctx, "failed", f"interrupted: {type(exc).__name__}: {exc}")
+        why = f"interrupted: {type(exc).__name__}: {exc}"
+        take_back_exposure(ctx, why, ending="failed")
+        finish(ctx, "failed", why)
         raise
     finally:
         if not crashed:
             release(ctx)
 
 
-def take_back_exposure(ctx: RunContext, why: str) -> None:
-    """A run deferred (the window closed, an approval is awaited) after a bake step leaves
-    no share of users on its patched side with nothing judging it: the exposure is taken
-    back through the kernel (audited) before the run ends deferred; a resume starts the
-    steps again where they stopped. A failure to take it back is said, never hidden."""
+def take_back_exposure(ctx: RunContext, why: str, *, ending: str = "deferred") -> None:
+    """A run that stops after a bake step without a verdict on it (deferred: the window
+    closed, an approval is awaited; failed: the flip's host recheck refused the next step,
+    the router or the store failed, Ctrl-C) leaves no share of users on its patched side
+    with nothing judging it: the exposure is taken back through the kernel (audited) before
+    the run ends; a resume starts the steps again where they stopped. A failure to take it
+    back is said, never hidden."""
     plan = ctx.plan
     if plan is None:
         return
@@ -99,9 +105,9 @@ def take_back_exposure(ctx: RunContext, why: str) -> None:
 
         ctx.tools.expose(ctx.store, ctx.router, ExposeRequest(
             service=ctx.service, side=None, percent=0, command="rollout.step",
-            reason=f"run {ctx.run_id}: deferred: {why}", actor=ctx.actor, run_id=ctx.run_id))
+            reason=f"run {ctx.run_id}: {ending}: {why}", actor=ctx.actor, run_id=ctx.run_id))
     except BluegreenError as exc:
-        ctx.emit("canary", "warning", f"{ctx.service}: the run is deferred but its exposure "
+        ctx.emit("canary", "warning", f"{ctx.service}: the run is {ending} but its exposure "
                  f"of {plan.standby} could not be taken back: {exc.message}; run `bluegreen "
                  f"rollback {ctx.service} --reason ...` to take it back")
 

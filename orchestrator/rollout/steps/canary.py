@@ -161,6 +161,7 @@ def _expose(ctx: RunContext, side: Side | None, percent: int, why: str) -> None:
     ctx.tools.expose(ctx.store, ctx.router, ExposeRequest(
         service=service, side=side, percent=percent, command="rollout.step",
         reason=f"run {ctx.run_id}: {why}", actor=ctx.actor, run_id=ctx.run_id,
+        recheck_hosts=ctx.tools.recheck(ctx.config, service, ctx.fleet) if side else None,
         verified_generation=ctx.verified_generation if side else None,
         still_allowed=(lambda: may_flip(service)) if may_flip and side else None))
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from orchestrator.config.loaded import load_config
-from orchestrator.errors import OutsideWindow, RolledBack, RouterError
+from orchestrator.errors import OutsideWindow, RolledBack, RouterError, VerificationFailed
 from orchestrator.rollout.runner import Rollout
 from orchestrator.rollout.tools import expose_through_kernel
 from orchestrator.routers.base import TrafficCounters
@@ -170,6 +170,33 @@ def test_a_window_that_closes_between_steps_leaves_nobody_on_the_patched_side(
         assert run.status == "deferred"
         green = store.get_side("web", "green")
         assert green is not None and green.state == "verified"  # the resume goes on
+
+
+def test_each_step_rechecks_the_hosts_and_a_failed_recheck_takes_the_exposure_back(
+        tmp_path: Path) -> None:
+    """Every step, like the flip, exposes only the hosts that were verified: a host of green
+    replaced after step 1 refuses step 2, and the failed run does not leave step 1's share
+    of users on green with nothing judging it."""
+    world, router = World(), FakeRouter()
+    checked: list[Side] = []
+
+    def recheck(side: Side, _recorded: Any) -> None:
+        checked.append(side)
+        if len(checked) > 1:
+            raise VerificationFailed("web-green-1 is not the host that was verified")
+
+    with temp_store(tmp_path) as store:
+        job = rollout(tmp_path, store, router, world)
+        job.tools.recheck = lambda _config, _service, _fleet: recheck
+        with pytest.raises(VerificationFailed):
+            job.start("web")
+        assert checked == ["green", "green"]
+        assert world.splits == [("green", 5), (None, 0)], world.splits
+        assert router.exposed == {} and router.memory["web"] == "blue"
+        state = store.get_service("web")
+        assert state is not None and state.exposed_side is None
+        run = store.list_runs()[-1]
+        assert run.status == "failed" and "not the host that was verified" in (run.result or "")
 
 
 def test_a_source_that_keeps_failing_stops_the_step_early(tmp_path: Path) -> None:
