@@ -44,23 +44,33 @@ def _with_router(config: LoadedConfig, open_router: Callable[[LoadedConfig], Rou
 def diagnose(config: LoadedConfig, services: Sequence[str] | None = None, *,
              fleet: Fleet | None = None,
              open_router: Callable[[LoadedConfig], Router] | None = None) -> Report:
-    """Every check for `services` (default: all of the config's). Raises BadInput for an
+    """Every check for `services` (default: all of the config's): the store and witnesses
+    once, then the hosts, routing and health of each site with reach of its own through
+    that site's inventory, ssh and router (`LoadedConfig.views`). Raises BadInput for an
     unknown service or an inventory that cannot be read (bad input, not a check)."""
-    from orchestrator.inventory import load_fleet
-    from orchestrator.traffic import open_router as real_router
-
     names = list(services) if services else sorted(config.services)
     for name in names:
         config.service(name)
+    checks = [store_check(config), *witness_checks(config)]
+    for view in config.views():
+        mine = [n for n in names if n in view.services]
+        if mine:
+            checks += _reach_checks(view, mine, fleet, open_router)
+    return Report(checks)
+
+
+def _reach_checks(config: LoadedConfig, names: list[str], fleet: Fleet | None,
+                  open_router: Callable[[LoadedConfig], Router] | None) -> list[Check]:
+    from orchestrator.inventory import load_fleet
+    from orchestrator.traffic import open_router as real_router
+
     fleet = fleet or load_fleet(config)
     hosts = _hosts(fleet, names)
     with ThreadPoolExecutor(max_workers=3) as pool:  # the hosts take the longest
         on_hosts = pool.submit(host_checks, config, hosts)
         routing = pool.submit(_with_router, config, open_router or real_router, names)
         health = pool.submit(health_checks, config, fleet, names)
-        checks = [store_check(config), *witness_checks(config)]
-        checks += routing.result() + on_hosts.result() + health.result()
-    return Report(checks)
+        return routing.result() + on_hosts.result() + health.result()
 
 
 def service_readiness(config: LoadedConfig, router: Router, service: str,
