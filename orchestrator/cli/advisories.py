@@ -19,20 +19,25 @@ URGENCY = click.Choice(["unimportant", "low", "medium", "high", "critical"])
 
 
 def _live_sides(config: Any, names: list[str]) -> dict[str, str | None]:
+    """Each service's live side, asked of its site's router (None: not readable)."""
     from orchestrator.errors import RouterError
     from orchestrator.traffic import open_router
 
-    router = open_router(config)
-    try:
-        live: dict[str, str | None] = {}
-        for name in names:
-            try:
-                live[name] = router.live(name)
-            except RouterError:
-                live[name] = None
-        return live
-    finally:
-        router.close()
+    live: dict[str, str | None] = {}
+    for view in config.views():
+        mine = [name for name in names if name in view.services]
+        if not mine:
+            continue
+        router = open_router(view)
+        try:
+            for name in mine:
+                try:
+                    live[name] = router.live(name)
+                except RouterError:
+                    live[name] = None
+        finally:
+            router.close()
+    return live
 
 
 @click.command("exposure")

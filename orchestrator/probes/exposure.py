@@ -152,14 +152,22 @@ def fleet_exposure(
     feed_args: Sequence[str] = (),
     offline: bool | None = None,
 ) -> FleetExposure:
-    """Read every host of `services` x `sides`, load the feeds, join."""
-    from orchestrator.inventory import load_fleet
+    """Read every host of `services` x `sides` (each through its site's inventory and ssh:
+    `LoadedConfig.for_service`), load the feeds, join."""
+    from orchestrator.inventory import Fleet, load_fleet
     from orchestrator.probes.gate import targets_for
 
-    fleet = load_fleet(config)
+    fleets: dict[str | None, Fleet] = {}
+
+    def fleet_of(view: LoadedConfig) -> Fleet:
+        if view.site not in fleets:
+            fleets[view.site] = load_fleet(view)
+        return fleets[view.site]
+
     groups = [
-        (svc, side, targets_for(config, fleet.service(svc).side(side)))
+        (svc, side, targets_for(view, fleet_of(view).service(svc).side(side)))
         for svc in services
+        for view in (config.for_service(svc),)
         for side in sides
     ]
     with ConnectionPool() as pool:

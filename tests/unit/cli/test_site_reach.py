@@ -124,21 +124,41 @@ def test_rollback_from_the_snapshot_asks_the_sites_router(config: Any, tmp_path:
     assert not any("api" in line for line in asked(tmp_path, "top")), out.output
 
 
-def test_doctor_checks_each_site_through_its_own_router_and_inventory(
-        config: Any, tmp_path: Path) -> None:
-    def groups(*services: str) -> str:
-        return json.dumps({"all": {"children": {f"{s}_{side}": {"hosts": {f"{s}-{side}": {
-            "ansible_host": "127.0.0.1", "ansible_port": 9 + i}}}  # refused at once
-            for s in services for i, side in enumerate(("blue", "green"))}}})
+def groups(*services: str) -> str:
+    return json.dumps({"all": {"children": {f"{s}_{side}": {"hosts": {f"{s}-{side}": {
+        "ansible_host": "127.0.0.1", "ansible_port": 9 + i}}}  # refused at once
+        for s in services for i, side in enumerate(("blue", "green"))}}})
 
+
+def own_inventory(config: Any, tmp_path: Path) -> None:
+    """dc2 gets an inventory of its own: api is in no other."""
     doc = json.loads(config.path.read_text())
     (tmp_path / "hosts.yml").write_text(groups("web", "db"))
     (tmp_path / "dc2").mkdir()
     (tmp_path / "dc2" / "hosts.yml").write_text(groups("api"))
-    doc["sites"]["dc2"]["inventory"] = "dc2/hosts.yml"  # api is in no other inventory
+    doc["sites"]["dc2"]["inventory"] = "dc2/hosts.yml"
     config.path.write_text(json.dumps(doc))
+
+
+def test_doctor_checks_each_site_through_its_own_router_and_inventory(
+        config: Any, tmp_path: Path) -> None:
+    own_inventory(config, tmp_path)
     out = CliRunner().invoke(main, ["-c", str(config.path), "doctor", "--json"])
     assert out.exit_code in (0, 1), out.output  # checks may fail; bad input (2) may not
     assert any(line.startswith("health api") for line in asked(tmp_path, "dc2")), out.output
     assert not any("api" in line for line in asked(tmp_path, "top"))
     assert any(line.startswith("health web") for line in asked(tmp_path, "top"))
+
+
+def test_advisories_read_each_site_through_its_inventory_and_router(
+        config: Any, tmp_path: Path) -> None:
+    own_inventory(config, tmp_path)
+    feed = tmp_path / "feed.json"
+    feed.write_text("[]")
+    out = CliRunner().invoke(main, ["-c", str(config.path), "exposure", "--offline",
+                                    "--feed", f"osv:{feed}", "--json"])
+    assert out.exit_code in (0, 1, 3), out.output  # hosts unread; bad input (2) may not
+    doc = json.loads(out.output)
+    assert {"api", "web"} <= set(doc["services"]), doc
+    assert any(line.startswith("live api") for line in asked(tmp_path, "dc2")), out.output
+    assert not any("api" in line for line in asked(tmp_path, "top"))
