@@ -12,6 +12,10 @@ socket from both namespaces).
 3. With one worker per site, a `--workers` campaign of both services completes; each service
    was patched and flipped by the worker of its own site (`campaign status`' worker, the
    audit's lock records name that worker's host and pid); both frontends serve green.
+4. The failure budget counts across workers: a campaign whose first wave fails web (site1's
+   worker) and api (site2's worker), `on_failure: continue`, budget 2 failed services,
+   stops before its second wave: db (site1) never starts. Counted per worker (one failure
+   each) it would have started.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from tests.support.lab import ROOT, served_by
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
-SITE_OF = {"web": "site1", "api": "site2"}
+SITE_OF = {"web": "site1", "api": "site2"}  # and db, site1: the budget's second wave
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +56,7 @@ def sites_lab() -> Iterator[tuple[Lab, dict[str, str]]]:
     paths = replace(base, instance=instance, root=base.root.with_name(f"bluegreen-lab{suffix}"))
     env = {"BLUEGREEN_LAB_INSTANCE": str(instance), "BLUEGREEN_LAB_DIR": str(paths.root)}
     full = {**os.environ, **env}
-    up = subprocess.run([*BLUEGREEN, "lab", "up", "--services", "web,api", "--hosts-per-side",
+    up = subprocess.run([*BLUEGREEN, "lab", "up", "--services", "web,api,db", "--hosts-per-side",
                          "1", "--sites", "2", "--state", "postgresql"],
                         capture_output=True, text=True, env=full, timeout=600, check=False)
     try:
@@ -90,6 +94,20 @@ def campaign_file(tmp_path: Path, name: str, deadline: str) -> Path:
     return path
 
 
+def budget_file(tmp_path: Path) -> Path:
+    """web and api (one per site) patched to a version no repository has, so both fail;
+    then db; the waves go on after a failure: only the budget (2 services) stops it."""
+    doc = yaml.safe_load(campaign_file(tmp_path, "budget", "60s").read_text())
+    doc["advisories"][0]["packages"] = {"demo-web": "9.9.9-1"}
+    doc["waves"] = [{"name": "one per site", "services": ["web", "api"], "max_parallel": 2,
+                     "on_failure": "continue"},
+                    {"name": "then", "services": ["db"], "on_failure": "continue"}]
+    doc["workers"]["budget"] = {"max_failed_services": 2}
+    path = tmp_path / "budget.yml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
 def quick_config(lab: Lab, tmp_path: Path) -> Path:
     """The lab's config with a short bake and drain (what this test checks is where each
     service ran, not the bake)."""
@@ -123,8 +141,8 @@ def test_two_sites_each_service_is_patched_by_a_worker_of_its_own_site(
     code, status = bluegreen_json(lab.paths.config, "lab", "status", env=env)
     assert code == 0, status
     by_site = {s["name"]: s for s in status["sites"]}
-    assert {n: s["services"] for n, s in by_site.items()} == {"site1": ["web"],
-                                                             "site2": ["api"]}
+    assert {n: sorted(s["services"]) for n, s in by_site.items()} == {
+        "site1": ["db", "web"], "site2": ["api"]}
     assert not status["problems"], status["problems"]
     netns = {n: s["netns"] for n, s in by_site.items()}
     address = {h["service"]: h["address"] for h in status["hosts"] if h["side"] == "blue"}
@@ -172,6 +190,17 @@ def test_two_sites_each_service_is_patched_by_a_worker_of_its_own_site(
         assert {s: holders.get(s) for s in SITE_OF} == {
             service: {(f"{site}-machine", workers[site].pid)}
             for service, site in SITE_OF.items()}, holders
+        # 4. the budget: two failures, one per worker, stop the campaign before db starts
+        over = bluegreen(config, "campaign", "run", str(budget_file(tmp_path)), "--yes",
+                         "--workers", "--json", env=env, timeout=600)
+        assert over.returncode == 1, (over.stdout, over.stderr)
+        code, st = bluegreen_json(config, "campaign", "status", "budget", env=env)
+        assert code == 0, st
+        failed = {s: (v["status"], (v.get("worker") or {}).get("site"))
+                  for s, v in st["services"].items()}
+        assert failed["web"] == ("failed", "site1") and failed["api"] == ("failed", "site2"), st
+        assert failed["db"][0] != "failed" and st["services"]["db"].get("worker") is None, st
+        assert served_by(lab, "db") == "blue" and all(p.poll() is None for p in workers.values())
         code, verified = bluegreen_json(config, "audit", "verify", env=env)
         assert code == 0 and verified["ok"], verified
         for proc in workers.values():
