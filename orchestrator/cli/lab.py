@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from typing import Any
 
 import click
@@ -245,13 +244,15 @@ def lab_demo(ctx: click.Context, service: str) -> None:
            "of the packages the lab repository offers)")
     ctx.invoke(status, service=None, adopt=False, reason=None, as_json=False)
     show_exposure(ctx, None, None, (), "high", False, False)
-    if the_lab.paths.steps_config.exists():
-        banner("2b. a bad patch (demo-web 1.1.2: 500 on about 3 % of requests; health and "
-               "the gate pass) under user traffic, baked as steps judged on Prometheus "
-               "against the twin (bluegreen-steps.yml): caught at the first step, rolled "
-               "back, with the evidence")
-        _bad_patch_caught(ctx, the_lab)
-        the_lab.reset(["web-green-1", "web-green-2"])  # fresh roots for the campaign
+    banner("2b. a bad patch (demo-web 1.1.2: 500 on about 3 % of requests; health and "
+           "the gate pass) under user traffic, baked as steps (bluegreen.yml: 20 %, 50 %, "
+           "then the flip) judged on Prometheus against the twin: caught at the first "
+           "step, rolled back, with the evidence")
+    with _users(the_lab) as users:
+        _bad_patch_caught(ctx)
+    _served(users)
+    ctx.invoke(status, service="web", adopt=False, reason=None, as_json=False)
+    the_lab.reset(["web-green-1", "web-green-2"])  # fresh roots for the campaign
     banner("3. a campaign from what is open at or above high (`campaign new`): one advisory per "
            "package and fixed version")
     demo_file = the_lab.paths.root / "campaigns" / f"security-demo-{int(time.time())}.yml"
@@ -261,8 +262,11 @@ def lab_demo(ctx: click.Context, service: str) -> None:
         raise BadInput("nothing is open on the lab: no campaign to run",
                        hint="`bluegreen lab down`, then run the demo again for fresh hosts")
     banner(f"4. campaign {demo_file.name}: web, then api: patch each standby, verify "
-           "(versions, nothing runs replaced libraries), flip, bake under traffic")
-    demo_campaign(ctx, demo_file)
+           "(versions, nothing runs replaced libraries), then web's steps under user "
+           "traffic (api: flip, bake)")
+    with _users(the_lab) as users:
+        demo_campaign(ctx, demo_file)
+    _served(users)
     ctx.invoke(status, service=None, adopt=False, reason=None, as_json=False)
     banner("5. after: the live sides are clean; the old sides (standby, no traffic) still "
            "exposed")
@@ -291,32 +295,28 @@ def lab_demo(ctx: click.Context, service: str) -> None:
     )
 
 
-def _bad_patch_caught(ctx: click.Context, the_lab: Any) -> None:
-    """`bluegreen -c bluegreen-steps.yml rollout web --package demo-web=1.1.2` while user
-    traffic runs through the frontend: exit 4 expected; then who served the users."""
-    import threading
+def _users(the_lab: Any) -> Any:
+    """User-like traffic through web's frontend beside a rollout (60 requests a second, at
+    most 5 minutes): what web's steps are judged on (no traffic never passes)."""
+    from orchestrator.lab.traffic import background
 
-    import yaml
+    return background(the_lab.status()["frontends"]["web"] + "/", 60, 300)
 
+
+def _served(users: Any) -> None:
+    click.echo(f"users' requests to web while it ran ({users.sent}, {users.failed} without "
+               "an answer), by the backend that answered:")
+    for backend, classes in sorted(users.by_backend.items()):
+        click.echo(f"  {backend:<16} " + ", ".join(f"{n} {c}" for c, n in
+                                                   sorted(classes.items())))
+
+
+def _bad_patch_caught(ctx: click.Context) -> None:
+    """`bluegreen rollout web --package demo-web=1.1.2` (while users' traffic runs): exit 4
+    expected (rolled back at the first step)."""
     from orchestrator.cli.rollout import rollout
-    from orchestrator.cli.traffic import status
-    from orchestrator.lab.traffic import TrafficReport, send
+    from orchestrator.errors import LabError
 
-    plain = ctx.obj.config_path
-    url = yaml.safe_load(the_lab.paths.config.read_text())["router"]["frontends"]["web"]
-    users = TrafficReport(url + "/")
-    done = threading.Event()
-
-    def user_traffic() -> None:  # 60 requests a second, at most 3 minutes
-        deadline = time.monotonic() + 180
-        while not done.is_set() and time.monotonic() < deadline:
-            part = send(users.url, 60, 1.0)
-            for backend, classes in part.by_backend.items():
-                users.by_backend.setdefault(backend, Counter()).update(classes)
-
-    thread = threading.Thread(target=user_traffic, daemon=True)
-    thread.start()
-    ctx.obj.config_path = str(the_lab.paths.steps_config)
     try:
         ctx.invoke(rollout, service="web", packages=("demo-openssl=3.0.15-1",
                                                      "demo-web=1.1.2"),
@@ -324,12 +324,7 @@ def _bad_patch_caught(ctx: click.Context, the_lab: Any) -> None:
     except SystemExit as exc:
         if exc.code != 4:
             raise
-    finally:
-        done.set()
-        thread.join(timeout=30)
-        ctx.obj.config_path = plain
-    click.echo("users' requests while it ran, by the backend that answered:")
-    for backend, classes in sorted(users.by_backend.items()):
-        click.echo(f"  {backend:<16} " + ", ".join(f"{n} {c}" for c, n in
-                                                   sorted(classes.items())))
-    ctx.invoke(status, service="web", adopt=False, reason=None, as_json=False)
+        return
+    raise LabError("demo-web 1.1.2 was promoted: the bake's steps did not catch it",
+                   hint="check web's `bake.steps` and `bake.analysis` in the lab's "
+                        "bluegreen.yml (`bluegreen lab down`, then `lab up` writes them)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import yaml
 
@@ -94,7 +95,13 @@ def haproxy_router(paths: LabPaths, ports: Mapping[str, int]) -> dict[str, objec
     }
 
 
+def plain_bake() -> dict[str, object]:
+    """`bake:` without steps: the flip, then 10 s watched (api's; web's without steps)."""
+    return {"seconds": 10, "interval_seconds": 0.2, "url_path": "/", "max_failures": 3}
+
+
 STEPS_SERVICE = "web"
+"""The lab service whose bluegreen.yml bake is steps (a lab with HAProxy: its Prometheus)."""
 LAB_STEPS = [{"percent": 20, "seconds": 10}, {"percent": 50, "seconds": 6},
              {"percent": 100, "seconds": 3}]
 """The lab's bake as steps (seconds, not minutes): 1.1.2's 500s (one in 33 requests per
@@ -102,11 +109,12 @@ host) show within the first step at the traffic `lab demo` and the tests send.""
 
 
 def bake_steps(paths: LabPaths) -> dict[str, object]:
-    """`bake:` of the steps config's web: steps judged on the lab's Prometheus."""
+    """`bake:` of web in the lab's bluegreen.yml: steps judged on the lab's Prometheus.
+    `seconds` (today's bake, unused beside steps) is the plain bake's, so a copy without
+    `steps` and `analysis` is the plain bake (tests/support/lab.py `no_steps`)."""
     from orchestrator.lab.metrics import url
 
-    return {"seconds": 3, "interval_seconds": 0.2, "url_path": "/", "max_failures": 3,
-            "steps": LAB_STEPS,
+    return {**plain_bake(), "steps": LAB_STEPS,
             # HAProxy 2.6's latency is its average over the side's last 1024 responses:
             # with the few of a first step, a handful of slow ones right after the patch
             # restarted demo-web weigh; 1.1.3's +300 ms is well over a 200 ms floor
@@ -118,7 +126,7 @@ def bake_steps(paths: LabPaths) -> dict[str, object]:
 
 def bluegreen_config(paths: LabPaths, services: Sequence[str],
                      state_url: str | None = None, *, router: str = "haproxy",
-                     steps: bool = False, sites: Sequence[SiteState] = ()) -> str:
+                     sites: Sequence[SiteState] = ()) -> str:
     """`sites`: the lab's sites (`lab up --sites`): `sites:` and each service's `site:`;
     the top-level router is site1's."""
     own = {s: port for s, port in ports(paths, services).items() if s in sites[0].services} \
@@ -160,12 +168,7 @@ def bluegreen_config(paths: LabPaths, services: Sequence[str],
                 },
                 "health": [{"url": "http://{host}:8080/health", "expect_status": 200}],
                 "fixed_versions": {"demo-openssl": FIXED_OPENSSL},
-                "bake": {
-                    "seconds": 10,
-                    "interval_seconds": 0.2,
-                    "url_path": "/",
-                    "max_failures": 3,
-                },
+                "bake": plain_bake(),
             }
             for s in services
         },
@@ -184,6 +187,18 @@ def bluegreen_config(paths: LabPaths, services: Sequence[str],
             "min_urgency": "low",
         },
     }
-    if steps and STEPS_SERVICE in services:
+    if router == "haproxy" and not sites and STEPS_SERVICE in services:  # its Prometheus
+        # judges (a lab of several sites has none)
         doc["services"][STEPS_SERVICE]["bake"] = bake_steps(paths)  # type: ignore[index]
     return "# written by `bluegreen lab up`\n" + yaml.safe_dump(doc, sort_keys=False)
+
+
+def has_steps(config: Path) -> bool:
+    """Whether a lab's bluegreen.yml bakes web as steps, as `lab up` writes it (a lab
+    without web has none to have; an unreadable file has not)."""
+    try:
+        doc = yaml.safe_load(config.read_text())
+        web = doc["services"].get(STEPS_SERVICE)
+        return web is None or bool(web["bake"].get("steps"))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return False

@@ -89,8 +89,9 @@ class Lab:
         if state.shape.router == "haproxy" and not Path(
                 balancer.exposure_maps(self.paths)[0]).exists():
             found.append("its haproxy.cfg was written by an older bluegreen (no exposure maps)")
-        if not self.paths.steps_config.exists():
-            found.append("it has no bluegreen-steps.yml (written by an older bluegreen)")
+        if state.shape.router == "haproxy" and not files.has_steps(self.paths.config):
+            found.append("its bluegreen.yml has no bake steps for web (written by an older "
+                         "bluegreen)")
         return found
 
     def status(self) -> dict[str, Any]:
@@ -99,7 +100,6 @@ class Lab:
         lb = p if not state.sites else sites.site_paths(p, state.sites[0])  # site1's HAProxy
         return {
             "config": str(p.config),
-            "steps_config": str(p.steps_config),
             "inventory": str(p.inventory),
             "ssh_config": str(p.ssh_config),
             "known_hosts": str(p.known_hosts),
@@ -229,16 +229,13 @@ class Lab:
         p.inventory.write_text(files.inventory(p, shape.services, specs))
         p.config.write_text(files.bluegreen_config(p, shape.services, shape.state_url,
                                                    router=shape.router, sites=state.sites))
-        p.steps_config.write_text(files.bluegreen_config(  # no Prometheus with sites
-            p, shape.services, shape.state_url, router=shape.router,
-            steps=shape.router == "haproxy" and not state.sites, sites=state.sites))
         own = [sites.site_paths(p, s).inventory for s in state.sites]
         for site, inventory in zip(state.sites, own, strict=True):
             inventory.parent.mkdir(parents=True, exist_ok=True)
             inventory.write_text(files.inventory(p, site.services, specs))
         # code bluegreen runs (orchestrator.trust): whatever the umask, nobody else writes it
-        for path in (p.inventory.parent, p.inventory, p.config, p.steps_config,
-                     p.ssh_config, *own, *(i.parent for i in own)):
+        for path in (p.inventory.parent, p.inventory, p.config, p.ssh_config, *own,
+                     *(i.parent for i in own)):
             path.chmod(path.stat().st_mode & ~0o022)
         if shape.state_url is not None:  # a server database: its schema is made explicitly
             from orchestrator.state.registry import backend, parse_state_url

@@ -151,12 +151,6 @@ class LabPaths:
         return self.root / "bluegreen.yml"
 
     @property
-    def steps_config(self) -> Path:
-        """bluegreen.yml with the bake as steps judged on the lab's Prometheus for `web`
-        (issue 23; the demo's and the bake tests' config; the others keep the plain one)."""
-        return self.root / "bluegreen-steps.yml"
-
-    @property
     def logs(self) -> Path:
         return self.root / "logs"
 

@@ -10,7 +10,9 @@ import statistics
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -99,3 +101,33 @@ def send(url: str, rps: float, seconds: float, *, timeout: float = 5.0,
             report.sent += 1
     report.seconds = time.monotonic() - began
     return report
+
+
+@contextmanager
+def background(url: str, rps: float, seconds: float) -> Iterator[TrafficReport]:
+    """`send` second after second in a thread while the block runs (at most `seconds`):
+    users beside a rollout. The report is complete when the block ends."""
+    report = TrafficReport(url)
+    stop = threading.Event()
+
+    def run() -> None:
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and time.monotonic() < deadline:
+            part = send(url, rps, 1.0)
+            report.sent += part.sent
+            report.failed += part.failed
+            report.log.extend(part.log)
+            report.latencies.extend(part.latencies)
+            for backend, classes in part.by_backend.items():
+                report.by_backend.setdefault(backend, Counter()).update(classes)
+
+    loopback_url(url)
+    thread = threading.Thread(target=run, daemon=True)
+    began = time.monotonic()
+    thread.start()
+    try:
+        yield report
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        report.seconds = time.monotonic() - began

@@ -1,4 +1,4 @@
-"""Issue 23's acceptance on the lab: the bake as steps (the lab's bluegreen-steps.yml: web
+"""Issue 23's acceptance on the lab: the bake as steps (the lab's own bluegreen.yml: web
 at 20 % then 50 % then the flip), judged on the lab's real Prometheus against the twin,
 under user-like traffic through the real HAProxy frontend (`lab traffic`), through the
 real CLI. demo-web 1.1.2 (3 % 500s) and 1.1.3 (+300 ms) are rolled back at the first step
@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from orchestrator.lab.lab import Lab
-from orchestrator.lab.traffic import TrafficReport, send
+from orchestrator.lab.traffic import TrafficReport, background
 from tests.support.cli import bluegreen_json
 from tests.support.haproxy_fixture import wait_until
 from tests.support.prometheus_fixture import running_prometheus
@@ -29,28 +29,9 @@ RPS = 50.0
 
 @contextmanager
 def traffic(lab: Lab, seconds: float = 120.0) -> Iterator[TrafficReport]:
-    """User-like requests through web's frontend while the block runs (bounded); the
-    report is complete when the block ends."""
-    doc = yaml.safe_load(lab.paths.config.read_text())
-    url = doc["router"]["frontends"]["web"] + "/"
-    report = TrafficReport(url)
-    stop = threading.Event()
-
-    def run() -> None:
-        deadline = time.monotonic() + seconds
-        while not stop.is_set() and time.monotonic() < deadline:
-            part = send(url, RPS, 1.0)
-            report.sent += part.sent
-            report.failed += part.failed
-            report.log.extend(part.log)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
+    """User-like requests through web's frontend while the block runs (bounded)."""
+    with background(lab.status()["frontends"]["web"] + "/", RPS, seconds) as report:
         yield report
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
 
 def rollout(config: Path, version: str) -> tuple[int, Any, float, float]:
@@ -76,7 +57,7 @@ def live(config: Path) -> str:
 
 
 def test_the_bake_as_steps_judges_like_an_sre(fresh_lab: Lab, tmp_path: Path) -> None:
-    lab, config = fresh_lab, fresh_lab.paths.steps_config
+    lab, config = fresh_lab, fresh_lab.paths.config  # the lab's default: web baked as steps
     green_hosts = ["web-green-1", "web-green-2"]  # downgrades are refused: fresh roots
     # 1. +300 ms on every request, no errors: rolled back naming latency
     with traffic(lab):

@@ -28,6 +28,7 @@ from tests.support.lab import (
     assert_consistent,
     audit_ok,
     hosts_of,
+    no_steps_config,
     served_by,
     slow_patch_config,
     versions,
@@ -102,7 +103,7 @@ def receiver() -> Iterator[Receiver]:
 def test_campaign_two_waves_kill9_resume_converge_webhooks_report(
     fresh_lab: Lab, tmp_path: Path, receiver: Receiver
 ) -> None:
-    lab, config = fresh_lab, fresh_lab.paths.config
+    lab, config = fresh_lab, no_steps_config(fresh_lab)
     camp = write_campaign(
         tmp_path,
         "full",
@@ -185,7 +186,7 @@ def test_campaign_two_waves_kill9_resume_converge_webhooks_report(
 
 
 def test_window_closed_and_closing_mid_campaign_defers(fresh_lab: Lab, tmp_path: Path) -> None:
-    lab, config = fresh_lab, fresh_lab.paths.config
+    lab, config = fresh_lab, no_steps_config(fresh_lab)
     now = datetime.now(UTC)
     later = {
         "start": (now + timedelta(hours=1)).isoformat(),
@@ -235,7 +236,7 @@ def test_window_closed_and_closing_mid_campaign_defers(fresh_lab: Lab, tmp_path:
 def test_manual_approval_conflicting_campaign_and_approver_in_evidence(
     fresh_lab: Lab, tmp_path: Path
 ) -> None:
-    lab, config = fresh_lab, fresh_lab.paths.config
+    lab, config = fresh_lab, no_steps_config(fresh_lab)
     camp = write_campaign(
         tmp_path,
         "approve-me",
@@ -281,7 +282,7 @@ def test_manual_approval_conflicting_campaign_and_approver_in_evidence(
 
 
 def test_failing_service_wave_policy_continue_then_stop(fresh_lab: Lab, tmp_path: Path) -> None:
-    lab, config = fresh_lab, fresh_lab.paths.config
+    lab, config = fresh_lab, no_steps_config(fresh_lab)
     broken_api = {"id": "BROKEN-1", "packages": {"demo-web": "1.1.0"}, "applies_to": ["api"]}
     cont = write_campaign(
         tmp_path,
@@ -317,7 +318,7 @@ def test_failing_service_wave_policy_continue_then_stop(fresh_lab: Lab, tmp_path
 def test_abort_mid_campaign_leaves_services_consistent(fresh_lab: Lab, tmp_path: Path) -> None:
     lab = fresh_lab
     # the abort must land inside the patch step, which alone takes ~2 s now
-    config = slow_patch_config(fresh_lab.paths.config, tmp_path, seconds=10)
+    config = slow_patch_config(no_steps_config(fresh_lab), tmp_path, seconds=10)
     camp = write_campaign(tmp_path, "abort-me")
     proc = subprocess.Popen(
         [*BLUEGREEN, "-c", str(config), "campaign", "run", str(camp), "--yes", "--json"],
@@ -361,7 +362,7 @@ def test_a_wave_with_max_parallel_patches_its_services_at_the_same_time(
     state store connection and router) and the journal shows them overlapping."""
     from orchestrator.state.sqlite import SQLiteStateStore
 
-    lab, config = fresh_lab, fresh_lab.paths.config
+    lab, config = fresh_lab, no_steps_config(fresh_lab)
     camp = write_campaign(
         tmp_path, "together", waves=[{"services": ["web", "api"], "max_parallel": 2}]
     )

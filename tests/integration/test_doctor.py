@@ -27,7 +27,7 @@ from orchestrator.lab.lab import Lab
 from orchestrator.probes.drift import KINDS, read_fingerprints
 from orchestrator.probes.gate import targets_for
 from tests.support.cli import bluegreen, bluegreen_json
-from tests.support.lab import fingerprints, hosts_of
+from tests.support.lab import fingerprints, hosts_of, no_steps_config
 
 pytestmark = [pytest.mark.lab]
 
@@ -37,7 +37,7 @@ WEB = ("web-blue-1", "web-blue-2", "web-green-1", "web-green-2")
 def variant(lab: Lab, where: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
     """A copy of the lab's config with its own store, key and witness, then `edit`ed."""
     where.mkdir(parents=True, exist_ok=True)
-    doc = yaml.safe_load(lab.paths.config.read_text())
+    doc = yaml.safe_load(no_steps_config(lab).read_text())
     doc["state"] = {"path": str(where / "state.db")}
     doc["audit"] = {"key_file": str(where / "audit.key"),
                     "witness": {"syslog": "off", "file": str(where / "witness.log")}}
@@ -105,7 +105,7 @@ def as_deploy(lab: Lab, where: Path, *, become: bool, own_store: bool = True) ->
 def same_store(lab: Lab, where: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
     """A copy of the lab's config that keeps its state store, audit key and witness."""
     where.mkdir(parents=True, exist_ok=True)
-    doc = yaml.safe_load(lab.paths.config.read_text())
+    doc = yaml.safe_load(no_steps_config(lab).read_text())
     edit(doc)
     path = where / "bluegreen.yml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -245,7 +245,7 @@ def test_a_deploy_user_with_become(lab: Lab, tmp_path: Path,
 @pytest.mark.destructive
 def test_the_orchestrators_own_mistakes_cost_no_rollback_side(
         fresh_lab: Lab, tmp_path: Path, deploy_user: Callable[[str | None], None]) -> None:
-    lab, config = fresh_lab, fresh_lab.paths.config
+    lab, config = fresh_lab, no_steps_config(fresh_lab)
     code, doc = bluegreen_json(config, "rollout", "web", "--yes", timeout=600)
     assert code == 0, doc  # green live, blue the rollback side
     before = rollback_side(config)

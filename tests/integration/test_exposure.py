@@ -30,7 +30,7 @@ from orchestrator.lab.lab import Lab
 from tests.integration.test_views import get, metric_values, screenshot, served, wait_for
 from tests.support.browser import chromium
 from tests.support.cli import bluegreen, bluegreen_json
-from tests.support.lab import hosts_of
+from tests.support.lab import hosts_of, no_steps_config
 
 __all__ = ["served"]  # the `serve` fixture of test_views, on this test's fresh lab
 
@@ -88,7 +88,7 @@ def test_exposure_campaign_gate_flip_rollback_and_evidence(
     assert expected, "libssl3's changelog names no CVE newer than the image's version"
 
     # 1. before: real CVEs for libssl3 on both sides, from the real changelogs
-    code, before = bluegreen_json(lab.paths.config, "exposure", "web", timeout=300)
+    code, before = bluegreen_json(no_steps_config(lab), "exposure", "web", timeout=300)
     assert code == 3, before
     assert any(f.startswith("changelog") for f in before["feeds"])
     for side in ("blue", "green"):
@@ -110,7 +110,7 @@ def test_exposure_campaign_gate_flip_rollback_and_evidence(
     # 2. a campaign file from what is open at or above high, on web
     camp_file = tmp_path / "campaign.yml"
     code, made = bluegreen_json(
-        lab.paths.config, "campaign", "new", "--services", "web", "--min-urgency", "high",
+        no_steps_config(lab), "campaign", "new", "--services", "web", "--min-urgency", "high",
         "--name", "sec-lab", "-o", str(camp_file), timeout=300,
     )
     assert code == 0, made
@@ -122,7 +122,7 @@ def test_exposure_campaign_gate_flip_rollback_and_evidence(
     assert high_ssl <= {c for a in camp.advisories for c in a.cves}
 
     # 3. run it; the gate also requires no CVE open at or above high on the standby
-    doc = yaml.safe_load(lab.paths.config.read_text())
+    doc = yaml.safe_load(no_steps_config(lab).read_text())
     doc["services"]["web"]["checks"] = [{"kind": "cves", "min_urgency": "high"}]
     cfg = tmp_path / "bluegreen.yml"
     cfg.write_text(yaml.safe_dump(doc))

@@ -22,6 +22,7 @@ from tests.integration.test_kernel_scenarios import (
 )
 from tests.reliability.helpers import fresh_web, stop
 from tests.support.cli import bluegreen, bluegreen_json
+from tests.support.lab import no_steps_config
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
@@ -36,7 +37,7 @@ def sides(config: Path) -> dict[str, Any]:
 
 def test_a_quarantine_is_one_operation_and_no_patch_lifts_it(lab: Lab, tmp_path: Path) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     rollout_to_green(config)  # green patched, verified, live; blue is the rollback side
 
     # 2: the quarantine of the live side is killed after the router moved, before its
@@ -91,7 +92,7 @@ def test_a_resumed_flip_is_refused_when_the_side_changed_since_its_verification(
     re-images blue at the live side's versions and its own gate passes; the resumed
     child's flip is refused: blue is not the patch the campaign verified."""
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     rollout_to_green(config)  # green live and fixed: a rebuild of blue passes its gate
     camp = write_campaign(tmp_path, "fenced", waves=[{"services": ["web"]}],
                           approval={"mode": "manual", "at": "before_flip"})

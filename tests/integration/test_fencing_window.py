@@ -30,7 +30,7 @@ from orchestrator.state import SQLiteStateStore
 from tests.integration.test_kernel_scenarios import traffic_on
 from tests.reliability.helpers import fresh_web, start_cli, state_db, stop, wait_for
 from tests.support.cli import BLUEGREEN, bluegreen_json
-from tests.support.lab import ROOT, hosts_of
+from tests.support.lab import ROOT, hosts_of, no_steps_config
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
@@ -89,7 +89,7 @@ def witnessed(witness: Path) -> int:
 def test_copy_watch_and_a_window_that_closes_while_the_flip_waits(
         lab: Lab, tmp_path: Path) -> None:
     fresh_web(lab)
-    config, db = lab.paths.config, state_db(lab)
+    config, db = no_steps_config(lab), state_db(lab)
     green = hosts_of(lab, WEB, "green")
     watching, witness = watch_config(config, tmp_path)
     code, doc = bluegreen_json(watching, "baseline", "save", WEB)

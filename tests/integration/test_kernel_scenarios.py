@@ -21,6 +21,7 @@ from tests.support.lab import (
     audit_ok,
     fingerprints,
     hosts_of,
+    no_steps_config,
     router_live,
     served_by,
     slow_patch_config,
@@ -85,7 +86,7 @@ def test_1_rollback_during_patching_aborts_the_run_and_traffic_stays(
     lab: Lab, tmp_path: Path
 ) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     rollout_to_green(config)  # green verified by an earlier run, live; blue is rollback_to
     green = hosts_of(lab, WEB, "green")
     before = fingerprints(lab, green)
@@ -114,7 +115,7 @@ def test_1_rollback_during_patching_aborts_the_run_and_traffic_stays(
 
 def test_2_two_concurrent_rollbacks_give_one_flip(lab: Lab) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     rollout_to_green(config)
     procs = [start_cli(config, "rollback", WEB, "--reason", f"INC-2 operator {i}", "--json")
              for i in (1, 2)]
@@ -141,7 +142,7 @@ def test_2_two_concurrent_rollbacks_give_one_flip(lab: Lab) -> None:
 
 def test_3_a_flip_that_cannot_be_persisted_is_recorded_and_repaired(lab: Lab) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     saved = lab.paths.map_file.read_text()
     lab.paths.map_file.unlink()
     lab.paths.map_file.mkdir()  # cannot be replaced now (root ignores a chmod)
@@ -172,7 +173,7 @@ def test_3_a_flip_that_cannot_be_persisted_is_recorded_and_repaired(lab: Lab) ->
 
 
 def test_4_concurrent_flips_of_two_services_keep_both_lines(fresh_lab: Lab) -> None:
-    lab, config = fresh_lab, fresh_lab.paths.config
+    lab, config = fresh_lab, no_steps_config(fresh_lab)
     for side in ("green", "blue", "green"):
         procs = [start_cli(config, "flip", svc, "--to", side, "--force", "--reason", "INC-4")
                  for svc in ("web", "api")]
@@ -224,7 +225,7 @@ def test_5_command_router_needs_observation_and_persistence(lab: Lab, tmp_path: 
     script.write_text(LB_SCRIPT.format(python=sys.executable, sock=str(lab.paths.haproxy_socket),
                                        map=str(lab.paths.map_file)))
     script.chmod(0o755)
-    doc = yaml.safe_load(lab.paths.config.read_text())
+    doc = yaml.safe_load(no_steps_config(lab).read_text())
     frontends = doc["router"]["frontends"]
     doc["router"] = {"kind": "command", "script": str(script)}
     config = tmp_path / "bluegreen.yml"
@@ -253,7 +254,7 @@ def test_5_command_router_needs_observation_and_persistence(lab: Lab, tmp_path: 
 
 def test_6_kill_inside_the_auto_rollback_resumes_as_rolled_back(lab: Lab) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     proc = bluegreen(
         config, "rollout", WEB, "--yes", "--package", "demo-openssl=3.0.15-1",
         "--package", "demo-web=1.1.1", timeout=900,
@@ -297,7 +298,7 @@ def test_7_resume_of_a_campaign_child_is_refused_with_the_campaign_command(
     lab: Lab, tmp_path: Path
 ) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     camp = campaign_file(tmp_path, "needs-ok", approval={"mode": "manual", "at": "before_flip"})
     code, doc = bluegreen_json(config, "campaign", "run", str(camp), "--yes", timeout=900)
     assert code == 0 and doc["status"] == "awaiting_approval", doc
@@ -318,7 +319,7 @@ def test_7_resume_of_a_campaign_child_is_refused_with_the_campaign_command(
 
 def test_8_rollback_to_the_live_side_aborts_the_rollout(lab: Lab, tmp_path: Path) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     proc = during_patch(lab, config, tmp_path)
     try:
         code, out = bluegreen_json(config, "rollback", WEB, "--to", "blue", "--reason", "INC-8")
@@ -340,7 +341,7 @@ def test_9_campaign_run_continue_does_nothing_after_the_last_run_ended(
     lab: Lab, tmp_path: Path
 ) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     camp = campaign_file(tmp_path, "timer", approval={"mode": "manual", "at": "before_patch"})
     code, doc = bluegreen_json(config, "campaign", "run", str(camp), "--yes", "--continue")
     assert code == 0 and doc["status"] == "awaiting_approval", doc  # never ran: starts
@@ -367,7 +368,7 @@ def test_9_campaign_run_continue_does_nothing_after_the_last_run_ended(
 
 def test_10_verify_is_refused_while_a_rollout_patches(lab: Lab, tmp_path: Path) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     proc = during_patch(lab, config, tmp_path)
     try:
         code, doc = bluegreen_json(config, "verify", WEB, "--side", "green")
@@ -386,7 +387,7 @@ def test_10_verify_is_refused_while_a_rollout_patches(lab: Lab, tmp_path: Path) 
 
 def test_11_flip_stops_on_a_disagreeing_store_and_lab_reset_agrees(lab: Lab) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     rollout_to_green(config)
     lab.reset(hosts_of(lab, WEB))  # fresh roots, traffic back on blue: the store follows
     st = traffic_on(lab, config, "blue")
@@ -408,7 +409,7 @@ def test_11_flip_stops_on_a_disagreeing_store_and_lab_reset_agrees(lab: Lab) -> 
 
 def test_12_flip_rechecks_the_hosts_that_were_verified(lab: Lab, tmp_path: Path) -> None:
     fresh_web(lab)
-    doc = yaml.safe_load(lab.paths.config.read_text())
+    doc = yaml.safe_load(no_steps_config(lab).read_text())
     doc["services"][WEB]["fixed_versions"] = {}  # the unpatched image passes the gate
     config = tmp_path / "bluegreen.yml"
     config.write_text(yaml.safe_dump(doc))

@@ -17,7 +17,7 @@ from orchestrator.lab.lab import Lab
 from tests.integration.test_kernel_scenarios import audit, traffic_on
 from tests.reliability.helpers import fresh_web, journal_phases, start_cli, state_db, stop, wait_for
 from tests.support.cli import bluegreen_json
-from tests.support.lab import router_live, slow_patch_config
+from tests.support.lab import no_steps_config, router_live, slow_patch_config
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
@@ -28,7 +28,7 @@ def test_a_reload_between_set_and_persist_and_a_refused_flip_during_a_rollout(
     lab: Lab, tmp_path: Path
 ) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     assert router_live(lab, WEB) == "web_blue"
 
     # item 5: the map's lock held while the flip persists; HAProxy reloads meanwhile

@@ -14,7 +14,7 @@ import yaml
 from orchestrator.advisories import versions
 from orchestrator.lab.lab import Lab
 from tests.support.cli import bluegreen_json
-from tests.support.lab import hosts_of
+from tests.support.lab import hosts_of, no_steps_config
 
 pytestmark = pytest.mark.lab
 
@@ -61,7 +61,7 @@ def test_security_updates_on_the_standby_and_the_needrestart_lesson(
 ) -> None:
     lab = fresh_lab
     updates = {u.name: u.candidate for u in lab.security_updates()}
-    doc = yaml.safe_load(lab.paths.config.read_text())
+    doc = yaml.safe_load(no_steps_config(lab).read_text())
     doc["services"]["web"]["patch"] = {"security_updates": True}
     doc["services"]["web"]["fixed_versions"] = {}
     cfg = tmp_path / "bluegreen.yml"

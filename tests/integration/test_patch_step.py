@@ -19,7 +19,7 @@ from orchestrator.config.models import PackageSpec
 from orchestrator.lab.lab import Lab
 from orchestrator.patching import patch_side
 from tests.support.cli import bluegreen, bluegreen_json
-from tests.support.lab import VULNERABLE
+from tests.support.lab import VULNERABLE, no_steps_config
 
 pytestmark = pytest.mark.lab
 
@@ -55,7 +55,7 @@ def installed(lab: Lab, host: str, package: str) -> str:
 
 @pytest.fixture
 def config(lab: Lab) -> LoadedConfig:
-    return load_config(lab.paths.config)
+    return load_config(no_steps_config(lab))
 
 
 def test_touched_lists_without_the_version_still_refresh(lab: Lab, config: LoadedConfig) -> None:
@@ -96,7 +96,7 @@ def test_playbook_that_changes_nothing_is_reported_and_the_gate_fails(
         sh(lab, host, FORGET_REPO_AND_TOUCH)
     playbook = tmp_path / "lazy-upgrade.yml"
     playbook.write_text(LAZY_UPGRADE_PLAYBOOK)
-    doc = yaml.safe_load(lab.paths.config.read_text())
+    doc = yaml.safe_load(no_steps_config(lab).read_text())
     doc["services"]["web"]["patch"]["playbook"] = str(playbook)
     cfg = tmp_path / "bluegreen.yml"
     cfg.write_text(yaml.safe_dump(doc))

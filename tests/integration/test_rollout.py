@@ -23,6 +23,7 @@ from tests.support.lab import (
     audit_ok,
     fingerprint,
     hosts_of,
+    no_steps_config,
     served_by,
     versions,
 )
@@ -30,7 +31,7 @@ from tests.support.lab import (
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
 def test_full_rollout_patches_standby_flips_and_leaves_live_untouched(fresh_lab: Lab) -> None:
-    lab, config = fresh_lab, fresh_lab.paths.config
+    lab, config = fresh_lab, no_steps_config(fresh_lab)
     blue = hosts_of(lab, "web", "blue")
     before = {h: fingerprint(lab, h) for h in blue}
     code, doc = bluegreen_json(config, "rollout", "web", "--yes")
@@ -55,7 +56,7 @@ def _addr(lab: Lab, host: str) -> str:
 
 
 def test_broken_version_fails_verification_and_nothing_flips(fresh_lab: Lab) -> None:
-    lab, config = fresh_lab, fresh_lab.paths.config
+    lab, config = fresh_lab, no_steps_config(fresh_lab)
     before = {h: fingerprint(lab, h) for h in hosts_of(lab, "web", "blue")}
     code, doc = bluegreen_json(config, "rollout", "web", "--yes", "--package", "demo-web=1.1.0")
     assert code == 3, doc
@@ -77,7 +78,7 @@ def test_broken_version_fails_verification_and_nothing_flips(fresh_lab: Lab) -> 
 
 
 def test_subtle_version_is_caught_in_bake_and_rolled_back(fresh_lab: Lab) -> None:
-    lab, config = fresh_lab, fresh_lab.paths.config
+    lab, config = fresh_lab, no_steps_config(fresh_lab)
     code, doc = bluegreen_json(
         config,
         "rollout",
@@ -143,7 +144,7 @@ def test_bake_rolls_back_on_real_users_5xx_seen_at_the_load_balancer(
     """Bake's own probes ask /health, which the subtle 1.1.1 answers fine; users asking / get
     500s. Only the load balancer's counters of the new side see that: bake must roll back."""
     lab = fresh_lab
-    doc = yaml.safe_load(lab.paths.config.read_text())
+    doc = yaml.safe_load(no_steps_config(lab).read_text())
     doc["services"]["web"]["bake"].update(
         {"seconds": 30, "url_path": "/health", "min_responses": 20, "max_error_ratio": 0.05})
     config = tmp_path / "bluegreen.yml"
@@ -163,7 +164,7 @@ def test_bake_rolls_back_on_real_users_5xx_seen_at_the_load_balancer(
 
 
 def test_rollback_under_continuous_load_loses_no_request(fresh_lab: Lab) -> None:
-    lab, config = fresh_lab, fresh_lab.paths.config
+    lab, config = fresh_lab, no_steps_config(fresh_lab)
     code, doc = bluegreen_json(config, "rollout", "web", "--yes")
     assert code == 0, doc
     with Load(lab.status()["frontends"]["web"] + "/version") as load:
@@ -185,7 +186,7 @@ def force_green(config: Path, service: str = "web") -> None:
 
 
 def test_flip_survives_haproxy_reload_and_restart(fresh_lab: Lab) -> None:
-    lab, config = fresh_lab, fresh_lab.paths.config
+    lab, config = fresh_lab, no_steps_config(fresh_lab)
     force_green(config)
     lab.reload_haproxy()
     assert served_by(lab, "web") == "green"
@@ -196,7 +197,7 @@ def test_flip_survives_haproxy_reload_and_restart(fresh_lab: Lab) -> None:
 
 
 def test_router_state_disagreement_refuses_and_adopt_is_audited(fresh_lab: Lab) -> None:
-    lab, config = fresh_lab, fresh_lab.paths.config
+    lab, config = fresh_lab, no_steps_config(fresh_lab)
     force_green(config)
     from orchestrator.lab.lab import haproxy_command
 
@@ -223,7 +224,7 @@ def test_router_state_disagreement_refuses_and_adopt_is_audited(fresh_lab: Lab) 
 
 
 def test_tampered_audit_record_is_detected(fresh_lab: Lab) -> None:
-    lab, config = fresh_lab, fresh_lab.paths.config
+    lab, config = fresh_lab, no_steps_config(fresh_lab)
     force_green(config)
     for reason in ("a", "b"):
         assert bluegreen_json(config, "rollback", "web", "--reason", reason)[0] == 0
@@ -244,11 +245,11 @@ def _audit_table(conn: sqlite3.Connection) -> str:
 def test_rollback_imports_neither_ansible_nor_pytest(fresh_lab: Lab) -> None:
     """...nor, once any full load left the validated-config snapshot, pydantic or PyYAML."""
     lab = fresh_lab
-    force_green(lab.paths.config, "api")  # so that the rollback below really flips
-    assert bluegreen(lab.paths.config, "status", "api").returncode == 0  # leaves the snapshot
+    force_green(no_steps_config(lab), "api")  # so that the rollback below really flips
+    assert bluegreen(no_steps_config(lab), "status", "api").returncode == 0  # leaves the snapshot
     code = (
         "import sys\nfrom orchestrator.cli import main\n"
-        f"try:\n    main(['-c', {str(lab.paths.config)!r}, 'rollback', 'api', '--reason', 'import test'])\n"
+        f"try:\n    main(['-c', {str(no_steps_config(lab))!r}, 'rollback', 'api', '--reason', 'import test'])\n"
         "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
         "{'ansible', 'ansible_runner', 'pytest', '_pytest', 'testinfra', 'pydantic', "
@@ -256,7 +257,7 @@ def test_rollback_imports_neither_ansible_nor_pytest(fresh_lab: Lab) -> None:
         "'uvicorn', 'jinja2', 'prometheus_client', 'psycopg'})\n"
         "assert 'orchestrator.web' not in sys.modules\n"
         "assert not heavy, heavy\n"
-        f"main(['-c', {str(lab.paths.config)!r}, 'rollback', 'api', '--reason', 'back'])\n"
+        f"main(['-c', {str(no_steps_config(lab))!r}, 'rollback', 'api', '--reason', 'back'])\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -267,7 +268,7 @@ def test_rollback_never_uses_a_stale_config_snapshot(fresh_lab: Lab, tmp_path: P
     in full and refuses bad input (exit 2, field named) with traffic where it was."""
     lab = fresh_lab
     config = tmp_path / "bluegreen.yml"
-    text = lab.paths.config.read_text()
+    text = no_steps_config(lab).read_text()
     config.write_text(text)
     force_green(config, "api")  # so that a rollback has somewhere to go
     assert bluegreen(config, "status", "api").returncode == 0  # snapshot of the good file
@@ -285,7 +286,7 @@ def test_rollback_never_uses_a_stale_config_snapshot(fresh_lab: Lab, tmp_path: P
 
 def test_plan_shows_changes_and_changes_nothing(fresh_lab: Lab) -> None:
     lab = fresh_lab
-    config = lab.paths.config
+    config = no_steps_config(lab)
     before_versions = {h: versions(lab, h) for h in hosts_of(lab, "api", "green")}
     live_before = served_by(lab, "api")
     code, hist_before = bluegreen_json(config, "history")
@@ -304,7 +305,7 @@ def test_plan_shows_changes_and_changes_nothing(fresh_lab: Lab) -> None:
 
 
 def test_status_shows_what_the_load_balancer_counted_per_side(lab: Lab) -> None:
-    config = lab.paths.config
+    config = no_steps_config(lab)
     code, before = bluegreen_json(config, "status", "api")
     assert code == 0, before
     live, standby = before["live"], before["standby"]

@@ -20,7 +20,7 @@ from orchestrator.lab.lab import Lab
 from tests.integration.test_kernel_scenarios import audit, traffic_on
 from tests.reliability.helpers import fresh_web, journal_phases, start_cli, state_db, stop, wait_for
 from tests.support.cli import bluegreen_json
-from tests.support.lab import FIXED, quick_bake_config, slow_patch_config
+from tests.support.lab import FIXED, no_steps_config, quick_bake_config, slow_patch_config
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
@@ -40,7 +40,7 @@ def test_7_a_killed_run_is_abandoned_by_the_takeover_and_a_rollback_still_flips(
     lab: Lab, tmp_path: Path
 ) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     # R1 flips to green and is killed (-9) as its bake begins: never resumed
     proc = start_cli(config, "rollout", WEB, "--yes", "--json",
                      env={"BLUEGREEN_FAILPOINT": "bake:begin"})
@@ -114,7 +114,7 @@ def test_6_campaign_abort_keeps_the_live_childs_lock_and_refuses_its_late_write(
     ends the playbook itself: a stopped holder does not read the playbook's output (ansible-
     runner's pty), so the playbook blocks on it and would end only minutes later."""
     fresh_web(lab)
-    config = slow_patch_config(lab.paths.config, tmp_path, seconds=6)
+    config = slow_patch_config(no_steps_config(lab), tmp_path, seconds=6)
     camp = tmp_path / "fenced.yml"
     camp.write_text(yaml.safe_dump({
         "name": "fenced", "window": {"always": True}, "waves": [{"services": [WEB]}],
@@ -134,7 +134,7 @@ def test_6_campaign_abort_keeps_the_live_childs_lock_and_refuses_its_late_write(
         child = doc["aborted_children"][0]
         # the abort freed nothing: the child keeps its lock until it stops
         assert doc["still_stopping"] and f"pid {proc.pid}" in doc["still_stopping"][0], doc
-        code, second = bluegreen_json(lab.paths.config, "rollout", WEB, "--yes")
+        code, second = bluegreen_json(no_steps_config(lab), "rollout", WEB, "--yes")
         assert code == 5 and child in second["error"], second  # no second Ansible on green
         for leash, _ in [p for p in descendant_processes(proc.pid) if "leash.py" in p[1]]:
             with contextlib.suppress(ProcessLookupError):
@@ -149,17 +149,17 @@ def test_6_campaign_abort_keeps_the_live_childs_lock_and_refuses_its_late_write(
         stop(proc)
     assert proc.returncode != 0, (out, err)
     # its late write (the patch's record, after Ansible) was refused: green stays patching
-    code, st = bluegreen_json(lab.paths.config, "status", WEB)
+    code, st = bluegreen_json(no_steps_config(lab), "status", WEB)
     assert st["sides"]["green"]["state"] == "patching" and st["lock"] is None, st
-    hist = history(lab.paths.config)
+    hist = history(no_steps_config(lab))
     aborted = next(i for i, r in enumerate(hist) if r["command"] == "run.finish"
                    and r["result"] == "aborted" and r["before"]["run_id"] == child)
     late = [r["command"] for r in hist[aborted + 1:] if r["reason"] == f"run {child}"
             or (r["command"].startswith("journal.") and r["after"].get("run_id") == child)]
     assert not late, late
     assert "lock.force_release" not in [r["command"] for r in hist]
-    traffic_on(lab, lab.paths.config, "blue")
-    code, second = bluegreen_json(quick_bake_config(lab.paths.config, tmp_path), "rollout", WEB,
+    traffic_on(lab, no_steps_config(lab), "blue")
+    code, second = bluegreen_json(quick_bake_config(no_steps_config(lab), tmp_path), "rollout", WEB,
                                   "--yes", timeout=900)
     assert code == 0 and second["to"] == "green", json.dumps(second)
-    traffic_on(lab, lab.paths.config, "green")
+    traffic_on(lab, no_steps_config(lab), "green")

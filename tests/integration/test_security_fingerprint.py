@@ -14,6 +14,7 @@ import yaml
 
 from orchestrator.lab.lab import Lab
 from tests.support.cli import bluegreen, bluegreen_json
+from tests.support.lab import no_steps_config
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
@@ -24,7 +25,7 @@ WEB = ["web-blue-1", "web-blue-2", *GREEN]
 
 
 def write_config(lab: Lab, tmp_path: Path, **web: Any) -> Path:
-    doc = yaml.safe_load(lab.paths.config.read_text())
+    doc = yaml.safe_load(no_steps_config(lab).read_text())
     doc["state"] = {"path": "state/state.db"}
     doc["ssh"]["connect_timeout"] = 2
     doc["services"]["web"].update({"fixed_versions": {}, **web})

@@ -31,7 +31,14 @@ from orchestrator.lab.lab import Lab
 from tests.integration.test_campaign import write_campaign
 from tests.support.browser import chromium, full_page_screenshot
 from tests.support.cli import BLUEGREEN, bluegreen, bluegreen_json
-from tests.support.lab import FIXED, VULNERABLE, hosts_of, served_by, slow_patch_config
+from tests.support.lab import (
+    FIXED,
+    VULNERABLE,
+    hosts_of,
+    no_steps_config,
+    served_by,
+    slow_patch_config,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
@@ -95,7 +102,7 @@ def served(fresh_lab: Lab) -> Iterator[str]:
     """`bluegreen serve` on a free loopback port, reading every half second."""
     port = free_port()
     proc = subprocess.Popen(
-        [*BLUEGREEN, "-c", str(fresh_lab.paths.config), "serve", "--listen",
+        [*BLUEGREEN, "-c", str(no_steps_config(fresh_lab)), "serve", "--listen",
          f"127.0.0.1:{port}", "--interval", "0.5"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}/"
@@ -126,7 +133,7 @@ def _answers(base: str, proc: subprocess.Popen[str]) -> bool:
 def test_report_of_a_lab_campaign_in_chromium(fresh_lab: Lab, tmp_path: Path) -> None:
     """web is patched and flipped; api's gate fails on a check whose output is markup."""
     lab = fresh_lab
-    doc = yaml.safe_load(lab.paths.config.read_text())
+    doc = yaml.safe_load(no_steps_config(lab).read_text())
     doc["services"]["api"].setdefault("checks", []).append(
         {"kind": "command", "argv": ["sh", "-c", f"echo '{MARKUP_OUTPUT}'; exit 1"]})
     config = tmp_path / "bluegreen.yml"
@@ -174,13 +181,13 @@ def test_dashboard_follows_a_rollout_metrics_and_api(
     fresh_lab: Lab, served: str, tmp_path: Path
 ) -> None:
     lab, base = fresh_lab, served
-    config = slow_patch_config(lab.paths.config, tmp_path, seconds=6)
+    config = slow_patch_config(no_steps_config(lab), tmp_path, seconds=6)
     m = metric_values(base)
     assert m[live("web", "blue")] == 1.0 and m[live("web", "green")] == 0.0
     assert m[("bluegreen_rollbacks_total", (("service", "web"),))] == 0.0
     assert m[("bluegreen_audit_chain_ok", ())] == 1.0
     # the real CVEs of both sides, measured once: the dashboard shows them per side
-    code, found = bluegreen_json(lab.paths.config, "exposure", "web", timeout=300)
+    code, found = bluegreen_json(no_steps_config(lab), "exposure", "web", timeout=300)
     assert code == 3, found
 
     def exposure_cell(browser: Any, side: str) -> Any:
@@ -251,7 +258,7 @@ def test_dashboard_follows_a_rollout_metrics_and_api(
     for t in readers:
         t.start()
     try:
-        back = bluegreen(lab.paths.config, "rollback", "web", "--reason", "INC-views")
+        back = bluegreen(no_steps_config(lab), "rollback", "web", "--reason", "INC-views")
     finally:
         stop.set()
         for t in readers:
@@ -269,14 +276,14 @@ def test_dashboard_follows_a_rollout_metrics_and_api(
     services = json.loads(get(base + "api/v1/services")[1])["services"]
     web = next(s for s in services if s["name"] == "web")
     assert web["live"] == "blue" and web["rollbacks"] == 1 and web["agrees"]
-    code, status = bluegreen_json(lab.paths.config, "status", "web")
+    code, status = bluegreen_json(no_steps_config(lab), "status", "web")
     assert code == 0, status
     assert {s["side"]: s["state"] for s in web["sides"]} == {
         side: v["state"] for side, v in status["sides"].items()}
     runs = json.loads(get(base + "api/v1/runs")[1])["runs"]
     assert runs[0]["kind"] == "rollout" and runs[0]["status"] == "done"
     audit = json.loads(get(base + "api/v1/audit")[1])["audit"]
-    code, chain = bluegreen_json(lab.paths.config, "audit", "verify")
+    code, chain = bluegreen_json(no_steps_config(lab), "audit", "verify")
     assert audit["ok"] and audit["count"] == chain["count"]
     for method in ("POST", "PUT", "DELETE"):
         req = urllib.request.Request(base + "api/v1/services", method=method, data=b"{}")
@@ -287,7 +294,7 @@ def test_dashboard_follows_a_rollout_metrics_and_api(
     # the same metrics for node_exporter's textfile collector
     prom = tmp_path / "textfile" / "bluegreen.prom"
     prom.parent.mkdir()
-    out = bluegreen(lab.paths.config, "metrics", "--textfile", str(prom))
+    out = bluegreen(no_steps_config(lab), "metrics", "--textfile", str(prom))
     assert out.returncode == 0, out.stderr
     assert (prom.stat().st_mode & 0o777) == 0o644
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
@@ -325,6 +332,6 @@ def test_a_busy_store_is_shown_stale_and_a_public_address_needs_a_token(
     wait_for("the page to be fresh again", lambda: "stale since" not in get(base)[1], 30)
 
     port = free_port()
-    refused = bluegreen(fresh_lab.paths.config, "serve", "--listen", f"0.0.0.0:{port}",
+    refused = bluegreen(no_steps_config(fresh_lab), "serve", "--listen", f"0.0.0.0:{port}",
                         env={"BLUEGREEN_SERVE_TOKEN": ""}, timeout=30)
     assert refused.returncode == 2 and "token is required" in refused.stderr, refused.stderr

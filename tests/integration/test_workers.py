@@ -25,7 +25,7 @@ from orchestrator.state.registry import open_store, parse_state_url
 from tests.reliability.helpers import fresh_web, start_cli, stop, wait_for
 from tests.support import postgres
 from tests.support.cli import bluegreen_json
-from tests.support.lab import ROOT, served_by, slow_patch_config
+from tests.support.lab import ROOT, no_steps_config, served_by, slow_patch_config
 
 pytestmark = [pytest.mark.lab, pytest.mark.destructive]
 
@@ -42,7 +42,7 @@ def team_store(lab: Lab, tmp_path: Path) -> Iterator[tuple[Path, dict[str, str],
     (home / "cache").mkdir(mode=0o700)
     env = {"BLUEGREEN_CACHE_DIR": str(home / "cache")}
     with postgres.throwaway_database("bluegreen_workers") as url:
-        doc = yaml.safe_load(lab.paths.config.read_text())
+        doc = yaml.safe_load(no_steps_config(lab).read_text())
         doc["state"] = {"url": url}
         doc["audit"]["key_file"] = str(home / "audit.key")
         doc["reports_dir"] = str(home / "reports")

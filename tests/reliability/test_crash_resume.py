@@ -34,6 +34,7 @@ from tests.support.lab import (
     fingerprints,
     hosts_of,
     no_playbook_left,
+    no_steps_config,
     versions,
 )
 
@@ -98,7 +99,7 @@ def _kill_points() -> list[KillPoint]:
 
 def _kill_during(lab: Lab, point: KillPoint) -> None:
     """Start a rollout and SIGKILL it when the point is reached; the process must die."""
-    config = lab.paths.config
+    config = no_steps_config(lab)
     env = {"BLUEGREEN_FAILPOINT": point.failpoint} if point.failpoint else {}
     proc = start_cli(config, "rollout", WEB, "--yes", "--json", env=env)
     try:
@@ -127,7 +128,7 @@ def _kill_during(lab: Lab, point: KillPoint) -> None:
 @pytest.mark.parametrize("point", _kill_points(), ids=str)
 def test_kill_and_resume(lab: Lab, point: KillPoint) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     blue, green = hosts_of(lab, WEB, "blue"), hosts_of(lab, WEB, "green")
     before = fingerprints(lab, blue)
     ok = False

@@ -31,6 +31,7 @@ from tests.support.lab import (
     assert_consistent,
     fingerprints,
     hosts_of,
+    no_steps_config,
     router_live,
     served_by,
     versions,
@@ -61,7 +62,7 @@ def _nothing_moved(lab: Lab, blue_before: dict[str, str]) -> None:
 
 def test_standby_host_down_before_patching(lab: Lab) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     blue_before = fingerprints(lab, hosts_of(lab, WEB, "blue"))
     with fault_case("standby host down before patching") as seen:
         lab.fault("web-green-1", "unreachable")
@@ -80,7 +81,7 @@ def test_standby_host_down_before_patching(lab: Lab) -> None:
 
 def test_standby_host_down_during_patching(lab: Lab) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     blue_before = fingerprints(lab, hosts_of(lab, WEB, "blue"))
     with fault_case("standby host down during patching") as seen:
         proc = start_cli(config, "rollout", WEB, "--yes")
@@ -101,7 +102,7 @@ def test_standby_host_down_during_patching(lab: Lab) -> None:
 
 def test_apt_repository_down(lab: Lab) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     blue_before = fingerprints(lab, hosts_of(lab, WEB, "blue"))
     with fault_case("apt repository down") as seen:
         lab.stop_repo()
@@ -119,7 +120,7 @@ def test_apt_repository_down(lab: Lab) -> None:
 
 def test_probe_that_hangs_hits_its_deadline(lab: Lab, tmp_path: Path) -> None:
     fresh_web(lab)
-    text = lab.paths.config.read_text()
+    text = no_steps_config(lab).read_text()
     anchor = "    fixed_versions:\n      demo-openssl: 3.0.15-1\n"
     assert anchor in text
     hang = "    checks:\n    - {kind: command, argv: [sleep, '600'], timeout_s: 3, id: hangs}\n"
@@ -138,12 +139,12 @@ def test_probe_that_hangs_hits_its_deadline(lab: Lab, tmp_path: Path) -> None:
         code, doc = bluegreen_json(config, "flip", WEB, "--to", "green", "--reason", "try")
         assert code == 3, doc
         assert served_by(lab, WEB) == "blue"
-        assert_consistent(lab, lab.paths.config)
+        assert_consistent(lab, no_steps_config(lab))
 
 
 def test_haproxy_socket_gone_at_flip_time(lab: Lab) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     sock = lab.paths.haproxy_socket
     away = sock.with_name("admin.sock.away")
     with fault_case("HAProxy admin socket gone at flip") as seen:
@@ -166,7 +167,7 @@ def test_haproxy_socket_gone_at_flip_time(lab: Lab) -> None:
 
 def test_haproxy_restarted_during_bake(lab: Lab) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     with fault_case("HAProxy restarted during bake") as seen:
         proc = start_cli(config, "rollout", WEB, "--yes", "--json")
         try:
@@ -217,7 +218,7 @@ def _green_is_the_rollback_side(config: Path) -> None:
 
 def test_state_database_locked_by_another_process(lab: Lab) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     _green_is_the_rollback_side(config)
     blue_before = fingerprints(lab, hosts_of(lab, WEB, "blue"))
     with fault_case("state database locked") as seen, db_locked(state_db(lab)):
@@ -242,7 +243,7 @@ def test_state_directory_disk_full(lab: Lab, tmp_path: Path) -> None:
         ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mount)], check=True
     )
     try:
-        text = lab.paths.config.read_text()
+        text = no_steps_config(lab).read_text()
         old = f"  path: {lab.paths.root}/state/state.db"
         assert old in text
         config = tmp_path / "bluegreen.yml"
@@ -276,7 +277,7 @@ def test_high_latency_to_one_standby_host(lab: Lab) -> None:
     """Default run: the verification gate over a 64 kbit/s link (~20 s); with
     BLUEGREEN_RELIABILITY_FULL=1 a whole rollout over it (~4 min)."""
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     blue_before = fingerprints(lab, hosts_of(lab, WEB, "blue"))
     full = os.environ.get("BLUEGREEN_RELIABILITY_FULL") == "1"
     name = "high latency to one host (slow)" + (": rollout" if full else ": verify")

@@ -20,7 +20,14 @@ import pytest
 from orchestrator.lab.lab import Lab
 from tests.reliability.helpers import WEB, fresh_web
 from tests.support.cli import BLUEGREEN, bluegreen, bluegreen_json
-from tests.support.lab import assert_consistent, hosts_of, router_live, served_by, versions
+from tests.support.lab import (
+    assert_consistent,
+    hosts_of,
+    no_steps_config,
+    router_live,
+    served_by,
+    versions,
+)
 
 pytestmark = [pytest.mark.lab]
 
@@ -50,7 +57,7 @@ def _change_host_key(lab: Lab, host: str) -> None:
 @pytest.mark.destructive
 def test_changed_host_key_is_refused_by_ansible_and_probes(lab: Lab) -> None:
     fresh_web(lab)
-    config = lab.paths.config
+    config = no_steps_config(lab)
     try:
         _change_host_key(lab, "web-green-1")
         # probes (paramiko, RejectPolicy + our known_hosts)
@@ -96,7 +103,7 @@ def _secret_config(lab: Lab, tmp: Path) -> Path:
         "  vars:\n", f"  vars:\n    vault_api_key: {SECRETS['vault_db_password']}-group\n", 1
     )
     (tmp / "hosts.yml").write_text(inventory)
-    config = lab.paths.config.read_text().replace(
+    config = no_steps_config(lab).read_text().replace(
         f"inventory: {lab.paths.inventory}", f"inventory: {tmp / 'hosts.yml'}"
     )
     (tmp / "bluegreen.yml").write_text(config)
@@ -168,7 +175,7 @@ def test_planted_secrets_appear_nowhere(lab: Lab, tmp_path: Path) -> None:
 def test_state_files_are_created_0600_whatever_the_umask(lab: Lab, tmp_path: Path) -> None:
     state = tmp_path / "fresh-state"
     reports = tmp_path / "reports"
-    text = lab.paths.config.read_text()
+    text = no_steps_config(lab).read_text()
     text = text.replace(f"  path: {lab.paths.root}/state/state.db", f"  path: {state}/state.db")
     text = text.replace(f"reports_dir: {lab.paths.root}/reports", f"reports_dir: {reports}")
     config = tmp_path / "bluegreen.yml"
@@ -275,7 +282,7 @@ def _audit_rows(db: Path) -> list[tuple[object, ...]]:
 )
 def test_audit_chain_detects_tampering(lab: Lab, tmp_path: Path, how: str) -> None:
     state = tmp_path / "state"
-    text = lab.paths.config.read_text().replace(
+    text = no_steps_config(lab).read_text().replace(
         f"  path: {lab.paths.root}/state/state.db", f"  path: {state}/state.db"
     )
     config = tmp_path / "bluegreen.yml"
@@ -357,7 +364,7 @@ def test_router_stderr_webhook_tokens_and_env_secrets_appear_nowhere(
     script = tmp_path / "router.sh"
     script.write_text(ROUTER_SCRIPT)
     script.chmod(0o755)
-    doc = yaml.safe_load(lab.paths.config.read_text())
+    doc = yaml.safe_load(no_steps_config(lab).read_text())
     doc["state"]["path"] = str(tmp_path / "state" / "state.db")
     doc["reports_dir"] = str(tmp_path / "reports")
     doc["audit"]["witness"]["file"] = str(tmp_path / "witness.log")

@@ -148,12 +148,35 @@ def slow_patch_config(config: Path, tmp_path: Path, *, seconds: int) -> Path:
 QUICK_BAKE_S = 3.0  # the lab's bake watches 10 s
 
 
+def no_steps(doc: dict[str, Any], service: str = "web") -> dict[str, Any]:
+    """`doc` (a parsed bluegreen.yml) whose `service` bakes without steps: the flip, then
+    `bake.seconds` watched (the lab's web bakes as steps judged on its Prometheus, and with
+    steps no user traffic never passes). For lab tests that roll web out with no user
+    traffic and are not about the steps (tests/integration/test_bake_steps_lab.py is)."""
+    bake = doc["services"][service]["bake"]
+    bake.pop("steps", None)
+    bake.pop("analysis", None)
+    return doc
+
+
+def no_steps_config(lab: Lab) -> Path:
+    """The lab's bluegreen.yml without web's steps (`no_steps`): today's plain bake, same
+    store, key, router; beside it in the lab's directory (gone with `lab down`)."""
+    path = lab.paths.root / "bluegreen-no-steps.yml"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(no_steps(yaml.safe_load(lab.paths.config.read_text())),
+                                  sort_keys=False))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return path
+
+
 def quick_bake(doc: dict[str, Any], service: str = "web") -> dict[str, Any]:
-    """`doc` (a parsed bluegreen.yml) whose `service` bakes QUICK_BAKE_S instead of the lab's
-    10 s, still probed every 0.2 s: for tests whose rollouts must bake and pass but whose
-    assertions are about something else (CI time; the bake itself is tested with the lab's
-    own config, e.g. tests/integration/test_rollout.py)."""
-    doc["services"][service]["bake"]["seconds"] = QUICK_BAKE_S
+    """`doc` (a parsed bluegreen.yml) whose `service` bakes QUICK_BAKE_S without steps
+    (`no_steps`) instead of the lab's 10 s, still probed every 0.2 s: for tests whose
+    rollouts must bake and pass but whose assertions are about something else (CI time;
+    the bake itself is tested with the lab's own config, e.g. test_bake_steps_lab.py)."""
+    no_steps(doc, service)["services"][service]["bake"]["seconds"] = QUICK_BAKE_S
     return doc
 
 
