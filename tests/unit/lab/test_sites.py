@@ -67,6 +67,7 @@ def test_the_labs_config_with_sites_is_valid_and_each_site_sees_its_own_reach(
     p.config.write_text(files.bluegreen_config(p, SERVICES, "postgresql:///x", sites=plan))
     config = load_config(p.config)
     assert config.sites == {"site1": ["db", "web"], "site2": ["api"]}
+    assert config.services["web"].bake.steps == []  # no Prometheus in a lab of sites
     two = config.for_site("site2")
     assert str(sites.site_paths(p, plan[1]).haproxy_socket) in str(two.router.socket)
     assert dict(two.router.frontends) == {"api": f"http://127.0.0.1:{p.frontend_base_port + 1}"}
