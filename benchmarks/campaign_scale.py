@@ -124,8 +124,10 @@ def audit_commands(url: str, key: Path) -> list[str]:
 
 def bench_config(lab: Lab, workdir: Path) -> Path:
     doc = yaml.safe_load(lab.paths.config.read_text())
-    for svc in doc["services"].values():
+    for svc in doc["services"].values():  # no bake, no steps (the lab's web has them)
         svc["bake"]["seconds"] = 0
+        svc["bake"].pop("steps", None)
+        svc["bake"].pop("analysis", None)
     path = workdir / "bluegreen.yml"
     path.write_text(yaml.safe_dump(doc))
     path.chmod(0o644)
