@@ -264,8 +264,8 @@ class Lab:
         state.haproxy_pid = balancer.start(p)
         self._save(state)
         self._wait_haproxy(shape)
-        self.say("starting Prometheus (scrapes HAProxy's exporter every second)")
-        state.prometheus_pid = metrics.start(p)
+        self.say("starting Prometheus (scrapes HAProxy's exporter and the hosts every second)")
+        state.prometheus_pid = metrics.start(p, specs)
         self._save(state)
         metrics.wait_ready(p)
 

@@ -1,5 +1,7 @@
 """The lab's Prometheus (Debian's `prometheus` package): scrapes HAProxy's built-in
-exporter every second, so the bake's analysis runs on real metrics. Runs as a plain process
+exporter and every host's demo-web (`/metrics`: requests by code, a duration histogram,
+labelled with the host's service and side) every second, so the bake's analysis runs on
+real metrics. Runs as a plain process
 of the lab (PID 1 may not be systemd), on loopback, its data under the lab's root."""
 
 from __future__ import annotations
@@ -8,8 +10,10 @@ import json
 import subprocess
 import time
 import urllib.request
+from collections.abc import Sequence
 
 from orchestrator.errors import LabError
+from orchestrator.lab.hosts import HostSpec
 from orchestrator.lab.paths import LabPaths
 
 PROMETHEUS = "/usr/bin/prometheus"
@@ -19,7 +23,7 @@ def url(paths: LabPaths) -> str:
     return f"http://127.0.0.1:{paths.prometheus_port}"
 
 
-def start(paths: LabPaths) -> int:
+def start(paths: LabPaths, hosts: Sequence[HostSpec] = ()) -> int:
     """Write the config and start Prometheus; the PID."""
     paths.prometheus.mkdir(parents=True, exist_ok=True)
     config = {
@@ -27,6 +31,11 @@ def start(paths: LabPaths) -> int:
         "scrape_configs": [{
             "job_name": "haproxy",
             "static_configs": [{"targets": [f"127.0.0.1:{paths.haproxy_metrics_port}"]}],
+        }, {
+            "job_name": "hosts",
+            "static_configs": [{"targets": [f"{h.address}:8080"],
+                                "labels": {"host": h.name, "service": h.service,
+                                           "side": h.side}} for h in hosts],
         }],
     }
     cfg = paths.prometheus / "prometheus.yml"

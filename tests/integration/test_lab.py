@@ -9,6 +9,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -229,23 +231,37 @@ def get_status(url: str) -> int:
 
 def test_the_lab_prometheus_scrapes_haproxy(lab: Lab) -> None:
     """`lab status --json` names the lab's Prometheus; it has HAProxy's per-backend response
-    counters, and they move with the traffic through a frontend."""
+    counters and every host's own (demo-web's /metrics, labelled with service and side), and
+    both move with the traffic through a frontend."""
     status = lab.status()
     prometheus = status["prometheus"]
     assert prometheus == f"http://127.0.0.1:{lab.paths.prometheus_port}"
-    query = ("sum(haproxy_backend_http_responses_total{proxy=%22api_blue%22})")
 
-    def counted() -> float:
-        with urllib.request.urlopen(f"{prometheus}/api/v1/query?query={query}",
+    def query(promql: str) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(f"{prometheus}/api/v1/query?query={quote(promql)}",
                                     timeout=5) as reply:
-            result = json.loads(reply.read())["data"]["result"]
+            result: list[dict[str, Any]] = json.loads(reply.read())["data"]["result"]
+        return result
+
+    def counted(promql: str) -> float:
+        result = query(promql)
         return float(result[0]["value"][1]) if result else -1.0
 
-    before = counted()
-    assert before >= 0, "no series for api_blue"
+    haproxy = 'sum(haproxy_backend_http_responses_total{proxy="api_blue"})'
+    hosts = ('sum(demo_web_requests_total{job="hosts",service="api"}) '
+             'or vector(0)')
+    deadline = time.monotonic() + 30  # every host scraped once (1 s interval)
+    while len([r for r in query('up{job="hosts"} == 1')]) < len(status["hosts"]):
+        assert time.monotonic() < deadline, query('up{job="hosts"}')
+        time.sleep(0.5)
+    before, before_hosts = counted(haproxy), counted(hosts)
+    assert before >= 0 and before_hosts >= 0, "no series for api_blue"
     for _ in range(20):
         get(status["frontends"]["api"] + "/")
     deadline = time.monotonic() + 15
-    while counted() < before + 20:
-        assert time.monotonic() < deadline, (before, counted())
+    while counted(haproxy) < before + 20 or counted(hosts) < before_hosts + 20:
+        assert time.monotonic() < deadline, (before, counted(haproxy), before_hosts,
+                                             counted(hosts))
         time.sleep(0.5)
+    buckets = query('sum by (le) (demo_web_request_duration_seconds_bucket{service="api"})')
+    assert {r["metric"]["le"] for r in buckets} >= {"0.1", "+Inf"}, buckets

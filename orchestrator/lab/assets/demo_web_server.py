@@ -2,7 +2,9 @@
 """demo-web: the lab's demo service. Installed by the demo-web package; not part of bluegreen.
 
 Maps the demo-openssl library file, so a process that was not restarted after an upgrade of
-demo-openssl shows the deleted file in /proc/PID/maps. Answers /health, /version and /.
+demo-openssl shows the deleted file in /proc/PID/maps. Answers /health, /version and /, and
+/metrics (Prometheus text: the requests on / by status code and a histogram of their
+durations, which the lab's Prometheus scrapes from every host).
 """
 
 import json
@@ -28,6 +30,37 @@ with open(LIBRARY, "rb") as _lib:
 LIBRARY_VERSION = MAPPED[:64].split(b"\n", 1)[0].decode(errors="replace")
 _served = 0
 _lock = threading.Lock()
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_codes: dict[int, int] = {}
+_le = [0] * len(BUCKETS)
+_count = 0
+_sum = 0.0
+
+
+def _observe(code: int, seconds: float) -> None:
+    global _count, _sum
+    with _lock:
+        _codes[code] = _codes.get(code, 0) + 1
+        _count += 1
+        _sum += seconds
+        for i, bound in enumerate(BUCKETS):
+            if seconds <= bound:
+                _le[i] += 1
+
+
+def _metrics() -> str:
+    with _lock:
+        lines = ["# HELP demo_web_requests_total Requests on / answered, by status code.",
+                 "# TYPE demo_web_requests_total counter"]
+        lines += [f'demo_web_requests_total{{code="{c}"}} {n}' for c, n in sorted(_codes.items())]
+        lines += ["# HELP demo_web_request_duration_seconds Time to answer a request on /.",
+                  "# TYPE demo_web_request_duration_seconds histogram"]
+        lines += [f'demo_web_request_duration_seconds_bucket{{le="{b}"}} {n}'
+                  for b, n in zip(BUCKETS, _le, strict=True)]
+        lines += [f'demo_web_request_duration_seconds_bucket{{le="+Inf"}} {_count}',
+                  f"demo_web_request_duration_seconds_sum {_sum}",
+                  f"demo_web_request_duration_seconds_count {_count}"]
+    return "\n".join(lines) + "\n"
 
 
 def _read(path: str) -> str:
@@ -74,7 +107,10 @@ class Handler(BaseHTTPRequestHandler):
                 "packages": {p: _installed(p) for p in ("demo-web", "demo-openssl")},
             }
             self._send(200, json.dumps(info) + "\n", "application/json")
+        elif self.path == "/metrics":
+            self._send(200, _metrics(), "text/plain; version=0.0.4")
         else:
+            began = time.monotonic()
             with _lock:
                 _served += 1
                 served = _served
@@ -83,9 +119,11 @@ class Handler(BaseHTTPRequestHandler):
             if (BEHAVIOUR == "subtle" and served > SUBTLE_AFTER) or (
                     BEHAVIOUR == "flaky" and served % FLAKY_EVERY == 0):
                 self._send(500, "internal error\n")
+                _observe(500, time.monotonic() - began)
             else:
                 side = _read("/etc/bluegreen-lab/side")
                 self._send(200, f"hello from {socket.gethostname()} ({side}) demo-web {VERSION}\n")
+                _observe(200, time.monotonic() - began)
 
 
 if __name__ == "__main__":
